@@ -1,0 +1,372 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/crossplane/function-sdk-go/errors"
+	"github.com/crossplane/function-sdk-go/logging"
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"github.com/crossplane/function-sdk-go/request"
+	"github.com/crossplane/function-sdk-go/response"
+
+	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/script"
+)
+
+// How soon Crossplane should call again. While a download runs, status
+// follows within 20 s even where realtime compositions are off (hf-operator
+// requeued every 20 s); a missing token is checked again sooner.
+const (
+	ttlSettled      = response.DefaultTTL
+	ttlDownloading  = 20 * time.Second
+	ttlTokenMissing = 10 * time.Second
+)
+
+// Condition types the function sets on the XR (and its claim). Crossplane
+// owns Ready and Synced, so the summary has a type of its own.
+const (
+	conditionDownloaded     = "ModelsDownloaded"
+	conditionModelsValid    = "ModelsValid"
+	conditionTokenAvailable = "HFTokenAvailable"
+)
+
+// claimNamespaceLabel is set by Crossplane on a cluster-scoped XR bound to a
+// claim; the Jobs and the token Secret live in the claim's namespace.
+const claimNamespaceLabel = "crossplane.io/claim-namespace"
+
+// Function turns a ModelDownload into download Jobs and folds their status
+// back into it.
+type Function struct {
+	fnv1.UnimplementedFunctionRunnerServiceServer
+
+	log logging.Logger
+}
+
+// RunFunction runs the Function. The user's mistakes are reported in the
+// response (Fatal, Warning, conditions); the error return is for the
+// transport only.
+func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) (rsp *fnv1.RunFunctionResponse, err error) {
+	// One bad request must never take the server, and every other XR's
+	// composition, down with it.
+	defer func() {
+		if r := recover(); r != nil {
+			f.log.Info("RunFunction panicked; the call fails, the server goes on", "panic", fmt.Sprint(r))
+			rsp, err = nil, status.Error(codes.Internal, "function-hf-download failed internally; see its logs")
+		}
+	}()
+
+	rsp = response.To(req, ttlSettled)
+	xr := req.GetObserved().GetComposite().GetResource()
+	xrName := getString(xr, "metadata", "name")
+	log := f.log.WithValues("xr-kind", getString(xr, "kind"), "xr-name", xrName)
+
+	in := &v1beta1.Input{}
+	if err := request.GetInput(req, in); err != nil {
+		response.Fatal(rsp, errors.Wrap(err, "invalid function input"))
+		return rsp, nil
+	}
+	plat, errs := resolvePlatform(in)
+	if len(errs) > 0 {
+		response.Fatal(rsp, errors.Wrap(errs.ToAggregate(), "invalid function input"))
+		return rsp, nil
+	}
+
+	spec, errs := parseSpec(xr)
+	errs = append(errs, validateSpec(&spec)...)
+	if len(errs) > 0 {
+		log.Debug("Spec is unusable", "errors", len(errs))
+		response.Fatal(rsp, errors.Wrap(errs.ToAggregate(), "invalid ModelDownload spec"))
+		return rsp, nil
+	}
+	namespace := getString(xr, "metadata", "namespace")
+	if namespace == "" {
+		namespace = getString(xr, "metadata", "labels", claimNamespaceLabel)
+	}
+	if namespace == "" {
+		response.Fatal(rsp, errors.Errorf("cannot tell where the Jobs go: the XR %q has no namespace and no %s label", xrName, claimNamespaceLabel))
+		return rsp, nil
+	}
+
+	b := newJobBuilder(xrName, namespace, &spec, plat)
+	rsp.Requirements = requirements(namespace, b.parentLabel, &spec)
+	if !resolved(req, rsp.GetRequirements()) {
+		// Crossplane fetches what was asked for and calls again at once.
+		log.Debug("Waiting for Crossplane to resolve required resources")
+		return rsp, nil
+	}
+
+	token := resolveToken(req, namespace, spec.Token)
+	c := &composer{
+		builder:   b,
+		token:     token,
+		observed:  req.GetObserved().GetResources(),
+		recorded:  recordedStatus(xr),
+		summaries: podSummaries(req),
+		xrDigest:  hashXR(&spec, b.cpu, b.memory),
+		desired:   map[string]*fnv1.Resource{},
+	}
+	models := c.compose()
+
+	setDesired(rsp, c.desired, models)
+	report(rsp, &spec, models, token)
+
+	switch {
+	case !token.usable():
+		rsp.Meta.Ttl = durationpb.New(ttlTokenMissing)
+	case anyUnsettled(models):
+		rsp.Meta.Ttl = durationpb.New(ttlDownloading)
+	}
+	log.Debug("Composed download Jobs", "models", len(models), "jobs", len(c.desired))
+	return rsp, nil
+}
+
+// composer decides, model by model, which Job is desired and what the model's
+// status is.
+type composer struct {
+	builder   *jobBuilder
+	token     tokenState
+	observed  map[string]*fnv1.Resource
+	recorded  map[string]modelStatus
+	summaries map[string]script.Summary
+	xrDigest  []byte
+
+	desired map[string]*fnv1.Resource
+}
+
+func (c *composer) compose() []modelStatus {
+	spec := c.builder.spec
+	out := make([]modelStatus, 0, len(spec.Models))
+	for i := range spec.Models {
+		m := &spec.Models[i]
+		if len(m.errs) > 0 {
+			out = append(out, modelStatus{Name: m.Name, Phase: phaseFailed, Message: joinErrors(m.errs)})
+			continue
+		}
+		h := hashModel(m, c.xrDigest, c.builder.platform.digest, c.token.digest)
+		if !c.token.usable() {
+			out = append(out, c.keepWhileTokenMissing(m, h))
+			continue
+		}
+		out = append(out, c.composeModel(m, h))
+	}
+	return out
+}
+
+func (c *composer) composeModel(m *modelSpec, h modelHashes) modelStatus {
+	key := resourceKey(m.Name, h.spec)
+	st := modelStatus{
+		Name:    m.Name,
+		JobName: jobName(c.builder.xrName, m.Name, h.spec),
+		Hash:    h.spec,
+		Path:    c.builder.localDir(m),
+		Phase:   phasePending,
+	}
+	rec, hasRec := c.recorded[m.Name]
+	sameSpec := hasRec && rec.Hash == h.spec
+	observed, exists := c.observed[key]
+	switch {
+	case exists:
+		st.Phase, st.Message = jobPhase(observed.GetResource())
+	case sameSpec && rec.Phase == phaseCompleted:
+		// The Job's TTL removed it after success. Status is the memory:
+		// the model stays Completed and no Job comes back.
+		st.Message = rec.Message
+		st.summary = rec.summary
+		return st
+	}
+	c.desire(key, c.builder.build(m, st.JobName, h), st.Phase)
+	if st.Phase == phaseCompleted {
+		if s, ok := c.summaries[st.JobName]; ok {
+			st.summary = &s
+		} else if sameSpec {
+			// The pod is gone; what it reported stays recorded.
+			st.summary = rec.summary
+		}
+	}
+	return st
+}
+
+// keepWhileTokenMissing starts no new Job but keeps the ones that exist: a
+// Job built from the current spec is rebuilt as it was (its name and hash
+// come from the observed Job), and a Job of an older spec is kept as
+// observed until the token is back and its successor can start.
+func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes) modelStatus {
+	st := modelStatus{Name: m.Name, Path: c.builder.localDir(m), Phase: phasePending,
+		Message: "waiting for the Hugging Face token: " + c.token.problem}
+	current := false
+	for _, key := range c.observedKeys() {
+		job := c.observed[key].GetResource()
+		if getString(job, "metadata", "annotations", annotationModel) != m.Name {
+			continue
+		}
+		if getString(job, "metadata", "annotations", annotationConfigHash) != h.config {
+			c.desire(key, keepAsObserved(job), phasePending)
+			continue
+		}
+		if current {
+			continue
+		}
+		current = true
+		kept := h
+		kept.spec = getString(job, "metadata", "labels", labelSpecHash)
+		st.JobName, st.Hash = getString(job, "metadata", "name"), kept.spec
+		st.Phase, st.Message = jobPhase(job)
+		c.desire(key, c.builder.build(m, st.JobName, kept), st.Phase)
+		if s, ok := c.summaries[st.JobName]; ok && st.Phase == phaseCompleted {
+			st.summary = &s
+		}
+	}
+	if rec, ok := c.recorded[m.Name]; !current && ok && rec.Phase == phaseCompleted {
+		// What is on disk has not changed; without the token the function
+		// cannot tell whether the spec hash still matches, so it keeps what
+		// it recorded and says why nothing new starts.
+		rec.Message = st.Message
+		return rec
+	}
+	return st
+}
+
+// observedKeys lists the observed resources in a stable order, so the
+// response does not depend on map iteration.
+func (c *composer) observedKeys() []string {
+	keys := make([]string, 0, len(c.observed))
+	for k := range c.observed {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (c *composer) desire(key string, job *structpb.Struct, phase string) {
+	ready := fnv1.Ready_READY_FALSE
+	if phase == phaseCompleted {
+		ready = fnv1.Ready_READY_TRUE
+	}
+	c.desired[key] = &fnv1.Resource{Resource: job, Ready: ready}
+}
+
+// keepAsObserved re-applies exactly what exists, so server-side apply
+// changes nothing on an immutable Job.
+func keepAsObserved(job *structpb.Struct) *structpb.Struct {
+	md := job.GetFields()["metadata"].GetStructValue()
+	keep := fields{}
+	for _, k := range []string{"name", "namespace", "labels", "annotations"} {
+		if v, ok := md.GetFields()[k]; ok {
+			keep[k] = v
+		}
+	}
+	return &structpb.Struct{Fields: fields{
+		"apiVersion": job.GetFields()["apiVersion"],
+		"kind":       job.GetFields()["kind"],
+		"metadata":   object(keep),
+		"spec":       job.GetFields()["spec"],
+	}}
+}
+
+// setDesired adds the Jobs and the XR's status to the desired state, keeping
+// whatever earlier steps of the pipeline put there.
+func setDesired(rsp *fnv1.RunFunctionResponse, jobs map[string]*fnv1.Resource, models []modelStatus) {
+	if rsp.GetDesired() == nil {
+		rsp.Desired = &fnv1.State{}
+	}
+	if rsp.Desired.GetResources() == nil {
+		rsp.Desired.Resources = make(map[string]*fnv1.Resource, len(jobs))
+	}
+	for k, r := range jobs {
+		rsp.Desired.Resources[k] = r
+	}
+
+	if rsp.Desired.GetComposite() == nil {
+		rsp.Desired.Composite = &fnv1.Resource{}
+	}
+	xr := rsp.Desired.Composite
+	if xr.GetResource() == nil {
+		xr.Resource = &structpb.Struct{Fields: fields{}}
+	}
+	if xr.Resource.Fields == nil {
+		xr.Resource.Fields = fields{}
+	}
+	st := xr.Resource.Fields["status"].GetStructValue()
+	if st == nil {
+		st = &structpb.Struct{Fields: fields{}}
+		xr.Resource.Fields["status"] = structpb.NewStructValue(st)
+	}
+	for k, v := range statusValue(models) {
+		st.Fields[k] = v
+	}
+
+	// The XR is Ready only when every model is on disk.
+	xr.Ready = fnv1.Ready_READY_TRUE
+	for _, m := range models {
+		if m.Phase != phaseCompleted {
+			xr.Ready = fnv1.Ready_READY_FALSE
+			break
+		}
+	}
+}
+
+// report adds the conditions and warnings a user reads on the XR.
+func report(rsp *fnv1.RunFunctionResponse, spec *xrSpec, models []modelStatus, token tokenState) {
+	s, reason, msg := summary(models)
+	condition(rsp, conditionDownloaded, s, reason, msg)
+
+	var invalid []string
+	for i := range spec.Models {
+		for _, e := range spec.Models[i].errs {
+			response.Warning(rsp, e).TargetCompositeAndClaim()
+			invalid = append(invalid, e.Error())
+		}
+	}
+	if len(invalid) > 0 {
+		condition(rsp, conditionModelsValid, fnv1.Status_STATUS_CONDITION_FALSE, "InvalidModels",
+			"skipped invalid models: "+strings.Join(invalid, "; "))
+	} else {
+		condition(rsp, conditionModelsValid, fnv1.Status_STATUS_CONDITION_TRUE, "AllModelsValid", "")
+	}
+
+	if spec.Token == nil {
+		return
+	}
+	if !token.usable() {
+		response.Warning(rsp, errors.New("no new download Jobs start until the token is readable: "+token.problem)).TargetCompositeAndClaim()
+		condition(rsp, conditionTokenAvailable, fnv1.Status_STATUS_CONDITION_FALSE, token.reason, token.problem)
+		return
+	}
+	condition(rsp, conditionTokenAvailable, fnv1.Status_STATUS_CONDITION_TRUE, token.reason,
+		fmt.Sprintf("Secret %q key %q holds a token", spec.Token.Name, spec.Token.Key))
+}
+
+func condition(rsp *fnv1.RunFunctionResponse, typ string, s fnv1.Status, reason, msg string) {
+	c := &fnv1.Condition{Type: typ, Status: s, Reason: reason, Target: fnv1.Target_TARGET_COMPOSITE_AND_CLAIM.Enum()}
+	if msg != "" {
+		c.Message = &msg
+	}
+	rsp.Conditions = append(rsp.Conditions, c)
+}
+
+func anyUnsettled(models []modelStatus) bool {
+	for _, m := range models {
+		if m.Phase == phasePending || m.Phase == phaseRunning {
+			return true
+		}
+	}
+	return false
+}
+
+func joinErrors(errs field.ErrorList) string {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}

@@ -1,0 +1,121 @@
+// Package v1beta1 contains the input type for this Function.
+// +kubebuilder:object:generate=true
+// +groupName=hfdownload.fn.hfops.kamal.dev
+// +versionName=v1beta1
+package v1beta1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// This isn't a custom resource, in the sense that we never install its CRD.
+// It is a KRM-like object, so we generate a CRD to describe its schema.
+
+// Input configures how the function builds download Jobs. A platform team sets
+// it once in the Composition so users of ModelDownload never repeat it. Every
+// field is optional; the defaults work with a public Python image.
+// +kubebuilder:object:root=true
+// +kubebuilder:storageversion
+// +kubebuilder:resource:categories=crossplane
+type Input struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Image runs the download script. It needs a POSIX sh and Python 3; when
+	// the `hf` CLI is missing the script installs a pinned huggingface_hub
+	// into /tmp at start. A baked image (downloader/Dockerfile) skips that.
+	// +kubebuilder:default="docker.io/library/python:3.12-slim"
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// ImagePullPolicy of the download container.
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +kubebuilder:default=IfNotPresent
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// ImagePullSecrets names Secrets in the XR's namespace used to pull Image.
+	// +optional
+	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
+
+	// ServiceAccountName runs the download pods as this service account. The
+	// pods never mount its token: downloads need no Kubernetes API access.
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// MountPath is where the PVC is mounted; each model lands in
+	// <mountPath>/<model name>.
+	// +kubebuilder:default="/models"
+	// +kubebuilder:validation:Pattern=`^/`
+	// +optional
+	MountPath string `json:"mountPath,omitempty"`
+
+	// NodePoolLabelKey is the node label that spec.nodePool selects on.
+	// +kubebuilder:default="karpenter.sh/nodepool"
+	// +optional
+	NodePoolLabelKey string `json:"nodePoolLabelKey,omitempty"`
+
+	// Tolerations added to every download pod.
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// Env is added to the download container, for example HF_ENDPOINT for a
+	// mirror or HTTPS_PROXY. Names the function sets itself are refused.
+	// +optional
+	Env []EnvVar `json:"env,omitempty"`
+
+	// Resources are the default CPU and memory of a download container when
+	// the XR's spec.settings leaves them out.
+	// +optional
+	Resources *Resources `json:"resources,omitempty"`
+
+	// SecurityContext sets the ids the download pod runs as. The rest of the
+	// restricted pod security profile is always applied.
+	// +optional
+	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
+
+	// MaxWorkers is passed to `hf download --max-workers`.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	// +kubebuilder:default=8
+	// +optional
+	MaxWorkers *int32 `json:"maxWorkers,omitempty"`
+}
+
+// EnvVar is a plain name and value; values from Secrets belong in the XR's
+// hfTokenRef, not in platform-wide settings.
+type EnvVar struct {
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// +optional
+	Value string `json:"value,omitempty"`
+}
+
+// Resources are default compute resources, used as both request and limit.
+type Resources struct {
+	// +kubebuilder:default="1"
+	// +optional
+	CPU string `json:"cpu,omitempty"`
+	// +kubebuilder:default="4Gi"
+	// +optional
+	Memory string `json:"memory,omitempty"`
+}
+
+// SecurityContext holds the ids of the download pod. fsGroup makes the PVC
+// writable for the non-root user.
+type SecurityContext struct {
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=1000
+	// +optional
+	RunAsUser *int64 `json:"runAsUser,omitempty"`
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=1000
+	// +optional
+	RunAsGroup *int64 `json:"runAsGroup,omitempty"`
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=1000
+	// +optional
+	FSGroup *int64 `json:"fsGroup,omitempty"`
+}

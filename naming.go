@@ -1,0 +1,213 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"hash"
+	"strings"
+)
+
+// Names and hashes. Every name here reaches Kubernetes, so each is built to
+// pass apimachinery's validators (tested with them), and every hash is over a
+// canonical encoding: the same spec gives the same hash on every machine.
+
+const (
+	jobPrefix = "hf-dl-"
+	// specHashLen hex characters (40 bits) end every Job name and key.
+	specHashLen = 10
+	// maxJobName: a Job's name becomes its pods' job-name label, so it must
+	// be a DNS-1123 label, not merely a subdomain.
+	maxJobName = 63
+	// maxLabelValue is Kubernetes' limit for label values.
+	maxLabelValue = 63
+)
+
+// canonical writes length-prefixed key/value pairs into a hash, so no two
+// different field lists can encode to the same bytes.
+type canonical struct {
+	h   hash.Hash
+	buf [binary.MaxVarintLen64]byte
+}
+
+func newCanonical(h hash.Hash, domain string) *canonical {
+	c := &canonical{h: h}
+	c.str("domain", domain)
+	return c
+}
+
+func (c *canonical) bytes(b []byte) {
+	n := binary.PutUvarint(c.buf[:], uint64(len(b)))
+	c.h.Write(c.buf[:n])
+	c.h.Write(b)
+}
+
+func (c *canonical) str(k, v string) {
+	c.bytes([]byte(k))
+	c.bytes([]byte(v))
+}
+
+func (c *canonical) strs(k string, vs []string) {
+	c.int(k, int64(len(vs)))
+	for _, v := range vs {
+		c.str(k, v)
+	}
+}
+
+func (c *canonical) int(k string, v int64) {
+	c.bytes([]byte(k))
+	n := binary.PutVarint(c.buf[:], v)
+	c.bytes(c.buf[:n])
+}
+
+func (c *canonical) bool(k string, v bool) {
+	if v {
+		c.str(k, "true")
+	} else {
+		c.str(k, "false")
+	}
+}
+
+func (c *canonical) sum() []byte { return c.h.Sum(nil) }
+
+// modelHashes are the three hashes of one model.
+type modelHashes struct {
+	// content covers what lands on disk (repo, type, revision, globs). The
+	// download script compares it with its completion marker, so a Job that
+	// re-runs for any other reason (a rotated token, more memory) exits at
+	// once for a complete model.
+	content string
+	// config covers everything that shapes the Job except the token.
+	config string
+	// spec is config plus the SHA-256 of the token: it names the Job, so any
+	// relevant change, a rotated token included, makes a new Job.
+	spec string
+}
+
+// hashModel computes a model's hashes. xrDigest covers the XR-wide fields and
+// platform the Input; both are computed once per request.
+func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) modelHashes {
+	c := newCanonical(sha256.New(), "content/v1")
+	c.str("name", m.Name)
+	c.str("repoType", m.RepoType)
+	c.str("revision", m.Revision)
+	c.strs("include", m.Include)
+	c.strs("exclude", m.Exclude)
+	content := c.sum()
+
+	g := newCanonical(sha256.New(), "config/v1")
+	g.bytes(content)
+	g.str("sha", m.SHA)
+	g.int("retryCount", m.RetryCount)
+	g.bytes(xrDigest)
+	g.bytes(platformDigest)
+	g.bytes(scriptDigest)
+	config := g.sum()
+
+	s := newCanonical(sha256.New(), "spec/v1")
+	s.bytes(config)
+	s.bytes(tokenDigest)
+	spec := s.sum()
+
+	return modelHashes{
+		content: hex.EncodeToString(content[:8]),
+		config:  hex.EncodeToString(config[:8]),
+		spec:    hex.EncodeToString(spec)[:specHashLen],
+	}
+}
+
+// hashXR covers the fields of the XR that every Job shares.
+func hashXR(s *xrSpec, cpu, memory string) []byte {
+	c := newCanonical(sha256.New(), "xr/v1")
+	c.str("storagePVC", s.StoragePVC)
+	c.str("nodePool", s.NodePool)
+	if s.Token != nil {
+		c.str("tokenSecret", s.Token.Name)
+		c.str("tokenKey", s.Token.Key)
+	}
+	st := &s.Settings
+	c.int("timeoutMillis", st.TimeoutMillis)
+	c.bool("enableHFTransfer", st.EnableHFTransfer)
+	c.int("keepAliveSeconds", st.KeepAliveSeconds)
+	c.str("cpu", cpu)
+	c.str("memory", memory)
+	c.bool("forceReload", st.ForceReload)
+	return c.sum()
+}
+
+// tokenDigest is the SHA-256 of the token value. Only this digest, never the
+// value, enters a hash; and the hash that leaves the function is cut to 40
+// bits of a hash over it, which says nothing about the token.
+func tokenDigest(token []byte) []byte {
+	d := sha256.Sum256(token)
+	return d[:]
+}
+
+// dnsLabel turns any string into lowercase letters, digits and single
+// dashes, trimmed of dashes: the alphabet of a DNS-1123 label.
+func dnsLabel(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(r)
+			continue
+		}
+		dash = true
+	}
+	return b.String()
+}
+
+// cut shortens a dnsLabel to at most n bytes without leaving a trailing dash.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.TrimRight(s[:n], "-")
+}
+
+// jobName is hf-dl-<xr>-<model>-<hash>, at most 63 characters. When it is
+// too long, the XR and model parts share the room, each keeping at least half
+// of it when it needs it; the hash is always whole, so two models never share
+// a name however alike their cut parts are.
+func jobName(xr, model, specHash string) string {
+	x, m := dnsLabel(xr), dnsLabel(model)
+	room := maxJobName - len(jobPrefix) - len(specHash) - 2 // two joining dashes
+	if len(x)+len(m) > room {
+		half := room / 2
+		switch {
+		case len(x) <= half:
+			m = cut(m, room-len(x))
+		case len(m) <= half:
+			x = cut(x, room-len(m))
+		default:
+			x, m = cut(x, half), cut(m, room-half)
+		}
+	}
+	var b strings.Builder
+	b.Grow(maxJobName)
+	b.WriteString(jobPrefix)
+	for _, part := range []string{x, m} {
+		if part != "" {
+			b.WriteString(part)
+			b.WriteByte('-')
+		}
+	}
+	b.WriteString(specHash)
+	return b.String()
+}
+
+// resourceKey is the composition resource name of a model's Job. It carries
+// the spec hash because Crossplane keeps the name it observed for a key: only
+// a new key makes Crossplane delete the old Job and create the new one.
+func resourceKey(model, specHash string) string {
+	return "job-" + dnsLabel(model) + "-" + specHash
+}
+
+// labelValue makes a label value of a name (for parent and model labels).
+func labelValue(s string) string { return cut(dnsLabel(s), maxLabelValue) }

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"crypto/sha256"
+	"path"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/hfops/function-hf-download/input/v1beta1"
+)
+
+// Defaults of the Input, in one place; the Input CRD declares the same.
+const (
+	defaultImage       = "docker.io/library/python:3.12-slim"
+	defaultPullPolicy  = corev1.PullIfNotPresent
+	defaultMountPath   = "/models"
+	defaultNodePoolKey = "karpenter.sh/nodepool"
+	defaultCPU         = "1"
+	defaultMemory      = "4Gi"
+	defaultID          = 1000
+	defaultMaxWorkers  = 8
+	maxMaxWorkers      = 64
+)
+
+// platform is the Input with defaults applied: what the platform team decided
+// for every download Job of the Composition.
+type platform struct {
+	Image            string
+	PullPolicy       string
+	PullSecrets      []string
+	ServiceAccount   string
+	MountPath        string
+	NodePoolKey      string
+	Tolerations      []corev1.Toleration
+	Env              []v1beta1.EnvVar
+	CPU              string
+	Memory           string
+	RunAsUser        int64
+	RunAsGroup       int64
+	FSGroup          int64
+	MaxWorkers       int64
+	tolerationsValue *structpb.Value
+
+	// digest covers every field above; it is part of each model's spec
+	// hash, so a platform change rolls every Job.
+	digest []byte
+}
+
+var inputPath = field.NewPath("input")
+
+// reservedEnv are set by the function itself; a platform value would be
+// ambiguous (Kubernetes keeps the last duplicate) or would leak into the token.
+func reservedEnv(name string) bool {
+	switch name {
+	case "HF_TOKEN", "HOME", "HF_XET_HIGH_PERFORMANCE", "HF_HUB_ENABLE_HF_TRANSFER":
+		return true
+	}
+	return strings.HasPrefix(name, "HFDL_")
+}
+
+func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {
+	p := &platform{
+		Image:       orDefault(in.Image, defaultImage),
+		PullPolicy:  orDefault(string(in.ImagePullPolicy), string(defaultPullPolicy)),
+		PullSecrets: in.ImagePullSecrets,
+		MountPath:   orDefault(in.MountPath, defaultMountPath),
+		NodePoolKey: orDefault(in.NodePoolLabelKey, defaultNodePoolKey),
+		Tolerations: in.Tolerations,
+		Env:         in.Env,
+		CPU:         defaultCPU,
+		Memory:      defaultMemory,
+		RunAsUser:   defaultID,
+		RunAsGroup:  defaultID,
+		FSGroup:     defaultID,
+		MaxWorkers:  defaultMaxWorkers,
+
+		ServiceAccount: in.ServiceAccountName,
+	}
+	if r := in.Resources; r != nil {
+		p.CPU = orDefault(r.CPU, p.CPU)
+		p.Memory = orDefault(r.Memory, p.Memory)
+	}
+	if sc := in.SecurityContext; sc != nil {
+		p.RunAsUser = derefOr(sc.RunAsUser, p.RunAsUser)
+		p.RunAsGroup = derefOr(sc.RunAsGroup, p.RunAsGroup)
+		p.FSGroup = derefOr(sc.FSGroup, p.FSGroup)
+	}
+	if in.MaxWorkers != nil {
+		p.MaxWorkers = int64(*in.MaxWorkers)
+	}
+
+	errs := p.validate()
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	p.tolerationsValue = tolerationsValue(p.Tolerations)
+	p.digest = p.hash()
+	return p, nil
+}
+
+func (p *platform) validate() field.ErrorList {
+	var errs field.ErrorList
+	if strings.TrimSpace(p.Image) != p.Image || strings.ContainsAny(p.Image, " \t\n") {
+		errs = append(errs, field.Invalid(inputPath.Child("image"), shown(p.Image), "must be an image reference without spaces"))
+	}
+	switch corev1.PullPolicy(p.PullPolicy) {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, field.NotSupported(inputPath.Child("imagePullPolicy"), p.PullPolicy,
+			[]corev1.PullPolicy{corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever}))
+	}
+	for i, s := range p.PullSecrets {
+		errs = append(errs, dnsSubdomain(inputPath.Child("imagePullSecrets").Index(i), s)...)
+	}
+	if p.ServiceAccount != "" {
+		errs = append(errs, dnsSubdomain(inputPath.Child("serviceAccountName"), p.ServiceAccount)...)
+	}
+	if !path.IsAbs(p.MountPath) || path.Clean(p.MountPath) != p.MountPath || p.MountPath == "/" || strings.IndexFunc(p.MountPath, isControl) >= 0 {
+		errs = append(errs, field.Invalid(inputPath.Child("mountPath"), shown(p.MountPath), "must be a clean absolute path other than /"))
+	}
+	for _, msg := range validation.IsQualifiedName(p.NodePoolKey) {
+		errs = append(errs, field.Invalid(inputPath.Child("nodePoolLabelKey"), shown(p.NodePoolKey), msg))
+	}
+	for i, t := range p.Tolerations {
+		errs = append(errs, validateToleration(inputPath.Child("tolerations").Index(i), t)...)
+	}
+	seen := map[string]bool{}
+	for i, e := range p.Env {
+		ep := inputPath.Child("env").Index(i).Child("name")
+		for _, msg := range validation.IsEnvVarName(e.Name) {
+			errs = append(errs, field.Invalid(ep, shown(e.Name), msg))
+		}
+		if reservedEnv(e.Name) {
+			errs = append(errs, field.Forbidden(ep, e.Name+" is set by the function itself"))
+		}
+		if seen[e.Name] {
+			errs = append(errs, field.Duplicate(ep, e.Name))
+		}
+		seen[e.Name] = true
+	}
+	errs = append(errs, validateQuantity(inputPath.Child("resources", "cpu"), p.CPU)...)
+	errs = append(errs, validateQuantity(inputPath.Child("resources", "memory"), p.Memory)...)
+	for _, id := range []struct {
+		name  string
+		value int64
+	}{{"runAsUser", p.RunAsUser}, {"runAsGroup", p.RunAsGroup}, {"fsGroup", p.FSGroup}} {
+		if id.value < 1 || id.value > maxInt32 {
+			errs = append(errs, field.Invalid(inputPath.Child("securityContext", id.name), id.value, "must be a non-root id between 1 and 2147483647"))
+		}
+	}
+	if p.MaxWorkers < 1 || p.MaxWorkers > maxMaxWorkers {
+		errs = append(errs, field.Invalid(inputPath.Child("maxWorkers"), p.MaxWorkers, rangeDetail(1, maxMaxWorkers)))
+	}
+	return errs
+}
+
+func validateToleration(p *field.Path, t corev1.Toleration) field.ErrorList {
+	var errs field.ErrorList
+	if t.Key != "" {
+		for _, msg := range validation.IsQualifiedName(t.Key) {
+			errs = append(errs, field.Invalid(p.Child("key"), shown(t.Key), msg))
+		}
+	}
+	switch t.Operator {
+	case "", corev1.TolerationOpEqual:
+		for _, msg := range validation.IsValidLabelValue(t.Value) {
+			errs = append(errs, field.Invalid(p.Child("value"), shown(t.Value), msg))
+		}
+	case corev1.TolerationOpExists:
+		if t.Value != "" {
+			errs = append(errs, field.Invalid(p.Child("value"), shown(t.Value), "must be empty when operator is Exists"))
+		}
+	default:
+		errs = append(errs, field.NotSupported(p.Child("operator"), string(t.Operator),
+			[]corev1.TolerationOperator{corev1.TolerationOpEqual, corev1.TolerationOpExists}))
+	}
+	switch t.Effect {
+	case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("effect"), string(t.Effect),
+			[]corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}))
+	}
+	if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
+		errs = append(errs, field.Invalid(p.Child("tolerationSeconds"), *t.TolerationSeconds, "only allowed with effect NoExecute"))
+	}
+	return errs
+}
+
+func tolerationsValue(ts []corev1.Toleration) *structpb.Value {
+	if len(ts) == 0 {
+		return nil
+	}
+	vs := make([]*structpb.Value, len(ts))
+	for i, t := range ts {
+		f := fields{}
+		setIf(f, "key", t.Key)
+		setIf(f, "operator", string(t.Operator))
+		setIf(f, "value", t.Value)
+		setIf(f, "effect", string(t.Effect))
+		if t.TolerationSeconds != nil {
+			f["tolerationSeconds"] = num(*t.TolerationSeconds)
+		}
+		vs[i] = object(f)
+	}
+	return list(vs...)
+}
+
+func (p *platform) hash() []byte {
+	h := newCanonical(sha256.New(), "platform/v1")
+	h.str("image", p.Image)
+	h.str("pullPolicy", p.PullPolicy)
+	h.strs("pullSecrets", p.PullSecrets)
+	h.str("serviceAccount", p.ServiceAccount)
+	h.str("mountPath", p.MountPath)
+	h.str("nodePoolKey", p.NodePoolKey)
+	h.int("tolerations", int64(len(p.Tolerations)))
+	for _, t := range p.Tolerations {
+		h.str("key", t.Key)
+		h.str("operator", string(t.Operator))
+		h.str("value", t.Value)
+		h.str("effect", string(t.Effect))
+		if t.TolerationSeconds != nil {
+			h.int("seconds", *t.TolerationSeconds)
+		} else {
+			h.str("seconds", "")
+		}
+	}
+	h.int("env", int64(len(p.Env)))
+	for _, e := range p.Env {
+		h.str("name", e.Name)
+		h.str("value", e.Value)
+	}
+	h.str("cpu", p.CPU)
+	h.str("memory", p.Memory)
+	h.int("runAsUser", p.RunAsUser)
+	h.int("runAsGroup", p.RunAsGroup)
+	h.int("fsGroup", p.FSGroup)
+	h.int("maxWorkers", p.MaxWorkers)
+	return h.sum()
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func derefOr(v *int64, def int64) int64 {
+	if v == nil {
+		return def
+	}
+	return *v
+}
+
+func setIf(f fields, k, v string) {
+	if v != "" {
+		f[k] = str(v)
+	}
+}

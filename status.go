@@ -1,0 +1,169 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/hfops/function-hf-download/script"
+)
+
+// Status folding: what the observed Jobs (and pods) say becomes the XR's
+// status. This is the only place that decides a model's phase.
+
+// Phases of a model in status.models[].phase.
+const (
+	phasePending   = "Pending"
+	phaseRunning   = "Running"
+	phaseCompleted = "Completed"
+	phaseFailed    = "Failed"
+)
+
+// modelStatus is one entry of status.models[].
+type modelStatus struct {
+	Name    string
+	JobName string
+	Hash    string
+	Phase   string
+	Message string
+	Path    string
+	// summary is set once the download pod reported what is on disk.
+	summary *script.Summary
+}
+
+// jobPhase reads a Job's conditions. Jobs have no Ready condition: Complete
+// and Failed are the terminal ones; anything else is still on its way.
+func jobPhase(job *structpb.Struct) (phase, message string) {
+	for _, c := range get(job, "status", "conditions").GetListValue().GetValues() {
+		cs := c.GetStructValue()
+		if getString(cs, "status") != "True" {
+			continue
+		}
+		switch getString(cs, "type") {
+		case "Complete":
+			return phaseCompleted, ""
+		case "Failed":
+			return phaseFailed, joinNonEmpty(": ", getString(cs, "reason"), getString(cs, "message"))
+		case "Suspended":
+			return phasePending, "the Job is suspended"
+		}
+	}
+	if get(job, "status", "active").GetNumberValue() > 0 {
+		return phaseRunning, ""
+	}
+	return phasePending, ""
+}
+
+// recordedStatus reads status.models[] of the observed XR: the function's
+// memory of what it saw before, keyed by model name.
+func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
+	entries := get(xr, "status", "models").GetListValue().GetValues()
+	if len(entries) == 0 {
+		return nil
+	}
+	out := make(map[string]modelStatus, len(entries))
+	for _, e := range entries {
+		s := e.GetStructValue()
+		ms := modelStatus{
+			Name:    getString(s, "name"),
+			JobName: getString(s, "jobName"),
+			Hash:    getString(s, "hash"),
+			Phase:   getString(s, "phase"),
+			Message: getString(s, "message"),
+			Path:    getString(s, "path"),
+		}
+		if c := get(s, "commit"); present(c) {
+			// A status edited by hand may hold anything; only a summary
+			// that would pass parseSummary's checks is carried over.
+			sum := script.Summary{
+				Commit:  c.GetStringValue(),
+				Files:   int64(get(s, "files").GetNumberValue()),
+				Bytes:   int64(get(s, "bytes").GetNumberValue()),
+				Seconds: int64(get(s, "durationSeconds").GetNumberValue()),
+			}
+			if validSummary(sum) {
+				ms.summary = &sum
+			}
+		}
+		out[ms.Name] = ms
+	}
+	return out
+}
+
+// statusValue renders the XR status the function owns.
+func statusValue(models []modelStatus) fields {
+	var pending, completed, failed []string
+	entries := make([]*structpb.Value, len(models))
+	for i, m := range models {
+		switch m.Phase {
+		case phaseCompleted:
+			completed = append(completed, m.Name)
+		case phaseFailed:
+			failed = append(failed, m.Name)
+		default:
+			pending = append(pending, m.Name)
+		}
+		e := fields{
+			"name":  str(m.Name),
+			"phase": str(m.Phase),
+		}
+		setIf(e, "jobName", m.JobName)
+		setIf(e, "hash", m.Hash)
+		setIf(e, "message", m.Message)
+		setIf(e, "path", m.Path)
+		if s := m.summary; s != nil && m.Phase == phaseCompleted {
+			e["commit"] = str(s.Commit)
+			e["files"] = num(s.Files)
+			e["bytes"] = num(s.Bytes)
+			e["durationSeconds"] = num(s.Seconds)
+		}
+		entries[i] = object(e)
+	}
+	return fields{
+		"pending":   strList(pending),
+		"completed": strList(completed),
+		"failed":    strList(failed),
+		"models":    list(entries...),
+		"progress":  str(strconv.Itoa(len(completed)) + "/" + strconv.Itoa(len(models))),
+	}
+}
+
+// summary is the ModelsDownloaded condition: its status, reason and message.
+func summary(models []modelStatus) (fnv1.Status, string, string) {
+	var done int
+	var failed, waiting []string
+	for _, m := range models {
+		switch m.Phase {
+		case phaseCompleted:
+			done++
+		case phaseFailed:
+			failed = append(failed, m.Name)
+		default:
+			waiting = append(waiting, m.Name)
+		}
+	}
+	msg := strconv.Itoa(done) + "/" + strconv.Itoa(len(models)) + " models downloaded"
+	switch {
+	case len(failed) > 0:
+		return fnv1.Status_STATUS_CONDITION_FALSE, "DownloadFailed", msg + "; failed: " + strings.Join(failed, ", ")
+	case len(waiting) > 0:
+		return fnv1.Status_STATUS_CONDITION_FALSE, "Downloading", msg + "; in progress: " + strings.Join(waiting, ", ")
+	}
+	return fnv1.Status_STATUS_CONDITION_TRUE, "Downloaded", msg
+}
+
+func validSummary(s script.Summary) bool {
+	return len(s.Commit) <= 64 && strings.IndexFunc(s.Commit, notHex) < 0 && s.Files >= 0 && s.Bytes >= 0 && s.Seconds >= 0
+}
+
+func joinNonEmpty(sep string, parts ...string) string {
+	out := parts[:0:0]
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, sep)
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// The token Secret is a required resource: Crossplane fetches it and calls
+// the function again, so a rotated token changes the spec hash and re-runs
+// the downloads. The value never leaves this file except as a SHA-256 digest.
+
+const (
+	requirementToken = "hf-token-secret"
+	requirementPods  = "download-pods"
+)
+
+// Reasons of the HFTokenAvailable condition.
+const (
+	reasonSecretFound    = "SecretFound"
+	reasonSecretNotFound = "SecretNotFound"
+	reasonKeyNotFound    = "KeyNotFound"
+	reasonTokenEmpty     = "TokenEmpty"
+	reasonTokenInvalid   = "TokenNotBase64"
+)
+
+// tokenState is what the function knows of the token.
+type tokenState struct {
+	// digest is the SHA-256 of the token, nil without hfTokenRef.
+	digest []byte
+	// reason and problem explain a token that cannot be used; problem names
+	// the Secret, key and namespace, never a byte of the value.
+	reason  string
+	problem string
+}
+
+func (t tokenState) usable() bool { return t.problem == "" }
+
+// requirements asks Crossplane for the token Secret and for the download pods
+// of this XR, whose termination messages say what landed on disk.
+func requirements(namespace, parentLabel string, s *xrSpec) *fnv1.Requirements {
+	ns := namespace
+	r := &fnv1.Requirements{Resources: map[string]*fnv1.ResourceSelector{
+		requirementPods: {
+			ApiVersion: "v1",
+			Kind:       "Pod",
+			Namespace:  &ns,
+			Match: &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{
+				Labels: map[string]string{labelApp: appName, labelParent: parentLabel},
+			}},
+		},
+	}}
+	if s.Token != nil {
+		r.Resources[requirementToken] = &fnv1.ResourceSelector{
+			ApiVersion: "v1",
+			Kind:       "Secret",
+			Namespace:  &ns,
+			Match:      &fnv1.ResourceSelector_MatchName{MatchName: s.Token.Name},
+		}
+	}
+	return r
+}
+
+// resolved reports whether Crossplane has answered every requirement.
+func resolved(req *fnv1.RunFunctionRequest, r *fnv1.Requirements) bool {
+	for name := range r.GetResources() {
+		if _, ok := req.GetRequiredResources()[name]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// resolveToken reads the token from the required Secret.
+func resolveToken(req *fnv1.RunFunctionRequest, namespace string, ref *tokenRef) tokenState {
+	if ref == nil {
+		return tokenState{}
+	}
+	where := fmt.Sprintf("Secret %q in namespace %q", ref.Name, namespace)
+	items := req.GetRequiredResources()[requirementToken].GetItems()
+	if len(items) == 0 {
+		return tokenState{reason: reasonSecretNotFound, problem: where + " was not found"}
+	}
+	secret := items[0].GetResource()
+	value, reason := secretValue(secret, ref.Key)
+	switch reason {
+	case reasonKeyNotFound:
+		return tokenState{reason: reason, problem: fmt.Sprintf("%s has no key %q", where, ref.Key)}
+	case reasonTokenInvalid:
+		return tokenState{reason: reason, problem: fmt.Sprintf("%s key %q is not valid base64", where, ref.Key)}
+	}
+	if len(value) == 0 {
+		return tokenState{reason: reasonTokenEmpty, problem: fmt.Sprintf("%s key %q is empty", where, ref.Key)}
+	}
+	return tokenState{digest: tokenDigest(value), reason: reasonSecretFound}
+}
+
+// secretValue reads data (base64, as the API serves it) or, for Secrets
+// written by hand for crossplane render, stringData.
+func secretValue(secret *structpb.Struct, key string) ([]byte, string) {
+	if v := get(secret, "data", key); v != nil {
+		b, err := base64.StdEncoding.DecodeString(v.GetStringValue())
+		if err != nil {
+			return nil, reasonTokenInvalid
+		}
+		return b, ""
+	}
+	if v := get(secret, "stringData", key); v != nil {
+		return []byte(v.GetStringValue()), ""
+	}
+	return nil, reasonKeyNotFound
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"path"
+	"strings"
+	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Validation runs before anything is built. Problems with the whole spec are
+// returned (the caller makes them Fatal); problems with one model are added to
+// that model, which is then skipped while the others go ahead.
+
+const (
+	maxRepoPart     = 96 // Hugging Face's own limit per part of a repo id
+	maxRevision     = 255
+	maxSHA          = 128
+	maxGlob         = 256
+	maxGlobs        = 64
+	maxShownValue   = 80
+	repoIDCharsHint = "only letters, digits, '.', '_' and '-' are allowed"
+)
+
+var supportedRepoTypes = []string{"model", "dataset"}
+
+func validateSpec(s *xrSpec) field.ErrorList {
+	var errs field.ErrorList
+	if len(s.Models) == 0 {
+		errs = append(errs, field.Required(modelsPath, "at least one model is required"))
+	}
+	first := make(map[string]int, len(s.Models))
+	for i := range s.Models {
+		m := &s.Models[i]
+		p := modelsPath.Index(i)
+		if j, dup := first[m.Name]; dup {
+			errs = append(errs, &field.Error{Type: field.ErrorTypeDuplicate, Field: p.Child("name").String(), BadValue: shown(m.Name),
+				Detail: "already used by " + modelsPath.Index(j).Child("name").String()})
+			continue
+		}
+		first[m.Name] = i
+		m.errs = append(m.errs, validateModel(p, m)...)
+	}
+
+	if s.StoragePVC == "" {
+		errs = append(errs, field.Required(specPath.Child("storagePVC"), "the name of a PersistentVolumeClaim in the XR's namespace"))
+	} else {
+		errs = append(errs, dnsSubdomain(specPath.Child("storagePVC"), s.StoragePVC)...)
+	}
+	if t := s.Token; t != nil {
+		p := specPath.Child("hfTokenRef")
+		if t.Name == "" {
+			errs = append(errs, field.Required(p.Child("name"), "the name of a Secret in the XR's namespace"))
+		} else {
+			errs = append(errs, dnsSubdomain(p.Child("name"), t.Name)...)
+		}
+		for _, msg := range validation.IsConfigMapKey(t.Key) {
+			errs = append(errs, field.Invalid(p.Child("key"), shown(t.Key), msg))
+		}
+	}
+	for _, msg := range validation.IsValidLabelValue(s.NodePool) {
+		errs = append(errs, field.Invalid(specPath.Child("nodePool"), shown(s.NodePool), msg))
+	}
+	errs = append(errs, validateQuantity(settingsPath.Child("cpu"), s.Settings.CPU)...)
+	errs = append(errs, validateQuantity(settingsPath.Child("memory"), s.Settings.Memory)...)
+	return errs
+}
+
+func validateModel(p *field.Path, m *modelSpec) field.ErrorList {
+	var errs field.ErrorList
+	if msg := repoIDProblem(m.Name); msg != "" {
+		errs = append(errs, field.Invalid(p.Child("name"), shown(m.Name), "must be a Hugging Face repo id (name or org/name): "+msg))
+	}
+	if msg := revisionProblem(m.Revision); msg != "" {
+		errs = append(errs, field.Invalid(p.Child("revision"), shown(m.Revision), "must be a branch, tag or commit: "+msg))
+	}
+	if len(m.SHA) > maxSHA || strings.IndexFunc(m.SHA, notSHAChar) >= 0 {
+		errs = append(errs, field.Invalid(p.Child("sha"), shown(m.SHA), "must be at most 128 letters, digits, ':', '.', '_' or '-'"))
+	}
+	errs = append(errs, validateGlobs(p.Child("include"), m.Include)...)
+	errs = append(errs, validateGlobs(p.Child("exclude"), m.Exclude)...)
+	if m.RepoType != "model" && m.RepoType != "dataset" {
+		errs = append(errs, field.NotSupported(p.Child("repoType"), shown(m.RepoType), supportedRepoTypes))
+	}
+	return errs
+}
+
+// repoIDProblem applies Hugging Face's rules for repo ids. Because a model
+// lands at <mountPath>/<name>, these rules also keep it inside the mount:
+// no "..", no leading "." or "/", no empty part.
+func repoIDProblem(name string) string {
+	parts := strings.Split(name, "/")
+	if len(parts) > 2 {
+		return "at most one '/' is allowed"
+	}
+	for _, part := range parts {
+		switch {
+		case part == "":
+			return "the org and the name must not be empty"
+		case len(part) > maxRepoPart:
+			return "each part must be at most 96 characters"
+		case strings.IndexFunc(part, notRepoIDChar) >= 0:
+			return repoIDCharsHint
+		case strings.Contains(part, "..") || strings.Contains(part, "--"):
+			return "'..' and '--' are not allowed"
+		case strings.IndexByte("-.", part[0]) >= 0 || strings.IndexByte("-.", part[len(part)-1]) >= 0:
+			return "a part must not start or end with '-' or '.'"
+		}
+	}
+	return ""
+}
+
+// revisionProblem accepts branch and tag names (including refs/pr/N) and
+// commit hashes. A leading '-' would read as a flag of `hf download`.
+func revisionProblem(rev string) string {
+	switch {
+	case rev == "":
+		return "must not be empty"
+	case len(rev) > maxRevision:
+		return "must be at most 255 characters"
+	case strings.IndexFunc(rev, notRevisionChar) >= 0:
+		return "only letters, digits, '.', '_', '-', '+' and '/' are allowed"
+	case strings.Contains(rev, "..") || strings.Contains(rev, "//"):
+		return "'..' and '//' are not allowed"
+	case rev[0] == '-' || rev[0] == '/' || rev[len(rev)-1] == '/' || rev[len(rev)-1] == '.':
+		return "must not start with '-' or '/' nor end with '/' or '.'"
+	}
+	return ""
+}
+
+// validateGlobs checks include and exclude patterns. They reach the script
+// newline-separated, so control characters are refused; a leading '-' would
+// read as a flag; '..' and absolute paths never match a repo file and hint at
+// a mistake.
+func validateGlobs(p *field.Path, globs []string) field.ErrorList {
+	var errs field.ErrorList
+	if len(globs) > maxGlobs {
+		errs = append(errs, field.TooMany(p, len(globs), maxGlobs))
+	}
+	for i, g := range globs {
+		gp := p.Index(i)
+		var msg string
+		switch {
+		case g == "":
+			msg = "must not be empty"
+		case len(g) > maxGlob:
+			msg = "must be at most 256 characters"
+		case !utf8.ValidString(g) || strings.IndexFunc(g, isControl) >= 0:
+			msg = "must not contain control characters"
+		case g[0] == '-':
+			msg = "must not start with '-'"
+		case g[0] == '/' || hasDotDotSegment(g):
+			msg = "must be relative to the repo root, without '..'"
+		default:
+			if _, err := path.Match(g, ""); err != nil {
+				msg = "is not a valid glob: " + err.Error()
+			}
+		}
+		if msg != "" {
+			errs = append(errs, field.Invalid(gp, shown(g), msg))
+		}
+	}
+	return errs
+}
+
+func hasDotDotSegment(g string) bool {
+	for _, seg := range strings.Split(g, "/") {
+		if seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// validateQuantity accepts an empty value (the platform default applies) or a
+// positive Kubernetes quantity.
+func validateQuantity(p *field.Path, v string) field.ErrorList {
+	if v == "" {
+		return nil
+	}
+	q, err := resource.ParseQuantity(v)
+	if err != nil {
+		return field.ErrorList{field.Invalid(p, shown(v), "must be a Kubernetes quantity such as 500m, 2 or 8Gi")}
+	}
+	if q.Sign() <= 0 {
+		return field.ErrorList{field.Invalid(p, shown(v), "must be greater than zero")}
+	}
+	return nil
+}
+
+func dnsSubdomain(p *field.Path, v string) field.ErrorList {
+	var errs field.ErrorList
+	for _, msg := range validation.IsDNS1123Subdomain(v) {
+		errs = append(errs, field.Invalid(p, shown(v), msg))
+	}
+	return errs
+}
+
+func notRepoIDChar(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+}
+
+func notRevisionChar(r rune) bool { return notRepoIDChar(r) && r != '/' && r != '+' }
+
+func notSHAChar(r rune) bool { return notRepoIDChar(r) && r != ':' }
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+
+// shown cuts a user value for error messages, so a megabyte of garbage in a
+// field does not become a megabyte of events and status.
+func shown(v string) string {
+	if len(v) <= maxShownValue {
+		return v
+	}
+	cut := maxShownValue
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut] + "..."
+}
