@@ -1,0 +1,917 @@
+package script
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The tests run the real script under the host's sh (dash here, as in most
+// downloader images) with stub hf and python3 programs first on a PATH that
+// holds only the tools the script is documented to use.
+
+const (
+	commitA = "0123456789abcdef0123456789abcdef01234567"
+	commitB = "fedcba9876543210fedcba9876543210fedcba98"
+	// unset in a run's env overrides removes the variable.
+	unset = "\x00unset"
+)
+
+// scriptTools are the commands download.sh may use besides the shell builtins.
+var scriptTools = []string{"cat", "date", "find", "mkdir", "mktemp", "mv", "rm", "sh", "sort", "stat", "tail"}
+
+// stubFiles is what the stub hf "downloads" into --local-dir.
+var stubFiles = map[string]string{
+	"config.json":               `{"model_type":"stub"}`,
+	"README.md":                 "a stub model",
+	"weights/model.safetensors": strings.Repeat("0123456789", 10),
+}
+
+// stubHF records each call (argv one per line, whether HF_TOKEN is set and
+// its length but never its value, PYTHONPATH, whether the marker existed) and
+// then fails, leaves partial files and fails, or writes stubFiles plus hf's
+// local-dir metadata, as HFSTUB_MODE says.
+func stubHF() string {
+	var b strings.Builder
+	b.WriteString(`#!/bin/sh
+PATH=/usr/bin:/bin
+dir= prev=
+for a; do
+	[ "$prev" = --local-dir ] && dir=$a
+	prev=$a
+done
+{
+	echo "call hf"
+	for a; do printf 'arg=%s\n' "$a"; done
+	if [ -n "${HF_TOKEN+x}" ]; then echo "token=set len=${#HF_TOKEN}"; else echo token=unset; fi
+	echo "pythonpath=${PYTHONPATH:-}"
+	if [ -e "$dir/.hf-download-complete.json" ]; then echo marker=present; else echo marker=absent; fi
+} >>"$HFSTUB_RECORD"
+case ${HFSTUB_MODE:-ok} in
+fail)
+	echo "progress 10%"
+	printf '%s\n' "${HFSTUB_MSG:-stub failure}" >&2
+	exit "${HFSTUB_EXIT:-3}"
+	;;
+partial)
+	mkdir -p "$dir/weights" "$dir/.cache/huggingface/download/weights"
+	printf half >"$dir/weights/model.safetensors"
+	: >"$dir/.cache/huggingface/download/weights/model.safetensors.incomplete"
+	echo "connection reset by peer" >&2
+	exit 1
+	;;
+esac
+mkdir -p "$dir/weights" "$dir/.cache/huggingface/download/weights"
+`)
+	for _, name := range sortedKeys(stubFiles) {
+		fmt.Fprintf(&b, "printf '%%s' '%s' >\"$dir/%s\"\n", stubFiles[name], name)
+		fmt.Fprintf(&b, "[ -z \"${HFSTUB_COMMIT:-}\" ] || printf '%%s\\n%%s\\n%%s\\n' \"$HFSTUB_COMMIT\" etag-%s \"${HFSTUB_TIME:-1700000000.25}\" >\"$dir/.cache/huggingface/download/%s.metadata\"\n", name, name)
+	}
+	b.WriteString("echo \"$dir\"\n")
+	return b.String()
+}
+
+// stubPython plays `python3 -m pip install --target T ...`: it records its
+// argv and installs the stub hf (from PYSTUB_HF) as T/bin/hf, as pip installs
+// console scripts into the target's bin.
+const stubPython = `#!/bin/sh
+PATH=/usr/bin:/bin
+{
+	echo "call python3"
+	for a; do printf 'arg=%s\n' "$a"; done
+	if [ -n "${HF_TOKEN+x}" ]; then echo "token=set len=${#HF_TOKEN}"; else echo token=unset; fi
+} >>"$HFSTUB_RECORD"
+if [ -n "${PYSTUB_FAIL:-}" ]; then
+	echo "ERROR: Could not find a version that satisfies the requirement" >&2
+	exit 2
+fi
+target= prev=
+for a; do
+	[ "$prev" = --target ] && target=$a
+	prev=$a
+done
+mkdir -p "$target/bin" && cp "$PYSTUB_HF" "$target/bin/hf"
+`
+
+type call struct {
+	Prog       string
+	Args       []string
+	Token      string
+	PythonPath string
+	Marker     string
+}
+
+type result struct {
+	code  int
+	out   string // stdout and stderr, interleaved as in a pod's log
+	calls []call
+}
+
+func (r result) lastLine() string {
+	lines := strings.Split(strings.TrimRight(r.out, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+// marker mirrors the completion marker's JSON.
+type marker struct {
+	RepoID      string   `json:"repoId"`
+	RepoType    string   `json:"repoType"`
+	Revision    string   `json:"revision"`
+	Include     []string `json:"include"`
+	Exclude     []string `json:"exclude"`
+	ContentHash string   `json:"contentHash"`
+	Commit      string   `json:"commit"`
+	Files       int64    `json:"files"`
+	Bytes       int64    `json:"bytes"`
+	Seconds     int64    `json:"seconds"`
+	CompletedAt string   `json:"completedAt"`
+}
+
+type harness struct {
+	t      *testing.T
+	sh     string
+	root   string
+	stubs  string // first on PATH: stub hf and python3
+	tools  string // then only scriptTools
+	work   string // the script's working directory
+	dir    string // default HFDL_LOCAL_DIR
+	runs   int
+	record string // the last run's call record
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh on PATH")
+	}
+	root := t.TempDir()
+	h := &harness{
+		t:     t,
+		sh:    sh,
+		root:  root,
+		stubs: filepath.Join(root, "stubs"),
+		tools: filepath.Join(root, "tools"),
+		work:  filepath.Join(root, "work"),
+		dir:   filepath.Join(root, "models", "org", "name"),
+	}
+	for _, d := range []string{h.stubs, h.tools, h.work, filepath.Join(root, "home"), filepath.Join(root, "tmp"), filepath.Join(root, "stubsrc")} {
+		mustMkdir(t, d)
+	}
+	for _, tool := range scriptTools {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skipf("%s not on PATH", tool)
+		}
+		if err := os.Symlink(p, filepath.Join(h.tools, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A file in the working directory, so an unquoted * would visibly expand.
+	mustWrite(t, filepath.Join(h.work, "existing.txt"), "x")
+	mustWriteExec(t, filepath.Join(root, "stubsrc", "hf"), stubHF())
+	mustWriteExec(t, filepath.Join(h.stubs, "hf"), stubHF())
+	mustWriteExec(t, filepath.Join(h.stubs, "python3"), stubPython)
+	return h
+}
+
+func (h *harness) termLog() string { return filepath.Join(h.root, "termination-log") }
+
+func (h *harness) markerPath() string { return filepath.Join(h.dir, MarkerFile) }
+
+// run runs the script as the Job does: sh -c <Text> hf-download, configured
+// only through env. overrides may add, change or (with unset) remove entries.
+func (h *harness) run(overrides map[string]string) result {
+	h.t.Helper()
+	h.runs++
+	h.record = filepath.Join(h.root, fmt.Sprintf("record-%d", h.runs))
+	if err := os.Remove(h.termLog()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		h.t.Fatal(err)
+	}
+	env := map[string]string{
+		"PATH":            h.stubs + ":" + h.tools,
+		"HOME":            filepath.Join(h.root, "home"),
+		"TMPDIR":          filepath.Join(h.root, "tmp"),
+		"HFSTUB_RECORD":   h.record,
+		"HFSTUB_COMMIT":   commitA,
+		"PYSTUB_HF":       filepath.Join(h.root, "stubsrc", "hf"),
+		EnvRepoID:         "org/name",
+		EnvLocalDir:       h.dir,
+		EnvContentHash:    "hash-1",
+		EnvTerminationLog: h.termLog(),
+	}
+	for k, v := range overrides {
+		if v == unset {
+			delete(env, k)
+			continue
+		}
+		env[k] = v
+	}
+	cmd := exec.Command(h.sh, "-c", Text, "hf-download")
+	cmd.Dir = h.work
+	for _, k := range sortedKeys(env) {
+		cmd.Env = append(cmd.Env, k+"="+env[k])
+	}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err := cmd.Run()
+	r := result{out: out.String(), calls: h.calls()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	default:
+		h.t.Fatalf("running the script: %v", err)
+	}
+	return r
+}
+
+// calls parses the stubs' record of the last run.
+func (h *harness) calls() []call {
+	h.t.Helper()
+	data, err := os.ReadFile(h.record)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var calls []call
+	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		if prog, ok := strings.CutPrefix(line, "call "); ok {
+			calls = append(calls, call{Prog: prog})
+			continue
+		}
+		c := &calls[len(calls)-1]
+		key, val, _ := strings.Cut(line, "=")
+		switch key {
+		case "arg":
+			c.Args = append(c.Args, val)
+		case "token":
+			c.Token = val
+		case "pythonpath":
+			c.PythonPath = val
+		case "marker":
+			c.Marker = val
+		default:
+			h.t.Fatalf("bad record line %q", line)
+		}
+	}
+	return calls
+}
+
+// readMarker parses the marker strictly: every field present, none unknown.
+func (h *harness) readMarker() marker {
+	h.t.Helper()
+	data, err := os.ReadFile(h.markerPath())
+	if err != nil {
+		h.t.Fatalf("reading the marker: %v", err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		h.t.Fatalf("marker is not JSON: %v\n%s", err, data)
+	}
+	if diff := cmp.Diff([]string{"bytes", "commit", "completedAt", "contentHash", "exclude", "files", "include", "repoId", "repoType", "revision", "seconds"}, sortedKeys(fields)); diff != "" {
+		h.t.Errorf("marker fields (-want +got):\n%s", diff)
+	}
+	var m marker
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		h.t.Fatalf("decoding the marker: %v\n%s", err, data)
+	}
+	return m
+}
+
+// readSummary returns the termination log's one line, or false if absent.
+func (h *harness) readSummary() (Summary, bool) {
+	h.t.Helper()
+	data, err := os.ReadFile(h.termLog())
+	if errors.Is(err, fs.ErrNotExist) {
+		return Summary{}, false
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if n := bytes.Count(data, []byte("\n")); n != 1 || !bytes.HasSuffix(data, []byte("\n")) {
+		h.t.Errorf("termination log is not one line: %q", data)
+	}
+	var s Summary
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		h.t.Fatalf("termination log is not a Summary: %v: %q", err, data)
+	}
+	return s, true
+}
+
+// wantArgs is hf's argv for a download with the given values.
+func wantArgs(repo, repoType, revision, dir, workers string, extra ...string) []string {
+	return append([]string{"download", repo, "--repo-type", repoType, "--revision", revision, "--local-dir", dir, "--max-workers", workers}, extra...)
+}
+
+func stubBytes() int64 {
+	var n int64
+	for _, c := range stubFiles {
+		n += int64(len(c))
+	}
+	return n
+}
+
+// checkMarker compares the marker with want, after checking the fields that
+// depend on the clock.
+func checkMarker(t *testing.T, h *harness, want marker, since time.Time) {
+	t.Helper()
+	got := h.readMarker()
+	at, err := time.Parse(time.RFC3339, got.CompletedAt)
+	if err != nil || !strings.HasSuffix(got.CompletedAt, "Z") {
+		t.Errorf("completedAt %q is not UTC RFC 3339: %v", got.CompletedAt, err)
+	} else if at.Before(since.Truncate(time.Second)) || at.After(time.Now().Add(time.Second)) {
+		t.Errorf("completedAt %s is not the time of the run (%s)", at, since)
+	}
+	if got.Seconds < 0 || got.Seconds > 30 {
+		t.Errorf("seconds = %d, want the run's duration", got.Seconds)
+	}
+	got.CompletedAt, got.Seconds = "", 0
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("marker (-want +got):\n%s", diff)
+	}
+}
+
+func TestScriptSyntax(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh on PATH")
+	}
+	if out, err := exec.Command(sh, "-n", "download.sh").CombinedOutput(); err != nil {
+		t.Errorf("sh -n download.sh: %v\n%s", err, out)
+	}
+}
+
+// TestConstantsMatchScript keeps the Go names, the script and the image in step.
+func TestConstantsMatchScript(t *testing.T) {
+	for _, name := range []string{EnvRepoID, EnvRepoType, EnvRevision, EnvLocalDir, EnvInclude, EnvExclude, EnvMaxWorkers, EnvForce, EnvContentHash, EnvTerminationLog} {
+		if !strings.Contains(Text, "${"+name+":-") {
+			t.Errorf("the script does not read $%s", name)
+		}
+	}
+	if got := regexp.MustCompile(`HFDL_[A-Z_]+`).FindAllString(Text, -1); len(got) == 0 {
+		t.Error("the script reads no HFDL_ variable")
+	} else {
+		known := map[string]bool{EnvRepoID: true, EnvRepoType: true, EnvRevision: true, EnvLocalDir: true, EnvInclude: true, EnvExclude: true, EnvMaxWorkers: true, EnvForce: true, EnvContentHash: true, EnvTerminationLog: true}
+		for _, name := range got {
+			if !known[name] {
+				t.Errorf("the script uses %s, which has no Env constant", name)
+			}
+		}
+	}
+	for _, want := range []string{"marker_name=" + MarkerFile + "\n", "huggingface_hub==" + HubVersion + "\n", "hf_xet==" + XetVersion + "\n"} {
+		if !strings.Contains(Text, want) {
+			t.Errorf("the script does not contain %q", want)
+		}
+	}
+	if strings.Contains(Text, "huggingface-cli") || strings.Contains(Text, "eval") {
+		t.Error("the script must not use huggingface-cli or eval")
+	}
+	dockerfile, err := os.ReadFile(filepath.Join("..", "downloader", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"HUB_VERSION=" + HubVersion + "\n", "XET_VERSION=" + XetVersion + "\n"} {
+		if !bytes.Contains(dockerfile, []byte(want)) {
+			t.Errorf("downloader/Dockerfile does not pin %q", want)
+		}
+	}
+}
+
+func TestFirstDownload(t *testing.T) {
+	h := newHarness(t)
+	start := time.Now()
+	r := h.run(map[string]string{
+		EnvInclude: "*.json\n\n*.safetensors\n",
+		EnvExclude: "*.bin",
+	})
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0; output:\n%s", r.code, r.out)
+	}
+	want := []call{{
+		Prog:   "hf",
+		Args:   wantArgs("org/name", "model", "main", h.dir, "8", "--include", "*.json", "--include", "*.safetensors", "--exclude", "*.bin"),
+		Token:  "unset",
+		Marker: "absent",
+	}}
+	if diff := cmp.Diff(want, r.calls); diff != "" {
+		t.Errorf("hf calls (-want +got):\n%s", diff)
+	}
+	checkMarker(t, h, marker{
+		RepoID:      "org/name",
+		RepoType:    "model",
+		Revision:    "main",
+		Include:     []string{"*.json", "*.safetensors"},
+		Exclude:     []string{"*.bin"},
+		ContentHash: "hash-1",
+		Commit:      commitA,
+		Files:       int64(len(stubFiles)),
+		Bytes:       stubBytes(),
+	}, start)
+	if data, err := os.ReadFile(h.markerPath()); err == nil {
+		t.Logf("marker:\n%s", data)
+	}
+	got, ok := h.readSummary()
+	if !ok {
+		t.Fatal("no termination log written")
+	}
+	got.Seconds = 0
+	if diff := cmp.Diff(Summary{Commit: commitA, Files: int64(len(stubFiles)), Bytes: stubBytes()}, got); diff != "" {
+		t.Errorf("summary (-want +got):\n%s", diff)
+	}
+	if entries, _ := os.ReadDir(h.dir); len(entries) != len([]string{".cache", MarkerFile, "README.md", "config.json", "weights"}) {
+		t.Errorf("local dir holds %d entries, want no temporary marker left behind", len(entries))
+	}
+}
+
+func TestSecondRunStopsAtMarker(t *testing.T) {
+	h := newHarness(t)
+	env := map[string]string{EnvInclude: "*.json", EnvRevision: "v1.0", EnvRepoType: "dataset", EnvMaxWorkers: "4", EnvForce: "false"}
+	if r := h.run(env); r.code != 0 {
+		t.Fatalf("first run: exit %d\n%s", r.code, r.out)
+	}
+	before, err := os.ReadFile(h.markerPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := h.run(env)
+	if r.code != 0 {
+		t.Fatalf("second run: exit %d\n%s", r.code, r.out)
+	}
+	if len(r.calls) != 0 {
+		t.Errorf("second run called %v, want no hf at all", r.calls)
+	}
+	if want := "hf-download: org/name@v1.0 is already complete in " + h.dir + " (commit " + commitA + "); nothing to do"; r.lastLine() != want {
+		t.Errorf("last line %q, want %q", r.lastLine(), want)
+	}
+	after, err := os.ReadFile(h.markerPath())
+	if err != nil || !bytes.Equal(before, after) {
+		t.Errorf("marker changed or vanished (%v):\n%s\nthen\n%s", err, before, after)
+	}
+	got, ok := h.readSummary()
+	if diff := cmp.Diff(Summary{Commit: commitA, Files: int64(len(stubFiles)), Bytes: stubBytes()}, got); !ok || diff != "" {
+		t.Errorf("summary written %v (-want +got):\n%s", ok, diff)
+	}
+}
+
+func TestChangedSpecDownloadsAgain(t *testing.T) {
+	first := map[string]string{EnvInclude: "*.json\n*.md", EnvExclude: "*.bin"}
+	for name, change := range map[string]map[string]string{
+		"revision":         {EnvRevision: "v2"},
+		"repo type":        {EnvRepoType: "dataset"},
+		"include added":    {EnvInclude: "*.json\n*.md\n*.safetensors"},
+		"include reorder":  {EnvInclude: "*.md\n*.json"},
+		"exclude removed":  {EnvExclude: unset},
+		"content hash":     {EnvContentHash: "hash-2"},
+		"repo id":          {EnvRepoID: "org/other"},
+		"content hash off": {EnvContentHash: unset},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			if r := h.run(first); r.code != 0 {
+				t.Fatalf("first run: exit %d\n%s", r.code, r.out)
+			}
+			second := map[string]string{"HFSTUB_COMMIT": commitB}
+			for k, v := range first {
+				second[k] = v
+			}
+			for k, v := range change {
+				second[k] = v
+			}
+			r := h.run(second)
+			if r.code != 0 || len(r.calls) != 1 {
+				t.Fatalf("second run: exit %d, hf calls %v\n%s", r.code, r.calls, r.out)
+			}
+			if r.calls[0].Marker != "absent" {
+				t.Error("the stale marker was still there while hf ran")
+			}
+			m := h.readMarker()
+			if m.Commit != commitB {
+				t.Errorf("marker commit %q, want %q", m.Commit, commitB)
+			}
+			if r := h.run(second); len(r.calls) != 0 {
+				t.Errorf("third run with the same spec called hf: %v\n%s", r.calls, r.out)
+			}
+		})
+	}
+}
+
+func TestForceDownloadsDespiteMarker(t *testing.T) {
+	h := newHarness(t)
+	if r := h.run(nil); r.code != 0 {
+		t.Fatalf("first run: exit %d\n%s", r.code, r.out)
+	}
+	r := h.run(map[string]string{EnvForce: "true", "HFSTUB_COMMIT": commitB})
+	if r.code != 0 {
+		t.Fatalf("forced run: exit %d\n%s", r.code, r.out)
+	}
+	want := []call{{Prog: "hf", Args: wantArgs("org/name", "model", "main", h.dir, "8", "--force-download"), Token: "unset", Marker: "absent"}}
+	if diff := cmp.Diff(want, r.calls); diff != "" {
+		t.Errorf("hf calls (-want +got):\n%s", diff)
+	}
+	if m := h.readMarker(); m.Commit != commitB {
+		t.Errorf("marker commit %q, want %q", m.Commit, commitB)
+	}
+}
+
+func TestFailureLeavesNoMarker(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env      map[string]string
+		complete bool // a complete download of another revision is on disk
+		want     string
+	}{
+		"hf fails": {
+			env:  map[string]string{"HFSTUB_MODE": "fail", "HFSTUB_MSG": "401 Client Error: Unauthorized", "HFSTUB_EXIT": "3"},
+			want: "hf-download: download of org/name@main failed (exit 3)",
+		},
+		"partial files": {
+			env:  map[string]string{"HFSTUB_MODE": "partial", EnvRevision: "v9"},
+			want: "hf-download: download of org/name@v9 failed (exit 1)",
+		},
+		"old marker removed": {
+			env:      map[string]string{"HFSTUB_MODE": "fail", EnvRevision: "v2"},
+			complete: true,
+			want:     "hf-download: download of org/name@v2 failed (exit 3)",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.complete {
+				if r := h.run(nil); r.code != 0 {
+					t.Fatalf("first run: exit %d\n%s", r.code, r.out)
+				}
+			}
+			r := h.run(tc.env)
+			if r.code == 0 {
+				t.Errorf("exit 0, want a failure\n%s", r.out)
+			}
+			if len(r.calls) != 1 {
+				t.Errorf("hf calls %v, want one", r.calls)
+			}
+			if r.lastLine() != tc.want {
+				t.Errorf("last line %q, want %q\n%s", r.lastLine(), tc.want, r.out)
+			}
+			if _, err := os.Stat(h.markerPath()); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("marker after a failure: %v", err)
+			}
+			if _, ok := h.readSummary(); ok {
+				t.Error("termination log written on failure")
+			}
+		})
+	}
+}
+
+func TestIncompleteDirectoryIsDownloaded(t *testing.T) {
+	identity := "{\n  \"repoId\": \"org/name\",\n  \"repoType\": \"model\",\n  \"revision\": \"main\",\n  \"include\": [],\n  \"exclude\": [],\n  \"contentHash\": \"hash-1\",\n"
+	for name, markerText := range map[string]string{
+		"files but no marker": "",
+		"marker of other hash": strings.Replace(identity, "hash-1", "hash-0", 1) +
+			"  \"commit\": \"\",\n  \"files\": 1,\n  \"bytes\": 4,\n  \"seconds\": 1,\n  \"completedAt\": \"2024-01-01T00:00:00Z\"\n}\n",
+		"marker cut short": identity + "  \"commit\": \"\",\n  \"fil",
+		"not our marker":   `{"repoId":"org/name","revision":"main","contentHash":"hash-1"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			mustMkdir(t, filepath.Join(h.dir, "weights"))
+			mustWrite(t, filepath.Join(h.dir, "weights", "model.safetensors"), "half")
+			mustWrite(t, h.markerPath()+".tmp.4242", identity) // from a run killed while writing it
+			if markerText != "" {
+				mustWrite(t, h.markerPath(), markerText)
+			}
+			r := h.run(nil)
+			if r.code != 0 || len(r.calls) != 1 {
+				t.Fatalf("exit %d, hf calls %v, want one successful download\n%s", r.code, r.calls, r.out)
+			}
+			if m := h.readMarker(); m.Files != int64(len(stubFiles)) || m.Bytes != stubBytes() {
+				t.Errorf("marker counts %d files, %d bytes, want %d, %d", m.Files, m.Bytes, len(stubFiles), stubBytes())
+			}
+		})
+	}
+}
+
+// TestHostileValuesStayArguments: values are data, never code or patterns.
+func TestHostileValuesStayArguments(t *testing.T) {
+	h := newHarness(t)
+	const payload = "a b'c\"d;e$(echo>pwned)`echo>pwned`$(touch pwned)*|&>x\\"
+	repo := "org/" + payload
+	revision := "rev " + payload
+	include := []string{"*.json " + payload, "* *", "*"}
+	exclude := []string{"-x " + payload}
+	h.dir = filepath.Join(h.root, "models", "dir "+payload)
+	env := map[string]string{
+		EnvRepoID:      repo,
+		EnvRevision:    revision,
+		EnvInclude:     strings.Join(include, "\n"),
+		EnvExclude:     strings.Join(exclude, "\n"),
+		EnvContentHash: payload,
+		EnvLocalDir:    h.dir,
+	}
+	start := time.Now()
+	r := h.run(env)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.out)
+	}
+	want := []call{{
+		Prog:   "hf",
+		Args:   wantArgs(repo, "model", revision, h.dir, "8", "--include", include[0], "--include", include[1], "--include", include[2], "--exclude", exclude[0]),
+		Token:  "unset",
+		Marker: "absent",
+	}}
+	if diff := cmp.Diff(want, r.calls); diff != "" {
+		t.Errorf("hf calls (-want +got):\n%s", diff)
+	}
+	checkMarker(t, h, marker{
+		RepoID: repo, RepoType: "model", Revision: revision, Include: include, Exclude: exclude,
+		ContentHash: payload, Commit: commitA, Files: int64(len(stubFiles)), Bytes: stubBytes(),
+	}, start)
+	if r := h.run(env); r.code != 0 || len(r.calls) != 0 {
+		t.Errorf("second run: exit %d, hf calls %v, want a stop at the marker\n%s", r.code, r.calls, r.out)
+	}
+	assertNoFile(t, "pwned", h.root, ".")
+}
+
+// TestMarkerEscapesEveryCharacter: the marker stays valid JSON, and matches
+// itself on the next run, whatever bytes a value holds.
+func TestMarkerEscapesEveryCharacter(t *testing.T) {
+	h := newHarness(t)
+	var all strings.Builder
+	for c := rune(1); c < 0x80; c++ {
+		all.WriteRune(c)
+	}
+	all.WriteString("é✓😀\n")
+	start := time.Now()
+	r := h.run(map[string]string{EnvContentHash: all.String()})
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.out)
+	}
+	checkMarker(t, h, marker{
+		RepoID: "org/name", RepoType: "model", Revision: "main", Include: []string{}, Exclude: []string{},
+		ContentHash: all.String(), Commit: commitA, Files: int64(len(stubFiles)), Bytes: stubBytes(),
+	}, start)
+	if r := h.run(map[string]string{EnvContentHash: all.String()}); r.code != 0 || len(r.calls) != 0 {
+		t.Errorf("second run: exit %d, hf calls %v, want a stop at the marker\n%s", r.code, r.calls, r.out)
+	}
+}
+
+func TestInstallsPinnedHubWhenHfMissing(t *testing.T) {
+	h := newHarness(t)
+	mustRemove(t, filepath.Join(h.stubs, "hf"))
+	r := h.run(map[string]string{EnvToken: "hf_notARealTokenButSecret"})
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.out)
+	}
+	if len(r.calls) != 2 || r.calls[0].Prog != "python3" || r.calls[1].Prog != "hf" {
+		t.Fatalf("calls %v, want python3 (pip) then hf", r.calls)
+	}
+	pip := r.calls[0]
+	target := pip.Args[len(pip.Args)-3]
+	if !strings.HasPrefix(target, filepath.Join(h.root, "tmp")+"/hf-download.") {
+		t.Errorf("pip target %q is not under TMPDIR", target)
+	}
+	wantPip := call{
+		Prog:  "python3",
+		Args:  []string{"-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--target", target, "huggingface_hub==" + HubVersion, "hf_xet==" + XetVersion},
+		Token: "unset",
+	}
+	if diff := cmp.Diff(wantPip, pip); diff != "" {
+		t.Errorf("pip call (-want +got):\n%s", diff)
+	}
+	wantHF := call{Prog: "hf", Args: wantArgs("org/name", "model", "main", h.dir, "8"), Token: "set len=25", PythonPath: target, Marker: "absent"}
+	if diff := cmp.Diff(wantHF, r.calls[1]); diff != "" {
+		t.Errorf("hf call (-want +got):\n%s", diff)
+	}
+	if m := h.readMarker(); m.Commit != commitA {
+		t.Errorf("marker commit %q, want %q", m.Commit, commitA)
+	}
+}
+
+func TestInstallFailures(t *testing.T) {
+	for name, tc := range map[string]struct {
+		removePython bool
+		env          map[string]string
+		want         string
+	}{
+		"no python3": {
+			removePython: true,
+			want:         "hf-download: hf is not on PATH and python3 is missing, so huggingface_hub==" + HubVersion + " cannot be installed: use an image with Python or the downloader image",
+		},
+		"pip fails": {
+			env:  map[string]string{"PYSTUB_FAIL": "1"},
+			want: "hf-download: installing huggingface_hub==" + HubVersion + " hf_xet==" + XetVersion + " failed (exit 2)",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			mustRemove(t, filepath.Join(h.stubs, "hf"))
+			if tc.removePython {
+				mustRemove(t, filepath.Join(h.stubs, "python3"))
+			}
+			r := h.run(tc.env)
+			if r.code == 0 || r.lastLine() != tc.want {
+				t.Errorf("exit %d, last line %q, want a failure with %q\n%s", r.code, r.lastLine(), tc.want, r.out)
+			}
+			for _, c := range r.calls {
+				if c.Prog == "hf" {
+					t.Errorf("hf ran: %v", c)
+				}
+			}
+		})
+	}
+}
+
+func TestTokenNeverLeaks(t *testing.T) {
+	const token = "hf_SuperSecretTokenValue0123456789"
+	h := newHarness(t)
+	var outputs []string
+	for _, env := range []map[string]string{
+		{EnvToken: token},
+		{EnvToken: token},
+		{EnvToken: token, EnvRevision: "v2", "HFSTUB_MODE": "fail"},
+		{EnvToken: token, EnvRevision: "v3"},
+	} {
+		r := h.run(env)
+		outputs = append(outputs, r.out)
+		for _, c := range r.calls {
+			if c.Token != fmt.Sprintf("set len=%d", len(token)) {
+				t.Errorf("hf saw HF_TOKEN %q, want it set, unchanged", c.Token)
+			}
+			for _, a := range c.Args {
+				if strings.Contains(a, token) {
+					t.Errorf("token in hf's argv: %q", a)
+				}
+			}
+		}
+	}
+	for i, out := range outputs {
+		if strings.Contains(out, token) {
+			t.Errorf("run %d printed the token:\n%s", i+1, out)
+		}
+	}
+	// The marker, the termination log and everything else written.
+	err := filepath.WalkDir(h.root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err == nil && bytes.Contains(data, []byte(token)) {
+			t.Errorf("the token is in %s", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.readSummary(); !ok {
+		t.Error("the last run wrote no termination log")
+	}
+}
+
+func TestRejectsBadEnv(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"no repo id":      {map[string]string{EnvRepoID: unset}, "hf-download: HFDL_REPO_ID is required (the Hugging Face repo id, e.g. org/name)"},
+		"empty repo id":   {map[string]string{EnvRepoID: ""}, "hf-download: HFDL_REPO_ID is required (the Hugging Face repo id, e.g. org/name)"},
+		"no local dir":    {map[string]string{EnvLocalDir: unset}, "hf-download: HFDL_LOCAL_DIR is required (the directory to download into)"},
+		"option repo id":  {map[string]string{EnvRepoID: "--help"}, `hf-download: HFDL_REPO_ID must not start with '-': "--help"`},
+		"space repo type": {map[string]string{EnvRepoType: "space"}, `hf-download: HFDL_REPO_TYPE must be model or dataset, not "space"`},
+		"zero workers":    {map[string]string{EnvMaxWorkers: "0"}, `hf-download: HFDL_MAX_WORKERS must be a positive integer, not "0"`},
+		"word workers":    {map[string]string{EnvMaxWorkers: "8; echo"}, `hf-download: HFDL_MAX_WORKERS must be a positive integer, not "8; echo"`},
+		"force typo":      {map[string]string{EnvForce: "yes"}, `hf-download: HFDL_FORCE must be true or false, not "yes"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			r := h.run(tc.env)
+			if r.code == 0 || r.lastLine() != tc.want || len(r.calls) != 0 {
+				t.Errorf("exit %d, last line %q, hf calls %v; want a failure with %q and no hf\n%s", r.code, r.lastLine(), r.calls, tc.want, r.out)
+			}
+		})
+	}
+}
+
+func TestCommitFromMetadata(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env   map[string]string
+		stale string // a metadata file left by an earlier revision
+		want  string
+	}{
+		"no metadata":    {env: map[string]string{"HFSTUB_COMMIT": unset}, want: ""},
+		"not a commit":   {env: map[string]string{"HFSTUB_COMMIT": "main"}, want: ""},
+		"short hex":      {env: map[string]string{"HFSTUB_COMMIT": "abc123"}, want: ""},
+		"newest wins":    {stale: commitB + "\netag\n1600000000.5\n", want: commitA},
+		"stale is newer": {env: map[string]string{"HFSTUB_TIME": "1500000000"}, stale: commitB + "\netag\n1600000000.5\n", want: commitB},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.stale != "" {
+				meta := filepath.Join(h.dir, ".cache", "huggingface", "download", "old")
+				mustMkdir(t, meta)
+				mustWrite(t, filepath.Join(meta, "removed.bin.metadata"), tc.stale)
+			}
+			r := h.run(tc.env)
+			if r.code != 0 {
+				t.Fatalf("exit %d\n%s", r.code, r.out)
+			}
+			if m := h.readMarker(); m.Commit != tc.want {
+				t.Errorf("marker commit %q, want %q", m.Commit, tc.want)
+			}
+			if s, _ := h.readSummary(); s.Commit != tc.want {
+				t.Errorf("summary commit %q, want %q", s.Commit, tc.want)
+			}
+		})
+	}
+}
+
+func TestMissingTerminationLogIsNotFatal(t *testing.T) {
+	h := newHarness(t)
+	path := filepath.Join(h.root, "no", "such", "dir", "termination-log")
+	r := h.run(map[string]string{EnvTerminationLog: path})
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.out)
+	}
+	if !strings.Contains(r.out, "hf-download: warning: cannot write the summary to "+path+"\n") {
+		t.Errorf("no warning about the termination log:\n%s", r.out)
+	}
+	// Only the script's own lines and the stub hf's (the local dir it prints);
+	// the shell's own error ("hf-download: 77: cannot create ...") is noise.
+	shellError := regexp.MustCompile(`^hf-download: [0-9]+: `)
+	for _, line := range strings.Split(strings.TrimSuffix(r.out, "\n"), "\n") {
+		if (!strings.HasPrefix(line, "hf-download: ") && line != h.dir) || shellError.MatchString(line) {
+			t.Errorf("stray output line %q", line)
+		}
+	}
+	h.readMarker()
+}
+
+func assertNoFile(t *testing.T, name string, dirs ...string) {
+	t.Helper()
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.Name() == name {
+				t.Errorf("%s exists: a value ran as code", path)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func mustMkdir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustWrite(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustWriteExec(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustRemove(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+}
