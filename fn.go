@@ -16,10 +16,8 @@ import (
 	"github.com/crossplane/function-sdk-go/errors"
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
-	"github.com/crossplane/function-sdk-go/request"
 	"github.com/crossplane/function-sdk-go/response"
 
-	"github.com/hfops/function-hf-download/input/v1beta1"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -70,8 +68,8 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	xrName := getString(xr, "metadata", "name")
 	log := f.log.WithValues("xr-kind", getString(xr, "kind"), "xr-name", xrName)
 
-	in := &v1beta1.Input{}
-	if err := request.GetInput(req, in); err != nil {
+	in, err := decodeInput(req.GetInput())
+	if err != nil {
 		response.Fatal(rsp, errors.Wrap(err, "invalid function input"))
 		return rsp, nil
 	}
@@ -180,6 +178,7 @@ func (c *composer) composeModel(m *modelSpec, h modelHashes) modelStatus {
 	case sameSpec && rec.Phase == phaseCompleted:
 		// The Job's TTL removed it after success. Status is the memory:
 		// the model stays Completed and no Job comes back.
+		st.Phase = phaseCompleted
 		st.Message = rec.Message
 		st.summary = rec.summary
 		return st

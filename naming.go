@@ -56,8 +56,9 @@ func (c *canonical) strs(k string, vs []string) {
 
 func (c *canonical) int(k string, v int64) {
 	c.bytes([]byte(k))
-	n := binary.PutVarint(c.buf[:], v)
-	c.bytes(c.buf[:n])
+	var b [binary.MaxVarintLen64]byte
+	n := binary.PutVarint(b[:], v)
+	c.bytes(b[:n])
 }
 
 func (c *canonical) bool(k string, v bool) {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"path"
 	"strings"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -60,6 +63,25 @@ func reservedEnv(name string) bool {
 		return true
 	}
 	return strings.HasPrefix(name, "HFDL_")
+}
+
+// decodeInput reads the Input strictly: a field the function does not know
+// is a typo or a version mismatch, never something to ignore.
+func decodeInput(s *structpb.Struct) (*v1beta1.Input, error) {
+	in := &v1beta1.Input{}
+	if s == nil {
+		return in, nil
+	}
+	b, err := protojson.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(in); err != nil {
+		return nil, err
+	}
+	return in, nil
 }
 
 func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {

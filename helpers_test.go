@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/base64"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	"github.com/crossplane/function-sdk-go/logging"
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+)
+
+// Builders shared by the tests: requests are written as YAML, as a user
+// would write the XR, and turned into the protobuf Crossplane sends.
+
+const testToken = "hf_TESTtokenVALUE_never_leaks_1234567890"
+
+// mustStruct panics on bad YAML: that is a bug in the test itself.
+func mustStruct(y string) *structpb.Struct {
+	j, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		panic(err)
+	}
+	s := &structpb.Struct{}
+	if err := s.UnmarshalJSON(j); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// xrYAML is a ModelDownload with the given spec body (indented by two).
+func xrYAML(spec string) string {
+	return `apiVersion: hfops.kamal.dev/v1alpha1
+kind: ModelDownload
+metadata:
+  name: cache
+  namespace: ml
+spec:
+` + indent(spec, "  ")
+}
+
+func indent(s, by string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = by + l
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+const twoModels = `storagePVC: models
+hfTokenRef:
+  name: hf
+models:
+- name: org/alpha
+- name: org/beta
+  revision: v2
+`
+
+func secretResource(name, key, value string) *fnv1.Resource {
+	return &fnv1.Resource{Resource: &structpb.Struct{Fields: fields{
+		"apiVersion": str("v1"),
+		"kind":       str("Secret"),
+		"metadata":   object(fields{"name": str(name), "namespace": str("ml")}),
+		"data":       object(fields{key: str(base64.StdEncoding.EncodeToString([]byte(value)))}),
+	}}}
+}
+
+// testRequest is a RunFunctionRequest after Crossplane resolved the requirements.
+type testRequest struct {
+	xr       string
+	input    string
+	observed map[string]*fnv1.Resource
+	secret   *fnv1.Resource // nil: the Secret does not exist
+	pods     []*fnv1.Resource
+}
+
+func (r testRequest) build() *fnv1.RunFunctionRequest {
+	req := &fnv1.RunFunctionRequest{
+		Meta:     &fnv1.RequestMeta{Tag: "tag"},
+		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(r.xr)}, Resources: r.observed},
+		RequiredResources: map[string]*fnv1.Resources{
+			requirementToken: {},
+			requirementPods:  {Items: r.pods},
+		},
+	}
+	if r.secret != nil {
+		req.RequiredResources[requirementToken].Items = []*fnv1.Resource{r.secret}
+	}
+	if r.input != "" {
+		req.Input = mustStruct(r.input)
+	}
+	return req
+}
+
+func withToken(xr string) testRequest {
+	return testRequest{xr: xr, secret: secretResource("hf", "token", testToken)}
+}
+
+func newTestFunction() *Function {
+	return &Function{log: logging.NewNopLogger()}
+}
+
+// observedJob is what Crossplane would observe of a desired Job once the Job
+// controller reported the given conditions (type=status pairs) and counts.
+func observedJob(desired *fnv1.Resource, status string) *fnv1.Resource {
+	job := &structpb.Struct{Fields: make(fields, len(desired.GetResource().GetFields())+1)}
+	for k, v := range desired.GetResource().GetFields() {
+		job.Fields[k] = v
+	}
+	if status != "" {
+		job.Fields["status"] = structpb.NewStructValue(mustStruct(status))
+	}
+	return &fnv1.Resource{Resource: job}
+}
+
+const (
+	jobComplete = `conditions:
+- type: SuccessCriteriaMet
+  status: "True"
+- type: Complete
+  status: "True"
+succeeded: 1
+`
+	jobFailed = `conditions:
+- type: FailureTarget
+  status: "True"
+- type: Failed
+  status: "True"
+  reason: BackoffLimitExceeded
+  message: Job has reached the specified backoff limit
+failed: 3
+`
+	jobRunning = `active: 1
+`
+)
+
+func encodeB64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// The same validators the apiserver runs on names and labels.
+func dnsLabelProblems(s string) []string { return validation.IsDNS1123Label(s) }
+
+func labelValueProblems(s string) []string { return validation.IsValidLabelValue(s) }
