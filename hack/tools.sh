@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds, once, the programs the e2e tests run, into bin/ (git-ignored):
+#
+#   bin/kube-apiserver, bin/kube-controller-manager  from tools/kube (k8s.io/kubernetes)
+#   bin/crossplane-core                              Crossplane core (cmd/crossplane) from tools/crossplane
+#   bin/crossplane                                   the Crossplane CLI (cmd/crank) from tools/crossplane
+#   etcd                                             Debian's etcd-server, through apt, when not on PATH
+#
+# Each binary has a stamp file (bin/.<name>.version) holding the module version it was built
+# from. A binary is rebuilt only when it is missing or its stamp differs from the version
+# pinned in the tools module's go.mod, so a second run costs a few seconds.
+#
+# Needs only Go, git and apt (as root, or sudo). Builds are static (CGO_ENABLED=0, as upstream
+# ships them), so no C toolchain is needed.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=$root/bin
+mkdir -p "$bin"
+
+# Two test runs starting at once (two checkouts sharing bin/ by symlink, a re-run while a
+# build is going) must not interleave writes to the same binary.
+exec 9>"$bin/.tools.lock"
+flock 9
+
+export CGO_ENABLED=0
+# -buildvcs=false: the tools are built inside this repository, whose (possibly dirty) git
+# state says nothing about them and would only defeat the build cache.
+export GOFLAGS=-buildvcs=false
+
+log() { printf 'hack/tools.sh: %s\n' "$*" >&2; }
+
+# version_of DIR MODULE prints the version of MODULE that the tools module in DIR pins.
+version_of() {
+	(cd "$root/$1" && go list -m -f '{{.Version}}' "$2")
+}
+
+# fresh NAME WANT succeeds when bin/NAME exists and was built from WANT.
+fresh() {
+	[[ -x $bin/$1 && -f $bin/.$1.version && $(<"$bin/.$1.version") == "$2" ]]
+}
+
+# build NAME WANT DIR PACKAGE LDFLAGS builds PACKAGE in the tools module DIR into bin/NAME.
+# It writes to a temporary name and renames, so an interrupted build never leaves a
+# half-written binary that looks current.
+build() {
+	local name=$1 want=$2 dir=$3 pkg=$4 ldflags=$5
+	if fresh "$name" "$want"; then
+		return
+	fi
+	log "building $name ($want); a first build takes minutes"
+	local start=$SECONDS
+	(cd "$root/$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
+	mv -f "$bin/.$name.tmp" "$bin/$name"
+	printf '%s\n' "$want" >"$bin/.$name.version"
+	log "built $name in $((SECONDS - start))s"
+}
+
+# Kubernetes: the version variables must be set or the binaries report v0.0.0-master, which
+# clients (client-go's discovery, Crossplane) cannot compare with anything. Both packages
+# carry them, as in upstream's hack/lib/version.sh.
+kube=$(version_of tools/kube k8s.io/kubernetes)
+kube_minor=${kube#v1.}
+kube_minor=${kube_minor%%.*}
+kube_ldflags="-s -w"
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+	kube_ldflags+=" -X $pkg.gitVersion=$kube -X $pkg.gitMajor=1 -X $pkg.gitMinor=$kube_minor -X $pkg.gitTreeState=clean"
+done
+build kube-apiserver "k8s.io/kubernetes@$kube" tools/kube k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
+build kube-controller-manager "k8s.io/kubernetes@$kube" tools/kube k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags"
+
+# Crossplane: its version variable feeds `crossplane version` and the package manager's
+# dependency constraints (a Configuration may require crossplane >= some version).
+xp=$(version_of tools/crossplane github.com/crossplane/crossplane/v2)
+xp_ldflags="-s -w -X github.com/crossplane/crossplane/v2/internal/version.version=$xp"
+build crossplane-core "github.com/crossplane/crossplane/v2@$xp" tools/crossplane github.com/crossplane/crossplane/v2/cmd/crossplane "$xp_ldflags"
+build crossplane "github.com/crossplane/crossplane/v2@$xp" tools/crossplane github.com/crossplane/crossplane/v2/cmd/crank "$xp_ldflags"
+
+# etcd: Debian's etcd-server. /usr/bin is checked as well as PATH because CI may run with a
+# reduced PATH. policy-rc.d keeps the package's service from being started: the tests run
+# their own etcd on a free port and nothing may be left running.
+if ! command -v etcd >/dev/null 2>&1 && [[ ! -x /usr/bin/etcd ]]; then
+	log "installing etcd-server with apt"
+	sudo=()
+	if [[ $(id -u) != 0 ]]; then
+		sudo=(sudo)
+	fi
+	policy=/usr/sbin/policy-rc.d
+	if [[ ! -e $policy ]]; then
+		"${sudo[@]}" sh -c "printf '#!/bin/sh\nexit 101\n' >$policy && chmod +x $policy"
+		trap '"${sudo[@]}" rm -f "$policy"' EXIT
+	fi
+	"${sudo[@]}" apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+fi
