@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	psaapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
+
+	"github.com/hfops/function-hf-download/script"
+)
+
+// asJob decodes a desired Job strictly into the real batch/v1 type: a field
+// name the API does not know fails the test, as it would fail the apiserver's
+// strict field validation.
+func asJob(t *testing.T, s *structpb.Struct) *batchv1.Job {
+	t.Helper()
+	b, err := protojson.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	job := &batchv1.Job{}
+	if err := d.Decode(job); err != nil {
+		t.Fatalf("the desired Job is not a valid batch/v1 Job: %v", err)
+	}
+	return job
+}
+
+const fullInput = `apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1
+kind: Input
+image: registry.example.com/hf-downloader:1.33.0
+imagePullPolicy: Always
+imagePullSecrets: [regcred]
+serviceAccountName: downloader
+mountPath: /data/models
+nodePoolLabelKey: example.com/pool
+tolerations:
+- key: gpu
+  operator: Exists
+  effect: NoSchedule
+env:
+- name: HF_ENDPOINT
+  value: https://hf-mirror.example.com
+resources:
+  cpu: 500m
+  memory: 2Gi
+securityContext:
+  runAsUser: 2000
+  runAsGroup: 3000
+  fsGroup: 4000
+maxWorkers: 4
+`
+
+// TestRestrictedProfile runs Kubernetes' own Pod Security Admission checks
+// (the restricted level, latest version) on every Job the function builds,
+// for the default Input and a fully customised one.
+func TestRestrictedProfile(t *testing.T) {
+	eval, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, input := range map[string]string{"DefaultInput": "", "FullInput": fullInput} {
+		t.Run(name, func(t *testing.T) {
+			r := withToken(xrYAML(twoModels + "nodePool: gpu\nsettings: {enableHFTransfer: true, timeoutMillis: 100}\n"))
+			r.input = input
+			rsp := run(t, r.build())
+			for key, res := range rsp.GetDesired().GetResources() {
+				job := asJob(t, res.GetResource())
+				pod := job.Spec.Template
+				results := eval.EvaluatePod(psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}, &pod.ObjectMeta, &pod.Spec)
+				for _, r := range results {
+					if !r.Allowed {
+						t.Errorf("%s violates the restricted profile: %s: %s", key, r.ForbiddenReason, r.ForbiddenDetail)
+					}
+				}
+				c := pod.Spec.Containers[0]
+				if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+					t.Errorf("%s: terminationMessagePolicy %q, want FallbackToLogsOnError", key, c.TerminationMessagePolicy)
+				}
+				if c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem {
+					t.Errorf("%s: the root filesystem must be read-only", key)
+				}
+				if pod.Spec.AutomountServiceAccountToken == nil || *pod.Spec.AutomountServiceAccountToken {
+					t.Errorf("%s: the pod must not mount a service account token", key)
+				}
+			}
+		})
+	}
+}
+
+// TestJobFromSpecAndInput: each spec field and each Input field lands where
+// DESIGN says, and user strings reach the script only as environment values.
+func TestJobFromSpecAndInput(t *testing.T) {
+	spec := `storagePVC: models
+hfTokenRef: {name: hf, key: tok}
+nodePool: gpu-pool
+settings: {timeoutMillis: 1001, keepAliveSeconds: 60, enableHFTransfer: true, forceReload: true, cpu: '3', memory: 6Gi}
+models:
+- name: org/alpha
+  revision: refs/pr/1
+  retryCount: 0
+  include: ['*.json', 'sub/*.safetensors']
+  exclude: ['*.bin']
+  repoType: dataset
+`
+	r := withToken(xrYAML(spec))
+	r.secret = secretResource("hf", "tok", testToken)
+	r.input = fullInput
+	rsp := run(t, r.build())
+	job := asJob(t, rsp.GetDesired().GetResources()[keyOf(t, rsp, "org/alpha")].GetResource())
+	pod := job.Spec.Template.Spec
+	c := pod.Containers[0]
+
+	type shape struct {
+		BackoffLimit, TTL int32
+		Deadline          int64
+		Image, Pull       string
+		PullSecrets       []corev1.LocalObjectReference
+		ServiceAccount    string
+		NodeSelector      map[string]string
+		Tolerations       []corev1.Toleration
+		CPU, Memory       string
+		Users             [3]int64
+		Mounts            []corev1.VolumeMount
+		PVC               string
+		Command           []string
+		Env               map[string]string
+		TokenFrom         *corev1.SecretKeySelector
+	}
+	got := shape{
+		BackoffLimit: *job.Spec.BackoffLimit, TTL: *job.Spec.TTLSecondsAfterFinished, Deadline: *job.Spec.ActiveDeadlineSeconds,
+		Image: c.Image, Pull: string(c.ImagePullPolicy), PullSecrets: pod.ImagePullSecrets, ServiceAccount: pod.ServiceAccountName,
+		NodeSelector: pod.NodeSelector, Tolerations: pod.Tolerations,
+		CPU: c.Resources.Limits.Cpu().String(), Memory: c.Resources.Requests.Memory().String(),
+		Users:   [3]int64{*pod.SecurityContext.RunAsUser, *pod.SecurityContext.RunAsGroup, *pod.SecurityContext.FSGroup},
+		Mounts:  c.VolumeMounts,
+		PVC:     pod.Volumes[0].PersistentVolumeClaim.ClaimName,
+		Command: c.Command,
+		Env:     map[string]string{},
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil {
+			got.TokenFrom = e.ValueFrom.SecretKeyRef
+			continue
+		}
+		got.Env[e.Name] = e.Value
+	}
+	want := shape{
+		BackoffLimit: 0, TTL: 60, Deadline: 2,
+		Image: "registry.example.com/hf-downloader:1.33.0", Pull: "Always",
+		PullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}}, ServiceAccount: "downloader",
+		NodeSelector: map[string]string{"example.com/pool": "gpu-pool"},
+		Tolerations:  []corev1.Toleration{{Key: "gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+		CPU:          "3", Memory: "6Gi",
+		Users: [3]int64{2000, 3000, 4000},
+		Mounts: []corev1.VolumeMount{
+			{Name: "models", MountPath: "/data/models"}, {Name: "tmp", MountPath: "/tmp"}, {Name: "home", MountPath: homeDir},
+		},
+		PVC:     "models",
+		Command: []string{"/bin/sh", "-c", script.Text, "hf-download"},
+		Env: map[string]string{
+			script.EnvRepoID: "org/alpha", script.EnvRepoType: "dataset", script.EnvRevision: "refs/pr/1",
+			script.EnvLocalDir: "/data/models/org/alpha", script.EnvInclude: "*.json\nsub/*.safetensors", script.EnvExclude: "*.bin",
+			script.EnvContentHash: got.Env[script.EnvContentHash], script.EnvMaxWorkers: "4", script.EnvForce: "true",
+			"HOME": homeDir, "HF_HUB_ENABLE_HF_TRANSFER": "1", "HF_XET_HIGH_PERFORMANCE": "1", "HF_ENDPOINT": "https://hf-mirror.example.com",
+		},
+		TokenFrom: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "hf"}, Key: "tok"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("-want, +got:\n%s", diff)
+	}
+	if len(got.Env[script.EnvContentHash]) != 16 {
+		t.Errorf("content hash %q: want 16 hex characters", got.Env[script.EnvContentHash])
+	}
+}
+
+// TestNoNodeSelectorWithoutNodePool: an empty nodePool means no selector at
+// all, not a selector on an empty value.
+func TestNoNodeSelectorWithoutNodePool(t *testing.T) {
+	rsp := run(t, withToken(xrYAML(twoModels)).build())
+	for key, r := range rsp.GetDesired().GetResources() {
+		if job := asJob(t, r.GetResource()); job.Spec.Template.Spec.NodeSelector != nil || job.Spec.ActiveDeadlineSeconds != nil {
+			t.Errorf("%s: want no nodeSelector and no deadline, got %v and %v", key, job.Spec.Template.Spec.NodeSelector, job.Spec.ActiveDeadlineSeconds)
+		}
+	}
+}
+
+// TestInputValidation: each Input field refuses bad values with its path.
+func TestInputValidation(t *testing.T) {
+	cases := map[string]struct {
+		input string
+		want  field.ErrorList
+	}{
+		"Defaults": {input: ""},
+		"ImageWithSpace": {input: "image: 'python 3'", want: field.ErrorList{
+			field.Invalid(inputPath.Child("image"), "python 3", "must be an image reference without spaces")}},
+		"PullSecretName": {input: "imagePullSecrets: [Bad_Name]", want: field.ErrorList{
+			field.Invalid(inputPath.Child("imagePullSecrets").Index(0), "Bad_Name", dnsSubdomainMessage)}},
+		"ServiceAccount": {input: "serviceAccountName: -sa", want: field.ErrorList{
+			field.Invalid(inputPath.Child("serviceAccountName"), "-sa", dnsSubdomainMessage)}},
+		"MountPathRoot": {input: "mountPath: /", want: field.ErrorList{
+			field.Invalid(inputPath.Child("mountPath"), "/", "must be a clean absolute path other than /")}},
+		"MountPathTraversal": {input: "mountPath: /data/../etc", want: field.ErrorList{
+			field.Invalid(inputPath.Child("mountPath"), "/data/../etc", "must be a clean absolute path other than /")}},
+		"NodePoolLabelKey": {input: "nodePoolLabelKey: 'a b'", want: field.ErrorList{
+			field.Invalid(inputPath.Child("nodePoolLabelKey"), "a b", "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")}},
+		"Toleration": {input: "tolerations: [{key: gpu, operator: Maybe, effect: Sometimes, tolerationSeconds: 5}]", want: field.ErrorList{
+			field.NotSupported(inputPath.Child("tolerations").Index(0).Child("operator"), "Maybe", []corev1.TolerationOperator{corev1.TolerationOpEqual, corev1.TolerationOpExists}),
+			field.NotSupported(inputPath.Child("tolerations").Index(0).Child("effect"), "Sometimes", []corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}),
+			field.Invalid(inputPath.Child("tolerations").Index(0).Child("tolerationSeconds"), int64(5), "only allowed with effect NoExecute")}},
+		"EnvNameAndDuplicate": {input: "env: [{name: '1X', value: a}, {name: HFDL_FORCE}, {name: A}, {name: A}]", want: field.ErrorList{
+			field.Invalid(inputPath.Child("env").Index(0).Child("name"), "1X", "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')"),
+			field.Forbidden(inputPath.Child("env").Index(1).Child("name"), "HFDL_FORCE is set by the function itself"),
+			field.Duplicate(inputPath.Child("env").Index(3).Child("name"), "A")}},
+		"NegativeCPU": {input: "resources: {cpu: '-1'}", want: field.ErrorList{
+			field.Invalid(inputPath.Child("resources", "cpu"), "-1", "must be greater than zero")}},
+		"RootGroup": {input: "securityContext: {runAsGroup: 0, fsGroup: 9999999999}", want: field.ErrorList{
+			field.Invalid(inputPath.Child("securityContext", "runAsGroup"), int64(0), "must be a non-root id between 1 and 2147483647"),
+			field.Invalid(inputPath.Child("securityContext", "fsGroup"), int64(9999999999), "must be a non-root id between 1 and 2147483647")}},
+		"MaxWorkers": {input: "maxWorkers: 65", want: field.ErrorList{
+			field.Invalid(inputPath.Child("maxWorkers"), int64(65), "must be between 1 and 64")}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			in, err := decodeInput(mustStruct("apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1\nkind: Input\n" + tc.input))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, errs := resolvePlatform(in)
+			if diff := cmp.Diff(tc.want.ToAggregate(), errs.ToAggregate()); diff != "" {
+				t.Errorf("-want, +got:\n%s", diff)
+			}
+			if len(tc.want) == 0 && (p.Image != defaultImage || p.MountPath != defaultMountPath || p.MaxWorkers != defaultMaxWorkers ||
+				p.RunAsUser != defaultID || p.CPU != defaultCPU || p.Memory != defaultMemory || p.NodePoolKey != defaultNodePoolKey) {
+				t.Errorf("defaults not applied: %+v", p)
+			}
+		})
+	}
+}
+
+const dnsSubdomainMessage = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+
+// TestQuantitiesAreKept: a user's quantity reaches the Job as written, and
+// the defaults are the Input's.
+func TestQuantitiesAreKept(t *testing.T) {
+	rsp := run(t, withToken(xrYAML(twoModels)).build())
+	for _, r := range rsp.GetDesired().GetResources() {
+		res := asJob(t, r.GetResource()).Spec.Template.Spec.Containers[0].Resources
+		if !res.Limits.Cpu().Equal(resource.MustParse(defaultCPU)) || !res.Requests.Memory().Equal(resource.MustParse(defaultMemory)) {
+			t.Errorf("want defaults %s/%s, got %v", defaultCPU, defaultMemory, res)
+		}
+	}
+}
