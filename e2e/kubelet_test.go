@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// warningRecorder collects the warnings the apiserver returns (the Warning header), which
+// is how Pod Security admission reports a workload that would violate the namespace's
+// warn level.
+type warningRecorder struct {
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = append(w.warnings, text)
+}
+
+func (w *warningRecorder) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.warnings
+	w.warnings = nil
+	return out
+}
+
+// adminWithWarnings returns an admin clientset whose warnings land in the returned recorder
+// instead of the log.
+func adminWithWarnings(t *testing.T) (kubernetes.Interface, *warningRecorder) {
+	t.Helper()
+	w := &warningRecorder{}
+	cfg := rest.CopyConfig(cluster.admin)
+	cfg.WarningHandler = w
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, w
+}
+
+// podOutcome is what the fake kubelet reports for a pod's only container.
+type podOutcome struct {
+	exitCode int32
+	// message is the container's termination message, as the kubelet would copy it from
+	// terminationMessagePath.
+	message string
+}
+
+// jobPods lists the pods the Job controller created for a Job, oldest first.
+func jobPods(ctx context.Context, ns, job string) ([]corev1.Pod, error) {
+	l, err := cluster.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + job})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(l.Items, func(i, j int) bool {
+		return l.Items[i].CreationTimestamp.Before(&l.Items[j].CreationTimestamp)
+	})
+	return l.Items, nil
+}
+
+// finishJobPod waits for the Job controller to create a pod for the Job that has not
+// finished yet, then writes a terminal status to it as a kubelet would: phase Succeeded
+// or Failed, and the container terminated with the given exit code and message. It
+// returns the pod's name.
+func finishJobPod(t *testing.T, ns, job string, out podOutcome) string {
+	t.Helper()
+	ctx := context.Background()
+	var pod corev1.Pod
+	waitFor(t, time.Minute, "a running pod of Job "+ns+"/"+job, func() (bool, string) {
+		pods, err := jobPods(ctx, ns, job)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, p := range pods {
+			if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed && p.DeletionTimestamp == nil {
+				pod = p
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d pods, none unfinished", len(pods))
+	})
+
+	now := metav1.Now()
+	started := metav1.NewTime(now.Add(-time.Second))
+	phase, reason := corev1.PodSucceeded, "Completed"
+	if out.exitCode != 0 {
+		phase, reason = corev1.PodFailed, "Error"
+	}
+	pod.Status.Phase = phase
+	pod.Status.StartTime = &started
+	pod.Status.ContainerStatuses = nil
+	for _, c := range pod.Spec.Containers {
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name:  c.Name,
+			Image: c.Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode:   out.exitCode,
+				Reason:     reason,
+				Message:    out.message,
+				StartedAt:  started,
+				FinishedAt: now,
+			}},
+		})
+	}
+	if _, err := cluster.kube.CoreV1().Pods(ns).UpdateStatus(ctx, &pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("write status of pod %s/%s: %v", ns, pod.Name, err)
+	}
+	return pod.Name
+}
+
+// jobCondition returns the status of the Job's condition of the given type, or "" if the
+// Job has no such condition.
+func jobCondition(j *batchv1.Job, typ batchv1.JobConditionType) corev1.ConditionStatus {
+	for _, c := range j.Status.Conditions {
+		if c.Type == typ {
+			return c.Status
+		}
+	}
+	return ""
+}
+
+// waitJobCondition waits until the Job has the condition typ with status True.
+func waitJobCondition(t *testing.T, ns, name string, typ batchv1.JobConditionType) *batchv1.Job {
+	t.Helper()
+	var job *batchv1.Job
+	waitFor(t, time.Minute, fmt.Sprintf("Job %s/%s %s=True", ns, name, typ), func() (bool, string) {
+		j, err := cluster.kube.BatchV1().Jobs(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		job = j
+		return jobCondition(j, typ) == corev1.ConditionTrue, fmt.Sprintf("conditions %+v", j.Status.Conditions)
+	})
+	return job
+}
+
+// waitGone waits until get reports NotFound.
+func waitGone(t *testing.T, timeout time.Duration, what string, get func(context.Context) error) {
+	t.Helper()
+	waitFor(t, timeout, what+" to be deleted", func() (bool, string) {
+		err := get(context.Background())
+		return apierrors.IsNotFound(err), fmt.Sprintf("get: %v", err)
+	})
+}

@@ -1,0 +1,83 @@
+// Package e2e runs the function against a real control plane on loopback: etcd,
+// kube-apiserver, kube-controller-manager and Crossplane core, each a real process built by
+// hack/tools.sh. There are no nodes; the tests write pod status as a kubelet would.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+// run is TestMain's body, so that its deferred cleanup runs before os.Exit.
+func run(m *testing.M) int {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// Building and starting happen before m.Run, so go test's -timeout (which m.Run starts)
+	// does not count the first, slow build of the tools.
+	if err := buildTools(root); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building tools: %v\n", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "hf-download-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cluster = &controlPlane{
+		repoRoot: root,
+		binDir:   filepath.Join(root, "bin"),
+		dir:      dir,
+		logDir:   filepath.Join(dir, "logs"),
+	}
+
+	// An interrupt (Ctrl-C, or CI's stop) must not leave the control plane running. The
+	// processes also die with this one (Pdeathsig), but a clean stop lets etcd and the
+	// apiserver shut down without noise.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		cluster.stop()
+		fmt.Fprintf(os.Stderr, "e2e: stopped on %v; logs in %s\n", s, cluster.logDir)
+		os.Exit(1)
+	}()
+
+	code := 1
+	defer func() {
+		cluster.stop()
+		// Keep everything a failed run wrote, for a look at the full logs.
+		if code == 0 {
+			_ = os.RemoveAll(dir)
+		} else {
+			fmt.Fprintf(os.Stderr, "e2e: control plane data and logs kept in %s\n", dir)
+		}
+	}()
+
+	if err := startControlPlane(cluster); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: starting the control plane: %v\n%s\n", err, cluster.logTails(40))
+		return code
+	}
+	code = m.Run()
+	return code
+}
+
+// buildTools runs hack/tools.sh, which builds whatever is missing or out of date into bin/
+// and installs etcd; when everything is current it returns in a few seconds.
+func buildTools(root string) error {
+	cmd := exec.Command("bash", filepath.Join(root, "hack", "tools.sh"))
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd.Run()
+}
