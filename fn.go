@@ -38,9 +38,11 @@ const (
 	conditionTokenAvailable = "HFTokenAvailable"
 )
 
-// claimNamespaceLabel is set by Crossplane on a cluster-scoped XR bound to a
-// claim; the Jobs and the token Secret live in the claim's namespace.
-const claimNamespaceLabel = "crossplane.io/claim-namespace"
+// Labels Crossplane sets on a cluster-scoped XR bound to a claim.
+const (
+	claimNamespaceLabel = "crossplane.io/claim-namespace"
+	claimNameLabel      = "crossplane.io/claim-name"
+)
 
 // Function turns a ModelDownload into download Jobs and folds their status
 // back into it.
@@ -73,8 +75,10 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		response.Fatal(rsp, errors.Wrap(err, "invalid function input"))
 		return rsp, nil
 	}
+	xrNamespace := getString(xr, "metadata", "namespace")
 	plat, errs := resolvePlatform(in)
-	if len(errs) > 0 {
+	env, envErrs := resolveEnvelope(in, xrNamespace != "")
+	if errs = append(errs, envErrs...); len(errs) > 0 {
 		response.Fatal(rsp, errors.Wrap(errs.ToAggregate(), "invalid function input"))
 		return rsp, nil
 	}
@@ -86,17 +90,21 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		response.Fatal(rsp, errors.Wrap(errs.ToAggregate(), "invalid ModelDownload spec"))
 		return rsp, nil
 	}
-	namespace := getString(xr, "metadata", "namespace")
+
+	// A claim's Jobs, token and PVC live in the claim's namespace, under
+	// the claim's name, as they would for a namespaced XR.
+	namespace, base := xrNamespace, xrName
 	if namespace == "" {
 		namespace = getString(xr, "metadata", "labels", claimNamespaceLabel)
+		base = orDefault(getString(xr, "metadata", "labels", claimNameLabel), xrName)
 	}
 	if namespace == "" {
 		response.Fatal(rsp, errors.Errorf("cannot tell where the Jobs go: the XR %q has no namespace and no %s label", xrName, claimNamespaceLabel))
 		return rsp, nil
 	}
 
-	b := newJobBuilder(xrName, namespace, &spec, plat)
-	rsp.Requirements = requirements(namespace, b.parentLabel, &spec)
+	b := newJobBuilder(base, namespace, &spec, plat)
+	rsp.Requirements = requirements(namespace, b.parentLabel, &spec, needsNamespaceOwner(&spec, env))
 	if !resolved(req, rsp.GetRequirements()) {
 		// Crossplane fetches what was asked for and calls again at once.
 		log.Debug("Waiting for Crossplane to resolve required resources")
@@ -106,12 +114,16 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	token := resolveToken(req, namespace, spec.Token)
 	c := &composer{
 		builder:   b,
+		envelope:  env,
 		token:     token,
 		observed:  req.GetObserved().GetResources(),
 		recorded:  recordedStatus(xr),
 		summaries: podSummaries(req),
 		xrDigest:  hashXR(&spec, b.cpu, b.memory),
 		desired:   map[string]*fnv1.Resource{},
+	}
+	if spec.Storage != nil {
+		c.composePVC(namespaceUID(req))
 	}
 	models := c.compose()
 
@@ -132,6 +144,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 // status is.
 type composer struct {
 	builder   *jobBuilder
+	envelope  envelope
 	token     tokenState
 	observed  map[string]*fnv1.Resource
 	recorded  map[string]modelStatus
@@ -139,6 +152,8 @@ type composer struct {
 	xrDigest  []byte
 
 	desired map[string]*fnv1.Resource
+	// waitingFor says why no Job may start yet (the PVC does not exist).
+	waitingFor string
 }
 
 func (c *composer) compose() []modelStatus {
@@ -151,7 +166,7 @@ func (c *composer) compose() []modelStatus {
 			continue
 		}
 		h := hashModel(m, c.xrDigest, c.builder.platform.digest, c.token.digest)
-		if !c.token.usable() {
+		if !c.token.usable() || c.waitingFor != "" {
 			out = append(out, c.keepWhileTokenMissing(m, h))
 			continue
 		}
@@ -164,7 +179,7 @@ func (c *composer) composeModel(m *modelSpec, h modelHashes) modelStatus {
 	key := resourceKey(m.Name, h.spec)
 	st := modelStatus{
 		Name:    m.Name,
-		JobName: jobName(c.builder.xrName, m.Name, h.spec),
+		JobName: jobName(c.builder.nameBase, m.Name, h.spec),
 		Hash:    h.spec,
 		Path:    c.builder.localDir(m),
 		Phase:   phasePending,
@@ -174,7 +189,7 @@ func (c *composer) composeModel(m *modelSpec, h modelHashes) modelStatus {
 	observed, exists := c.observed[key]
 	switch {
 	case exists:
-		st.Phase, st.Message = jobPhase(observed.GetResource())
+		st.Phase, st.Message = jobPhase(unwrap(observed.GetResource()))
 	case sameSpec && rec.Phase == phaseCompleted:
 		// The Job's TTL removed it after success. Status is the memory:
 		// the model stays Completed and no Job comes back.
@@ -183,7 +198,7 @@ func (c *composer) composeModel(m *modelSpec, h modelHashes) modelStatus {
 		st.summary = rec.summary
 		return st
 	}
-	c.desire(key, c.builder.build(m, st.JobName, h), st.Phase)
+	c.desireJob(key, c.builder.build(m, st.JobName, h), st.Phase)
 	if st.Phase == phaseCompleted {
 		if s, ok := c.summaries[st.JobName]; ok {
 			st.summary = &s
@@ -195,21 +210,25 @@ func (c *composer) composeModel(m *modelSpec, h modelHashes) modelStatus {
 	return st
 }
 
-// keepWhileTokenMissing starts no new Job but keeps the ones that exist: a
-// Job built from the current spec is rebuilt as it was (its name and hash
-// come from the observed Job), and a Job of an older spec is kept as
-// observed until the token is back and its successor can start.
+// keepWhileTokenMissing starts no new Job (the token is unreadable, or the
+// PVC does not exist yet) but keeps the ones that exist: a Job built from the
+// current spec is rebuilt as it was (its hash comes from the observed Job),
+// and a Job of an older spec is kept as observed until its successor can
+// start.
 func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes) modelStatus {
-	st := modelStatus{Name: m.Name, Path: c.builder.localDir(m), Phase: phasePending,
-		Message: "waiting for the Hugging Face token: " + c.token.problem}
+	why := c.waitingFor
+	if !c.token.usable() {
+		why = "waiting for the Hugging Face token: " + c.token.problem
+	}
+	st := modelStatus{Name: m.Name, Path: c.builder.localDir(m), Phase: phasePending, Message: why}
 	current := false
 	for _, key := range c.observedKeys() {
-		job := c.observed[key].GetResource()
-		if getString(job, "metadata", "annotations", annotationModel) != m.Name {
+		composed := c.observed[key].GetResource()
+		if getString(composed, "metadata", "annotations", annotationModel) != m.Name {
 			continue
 		}
-		if getString(job, "metadata", "annotations", annotationConfigHash) != h.config {
-			c.desire(key, keepAsObserved(job), phasePending)
+		if getString(composed, "metadata", "annotations", annotationConfigHash) != h.config {
+			c.desire(key, keepAsObserved(composed), phasePending)
 			continue
 		}
 		if current {
@@ -217,10 +236,10 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes) modelStatu
 		}
 		current = true
 		kept := h
-		kept.spec = getString(job, "metadata", "labels", labelSpecHash)
-		st.JobName, st.Hash = getString(job, "metadata", "name"), kept.spec
-		st.Phase, st.Message = jobPhase(job)
-		c.desire(key, c.builder.build(m, st.JobName, kept), st.Phase)
+		kept.spec = getString(composed, "metadata", "labels", labelSpecHash)
+		st.JobName, st.Hash = jobName(c.builder.nameBase, m.Name, kept.spec), kept.spec
+		st.Phase, st.Message = jobPhase(unwrap(composed))
+		c.desireJob(key, c.builder.build(m, st.JobName, kept), st.Phase)
 		if s, ok := c.summaries[st.JobName]; ok && st.Phase == phaseCompleted {
 			st.summary = &s
 		}
@@ -246,16 +265,35 @@ func (c *composer) observedKeys() []string {
 	return keys
 }
 
-func (c *composer) desire(key string, job *structpb.Struct, phase string) {
+// desireJob composes a Job, in its envelope. It is ready when it completed.
+func (c *composer) desireJob(key string, job *structpb.Struct, phase string) {
+	c.desire(key, c.envelope.wrap(job, jobReadyQuery, false), phase)
+}
+
+func (c *composer) desire(key string, composed *structpb.Struct, phase string) {
 	ready := fnv1.Ready_READY_FALSE
 	if phase == phaseCompleted {
 		ready = fnv1.Ready_READY_TRUE
 	}
-	c.desired[key] = &fnv1.Resource{Resource: job, Ready: ready}
+	c.desired[key] = &fnv1.Resource{Resource: composed, Ready: ready}
+}
+
+// composePVC composes the PVC of spec.storage. Until it exists no Job may
+// mount it, so none starts.
+func (c *composer) composePVC(nsUID string) {
+	st := c.builder.spec.Storage
+	pvc := c.envelope.wrap(c.builder.buildPVC(nsUID), "", st.DeletionPolicy == deletionOrphan)
+	ready := fnv1.Ready_READY_FALSE
+	if o, ok := c.observed[pvcKey]; ok && unwrap(o.GetResource()) != nil {
+		ready = fnv1.Ready_READY_TRUE
+	} else {
+		c.waitingFor = fmt.Sprintf("waiting for the PersistentVolumeClaim %q to be created", c.builder.spec.StoragePVC)
+	}
+	c.desired[pvcKey] = &fnv1.Resource{Resource: pvc, Ready: ready}
 }
 
 // keepAsObserved re-applies exactly what exists, so server-side apply
-// changes nothing on an immutable Job.
+// changes nothing on an immutable Job (or on the Object that carries it).
 func keepAsObserved(job *structpb.Struct) *structpb.Struct {
 	md := job.GetFields()["metadata"].GetStructValue()
 	keep := fields{}

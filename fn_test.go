@@ -126,7 +126,7 @@ settings:
 			req:    testRequest{xr: xrYAML(twoModels)}.build(),
 			want: &fnv1.RunFunctionResponse{
 				Meta:         &fnv1.ResponseMeta{Tag: "tag", Ttl: durationpb.New(ttlTokenMissing)},
-				Requirements: requirements("ml", "cache", &xrSpec{Token: &tokenRef{Name: "hf", Key: "token"}}),
+				Requirements: requirements("ml", "cache", &xrSpec{Token: &tokenRef{Name: "hf", Key: "token"}}, false),
 				Desired: &fnv1.State{
 					Composite: &fnv1.Resource{Resource: mustStruct(`status:
   pending: [org/alpha, org/beta]

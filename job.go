@@ -38,7 +38,8 @@ var commandValue = strList([]string{"/bin/sh", "-c", script.Text, "hf-download"}
 
 // jobBuilder holds what all Jobs of one XR share, built once per request.
 type jobBuilder struct {
-	xrName    string
+	// nameBase starts every Job name: the XR's name, or its claim's.
+	nameBase  string
 	namespace string
 	spec      *xrSpec
 	platform  *platform
@@ -56,8 +57,8 @@ type jobBuilder struct {
 	selector    *structpb.Value
 }
 
-func newJobBuilder(xrName, namespace string, s *xrSpec, p *platform) *jobBuilder {
-	b := &jobBuilder{xrName: xrName, namespace: namespace, spec: s, platform: p, parentLabel: labelValue(xrName)}
+func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuilder {
+	b := &jobBuilder{nameBase: nameBase, namespace: namespace, spec: s, platform: p, parentLabel: labelValue(nameBase)}
 
 	b.cpu, b.memory = orDefault(s.Settings.CPU, p.CPU), orDefault(s.Settings.Memory, p.Memory)
 	compute := object(fields{"cpu": str(b.cpu), "memory": str(b.memory)})

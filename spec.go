@@ -15,6 +15,9 @@ const (
 	defaultRetryCount       = 2
 	defaultKeepAliveSeconds = 3600
 	defaultTokenKey         = "token"
+
+	deletionOrphan = "Orphan"
+	deletionDelete = "Delete"
 )
 
 // Limits that keep one XR from producing absurd Jobs.
@@ -54,11 +57,23 @@ type downloadSettings struct {
 	ForceReload bool
 }
 
+// storageSpec asks the function to compose the PVC named by storagePVC.
+type storageSpec struct {
+	Size             string
+	StorageClassName *string // nil: the cluster's default class
+	AccessModes      []string
+	VolumeMode       string
+	// DeletionPolicy Orphan (the default) keeps the PVC, and the models on
+	// it, when the XR is deleted; Delete deletes it with the XR.
+	DeletionPolicy string
+}
+
 // xrSpec is the ModelDownload spec as the function uses it.
 type xrSpec struct {
 	Models     []modelSpec
 	StoragePVC string
-	Token      *tokenRef // nil when the models are public
+	Storage    *storageSpec // nil: the PVC exists already
+	Token      *tokenRef    // nil when the models are public
 	NodePool   string
 	Settings   downloadSettings
 }
@@ -67,6 +82,7 @@ var (
 	specPath     = field.NewPath("spec")
 	modelsPath   = specPath.Child("models")
 	settingsPath = specPath.Child("settings")
+	storagePath  = specPath.Child("storage")
 )
 
 // parseSpec reads the XR's spec. Errors in the returned list make the whole
@@ -103,6 +119,25 @@ func parseSpec(xr *structpb.Struct) (xrSpec, field.ErrorList) {
 			t.Key = k
 		}
 		out.Token = t
+	}
+
+	if st, ok := r.object(storagePath, f["storage"]); ok {
+		sf := st.GetFields()
+		out.Storage = &storageSpec{VolumeMode: "Filesystem", DeletionPolicy: deletionOrphan}
+		out.Storage.Size, _ = r.string(storagePath.Child("size"), sf["size"])
+		if c, ok := r.string(storagePath.Child("storageClassName"), sf["storageClassName"]); ok {
+			out.Storage.StorageClassName = &c
+		}
+		out.Storage.AccessModes = readStrings(r, storagePath.Child("accessModes"), sf["accessModes"])
+		if len(out.Storage.AccessModes) == 0 {
+			out.Storage.AccessModes = []string{"ReadWriteOnce"}
+		}
+		if v, ok := r.string(storagePath.Child("volumeMode"), sf["volumeMode"]); ok && v != "" {
+			out.Storage.VolumeMode = v
+		}
+		if v, ok := r.string(storagePath.Child("deletionPolicy"), sf["deletionPolicy"]); ok && v != "" {
+			out.Storage.DeletionPolicy = v
+		}
 	}
 
 	if s, ok := r.object(settingsPath, f["settings"]); ok {

@@ -38,9 +38,10 @@ type tokenState struct {
 
 func (t tokenState) usable() bool { return t.problem == "" }
 
-// requirements asks Crossplane for the token Secret and for the download pods
-// of this XR, whose termination messages say what landed on disk.
-func requirements(namespace, parentLabel string, s *xrSpec) *fnv1.Requirements {
+// requirements asks Crossplane for the token Secret, for the download pods
+// of this XR, whose termination messages say what landed on disk, and, when
+// the PVC it composes must outlive the XR, for the Namespace (storage.go).
+func requirements(namespace, parentLabel string, s *xrSpec, namespaceOwner bool) *fnv1.Requirements {
 	ns := namespace
 	r := &fnv1.Requirements{Resources: map[string]*fnv1.ResourceSelector{
 		requirementPods: {
@@ -58,6 +59,13 @@ func requirements(namespace, parentLabel string, s *xrSpec) *fnv1.Requirements {
 			Kind:       "Secret",
 			Namespace:  &ns,
 			Match:      &fnv1.ResourceSelector_MatchName{MatchName: s.Token.Name},
+		}
+	}
+	if namespaceOwner {
+		r.Resources[requirementNamespace] = &fnv1.ResourceSelector{
+			ApiVersion: "v1",
+			Kind:       "Namespace",
+			Match:      &fnv1.ResourceSelector_MatchName{MatchName: namespace},
 		}
 	}
 	return r

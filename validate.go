@@ -2,6 +2,7 @@ package main
 
 import (
 	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -62,6 +63,9 @@ func validateSpec(s *xrSpec) field.ErrorList {
 	}
 	for _, msg := range validation.IsValidLabelValue(s.NodePool) {
 		errs = append(errs, field.Invalid(specPath.Child("nodePool"), shown(s.NodePool), msg))
+	}
+	if st := s.Storage; st != nil {
+		errs = append(errs, validateStorage(st)...)
 	}
 	errs = append(errs, validateQuantity(settingsPath.Child("cpu"), s.Settings.CPU)...)
 	errs = append(errs, validateQuantity(settingsPath.Child("memory"), s.Settings.Memory)...)
@@ -172,6 +176,38 @@ func hasDotDotSegment(g string) bool {
 		}
 	}
 	return false
+}
+
+var (
+	supportedAccessModes      = []string{"ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"}
+	supportedDeletionPolicies = []string{deletionOrphan, deletionDelete}
+)
+
+func validateStorage(st *storageSpec) field.ErrorList {
+	var errs field.ErrorList
+	if st.Size == "" {
+		errs = append(errs, field.Required(storagePath.Child("size"), "the capacity of the PVC to create, such as 100Gi"))
+	} else {
+		errs = append(errs, validateQuantity(storagePath.Child("size"), st.Size)...)
+	}
+	if c := st.StorageClassName; c != nil && *c != "" {
+		errs = append(errs, dnsSubdomain(storagePath.Child("storageClassName"), *c)...)
+	}
+	for i, m := range st.AccessModes {
+		if !slices.Contains(supportedAccessModes, m) {
+			errs = append(errs, field.NotSupported(storagePath.Child("accessModes").Index(i), shown(m), supportedAccessModes))
+		}
+		if m == "ReadOnlyMany" {
+			errs = append(errs, field.Invalid(storagePath.Child("accessModes").Index(i), m, "the download Jobs write to the PVC"))
+		}
+	}
+	if st.VolumeMode != "Filesystem" {
+		errs = append(errs, field.NotSupported(storagePath.Child("volumeMode"), shown(st.VolumeMode), []string{"Filesystem"}))
+	}
+	if !slices.Contains(supportedDeletionPolicies, st.DeletionPolicy) {
+		errs = append(errs, field.NotSupported(storagePath.Child("deletionPolicy"), shown(st.DeletionPolicy), supportedDeletionPolicies))
+	}
+	return errs
 }
 
 // validateQuantity accepts an empty value (the platform default applies) or a

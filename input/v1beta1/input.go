@@ -76,12 +76,53 @@ type Input struct {
 	// +optional
 	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
 
+	// Mode chooses what the function composes: Job composes batch/v1 Jobs
+	// directly (Crossplane v2, namespaced XRs); Object wraps each Job, and the
+	// PVC, in a provider-kubernetes Object (claims on cluster-scoped XRs, or
+	// clusters that route every object through provider-kubernetes).
+	// Default: Job for a namespaced XR, Object for a cluster-scoped one.
+	// +kubebuilder:validation:Enum=Job;Object
+	// +optional
+	Mode string `json:"mode,omitempty"`
+
+	// Object configures the provider-kubernetes Objects of Object mode.
+	// +optional
+	Object *ObjectSettings `json:"object,omitempty"`
+
 	// MaxWorkers is passed to `hf download --max-workers`.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=64
 	// +kubebuilder:default=8
 	// +optional
 	MaxWorkers *int32 `json:"maxWorkers,omitempty"`
+}
+
+// ObjectSettings configure provider-kubernetes Objects.
+type ObjectSettings struct {
+	// APIVersion of the Object: kubernetes.crossplane.io/v1alpha2 is
+	// cluster-scoped; kubernetes.m.crossplane.io/v1alpha1 is the namespaced
+	// Object of provider-kubernetes 1.x on Crossplane v2.
+	// +kubebuilder:validation:Enum=kubernetes.crossplane.io/v1alpha2;kubernetes.m.crossplane.io/v1alpha1
+	// +kubebuilder:default="kubernetes.crossplane.io/v1alpha2"
+	// +optional
+	APIVersion string `json:"apiVersion,omitempty"`
+
+	// ProviderConfigRef selects the provider-kubernetes ProviderConfig.
+	// +optional
+	ProviderConfigRef *ProviderConfigRef `json:"providerConfigRef,omitempty"`
+}
+
+// ProviderConfigRef names a provider-kubernetes ProviderConfig.
+type ProviderConfigRef struct {
+	// +kubebuilder:default=default
+	// +optional
+	Name string `json:"name,omitempty"`
+	// Kind is used by the namespaced Object only: ProviderConfig (in the
+	// Object's namespace) or ClusterProviderConfig.
+	// +kubebuilder:validation:Enum=ProviderConfig;ClusterProviderConfig
+	// +kubebuilder:default=ClusterProviderConfig
+	// +optional
+	Kind string `json:"kind,omitempty"`
 }
 
 // EnvVar is a plain name and value; values from Secrets belong in the XR's

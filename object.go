@@ -1,0 +1,153 @@
+package main
+
+import (
+	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/hfops/function-hf-download/input/v1beta1"
+)
+
+// Two ways to compose. Job mode composes batch/v1 Jobs (and the PVC)
+// directly: Crossplane v2 with namespaced XRs. Object mode wraps each of them
+// in a provider-kubernetes Object, for claims on cluster-scoped XRs or
+// clusters that route every object through provider-kubernetes. Everything
+// else, the Jobs themselves and the folding of their status, is shared: the
+// only difference is the envelope, added in wrap and removed in unwrap.
+
+const (
+	modeJob    = "Job"
+	modeObject = "Object"
+
+	objectClusterAPI    = "kubernetes.crossplane.io/v1alpha2"
+	objectNamespacedAPI = "kubernetes.m.crossplane.io/v1alpha1"
+
+	defaultProviderConfig     = "default"
+	defaultProviderConfigKind = "ClusterProviderConfig"
+)
+
+// jobReadyQuery lets a provider-kubernetes Object report a Job ready when it
+// completed. Its built-in policies are wrong for Jobs: DeriveFromObject
+// never fires (Jobs have no Ready condition) and AllTrue calls a failed Job
+// ready. The function sets readiness itself too; this is for people reading
+// the Object.
+const jobReadyQuery = `object.status.conditions.exists(c, c.type == 'Complete' && c.status == 'True')`
+
+// envelope is how desired objects are composed.
+type envelope struct {
+	object         bool
+	apiVersion     string
+	namespaced     bool
+	providerConfig *structpb.Value
+}
+
+var modePath = inputPath.Child("mode")
+
+// resolveEnvelope picks the mode from the Input, else from the XR's scope.
+func resolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (envelope, field.ErrorList) {
+	mode := in.Mode
+	if mode == "" {
+		mode = modeObject
+		if xrNamespaced {
+			mode = modeJob
+		}
+	}
+	switch mode {
+	case modeJob:
+		return envelope{}, nil
+	case modeObject:
+	default:
+		return envelope{}, field.ErrorList{field.NotSupported(modePath, mode, []string{modeJob, modeObject})}
+	}
+
+	e := envelope{object: true, apiVersion: objectClusterAPI}
+	ref := &v1beta1.ProviderConfigRef{}
+	if o := in.Object; o != nil {
+		e.apiVersion = orDefault(o.APIVersion, e.apiVersion)
+		if o.ProviderConfigRef != nil {
+			ref = o.ProviderConfigRef
+		}
+	}
+	var errs field.ErrorList
+	p := inputPath.Child("object")
+	switch e.apiVersion {
+	case objectClusterAPI:
+	case objectNamespacedAPI:
+		e.namespaced = true
+	default:
+		errs = append(errs, field.NotSupported(p.Child("apiVersion"), e.apiVersion, []string{objectClusterAPI, objectNamespacedAPI}))
+	}
+	name := orDefault(ref.Name, defaultProviderConfig)
+	errs = append(errs, dnsSubdomain(p.Child("providerConfigRef", "name"), name)...)
+	pc := fields{"name": str(name)}
+	if e.namespaced {
+		kind := orDefault(ref.Kind, defaultProviderConfigKind)
+		if kind != "ProviderConfig" && kind != defaultProviderConfigKind {
+			errs = append(errs, field.NotSupported(p.Child("providerConfigRef", "kind"), kind, []string{"ProviderConfig", defaultProviderConfigKind}))
+		}
+		pc["kind"] = str(kind)
+	}
+	e.providerConfig = object(pc)
+	return e, errs
+}
+
+// wrap returns what is composed for a manifest: the manifest itself, or an
+// Object carrying it. The Object repeats the manifest's labels and
+// annotations, so a later call can read them without unwrapping. orphan
+// keeps the object when its Object is deleted.
+func (e envelope) wrap(manifest *structpb.Struct, readyQuery string, orphan bool) *structpb.Struct {
+	if !e.object {
+		return manifest
+	}
+	inner := manifest.GetFields()["metadata"].GetStructValue()
+	md := fields{}
+	for _, k := range []string{"labels", "annotations"} {
+		if v, ok := inner.GetFields()[k]; ok {
+			md[k] = v
+		}
+	}
+	if e.namespaced {
+		// A namespaced Object lives beside its object, under the same name;
+		// a cluster-scoped one gets a generated name, as two claims in two
+		// namespaces may compose Jobs of the same name.
+		md["name"] = inner.GetFields()["name"]
+		md["namespace"] = inner.GetFields()["namespace"]
+	}
+	readiness := fields{"policy": str("SuccessfulCreate")}
+	if readyQuery != "" {
+		readiness = fields{"policy": str("DeriveFromCelQuery"), "celQuery": str(readyQuery)}
+	}
+	spec := fields{
+		"forProvider":       object(fields{"manifest": structpb.NewStructValue(manifest)}),
+		"readiness":         object(readiness),
+		"providerConfigRef": e.providerConfig,
+	}
+	if orphan {
+		if e.namespaced {
+			// Namespaced managed resources have no deletionPolicy: leaving
+			// Delete out of the management policies orphans the object.
+			spec["managementPolicies"] = strList([]string{"Observe", "Create", "Update", "LateInitialize"})
+		} else {
+			spec["deletionPolicy"] = str(deletionOrphan)
+		}
+	}
+	return &structpb.Struct{Fields: fields{
+		"apiVersion": str(e.apiVersion),
+		"kind":       str("Object"),
+		"metadata":   object(md),
+		"spec":       object(spec),
+	}}
+}
+
+// unwrap returns the object a composed resource stands for: itself, or, for
+// an Object, the manifest provider-kubernetes last observed (nil until the
+// provider created it).
+func unwrap(r *structpb.Struct) *structpb.Struct {
+	if getString(r, "kind") != "Object" {
+		return r
+	}
+	switch getString(r, "apiVersion") {
+	case objectClusterAPI, objectNamespacedAPI:
+		return get(r, "status", "atProvider", "manifest").GetStructValue()
+	}
+	return r
+}
