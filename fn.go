@@ -188,15 +188,18 @@ func (c *composer) composeModel(m *modelSpec, h modelHashes) modelStatus {
 	sameSpec := hasRec && rec.Hash == h.spec
 	observed, exists := c.observed[key]
 	switch {
-	case exists:
-		st.Phase, st.Message = jobPhase(unwrap(observed.GetResource()))
-	case sameSpec && rec.Phase == phaseCompleted:
+	case sameSpec && rec.Phase == phaseCompleted && (!exists || c.envelope.object):
 		// The Job's TTL removed it after success. Status is the memory:
-		// the model stays Completed and no Job comes back.
+		// the model stays Completed and no Job comes back. In Object mode
+		// provider-kubernetes would re-create a deleted Job, so the Object
+		// goes as soon as the completion is recorded; it was already told
+		// to orphan its Job (see desireJob), which its TTL then removes.
 		st.Phase = phaseCompleted
 		st.Message = rec.Message
 		st.summary = rec.summary
 		return st
+	case exists:
+		st.Phase, st.Message = jobPhase(unwrap(observed.GetResource()))
 	}
 	c.desireJob(key, c.builder.build(m, st.JobName, h), st.Phase)
 	if st.Phase == phaseCompleted {
@@ -224,10 +227,17 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes) modelStatu
 	current := false
 	for _, key := range c.observedKeys() {
 		composed := c.observed[key].GetResource()
-		if getString(composed, "metadata", "annotations", annotationModel) != m.Name {
+		// Only a Job of this function (bare or in an Object) is kept; what
+		// another step composed is not touched, whatever its annotations.
+		if k := getString(composed, "kind"); k != "Job" && k != "Object" ||
+			getString(composed, "metadata", "labels", labelApp) != appName ||
+			getString(composed, "metadata", "annotations", annotationModel) != m.Name {
 			continue
 		}
-		if getString(composed, "metadata", "annotations", annotationConfigHash) != h.config {
+		// A spec-hash label edited by hand cannot name a Job: such a Job is
+		// kept as it is, as one of an older spec.
+		if getString(composed, "metadata", "annotations", annotationConfigHash) != h.config ||
+			!isSpecHash(getString(composed, "metadata", "labels", labelSpecHash)) {
 			c.desire(key, keepAsObserved(composed), phasePending)
 			continue
 		}
@@ -254,6 +264,11 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes) modelStatu
 	return st
 }
 
+// isSpecHash reports whether s is a spec hash as jobName needs it.
+func isSpecHash(s string) bool {
+	return len(s) == specHashLen && strings.IndexFunc(s, notHex) < 0
+}
+
 // observedKeys lists the observed resources in a stable order, so the
 // response does not depend on map iteration.
 func (c *composer) observedKeys() []string {
@@ -266,8 +281,10 @@ func (c *composer) observedKeys() []string {
 }
 
 // desireJob composes a Job, in its envelope. It is ready when it completed.
+// The Object of a completed Job orphans it: removing the Object then leaves
+// the Job to its own TTL, instead of deleting (or re-creating) it.
 func (c *composer) desireJob(key string, job *structpb.Struct, phase string) {
-	c.desire(key, c.envelope.wrap(job, jobReadyQuery, false), phase)
+	c.desire(key, c.envelope.wrap(job, jobReadyQuery, phase == phaseCompleted), phase)
 }
 
 func (c *composer) desire(key string, composed *structpb.Struct, phase string) {
