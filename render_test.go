@@ -117,6 +117,7 @@ func TestRender(t *testing.T) {
 		xr       string
 		required string
 		observed string
+		legacy   bool // the claim flavour: example/legacy's XRD and Composition
 	}{
 		"pending": {
 			reason:   "A new ModelDownload: two Jobs with hashed names, HF_TOKEN from a secretKeyRef, both models pending.",
@@ -145,11 +146,42 @@ func TestRender(t *testing.T) {
 			reason: "Without the token Secret: no Job, a warning and a condition naming Secret, key and namespace.",
 			xr:     "example/xr.yaml",
 		},
+		"legacy-pending": {
+			reason:   "A claim's XR: Objects carrying the same Jobs, in the claim's namespace, named after the claim.",
+			xr:       "example/legacy/xr.yaml",
+			required: "example/required/secret.yaml",
+			legacy:   true,
+		},
+		"legacy-complete-and-failed": {
+			reason:   "Job status read back from the Objects' status.atProvider.manifest, folded as in Job mode; the completed Job's Object orphans it.",
+			xr:       "example/legacy/xr.yaml",
+			required: "example/required/secret.yaml",
+			observed: "example/legacy/observed/complete-and-failed.yaml",
+			legacy:   true,
+		},
+		"legacy-all-complete": {
+			reason:   "Every Job complete: the XR is ready.",
+			xr:       "example/legacy/xr.yaml",
+			required: "example/required/secret.yaml",
+			observed: "example/legacy/observed/all-complete.yaml",
+			legacy:   true,
+		},
+		"legacy-ttl-deleted": {
+			reason:   "A completion already recorded: the model stays Completed and its Object is not composed again.",
+			xr:       "example/legacy/xr-after-ttl.yaml",
+			required: "example/required/secret.yaml",
+			observed: "example/legacy/observed/ttl-deleted.yaml",
+			legacy:   true,
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			args := []string{"render", tc.xr, "example/composition.yaml", "example/functions.yaml",
-				"--xrd=example/definition.yaml", "--include-function-results",
+			dir := "example"
+			if tc.legacy {
+				dir = "example/legacy"
+			}
+			args := []string{"render", tc.xr, dir + "/composition.yaml", "example/functions.yaml",
+				"--xrd=" + dir + "/definition.yaml", "--include-function-results",
 				"--function-annotations=render.crossplane.io/runtime-development-target=" + addr}
 			if tc.required != "" {
 				args = append(args, "--required-resources="+tc.required)
