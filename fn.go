@@ -119,7 +119,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		observed:  req.GetObserved().GetResources(),
 		recorded:  recordedStatus(xr),
 		summaries: podSummaries(req),
-		xrDigest:  hashXR(&spec, b.cpu, b.memory),
+		xrDigest:  hashXR(&spec, b.cpu, b.memory, env.apiVersion),
 		desired:   map[string]*fnv1.Resource{},
 	}
 	if spec.Storage != nil {

@@ -117,9 +117,11 @@ func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) model
 	}
 }
 
-// hashXR covers the fields of the XR that every Job shares.
-func hashXR(s *xrSpec, cpu, memory string) []byte {
+// hashXR covers the fields of the XR that every Job shares, and how the Jobs
+// are composed: a Job and the Object carrying it must never share a key.
+func hashXR(s *xrSpec, cpu, memory, envelope string) []byte {
 	c := newCanonical(sha256.New(), "xr/v1")
+	c.str("envelope", envelope)
 	c.str("storagePVC", s.StoragePVC)
 	c.str("nodePool", s.NodePool)
 	if s.Token != nil {

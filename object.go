@@ -34,7 +34,8 @@ const jobReadyQuery = `object.status.conditions.exists(c, c.type == 'Complete' &
 
 // envelope is how desired objects are composed.
 type envelope struct {
-	object         bool
+	object bool
+	// apiVersion of the Objects; empty in Job mode.
 	apiVersion     string
 	namespaced     bool
 	providerConfig *structpb.Value
