@@ -98,11 +98,19 @@ func (cp *controlPlane) logTails(lines int) string {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	var b strings.Builder
+	seen := map[string]bool{} // a component run more than once (crossplane-init) shares a log
 	for _, p := range cp.procs {
+		if seen[p.logPath] {
+			continue
+		}
+		seen[p.logPath] = true
 		fmt.Fprintf(&b, "\n===== %s (last %d lines of %s) =====\n%s\n", p.name, lines, p.logPath, p.tail(lines))
 	}
 	return b.String()
 }
+
+// logPath is where the named component writes its output.
+func (cp *controlPlane) logPath(name string) string { return filepath.Join(cp.logDir, name+".log") }
 
 func (cp *controlPlane) bin(name string) string { return filepath.Join(cp.binDir, name) }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,7 +74,7 @@ func startCrossplane(cp *controlPlane) (*crossplane, error) {
 	if err := a.applyFile(ctx, filepath.Join("testdata", "crossplane-rbac.yaml")); err != nil {
 		return nil, err
 	}
-	if err := waitAggregated(ctx, cp, "crossplane", 2*time.Minute); err != nil {
+	if err := waitRule(ctx, cp, "crossplane", "apiextensions.k8s.io", "customresourcedefinitions", 2*time.Minute); err != nil {
 		return nil, err
 	}
 	// A bound token of the real ServiceAccount, so every call Crossplane makes is checked
@@ -202,17 +203,21 @@ func writeSecretFiles(dir string, data map[string][]byte, keys ...string) error 
 	return nil
 }
 
-// waitAggregated waits until the clusterrole-aggregation controller has filled the named
-// aggregated ClusterRole.
-func waitAggregated(ctx context.Context, cp *controlPlane, name string, timeout time.Duration) error {
+// waitRule waits until the clusterrole-aggregation controller has folded a rule on the
+// given API group and resource into the named aggregated ClusterRole.
+func waitRule(ctx context.Context, cp *controlPlane, role, group, resource string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		r, err := cp.kube.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{})
-		if err == nil && len(r.Rules) > 0 {
-			return nil
+		r, err := cp.kube.RbacV1().ClusterRoles().Get(ctx, role, metav1.GetOptions{})
+		if err == nil {
+			for _, rule := range r.Rules {
+				if slices.Contains(rule.APIGroups, group) && (slices.Contains(rule.Resources, resource) || slices.Contains(rule.Resources, "*")) {
+					return nil
+				}
+			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ClusterRole %s has no aggregated rules after %s (last error: %v)", name, timeout, err)
+			return fmt.Errorf("ClusterRole %s has no rule on %s %s after %s (last error: %v)", role, group, resource, timeout, err)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -237,34 +242,38 @@ func xrdClusterRole(xrdName, group, plural string) *rbacv1.ClusterRole {
 
 // applyXRD applies the XRD in path, with the ClusterRole the RBAC manager would give
 // Crossplane for it, and waits until Crossplane reports it Established.
-func (x *crossplane) applyXRD(t *testing.T, path string) *unstructured.Unstructured {
-	t.Helper()
-	ctx := context.Background()
+func (x *crossplane) applyXRD(ctx context.Context, path string) error {
 	objs, err := readObjects(path)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if len(objs) != 1 || objs[0].GetKind() != "CompositeResourceDefinition" {
-		t.Fatalf("%s: want exactly one CompositeResourceDefinition", path)
+		return fmt.Errorf("%s: want exactly one CompositeResourceDefinition", path)
 	}
 	xrd := objs[0]
 	group, _, _ := unstructured.NestedString(xrd.Object, "spec", "group")
 	plural, _, _ := unstructured.NestedString(xrd.Object, "spec", "names", "plural")
 	_, err = cluster.kube.RbacV1().ClusterRoles().Create(ctx, xrdClusterRole(xrd.GetName(), group, plural), metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatalf("ClusterRole for XRD %s: %v", xrd.GetName(), err)
+		return fmt.Errorf("ClusterRole for XRD %s: %w", xrd.GetName(), err)
 	}
 	if _, err := x.apply.apply(ctx, xrd); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	var got *unstructured.Unstructured
-	waitFor(t, 2*time.Minute, "XRD "+xrd.GetName()+" Established", func() (bool, string) {
-		if got, err = x.apply.get(ctx, xrd); err != nil {
-			return false, err.Error()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got, err := x.apply.get(ctx, xrd)
+		if err == nil && conditionStatus(got, "Established") == "True" {
+			return nil
 		}
-		return conditionStatus(got, "Established") == "True", fmt.Sprintf("conditions %v", conditions(got))
-	})
-	return got
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("XRD %s not Established after 2m: %w", xrd.GetName(), err)
+			}
+			return fmt.Errorf("XRD %s not Established after 2m; conditions %v", xrd.GetName(), conditions(got))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // conditions returns an object's status.conditions.
@@ -294,7 +303,9 @@ func conditionStatus(u *unstructured.Unstructured, typ string) string {
 // the chart's RBAC: a v2 (namespaced) XRD becomes Established and its CRD is served.
 func TestCrossplaneEstablishesXRD(t *testing.T) {
 	x := useCrossplane(t)
-	x.applyXRD(t, filepath.Join("testdata", "xrd-widget.yaml"))
+	if err := x.applyXRD(context.Background(), filepath.Join("testdata", "xrd-widget.yaml")); err != nil {
+		t.Fatal(err)
+	}
 	crd, err := cluster.dynamic.Resource(crdResource).Get(context.Background(), "widgets.e2e.hfops.kamal.dev", metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the XRD's CRD: %v", err)
