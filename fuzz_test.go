@@ -1,0 +1,628 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	"github.com/crossplane/function-sdk-go/logging"
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/script"
+)
+
+// Fuzz targets: the function is a server every ModelDownload in a cluster
+// reaches, so no input may panic it, build an invalid Job, or leak the token.
+// Each target takes text (JSON, as Crossplane's protobuf Structs are JSON
+// objects) and builds a request; text that is not JSON is skipped or treated
+// as absent. checkInvariants holds on every input:
+//
+//   - no panic (RunFunction recovers, so a recovered panic shows up as an
+//     error and an Info log line; both fail the check);
+//   - the same request twice gives the same response;
+//   - a Fatal result with no desired resources, or a desired state whose Jobs
+//     have valid, unique names, valid labels and valid, unique keys, and
+//     whose status lists every model in exactly one of pending, completed
+//     and failed;
+//   - the token (and its base64) appears neither in the marshalled response
+//     nor in the debug logs.
+//
+// The seeds (f.Add and testdata/fuzz/FuzzX) run with plain `go test`; run a
+// target with `go test -run='^$' -fuzz='^FuzzSpec$' -fuzztime=10m -parallel=1 .`
+
+// syncBuffer is a bytes.Buffer safe for concurrent loggers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// bufferLogger is the logger main.go builds with --debug (zap behind logr,
+// debug at V(1)), writing to w instead of stderr.
+func bufferLogger(w io.Writer) logging.Logger {
+	enc := zapcore.NewJSONEncoder(zap.NewDevelopmentEncoderConfig())
+	core := zapcore.NewCore(enc, zapcore.AddSync(w), zapcore.DebugLevel)
+	return logging.NewLogrLogger(zapr.NewLogger(zap.New(core)))
+}
+
+// runLogged runs one request on a Function logging at debug level.
+func runLogged(req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, error, string) {
+	var buf syncBuffer
+	f := &Function{log: bufferLogger(&buf)}
+	rsp, err := f.RunFunction(context.Background(), req)
+	return rsp, err, buf.String()
+}
+
+// jsonStruct parses a JSON object; ok is false for anything else.
+func jsonStruct(s string) (*structpb.Struct, bool) {
+	v := &structpb.Value{}
+	if err := v.UnmarshalJSON([]byte(s)); err != nil {
+		return nil, false
+	}
+	st := v.GetStructValue()
+	return st, st != nil
+}
+
+// jsonValue parses any JSON value.
+func jsonValue(s string) (*structpb.Value, bool) {
+	v := &structpb.Value{}
+	if err := v.UnmarshalJSON([]byte(s)); err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+// yamlJSON turns a YAML file (or a part of one) into JSON text for a seed.
+func yamlJSON(tb testing.TB, y string) string {
+	tb.Helper()
+	j, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(j)
+}
+
+func readExample(tb testing.TB, path string) string {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// yamlDocs splits a multi-document YAML file into JSON objects.
+func yamlDocs(tb testing.TB, y string) []string {
+	var out []string
+	for _, doc := range strings.Split(y, "\n---\n") {
+		j := yamlJSON(tb, doc)
+		if j != "null" && j != "{}" {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// specJSON is the spec of an XR file as JSON text.
+func specJSON(tb testing.TB, xr string) string {
+	s, ok := jsonStruct(yamlJSON(tb, xr))
+	if !ok {
+		tb.Fatal("not an object")
+	}
+	b, err := s.GetFields()["spec"].MarshalJSON()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// xrOf is a ModelDownload named name in namespace ml with the given spec and
+// status (either may be nil).
+func xrOf(name string, spec, status *structpb.Value) *structpb.Struct {
+	xr := &structpb.Struct{Fields: fields{
+		"apiVersion": str("hfops.kamal.dev/v1alpha1"),
+		"kind":       str("ModelDownload"),
+		"metadata":   object(fields{"name": str(name), "namespace": str("ml")}),
+	}}
+	if spec != nil {
+		xr.Fields["spec"] = spec
+	}
+	if status != nil {
+		xr.Fields["status"] = status
+	}
+	return xr
+}
+
+// resolvedRequest is a request after Crossplane resolved both requirements.
+func resolvedRequest(xr *structpb.Struct, observed map[string]*fnv1.Resource, secret *fnv1.Resource, pods []*fnv1.Resource, input *structpb.Struct) *fnv1.RunFunctionRequest {
+	req := &fnv1.RunFunctionRequest{
+		Meta:     &fnv1.RequestMeta{Tag: "fuzz"},
+		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: xr}, Resources: observed},
+		RequiredResources: map[string]*fnv1.Resources{
+			requirementToken: {},
+			requirementPods:  {Items: pods},
+		},
+		Input: input,
+	}
+	if secret != nil {
+		req.RequiredResources[requirementToken].Items = []*fnv1.Resource{secret}
+	}
+	return req
+}
+
+// secretData lists the values a Secret holds (decoded where base64), the
+// things that must never leave the function.
+func secretData(secret *fnv1.Resource) []string {
+	var out []string
+	for _, section := range []string{"data", "stringData"} {
+		for _, v := range get(secret.GetResource(), section).GetStructValue().GetFields() {
+			s := v.GetStringValue()
+			out = append(out, s)
+			if section == "data" {
+				if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+					out = append(out, string(b))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// leakProbes are the forms of a secret value a leak would show: the value,
+// its base64, its JSON escaping (as a log line holds it), and its first and
+// last 12 bytes. Probes shorter than 8 bytes say nothing and are dropped.
+func leakProbes(value string) []string {
+	esc, _ := json.Marshal(value)
+	probes := []string{value, base64.StdEncoding.EncodeToString([]byte(value)), strings.Trim(string(esc), `"`)}
+	if len(value) >= 16 {
+		probes = append(probes, value[:12], value[len(value)-12:])
+	}
+	out := probes[:0]
+	for _, p := range probes {
+		if len(p) >= 8 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// checkInvariants is what must hold for every request. It returns the
+// response so callers can check more.
+func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
+	t.Helper()
+	rsp, err, logs := runLogged(req)
+	if err != nil {
+		t.Fatalf("RunFunction returned an error (a recovered panic?): %v\nlogs:\n%s", err, logs)
+	}
+	if strings.Contains(logs, "panicked") {
+		t.Fatalf("RunFunction panicked:\n%s", logs)
+	}
+	again, err2, _ := runLogged(req)
+	if err2 != nil || !proto.Equal(rsp, again) {
+		t.Fatalf("the same request gave different responses")
+	}
+
+	checkNoLeak(t, req, rsp, logs)
+
+	fatalResult := false
+	for _, r := range rsp.GetResults() {
+		if r.GetSeverity() == fnv1.Severity_SEVERITY_FATAL {
+			fatalResult = true
+		}
+	}
+	if fatalResult {
+		if n := len(rsp.GetDesired().GetResources()); n > 0 {
+			t.Fatalf("a Fatal result with %d desired resources: a half-built desired state", n)
+		}
+		return rsp
+	}
+	checkJobs(t, req, rsp)
+	checkStatusLists(t, req, rsp)
+	return rsp
+}
+
+// checkNoLeak: no value of the token Secret appears in the response, the
+// logs, or the error, unless the request carried it elsewhere too (the user
+// wrote it into the XR, say) or it is text the function always emits.
+func checkNoLeak(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse, logs string) {
+	t.Helper()
+	secrets := req.GetRequiredResources()[requirementToken].GetItems()
+	if len(secrets) == 0 {
+		return
+	}
+	rest := proto.Clone(req).(*fnv1.RunFunctionRequest)
+	delete(rest.RequiredResources, requirementToken)
+	restBytes, err := proto.Marshal(rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := string(restBytes) + script.Text
+	out, err := proto.Marshal(rsp)
+	if err != nil {
+		t.Fatalf("the response does not marshal: %v", err)
+	}
+	for _, v := range secretData(secrets[0]) {
+		for _, p := range leakProbes(v) {
+			if strings.Contains(known, p) {
+				continue
+			}
+			if bytes.Contains(out, []byte(p)) {
+				t.Fatalf("the response holds Secret data %q", p)
+			}
+			if strings.Contains(logs, p) {
+				t.Fatalf("the logs hold Secret data %q:\n%s", p, logs)
+			}
+		}
+	}
+}
+
+// checkJobs: every desired Job (bare or in a provider-kubernetes Object) has
+// a DNS-1123 label name, unique, in the XR's namespace, with valid labels and
+// annotation keys; every key is a valid, unique composition resource name.
+func checkJobs(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse) {
+	t.Helper()
+	xr := req.GetObserved().GetComposite().GetResource()
+	ns := getString(xr, "metadata", "namespace")
+	if ns == "" {
+		ns = getString(xr, "metadata", "labels", claimNamespaceLabel)
+	}
+	names := map[string]string{}
+	for key, r := range rsp.GetDesired().GetResources() {
+		if msgs := validation.IsDNS1123Subdomain(key); len(msgs) > 0 {
+			t.Fatalf("resource key %q: %v", key, msgs)
+		}
+		res := r.GetResource()
+		checkMeta(t, key, res)
+		if getString(res, "kind") == "Object" {
+			res = get(res, "spec", "forProvider", "manifest").GetStructValue()
+			checkMeta(t, key, res)
+		}
+		kind, name := getString(res, "kind"), getString(res, "metadata", "name")
+		switch {
+		case kind == "PersistentVolumeClaim" && key == pvcKey:
+			if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+				t.Fatalf("PVC name %q: %v", name, msgs)
+			}
+			continue
+		case kind != "Job" || getString(res, "apiVersion") != "batch/v1":
+			t.Fatalf("resource %q is a %s %s, not a batch/v1 Job", key, getString(res, "apiVersion"), kind)
+		}
+		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+			t.Fatalf("Job name %q (key %q): %v", name, key, msgs)
+		}
+		if other, dup := names[name]; dup {
+			t.Fatalf("keys %q and %q share the Job name %q", other, key, name)
+		}
+		names[name] = key
+		if got := getString(res, "metadata", "namespace"); got != ns {
+			t.Fatalf("Job %q in namespace %q, want %q", name, got, ns)
+		}
+		checkMeta(t, key, get(res, "spec", "template").GetStructValue())
+	}
+}
+
+// checkMeta: label keys and values and annotation keys pass apimachinery.
+func checkMeta(t *testing.T, key string, obj *structpb.Struct) {
+	t.Helper()
+	for k, v := range get(obj, "metadata", "labels").GetStructValue().GetFields() {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			t.Fatalf("%s: label key %q: %v", key, k, msgs)
+		}
+		if msgs := validation.IsValidLabelValue(v.GetStringValue()); len(msgs) > 0 {
+			t.Fatalf("%s: label %s=%q: %v", key, k, v.GetStringValue(), msgs)
+		}
+	}
+	for k := range get(obj, "metadata", "annotations").GetStructValue().GetFields() {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			t.Fatalf("%s: annotation key %q: %v", key, k, msgs)
+		}
+	}
+}
+
+// checkStatusLists: every model of the spec is in exactly one of pending,
+// completed and failed, and in status.models, and nothing else is.
+func checkStatusLists(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse) {
+	t.Helper()
+	st := rsp.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue()
+	want := map[string]bool{}
+	for _, m := range get(req.GetObserved().GetComposite().GetResource(), "spec", "models").GetListValue().GetValues() {
+		want[getString(m.GetStructValue(), "name")] = true
+	}
+	seen := map[string]string{}
+	for _, l := range []string{"pending", "completed", "failed"} {
+		for _, v := range get(st, l).GetListValue().GetValues() {
+			n := v.GetStringValue()
+			if prev, dup := seen[n]; dup {
+				t.Fatalf("model %q is in status.%s and status.%s", n, prev, l)
+			}
+			seen[n] = l
+			if !want[n] {
+				t.Fatalf("status.%s lists %q, which is not in the spec", l, n)
+			}
+		}
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("status lists %d models, the spec has %d: %v", len(seen), len(want), seen)
+	}
+	if n := len(get(st, "models").GetListValue().GetValues()); n != len(want) {
+		t.Fatalf("status.models has %d entries, the spec has %d models", n, len(want))
+	}
+}
+
+// FuzzSpec: arbitrary XR specs (any JSON value) and XR names.
+func FuzzSpec(f *testing.F) {
+	f.Add(specJSON(f, readExample(f, "example/xr.yaml")), "llama-cache")
+	f.Add(specJSON(f, readExample(f, "example/xr-after-ttl.yaml")), "llama-cache")
+	for _, s := range []string{
+		twoModels,
+		twoModels + "- name: 'org/x;rm -rf ~'\n",
+		"storagePVC: models\nmodels:\n- name: " + strings.Repeat("a", 96) + "/" + strings.Repeat("b", 96) + "\n- name: M\n- name: _\n- name: a_b\n- name: a.b\n",
+		"storagePVC: models\nnodePool: gpu\nmodels:\n- name: org/a\n  revision: refs/pr/1\n  retryCount: 100\n  include: ['*.json', 'sub/**']\n  exclude: ['../x', '/abs', '-x', '[']\n  repoType: dataset\nsettings:\n  timeoutMillis: 2592000000\n  keepAliveSeconds: 0\n  cpu: 500m\n  memory: 1Ei\n  forceReload: true\n  enableHFTransfer: true\n",
+		"storagePVC: 7\nmodels: {}\nhfTokenRef: x\nsettings: []\n",
+		"storagePVC: models\nmodels:\n- name: org/a\n- name: org/a\n- 7\n- {}\n- name: null\n",
+		"storagePVC: models\nhfTokenRef: {name: hf, key: ''}\nmodels:\n- name: \"org/\\u202egnp.exe\"\n  revision: '-x'\n  sha: 'a b'\n  retryCount: -1e300\n",
+	} {
+		f.Add(yamlJSON(f, s), "cache")
+	}
+	f.Add(`{"models":[{"name":"x"}],"storagePVC":"p"}`, "")
+	f.Add(`{"models":[{"name":"x"}],"storagePVC":"p"}`, "-.---"+strings.Repeat("Ü", 40))
+	f.Add(`null`, "cache")
+	f.Add(`"spec"`, "cache")
+
+	f.Fuzz(func(t *testing.T, spec, xrName string) {
+		v, ok := jsonValue(spec)
+		if !ok || !utf8.ValidString(xrName) { // protobuf strings are UTF-8
+			return
+		}
+		req := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("hf", "token", testToken), nil, nil)
+		checkInvariants(t, req)
+	})
+}
+
+// fuzzBase is the response to twoModels with the token: the Jobs the
+// observed-state targets pretend Crossplane created.
+var fuzzBase = sync.OnceValue(func() *fnv1.RunFunctionResponse {
+	rsp, err := newTestFunction().RunFunction(context.Background(), withToken(xrYAML(twoModels)).build())
+	if err != nil {
+		panic(err)
+	}
+	return rsp
+})
+
+func sortedKeys(m map[string]*fnv1.Resource) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := range keys {
+		for j := i + 1; j < len(keys); j++ {
+			if keys[j] < keys[i] {
+				keys[i], keys[j] = keys[j], keys[i]
+			}
+		}
+	}
+	return keys
+}
+
+// FuzzObserved: arbitrary observed Job status (any shape), a hand-edited XR
+// status, a download pod's termination message, and a resource that is not
+// one of this function's Jobs, with and without the token.
+func FuzzObserved(f *testing.F) {
+	complete, failed := yamlJSON(f, jobComplete), yamlJSON(f, jobFailed)
+	running := yamlJSON(f, jobRunning)
+	for _, d := range yamlDocs(f, readExample(f, "example/observed/complete-and-failed.yaml")) {
+		if s, ok := jsonStruct(d); ok {
+			b, _ := s.GetFields()["status"].MarshalJSON()
+			f.Add(string(b), complete, "", `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true)
+		}
+	}
+	xrStatus, _ := jsonStruct(yamlJSON(f, readExample(f, "example/xr-after-ttl.yaml")))
+	recorded, _ := xrStatus.GetFields()["status"].MarshalJSON()
+	f.Add(running, failed, string(recorded), "not json", "", false)
+	f.Add(complete, complete, `{"models":[{"name":"org/alpha","phase":"Completed","hash":"x","commit":"zz","files":-1}]}`, "", "", false)
+	f.Add(`{"conditions":"x","active":"1"}`, `{"conditions":[null,1,{"type":"Failed","status":"True","reason":7}]}`, `{"models":"x","pending":[1]}`, `{"commit":"`+strings.Repeat("a", 65)+`"}`, "", true)
+	f.Add(`{"conditions":[{"type":"Suspended","status":"True"}],"active":1e300}`, `[]`, `{"models":[{"name":"org/beta","phase":"Nonsense","hash":"../../etc"},{"name":"org/beta","phase":"Completed"}]}`, "", "", false)
+	foreign := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Not_Ours","annotations":{"hfops.kamal.dev/model":"org/alpha","hfops.kamal.dev/config-hash":"x"}},"data":{"a":"b"}}`
+	f.Add(running, running, "", "", foreign, false)
+	f.Add(running, running, "", "", foreign, true)
+	f.Add(`{}`, `{}`, `{}`, `{}`, `{"kind":"Job","metadata":{"name":"x"}}`, false)
+	// A Job of ours whose spec-hash label was edited by hand (labels of a
+	// live Job are mutable), observed while the token is missing.
+	base := fuzzBase()
+	alpha := proto.Clone(base.GetDesired().GetResources()[sortedKeys(base.GetDesired().GetResources())[0]].GetResource()).(*structpb.Struct)
+	get(alpha, "metadata", "labels").GetStructValue().Fields[labelSpecHash] = str("Hand_Edited.Value")
+	alpha.Fields["metadata"].GetStructValue().Fields["name"] = str("hf-dl-cache-org-alpha-0123456789")
+	edited, err := alpha.MarshalJSON()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(running, running, "", "", string(edited), false)
+	f.Add(running, running, "", "", string(edited), true)
+
+	f.Fuzz(func(t *testing.T, statusA, statusB, xrStatus, podMessage, foreign string, token bool) {
+		if !utf8.ValidString(podMessage) { // protobuf strings are UTF-8
+			return
+		}
+		base := fuzzBase()
+		observed := map[string]*fnv1.Resource{}
+		var pods []*fnv1.Resource
+		for i, key := range sortedKeys(base.GetDesired().GetResources()) {
+			st := statusA
+			if i == 1 {
+				st = statusB
+			}
+			job := proto.Clone(base.GetDesired().GetResources()[key].GetResource()).(*structpb.Struct)
+			if v, ok := jsonValue(st); ok {
+				job.Fields["status"] = v
+			}
+			observed[key] = &fnv1.Resource{Resource: job}
+			pod := succeededPod(getString(job, "metadata", "name"), "")
+			get(pod.GetResource(), "status", "containerStatuses").GetListValue().GetValues()[0].GetStructValue().
+				GetFields()["state"].GetStructValue().GetFields()["terminated"].GetStructValue().Fields["message"] = str(podMessage)
+			pods = append(pods, pod)
+		}
+		if fr, ok := jsonStruct(foreign); ok && admissible(fr, observed) {
+			observed["foreign"] = &fnv1.Resource{Resource: fr}
+		}
+		var status *structpb.Value
+		if v, ok := jsonValue(xrStatus); ok {
+			status = v
+		}
+		xr := mustStruct(xrYAML(twoModels))
+		if status != nil {
+			xr.Fields["status"] = status
+		}
+		var secret *fnv1.Resource
+		if token {
+			secret = secretResource("hf", "token", testToken)
+		}
+		rsp := checkInvariants(t, resolvedRequest(xr, observed, secret, pods, nil))
+		// A resource that is not one of this function's Jobs is never
+		// re-applied, least of all in another shape.
+		if got, ok := rsp.GetDesired().GetResources()["foreign"]; ok {
+			fr := observed["foreign"].GetResource()
+			if getString(fr, "metadata", "labels", labelApp) != appName {
+				t.Fatalf("a resource that is not ours was re-applied: %s %s", getString(got.GetResource(), "kind"), getString(got.GetResource(), "metadata", "name"))
+			}
+		}
+	})
+}
+
+// admissible reports whether an observed Job (bare or in an Object) could
+// exist next to the others: the apiserver validated its name and labels, and
+// no two Jobs share a name in a namespace. Anything else may be anything.
+func admissible(obj *structpb.Struct, others map[string]*fnv1.Resource) bool {
+	for _, o := range []*structpb.Struct{obj, get(obj, "spec", "forProvider", "manifest").GetStructValue()} {
+		if k := getString(o, "kind"); k != "Job" && k != "Object" {
+			continue
+		}
+		for k, v := range get(o, "metadata", "labels").GetStructValue().GetFields() {
+			if validation.IsQualifiedName(k) != nil || validation.IsValidLabelValue(v.GetStringValue()) != nil {
+				return false
+			}
+		}
+		if getString(o, "kind") != "Job" {
+			continue
+		}
+		name := getString(o, "metadata", "name")
+		if validation.IsDNS1123Label(name) != nil || getString(o, "metadata", "namespace") != "ml" {
+			return false
+		}
+		for _, r := range others {
+			if getString(r.GetResource(), "metadata", "name") == name {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// FuzzRequired: arbitrary required resources: the token Secret (any shape,
+// any token bytes, in data or stringData) and the download pods (any list).
+func FuzzRequired(f *testing.F) {
+	secret := yamlJSON(f, readExample(f, "example/required/secret.yaml"))
+	pods := yamlDocs(f, readExample(f, "example/required/pods.yaml"))
+	podList := "[" + strings.Join(pods, ",") + "]"
+	f.Add(secret, "token", testToken, true, podList)
+	f.Add(secret, "token", "hf_example_not_a_real_token", false, "[]")
+	f.Add(`{"kind":"Secret","data":{"token":"%%%notbase64"}}`, "", "", false, `[{"metadata":{"labels":{"job-name":"x"}},"status":{"containerStatuses":[{"name":"download","state":{"terminated":{"exitCode":0,"message":"{\"commit\":\"ab\",\"files\":1,\"bytes\":2,\"seconds\":3}"}}}]}}]`)
+	f.Add(`{"data":{"other":"aGZfc2VjcmV0X3ZhbHVlX3h5eg=="}}`, "", "", false, `[1,"x",null,{}]`)
+	f.Add(`{"data":"x","stringData":{"token":7}}`, "", "", false, `{}`)
+	f.Add(`{}`, "token", "\x00\xff\u202e\n tok\"en'$(rm -rf /)`x`", true, `null`)
+	f.Add(`{"data":{"token":""}}`, "", "", false, `[]`)
+
+	f.Fuzz(func(t *testing.T, secretJSON, key, token string, asData bool, podsJSON string) {
+		s, ok := jsonStruct(secretJSON)
+		if !ok || !utf8.ValidString(key) || !asData && !utf8.ValidString(token) { // protobuf strings are UTF-8
+			return
+		}
+		// The XR names the Secret "hf" and the key (default token).
+		if key != "" {
+			section := "stringData"
+			value := str(token)
+			if asData {
+				section, value = "data", str(base64.StdEncoding.EncodeToString([]byte(token)))
+			}
+			sec := get(s, section).GetStructValue()
+			if sec == nil {
+				sec = &structpb.Struct{Fields: fields{}}
+				s.Fields[section] = structpb.NewStructValue(sec)
+			}
+			if sec.Fields == nil {
+				sec.Fields = fields{}
+			}
+			sec.Fields[key] = value
+		}
+		var podItems []*fnv1.Resource
+		if l, ok := jsonValue(podsJSON); ok {
+			for _, p := range l.GetListValue().GetValues() {
+				podItems = append(podItems, &fnv1.Resource{Resource: p.GetStructValue()})
+			}
+		}
+		spec := "storagePVC: models\nhfTokenRef:\n  name: hf\n"
+		if key != "" && validation.IsConfigMapKey(key) == nil {
+			spec += "  key: '" + strings.ReplaceAll(key, "'", "''") + "'\n"
+		}
+		spec += "models:\n- name: Qwen/Qwen2.5-0.5B-Instruct\n- name: sentence-transformers/all-MiniLM-L6-v2\n"
+		xr := mustStruct(xrYAML(spec))
+		checkInvariants(t, resolvedRequest(xr, nil, &fnv1.Resource{Resource: s}, podItems, nil))
+	})
+}
+
+// FuzzInput: arbitrary Inputs (any JSON object) with a valid XR and token.
+func FuzzInput(f *testing.F) {
+	comp, _ := jsonStruct(yamlJSON(f, readExample(f, "example/composition.yaml")))
+	in, _ := get(comp, "spec", "pipeline").GetListValue().GetValues()[0].GetStructValue().GetFields()["input"].MarshalJSON()
+	f.Add(string(in))
+	const hdr = "apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1\nkind: Input\n"
+	for _, s := range []string{
+		"",
+		"imagee: x\n",
+		"imagePullPolicy: Sometimes\nmountPath: ../models\nmaxWorkers: 0\nenv:\n- name: HF_TOKEN\n  value: x\nresources:\n  memory: lots\nsecurityContext:\n  runAsUser: 0\n",
+		"image: 'a b'\nimagePullSecrets: [Bad_Name, ok]\nserviceAccountName: sa\nmountPath: /data/models\nnodePoolLabelKey: example.com/pool\n",
+		"tolerations:\n- key: gpu\n  operator: Exists\n  effect: NoSchedule\n- key: x\n  operator: Equal\n  value: 'a b'\n  tolerationSeconds: 5\n",
+		"env:\n- name: HF_ENDPOINT\n  value: https://mirror\n- name: HF_ENDPOINT\n  value: x\n- name: 1BAD\n",
+		"maxWorkers: 99999999999\nsecurityContext: {runAsUser: 9223372036854775807, fsGroup: -1}\n",
+		"metadata: {name: x, labels: {a: b}}\nresources: {cpu: '-1'}\n",
+		"mode: Object\nobject:\n  apiVersion: kubernetes.crossplane.io/v1alpha2\n  providerConfigRef: {name: default, kind: ClusterProviderConfig}\n",
+	} {
+		f.Add(yamlJSON(f, hdr+s))
+	}
+	f.Add(`{"env":null,"tolerations":[null],"resources":null}`)
+
+	f.Fuzz(func(t *testing.T, input string) {
+		s, ok := jsonStruct(input)
+		if !ok {
+			return
+		}
+		req := withToken(xrYAML(twoModels)).build()
+		req.Input = s
+		checkInvariants(t, req)
+	})
+}
