@@ -127,6 +127,13 @@ func TestCatalogue(t *testing.T) {
 			"Fatal: invalid ModelDownload spec: spec.settings.cpu: Invalid value: \"0\": must be greater than zero",
 		}},
 
+		{"StorageSizeNotAQuantity", testRequest{xr: xrYAML("storagePVC: models\nstorage: {size: lots}\nmodels:\n- name: org/a\n")}, []string{
+			"Fatal: invalid ModelDownload spec: spec.storage.size: Invalid value: \"lots\": must be a Kubernetes quantity such as 500m, 2 or 8Gi",
+		}},
+		{"StorageUnsupportedValues", testRequest{xr: xrYAML("storagePVC: models\nstorage: {size: 1Gi, deletionPolicy: Sometimes, accessModes: [ReadWriteAlways]}\nmodels:\n- name: org/a\n")}, []string{
+			"Fatal: invalid ModelDownload spec: [spec.storage.accessModes[0]: Unsupported value: \"ReadWriteAlways\": supported values: \"ReadWriteOnce\", \"ReadOnlyMany\", \"ReadWriteMany\", \"ReadWriteOncePod\", spec.storage.deletionPolicy: Unsupported value: \"Sometimes\": supported values: \"Orphan\", \"Delete\"]",
+		}},
+
 		// One model is unusable: a Warning and ModelsValid=False naming
 		// field and value; the model is Failed and the others go ahead.
 		{"NameShellMetacharacters", withModel("- name: 'org/x;rm -rf ~'\n"), []string{

@@ -230,6 +230,29 @@ func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFuncti
 
 	checkNoLeak(t, req, rsp, logs)
 
+	// A first call that asks for more than the request resolved (the
+	// Namespace of spec.storage, say): answer as Crossplane would, with
+	// nothing found, and check the second call.
+	var unresolved []string
+	for name := range rsp.GetRequirements().GetResources() {
+		if _, ok := req.GetRequiredResources()[name]; !ok {
+			unresolved = append(unresolved, name)
+		}
+	}
+	if len(unresolved) > 0 {
+		if len(rsp.GetDesired().GetResources()) > 0 {
+			t.Fatalf("Jobs composed before the requirements %v were resolved", unresolved)
+		}
+		next := proto.Clone(req).(*fnv1.RunFunctionRequest)
+		if next.RequiredResources == nil {
+			next.RequiredResources = map[string]*fnv1.Resources{}
+		}
+		for _, name := range unresolved {
+			next.RequiredResources[name] = &fnv1.Resources{}
+		}
+		return checkInvariants(t, next)
+	}
+
 	fatalResult := false
 	for _, r := range rsp.GetResults() {
 		if r.GetSeverity() == fnv1.Severity_SEVERITY_FATAL {
@@ -391,6 +414,8 @@ func FuzzSpec(f *testing.F) {
 		f.Add(yamlJSON(f, s), "cache")
 	}
 	f.Add(`{"models":[{"name":"x"}],"storagePVC":"p"}`, "")
+	f.Add(`{"models":[{"name":"org/a"}],"storagePVC":"models","storage":{"size":"100Gi","storageClassName":"fast","accessModes":["ReadWriteMany"],"deletionPolicy":"Delete"}}`, "cache")
+	f.Add(`{"models":[{"name":"org/a"}],"storagePVC":"models","storage":{"size":"-1","accessModes":"x","volumeMode":"Block","deletionPolicy":"Sometimes"}}`, "cache")
 	f.Add(`{"models":[{"name":"x"}],"storagePVC":"p"}`, "-.---"+strings.Repeat("Ü", 40))
 	f.Add(`null`, "cache")
 	f.Add(`"spec"`, "cache")
