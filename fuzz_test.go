@@ -440,6 +440,20 @@ var fuzzBase = sync.OnceValue(func() *fnv1.RunFunctionResponse {
 	return rsp
 })
 
+// fuzzClaimXR is twoModels as a cluster-scoped XR bound to a claim in ml: its
+// Jobs are wrapped in provider-kubernetes Objects.
+var fuzzClaimXR = strings.Replace(xrYAML(twoModels), "  namespace: ml\n",
+	"  labels:\n    crossplane.io/claim-namespace: ml\n    crossplane.io/claim-name: cache\n", 1)
+
+// fuzzObjectBase is fuzzBase for fuzzClaimXR: the Objects Crossplane created.
+var fuzzObjectBase = sync.OnceValue(func() *fnv1.RunFunctionResponse {
+	rsp, err := newTestFunction().RunFunction(context.Background(), withToken(fuzzClaimXR).build())
+	if err != nil {
+		panic(err)
+	}
+	return rsp
+})
+
 func sortedKeys(m map[string]*fnv1.Resource) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -464,19 +478,19 @@ func FuzzObserved(f *testing.F) {
 	for _, d := range yamlDocs(f, readExample(f, "example/observed/complete-and-failed.yaml")) {
 		if s, ok := jsonStruct(d); ok {
 			b, _ := s.GetFields()["status"].MarshalJSON()
-			f.Add(string(b), complete, "", `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true)
+			f.Add(string(b), complete, "", `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, false)
 		}
 	}
 	xrStatus, _ := jsonStruct(yamlJSON(f, readExample(f, "example/xr-after-ttl.yaml")))
 	recorded, _ := xrStatus.GetFields()["status"].MarshalJSON()
-	f.Add(running, failed, string(recorded), "not json", "", false)
-	f.Add(complete, complete, `{"models":[{"name":"org/alpha","phase":"Completed","hash":"x","commit":"zz","files":-1}]}`, "", "", false)
-	f.Add(`{"conditions":"x","active":"1"}`, `{"conditions":[null,1,{"type":"Failed","status":"True","reason":7}]}`, `{"models":"x","pending":[1]}`, `{"commit":"`+strings.Repeat("a", 65)+`"}`, "", true)
-	f.Add(`{"conditions":[{"type":"Suspended","status":"True"}],"active":1e300}`, `[]`, `{"models":[{"name":"org/beta","phase":"Nonsense","hash":"../../etc"},{"name":"org/beta","phase":"Completed"}]}`, "", "", false)
+	f.Add(running, failed, string(recorded), "not json", "", false, false)
+	f.Add(complete, complete, `{"models":[{"name":"org/alpha","phase":"Completed","hash":"x","commit":"zz","files":-1}]}`, "", "", false, false)
+	f.Add(`{"conditions":"x","active":"1"}`, `{"conditions":[null,1,{"type":"Failed","status":"True","reason":7}]}`, `{"models":"x","pending":[1]}`, `{"commit":"`+strings.Repeat("a", 65)+`"}`, "", true, false)
+	f.Add(`{"conditions":[{"type":"Suspended","status":"True"}],"active":1e300}`, `[]`, `{"models":[{"name":"org/beta","phase":"Nonsense","hash":"../../etc"},{"name":"org/beta","phase":"Completed"}]}`, "", "", false, false)
 	foreign := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Not_Ours","annotations":{"hfops.kamal.dev/model":"org/alpha","hfops.kamal.dev/config-hash":"x"}},"data":{"a":"b"}}`
-	f.Add(running, running, "", "", foreign, false)
-	f.Add(running, running, "", "", foreign, true)
-	f.Add(`{}`, `{}`, `{}`, `{}`, `{"kind":"Job","metadata":{"name":"x"}}`, false)
+	f.Add(running, running, "", "", foreign, false, false)
+	f.Add(running, running, "", "", foreign, true, false)
+	f.Add(`{}`, `{}`, `{}`, `{}`, `{"kind":"Job","metadata":{"name":"x"}}`, false, false)
 	// A Job of ours whose spec-hash label was edited by hand (labels of a
 	// live Job are mutable), observed while the token is missing.
 	base := fuzzBase()
@@ -487,14 +501,21 @@ func FuzzObserved(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(running, running, "", "", string(edited), false)
-	f.Add(running, running, "", "", string(edited), true)
+	f.Add(running, running, "", "", string(edited), false, false)
+	f.Add(running, running, "", "", string(edited), true, false)
+	f.Add(running, failed, "", "", "", true, true)
+	f.Add(complete, complete, string(recorded), `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, true)
+	f.Add(running, running, "", "", foreign, false, true)
+	f.Add(`{"conditions":[{"type":"Complete","status":"True"}]}`, "", `{"models":[{"name":"org/alpha","phase":"Completed"}]}`, "", "", false, true)
 
-	f.Fuzz(func(t *testing.T, statusA, statusB, xrStatus, podMessage, foreign string, token bool) {
+	f.Fuzz(func(t *testing.T, statusA, statusB, xrStatus, podMessage, foreign string, token, objects bool) {
 		if !utf8.ValidString(podMessage) { // protobuf strings are UTF-8
 			return
 		}
-		base := fuzzBase()
+		base, xrText := fuzzBase(), xrYAML(twoModels)
+		if objects {
+			base, xrText = fuzzObjectBase(), fuzzClaimXR
+		}
 		observed := map[string]*fnv1.Resource{}
 		var pods []*fnv1.Resource
 		for i, key := range sortedKeys(base.GetDesired().GetResources()) {
@@ -502,11 +523,17 @@ func FuzzObserved(f *testing.F) {
 			if i == 1 {
 				st = statusB
 			}
-			job := proto.Clone(base.GetDesired().GetResources()[key].GetResource()).(*structpb.Struct)
+			composed := proto.Clone(base.GetDesired().GetResources()[key].GetResource()).(*structpb.Struct)
+			job := composed
+			if objects {
+				// provider-kubernetes reports the Job it observed.
+				job = proto.Clone(get(composed, "spec", "forProvider", "manifest").GetStructValue()).(*structpb.Struct)
+				composed.Fields["status"] = object(fields{"atProvider": object(fields{"manifest": structpb.NewStructValue(job)})})
+			}
 			if v, ok := jsonValue(st); ok {
 				job.Fields["status"] = v
 			}
-			observed[key] = &fnv1.Resource{Resource: job}
+			observed[key] = &fnv1.Resource{Resource: composed}
 			pod := succeededPod(getString(job, "metadata", "name"), "")
 			get(pod.GetResource(), "status", "containerStatuses").GetListValue().GetValues()[0].GetStructValue().
 				GetFields()["state"].GetStructValue().GetFields()["terminated"].GetStructValue().Fields["message"] = str(podMessage)
@@ -519,7 +546,7 @@ func FuzzObserved(f *testing.F) {
 		if v, ok := jsonValue(xrStatus); ok {
 			status = v
 		}
-		xr := mustStruct(xrYAML(twoModels))
+		xr := mustStruct(xrText)
 		if status != nil {
 			xr.Fields["status"] = status
 		}
@@ -624,7 +651,8 @@ func FuzzRequired(f *testing.F) {
 func FuzzInput(f *testing.F) {
 	comp, _ := jsonStruct(yamlJSON(f, readExample(f, "example/composition.yaml")))
 	in, _ := get(comp, "spec", "pipeline").GetListValue().GetValues()[0].GetStructValue().GetFields()["input"].MarshalJSON()
-	f.Add(string(in))
+	f.Add(string(in), false)
+	f.Add(string(in), true)
 	const hdr = "apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1\nkind: Input\n"
 	for _, s := range []string{
 		"",
@@ -637,16 +665,22 @@ func FuzzInput(f *testing.F) {
 		"metadata: {name: x, labels: {a: b}}\nresources: {cpu: '-1'}\n",
 		"mode: Object\nobject:\n  apiVersion: kubernetes.crossplane.io/v1alpha2\n  providerConfigRef: {name: default, kind: ClusterProviderConfig}\n",
 	} {
-		f.Add(yamlJSON(f, hdr+s))
+		f.Add(yamlJSON(f, hdr+s), false)
+		f.Add(yamlJSON(f, hdr+s), true)
 	}
-	f.Add(`{"env":null,"tolerations":[null],"resources":null}`)
+	f.Add(`{"env":null,"tolerations":[null],"resources":null}`, true)
 
-	f.Fuzz(func(t *testing.T, input string) {
+	f.Fuzz(func(t *testing.T, input string, claim bool) {
 		s, ok := jsonStruct(input)
 		if !ok {
 			return
 		}
-		req := withToken(xrYAML(twoModels)).build()
+		xr := xrYAML(twoModels)
+		if claim {
+			// A cluster-scoped XR bound to a claim in namespace ml.
+			xr = strings.Replace(xr, "  namespace: ml\n", "  labels:\n    crossplane.io/claim-namespace: ml\n    crossplane.io/claim-name: my-claim\n", 1)
+		}
+		req := withToken(xr).build()
 		req.Input = s
 		checkInvariants(t, req)
 	})
