@@ -4,8 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"hash"
 	"strings"
+	"unicode/utf8"
 )
 
 // Names and hashes. Every name here reaches Kubernetes, so each is built to
@@ -23,28 +23,36 @@ const (
 	maxLabelValue = 63
 )
 
-// canonical writes length-prefixed key/value pairs into a hash, so no two
-// different field lists can encode to the same bytes.
+// canonical writes length-prefixed key/value pairs, so no two different field
+// lists can encode to the same bytes. It collects the encoding in one buffer
+// and hashes it once with SHA-256: the same digest as writing each piece into
+// a hash.Hash, without an allocation per field.
 type canonical struct {
-	h   hash.Hash
-	buf [binary.MaxVarintLen64]byte
+	buf []byte
 }
 
-func newCanonical(h hash.Hash, domain string) *canonical {
-	c := &canonical{h: h}
+// newCanonical starts an encoding in buf, usually a caller's array on the
+// stack; append moves it to the heap only if it outgrows that.
+func newCanonical(buf []byte, domain string) canonical {
+	c := canonical{buf: buf[:0]}
 	c.str("domain", domain)
 	return c
 }
 
 func (c *canonical) bytes(b []byte) {
-	n := binary.PutUvarint(c.buf[:], uint64(len(b)))
-	c.h.Write(c.buf[:n])
-	c.h.Write(b)
+	c.buf = binary.AppendUvarint(c.buf, uint64(len(b)))
+	c.buf = append(c.buf, b...)
 }
 
 func (c *canonical) str(k, v string) {
-	c.bytes([]byte(k))
-	c.bytes([]byte(v))
+	c.string(k)
+	c.string(v)
+}
+
+// string is bytes([]byte(s)) without the copy.
+func (c *canonical) string(s string) {
+	c.buf = binary.AppendUvarint(c.buf, uint64(len(s)))
+	c.buf = append(c.buf, s...)
 }
 
 func (c *canonical) strs(k string, vs []string) {
@@ -55,7 +63,7 @@ func (c *canonical) strs(k string, vs []string) {
 }
 
 func (c *canonical) int(k string, v int64) {
-	c.bytes([]byte(k))
+	c.string(k)
 	var b [binary.MaxVarintLen64]byte
 	n := binary.PutVarint(b[:], v)
 	c.bytes(b[:n])
@@ -69,7 +77,7 @@ func (c *canonical) bool(k string, v bool) {
 	}
 }
 
-func (c *canonical) sum() []byte { return c.h.Sum(nil) }
+func (c *canonical) sum() [sha256.Size]byte { return sha256.Sum256(c.buf) }
 
 // modelHashes are the three hashes of one model.
 type modelHashes struct {
@@ -88,7 +96,8 @@ type modelHashes struct {
 // hashModel computes a model's hashes. xrDigest covers the XR-wide fields and
 // platform the Input; both are computed once per request.
 func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) modelHashes {
-	c := newCanonical(sha256.New(), "content/v1")
+	var scratch [512]byte
+	c := newCanonical(scratch[:], "content/v1")
 	c.str("name", m.Name)
 	c.str("repoType", m.RepoType)
 	c.str("revision", m.Revision)
@@ -96,31 +105,40 @@ func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) model
 	c.strs("exclude", m.Exclude)
 	content := c.sum()
 
-	g := newCanonical(sha256.New(), "config/v1")
-	g.bytes(content)
-	g.str("sha", m.SHA)
-	g.int("retryCount", m.RetryCount)
-	g.bytes(xrDigest)
-	g.bytes(platformDigest)
-	g.bytes(scriptDigest)
-	config := g.sum()
+	c.buf = c.buf[:0]
+	c.str("domain", "config/v1")
+	c.bytes(content[:])
+	c.str("sha", m.SHA)
+	c.int("retryCount", m.RetryCount)
+	c.bytes(xrDigest)
+	c.bytes(platformDigest)
+	c.bytes(scriptDigest)
+	config := c.sum()
 
-	s := newCanonical(sha256.New(), "spec/v1")
-	s.bytes(config)
-	s.bytes(tokenDigest)
-	spec := s.sum()
+	c.buf = c.buf[:0]
+	c.str("domain", "spec/v1")
+	c.bytes(config[:])
+	c.bytes(tokenDigest)
+	spec := c.sum()
 
+	// One string holds the three hex hashes; each field is a slice of it.
+	var hx [16 + 16 + specHashLen]byte
+	hex.Encode(hx[:16], content[:8])
+	hex.Encode(hx[16:32], config[:8])
+	hex.Encode(hx[32:], spec[:specHashLen/2])
+	all := string(hx[:])
 	return modelHashes{
-		content: hex.EncodeToString(content[:8]),
-		config:  hex.EncodeToString(config[:8]),
-		spec:    hex.EncodeToString(spec)[:specHashLen],
+		content: all[:16],
+		config:  all[16:32],
+		spec:    all[32:],
 	}
 }
 
 // hashXR covers the fields of the XR that every Job shares, and how the Jobs
 // are composed: a Job and the Object carrying it must never share a key.
 func hashXR(s *xrSpec, cpu, memory, envelope string) []byte {
-	c := newCanonical(sha256.New(), "xr/v1")
+	var scratch [512]byte
+	c := newCanonical(scratch[:], "xr/v1")
 	c.str("envelope", envelope)
 	c.str("storagePVC", s.StoragePVC)
 	c.str("nodePool", s.NodePool)
@@ -135,7 +153,8 @@ func hashXR(s *xrSpec, cpu, memory, envelope string) []byte {
 	c.str("cpu", cpu)
 	c.str("memory", memory)
 	c.bool("forceReload", st.ForceReload)
-	return c.sum()
+	d := c.sum()
+	return d[:]
 }
 
 // tokenDigest is the SHA-256 of the token value. Only this digest, never the
@@ -149,6 +168,44 @@ func tokenDigest(token []byte) []byte {
 // dnsLabel turns any string into lowercase letters, digits and single
 // dashes, trimmed of dashes: the alphabet of a DNS-1123 label.
 func dnsLabel(s string) string {
+	clean := len(s) > 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= utf8.RuneSelf:
+			return dnsLabelUnicode(s)
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
+		case c == '-' && i > 0 && i < len(s)-1 && s[i-1] != '-':
+		default:
+			clean = false
+		}
+	}
+	if clean {
+		return s // already a label: nothing to change, nothing to allocate
+	}
+	b := make([]byte, 0, len(s))
+	dash := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			if dash && len(b) > 0 {
+				b = append(b, '-')
+			}
+			dash = false
+			b = append(b, c)
+			continue
+		}
+		dash = true
+	}
+	return string(b)
+}
+
+// dnsLabelUnicode is dnsLabel for strings beyond ASCII, whose lowercase may
+// differ in length or even be ASCII (the Kelvin sign lowercases to 'k').
+func dnsLabelUnicode(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	dash := false

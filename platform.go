@@ -2,12 +2,13 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"path"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -67,11 +68,53 @@ func reservedEnv(name string) bool {
 
 // decodeInput reads the Input strictly: a field the function does not know
 // is a typo or a version mismatch, never something to ignore.
+//
+// A Composition's Input is the same on every call, and the JSON round trip
+// below was the largest fixed cost of a call, so the outcome is remembered
+// per Input (keyed by its deterministic protobuf encoding, which equal
+// Structs share) and the caller gets a copy it may change.
 func decodeInput(s *structpb.Struct) (*v1beta1.Input, error) {
-	in := &v1beta1.Input{}
 	if s == nil {
-		return in, nil
+		return &v1beta1.Input{}, nil
 	}
+	key, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
+	if err != nil {
+		return decodeInputJSON(s)
+	}
+	inputCache.Lock()
+	r, ok := inputCache.m[string(key)]
+	inputCache.Unlock()
+	if !ok {
+		r.in, r.err = decodeInputJSON(s)
+		inputCache.Lock()
+		if len(inputCache.m) >= maxCachedInputs {
+			clear(inputCache.m)
+		}
+		inputCache.m[string(key)] = r
+		inputCache.Unlock()
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return r.in.DeepCopy(), nil
+}
+
+// maxCachedInputs bounds the cache of decoded Inputs: one entry per
+// Composition (and revision) that calls the function.
+const maxCachedInputs = 64
+
+type decodedInput struct {
+	in  *v1beta1.Input
+	err error
+}
+
+var inputCache = struct {
+	sync.Mutex
+	m map[string]decodedInput
+}{m: map[string]decodedInput{}}
+
+func decodeInputJSON(s *structpb.Struct) (*v1beta1.Input, error) {
+	in := &v1beta1.Input{}
 	b, err := protojson.Marshal(s)
 	if err != nil {
 		return nil, err
@@ -232,7 +275,8 @@ func tolerationsValue(ts []corev1.Toleration) *structpb.Value {
 }
 
 func (p *platform) hash() []byte {
-	h := newCanonical(sha256.New(), "platform/v1")
+	var scratch [1024]byte
+	h := newCanonical(scratch[:], "platform/v1")
 	h.str("image", p.Image)
 	h.str("pullPolicy", p.PullPolicy)
 	h.strs("pullSecrets", p.PullSecrets)
@@ -262,7 +306,8 @@ func (p *platform) hash() []byte {
 	h.int("runAsGroup", p.RunAsGroup)
 	h.int("fsGroup", p.FSGroup)
 	h.int("maxWorkers", p.MaxWorkers)
-	return h.sum()
+	d := h.sum()
+	return d[:]
 }
 
 func orDefault(v, def string) string {

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
@@ -63,13 +63,56 @@ func parseSummary(msg string) (script.Summary, bool) {
 	if msg == "" || len(msg) > maxSummaryBytes {
 		return script.Summary{}, false
 	}
+	if s, ok := parseScriptSummary(msg); ok {
+		return s, true
+	}
 	var s script.Summary
-	d := json.NewDecoder(bytes.NewReader([]byte(msg)))
+	d := json.NewDecoder(strings.NewReader(msg))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&s); err != nil || d.More() {
 		return script.Summary{}, false
 	}
 	return s, validSummary(s)
+}
+
+// parseScriptSummary reads the exact line the script prints,
+// {"commit":"<hex>","files":N,"bytes":N,"seconds":N}, without encoding/json.
+// It accepts only what the decoder above would accept with the same result;
+// anything else (other spacing or order, escapes, big numbers) goes to the
+// decoder, so the outcome never depends on which path read the message.
+func parseScriptSummary(msg string) (script.Summary, bool) {
+	var s script.Summary
+	rest, ok := strings.CutPrefix(msg, `{"commit":"`)
+	if !ok {
+		return s, false
+	}
+	end := strings.IndexByte(rest, '"')
+	if end < 0 || end > 64 || strings.IndexFunc(rest[:end], notHex) >= 0 {
+		return s, false
+	}
+	s.Commit, rest = rest[:end], rest[end+1:]
+	for _, f := range []struct {
+		prefix string
+		to     *int64
+	}{{`,"files":`, &s.Files}, {`,"bytes":`, &s.Bytes}, {`,"seconds":`, &s.Seconds}} {
+		if rest, ok = strings.CutPrefix(rest, f.prefix); !ok {
+			return s, false
+		}
+		n := 0
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		// JSON has no leading zeros; 18 digits always fit an int64.
+		if n == 0 || n > 18 || n > 1 && rest[0] == '0' {
+			return s, false
+		}
+		v, err := strconv.ParseInt(rest[:n], 10, 64)
+		if err != nil {
+			return s, false
+		}
+		*f.to, rest = v, rest[n:]
+	}
+	return s, rest == "}"
 }
 
 func notHex(r rune) bool { return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') }

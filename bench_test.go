@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	function "github.com/crossplane/function-sdk-go"
+	"github.com/crossplane/function-sdk-go/logging"
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/script"
+)
+
+// Benchmarks of RunFunction against the protobuf floor: what Crossplane and
+// the gRPC server already pay to move the same request and response. See
+// docs/performance.md for the figures and the command that reproduces them:
+//
+//	go test -run '^$' -bench . -benchmem -count 5 -timeout 60m . | tee bench.txt
+//	go run docs/benchtable.go < bench.txt
+
+// benchSizes are the model counts of the issue: 1, 10, 100 and 1000.
+var benchSizes = []int{1, 10, 100, 1000}
+
+// benchInput is the Input of example/composition.yaml: the Composition most
+// users copy sets it, so every call decodes it.
+const benchInput = `apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1
+kind: Input
+image: docker.io/library/python:3.12-slim
+mountPath: /models
+nodePoolLabelKey: karpenter.sh/nodepool
+maxWorkers: 8
+`
+
+// benchSpec is a ModelDownload spec with n models, a token and settings; one
+// model in three has a revision and globs, one in five an auditor's sha.
+func benchSpec(n int) string {
+	var b strings.Builder
+	b.WriteString("storagePVC: models-pvc\nhfTokenRef:\n  name: hf\n  key: token\nnodePool: gpu\n")
+	b.WriteString("settings:\n  enableHFTransfer: true\n  cpu: \"2\"\n  memory: 8Gi\n  keepAliveSeconds: 600\n  timeoutMillis: 3600000\n")
+	b.WriteString("models:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "- name: org-%d/model-%d-Instruct\n", i%37, i)
+		if i%3 == 0 {
+			b.WriteString("  revision: v1.0\n  include: [\"*.json\", \"*.safetensors\"]\n  exclude: [\"*.bin\"]\n")
+		}
+		if i%5 == 0 {
+			b.WriteString("  sha: c9745ed1d9f207416be6d2e6f8de32d1f16199bf\n")
+		}
+	}
+	return b.String()
+}
+
+// benchCase is one request and the response RunFunction gives it.
+type benchCase struct {
+	req *fnv1.RunFunctionRequest
+	rsp *fnv1.RunFunctionResponse
+}
+
+var (
+	benchMu    sync.Mutex
+	benchCache = map[string]benchCase{}
+)
+
+// benchRequests returns the first-run request (no observed Jobs, the token
+// Secret present) and the steady-state request (every Job observed, half of
+// them complete with their pods' summaries, the rest running, and the XR
+// status the previous call wrote) for n models.
+func benchRequests(tb testing.TB, n int) (first, steady benchCase) {
+	tb.Helper()
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	kf, ks := fmt.Sprintf("first/%d", n), fmt.Sprintf("steady/%d", n)
+	if c, ok := benchCache[kf]; ok {
+		return c, benchCache[ks]
+	}
+	f := newTestFunction()
+	call := func(req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
+		rsp, err := f.RunFunction(context.Background(), req)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, r := range rsp.GetResults() {
+			if r.GetSeverity() == fnv1.Severity_SEVERITY_FATAL {
+				tb.Fatalf("unexpected Fatal: %s", r.GetMessage())
+			}
+		}
+		return rsp
+	}
+
+	tr := withToken(xrYAML(benchSpec(n)))
+	tr.input = benchInput
+	first = benchCase{req: tr.build()}
+	first.rsp = call(first.req)
+
+	// Every desired Job observed; in key order, even ones complete (with a
+	// succeeded pod), odd ones running.
+	jobs := first.rsp.GetDesired().GetResources()
+	keys := make([]string, 0, len(jobs))
+	for k := range jobs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	tr.observed = make(map[string]*fnv1.Resource, len(keys))
+	for i, k := range keys {
+		if i%2 == 0 {
+			tr.observed[k] = observedJob(jobs[k], jobComplete)
+			name := getString(jobs[k].GetResource(), "metadata", "name")
+			tr.pods = append(tr.pods, succeededPod(name, fmt.Sprintf(`{"commit":"%040x","files":%d,"bytes":%d,"seconds":%d}`, i, 7+i%5, 1<<30+i, 60+i)))
+		} else {
+			tr.observed[k] = observedJob(jobs[k], jobRunning)
+		}
+	}
+	// The XR as Crossplane observes it: with the status the last call wrote.
+	steady = benchCase{req: tr.build()}
+	withStatus := func(req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse) {
+		xr := req.GetObserved().GetComposite().GetResource()
+		xr.Fields["status"] = rsp.GetDesired().GetComposite().GetResource().GetFields()["status"]
+	}
+	withStatus(steady.req, call(steady.req))
+	steady.rsp = call(steady.req)
+
+	benchCache[kf], benchCache[ks] = first, steady
+	return first, steady
+}
+
+func benchCases(b *testing.B, each func(b *testing.B, n int, c benchCase)) {
+	for _, state := range []string{"first", "steady"} {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("state=%s/models=%d", state, n), func(b *testing.B) {
+				first, steady := benchRequests(b, n)
+				c := first
+				if state == "steady" {
+					c = steady
+				}
+				each(b, n, c)
+			})
+		}
+	}
+}
+
+// BenchmarkRunFunction is the function's own cost, in process.
+func BenchmarkRunFunction(b *testing.B) {
+	benchCases(b, func(b *testing.B, _ int, c benchCase) {
+		f := newTestFunction()
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := f.RunFunction(ctx, c.req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkFloor is the protobuf floor of the same call: marshal and
+// unmarshal the request (Crossplane's client, the function's server), then
+// marshal and unmarshal the response (the server, Crossplane's client).
+func BenchmarkFloor(b *testing.B) {
+	benchCases(b, func(b *testing.B, _ int, c benchCase) {
+		b.ReportAllocs()
+		for b.Loop() {
+			floorOnce(b, c)
+		}
+	})
+}
+
+func floorOnce(b *testing.B, c benchCase) {
+	rq, err := proto.Marshal(c.req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := proto.Unmarshal(rq, &fnv1.RunFunctionRequest{}); err != nil {
+		b.Fatal(err)
+	}
+	rs, err := proto.Marshal(c.rsp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := proto.Unmarshal(rs, &fnv1.RunFunctionResponse{}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkFloorParts splits the floor: the same four steps one by one.
+func BenchmarkFloorParts(b *testing.B) {
+	benchCases(b, func(b *testing.B, _ int, c benchCase) {
+		rq, _ := proto.Marshal(c.req)
+		rs, _ := proto.Marshal(c.rsp)
+		b.Run("part=req-marshal", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(rq)))
+			for b.Loop() {
+				_, _ = proto.Marshal(c.req)
+			}
+		})
+		b.Run("part=req-unmarshal", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(rq)))
+			for b.Loop() {
+				_ = proto.Unmarshal(rq, &fnv1.RunFunctionRequest{})
+			}
+		})
+		b.Run("part=rsp-marshal", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(rs)))
+			for b.Loop() {
+				_, _ = proto.Marshal(c.rsp)
+			}
+		})
+		b.Run("part=rsp-unmarshal", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(rs)))
+			for b.Loop() {
+				_ = proto.Unmarshal(rs, &fnv1.RunFunctionResponse{})
+			}
+		})
+	})
+}
+
+// benchServer is the real server (function.Serve, insecure, no metrics) on a
+// free loopback port, started once per process; function.Serve never returns
+// while its listener works, so it stays up until the test binary exits.
+var benchServer = sync.OnceValues(func() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- function.Serve(&Function{log: logging.NewNopLogger()},
+			function.Listen("tcp", addr),
+			function.Insecure(true),
+			function.MaxRecvMessageSize(64<<20), // the 1000-model request is over 4 MB
+			function.WithMetricsServer(""))
+	}()
+	for range 100 {
+		select {
+		case err := <-errc:
+			return "", err
+		default:
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			_ = c.Close()
+			return addr, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "", fmt.Errorf("the function did not listen on %s", addr)
+})
+
+// BenchmarkGRPC is a whole call over loopback, as Crossplane makes it: the
+// client marshals, the server unmarshals, runs the function and marshals, the
+// client unmarshals. callers goroutines call at once over one connection.
+func BenchmarkGRPC(b *testing.B) {
+	addr, err := benchServer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close() //nolint:errcheck // benchmark teardown
+	client := fnv1.NewFunctionRunnerServiceClient(conn)
+
+	for _, state := range []string{"first", "steady"} {
+		for _, n := range benchSizes {
+			for _, callers := range []int{1, 8} {
+				b.Run(fmt.Sprintf("state=%s/models=%d/callers=%d", state, n, callers), func(b *testing.B) {
+					first, steady := benchRequests(b, n)
+					req := first.req
+					if state == "steady" {
+						req = steady.req
+					}
+					b.ReportAllocs()
+					var next atomic.Int64
+					var wg sync.WaitGroup
+					b.ResetTimer()
+					for range callers {
+						wg.Go(func() {
+							for next.Add(1) <= int64(b.N) {
+								if _, err := client.RunFunction(context.Background(), req); err != nil {
+									b.Error(err)
+									return
+								}
+							}
+						})
+					}
+					wg.Wait()
+				})
+			}
+		}
+	}
+}
+
+// TestBenchRequestsAreSteady checks that the benchmarks measure what they
+// claim: the steady request observes every Job, half of them complete.
+func TestBenchRequestsAreSteady(t *testing.T) {
+	_, steady := benchRequests(t, 10)
+	st := steady.req.GetObserved().GetComposite().GetResource().GetFields()["status"].GetStructValue()
+	if got := getString(st, "progress"); got != "5/10" {
+		t.Fatalf("steady XR progress = %q, want 5/10", got)
+	}
+	if n := len(steady.req.GetObserved().GetResources()); n != 10 {
+		t.Fatalf("steady request observes %d Jobs, want 10", n)
+	}
+	if n := len(steady.rsp.GetDesired().GetResources()); n != 10 {
+		t.Fatalf("steady response desires %d Jobs, want 10", n)
+	}
+	if got := getString(steady.rsp.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue(), "progress"); got != "5/10" {
+		t.Fatalf("steady response progress = %q, want 5/10", got)
+	}
+}
+
+// The fast paths of the performance pass must answer exactly as the general
+// code they short-cut; these fuzz targets compare them (their seeds run with
+// every go test).
+
+func FuzzDNSLabelFastPath(f *testing.F) {
+	for _, s := range []string{"", "a", "-a-", "a--b", "Org/Model_X", "K\u212a", "İstanbul", "a-b", "-", "--", "a-", "ab-c-d", "ÀB", "x\xffy", "org-1/model-1-Instruct"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := dnsLabel(s), dnsLabelUnicode(s); got != want {
+			t.Fatalf("dnsLabel(%q) = %q, the general path gives %q", s, got, want)
+		}
+	})
+}
+
+func FuzzParseSummaryFastPath(f *testing.F) {
+	for _, s := range []string{
+		`{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, `{"commit":"","files":0,"bytes":0,"seconds":0}`,
+		`{"commit":"ab","files":01,"bytes":1,"seconds":1}`, `{"commit":"AB","files":1,"bytes":1,"seconds":1}`,
+		`{"commit":"ab","files":1,"bytes":1,"seconds":1} `, `{"commit":"ab","files":999999999999999999,"bytes":1,"seconds":1}`,
+		`{"commit":"ab","files":1,"bytes":1,"seconds":1}x`, `{"commit":"a\"b","files":1,"bytes":1,"seconds":1}`, "not json",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		got, gotOK := parseSummary(msg)
+		// The general path: encoding/json, strict, as parseSummary falls back to.
+		var want script.Summary
+		wantOK := false
+		if m := strings.TrimSpace(msg); m != "" && len(m) <= maxSummaryBytes {
+			d := json.NewDecoder(strings.NewReader(m))
+			d.DisallowUnknownFields()
+			if err := d.Decode(&want); err != nil || d.More() {
+				want = script.Summary{}
+			} else {
+				wantOK = validSummary(want)
+			}
+		}
+		if got != want || gotOK != wantOK {
+			t.Fatalf("parseSummary(%q) = %+v %v, encoding/json gives %+v %v", msg, got, gotOK, want, wantOK)
+		}
+	})
+}
