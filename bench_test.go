@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -370,4 +373,96 @@ func FuzzParseSummaryFastPath(f *testing.F) {
 			t.Fatalf("parseSummary(%q) = %+v %v, encoding/json gives %+v %v", msg, got, gotOK, want, wantOK)
 		}
 	})
+}
+
+// BenchmarkResponseSize is the cost of the size check (responseSize) next to
+// proto.Size, which it replaces.
+func BenchmarkResponseSize(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		_, steady := benchRequests(b, n)
+		b.Run(fmt.Sprintf("models=%d/how=responseSize", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = responseSize(steady.rsp)
+			}
+		})
+		b.Run(fmt.Sprintf("models=%d/how=proto.Size", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = proto.Size(steady.rsp)
+			}
+		})
+	}
+}
+
+// TestRSS measures the resident memory of the function's binary at idle and
+// after 10,000 gRPC calls (the 10-model steady-state request). It builds and
+// starts the binary, so it runs only when asked:
+//
+//	HFDL_RSS=1 go test -run TestRSS -v .
+func TestRSS(t *testing.T) {
+	if os.Getenv("HFDL_RSS") == "" {
+		t.Skip("set HFDL_RSS=1 to build the function and measure its resident memory")
+	}
+	bin := filepath.Join(t.TempDir(), "function-hf-download")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	cmd := exec.Command(bin, "--insecure", "--address="+addr, "--metrics-address=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			_ = c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatal("the function did not listen")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rss := func() string {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rss, hwm string
+		for _, line := range strings.Split(string(b), "\n") {
+			switch {
+			case strings.HasPrefix(line, "VmRSS:"):
+				rss = strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:"))
+			case strings.HasPrefix(line, "VmHWM:"):
+				hwm = strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+			}
+		}
+		return "VmRSS " + rss + ", peak (VmHWM) " + hwm
+	}
+	time.Sleep(time.Second)
+	t.Logf("idle: %s", rss())
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close() //nolint:errcheck // test teardown
+	client := fnv1.NewFunctionRunnerServiceClient(conn)
+	_, steady := benchRequests(t, 10)
+	start := time.Now()
+	for i := range 10000 {
+		if _, err := client.RunFunction(context.Background(), steady.req); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	t.Logf("10,000 calls (10 models, steady state) in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("after 10,000 calls: %s", rss())
+	time.Sleep(5 * time.Second)
+	t.Logf("5 s later: %s", rss())
 }
