@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -88,7 +89,8 @@ func benchRequests(tb testing.TB, n int) (first, steady benchCase) {
 	if c, ok := benchCache[kf]; ok {
 		return c, benchCache[ks]
 	}
-	f := newTestFunction()
+	// No response limit here: TestMessageLimits measures where it falls.
+	f := &Function{log: newTestFunction().log, maxResponseBytes: math.MaxInt}
 	call := func(req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
 		rsp, err := f.RunFunction(context.Background(), req)
 		if err != nil {

@@ -50,6 +50,9 @@ type Function struct {
 	fnv1.UnimplementedFunctionRunnerServiceServer
 
 	log logging.Logger
+	// maxResponseBytes is the largest response Crossplane can receive;
+	// zero means crossplaneMaxResponseBytes.
+	maxResponseBytes int
 }
 
 // RunFunction runs the Function. The user's mistakes are reported in the
@@ -135,6 +138,16 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		rsp.Meta.Ttl = durationpb.New(ttlTokenMissing)
 	case anyUnsettled(models):
 		rsp.Meta.Ttl = durationpb.New(ttlDownloading)
+	}
+	limit := f.maxResponseBytes
+	if limit == 0 {
+		limit = crossplaneMaxResponseBytes
+	}
+	if err := checkResponseSize(rsp, len(models), limit); err != nil {
+		// Never a desired state with some Jobs missing: Crossplane would
+		// delete those.
+		log.Info("Response is over Crossplane's gRPC message limit", "models", len(models))
+		return oversizeResponse(req, err), nil
 	}
 	log.Debug("Composed download Jobs", "models", len(models), "jobs", len(c.desired))
 	return rsp, nil
