@@ -32,7 +32,6 @@ type controlPlane struct {
 	binDir   string
 	dir      string // everything the run writes: data, certs, kubeconfigs
 	logDir   string
-	etcdData string // removed by stop: it may live outside dir, in memory
 
 	mu    sync.Mutex
 	procs []*process // in start order; stopped in reverse
@@ -88,9 +87,6 @@ func (cp *controlPlane) stop() {
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].stop()
 	}
-	if cp.etcdData != "" {
-		_ = os.RemoveAll(cp.etcdData)
-	}
 }
 
 // logTails returns the end of every component's log, for a failing test's output.
@@ -125,35 +121,19 @@ func etcdBinary() (string, error) {
 	return "", fmt.Errorf("etcd not found on PATH nor in /usr/bin: hack/tools.sh installs it")
 }
 
-// etcdDataDir makes a fresh etcd data directory, in memory (/dev/shm) where the machine
-// has it: etcd fsyncs every write, and this etcd 3.4 has no flag to stop it, yet the data is
-// thrown away after the run.
-func etcdDataDir(fallback string) (string, error) {
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		if d, err := os.MkdirTemp("/dev/shm", "hf-download-e2e-etcd-"); err == nil {
-			return d, nil
-		}
-	}
-	return os.MkdirTemp(fallback, "etcd-")
-}
-
 func (cp *controlPlane) startEtcd() (string, error) {
 	bin, err := etcdBinary()
 	if err != nil {
 		return "", err
 	}
 	var clientURL string
-	_, _, err = startWithRetry(2, time.Minute, func(ports []int) (*process, func() error, error) {
+	err = startWithRetry(2, time.Minute, func(ports []int) (*process, func() error, error) {
 		clientURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 		peerURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-		if cp.etcdData != "" { // left by an attempt that lost a port race
-			_ = os.RemoveAll(cp.etcdData)
-		}
-		dataDir, err := etcdDataDir(cp.dir)
-		if err != nil {
+		dataDir := filepath.Join(cp.dir, "etcd")
+		if err := os.RemoveAll(dataDir); err != nil { // left by an attempt that lost a port race
 			return nil, nil, err
 		}
-		cp.etcdData = dataDir
 		p, err := startProcess(cp.logDir, "etcd", nil, bin,
 			"--name=e2e",
 			"--data-dir="+dataDir,
@@ -162,6 +142,7 @@ func (cp *controlPlane) startEtcd() (string, error) {
 			"--listen-peer-urls="+peerURL,
 			"--initial-advertise-peer-urls="+peerURL,
 			"--initial-cluster=e2e="+peerURL,
+			"--logger=zap",
 			"--log-level=warn",
 		)
 		if err != nil {
@@ -208,7 +189,7 @@ func (cp *controlPlane) startAPIServer(etcdURL string) error {
 	}
 
 	var host string
-	_, _, err = startWithRetry(1, 2*time.Minute, func(ports []int) (*process, func() error, error) {
+	err = startWithRetry(1, 2*time.Minute, func(ports []int) (*process, func() error, error) {
 		host = fmt.Sprintf("https://127.0.0.1:%d", ports[0])
 		p, err := startProcess(cp.logDir, "kube-apiserver", nil, cp.bin("kube-apiserver"),
 			"--etcd-servers="+etcdURL,

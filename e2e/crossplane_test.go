@@ -124,7 +124,7 @@ func startCrossplane(cp *controlPlane) (*crossplane, error) {
 		return nil, fmt.Errorf("secret %s: %w", rootCASecret, err)
 	}
 
-	_, _, err = startWithRetry(2, 2*time.Minute, func(ports []int) (*process, func() error, error) {
+	err = startWithRetry(2, 2*time.Minute, func(ports []int) (*process, func() error, error) {
 		startEnv := append(env,
 			"PACKAGE_RUNTIME=External",
 			"TLS_CLIENT_CERTS_DIR="+clientDir,

@@ -63,7 +63,7 @@ func startFunction(cp *controlPlane, x *crossplane) error {
 	}
 
 	var endpoint string
-	_, _, err = startWithRetry(1, time.Minute, func(ports []int) (*process, func() error, error) {
+	err = startWithRetry(1, time.Minute, func(ports []int) (*process, func() error, error) {
 		endpoint = "127.0.0.1:" + strconv.Itoa(ports[0])
 		p, err := startProcess(cp.logDir, "function", nil, bin,
 			"--tls-certs-dir="+certs,

@@ -57,11 +57,13 @@ func run(m *testing.M) int {
 	code := 1
 	defer func() {
 		cluster.stop()
-		// Keep everything a failed run wrote, for a look at the full logs.
+		// Keep what a failed run wrote, for a look at the full logs, but not etcd's data
+		// (over 100 MB, mostly preallocated log).
 		if code == 0 {
 			_ = os.RemoveAll(dir)
 		} else {
-			fmt.Fprintf(os.Stderr, "e2e: control plane data and logs kept in %s\n", dir)
+			_ = os.RemoveAll(filepath.Join(dir, "etcd"))
+			fmt.Fprintf(os.Stderr, "e2e: control plane logs kept in %s\n", dir)
 		}
 	}()
 

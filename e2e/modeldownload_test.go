@@ -131,7 +131,10 @@ func (md *modelDownload) jobs() ([]batchv1.Job, error) {
 func (md *modelDownload) waitJobs(t *testing.T, n int, what string, cond func(map[string]batchv1.Job) bool) map[string]batchv1.Job {
 	t.Helper()
 	var byModel map[string]batchv1.Job
-	waitFor(t, time.Minute, what, func() (bool, string) {
+	// Two minutes: Crossplane deletes a replaced Job in the foreground, and the garbage
+	// collector may not know the XR's kind (the Job's owner) until its next discovery
+	// refresh, every 30 s.
+	waitFor(t, 2*time.Minute, what, func() (bool, string) {
 		jobs, err := md.jobs()
 		if err != nil {
 			return false, err.Error()

@@ -141,26 +141,26 @@ func (p *process) waitReady(timeout time.Duration, ready func() error) error {
 
 // startWithRetry starts a component on fresh ports, retrying when it lost a port race.
 // start gets the ports and returns the process and its readiness probe.
-func startWithRetry(nPorts int, timeout time.Duration, start func(ports []int) (*process, func() error, error)) (*process, []int, error) {
+func startWithRetry(nPorts int, timeout time.Duration, start func(ports []int) (*process, func() error, error)) error {
 	var lastErr error
 	for range 3 {
 		ports, err := freePorts(nPorts)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		p, ready, err := start(ports)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		if lastErr = p.waitReady(timeout, ready); lastErr == nil {
-			return p, ports, nil
+			return nil
 		}
 		p.stop()
 		if !p.portInUse() {
-			return nil, nil, lastErr
+			return lastErr
 		}
 	}
-	return nil, nil, lastErr
+	return lastErr
 }
 
 // envList turns pairs into KEY=VALUE strings, sorted by the caller's order.

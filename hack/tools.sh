@@ -48,7 +48,8 @@ build() {
 	if fresh "$name" "$want"; then
 		return
 	fi
-	log "building $name ($want); a first build takes minutes"
+	# Under go test, the binary is killed at -timeout plus a minute, and this runs inside it.
+	log "building $name ($want); a first build takes minutes (under go test, pass -timeout 30m)"
 	local start=$SECONDS
 	(cd "$root/$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
 	mv -f "$bin/.$name.tmp" "$bin/$name"
