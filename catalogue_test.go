@@ -58,22 +58,22 @@ func TestCatalogue(t *testing.T) {
 	}{
 		// The whole spec is unusable: one Fatal result naming field and value.
 		{"SpecNotAnObject", testRequest{xr: xrHead + "spec: models\n"}, []string{
-			"Fatal: invalid ModelDownload spec: [spec: Invalid value: \"string\": must be an object, spec.models: Required value: at least one model is required, spec.storagePVC: Required value: the name of a PersistentVolumeClaim in the XR's namespace]",
+			"Fatal: invalid ModelDownload spec: spec: Invalid value: \"string\": must be an object",
 		}},
 		{"SpecMissing", testRequest{xr: xrHead}, []string{
 			"Fatal: invalid ModelDownload spec: [spec: Required value, spec.models: Required value: at least one model is required, spec.storagePVC: Required value: the name of a PersistentVolumeClaim in the XR's namespace]",
 		}},
 		{"ModelsNotAList", testRequest{xr: xrYAML("storagePVC: models\nmodels: {name: org/a}\n")}, []string{
-			"Fatal: invalid ModelDownload spec: [spec.models: Invalid value: \"object\": must be an array, spec.models: Required value: at least one model is required]",
+			"Fatal: invalid ModelDownload spec: spec.models: Invalid value: \"object\": must be an array",
 		}},
 		{"ModelsEmpty", testRequest{xr: xrYAML("storagePVC: models\nmodels: []\n")}, []string{
 			"Fatal: invalid ModelDownload spec: spec.models: Required value: at least one model is required",
 		}},
 		{"ModelNotAnObject", testRequest{xr: xrYAML("storagePVC: models\nmodels: [org/a]\n")}, []string{
-			"Fatal: invalid ModelDownload spec: [spec.models[0]: Invalid value: \"string\": must be an object, spec.models: Required value: at least one model is required]",
+			"Fatal: invalid ModelDownload spec: spec.models[0]: Invalid value: \"string\": must be an object",
 		}},
 		{"ModelNameMissing", testRequest{xr: xrYAML("storagePVC: models\nmodels:\n- revision: v1\n")}, []string{
-			"Fatal: invalid ModelDownload spec: [spec.models[0].name: Required value: the Hugging Face repo id, such as org/name, spec.models: Required value: at least one model is required]",
+			"Fatal: invalid ModelDownload spec: spec.models[0].name: Required value: the Hugging Face repo id, such as org/name",
 		}},
 		{"ModelNameEmpty", testRequest{xr: xrYAML("storagePVC: models\nmodels:\n- name: ''\n- name: org/a\n")}, []string{
 			"Fatal: invalid ModelDownload spec: spec.models[0].name: Required value: the Hugging Face repo id, such as org/name",

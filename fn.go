@@ -87,7 +87,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}
 
 	spec, errs := parseSpec(xr)
-	errs = append(errs, validateSpec(&spec)...)
+	errs = append(errs, notCoveredBy(errs, validateSpec(&spec))...)
 	if len(errs) > 0 {
 		log.Debug("Spec is unusable", "errors", len(errs))
 		response.Fatal(rsp, errors.Wrap(errs.ToAggregate(), "invalid ModelDownload spec"))
@@ -200,8 +200,9 @@ func (c *composer) composeModel(m *modelSpec, h modelHashes) modelStatus {
 	rec, hasRec := c.recorded[m.Name]
 	sameSpec := hasRec && rec.Hash == h.spec
 	observed, exists := c.observed[key]
+	deleting := exists && beingDeleted(observed.GetResource())
 	switch {
-	case sameSpec && rec.Phase == phaseCompleted && (!exists || c.envelope.object):
+	case sameSpec && rec.Phase == phaseCompleted && (!exists || deleting || c.envelope.object):
 		// The Job's TTL removed it after success. Status is the memory:
 		// the model stays Completed and no Job comes back. In Object mode
 		// provider-kubernetes would re-create a deleted Job, so the Object
@@ -214,7 +215,15 @@ func (c *composer) composeModel(m *modelSpec, h modelHashes) modelStatus {
 	case exists:
 		st.Phase, st.Message = jobPhase(unwrap(observed.GetResource()))
 	}
-	c.desireJob(key, c.builder.build(m, st.JobName, h), st.Phase)
+	// A Job being deleted (the TTL controller deletes in the foreground, so
+	// a finished Job lingers until its pods are gone) is never desired:
+	// applying it as it vanishes would create it again. What it shows is
+	// reported; a successor, if one is needed, starts once it is gone.
+	if !deleting {
+		c.desireJob(key, c.builder.build(m, st.JobName, h), st.Phase)
+	} else if st.Phase == phasePending || st.Phase == phaseRunning {
+		st.Phase, st.Message = phasePending, fmt.Sprintf("waiting for Job %q, which is being deleted, to go", st.JobName)
+	}
 	if st.Phase == phaseCompleted {
 		if s, ok := c.summaries[st.JobName]; ok {
 			st.summary = &s
@@ -249,9 +258,12 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes) modelStatu
 		}
 		// A spec-hash label edited by hand cannot name a Job: such a Job is
 		// kept as it is, as one of an older spec.
+		deleting := beingDeleted(composed)
 		if getString(composed, "metadata", "annotations", annotationConfigHash) != h.config ||
 			!isSpecHash(getString(composed, "metadata", "labels", labelSpecHash)) {
-			c.desire(key, keepAsObserved(composed), phasePending)
+			if !deleting {
+				c.desire(key, keepAsObserved(composed), phasePending)
+			}
 			continue
 		}
 		if current {
@@ -262,7 +274,9 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes) modelStatu
 		kept.spec = getString(composed, "metadata", "labels", labelSpecHash)
 		st.JobName, st.Hash = jobName(c.builder.nameBase, m.Name, kept.spec), kept.spec
 		st.Phase, st.Message = jobPhase(unwrap(composed))
-		c.desireJob(key, c.builder.build(m, st.JobName, kept), st.Phase)
+		if !deleting {
+			c.desireJob(key, c.builder.build(m, st.JobName, kept), st.Phase)
+		}
 		if s, ok := c.summaries[st.JobName]; ok && st.Phase == phaseCompleted {
 			st.summary = &s
 		}

@@ -75,7 +75,7 @@ securityContext:
 			want:   fatalResponse(`invalid ModelDownload spec: spec.models: Required value: at least one model is required`),
 		},
 		"WrongTypesAndBadQuantity": {
-			reason: "Wrong types and bad quantities are Fatal, each naming field and value.",
+			reason: "Wrong types and bad quantities are Fatal, each naming field and value, and a field of the wrong type is not also called missing.",
 			req: testRequest{xr: xrYAML(`storagePVC: 7
 models:
 - name: org/a
@@ -90,7 +90,6 @@ settings:
 				`spec.settings.timeoutMillis: Invalid value: 1.5: must be a whole number, ` +
 				`spec.settings.keepAliveSeconds: Invalid value: -1: must be between 0 and 2147483647, ` +
 				`spec.settings.forceReload: Invalid value: "string": must be a boolean, ` +
-				`spec.storagePVC: Required value: the name of a PersistentVolumeClaim in the XR's namespace, ` +
 				`spec.settings.cpu: Invalid value: "two": must be a Kubernetes quantity such as 500m, 2 or 8Gi]`),
 		},
 		"DuplicateModels": {
@@ -333,6 +332,56 @@ func TestRunFunctionJobs(t *testing.T) {
 				TTL:        ttlSettled,
 			},
 		},
+		"CompletedJobBeingDeletedByTTL": {
+			reason: "The TTL controller deletes in the foreground, so a finished Job lingers with a deletionTimestamp: it is never desired again, and the recorded model stays Completed.",
+			req: testRequest{
+				xr: xrYAML(twoModels) + "status:\n  models:\n" + indent(
+					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n")+modelEntry("org/beta", nb, hb, "Completed", ""), "  "),
+				secret:   secretResource("hf", "token", testToken),
+				observed: map[string]*fnv1.Resource{ka: beingDeletedJob(observe(jobComplete, "")[ka]), kb: observe("", jobComplete)[kb]},
+			},
+			want: outcome{
+				Jobs: map[string]jobOutcome{kb: {nb, fnv1.Ready_READY_TRUE}},
+				Status: statusOf("[]", "[org/alpha, org/beta]", "[]", "2/2",
+					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n"), modelEntry("org/beta", nb, hb, "Completed", "")),
+				XRReady:    fnv1.Ready_READY_TRUE,
+				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_TRUE/Downloaded", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				TTL:        ttlSettled,
+			},
+		},
+		"CompletedJobBeingDeletedBeforeRecorded": {
+			reason: "A Job deleted so soon after success that no status recorded it: what it shows (Complete) is recorded, and it is not desired, so it cannot come back.",
+			req: testRequest{
+				xr:       xrYAML(twoModels),
+				secret:   secretResource("hf", "token", testToken),
+				observed: map[string]*fnv1.Resource{ka: beingDeletedJob(observe(jobComplete, "")[ka]), kb: observe("", jobComplete)[kb]},
+			},
+			want: outcome{
+				Jobs: map[string]jobOutcome{kb: {nb, fnv1.Ready_READY_TRUE}},
+				Status: statusOf("[]", "[org/alpha, org/beta]", "[]", "2/2",
+					modelEntry("org/alpha", na, ha, "Completed", ""), modelEntry("org/beta", nb, hb, "Completed", "")),
+				XRReady:    fnv1.Ready_READY_TRUE,
+				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_TRUE/Downloaded", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				TTL:        ttlSettled,
+			},
+		},
+		"RunningJobBeingDeleted": {
+			reason: "A running Job deleted by hand is not applied again while it goes; the model waits, and a new Job starts once it is gone.",
+			req: testRequest{
+				xr:       xrYAML(twoModels),
+				secret:   secretResource("hf", "token", testToken),
+				observed: map[string]*fnv1.Resource{ka: beingDeletedJob(observe(jobRunning, "")[ka]), kb: observe("", jobComplete)[kb]},
+			},
+			want: outcome{
+				Jobs: map[string]jobOutcome{kb: {nb, fnv1.Ready_READY_TRUE}},
+				Status: statusOf("[org/alpha]", "[org/beta]", "[]", "1/2",
+					modelEntry("org/alpha", na, ha, "Pending", "  message: 'waiting for Job \""+na+"\", which is being deleted, to go'\n"),
+					modelEntry("org/beta", nb, hb, "Completed", "")),
+				XRReady:    fnv1.Ready_READY_FALSE,
+				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_FALSE/Downloading", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				TTL:        ttlDownloading,
+			},
+		},
 		"CompletedUnderAnOldHash": {
 			reason: "A Completed record under another hash is no memory: the model is downloaded again.",
 			req: testRequest{
@@ -388,6 +437,14 @@ func TestRunFunctionJobs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// beingDeletedJob marks an observed Job as the garbage collector does while
+// it waits for the Job's pods to go.
+func beingDeletedJob(r *fnv1.Resource) *fnv1.Resource {
+	job := proto.Clone(r.GetResource()).(*structpb.Struct)
+	job.Fields["metadata"].GetStructValue().Fields["deletionTimestamp"] = structpb.NewStringValue("2026-11-26T00:00:00Z")
+	return &fnv1.Resource{Resource: job}
 }
 
 func succeededPod(job, message string) *fnv1.Resource {

@@ -139,9 +139,17 @@ func (e envelope) wrap(manifest *structpb.Struct, readyQuery string, orphan bool
 	}}
 }
 
+// beingDeleted reports whether a composed Job, or the Object that carries
+// it, has been marked for deletion.
+func beingDeleted(r *structpb.Struct) bool {
+	return present(get(r, "metadata", "deletionTimestamp")) ||
+		present(get(unwrap(r), "metadata", "deletionTimestamp"))
+}
+
 // unwrap returns the object a composed resource stands for: itself, or, for
 // an Object, the manifest provider-kubernetes last observed (nil until the
 // provider created it).
+
 func unwrap(r *structpb.Struct) *structpb.Struct {
 	if getString(r, "kind") != "Object" {
 		return r

@@ -91,6 +91,20 @@ providerConfigRef: {name: default}
 	if c, f := got.Status.GetFields()["completed"], got.Status.GetFields()["failed"]; len(c.GetListValue().GetValues()) != 1 || len(f.GetListValue().GetValues()) != 1 {
 		t.Errorf("want alpha completed and beta failed, got %v", got.Status)
 	}
+
+	// The Job inside an Object being deleted by its TTL: the Object is not
+	// desired again (provider-kubernetes would re-create the Job), and the
+	// model is Completed from what the manifest last showed.
+	deleting := observedObject(first.GetDesired().GetResources()[ka], jobComplete)
+	get(deleting.GetResource(), "status", "atProvider", "manifest", "metadata").GetStructValue().Fields["deletionTimestamp"] = structpb.NewStringValue("2026-11-26T00:00:00Z")
+	r.observed = map[string]*fnv1.Resource{ka: deleting, kb: observedObject(first.GetDesired().GetResources()[kb], jobComplete)}
+	got = outcomeOf(t, run(t, r.build()))
+	if _, ok := got.Jobs[ka]; ok {
+		t.Errorf("the Object of a Job being deleted must not be desired: got %v", got.Jobs)
+	}
+	if c := got.Status.GetFields()["completed"].GetListValue().GetValues(); len(c) != 2 {
+		t.Errorf("want both models completed, got %v", got.Status)
+	}
 }
 
 // sameHashes returns job with the spec and config hashes of like.

@@ -72,6 +72,28 @@ func validateSpec(s *xrSpec) field.ErrorList {
 	return errs
 }
 
+// notCoveredBy drops the "Required" errors about a field that a parse error
+// already explains: a models list of the wrong type, or whose only model is
+// unusable, was given, so "at least one model is required" would mislead. A
+// missing spec still lists what it must hold.
+func notCoveredBy(parseErrs, errs field.ErrorList) field.ErrorList {
+	out := errs[:0]
+	for _, e := range errs {
+		if e.Type != field.ErrorTypeRequired || !slices.ContainsFunc(parseErrs, func(p *field.Error) bool {
+			return onPath(e.Field, p.Field) || p.Type != field.ErrorTypeRequired && onPath(p.Field, e.Field)
+		}) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// onPath reports whether field is path itself or lies under it.
+func onPath(path, field string) bool {
+	rest, ok := strings.CutPrefix(field, path)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
+}
+
 func validateModel(p *field.Path, m *modelSpec) field.ErrorList {
 	var errs field.ErrorList
 	if msg := repoIDProblem(m.Name); msg != "" {
