@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// scriptPlaceholder stands for the download script in the render goldens (render_test.go
+// in the repository root), so they stay readable.
+const scriptPlaceholder = "<the text of script/download.sh>"
+
+// renderedJobs returns every Job in the golden `crossplane render` outputs of the
+// repository's examples, bare or inside a provider-kubernetes Object, with the script put
+// back, decoded strictly: a field batch/v1 does not know fails the test.
+func renderedJobs(t *testing.T) map[string]*batchv1.Job {
+	t.Helper()
+	script, err := os.ReadFile(filepath.Join(cluster.repoRoot, "script", "download.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goldens, err := filepath.Glob(filepath.Join(cluster.repoRoot, "testdata", "render", "*.yaml"))
+	if err != nil || len(goldens) == 0 {
+		t.Fatalf("no render goldens (%v)", err)
+	}
+	jobs := map[string]*batchv1.Job{}
+	for _, g := range goldens {
+		objs, err := readObjects(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			u := o.Object
+			if o.GetKind() == "Object" {
+				m, ok, _ := unstructured.NestedMap(u, "spec", "forProvider", "manifest")
+				if !ok {
+					continue
+				}
+				u = m
+			}
+			if u["kind"] != "Job" {
+				continue
+			}
+			job := &batchv1.Job{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u, job, true); err != nil {
+				t.Fatalf("%s: Job %v is not a valid batch/v1 Job: %v", filepath.Base(g), u["metadata"], err)
+			}
+			for i, arg := range job.Spec.Template.Spec.Containers[0].Command {
+				if arg == scriptPlaceholder {
+					job.Spec.Template.Spec.Containers[0].Command[i] = string(script)
+				}
+			}
+			// The XR render names does not exist here; an owner that is not found would
+			// have the garbage collector delete the Job under the test.
+			job.OwnerReferences = nil
+			job.Namespace = ""
+			jobs[job.Name] = job
+		}
+	}
+	return jobs
+}
+
+// TestRenderedJobsAccepted creates every Job `crossplane render` produces for the examples
+// (Job mode and Object mode) in a namespace that enforces and warns on the restricted Pod
+// Security profile: the apiserver accepts each with no warning at all, and the Job
+// controller's pod passes enforce.
+func TestRenderedJobsAccepted(t *testing.T) {
+	useCluster(t)
+	ctx := context.Background()
+	ns := modelNamespace(t)
+	kube, warnings := adminWithWarnings(t)
+
+	jobs := renderedJobs(t)
+	if len(jobs) < 4 {
+		t.Fatalf("want the Jobs of both modes from the goldens, found %d", len(jobs))
+	}
+	for name, job := range jobs {
+		if _, err := kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+			t.Errorf("create rendered Job %s: %v", name, err)
+			continue
+		}
+		if w := warnings.take(); len(w) != 0 {
+			t.Errorf("rendered Job %s drew warnings: %q", name, w)
+		}
+	}
+	for name := range jobs {
+		waitFor(t, time.Minute, "a pod of rendered Job "+name, func() (bool, string) {
+			pods, err := jobPods(ctx, ns, name)
+			if err != nil {
+				return false, err.Error()
+			}
+			events, err := cluster.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+				FieldSelector: fields.Set{"involvedObject.name": name, "reason": "FailedCreate"}.String(),
+			})
+			if err == nil && len(events.Items) > 0 {
+				t.Fatalf("the Job controller could not create a pod for %s: %s", name, events.Items[0].Message)
+			}
+			return len(pods) == 1, fmt.Sprintf("%d pods", len(pods))
+		})
+	}
+}
