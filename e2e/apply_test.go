@@ -103,6 +103,16 @@ func (a *applier) get(ctx context.Context, obj *unstructured.Unstructured) (*uns
 	return r.Get(ctx, obj.GetName(), metav1.GetOptions{})
 }
 
+// delete deletes obj as kubectl delete does (background propagation: the garbage
+// collector removes its dependents after it is gone).
+func (a *applier) delete(ctx context.Context, obj *unstructured.Unstructured) error {
+	r, err := a.resource(obj.GroupVersionKind(), obj.GetNamespace())
+	if err != nil {
+		return err
+	}
+	return r.Delete(ctx, obj.GetName(), metav1.DeleteOptions{})
+}
+
 // applyFile applies every object in a YAML file, in order.
 func (a *applier) applyFile(ctx context.Context, path string) error {
 	objs, err := readObjects(path)

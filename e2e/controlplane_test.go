@@ -240,8 +240,10 @@ func (cp *controlPlane) startControllerManager() error {
 		// serviceaccount controller creates each namespace's "default" ServiceAccount,
 		// without which the ServiceAccount admission plugin rejects every pod; the
 		// namespace controller empties deleted namespaces; clusterrole-aggregation fills
-		// Crossplane's aggregated ClusterRole from the roles labelled for it.
-		"--controllers=job-controller,ttl-after-finished-controller,garbage-collector-controller,serviceaccount-controller,namespace-controller,clusterrole-aggregation-controller",
+		// Crossplane's aggregated ClusterRole from the roles labelled for it; the
+		// persistentvolumeclaim-protection controller lets a deleted PVC go once no pod
+		// uses it (admission gives every PVC its finalizer).
+		"--controllers=job-controller,ttl-after-finished-controller,garbage-collector-controller,serviceaccount-controller,namespace-controller,clusterrole-aggregation-controller,persistentvolumeclaim-protection-controller",
 		// Each controller runs as its own ServiceAccount with a token from the TokenRequest
 		// API, so the bootstrap RBAC policy is exercised as in a real cluster.
 		"--use-service-account-credentials=true",
