@@ -337,10 +337,13 @@ func TestCatalogue(t *testing.T) {
 
 		// The Input, written by the platform team.
 		{"InputUnknownField", testRequest{xr: xrYAML(twoModels), input: inputHeader + "imagee: x\n", secret: secretResource("hf", "token", testToken)}, []string{
-			"Fatal: invalid function input: json: unknown field \"imagee\"",
+			"Fatal: invalid function input: input: Invalid value: \"imagee\": unknown field",
 		}},
 		{"InputWrongType", testRequest{xr: xrYAML(twoModels), input: inputHeader + "maxWorkers: '8'\n", secret: secretResource("hf", "token", testToken)}, []string{
-			"Fatal: invalid function input: json: cannot unmarshal string into Go struct field Input.maxWorkers of type int32",
+			"Fatal: invalid function input: input.maxWorkers: Invalid value: \"string\": must be a whole number that fits in int32",
+		}},
+		{"InputNestedWrongType", testRequest{xr: xrYAML(twoModels), input: inputHeader + "securityContext: {runAsUser: [1000]}\n", secret: secretResource("hf", "token", testToken)}, []string{
+			"Fatal: invalid function input: input.securityContext.runAsUser: Invalid value: \"array\": must be a whole number that fits in int64",
 		}},
 		{"InputReservedEnv", testRequest{xr: xrYAML(twoModels), input: inputHeader + "env:\n- name: HF_TOKEN\n  value: x\n", secret: secretResource("hf", "token", testToken)}, []string{
 			"Fatal: invalid function input: input.env[0].name: Forbidden: HF_TOKEN is set by the function itself",

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"path"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -122,9 +124,44 @@ func decodeInputJSON(s *structpb.Struct) (*v1beta1.Input, error) {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(in); err != nil {
-		return nil, err
+		return nil, inputDecodeError(err)
 	}
 	return in, nil
+}
+
+// inputDecodeError says what encoding/json found in the words of the other
+// Input errors: the field, the value, what it must be.
+func inputDecodeError(err error) error {
+	inputPath := field.NewPath("input")
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		p := inputPath
+		for _, f := range strings.Split(te.Field, ".") {
+			p = p.Child(f)
+		}
+		return field.Invalid(p, te.Value, "must be "+jsonKind(te.Type))
+	}
+	// encoding/json names an unknown field without its path.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return field.Invalid(inputPath, strings.Trim(name, `"`), "unknown field")
+	}
+	return err
+}
+
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number that fits in " + t.Kind().String()
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	default:
+		return "an object"
+	}
 }
 
 func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {
