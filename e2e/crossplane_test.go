@@ -124,11 +124,17 @@ func startCrossplane(cp *controlPlane) (*crossplane, error) {
 		return nil, fmt.Errorf("secret %s: %w", rootCASecret, err)
 	}
 
+	// The package cache, an emptyDir in the chart: Crossplane does not create it, and a
+	// package it cannot cache it cannot parse.
+	cacheDir := filepath.Join(cp.dir, "xpkg-cache")
+	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
+		return nil, err
+	}
 	err = startWithRetry(2, 2*time.Minute, func(ports []int) (*process, func() error, error) {
 		startEnv := append(env,
 			"PACKAGE_RUNTIME=External",
 			"TLS_CLIENT_CERTS_DIR="+clientDir,
-			"XPKG_CACHE_DIR="+filepath.Join(cp.dir, "xpkg-cache"),
+			"XPKG_CACHE_DIR="+cacheDir,
 			"METRICS_PORT="+strconv.Itoa(ports[0]),
 			"HEALTH_PROBE_PORT="+strconv.Itoa(ports[1]),
 		)

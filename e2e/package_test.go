@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+var functionResource = schema.GroupVersionResource{Group: "pkg.crossplane.io", Version: "v1", Resource: "functions"}
+
+// buildFunctionPackage builds the function's xpkg as a release would: a static binary in
+// an OCI runtime image made without Docker (tools/crossplane/runtime-image), embedded by
+// the real `crossplane xpkg build` into the package of package/.
+func buildFunctionPackage(t *testing.T) string {
+	t.Helper()
+	tmp := t.TempDir()
+	run := func(dir string, env []string, bin string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+		}
+	}
+	root := cluster.repoRoot
+	run(root, []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-o", filepath.Join(tmp, "function"), ".")
+	run(filepath.Join(root, "tools", "crossplane"), nil, "go", "build", "-o", filepath.Join(tmp, "runtime-image"), "./runtime-image")
+	run(tmp, nil, filepath.Join(tmp, "runtime-image"), "--binary", filepath.Join(tmp, "function"), "--out", filepath.Join(tmp, "runtime.tar"))
+	xpkg := filepath.Join(tmp, "function.xpkg")
+	run(root, nil, cluster.bin("crossplane"), "xpkg", "build", "--package-root=package",
+		"--embed-runtime-image-tarball="+filepath.Join(tmp, "runtime.tar"), "--package-file="+xpkg)
+	return xpkg
+}
+
+// TestFunctionPackageInstalls takes the package manager's path for real: the built xpkg is
+// pushed to an OCI registry on loopback (go-containerregistry's, over plain HTTP, which
+// registry clients use for loopback addresses), and a pkg.crossplane.io Function naming it
+// is applied. Crossplane pulls the package, parses and checks it (its crossplane.yaml, its
+// Crossplane version constraint), installs the Function and creates a healthy
+// FunctionRevision with the package's capabilities. With the External runtime no
+// Deployment starts: the test plays that runtime's part, and the other tests serve the
+// function themselves.
+func TestFunctionPackageInstalls(t *testing.T) {
+	x := useCrossplane(t)
+	ctx := context.Background()
+	xpkg := buildFunctionPackage(t)
+
+	reg := httptest.NewServer(registry.New())
+	t.Cleanup(reg.Close)
+	ref, err := name.ParseReference(strings.TrimPrefix(reg.URL, "http://") + "/hfops/function-hf-download:v0.0.0-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(xpkg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const fn = "function-hf-download-from-registry"
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "pkg.crossplane.io/v1",
+		"kind":       "Function",
+		"metadata":   map[string]any{"name": fn},
+		"spec":       map[string]any{"package": ref.String()},
+	}}
+	if _, err := x.apply.apply(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.dynamic.Resource(functionResource).Delete(context.Background(), fn, metav1.DeleteOptions{})
+	})
+
+	waitFor(t, 3*time.Minute, "the Function installed from the registry", func() (bool, string) {
+		f, err := cluster.dynamic.Resource(functionResource).Get(ctx, fn, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return conditionStatus(f, "Installed") == "True", fmt.Sprint(conditions(f))
+	})
+	var rev *unstructured.Unstructured
+	waitFor(t, 3*time.Minute, "the FunctionRevision of the pushed package", func() (bool, string) {
+		l, err := cluster.dynamic.Resource(functionRevisionResource).List(ctx, metav1.ListOptions{LabelSelector: "pkg.crossplane.io/package=" + fn})
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(l.Items) != 1 {
+			return false, fmt.Sprintf("%d revisions", len(l.Items))
+		}
+		rev = &l.Items[0]
+		return true, ""
+	})
+	actAsExternalRuntime(t, x, rev.GetName(), fn)
+	waitFor(t, 3*time.Minute, "a healthy FunctionRevision of the pushed package", func() (bool, string) {
+		r, err := cluster.dynamic.Resource(functionRevisionResource).Get(ctx, rev.GetName(), metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		rev = r
+		return conditionStatus(rev, "RevisionHealthy") == "True", fmt.Sprint(conditions(rev))
+	})
+	if got, _, _ := unstructured.NestedString(rev.Object, "status", "resolvedImage"); !strings.HasSuffix(got, digest.String()) && got != ref.String() {
+		t.Errorf("revision resolved image %q, want the pushed %s (%s)", got, ref, digest)
+	}
+	if caps, _, _ := unstructured.NestedStringSlice(rev.Object, "status", "capabilities"); !slices.Equal(caps, []string{"composition"}) {
+		t.Errorf("revision capabilities %v, want [composition] from the package's metadata", caps)
+	}
+}
+
+// actAsExternalRuntime does for a FunctionRevision what an External package runtime does
+// before Crossplane establishes the package's objects: it names, in the revision's status,
+// the Secret holding the function's server certificate (signed by Crossplane's root CA).
+func actAsExternalRuntime(t *testing.T, x *crossplane, revision, service string) {
+	t.Helper()
+	ctx := context.Background()
+	crt, key, err := x.rootCA.issue(service, []string{service, service + "." + crossplaneNamespace + ".svc"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: revision + "-tls-server", Namespace: crossplaneNamespace},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{"tls.crt": crt, "tls.key": key, "ca.crt": x.rootCA.certPEM},
+	}
+	if _, err := cluster.kube.CoreV1().Secrets(crossplaneNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.kube.CoreV1().Secrets(crossplaneNamespace).Delete(context.Background(), secret.Name, metav1.DeleteOptions{})
+	})
+	status := fmt.Sprintf(`{"status":{"tlsServerSecretName":%q}}`, secret.Name)
+	if _, err := cluster.dynamic.Resource(functionRevisionResource).Patch(ctx, revision, types.MergePatchType, []byte(status), metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatalf("name the TLS Secret in %s's status: %v", revision, err)
+	}
+}
