@@ -44,7 +44,7 @@ func TestRunFunction(t *testing.T) {
 		"InputWithUnknownField": {
 			reason: "An Input field the function does not know is refused, not ignored.",
 			req:    testRequest{xr: xrYAML(twoModels), input: "apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1\nkind: Input\nimagee: x\n"}.build(),
-			want:   fatalResponse(`invalid function input: json: unknown field "imagee"`),
+			want:   fatalResponse(`invalid function input: input: Invalid value: "imagee": unknown field`),
 		},
 		"InputWithBadValues": {
 			reason: "Every bad Input value is named with its field.",

@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/utils/ptr"
 )
 
@@ -130,18 +129,16 @@ func TestRestrictedJobAcceptedWithoutWarnings(t *testing.T) {
 	}
 	// Enforce turns the Job controller's pod away; the controller records why.
 	waitFor(t, time.Minute, "FailedCreate event for Job bad", func() (bool, string) {
-		l, err := cluster.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-			FieldSelector: fields.Set{"involvedObject.name": "bad", "reason": "FailedCreate"}.String(),
-		})
+		events, err := failedCreates(ctx, ns, "bad")
 		if err != nil {
 			return false, err.Error()
 		}
-		for _, e := range l.Items {
+		for _, e := range events {
 			if strings.Contains(e.Message, "violates PodSecurity") {
 				return true, ""
 			}
 		}
-		return false, fmt.Sprintf("%d FailedCreate events", len(l.Items))
+		return false, fmt.Sprintf("%d FailedCreate events", len(events))
 	})
 	if pods, err := jobPods(ctx, ns, "bad"); err != nil || len(pods) != 0 {
 		t.Fatalf("Job without runAsNonRoot: want no pod, got %d (%v)", len(pods), err)

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -155,4 +156,16 @@ func waitGone(t *testing.T, timeout time.Duration, what string, get func(context
 		err := get(context.Background())
 		return apierrors.IsNotFound(err), fmt.Sprintf("get: %v", err)
 	})
+}
+
+// failedCreates lists the events in which the Job controller says why it could not create
+// a pod for a Job (Pod Security enforce, for one).
+func failedCreates(ctx context.Context, ns, job string) ([]corev1.Event, error) {
+	l, err := cluster.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.Set{"involvedObject.name": job, "reason": "FailedCreate"}.String(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l.Items, nil
 }

@@ -11,7 +11,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -98,11 +97,8 @@ func TestRenderedJobsAccepted(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			events, err := cluster.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-				FieldSelector: fields.Set{"involvedObject.name": name, "reason": "FailedCreate"}.String(),
-			})
-			if err == nil && len(events.Items) > 0 {
-				t.Fatalf("the Job controller could not create a pod for %s: %s", name, events.Items[0].Message)
+			if events, err := failedCreates(ctx, ns, name); err == nil && len(events) > 0 {
+				t.Fatalf("the Job controller could not create a pod for %s: %s", name, events[0].Message)
 			}
 			return len(pods) == 1, fmt.Sprintf("%d pods", len(pods))
 		})
