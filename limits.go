@@ -99,14 +99,19 @@ func lenField(num protowire.Number, n int) int {
 	return protowire.SizeTag(num) + protowire.SizeBytes(n)
 }
 
+// mapEntrySize is the size of one entry of a protobuf map with string keys:
+// a message with the key as field 1 and a length-delimited value as field 2.
+func mapEntrySize(key string, valueSize int) int {
+	return lenField(1, len(key)) + lenField(2, valueSize)
+}
+
 func stateSize(s *fnv1.State) int {
 	n := 0
 	if s.Composite != nil {
 		n += lenField(stateFieldComposite, resourceSize(s.Composite))
 	}
 	for k, r := range s.Resources {
-		entry := lenField(1, len(k)) + lenField(2, resourceSize(r))
-		n += lenField(stateFieldResources, entry)
+		n += lenField(stateFieldResources, mapEntrySize(k, resourceSize(r)))
 	}
 	return n + len(s.ProtoReflect().GetUnknown())
 }
@@ -120,8 +125,7 @@ func resourceSize(r *fnv1.Resource) int {
 		n += lenField(resourceFieldResource, structSize(r.Resource))
 	}
 	for k, v := range r.ConnectionDetails {
-		entry := lenField(1, len(k)) + lenField(2, len(v))
-		n += lenField(resourceFieldDetails, entry)
+		n += lenField(resourceFieldDetails, mapEntrySize(k, len(v)))
 	}
 	if r.Ready != 0 {
 		n += protowire.SizeTag(resourceFieldReady) + protowire.SizeVarint(uint64(r.Ready))
@@ -133,8 +137,7 @@ func resourceSize(r *fnv1.Resource) int {
 func structSize(s *structpb.Struct) int {
 	n := 0
 	for k, v := range s.GetFields() {
-		entry := lenField(1, len(k)) + lenField(2, valueSize(v))
-		n += lenField(1, entry)
+		n += lenField(1, mapEntrySize(k, valueSize(v)))
 	}
 	return n
 }
