@@ -256,9 +256,9 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes) modelStatu
 			getString(composed, "metadata", "annotations", annotationModel) != m.Name {
 			continue
 		}
+		deleting := beingDeleted(composed)
 		// A spec-hash label edited by hand cannot name a Job: such a Job is
 		// kept as it is, as one of an older spec.
-		deleting := beingDeleted(composed)
 		if getString(composed, "metadata", "annotations", annotationConfigHash) != h.config ||
 			!isSpecHash(getString(composed, "metadata", "labels", labelSpecHash)) {
 			if !deleting {

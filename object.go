@@ -149,7 +149,6 @@ func beingDeleted(r *structpb.Struct) bool {
 // unwrap returns the object a composed resource stands for: itself, or, for
 // an Object, the manifest provider-kubernetes last observed (nil until the
 // provider created it).
-
 func unwrap(r *structpb.Struct) *structpb.Struct {
 	if getString(r, "kind") != "Object" {
 		return r

@@ -88,9 +88,9 @@ func notCoveredBy(parseErrs, errs field.ErrorList) field.ErrorList {
 	return out
 }
 
-// onPath reports whether field is path itself or lies under it.
-func onPath(path, field string) bool {
-	rest, ok := strings.CutPrefix(field, path)
+// onPath reports whether the field path f is path itself or lies under it.
+func onPath(path, f string) bool {
+	rest, ok := strings.CutPrefix(f, path)
 	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
 }
 
