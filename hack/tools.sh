@@ -4,6 +4,7 @@
 #   bin/kube-apiserver, bin/kube-controller-manager  from tools/kube (k8s.io/kubernetes)
 #   bin/crossplane-core                              Crossplane core (cmd/crossplane) from tools/crossplane
 #   bin/crossplane                                   the Crossplane CLI (cmd/crank) from tools/crossplane
+#   bin/provider-kubernetes                          provider-kubernetes (cmd/provider) from tools/provider-kubernetes
 #   etcd                                             Debian's etcd-server, through apt, when not on PATH
 #
 # Each binary has a stamp file (bin/.<name>.version) holding the module version it was built
@@ -76,6 +77,10 @@ xp=$(version_of tools/crossplane github.com/crossplane/crossplane/v2)
 xp_ldflags="-s -w -X github.com/crossplane/crossplane/v2/internal/version.version=$xp"
 build crossplane-core "github.com/crossplane/crossplane/v2@$xp" tools/crossplane github.com/crossplane/crossplane/v2/cmd/crossplane "$xp_ldflags"
 build crossplane "github.com/crossplane/crossplane/v2@$xp" tools/crossplane github.com/crossplane/crossplane/v2/cmd/crank "$xp_ldflags"
+
+# provider-kubernetes: applies the Jobs of Object mode in the end-to-end tests.
+pk=$(version_of tools/provider-kubernetes github.com/crossplane-contrib/provider-kubernetes)
+build provider-kubernetes "github.com/crossplane-contrib/provider-kubernetes@$pk" tools/provider-kubernetes github.com/crossplane-contrib/provider-kubernetes/cmd/provider "-s -w"
 
 # etcd: Debian's etcd-server. /usr/bin is checked as well as PATH because CI may run with a
 # reduced PATH. policy-rc.d keeps the package's service from being started: the tests run

@@ -1,0 +1,259 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
+)
+
+const (
+	providerName     = "provider-kubernetes"
+	objectsGroup     = "kubernetes.m.crossplane.io"
+	objectsComposite = "modeldownloads-objects.hfops.kamal.dev"
+)
+
+var (
+	objectResource = schema.GroupVersionResource{Group: objectsGroup, Version: "v1alpha1", Resource: "objects"}
+
+	providerOnce sync.Once
+	errProvider  error
+)
+
+// useProviderKubernetes returns Crossplane with the function and provider-kubernetes running,
+// starting the provider the first time a test needs it.
+func useProviderKubernetes(t *testing.T) *crossplane {
+	t.Helper()
+	x := useFunction(t)
+	providerOnce.Do(func() { errProvider = startProviderKubernetes(cluster, x) })
+	if errProvider != nil {
+		t.Fatalf("start provider-kubernetes: %v", errProvider)
+	}
+	return x
+}
+
+// startProviderKubernetes installs provider-kubernetes as its package would (its CRDs, and
+// the rules Crossplane's RBAC manager gives Crossplane for a provider's managed resources),
+// gives it an identity with cluster-admin (how provider-kubernetes is commonly set up), a
+// ClusterProviderConfig with that identity's kubeconfig, and the Composition that composes
+// the example's API through namespaced Objects; then runs the provider.
+func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
+	ctx := context.Background()
+	dir, err := moduleDir(cp.repoRoot, "tools/provider-kubernetes", "github.com/crossplane-contrib/provider-kubernetes")
+	if err != nil {
+		return err
+	}
+	crds, err := filepath.Glob(filepath.Join(dir, "package", "crds", "*.yaml"))
+	if err != nil || len(crds) == 0 {
+		return fmt.Errorf("no CRDs in %s (%v)", dir, err)
+	}
+	for _, f := range crds {
+		objs, err := readObjects(f)
+		if err != nil {
+			return err
+		}
+		for _, crd := range objs {
+			// Crossplane points a package's conversion webhook at the provider's Service on
+			// install; without kube-proxy nothing could reach it. Only the storage version
+			// of Object is used here, so no conversion is needed.
+			unstructured.RemoveNestedField(crd.Object, "spec", "conversion")
+			if _, err := x.apply.apply(ctx, crd); err != nil {
+				return err
+			}
+		}
+	}
+	if err := waitEstablished(ctx, "objects."+objectsGroup, "clusterproviderconfigs."+objectsGroup); err != nil {
+		return err
+	}
+
+	// Crossplane composes Objects with what the RBAC manager would grant it for the
+	// provider's managed resources.
+	_, err = cp.kube.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   "crossplane:provider:" + providerName + ":aggregate-to-crossplane",
+			Labels: map[string]string{"rbac.crossplane.io/aggregate-to-crossplane": "true"},
+		},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{objectsGroup}, Resources: []string{"*"}, Verbs: []string{rbacv1.VerbAll}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+
+	_, err = cp.kube.CoreV1().ServiceAccounts(crossplaneNamespace).Create(ctx,
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: providerName}}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	_, err = cp.kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: providerName},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: crossplaneNamespace, Name: providerName}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	tr, err := cp.kube.CoreV1().ServiceAccounts(crossplaneNamespace).CreateToken(ctx, providerName,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](6 * 3600)}},
+		metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	if err := cp.writeKubeconfig(providerName, tr.Status.Token); err != nil {
+		return err
+	}
+	kubeconfig, err := os.ReadFile(cp.kubeconfigPath(providerName))
+	if err != nil {
+		return err
+	}
+	_, err = cp.kube.CoreV1().Secrets(crossplaneNamespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: providerName + "-kubeconfig"},
+		Data:       map[string][]byte{"kubeconfig": kubeconfig},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	pc := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": objectsGroup + "/v1alpha1",
+		"kind":       "ClusterProviderConfig",
+		"metadata":   map[string]any{"name": "default"},
+		"spec": map[string]any{"credentials": map[string]any{
+			"source":    "Secret",
+			"secretRef": map[string]any{"namespace": crossplaneNamespace, "name": providerName + "-kubeconfig", "key": "kubeconfig"},
+		}},
+	}}
+	if _, err := x.apply.apply(ctx, pc); err != nil {
+		return err
+	}
+	if err := x.apply.applyFile(ctx, filepath.Join("testdata", "composition-objects.yaml")); err != nil {
+		return err
+	}
+	if err := waitRule(ctx, cp, "crossplane", objectsGroup, "*", 2*time.Minute); err != nil {
+		return err
+	}
+
+	// The provider serves a conversion webhook, so it wants a serving certificate even
+	// though nothing calls it here.
+	ca, err := newCertAuthority("provider-kubernetes-webhook")
+	if err != nil {
+		return err
+	}
+	crt, key, err := ca.issue(providerName, []string{providerName}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return err
+	}
+	certs := filepath.Join(cp.dir, providerName+"-tls")
+	if err := writeSecretFiles(certs, map[string][]byte{"tls.crt": crt, "tls.key": key}, "tls.crt", "tls.key"); err != nil {
+		return err
+	}
+	p, err := startProcess(cp.logDir, providerName,
+		envList("KUBECONFIG", cp.kubeconfigPath(providerName), "TLS_SERVER_CERTS_DIR", certs),
+		cp.bin(providerName),
+		"--debug",
+		// Jobs change status without the Object changing: watch them, and poll often in
+		// case a watch event is missed.
+		"--enable-watches",
+		"--poll=5s",
+	)
+	if err != nil {
+		return err
+	}
+	cp.track(p)
+	return nil
+}
+
+// moduleDir is where the Go module cache holds the module that the tools module in dir pins.
+func moduleDir(root, dir, module string) (string, error) {
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
+	cmd.Dir = filepath.Join(root, dir)
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("locate module %s: %w", module, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// waitEstablished waits until the named CRDs are served.
+func waitEstablished(ctx context.Context, names ...string) error {
+	deadline := time.Now().Add(time.Minute)
+	for _, n := range names {
+		for {
+			crd, err := cluster.dynamic.Resource(crdResource).Get(ctx, n, metav1.GetOptions{})
+			if err == nil && conditionStatus(crd, "Established") == "True" {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("CRD %s not established after a minute (last error: %v)", n, err)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// TestObjectModeWithProviderKubernetes runs Object mode for real: the example XR, composed
+// through namespaced provider-kubernetes Objects, has the real provider create one Job per
+// model; the Jobs' status comes back through status.atProvider.manifest into the XR; once a
+// model is recorded Completed its Object leaves and the Job it orphaned stays for its TTL.
+func TestObjectModeWithProviderKubernetes(t *testing.T) {
+	t.Parallel()
+	useProviderKubernetes(t)
+	md := newModelDownload(t, "objects", func(spec map[string]any) {
+		spec["crossplane"] = map[string]any{"compositionRef": map[string]any{"name": objectsComposite}}
+	})
+	ctx := context.Background()
+	objects := func() ([]unstructured.Unstructured, error) {
+		l, err := cluster.dynamic.Resource(objectResource).Namespace(md.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return l.Items, nil
+	}
+
+	var objs []unstructured.Unstructured
+	waitFor(t, 2*time.Minute, "one Object per model", func() (bool, string) {
+		var err error
+		objs, err = objects()
+		return err == nil && len(objs) == 2, fmt.Sprintf("%d Objects (%v)", len(objs), err)
+	})
+	jobs := md.waitJobs(t, 2, "provider-kubernetes to create the Jobs", nil)
+	for _, o := range objs {
+		if job := jobs[o.GetAnnotations()["hfops.kamal.dev/model"]]; job.Name != o.GetName() {
+			t.Errorf("Object %s: want it beside the Job of the same name, got %q", o.GetName(), job.Name)
+		}
+	}
+	for _, job := range jobs {
+		finishJobPod(t, md.ns, job.Name, podOutcome{message: successMessage})
+	}
+
+	xr := md.waitXR(t, "both models completed, read back through the Objects", func(xr *unstructured.Unstructured) bool {
+		return len(statusList(xr, "completed")) == 2 && conditionStatus(xr, "Ready") == "True"
+	})
+	for model := range jobs {
+		if m := statusModel(xr, model); m["commit"] != summaryCommit {
+			t.Errorf("status of %s = %v, want the commit of its pod's termination message", model, m)
+		}
+	}
+	// Completed: the Objects leave, orphaning their Jobs (provider-kubernetes would
+	// otherwise re-create a Job its TTL deleted).
+	waitFor(t, 2*time.Minute, "the Objects of the completed Jobs to go", func() (bool, string) {
+		objs, err := objects()
+		return err == nil && len(objs) == 0, fmt.Sprintf("%d Objects (%v)", len(objs), err)
+	})
+	if left, err := md.jobs(); err != nil || len(left) != 2 {
+		t.Errorf("the Jobs the Objects orphaned: got %d (%v), want both still there for their TTL", len(left), err)
+	}
+}
