@@ -232,18 +232,22 @@ func waitRule(ctx context.Context, cp *controlPlane, role, group, resource strin
 // xrdClusterRole is the ClusterRole Crossplane's RBAC manager renders for an XRD so that
 // Crossplane core may manage its XRs (RenderClusterRoles in internal/controller/rbac/
 // definition/roles.go of crossplane v2.2.1, the "aggregate-to-crossplane" role). The RBAC
-// manager is not run here; this is its output for one XRD.
-func xrdClusterRole(xrdName, group, plural string) *rbacv1.ClusterRole {
-	return &rbacv1.ClusterRole{
+// manager is not run here; this is its output for one XRD: its XRs and, for a legacy XRD,
+// its claims.
+func xrdClusterRole(xrdName, group string, plurals ...string) *rbacv1.ClusterRole {
+	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   "crossplane:composite:" + xrdName + ":aggregate-to-crossplane",
 			Labels: map[string]string{"rbac.crossplane.io/aggregate-to-crossplane": "true"},
 		},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{group}, Resources: []string{plural, plural + "/status"}, Verbs: []string{rbacv1.VerbAll}},
-			{APIGroups: []string{group}, Resources: []string{plural + "/finalizers"}, Verbs: []string{"update"}},
-		},
 	}
+	for _, plural := range plurals {
+		role.Rules = append(role.Rules,
+			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{plural, plural + "/status"}, Verbs: []string{rbacv1.VerbAll}},
+			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{plural + "/finalizers"}, Verbs: []string{"update"}},
+		)
+	}
+	return role
 }
 
 // applyXRD applies the XRD in path, with the ClusterRole the RBAC manager would give
@@ -256,10 +260,19 @@ func (x *crossplane) applyXRD(ctx context.Context, path string) error {
 	if len(objs) != 1 || objs[0].GetKind() != "CompositeResourceDefinition" {
 		return fmt.Errorf("%s: want exactly one CompositeResourceDefinition", path)
 	}
-	xrd := objs[0]
+	return x.establishXRD(ctx, objs[0])
+}
+
+// establishXRD applies an XRD, with the ClusterRole the RBAC manager would give Crossplane
+// for it, and waits until Crossplane reports it Established.
+func (x *crossplane) establishXRD(ctx context.Context, xrd *unstructured.Unstructured) error {
 	group, _, _ := unstructured.NestedString(xrd.Object, "spec", "group")
 	plural, _, _ := unstructured.NestedString(xrd.Object, "spec", "names", "plural")
-	_, err = cluster.kube.RbacV1().ClusterRoles().Create(ctx, xrdClusterRole(xrd.GetName(), group, plural), metav1.CreateOptions{})
+	plurals := []string{plural}
+	if claims, ok, _ := unstructured.NestedString(xrd.Object, "spec", "claimNames", "plural"); ok {
+		plurals = append(plurals, claims)
+	}
+	_, err := cluster.kube.RbacV1().ClusterRoles().Create(ctx, xrdClusterRole(xrd.GetName(), group, plurals...), metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("ClusterRole for XRD %s: %w", xrd.GetName(), err)
 	}

@@ -28,10 +28,23 @@ type modelDownload struct {
 	obj  *unstructured.Unstructured // what the test applies; edit and apply again to change it
 }
 
-// newModelDownload creates a restricted namespace holding example/xr.yaml's PVC and the
-// token Secret of example/required/secret.yaml, then applies example/xr.yaml there under
-// the given name, after edit has changed its spec.
+// newModelDownload applies example/xr.yaml as applyModelDownload does.
 func newModelDownload(t *testing.T, name string, edit func(spec map[string]any)) *modelDownload {
+	t.Helper()
+	xrs, err := readObjects(exampleFile("xr.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(xrs) != 1 {
+		t.Fatalf("example/xr.yaml: want one ModelDownload, got %d objects", len(xrs))
+	}
+	return applyModelDownload(t, xrs[0], name, edit)
+}
+
+// applyModelDownload creates a restricted namespace holding the PVC that xr (an XR or a
+// claim) names and the token Secret of example/required/secret.yaml, then applies xr
+// there under the given name, after edit has changed its spec.
+func applyModelDownload(t *testing.T, xr *unstructured.Unstructured, name string, edit func(spec map[string]any)) *modelDownload {
 	t.Helper()
 	x := useFunction(t)
 	ctx := context.Background()
@@ -47,14 +60,6 @@ func newModelDownload(t *testing.T, name string, edit func(spec map[string]any))
 			t.Fatal(err)
 		}
 	}
-	xrs, err := readObjects(exampleFile("xr.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(xrs) != 1 {
-		t.Fatalf("example/xr.yaml: want one ModelDownload, got %d objects", len(xrs))
-	}
-	xr := xrs[0]
 	xr.SetNamespace(ns)
 	xr.SetName(name)
 	pvc, _, _ := unstructured.NestedString(xr.Object, "spec", "storagePVC")

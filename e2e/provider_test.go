@@ -22,13 +22,19 @@ import (
 )
 
 const (
-	providerName     = "provider-kubernetes"
-	objectsGroup     = "kubernetes.m.crossplane.io"
-	objectsComposite = "modeldownloads-objects.hfops.kamal.dev"
+	providerName        = "provider-kubernetes"
+	objectsGroup        = "kubernetes.m.crossplane.io"
+	clusterObjectsGroup = "kubernetes.crossplane.io"
+	objectsComposite    = "modeldownloads-objects.hfops.kamal.dev"
+
+	// legacyGroup is where the claim flavour of the API lives in these tests: its claim
+	// is a ModelDownload too, whose CRD would clash with the v2 XRD's in hfops.kamal.dev.
+	legacyGroup = "legacy.e2e.hfops.kamal.dev"
 )
 
 var (
-	objectResource = schema.GroupVersionResource{Group: objectsGroup, Version: "v1alpha1", Resource: "objects"}
+	objectResource        = schema.GroupVersionResource{Group: objectsGroup, Version: "v1alpha1", Resource: "objects"}
+	clusterObjectResource = schema.GroupVersionResource{Group: clusterObjectsGroup, Version: "v1alpha2", Resource: "objects"}
 
 	providerOnce sync.Once
 	errProvider  error
@@ -87,7 +93,7 @@ func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
 			Name:   "crossplane:provider:" + providerName + ":aggregate-to-crossplane",
 			Labels: map[string]string{"rbac.crossplane.io/aggregate-to-crossplane": "true"},
 		},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{objectsGroup}, Resources: []string{"*"}, Verbs: []string{rbacv1.VerbAll}}},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{objectsGroup, clusterObjectsGroup}, Resources: []string{"*"}, Verbs: []string{rbacv1.VerbAll}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return err
@@ -126,22 +132,34 @@ func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
 	if err != nil {
 		return err
 	}
-	pc := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": objectsGroup + "/v1alpha1",
-		"kind":       "ClusterProviderConfig",
-		"metadata":   map[string]any{"name": "default"},
-		"spec": map[string]any{"credentials": map[string]any{
-			"source":    "Secret",
-			"secretRef": map[string]any{"namespace": crossplaneNamespace, "name": providerName + "-kubeconfig", "key": "kubeconfig"},
-		}},
-	}}
-	if _, err := x.apply.apply(ctx, pc); err != nil {
-		return err
+	// One config for each API: the namespaced Objects' ClusterProviderConfig and the
+	// cluster-scoped Objects' ProviderConfig, both named default.
+	for _, kind := range []struct{ apiVersion, kind string }{
+		{objectsGroup + "/v1alpha1", "ClusterProviderConfig"},
+		{clusterObjectsGroup + "/v1alpha1", "ProviderConfig"},
+	} {
+		pc := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": kind.apiVersion,
+			"kind":       kind.kind,
+			"metadata":   map[string]any{"name": "default"},
+			"spec": map[string]any{"credentials": map[string]any{
+				"source":    "Secret",
+				"secretRef": map[string]any{"namespace": crossplaneNamespace, "name": providerName + "-kubeconfig", "key": "kubeconfig"},
+			}},
+		}}
+		if _, err := x.apply.apply(ctx, pc); err != nil {
+			return err
+		}
 	}
 	if err := x.apply.applyFile(ctx, filepath.Join("testdata", "composition-objects.yaml")); err != nil {
 		return err
 	}
-	if err := waitRule(ctx, cp, "crossplane", objectsGroup, "*", 2*time.Minute); err != nil {
+	for _, g := range []string{objectsGroup, clusterObjectsGroup} {
+		if err := waitRule(ctx, cp, "crossplane", g, "*", 2*time.Minute); err != nil {
+			return err
+		}
+	}
+	if err := applyLegacyAPI(ctx, x); err != nil {
 		return err
 	}
 
@@ -249,6 +267,101 @@ func TestObjectModeWithProviderKubernetes(t *testing.T) {
 	}
 	// Completed: the Objects leave, orphaning their Jobs (provider-kubernetes would
 	// otherwise re-create a Job its TTL deleted).
+	waitFor(t, 2*time.Minute, "the Objects of the completed Jobs to go", func() (bool, string) {
+		objs, err := objects()
+		return err == nil && len(objs) == 0, fmt.Sprintf("%d Objects (%v)", len(objs), err)
+	})
+	if left, err := md.jobs(); err != nil || len(left) != 2 {
+		t.Errorf("the Jobs the Objects orphaned: got %d (%v), want both still there for their TTL", len(left), err)
+	}
+}
+
+// applyLegacyAPI applies example/legacy's XRD and Composition, moved to legacyGroup.
+func applyLegacyAPI(ctx context.Context, x *crossplane) error {
+	xrds, err := readObjects(exampleFile("legacy/definition.yaml"))
+	if err != nil {
+		return err
+	}
+	comps, err := readObjects(exampleFile("legacy/composition.yaml"))
+	if err != nil {
+		return err
+	}
+	if len(xrds) != 1 || len(comps) != 1 {
+		return fmt.Errorf("example/legacy: want one XRD and one Composition, got %d and %d", len(xrds), len(comps))
+	}
+	xrd, comp := xrds[0], comps[0]
+	plural, _, _ := unstructured.NestedString(xrd.Object, "spec", "names", "plural")
+	name := plural + "." + legacyGroup
+	xrd.SetName(name)
+	comp.SetName(name)
+	for _, f := range []struct {
+		obj   *unstructured.Unstructured
+		value string
+		path  []string
+	}{
+		{xrd, legacyGroup, []string{"spec", "group"}},
+		{xrd, name, []string{"spec", "defaultCompositionRef", "name"}},
+		{comp, legacyGroup + "/v1alpha1", []string{"spec", "compositeTypeRef", "apiVersion"}},
+	} {
+		if err := unstructured.SetNestedField(f.obj.Object, f.value, f.path...); err != nil {
+			return err
+		}
+	}
+	if err := x.establishXRD(ctx, xrd); err != nil {
+		return err
+	}
+	_, err = x.apply.apply(ctx, comp)
+	return err
+}
+
+// TestClaimWithProviderKubernetes runs the claim flavour for real: example/legacy's claim
+// of a cluster-scoped XModelDownload, composed through cluster-scoped provider-kubernetes
+// Objects aimed at the claim's namespace. The Jobs are named after the claim, their status
+// reaches the claim, and once complete the Objects leave the Jobs behind.
+func TestClaimWithProviderKubernetes(t *testing.T) {
+	t.Parallel()
+	useProviderKubernetes(t)
+	claims, err := readObjects(exampleFile("legacy/claim.yaml"))
+	if err != nil || len(claims) != 1 {
+		t.Fatalf("example/legacy/claim.yaml: want one claim (%v)", err)
+	}
+	claim := claims[0]
+	claim.SetAPIVersion(legacyGroup + "/v1alpha1")
+	md := applyModelDownload(t, claim, "claim", nil)
+	ctx := context.Background()
+	objects := func() ([]unstructured.Unstructured, error) {
+		l, err := cluster.dynamic.Resource(clusterObjectResource).List(ctx, metav1.ListOptions{LabelSelector: "parent=" + md.name})
+		if err != nil {
+			return nil, err
+		}
+		var mine []unstructured.Unstructured
+		for _, o := range l.Items {
+			if ns, _, _ := unstructured.NestedString(o.Object, "spec", "forProvider", "manifest", "metadata", "namespace"); ns == md.ns {
+				mine = append(mine, o)
+			}
+		}
+		return mine, nil
+	}
+
+	waitFor(t, 2*time.Minute, "one cluster-scoped Object per model, aimed at the claim's namespace", func() (bool, string) {
+		objs, err := objects()
+		return err == nil && len(objs) == 2, fmt.Sprintf("%d Objects (%v)", len(objs), err)
+	})
+	jobs := md.waitJobs(t, 2, "provider-kubernetes to create the Jobs in the claim's namespace", nil)
+	for _, job := range jobs {
+		if !strings.HasPrefix(job.Name, "hf-dl-"+md.name+"-") {
+			t.Errorf("Job %s: want it named after the claim %s", job.Name, md.name)
+		}
+		finishJobPod(t, md.ns, job.Name, podOutcome{message: successMessage})
+	}
+	got := md.waitXR(t, "the claim to show both models completed", func(c *unstructured.Unstructured) bool {
+		return len(statusList(c, "completed")) == 2 && hasCondition(c, "ModelsDownloaded", "True", "Downloaded")
+	})
+	for model := range jobs {
+		if m := statusModel(got, model); m["commit"] != summaryCommit {
+			t.Errorf("claim status of %s = %v, want the commit of its pod's termination message", model, m)
+		}
+	}
 	waitFor(t, 2*time.Minute, "the Objects of the completed Jobs to go", func() (bool, string) {
 		objs, err := objects()
 		return err == nil && len(objs) == 0, fmt.Sprintf("%d Objects (%v)", len(objs), err)
