@@ -385,7 +385,7 @@ func BenchmarkResponseSize(b *testing.B) {
 		b.Run(fmt.Sprintf("models=%d/how=responseSize", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				_ = responseSize(steady.rsp)
+				_ = responseSize(steady.rsp, nil)
 			}
 		})
 		b.Run(fmt.Sprintf("models=%d/how=proto.Size", n), func(b *testing.B) {

@@ -124,6 +124,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		summaries: podSummaries(req),
 		xrDigest:  hashXR(&spec, b.cpu, b.memory, env.apiVersion),
 		desired:   map[string]*fnv1.Resource{},
+		sizes:     resourceSizes{},
 	}
 	if spec.Storage != nil {
 		c.composePVC(namespaceUID(req))
@@ -143,7 +144,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	if limit == 0 {
 		limit = crossplaneMaxResponseBytes
 	}
-	if err := checkResponseSize(rsp, len(models), limit); err != nil {
+	if err := checkResponseSize(rsp, len(models), limit, c.sizes); err != nil {
 		// Never a desired state with some Jobs missing: Crossplane would
 		// delete those.
 		log.Info("Response is over Crossplane's gRPC message limit", "models", len(models))
@@ -165,6 +166,7 @@ type composer struct {
 	xrDigest  []byte
 
 	desired map[string]*fnv1.Resource
+	sizes   resourceSizes
 	// waitingFor says why no Job may start yet (the PVC does not exist).
 	waitingFor string
 }
@@ -319,7 +321,14 @@ func (c *composer) desire(key string, composed *structpb.Struct, phase string) {
 	if phase == phaseCompleted {
 		ready = fnv1.Ready_READY_TRUE
 	}
-	c.desired[key] = &fnv1.Resource{Resource: composed, Ready: ready}
+	c.add(key, &fnv1.Resource{Resource: composed, Ready: ready})
+}
+
+// add puts a composed resource in the desired state and measures it while
+// it is fresh (see resourceSizes).
+func (c *composer) add(key string, r *fnv1.Resource) {
+	c.desired[key] = r
+	c.sizes[r] = resourceSize(r)
 }
 
 // composePVC composes the PVC of spec.storage. Until it exists no Job may
@@ -333,7 +342,7 @@ func (c *composer) composePVC(nsUID string) {
 	} else {
 		c.waitingFor = fmt.Sprintf("waiting for the PersistentVolumeClaim %q to be created", c.builder.spec.StoragePVC)
 	}
-	c.desired[pvcKey] = &fnv1.Resource{Resource: pvc, Ready: ready}
+	c.add(pvcKey, &fnv1.Resource{Resource: pvc, Ready: ready})
 }
 
 // keepAsObserved re-applies exactly what exists, so server-side apply

@@ -31,9 +31,10 @@ const crossplaneMaxResponseBytes = 4 << 20
 // Crossplane whole: its size is over limitBytes (crossplaneMaxResponseBytes
 // for Crossplane v2.2.1). The caller then answers with that error as a Fatal
 // result and no desired state, never with some of the Jobs: a desired state
-// missing Jobs would make Crossplane delete them.
-func checkResponseSize(rsp *fnv1.RunFunctionResponse, models, limitBytes int) error {
-	n := responseSize(rsp)
+// missing Jobs would make Crossplane delete them. known holds sizes already
+// measured (see resourceSizes).
+func checkResponseSize(rsp *fnv1.RunFunctionResponse, models, limitBytes int, known resourceSizes) error {
+	n := responseSize(rsp, known)
 	if n <= limitBytes {
 		return nil
 	}
@@ -66,8 +67,9 @@ func mb(n int) string {
 // Structs of the desired resources through reflection, one map entry at a
 // time, and costs about as much as RunFunction itself; this walks them
 // directly and asks proto.Size only for the small rest of the response.
-// TestResponseSizeIsProtoSize holds the two equal.
-func responseSize(rsp *fnv1.RunFunctionResponse) int {
+// TestResponseSizeIsProtoSize holds the two equal. A desired resource whose
+// size is in known is not walked again.
+func responseSize(rsp *fnv1.RunFunctionResponse, known resourceSizes) int {
 	if rsp == nil {
 		return 0
 	}
@@ -78,7 +80,20 @@ func responseSize(rsp *fnv1.RunFunctionResponse) int {
 	rsp.Desired = nil
 	n := proto.Size(rsp)
 	rsp.Desired = desired
-	return n + lenField(responseFieldDesired, stateSize(desired))
+	return n + lenField(responseFieldDesired, stateSize(desired, known))
+}
+
+// resourceSizes holds the encoded size of composed resources, measured as
+// each is made: the Struct just built is still in the CPU's caches, where a
+// walk over the whole response at the end, megabytes at a thousand models,
+// would mostly miss them.
+type resourceSizes map[*fnv1.Resource]int
+
+func (k resourceSizes) size(r *fnv1.Resource) int {
+	if n, ok := k[r]; ok {
+		return n
+	}
+	return resourceSize(r)
 }
 
 // Field numbers of the messages walked by hand (run_function.proto); the
@@ -105,13 +120,13 @@ func mapEntrySize(key string, valueSize int) int {
 	return lenField(1, len(key)) + lenField(2, valueSize)
 }
 
-func stateSize(s *fnv1.State) int {
+func stateSize(s *fnv1.State, known resourceSizes) int {
 	n := 0
 	if s.Composite != nil {
 		n += lenField(stateFieldComposite, resourceSize(s.Composite))
 	}
 	for k, r := range s.Resources {
-		n += lenField(stateFieldResources, mapEntrySize(k, resourceSize(r)))
+		n += lenField(stateFieldResources, mapEntrySize(k, known.size(r)))
 	}
 	return n + len(s.ProtoReflect().GetUnknown())
 }

@@ -80,7 +80,7 @@ func TestResponseSizeIsProtoSize(t *testing.T) {
 	for name, rsp := range cases {
 		t.Run(name, func(t *testing.T) {
 			want := proto.Size(rsp)
-			if got := responseSize(rsp); got != want {
+			if got := responseSize(rsp, nil); got != want {
 				t.Errorf("responseSize = %d, proto.Size = %d", got, want)
 			}
 			if want != proto.Size(rsp) {
@@ -96,13 +96,13 @@ func TestResponseSizeIsProtoSize(t *testing.T) {
 func TestCheckResponseSize(t *testing.T) {
 	_, steady := benchRequests(t, 100)
 	size := proto.Size(steady.rsp)
-	if err := checkResponseSize(steady.rsp, 100, crossplaneMaxResponseBytes); err != nil {
+	if err := checkResponseSize(steady.rsp, 100, crossplaneMaxResponseBytes, nil); err != nil {
 		t.Fatalf("100 models must fit: %v", err)
 	}
-	if err := checkResponseSize(steady.rsp, 100, size); err != nil {
+	if err := checkResponseSize(steady.rsp, 100, size, nil); err != nil {
 		t.Fatalf("a response of exactly the limit fits: %v", err)
 	}
-	err := checkResponseSize(steady.rsp, 100, size-1)
+	err := checkResponseSize(steady.rsp, 100, size-1, nil)
 	if err == nil {
 		t.Fatal("a response one byte over the limit passed")
 	}
@@ -124,6 +124,34 @@ func TestCheckResponseSize(t *testing.T) {
 	}
 }
 
+// TestRunFunctionMeasuresExactly: the size RunFunction checks, made of sizes
+// measured as each resource is composed plus a walk of the rest (here a
+// resource an earlier pipeline step desired), is the exact encoded size: a
+// limit of that many bytes lets the response through, one byte less refuses
+// it.
+func TestRunFunctionMeasuresExactly(t *testing.T) {
+	_, steady := benchRequests(t, 10)
+	req := proto.Clone(steady.req).(*fnv1.RunFunctionRequest)
+	req.Desired = &fnv1.State{Resources: map[string]*fnv1.Resource{
+		"from-an-earlier-step": {Resource: mustStruct("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {a: b}\n")},
+	}}
+	call := func(limit int) *fnv1.RunFunctionResponse {
+		t.Helper()
+		rsp, err := (&Function{log: newTestFunction().log, maxResponseBytes: limit}).RunFunction(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rsp
+	}
+	size := proto.Size(call(math.MaxInt))
+	if rsp := call(size); rsp.GetDesired() == nil || len(rsp.GetDesired().GetResources()) != 11 {
+		t.Errorf("a limit of exactly %d bytes refused the response: %v", size, rsp.GetResults())
+	}
+	if rsp := call(size - 1); rsp.GetDesired() != nil {
+		t.Errorf("a limit of %d bytes let a response of %d through", size-1, size)
+	}
+}
+
 // TestResponseLimitEndToEnd: an XR whose Jobs do not fit Crossplane's 4 MB
 // answers with the Fatal alone, through RunFunction as Crossplane calls it.
 func TestResponseLimitEndToEnd(t *testing.T) {
@@ -133,7 +161,7 @@ func TestResponseLimitEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkResponseSize(first.rsp, n, crossplaneMaxResponseBytes); err == nil {
+	if err := checkResponseSize(first.rsp, n, crossplaneMaxResponseBytes, nil); err == nil {
 		t.Fatalf("%d models (%s) fit in 4 MB: raise n", n, mb(proto.Size(first.rsp)))
 	}
 	if rsp.GetDesired() != nil || len(rsp.GetResults()) != 1 {
