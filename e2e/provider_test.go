@@ -13,6 +13,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -253,26 +254,33 @@ func TestObjectModeWithProviderKubernetes(t *testing.T) {
 			t.Errorf("Object %s: want it beside the Job of the same name, got %q", o.GetName(), job.Name)
 		}
 	}
+	finishThroughObjects(t, md, jobs, objects)
+	md.waitXR(t, "the XR Ready", func(xr *unstructured.Unstructured) bool { return conditionStatus(xr, "Ready") == "True" })
+}
+
+// finishThroughObjects drives every Job to success and checks what Object mode promises
+// then: the ModelDownload (XR or claim) shows each model completed with its commit, read
+// back through the Objects; the Objects go, orphaning their Jobs (provider-kubernetes would
+// otherwise re-create a Job its TTL deleted); the Jobs stay for their TTL.
+func finishThroughObjects(t *testing.T, md *modelDownload, jobs map[string]batchv1.Job, objects func() ([]unstructured.Unstructured, error)) {
+	t.Helper()
 	for _, job := range jobs {
 		finishJobPod(t, md.ns, job.Name, podOutcome{message: successMessage})
 	}
-
-	xr := md.waitXR(t, "both models completed, read back through the Objects", func(xr *unstructured.Unstructured) bool {
-		return len(statusList(xr, "completed")) == 2 && conditionStatus(xr, "Ready") == "True"
+	got := md.waitXR(t, "every model completed, read back through the Objects", func(u *unstructured.Unstructured) bool {
+		return len(statusList(u, "completed")) == len(jobs) && hasCondition(u, "ModelsDownloaded", "True", "Downloaded")
 	})
 	for model := range jobs {
-		if m := statusModel(xr, model); m["commit"] != summaryCommit {
+		if m := statusModel(got, model); m["commit"] != summaryCommit {
 			t.Errorf("status of %s = %v, want the commit of its pod's termination message", model, m)
 		}
 	}
-	// Completed: the Objects leave, orphaning their Jobs (provider-kubernetes would
-	// otherwise re-create a Job its TTL deleted).
 	waitFor(t, 2*time.Minute, "the Objects of the completed Jobs to go", func() (bool, string) {
 		objs, err := objects()
 		return err == nil && len(objs) == 0, fmt.Sprintf("%d Objects (%v)", len(objs), err)
 	})
-	if left, err := md.jobs(); err != nil || len(left) != 2 {
-		t.Errorf("the Jobs the Objects orphaned: got %d (%v), want both still there for their TTL", len(left), err)
+	if left, err := md.jobs(); err != nil || len(left) != len(jobs) {
+		t.Errorf("the Jobs the Objects orphaned: got %d (%v), want all %d still there for their TTL", len(left), err, len(jobs))
 	}
 }
 
@@ -352,21 +360,6 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 		if !strings.HasPrefix(job.Name, "hf-dl-"+md.name+"-") {
 			t.Errorf("Job %s: want it named after the claim %s", job.Name, md.name)
 		}
-		finishJobPod(t, md.ns, job.Name, podOutcome{message: successMessage})
 	}
-	got := md.waitXR(t, "the claim to show both models completed", func(c *unstructured.Unstructured) bool {
-		return len(statusList(c, "completed")) == 2 && hasCondition(c, "ModelsDownloaded", "True", "Downloaded")
-	})
-	for model := range jobs {
-		if m := statusModel(got, model); m["commit"] != summaryCommit {
-			t.Errorf("claim status of %s = %v, want the commit of its pod's termination message", model, m)
-		}
-	}
-	waitFor(t, 2*time.Minute, "the Objects of the completed Jobs to go", func() (bool, string) {
-		objs, err := objects()
-		return err == nil && len(objs) == 0, fmt.Sprintf("%d Objects (%v)", len(objs), err)
-	})
-	if left, err := md.jobs(); err != nil || len(left) != 2 {
-		t.Errorf("the Jobs the Objects orphaned: got %d (%v), want both still there for their TTL", len(left), err)
-	}
+	finishThroughObjects(t, md, jobs, objects)
 }
