@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -180,13 +178,11 @@ func crossplaneInit(cp *controlPlane, env []string) error {
 // crossplaneCRDs is cluster/crds of the Crossplane module that tools/crossplane pins: the
 // CRDs `crossplane core init` installs (a pod has them baked into its image at /crds).
 func crossplaneCRDs(root string) (string, error) {
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/crossplane/crossplane/v2")
-	cmd.Dir = filepath.Join(root, "tools", "crossplane")
-	out, err := cmd.Output()
+	mod, err := moduleDir(root, "tools/crossplane", "github.com/crossplane/crossplane/v2")
 	if err != nil {
-		return "", fmt.Errorf("locate the crossplane module: %w", err)
+		return "", err
 	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "cluster", "crds")
+	dir := filepath.Join(mod, "cluster", "crds")
 	if _, err := os.Stat(dir); err != nil {
 		return "", err
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -82,4 +83,15 @@ func buildTools(root string) error {
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
+}
+
+// moduleDir is where the Go module cache holds the module that the tools module in dir pins.
+func moduleDir(root, dir, module string) (string, error) {
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
+	cmd.Dir = filepath.Join(root, dir)
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("locate module %s: %w", module, err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -192,17 +191,6 @@ func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
 	}
 	cp.track(p)
 	return nil
-}
-
-// moduleDir is where the Go module cache holds the module that the tools module in dir pins.
-func moduleDir(root, dir, module string) (string, error) {
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
-	cmd.Dir = filepath.Join(root, dir)
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("locate module %s: %w", module, err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 // waitEstablished waits until the named CRDs are served.
