@@ -92,7 +92,7 @@ func modelNamespace(t *testing.T) string {
 	}
 	_, err = cluster.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "hf-token"},
-		StringData: map[string]string{"token": "hf_e2e_not_a_real_token"},
+		StringData: map[string]string{"token": token("hf_e2e_not_a_real_token")},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create Secret: %v", err)

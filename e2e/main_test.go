@@ -73,6 +73,13 @@ func run(m *testing.M) int {
 		return code
 	}
 	code = m.Run()
+	if code == 0 {
+		found, err := tokensInLogs(cluster.logDir)
+		if err != nil || len(found) > 0 {
+			fmt.Fprintf(os.Stderr, "e2e: a token reached a log (%v):\n%s\n", err, strings.Join(found, "\n"))
+			code = 1
+		}
+	}
 	return code
 }
 

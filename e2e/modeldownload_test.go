@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"slices"
@@ -55,6 +56,13 @@ func applyModelDownload(t *testing.T, xr *unstructured.Unstructured, name string
 		t.Fatal(err)
 	}
 	for _, s := range secrets {
+		if v, ok, _ := unstructured.NestedString(s.Object, "data", "token"); ok {
+			b, err := base64.StdEncoding.DecodeString(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			token(string(b))
+		}
 		s.SetNamespace(ns)
 		if _, err := x.apply.apply(ctx, s); err != nil {
 			t.Fatal(err)
@@ -336,7 +344,7 @@ func TestModelDownloadTokenRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret.Data["token"] = []byte("hf_rotated_e2e_token")
+	secret.Data["token"] = []byte(token("hf_rotated_e2e_token"))
 	if _, err := cluster.kube.CoreV1().Secrets(md.ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +380,7 @@ func TestModelDownloadMissingSecret(t *testing.T) {
 	ctx := context.Background()
 	_, err := cluster.kube.CoreV1().Secrets(md.ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: secret},
-		Data:       map[string][]byte{"token": []byte("hf_e2e_late_token")},
+		Data:       map[string][]byte{"token": []byte(token("hf_e2e_late_token"))},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
