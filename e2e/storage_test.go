@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +107,62 @@ func kinds(refs []metav1.OwnerReference) string {
 	}
 	slices.Sort(out)
 	return fmt.Sprint(out)
+}
+
+// TestComposedPVCDeletionObjectMode is the same promise in Object mode, with the real
+// provider-kubernetes: the PVC's Object leaves Delete out of its management policies by
+// default, so deleting the ModelDownload deletes the Objects and the Jobs but leaves the PVC;
+// with deletionPolicy Delete the provider deletes it too.
+func TestComposedPVCDeletionObjectMode(t *testing.T) {
+	t.Parallel()
+	useProviderKubernetes(t)
+	for _, tc := range []struct {
+		policy   string
+		survives bool
+	}{
+		{policy: "Orphan", survives: true},
+		{policy: "Delete", survives: false},
+	} {
+		t.Run(tc.policy, func(t *testing.T) {
+			t.Parallel()
+			const pvc = "composed-models"
+			md := newModelDownload(t, "objects-pvc-"+strings.ToLower(tc.policy), func(spec map[string]any) {
+				spec["crossplane"] = map[string]any{"compositionRef": map[string]any{"name": objectsComposite}}
+				spec["storagePVC"] = pvc
+				spec["storage"] = map[string]any{"size": "10Gi", "deletionPolicy": tc.policy}
+			})
+			ctx := context.Background()
+			pvcs := cluster.kube.CoreV1().PersistentVolumeClaims(md.ns)
+			waitFor(t, 2*time.Minute, "the PVC, created by provider-kubernetes", func() (bool, string) {
+				_, err := pvcs.Get(ctx, pvc, metav1.GetOptions{})
+				return err == nil, fmt.Sprint(err)
+			})
+			md.waitJobs(t, 2, "one Job per model once the PVC exists", nil)
+
+			if err := md.x.apply.delete(ctx, md.obj); err != nil {
+				t.Fatal(err)
+			}
+			waitGone(t, 2*time.Minute, "the ModelDownload", func(ctx context.Context) error {
+				_, err := md.get()
+				return err
+			})
+			waitFor(t, 2*time.Minute, "the Objects to go", func() (bool, string) {
+				l, err := cluster.dynamic.Resource(objectResource).Namespace(md.ns).List(ctx, metav1.ListOptions{})
+				return err == nil && len(l.Items) == 0, fmt.Sprintf("%v (%v)", l, err)
+			})
+			md.waitJobs(t, 0, "provider-kubernetes to delete the unfinished Jobs", nil)
+
+			if !tc.survives {
+				waitGone(t, 2*time.Minute, "the PVC, deleted with its ModelDownload", func(ctx context.Context) error {
+					_, err := pvcs.Get(ctx, pvc, metav1.GetOptions{})
+					return err
+				})
+				return
+			}
+			c, err := pvcs.Get(ctx, pvc, metav1.GetOptions{})
+			if err != nil || c.DeletionTimestamp != nil {
+				t.Fatalf("the PVC of an Orphan ModelDownload: %v (deletion %v), want it kept", err, c.GetDeletionTimestamp())
+			}
+		})
+	}
 }
