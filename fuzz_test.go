@@ -503,6 +503,18 @@ func FuzzObserved(f *testing.F) {
 	}
 	f.Add(running, running, "", "", string(edited), false, false)
 	f.Add(running, running, "", "", string(edited), true, false)
+	// A Job of ours being deleted (the TTL controller deletes in the
+	// foreground): never desired again.
+	deleting := proto.Clone(base.GetDesired().GetResources()[sortedKeys(base.GetDesired().GetResources())[0]].GetResource()).(*structpb.Struct)
+	deleting.Fields["metadata"].GetStructValue().Fields["name"] = str("hf-dl-cache-org-alpha-9876543210")
+	deleting.Fields["metadata"].GetStructValue().Fields["deletionTimestamp"] = str("2026-11-26T00:00:00Z")
+	deleting.Fields["status"] = structpb.NewStructValue(mustStruct(jobComplete))
+	deletingJob, err := deleting.MarshalJSON()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(running, running, "", "", string(deletingJob), false, false)
+	f.Add(complete, running, "", "", string(deletingJob), true, false)
 	f.Add(running, failed, "", "", "", true, true)
 	f.Add(complete, complete, string(recorded), `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, true)
 	f.Add(running, running, "", "", foreign, false, true)
@@ -559,6 +571,9 @@ func FuzzObserved(f *testing.F) {
 		// re-applied, least of all in another shape.
 		if got, ok := rsp.GetDesired().GetResources()["foreign"]; ok {
 			fr := observed["foreign"].GetResource()
+			if beingDeleted(fr) {
+				t.Fatalf("a resource being deleted was desired again: %s", getString(got.GetResource(), "metadata", "name"))
+			}
 			if getString(fr, "metadata", "labels", labelApp) != appName {
 				t.Fatalf("a resource that is not ours was re-applied: %s %s", getString(got.GetResource(), "kind"), getString(got.GetResource(), "metadata", "name"))
 			}
