@@ -23,6 +23,8 @@ import (
 
 const (
 	providerName        = "provider-kubernetes"
+	providerMetricsPort = "8080"
+	providerWebhookPort = "9443"
 	objectsGroup        = "kubernetes.m.crossplane.io"
 	clusterObjectsGroup = "kubernetes.crossplane.io"
 	objectsComposite    = "modeldownloads-objects.hfops.kamal.dev"
@@ -177,6 +179,15 @@ func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
 	if err := writeSecretFiles(certs, map[string][]byte{"tls.crt": crt, "tls.key": key}, "tls.crt", "tls.key"); err != nil {
 		return err
 	}
+	// provider-kubernetes has no flags for its ports: metrics on :8080 and webhooks on
+	// :9443, on every interface. Say so plainly if something else holds them.
+	for _, port := range []string{providerMetricsPort, providerWebhookPort} {
+		l, err := net.Listen("tcp", ":"+port)
+		if err != nil {
+			return fmt.Errorf("provider-kubernetes needs port %s, which it cannot be told to change: %w", port, err)
+		}
+		_ = l.Close()
+	}
 	p, err := startProcess(cp.logDir, providerName,
 		envList("KUBECONFIG", cp.kubeconfigPath(providerName), "TLS_SERVER_CERTS_DIR", certs),
 		cp.bin(providerName),
@@ -190,7 +201,14 @@ func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
 		return err
 	}
 	cp.track(p)
-	return nil
+	// The webhook server listens once the manager has started its controllers.
+	return p.waitReady(2*time.Minute, func() error {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+providerWebhookPort, time.Second)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err
+	})
 }
 
 // waitEstablished waits until the named CRDs are served.
