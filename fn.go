@@ -217,13 +217,9 @@ func (c *composer) composeModel(m *modelSpec, h modelHashes) modelStatus {
 	case exists:
 		st.Phase, st.Message = jobPhase(unwrap(observed.GetResource()))
 	}
-	// A Job being deleted (the TTL controller deletes in the foreground, so
-	// a finished Job lingers until its pods are gone) is never desired:
-	// applying it as it vanishes would create it again. What it shows is
-	// reported; a successor, if one is needed, starts once it is gone.
-	if !deleting {
-		c.desireJob(key, c.builder.build(m, st.JobName, h), st.Phase)
-	} else if st.Phase == phasePending || st.Phase == phaseRunning {
+	c.desireJob(key, c.builder.build(m, st.JobName, h), st.Phase)
+	if deleting && (st.Phase == phasePending || st.Phase == phaseRunning) {
+		// Not desired again (see desire): a successor starts once it is gone.
 		st.Phase, st.Message = phasePending, fmt.Sprintf("waiting for Job %q, which is being deleted, to go", st.JobName)
 	}
 	if st.Phase == phaseCompleted {
@@ -258,14 +254,11 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes) modelStatu
 			getString(composed, "metadata", "annotations", annotationModel) != m.Name {
 			continue
 		}
-		deleting := beingDeleted(composed)
 		// A spec-hash label edited by hand cannot name a Job: such a Job is
 		// kept as it is, as one of an older spec.
 		if getString(composed, "metadata", "annotations", annotationConfigHash) != h.config ||
 			!isSpecHash(getString(composed, "metadata", "labels", labelSpecHash)) {
-			if !deleting {
-				c.desire(key, keepAsObserved(composed), phasePending)
-			}
+			c.desire(key, keepAsObserved(composed), phasePending)
 			continue
 		}
 		if current {
@@ -276,9 +269,7 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes) modelStatu
 		kept.spec = getString(composed, "metadata", "labels", labelSpecHash)
 		st.JobName, st.Hash = jobName(c.builder.nameBase, m.Name, kept.spec), kept.spec
 		st.Phase, st.Message = jobPhase(unwrap(composed))
-		if !deleting {
-			c.desireJob(key, c.builder.build(m, st.JobName, kept), st.Phase)
-		}
+		c.desireJob(key, c.builder.build(m, st.JobName, kept), st.Phase)
 		if s, ok := c.summaries[st.JobName]; ok && st.Phase == phaseCompleted {
 			st.summary = &s
 		}
@@ -316,7 +307,14 @@ func (c *composer) desireJob(key string, job *structpb.Struct, phase string) {
 	c.desire(key, c.envelope.wrap(job, jobReadyQuery, phase == phaseCompleted), phase)
 }
 
+// desire composes a Job (or what carries it) under key, unless the one
+// observed there is being deleted: the TTL controller deletes in the
+// foreground, so a finished Job lingers until its pods are gone, and
+// applying it as it vanishes would create it again.
 func (c *composer) desire(key string, composed *structpb.Struct, phase string) {
+	if o, ok := c.observed[key]; ok && beingDeleted(o.GetResource()) {
+		return
+	}
 	ready := fnv1.Ready_READY_FALSE
 	if phase == phaseCompleted {
 		ready = fnv1.Ready_READY_TRUE
