@@ -76,13 +76,7 @@ func startFunction(cp *controlPlane, x *crossplane) error {
 			return nil, nil, err
 		}
 		cp.track(p)
-		return p, func() error {
-			c, err := net.DialTimeout("tcp", endpoint, time.Second)
-			if err == nil {
-				_ = c.Close()
-			}
-			return err
-		}, nil
+		return p, listening(endpoint), nil
 	})
 	if err != nil {
 		return err

@@ -128,6 +128,18 @@ func (md *modelDownload) get() (*unstructured.Unstructured, error) {
 	return md.x.apply.get(context.Background(), md.obj)
 }
 
+// delete deletes the XR as kubectl delete does and waits until it is gone.
+func (md *modelDownload) delete(t *testing.T) {
+	t.Helper()
+	if err := md.x.apply.delete(context.Background(), md.obj); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, 2*time.Minute, "the ModelDownload", func(context.Context) error {
+		_, err := md.get()
+		return err
+	})
+}
+
 // jobs lists the Jobs Crossplane composed for the XR, by the labels the function sets.
 func (md *modelDownload) jobs() ([]batchv1.Job, error) {
 	l, err := cluster.kube.BatchV1().Jobs(md.ns).List(context.Background(), metav1.ListOptions{

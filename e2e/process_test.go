@@ -171,3 +171,14 @@ func envList(kv ...string) []string {
 	}
 	return out
 }
+
+// listening is a readiness probe: something accepts TCP connections at addr.
+func listening(addr string) func() error {
+	return func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err
+	}
+}

@@ -202,13 +202,7 @@ func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
 	}
 	cp.track(p)
 	// The webhook server listens once the manager has started its controllers.
-	return p.waitReady(2*time.Minute, func() error {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+providerWebhookPort, time.Second)
-		if err == nil {
-			_ = c.Close()
-		}
-		return err
-	})
+	return p.waitReady(2*time.Minute, listening("127.0.0.1:"+providerWebhookPort))
 }
 
 // waitEstablished waits until the named CRDs are served.

@@ -52,20 +52,11 @@ func TestComposedPVCDeletion(t *testing.T) {
 			// The Jobs mount it, so they start only once it exists.
 			md.waitJobs(t, 2, "one Job per model once the PVC exists", nil)
 
-			if err := md.x.apply.delete(ctx, md.obj); err != nil {
-				t.Fatal(err)
-			}
-			waitGone(t, 2*time.Minute, "the ModelDownload", func(ctx context.Context) error {
-				_, err := md.get()
-				return err
-			})
+			md.delete(t)
 			md.waitJobs(t, 0, "the garbage collector to delete the Jobs", nil)
 
 			if !tc.survives {
-				waitGone(t, 2*time.Minute, "the PVC, deleted with its ModelDownload", func(ctx context.Context) error {
-					_, err := pvcs.Get(ctx, pvc, metav1.GetOptions{})
-					return err
-				})
+				waitPVCGone(t, md.ns, pvc)
 				return
 			}
 			// The collector handled the Jobs, owned by the XR alone; the PVC, owned by the
@@ -139,13 +130,7 @@ func TestComposedPVCDeletionObjectMode(t *testing.T) {
 			})
 			md.waitJobs(t, 2, "one Job per model once the PVC exists", nil)
 
-			if err := md.x.apply.delete(ctx, md.obj); err != nil {
-				t.Fatal(err)
-			}
-			waitGone(t, 2*time.Minute, "the ModelDownload", func(ctx context.Context) error {
-				_, err := md.get()
-				return err
-			})
+			md.delete(t)
 			waitFor(t, 2*time.Minute, "the Objects to go", func() (bool, string) {
 				l, err := cluster.dynamic.Resource(objectResource).Namespace(md.ns).List(ctx, metav1.ListOptions{})
 				return err == nil && len(l.Items) == 0, fmt.Sprintf("%v (%v)", l, err)
@@ -153,10 +138,7 @@ func TestComposedPVCDeletionObjectMode(t *testing.T) {
 			md.waitJobs(t, 0, "provider-kubernetes to delete the unfinished Jobs", nil)
 
 			if !tc.survives {
-				waitGone(t, 2*time.Minute, "the PVC, deleted with its ModelDownload", func(ctx context.Context) error {
-					_, err := pvcs.Get(ctx, pvc, metav1.GetOptions{})
-					return err
-				})
+				waitPVCGone(t, md.ns, pvc)
 				return
 			}
 			c, err := pvcs.Get(ctx, pvc, metav1.GetOptions{})
@@ -165,4 +147,13 @@ func TestComposedPVCDeletionObjectMode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitPVCGone waits until the PVC has been deleted with its ModelDownload.
+func waitPVCGone(t *testing.T, ns, name string) {
+	t.Helper()
+	waitGone(t, 2*time.Minute, "the PVC, deleted with its ModelDownload", func(ctx context.Context) error {
+		_, err := cluster.kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+		return err
+	})
 }
