@@ -29,6 +29,7 @@ render: $(CROSSPLANE)
 # its own; its first run builds etcd, kube-apiserver, kube-controller-manager
 # and Crossplane core into bin/, hence the long timeout).
 test: $(CROSSPLANE)
+	bash hack/hf.sh
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	go vet ./...
 	go vet -C e2e ./...

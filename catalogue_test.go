@@ -25,6 +25,11 @@ func userView(rsp *fnv1.RunFunctionResponse) []string {
 		out = append(out, strings.ToUpper(sev[:1])+strings.ToLower(sev[1:])+": "+r.GetMessage())
 	}
 	for _, c := range rsp.GetConditions() {
+		// The storage and directory conditions of a healthy PVC say nothing
+		// about the bad input each case is about; cases about them keep them.
+		if c.GetReason() == reasonPVCFound || c.GetReason() == reasonNoConflict {
+			continue
+		}
 		s := strings.TrimPrefix(c.GetStatus().String(), "STATUS_CONDITION_")
 		out = append(out, fmt.Sprintf("%s=%s%s %s: %s", c.GetType(), s[:1], strings.ToLower(s[1:]), c.GetReason(), c.GetMessage()))
 	}
@@ -325,6 +330,7 @@ func TestCatalogue(t *testing.T) {
 		}},
 		{"ObservedJobStatusNonsense", testRequest{xr: xrYAML(twoModels), secret: secretResource("hf", "token", testToken),
 			observed: observedAlpha("conditions: [7, {type: Failed, status: 'True', reason: [x]}, {type: Complete, status: true}]\nactive: '1'\n")}, []string{
+			"Warning: download of org/alpha failed: no reason given (to try again: kubectl annotate --overwrite with hfops.kamal.dev/retry=<new value>)",
 			"ModelsDownloaded=False DownloadFailed: 0/2 models downloaded; failed: org/alpha",
 			"ModelsValid=True AllModelsValid: ",
 			"HFTokenAvailable=True SecretFound: Secret \"hf\" key \"token\" holds a token",

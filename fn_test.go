@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"sort"
 	"strings"
 	"testing"
@@ -117,6 +119,9 @@ settings:
 					requirementToken: {ApiVersion: "v1", Kind: "Secret", Namespace: ptr("ml"), Match: &fnv1.ResourceSelector_MatchName{MatchName: "hf"}},
 					requirementPods: {ApiVersion: "v1", Kind: "Pod", Namespace: ptr("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
 						MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{"app": "hf-downloader", "parent": "cache"}}}},
+					requirementPVC: {ApiVersion: "v1", Kind: "PersistentVolumeClaim", Namespace: ptr("ml"), Match: &fnv1.ResourceSelector_MatchName{MatchName: "models"}},
+					requirementPeers: {ApiVersion: "hfops.kamal.dev/v1alpha1", Kind: "ModelDownload", Namespace: ptr("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
+						MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{}}}},
 				}},
 			},
 		},
@@ -124,8 +129,8 @@ settings:
 			reason: "Without the Secret no Job starts; a warning and a condition name Secret, key and namespace; Crossplane calls again soon.",
 			req:    testRequest{xr: xrYAML(twoModels)}.build(),
 			want: &fnv1.RunFunctionResponse{
-				Meta:         &fnv1.ResponseMeta{Tag: "tag", Ttl: durationpb.New(ttlTokenMissing)},
-				Requirements: requirements("ml", "cache", &xrSpec{Token: &tokenRef{Name: "hf", Key: "token"}}, false),
+				Meta:         &fnv1.ResponseMeta{Tag: "tag", Ttl: durationpb.New(ttlWaiting)},
+				Requirements: withPeers(requirements("ml", "cache", &xrSpec{StoragePVC: "models", Token: &tokenRef{Name: "hf", Key: "token"}}, false)),
 				Desired: &fnv1.State{
 					Composite: &fnv1.Resource{Resource: mustStruct(`status:
   pending: [org/alpha, org/beta]
@@ -137,10 +142,14 @@ settings:
     phase: Pending
     path: /models/org/alpha
     message: 'waiting for the Hugging Face token: Secret "hf" in namespace "ml" was not found'
+    contentHash: c59535cc789c1f35
+    pvcUID: `+testPVCUID+`
   - name: org/beta
     phase: Pending
     path: /models/org/beta
     message: 'waiting for the Hugging Face token: Secret "hf" in namespace "ml" was not found'
+    contentHash: 26d4805ab144e28f
+    pvcUID: `+testPVCUID+`
 `), Ready: fnv1.Ready_READY_FALSE},
 					Resources: map[string]*fnv1.Resource{},
 				},
@@ -150,6 +159,8 @@ settings:
 					{Type: conditionDownloaded, Status: condF, Reason: "Downloading", Target: both, Message: ptr("0/2 models downloaded; in progress: org/alpha, org/beta")},
 					{Type: conditionModelsValid, Status: condT, Reason: "AllModelsValid", Target: both},
 					{Type: conditionTokenAvailable, Status: condF, Reason: reasonSecretNotFound, Target: both, Message: ptr(`Secret "hf" in namespace "ml" was not found`)},
+					{Type: conditionStorageReady, Status: condT, Reason: reasonPVCFound, Target: both, Message: ptr(`PersistentVolumeClaim "models" is there`)},
+					{Type: conditionConflict, Status: condF, Reason: reasonNoConflict, Target: both},
 				},
 			},
 		},
@@ -236,6 +247,7 @@ func TestRunFunctionJobs(t *testing.T) {
 	na := getString(first.GetDesired().GetResources()[ka].GetResource(), "metadata", "name")
 	nb := getString(first.GetDesired().GetResources()[kb].GetResource(), "metadata", "name")
 	ha, hb := na[len(na)-specHashLen:], nb[len(nb)-specHashLen:]
+	ha2 := hashAt(t, withToken(xrYAML(twoModels)), "org/alpha", 2)
 	observe := func(a, b string) map[string]*fnv1.Resource {
 		m := map[string]*fnv1.Resource{}
 		if a != "gone" {
@@ -246,16 +258,29 @@ func TestRunFunctionJobs(t *testing.T) {
 		}
 		return m
 	}
+	content := map[string]string{}
+	for _, m := range first.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue().GetFields()["models"].GetListValue().GetValues() {
+		content[getString(m.GetStructValue(), "name")] = getString(m.GetStructValue(), "contentHash")
+	}
+	// modelEntry is a model's status entry at the given attempt (1 unless
+	// extra says otherwise).
 	modelEntry := func(name, job, hash, phase, extra string) string {
+		if !strings.Contains(extra, "attempt:") {
+			extra = "  attempt: 1\n" + extra
+		}
 		return "- name: " + name + "\n  jobName: " + job + "\n  hash: " + hash + "\n  phase: " + phase +
-			"\n  path: /models/" + name + "\n" + extra
+			"\n  path: /models/" + name + "\n  contentHash: " + content[name] + "\n  pvcUID: " + testPVCUID + "\n" + extra
+	}
+	allValid := "STATUS_CONDITION_TRUE/AllModelsValid"
+	tokenOK := "STATUS_CONDITION_TRUE/SecretFound"
+	conds := func(downloaded, valid string) map[string]string {
+		return map[string]string{conditionDownloaded: downloaded, conditionModelsValid: valid, conditionTokenAvailable: tokenOK,
+			conditionStorageReady: "STATUS_CONDITION_TRUE/PVCFound", conditionConflict: "STATUS_CONDITION_FALSE/NoConflict"}
 	}
 	statusOf := func(pending, completed, failed, progress string, models ...string) *structpb.Struct {
 		return mustStruct("pending: " + pending + "\ncompleted: " + completed + "\nfailed: " + failed +
 			"\nprogress: " + progress + "\nmodels:\n" + strings.Join(models, ""))
 	}
-	allValid := "STATUS_CONDITION_TRUE/AllModelsValid"
-	tokenOK := "STATUS_CONDITION_TRUE/SecretFound"
 
 	cases := map[string]struct {
 		reason string
@@ -270,7 +295,7 @@ func TestRunFunctionJobs(t *testing.T) {
 				Status: statusOf("[org/alpha, org/beta]", "[]", "[]", "0/2",
 					modelEntry("org/alpha", na, ha, "Pending", ""), modelEntry("org/beta", nb, hb, "Pending", "")),
 				XRReady:    fnv1.Ready_READY_FALSE,
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_FALSE/Downloading", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				Conditions: conds("STATUS_CONDITION_FALSE/Downloading", allValid),
 				TTL:        ttlDownloading,
 			},
 		},
@@ -282,7 +307,7 @@ func TestRunFunctionJobs(t *testing.T) {
 				Status: statusOf("[org/alpha]", "[org/beta]", "[]", "1/2",
 					modelEntry("org/alpha", na, ha, "Running", ""), modelEntry("org/beta", nb, hb, "Completed", "")),
 				XRReady:    fnv1.Ready_READY_FALSE,
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_FALSE/Downloading", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				Conditions: conds("STATUS_CONDITION_FALSE/Downloading", allValid),
 				TTL:        ttlDownloading,
 			},
 		},
@@ -295,7 +320,9 @@ func TestRunFunctionJobs(t *testing.T) {
 					modelEntry("org/alpha", na, ha, "Completed", ""),
 					modelEntry("org/beta", nb, hb, "Failed", "  message: 'BackoffLimitExceeded: Job has reached the specified backoff limit'\n")),
 				XRReady:    fnv1.Ready_READY_FALSE,
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_FALSE/DownloadFailed", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				Results: []*fnv1.Result{{Severity: warning, Target: both,
+					Message: "download of org/beta failed: BackoffLimitExceeded: Job has reached the specified backoff limit (to try again: kubectl annotate --overwrite with hfops.kamal.dev/retry=<new value>)"}},
+				Conditions: conds("STATUS_CONDITION_FALSE/DownloadFailed", allValid),
 				TTL:        ttlSettled,
 			},
 		},
@@ -309,7 +336,7 @@ func TestRunFunctionJobs(t *testing.T) {
 					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n"),
 					modelEntry("org/beta", nb, hb, "Completed", "")),
 				XRReady:    fnv1.Ready_READY_TRUE,
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_TRUE/Downloaded", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				Conditions: conds("STATUS_CONDITION_TRUE/Downloaded", allValid),
 				TTL:        ttlSettled,
 			},
 		},
@@ -328,7 +355,7 @@ func TestRunFunctionJobs(t *testing.T) {
 					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n"),
 					modelEntry("org/beta", nb, hb, "Completed", "")),
 				XRReady:    fnv1.Ready_READY_TRUE,
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_TRUE/Downloaded", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				Conditions: conds("STATUS_CONDITION_TRUE/Downloaded", allValid),
 				TTL:        ttlSettled,
 			},
 		},
@@ -345,7 +372,7 @@ func TestRunFunctionJobs(t *testing.T) {
 				Status: statusOf("[]", "[org/alpha, org/beta]", "[]", "2/2",
 					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n"), modelEntry("org/beta", nb, hb, "Completed", "")),
 				XRReady:    fnv1.Ready_READY_TRUE,
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_TRUE/Downloaded", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				Conditions: conds("STATUS_CONDITION_TRUE/Downloaded", allValid),
 				TTL:        ttlSettled,
 			},
 		},
@@ -361,39 +388,22 @@ func TestRunFunctionJobs(t *testing.T) {
 				Status: statusOf("[]", "[org/alpha, org/beta]", "[]", "2/2",
 					modelEntry("org/alpha", na, ha, "Completed", ""), modelEntry("org/beta", nb, hb, "Completed", "")),
 				XRReady:    fnv1.Ready_READY_TRUE,
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_TRUE/Downloaded", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				Conditions: conds("STATUS_CONDITION_TRUE/Downloaded", allValid),
 				TTL:        ttlSettled,
 			},
 		},
-		"RunningJobBeingDeleted": {
-			reason: "A running Job deleted by hand is not applied again while it goes; the model waits, and a new Job starts once it is gone.",
-			req: testRequest{
-				xr:       xrYAML(twoModels),
-				secret:   secretResource("hf", "token", testToken),
-				observed: map[string]*fnv1.Resource{ka: beingDeletedJob(observe(jobRunning, "")[ka]), kb: observe("", jobComplete)[kb]},
-			},
-			want: outcome{
-				Jobs: map[string]jobOutcome{kb: {nb, fnv1.Ready_READY_TRUE}},
-				Status: statusOf("[org/alpha]", "[org/beta]", "[]", "1/2",
-					modelEntry("org/alpha", na, ha, "Pending", "  message: 'waiting for Job \""+na+"\", which is being deleted, to go'\n"),
-					modelEntry("org/beta", nb, hb, "Completed", "")),
-				XRReady:    fnv1.Ready_READY_FALSE,
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_FALSE/Downloading", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
-				TTL:        ttlDownloading,
-			},
-		},
 		"CompletedUnderAnOldHash": {
-			reason: "A Completed record under another hash is no memory: the model is downloaded again.",
+			reason: "A Completed record under another hash is no memory: the model is downloaded again, in an attempt after the recorded one.",
 			req: testRequest{
 				xr:     xrYAML(twoModels) + "status:\n  models:\n" + indent(modelEntry("org/alpha", "old-job", "0000000000", "Completed", ""), "  "),
 				secret: secretResource("hf", "token", testToken),
 			},
 			want: outcome{
-				Jobs: map[string]jobOutcome{ka: {na, fnv1.Ready_READY_FALSE}, kb: {nb, fnv1.Ready_READY_FALSE}},
+				Jobs: map[string]jobOutcome{"job-org-alpha-" + ha2: {"hf-dl-cache-org-alpha-" + ha2, fnv1.Ready_READY_FALSE}, kb: {nb, fnv1.Ready_READY_FALSE}},
 				Status: statusOf("[org/alpha, org/beta]", "[]", "[]", "0/2",
-					modelEntry("org/alpha", na, ha, "Pending", ""), modelEntry("org/beta", nb, hb, "Pending", "")),
+					modelEntry("org/alpha", "hf-dl-cache-org-alpha-"+ha2, ha2, "Pending", "  attempt: 2\n"), modelEntry("org/beta", nb, hb, "Pending", "")),
 				XRReady:    fnv1.Ready_READY_FALSE,
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_FALSE/Downloading", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				Conditions: conds("STATUS_CONDITION_FALSE/Downloading", allValid),
 				TTL:        ttlDownloading,
 			},
 		},
@@ -409,7 +419,7 @@ func TestRunFunctionJobs(t *testing.T) {
 				Jobs:       map[string]jobOutcome{ka: {na, fnv1.Ready_READY_TRUE}},
 				Status:     statusOf("[]", "[org/alpha]", "[]", "1/1", modelEntry("org/alpha", na, ha, "Completed", "")),
 				XRReady:    fnv1.Ready_READY_TRUE,
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_TRUE/Downloaded", conditionModelsValid: allValid, conditionTokenAvailable: tokenOK},
+				Conditions: conds("STATUS_CONDITION_TRUE/Downloaded", allValid),
 				TTL:        ttlSettled,
 			},
 		},
@@ -424,7 +434,7 @@ func TestRunFunctionJobs(t *testing.T) {
 				XRReady: fnv1.Ready_READY_FALSE,
 				Results: []*fnv1.Result{{Severity: warning, Target: both,
 					Message: `spec.models[2].name: Invalid value: "org/x;rm -rf ~": must be a Hugging Face repo id (name or org/name): only letters, digits, '.', '_' and '-' are allowed`}},
-				Conditions: map[string]string{conditionDownloaded: "STATUS_CONDITION_FALSE/DownloadFailed", conditionModelsValid: "STATUS_CONDITION_FALSE/InvalidModels", conditionTokenAvailable: tokenOK},
+				Conditions: conds("STATUS_CONDITION_FALSE/DownloadFailed", "STATUS_CONDITION_FALSE/InvalidModels"),
 				TTL:        ttlDownloading,
 			},
 		},
@@ -437,6 +447,49 @@ func TestRunFunctionJobs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withPeers adds the requirement of the namespace's ModelDownloads, as
+// RunFunction does for the test XR.
+func withPeers(r *fnv1.Requirements) *fnv1.Requirements {
+	r.Resources[requirementPeers] = peerRequirement(mustStruct(xrYAML(twoModels)), "ml")
+	return r
+}
+
+// hashAt is the Job hash of a model's nth attempt, found the way the
+// function comes to it: each earlier attempt failed and was retried.
+func hashAt(t *testing.T, r testRequest, model string, n int64) string {
+	t.Helper()
+	xr := r.xr
+	h := statusEntry(t, run(t, r.build()), model)["hash"]
+	for k := int64(1); k < n; k++ {
+		r.xr = xr + fmt.Sprintf("status:\n  models:\n  - {name: %s, hash: %s, attempt: %d, phase: Failed, retry: before}\n", model, h, k)
+		h = statusEntry(t, run(t, r.build()), model)["hash"]
+	}
+	return h
+}
+
+// statusEntry is a model's status.models[] entry in a response, its values
+// as strings.
+func statusEntry(t *testing.T, rsp *fnv1.RunFunctionResponse, model string) map[string]string {
+	t.Helper()
+	for _, m := range rsp.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue().GetFields()["models"].GetListValue().GetValues() {
+		if getString(m.GetStructValue(), "name") != model {
+			continue
+		}
+		out := map[string]string{}
+		for k, v := range m.GetStructValue().GetFields() {
+			switch v.GetKind().(type) {
+			case *structpb.Value_NumberValue:
+				out[k] = strconv.FormatInt(int64(v.GetNumberValue()), 10)
+			default:
+				out[k] = v.GetStringValue()
+			}
+		}
+		return out
+	}
+	t.Fatalf("no status entry for %s", model)
+	return nil
 }
 
 // beingDeletedJob marks an observed Job as the garbage collector does while
@@ -457,6 +510,12 @@ metadata:
     app: hf-downloader
     parent: cache
     batch.kubernetes.io/job-name: ` + job + `
+  ownerReferences:
+  - apiVersion: batch/v1
+    kind: Job
+    name: ` + job + `
+    uid: ` + jobUID(job) + `
+    controller: true
 status:
   phase: Succeeded
   containerStatuses:
@@ -495,8 +554,8 @@ func TestTokenMissingKeepsJobs(t *testing.T) {
 	if diff := cmp.Diff(first.GetDesired().GetResources()[kb].GetResource().GetFields()["spec"], keptB.GetFields()["spec"], protocmp.Transform()); diff != "" {
 		t.Errorf("the Job of the old spec must be kept as observed; -want, +got:\n%s", diff)
 	}
-	if got := rsp.GetMeta().GetTtl().AsDuration(); got != ttlTokenMissing {
-		t.Errorf("TTL: want %v, got %v", ttlTokenMissing, got)
+	if got := rsp.GetMeta().GetTtl().AsDuration(); got != ttlWaiting {
+		t.Errorf("TTL: want %v, got %v", ttlWaiting, got)
 	}
 	models := rsp.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue().GetFields()["models"].GetListValue().GetValues()
 	if got := getString(models[0].GetStructValue(), "phase"); got != phaseRunning {

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
 	"google.golang.org/protobuf/types/known/structpb"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
@@ -67,6 +69,26 @@ func secretResource(name, key, value string) *fnv1.Resource {
 	}}}
 }
 
+// testPVCUID is the uid of the PVC the test requests find.
+const testPVCUID = "6f1c0a52-0d4e-4b8e-9c1d-3a2b1c0d9e8f"
+
+// pvcResource is the PVC "models" of namespace ml as Crossplane fetches it.
+func pvcResource(uid string, accessModes ...string) *fnv1.Resource {
+	if len(accessModes) == 0 {
+		accessModes = []string{"ReadWriteMany"}
+	}
+	modes := make([]*structpb.Value, len(accessModes))
+	for i, m := range accessModes {
+		modes[i] = str(m)
+	}
+	return &fnv1.Resource{Resource: &structpb.Struct{Fields: fields{
+		"apiVersion": str("v1"),
+		"kind":       str("PersistentVolumeClaim"),
+		"metadata":   object(fields{"name": str("models"), "namespace": str("ml"), "uid": str(uid)}),
+		"spec":       object(fields{"accessModes": list(modes...)}),
+	}}}
+}
+
 // testRequest is a RunFunctionRequest after Crossplane resolved the requirements.
 type testRequest struct {
 	xr       string
@@ -74,6 +96,11 @@ type testRequest struct {
 	observed map[string]*fnv1.Resource
 	secret   *fnv1.Resource // nil: the Secret does not exist
 	pods     []*fnv1.Resource
+	// pvc is the storagePVC as fetched; nil means pvcResource(testPVCUID)
+	// unless noPVC says it does not exist.
+	pvc   *fnv1.Resource
+	noPVC bool
+	peers []*fnv1.Resource
 }
 
 func (r testRequest) build() *fnv1.RunFunctionRequest {
@@ -83,10 +110,18 @@ func (r testRequest) build() *fnv1.RunFunctionRequest {
 		RequiredResources: map[string]*fnv1.Resources{
 			requirementToken: {},
 			requirementPods:  {Items: r.pods},
+			requirementPVC:   {},
+			requirementPeers: {Items: r.peers},
 		},
 	}
 	if r.secret != nil {
 		req.RequiredResources[requirementToken].Items = []*fnv1.Resource{r.secret}
+	}
+	switch {
+	case r.pvc != nil:
+		req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{r.pvc}
+	case !r.noPVC:
+		req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{pvcResource(testPVCUID)}
 	}
 	if r.input != "" {
 		req.Input = mustStruct(r.input)
@@ -112,6 +147,10 @@ func observedJob(desired *fnv1.Resource, status string) *fnv1.Resource {
 	if status != "" {
 		job.Fields["status"] = structpb.NewStructValue(mustStruct(status))
 	}
+	// The apiserver gives every Job a uid; its pods name it as their owner.
+	md := proto.Clone(job.Fields["metadata"].GetStructValue()).(*structpb.Struct)
+	md.Fields["uid"] = str(jobUID(getString(md, "name")))
+	job.Fields["metadata"] = structpb.NewStructValue(md)
 	return &fnv1.Resource{Resource: job}
 }
 
@@ -135,6 +174,9 @@ failed: 3
 	jobRunning = `active: 1
 `
 )
+
+// jobUID is the uid the tests' apiserver gives the Job of that name.
+func jobUID(name string) string { return "uid-" + name }
 
 func encodeB64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 

@@ -24,6 +24,14 @@ const (
 	// annotationConfigHash lets a later call recognise a Job it can keep
 	// while the token Secret is missing (see token.go).
 	annotationConfigHash = "hfops.kamal.dev/config-hash"
+	// annotationAttempt numbers the attempts at a model (see plan.go).
+	annotationAttempt = "hfops.kamal.dev/attempt"
+
+	// minKeepAliveSeconds: a finished Job must stay long enough for the
+	// function to see how it ended (it is called at least every 20 s while
+	// a download runs), or its outcome would be lost and the model tried
+	// again.
+	minKeepAliveSeconds = 60
 
 	containerName = "download"
 	homeDir       = "/home/hf"
@@ -55,10 +63,13 @@ type jobBuilder struct {
 	sharedEnv   []*structpb.Value
 	pullSecrets *structpb.Value
 	selector    *structpb.Value
+	pvcLabel    string
+	affinity    *structpb.Value
 }
 
 func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuilder {
-	b := &jobBuilder{nameBase: nameBase, namespace: namespace, spec: s, platform: p, parentLabel: labelValue(nameBase)}
+	b := &jobBuilder{nameBase: nameBase, namespace: namespace, spec: s, platform: p,
+		parentLabel: labelValue(nameBase), pvcLabel: pvcLabelValue(s.StoragePVC)}
 
 	b.cpu, b.memory = orDefault(s.Settings.CPU, p.CPU), orDefault(s.Settings.Memory, p.Memory)
 	compute := object(fields{"cpu": str(b.cpu), "memory": str(b.memory)})
@@ -128,22 +139,35 @@ func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuild
 	return b
 }
 
+// colocate places every download pod of the PVC on the node where the ones
+// running are: a ReadWriteOnce volume is attached to one node at a time. The
+// first pod, matching its own term, may go anywhere.
+func (b *jobBuilder) colocate() {
+	b.affinity = object(fields{"podAffinity": object(fields{
+		"requiredDuringSchedulingIgnoredDuringExecution": list(object(fields{
+			"labelSelector": object(fields{"matchLabels": strMap(map[string]string{labelPVC: b.pvcLabel})}),
+			"topologyKey":   str("kubernetes.io/hostname"),
+		})),
+	})})
+}
+
 // localDir is where a model lands on the PVC.
 func (b *jobBuilder) localDir(m *modelSpec) string { return path.Join(b.platform.MountPath, m.Name) }
 
-func (b *jobBuilder) labels(m *modelSpec, specHash string) *structpb.Value {
+func (b *jobBuilder) labels(m *modelSpec, jobHash string) *structpb.Value {
 	return strMap(map[string]string{
 		labelApp:      appName,
 		labelParent:   b.parentLabel,
 		labelModel:    labelValue(m.Name),
-		labelSpecHash: specHash,
+		labelSpecHash: jobHash,
+		labelPVC:      b.pvcLabel,
 	})
 }
 
-// build returns the Job of one model.
-func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes) *structpb.Struct {
+// build returns the Job of one attempt at a model.
+func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) *structpb.Struct {
 	st := &b.spec.Settings
-	labels := b.labels(m, h.spec)
+	labels := b.labels(m, a.hash)
 
 	env := make([]*structpb.Value, 0, 6+len(b.sharedEnv))
 	env = append(env,
@@ -188,10 +212,13 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes) *structpb.S
 	if b.pullSecrets != nil {
 		pod["imagePullSecrets"] = b.pullSecrets
 	}
+	if b.affinity != nil {
+		pod["affinity"] = b.affinity
+	}
 
 	spec := fields{
 		"backoffLimit":            num(m.RetryCount),
-		"ttlSecondsAfterFinished": num(st.KeepAliveSeconds),
+		"ttlSecondsAfterFinished": num(max(st.KeepAliveSeconds, minKeepAliveSeconds)),
 		"template": object(fields{
 			"metadata": object(fields{"labels": labels}),
 			"spec":     object(pod),
@@ -207,6 +234,7 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes) *structpb.S
 		"annotations": strMap(map[string]string{
 			annotationModel:      m.Name,
 			annotationConfigHash: h.config,
+			annotationAttempt:    itoa(a.number),
 		}),
 	}
 	if b.namespace != "" {

@@ -79,7 +79,7 @@ func (c *canonical) bool(k string, v bool) {
 
 func (c *canonical) sum() [sha256.Size]byte { return sha256.Sum256(c.buf) }
 
-// modelHashes are the three hashes of one model.
+// modelHashes are the hashes of one model.
 type modelHashes struct {
 	// content covers what lands on disk (repo, type, revision, globs). The
 	// download script compares it with its completion marker, so a Job that
@@ -88,8 +88,9 @@ type modelHashes struct {
 	content string
 	// config covers everything that shapes the Job except the token.
 	config string
-	// spec is config plus the SHA-256 of the token: it names the Job, so any
-	// relevant change, a rotated token included, makes a new Job.
+	// spec is config plus the SHA-256 of the token: any relevant change, a
+	// rotated token included, is a new spec. jobHash salts it with the
+	// attempt to name the Job.
 	spec string
 }
 
@@ -98,12 +99,7 @@ type modelHashes struct {
 func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) modelHashes {
 	var scratch [512]byte
 	c := newCanonical(scratch[:], "content/v1")
-	c.str("name", m.Name)
-	c.str("repoType", m.RepoType)
-	c.str("revision", m.Revision)
-	c.strs("include", m.Include)
-	c.strs("exclude", m.Exclude)
-	content := c.sum()
+	content := m.contentDigest(&c)
 
 	c.buf = c.buf[:0]
 	c.str("domain", "config/v1")
@@ -122,10 +118,10 @@ func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) model
 	spec := c.sum()
 
 	// One string holds the three hex hashes; each field is a slice of it.
-	var hx [16 + 16 + specHashLen]byte
+	var hx [3 * 16]byte
 	hex.Encode(hx[:16], content[:8])
 	hex.Encode(hx[16:32], config[:8])
-	hex.Encode(hx[32:], spec[:specHashLen/2])
+	hex.Encode(hx[32:], spec[:8])
 	all := string(hx[:])
 	return modelHashes{
 		content: all[:16],
@@ -134,11 +130,63 @@ func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) model
 	}
 }
 
-// hashXR covers the fields of the XR that every Job shares, and how the Jobs
-// are composed: a Job and the Object carrying it must never share a key.
-func hashXR(s *xrSpec, cpu, memory, envelope string) []byte {
+// contentDigest covers what lands on disk: the repo, its type, the revision
+// and the globs. c holds the domain already.
+func (m *modelSpec) contentDigest(c *canonical) [sha256.Size]byte {
+	c.str("name", m.Name)
+	c.str("repoType", m.RepoType)
+	c.str("revision", m.Revision)
+	c.strs("include", m.Include)
+	c.strs("exclude", m.Exclude)
+	return c.sum()
+}
+
+// contentHash is the content hash of hashModel alone.
+func (m *modelSpec) contentHash() string {
 	var scratch [512]byte
-	c := newCanonical(scratch[:], "xr/v1")
+	c := newCanonical(scratch[:], "content/v1")
+	d := m.contentDigest(&c)
+	return hex.EncodeToString(d[:8])
+}
+
+// jobHash names one attempt at a spec: the hash at the end of the Job's name
+// and key. Every attempt gets a name of its own, so an old Job (orphaned by
+// its Object, or lingering while it is deleted) can never be taken for the
+// current one, even when a spec comes back to an earlier value.
+func jobHash(spec string, attempt int64) string {
+	var scratch [64]byte
+	c := newCanonical(scratch[:], "job/v1")
+	c.str("spec", spec)
+	c.int("attempt", attempt)
+	d := c.sum()
+	return hex.EncodeToString(d[:specHashLen/2])
+}
+
+// owner identifies the ModelDownload and the volume its Jobs write to.
+type owner struct {
+	// namespace and name are where the Jobs go and what they are named
+	// after: the XR's, or its claim's.
+	namespace, name string
+	// xrName and xrUID are the XR's own: a claim's XR has a generated name,
+	// and an XR deleted and made again is a new owner.
+	xrName, xrUID string
+	// pvcUID is the volume's: a PVC deleted and made again, empty, is a new
+	// volume whose models must be downloaded again.
+	pvcUID string
+}
+
+// hashXR covers the fields of the XR that every Job shares, which XR and
+// volume they belong to (two ModelDownloads whose names read alike once
+// shortened still get Jobs of their own), and how the Jobs are composed: a
+// Job and the Object carrying it must never share a key.
+func hashXR(s *xrSpec, o owner, cpu, memory, envelope string) []byte {
+	var scratch [512]byte
+	c := newCanonical(scratch[:], "xr/v2")
+	c.str("namespace", o.namespace)
+	c.str("name", o.name)
+	c.str("xrName", o.xrName)
+	c.str("xrUID", o.xrUID)
+	c.str("pvcUID", o.pvcUID)
 	c.str("envelope", envelope)
 	c.str("storagePVC", s.StoragePVC)
 	c.str("nodePool", s.NodePool)

@@ -47,7 +47,10 @@ func observedObject(desired *fnv1.Resource, jobStatus string) *fnv1.Resource {
 // from status.atProvider.manifest exactly as in Job mode.
 func TestObjectMode(t *testing.T) {
 	first := run(t, withToken(claimXR(twoModels)).build())
-	if diff := cmp.Diff(requirements("ml", "cache", &xrSpec{Token: &tokenRef{Name: "hf", Key: "token"}}, false), first.GetRequirements(), protocmp.Transform()); diff != "" {
+	want := requirements("ml", "cache", &xrSpec{StoragePVC: "models", Token: &tokenRef{Name: "hf", Key: "token"}}, false)
+	want.Resources[requirementPeers] = &fnv1.ResourceSelector{ApiVersion: "hfops.kamal.dev/v1alpha1", Kind: "XModelDownload",
+		Match: &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{claimNamespaceLabel: "ml"}}}}
+	if diff := cmp.Diff(want, first.GetRequirements(), protocmp.Transform()); diff != "" {
 		t.Errorf("the token and pods are looked up in the claim's namespace; -want, +got:\n%s", diff)
 	}
 	jobMode := run(t, withToken(xrYAML(twoModels)).build())
@@ -184,7 +187,9 @@ func namespaceResource(uid string) *fnv1.Resource {
 // deleting the XR leaves it (and the models) in place; the Jobs start once
 // it exists.
 func TestPVCJobMode(t *testing.T) {
-	req := withToken(xrYAML(withStorage)).build()
+	tr := withToken(xrYAML(withStorage))
+	tr.noPVC = true
+	req := tr.build()
 	rsp := run(t, req)
 	if _, ok := rsp.GetRequirements().GetResources()[requirementNamespace]; !ok {
 		t.Fatal("an orphaned PVC needs the Namespace's uid: want a Namespace requirement")
@@ -218,11 +223,12 @@ spec:
 		t.Errorf("-want, +got:\n%s", diff)
 	}
 	models := get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues()
-	if got := getString(models[0].GetStructValue(), "message"); got != `waiting for the PersistentVolumeClaim "models" to be created` {
+	if got := getString(models[0].GetStructValue(), "message"); got != `waiting for the PersistentVolumeClaim "models" in namespace "ml" to be created` {
 		t.Errorf("message: %q", got)
 	}
 
 	req.Observed.Resources = map[string]*fnv1.Resource{pvcKey: {Resource: pvc.GetResource()}}
+	req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{pvcResource(testPVCUID, "ReadWriteOnce")}
 	rsp = run(t, req)
 	if n := len(rsp.GetDesired().GetResources()); n != 3 {
 		t.Errorf("once the PVC exists the Jobs start: want PVC and 2 Jobs, got %d", n)

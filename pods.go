@@ -4,38 +4,44 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/hfops/function-hf-download/script"
 )
 
-// What landed on disk: on success the download script writes a one-line JSON
-// summary to its termination message. A pod's status is written by its
-// kubelet, and its log tail may end up there too (FallbackToLogsOnError), so
-// the message is parsed strictly and anything odd is ignored.
+// What landed on disk, or why not: on success the download script writes a
+// one-line JSON summary to its termination message, on failure its reason as
+// the last line. A pod's status is written by its kubelet, and its log tail
+// may end up there too (FallbackToLogsOnError), so a summary is parsed
+// strictly and anything odd is ignored, and a reason is cleaned and bounded
+// (the token is taken out of it where the function reports it).
 
 const maxSummaryBytes = 1024
 
-// jobNameLabels are the labels the Job controller puts on its pods (the
-// second is the pre-1.27 one).
-var jobNameLabels = []string{"batch.kubernetes.io/job-name", "job-name"}
+// podReport is what the pods of one Job said: the summary of the pod that
+// succeeded, or the last line of the latest pod that failed.
+type podReport struct {
+	summary *script.Summary
+	failure string
+	// failedAt orders failed pods: the latest one speaks for the Job.
+	failedAt string
+}
 
-// podSummaries maps a Job name to the summary of its succeeded pod.
-func podSummaries(req *fnv1.RunFunctionRequest) map[string]script.Summary {
+// podReports maps a Job's uid to what its pods reported. Only a pod whose
+// controller is that Job counts: a pod that merely carries the labels (made by
+// hand, or by another Job of the same name that came before) says nothing.
+func podReports(req *fnv1.RunFunctionRequest) map[string]podReport {
 	items := req.GetRequiredResources()[requirementPods].GetItems()
 	if len(items) == 0 {
 		return nil
 	}
-	out := make(map[string]script.Summary, len(items))
+	out := make(map[string]podReport, len(items))
 	for _, it := range items {
 		pod := it.GetResource()
-		var job string
-		for _, l := range jobNameLabels {
-			if job = getString(pod, "metadata", "labels", l); job != "" {
-				break
-			}
-		}
+		job := controllingJob(pod)
 		if job == "" {
 			continue
 		}
@@ -45,15 +51,85 @@ func podSummaries(req *fnv1.RunFunctionRequest) map[string]script.Summary {
 				continue
 			}
 			term := get(c, "state", "terminated").GetStructValue()
-			if term == nil || get(term, "exitCode").GetNumberValue() != 0 || !present(get(term, "exitCode")) {
+			code := get(term, "exitCode")
+			if term == nil || !present(code) {
 				continue
 			}
-			if s, ok := parseSummary(getString(term, "message")); ok {
-				out[job] = s
+			r := out[job]
+			if code.GetNumberValue() == 0 {
+				if s, ok := parseSummary(getString(term, "message")); ok {
+					r.summary = &s
+				}
+			} else if at := getString(term, "finishedAt"); r.failure == "" || at >= r.failedAt {
+				if line := lastLine(getString(term, "message")); line != "" {
+					r.failure, r.failedAt = line, at
+				}
 			}
+			out[job] = r
 		}
 	}
 	return out
+}
+
+// controllingJob returns the uid of the Job that controls a pod, if any.
+func controllingJob(pod *structpb.Struct) string {
+	for _, ref := range get(pod, "metadata", "ownerReferences").GetListValue().GetValues() {
+		r := ref.GetStructValue()
+		if get(r, "controller").GetBoolValue() && getString(r, "kind") == "Job" &&
+			strings.HasPrefix(getString(r, "apiVersion"), "batch/") {
+			return getString(r, "uid")
+		}
+	}
+	return ""
+}
+
+// maxFailureBytes bounds the failure reason a pod's last line gives; the
+// script's own reasons are far shorter.
+const maxFailureBytes = 512
+
+// lastLine is the last line of a termination message that says something,
+// in plain text: terminal colours and other control characters go, and so
+// does anything past maxFailureBytes.
+func lastLine(msg string) string {
+	lines := strings.Split(msg, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := plainText(lines[i]); l != "" {
+			return truncateUTF8(l, maxFailureBytes)
+		}
+	}
+	return ""
+}
+
+// plainText drops ANSI escape sequences and control characters.
+func plainText(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == 0x1b:
+			// CSI: ESC [ parameters, then one final byte in @..~.
+			if i+1 < len(s) && s[i+1] == '[' {
+				i += 2
+				for i < len(s) && (s[i] < '@' || s[i] > '~') {
+					i++
+				}
+			}
+		case c < 0x20 || c == 0x7f:
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return strings.TrimSpace(strings.ToValidUTF8(b.String(), ""))
+}
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // parseSummary accepts exactly one JSON object with the Summary's fields,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"strconv"
 	"strings"
 
@@ -25,10 +26,20 @@ const (
 type modelStatus struct {
 	Name    string
 	JobName string
+	// Hash names the Job of the current attempt; Attempt numbers it.
 	Hash    string
+	Attempt int64
 	Phase   string
 	Message string
 	Path    string
+	// ContentHash says what the Job puts on disk and PVCUID on which volume:
+	// while the token is unreadable they alone tell whether a recorded
+	// completion still holds.
+	ContentHash string
+	PVCUID      string
+	// Retry is the retry annotation's value when the model failed: a
+	// different value asks for a new attempt.
+	Retry string
 	// summary is set once the download pod reported what is on disk.
 	summary *script.Summary
 }
@@ -67,12 +78,20 @@ func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
 	for _, e := range entries {
 		s := e.GetStructValue()
 		ms := modelStatus{
-			Name:    getString(s, "name"),
-			JobName: getString(s, "jobName"),
-			Hash:    getString(s, "hash"),
-			Phase:   getString(s, "phase"),
-			Message: getString(s, "message"),
-			Path:    getString(s, "path"),
+			Name:        getString(s, "name"),
+			JobName:     getString(s, "jobName"),
+			Hash:        getString(s, "hash"),
+			Phase:       getString(s, "phase"),
+			Message:     getString(s, "message"),
+			Path:        getString(s, "path"),
+			ContentHash: getString(s, "contentHash"),
+			PVCUID:      getString(s, "pvcUID"),
+			Retry:       getString(s, "retry"),
+		}
+		// Only a whole positive number is an attempt; anything else, as if
+		// none was recorded.
+		if a := get(s, "attempt").GetNumberValue(); a >= 1 && a <= maxAttempt && a == math.Trunc(a) {
+			ms.Attempt = int64(a)
 		}
 		if c := get(s, "commit"); present(c) {
 			// A status edited by hand may hold anything; only a summary
@@ -111,8 +130,16 @@ func statusValue(models []modelStatus) fields {
 		}
 		setIf(e, "jobName", m.JobName)
 		setIf(e, "hash", m.Hash)
+		if m.Attempt > 0 {
+			e["attempt"] = num(m.Attempt)
+		}
 		setIf(e, "message", m.Message)
 		setIf(e, "path", m.Path)
+		setIf(e, "contentHash", m.ContentHash)
+		setIf(e, "pvcUID", m.PVCUID)
+		if m.Phase == phaseFailed {
+			setIf(e, "retry", m.Retry)
+		}
 		if s := m.summary; s != nil && m.Phase == phaseCompleted {
 			e["commit"] = str(s.Commit)
 			e["files"] = num(s.Files)

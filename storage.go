@@ -1,6 +1,11 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -22,8 +27,96 @@ import (
 const (
 	pvcKey                = "pvc"
 	requirementNamespace  = "namespace"
+	requirementPVC        = "storage-pvc"
 	annotationDataWarning = "hfops.kamal.dev/retained"
+	labelPVC              = "hfops.kamal.dev/pvc"
+
+	conditionStorageReady = "StorageReady"
+	reasonPVCFound        = "PVCFound"
+	reasonPVCNotFound     = "PVCNotFound"
+	reasonPVCCreating     = "PVCBeingCreated"
+	reasonPVCTerminating  = "PVCBeingDeleted"
+
+	accessRWO  = "ReadWriteOnce"
+	accessRWOP = "ReadWriteOncePod"
 )
+
+// The PVC is part of the truth. Whether the function composes it or the user
+// made it, it is a required resource: no Job starts until it exists, and its
+// uid enters every model's hash, so a PVC deleted and made again (empty)
+// sends its models back to Pending and downloads them again. How it may be
+// mounted decides how the Jobs run: a PVC whose only access mode is
+// ReadWriteOnce is mounted on one node at a time, so all download pods of it
+// are placed together (pod affinity on the node of the ones running); one
+// that is ReadWriteOncePod takes one pod at a time, so downloads run one
+// after another.
+
+// storageState is what the function knows of the PVC.
+type storageState struct {
+	uid string
+	// colocate: ReadWriteOnce only, so every pod mounting it shares a node.
+	colocate bool
+	// oneAtATime: ReadWriteOncePod, so one download pod at a time.
+	oneAtATime bool
+	// reason and problem say why no Job may start; empty when the PVC is
+	// there.
+	reason, problem string
+}
+
+func (s storageState) ready() bool { return s.problem == "" }
+
+// resolveStorage reads the required PVC.
+func resolveStorage(req *fnv1.RunFunctionRequest, namespace string, spec *xrSpec) storageState {
+	where := fmt.Sprintf("PersistentVolumeClaim %q in namespace %q", spec.StoragePVC, namespace)
+	items := req.GetRequiredResources()[requirementPVC].GetItems()
+	if len(items) == 0 {
+		if spec.Storage != nil {
+			return storageState{reason: reasonPVCCreating, problem: "waiting for the " + where + " to be created"}
+		}
+		return storageState{reason: reasonPVCNotFound, problem: where + " was not found; no download starts until it exists"}
+	}
+	pvc := items[0].GetResource()
+	if present(get(pvc, "metadata", "deletionTimestamp")) {
+		return storageState{reason: reasonPVCTerminating, problem: where + " is being deleted; no download starts until a new one exists"}
+	}
+	uid := getString(pvc, "metadata", "uid")
+	if uid == "" {
+		// crossplane render's required resources may have no uid; a
+		// real PVC always has one.
+		uid = "-"
+	}
+	modes := get(pvc, "spec", "accessModes").GetListValue().GetValues()
+	st := storageState{uid: uid, reason: reasonPVCFound}
+	if len(modes) == 1 {
+		st.colocate = modes[0].GetStringValue() == accessRWO
+		st.oneAtATime = modes[0].GetStringValue() == accessRWOP
+	}
+	return st
+}
+
+// message is the StorageReady condition's message.
+func (s storageState) message(pvc string) string {
+	switch {
+	case !s.ready():
+		return s.problem
+	case s.colocate:
+		return fmt.Sprintf("PersistentVolumeClaim %q is ReadWriteOnce: its download pods run on one node", pvc)
+	case s.oneAtATime:
+		return fmt.Sprintf("PersistentVolumeClaim %q is ReadWriteOncePod: its downloads run one at a time", pvc)
+	}
+	return fmt.Sprintf("PersistentVolumeClaim %q is there", pvc)
+}
+
+// pvcLabelValue names a PVC in a label value: its name (a DNS subdomain is a
+// valid label value) when it fits, else a cut name and a hash of the whole,
+// so two PVCs never share a value.
+func pvcLabelValue(name string) string {
+	if len(name) <= maxLabelValue {
+		return name
+	}
+	d := sha256.Sum256([]byte(name))
+	return strings.TrimRight(name[:maxLabelValue-11], "-.") + "-" + hex.EncodeToString(d[:5])
+}
 
 // needsNamespaceOwner reports whether the PVC must name its Namespace as an
 // owner, which needs the Namespace's uid (a required resource).

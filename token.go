@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/base64"
 	"fmt"
+	"regexp"
+	"strings"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -34,12 +36,32 @@ type tokenState struct {
 	// the Secret, key and namespace, never a byte of the value.
 	reason  string
 	problem string
+	// value is kept only to take it out of what pods report (see scrub).
+	value []byte
+}
+
+// hfTokenPattern matches Hugging Face tokens (hf_ and then letters and
+// digits), whoever's they are.
+var hfTokenPattern = regexp.MustCompile(`hf_[A-Za-z0-9]{8,}`)
+
+// minScrubbedToken: a shorter value is no real token, and replacing it
+// everywhere would garble the message.
+const minScrubbedToken = 8
+
+// scrub takes the token, and anything shaped like one, out of a message a pod
+// wrote before it reaches status or a result.
+func (t tokenState) scrub(msg string) string {
+	if len(t.value) >= minScrubbedToken {
+		msg = strings.ReplaceAll(msg, string(t.value), "[token]")
+	}
+	return hfTokenPattern.ReplaceAllString(msg, "[token]")
 }
 
 func (t tokenState) usable() bool { return t.problem == "" }
 
 // requirements asks Crossplane for the token Secret, for the download pods
-// of this XR, whose termination messages say what landed on disk, and, when
+// of this XR, whose termination messages say what landed on disk, for the
+// PVC (storage.go), and, when
 // the PVC it composes must outlive the XR, for the Namespace (storage.go).
 func requirements(namespace, parentLabel string, s *xrSpec, namespaceOwner bool) *fnv1.Requirements {
 	ns := namespace
@@ -53,6 +75,12 @@ func requirements(namespace, parentLabel string, s *xrSpec, namespaceOwner bool)
 			}},
 		},
 	}}
+	r.Resources[requirementPVC] = &fnv1.ResourceSelector{
+		ApiVersion: "v1",
+		Kind:       "PersistentVolumeClaim",
+		Namespace:  &ns,
+		Match:      &fnv1.ResourceSelector_MatchName{MatchName: s.StoragePVC},
+	}
 	if s.Token != nil {
 		r.Resources[requirementToken] = &fnv1.ResourceSelector{
 			ApiVersion: "v1",
@@ -102,7 +130,7 @@ func resolveToken(req *fnv1.RunFunctionRequest, namespace string, ref *tokenRef)
 	if len(value) == 0 {
 		return tokenState{reason: reasonTokenEmpty, problem: fmt.Sprintf("%s key %q is empty", where, ref.Key)}
 	}
-	return tokenState{digest: tokenDigest(value), reason: reasonSecretFound}
+	return tokenState{digest: tokenDigest(value), reason: reasonSecretFound, value: value}
 }
 
 // secretValue reads data (base64, as the API serves it) or, for Secrets

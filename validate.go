@@ -107,10 +107,24 @@ func validateModel(p *field.Path, m *modelSpec) field.ErrorList {
 	}
 	errs = append(errs, validateGlobs(p.Child("include"), m.Include)...)
 	errs = append(errs, validateGlobs(p.Child("exclude"), m.Exclude)...)
+	// hf applies globs as a set: in one order, two ModelDownloads asking for
+	// the same files share a directory, a content hash and a marker.
+	m.Include, m.Exclude = globSet(m.Include), globSet(m.Exclude)
 	if m.RepoType != "model" && m.RepoType != "dataset" {
 		errs = append(errs, field.NotSupported(p.Child("repoType"), shown(m.RepoType), supportedRepoTypes))
 	}
 	return errs
+}
+
+// globSet sorts globs and drops repeats, after validation has named each by
+// its index.
+func globSet(globs []string) []string {
+	if len(globs) < 2 {
+		return globs
+	}
+	out := slices.Clone(globs)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // repoIDProblem applies Hugging Face's rules for repo ids. Because a model

@@ -6,8 +6,8 @@
 # itself: this script never prints it, passes it as an argument or writes it.
 #
 # POSIX sh: it must run under dash and busybox sh. Tools used besides the shell:
-# cat date find mkdir mktemp mv rm sort stat tail (and python3 only when `hf`
-# is missing).
+# cat date find mkdir mkfifo mktemp mv rm sed sort stat tail tee (and python3
+# only when `hf` is missing).
 
 # No globbing and newline-only field splitting anywhere: glob lists arrive
 # newline-separated, and no value may ever be expanded as a pattern.
@@ -22,10 +22,41 @@ xet_pin=hf_xet==1.6.0
 
 log() { printf 'hf-download: %s\n' "$1"; }
 
-# die makes its reason the last line of output: with FallbackToLogsOnError
-# that line is what Kubernetes shows as the pod's termination message.
+# oneline prints $1 with every control character (newlines included) turned
+# into a space, so a reason stays one line of plain text whatever it quotes.
+oneline() {
+	case $1 in
+	*[[:cntrl:]]*) ;;
+	*)
+		printf '%s' "$1"
+		return
+		;;
+	esac
+	_s=$1 _out=
+	while [ -n "$_s" ]; do
+		_rest=${_s#?}
+		_c=${_s%"$_rest"}
+		_s=$_rest
+		case $_c in
+		[[:cntrl:]]) _out="$_out " ;;
+		*) _out=$_out$_c ;;
+		esac
+	done
+	printf '%s' "$_out"
+}
+
+# die ends the run with a reason, in plain text on one line: the last line of
+# stderr (prefixed hf-download:) and, alone, the whole termination log, so the
+# pod's termination message is exactly the reason whatever hf printed before.
+# A download failure's reason starts with "download of <repo>@<revision>
+# failed: ". A termination log that cannot be written (outside Kubernetes)
+# changes nothing: the exit code stays 1, and the log line is still there.
 die() {
-	printf 'hf-download: %s\n' "$1" >&2
+	_reason=$(oneline "$1")
+	printf 'hf-download: %s\n' "$_reason" >&2
+	if [ -n "${termlog:-}" ]; then
+		printf '%s\n' "$_reason" 2>/dev/null >"$termlog" || :
+	fi
 	exit 1
 }
 
@@ -79,6 +110,192 @@ summary() {
 		log "warning: cannot write the summary to $termlog"
 }
 
+# hf's stderr goes to the pod log as it comes and, through a FIFO read by tee,
+# into a file, so that a failure can be told in one plain line. capture_start
+# sets hf_tmp (a private temp dir) and hf_err (that file) when it can; without
+# a writable temp dir or these tools hf runs as it is, and a failure says only
+# its exit code.
+capture_start() {
+	hf_tmp= hf_err=
+	command -v mkfifo >/dev/null 2>&1 && command -v tee >/dev/null 2>&1 &&
+		command -v sed >/dev/null 2>&1 || return 0
+	hf_tmp=$(mktemp -d "${TMPDIR:-/tmp}/hf-stderr.XXXXXX" 2>/dev/null) || hf_tmp=
+	[ -n "$hf_tmp" ] || return 0
+	if mkfifo "$hf_tmp/fifo" 2>/dev/null; then
+		hf_err=$hf_tmp/stderr
+	else
+		rm -rf "$hf_tmp"
+		hf_tmp=
+	fi
+}
+
+# run_hf runs hf "$@" and sets rc to its exit code. tee opens the FIFO for
+# reading, hf's shell for writing: each open waits for the other, so nothing
+# hf writes is lost, and tee ends when hf (and whatever inherited its stderr)
+# is gone.
+run_hf() {
+	rc=0
+	if [ -z "$hf_err" ]; then
+		hf "$@" || rc=$?
+		return
+	fi
+	tee "$hf_err" <"$hf_tmp/fifo" >&2 &
+	_tee=$!
+	hf "$@" 2>"$hf_tmp/fifo" || rc=$?
+	wait "$_tee" || :
+}
+
+# Sed programs for hf_failure. They are constants: no value is ever put into
+# shell code or a sed program, only read as data by sed.
+_esc=$(printf '\033.')
+_esc=${_esc%.}
+_cr=$(printf '\r.')
+_cr=${_cr%.}
+# Plain text: colours (ESC [ parameters, intermediates, final byte) removed,
+# and a line break at each CR (tqdm redraws its bars after a CR).
+sed_plain="s|$_esc\\[[0-?]*[ -/]*[@-~]||g
+s|$_cr|\\$nl|g"
+# The first line of hf's "Error: " message, without "Error: ".
+sed_error_first='/^Error: /{
+s/^Error: //
+p
+q
+}'
+# That message whole: its line and what follows, less hf's hints.
+sed_error_block='/^Error: /,${
+/^Hint: /!p
+}'
+# The warning of an hf download that kept an existing local dir because the
+# Hub could not be asked (snapshot_download), and the cause it quotes.
+stale_re='^Returning existing local_dir .* as remote repo cannot be accessed in .snapshot_download. ('
+sed_stale_first="\\|$stale_re|{
+s|$stale_re||
+p
+q
+}"
+sed_stale_block="\\|$stale_re|,\$p"
+# A full volume, whatever hf made of it: Python's OSError or hf_xet's.
+sed_disk_full='/No space left on device/{
+p
+q
+}
+/\[Errno 28\]/{
+p
+q
+}
+/os error 28)/{
+p
+q
+}'
+# The last line that says something (a traceback ends with the exception).
+sed_last_line='/[^[:space:]]/h
+${
+x
+p
+}'
+
+# cut300 cuts its one line of input to at most 300 bytes, without control
+# characters and without half a UTF-8 character at the end: bytes whatever the
+# locale (LC_ALL=C), and 150+150 as some regex libraries stop at 255 repeats.
+_l2=$(printf '\300-\337')
+_l3=$(printf '\340-\357')
+_l4=$(printf '\360-\367')
+_cont=$(printf '\200-\277')
+sed_cut300="s/[[:cntrl:]]//g
+s/^\\(.\\{150\\}.\\{150\\}\\).*/\\1/
+s/[$_l2]\$//
+s/[$_l3][$_cont]\\{0,1\\}\$//
+s/[$_l4][$_cont]\\{0,2\\}\$//"
+cut300() { LC_ALL=C sed -e "$sed_cut300"; }
+
+# hf_failure prints why hf failed, in one line, from its exit code $1 and the
+# stderr it wrote, or nothing when it did not fail. hf's cli/hf.py (main),
+# cli/_errors.py and utils/_http.py (hf_raise_for_status) say what it prints.
+hf_failure() {
+	_plain=$hf_tmp/plain
+	LC_ALL=C sed -e "$sed_plain" "$hf_err" >"$_plain" 2>/dev/null || return 0
+	_stale=
+	if [ "$1" -eq 0 ]; then
+		# hf download exits 0 when the Hub refuses or cannot be reached but
+		# the local dir holds files: it logs a warning and keeps them as they
+		# are, which is not the revision asked for.
+		_first=$(LC_ALL=C sed -n -e "$sed_stale_first" "$_plain")
+		[ -n "$_first" ] || return 0
+		_block=$(LC_ALL=C sed -n -e "$sed_stale_block" "$_plain")
+		_stale="; hf left the files already in $dir unchecked"
+	else
+		_first=$(LC_ALL=C sed -n -e "$sed_error_first" "$_plain")
+		_block=$(LC_ALL=C sed -n -e "$sed_error_block" "$_plain")
+	fi
+	if [ -n "$(LC_ALL=C sed -n -e "$sed_disk_full" "$_plain")" ]; then
+		printf 'disk full: no space left on device in %s' "$dir"
+		return
+	fi
+	_denied="access denied (gated or private repo; check the token and accept the licence at $repo_url)"
+	_missing="repository not found (or private and the token cannot read it; check the token and the name at $repo_url)"
+	_norev="revision $revision not found in $repo_url"
+	_refused="the token was refused (401); check the token"
+	case $_first in
+	"Access denied. "*" requires approval.")
+		printf '%s' "$_denied"
+		return
+		;;
+	"Model '"*"' not found." | "Dataset '"*"' not found." | "Repository '"*"' not found." | \
+		"Model not found." | "Dataset not found." | "Repository not found.")
+		printf '%s' "$_missing"
+		return
+		;;
+	"Revision not found in "*)
+		printf '%s' "$_norev"
+		return
+		;;
+	esac
+	# hf_raise_for_status's own wording, as the stale warning quotes it.
+	case $_block in
+	*"Cannot access gated repo for url "*)
+		printf '%s%s' "$_denied" "$_stale"
+		return
+		;;
+	*"Repository Not Found for url: "*)
+		printf '%s%s' "$_missing" "$_stale"
+		return
+		;;
+	*"Revision Not Found for url: "*)
+		printf '%s%s' "$_norev" "$_stale"
+		return
+		;;
+	esac
+	# A refused token: the status in the message (not in the URL after it),
+	# or the Hub's own words on a later line.
+	case ${_first%%" for url "*} in
+	*"401 "* | *Unauthorized*)
+		printf '%s%s' "$_refused" "$_stale"
+		return
+		;;
+	esac
+	case $_block in
+	*"Invalid credentials"* | *"Invalid username or password"*)
+		printf '%s%s' "$_refused" "$_stale"
+		return
+		;;
+	esac
+	if [ -n "$_first" ]; then
+		printf '%s%s' "$(printf '%s\n' "$_first" | cut300)" "$_stale"
+		return
+	fi
+	# No message of hf's own: an uncaught exception ends its traceback with
+	# "SomeError: what", a killed hf says nothing.
+	_last=$(LC_ALL=C sed -n -e "$sed_last_line" "$_plain")
+	case ${_last%%:*} in
+	*[!A-Za-z0-9_.]* | '') ;;
+	*Error | *Exception | *Interrupt | *Exit)
+		printf 'hf exited with code %s: %s' "$1" "$(printf '%s\n' "$_last" | cut300)"
+		return
+		;;
+	esac
+	printf 'hf exited with code %s' "$1"
+}
+
 repo=${HFDL_REPO_ID:-}
 dir=${HFDL_LOCAL_DIR:-}
 repo_type=${HFDL_REPO_TYPE:-model}
@@ -108,6 +325,14 @@ true | false) ;;
 esac
 
 marker=$dir/$marker_name
+
+# The repo's page, for the reasons a failure gives.
+endpoint=${HF_ENDPOINT:-https://huggingface.co}
+endpoint=${endpoint%/}
+case $repo_type in
+dataset) repo_url=$endpoint/datasets/$repo ;;
+*) repo_url=$endpoint/$repo ;;
+esac
 
 # The marker's first lines identify what is on disk. They are regenerated here
 # byte for byte and compared with the marker, so no JSON parser is needed.
@@ -178,9 +403,15 @@ fi
 
 log "downloading $repo_type $repo@$revision into $dir"
 start=$(date +%s)
-rc=0
-hf "$@" || rc=$?
-[ "$rc" -eq 0 ] || die "download of $repo@$revision failed (exit $rc)"
+capture_start
+run_hf "$@"
+why=
+if [ -n "$hf_err" ]; then
+	why=$(hf_failure "$rc")
+	rm -rf "$hf_tmp"
+fi
+[ -n "$why" ] || [ "$rc" -eq 0 ] || why="hf exited with code $rc"
+[ -z "$why" ] || die "download of $repo@$revision failed: $why"
 seconds=$(($(date +%s) - start))
 
 # Count what the repo put on disk: not hf's .cache, nor a temporary marker

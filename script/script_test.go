@@ -20,7 +20,10 @@ import (
 
 // The tests run the real script under the host's sh (dash here, as in most
 // downloader images) with stub hf and python3 programs first on a PATH that
-// holds only the tools the script is documented to use.
+// holds only the tools the script is documented to use. SCRIPT_TEST_SHELL runs
+// them all under another shell instead, e.g. SCRIPT_TEST_SHELL="busybox sh"
+// (the command line that stands for sh, split at spaces). realhf_test.go runs
+// the real hf CLI against a fake Hub.
 
 const (
 	commitA = "0123456789abcdef0123456789abcdef01234567"
@@ -30,7 +33,7 @@ const (
 )
 
 // scriptTools are the commands download.sh may use besides the shell builtins.
-var scriptTools = []string{"cat", "date", "find", "mkdir", "mktemp", "mv", "rm", "sh", "sort", "stat", "tail"}
+var scriptTools = []string{"cat", "date", "find", "mkdir", "mkfifo", "mktemp", "mv", "rm", "sed", "sh", "sort", "stat", "tail", "tee"}
 
 // stubFiles is what the stub hf "downloads" into --local-dir.
 var stubFiles = map[string]string{
@@ -42,7 +45,8 @@ var stubFiles = map[string]string{
 // stubHF records each call (argv one per line, whether HF_TOKEN is set and
 // its length but never its value, PYTHONPATH, whether the marker existed) and
 // then fails, leaves partial files and fails, or writes stubFiles plus hf's
-// local-dir metadata, as HFSTUB_MODE says.
+// local-dir metadata, as HFSTUB_MODE says. A failing stub writes HFSTUB_MSG,
+// or the file HFSTUB_STDERR, to stderr and exits with HFSTUB_EXIT.
 func stubHF() string {
 	var b strings.Builder
 	b.WriteString(`#!/bin/sh
@@ -62,7 +66,11 @@ done
 case ${HFSTUB_MODE:-ok} in
 fail)
 	echo "progress 10%"
-	printf '%s\n' "${HFSTUB_MSG:-stub failure}" >&2
+	if [ -n "${HFSTUB_STDERR:-}" ]; then
+		cat "$HFSTUB_STDERR" >&2
+	else
+		printf '%s\n' "${HFSTUB_MSG:-stub failure}" >&2
+	fi
 	exit "${HFSTUB_EXIT:-3}"
 	;;
 partial)
@@ -141,7 +149,7 @@ type marker struct {
 
 type harness struct {
 	t      *testing.T
-	sh     string
+	sh     []string // the command that runs the script as sh would
 	root   string
 	stubs  string // first on PATH: stub hf and python3
 	tools  string // then only scriptTools
@@ -151,12 +159,31 @@ type harness struct {
 	record string // the last run's call record
 }
 
-func newHarness(t *testing.T) *harness {
+// testShell is the command line that runs the script: SCRIPT_TEST_SHELL, or
+// the sh on PATH.
+func testShell(t *testing.T) []string {
 	t.Helper()
+	if v := strings.Fields(os.Getenv("SCRIPT_TEST_SHELL")); len(v) > 0 {
+		p, err := exec.LookPath(v[0])
+		if err != nil {
+			t.Fatalf("SCRIPT_TEST_SHELL: %v", err)
+		}
+		return append([]string{p}, v[1:]...)
+	}
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		t.Skip("no sh on PATH")
 	}
+	return []string{sh}
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	return newHarnessShell(t, testShell(t))
+}
+
+func newHarnessShell(t *testing.T, sh []string) *harness {
+	t.Helper()
 	root := t.TempDir()
 	h := &harness{
 		t:     t,
@@ -219,7 +246,7 @@ func (h *harness) run(overrides map[string]string) result {
 		}
 		env[k] = v
 	}
-	cmd := exec.Command(h.sh, "-c", Text, "hf-download")
+	cmd := exec.Command(h.sh[0], append(append([]string{}, h.sh[1:]...), "-c", Text, "hf-download")...)
 	cmd.Dir = h.work
 	for _, k := range sortedKeys(env) {
 		cmd.Env = append(cmd.Env, k+"="+env[k])
@@ -319,6 +346,37 @@ func (h *harness) readSummary() (Summary, bool) {
 	return s, true
 }
 
+// readTermLog returns what the termination log holds, or false if absent.
+func (h *harness) readTermLog() (string, bool) {
+	h.t.Helper()
+	data, err := os.ReadFile(h.termLog())
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return string(data), true
+}
+
+// checkFailure checks that a run failed with reason: exit 1, the reason as
+// the output's last line (after "hf-download: ") and as the termination
+// log's one and only line, so that it is the pod's termination message.
+func (h *harness) checkFailure(r result, reason string) {
+	h.t.Helper()
+	if r.code != 1 {
+		h.t.Errorf("exit %d, want 1", r.code)
+	}
+	if want := "hf-download: " + reason; r.lastLine() != want {
+		h.t.Errorf("last line of output\n %q, want\n %q\n%s", r.lastLine(), want, r.out)
+	}
+	if got, ok := h.readTermLog(); !ok {
+		h.t.Error("no termination log written on failure")
+	} else if got != reason+"\n" {
+		h.t.Errorf("termination log\n %q, want exactly the line\n %q", got, reason+"\n")
+	}
+}
+
 // wantArgs is hf's argv for a download with the given values.
 func wantArgs(repo, repoType, revision, dir, workers string, extra ...string) []string {
 	return append([]string{"download", repo, "--repo-type", repoType, "--revision", revision, "--local-dir", dir, "--max-workers", workers}, extra...)
@@ -353,11 +411,8 @@ func checkMarker(t *testing.T, h *harness, want marker, since time.Time) {
 }
 
 func TestScriptSyntax(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("no sh on PATH")
-	}
-	if out, err := exec.Command(sh, "-n", "download.sh").CombinedOutput(); err != nil {
+	sh := testShell(t)
+	if out, err := exec.Command(sh[0], append(sh[1:], "-n", "download.sh")...).CombinedOutput(); err != nil {
 		t.Errorf("sh -n download.sh: %v\n%s", err, out)
 	}
 }
@@ -540,18 +595,19 @@ func TestFailureLeavesNoMarker(t *testing.T) {
 		complete bool // a complete download of another revision is on disk
 		want     string
 	}{
+		// No "Error: " line of hf's own to tell more (realhf_test.go has those).
 		"hf fails": {
 			env:  map[string]string{"HFSTUB_MODE": "fail", "HFSTUB_MSG": "401 Client Error: Unauthorized", "HFSTUB_EXIT": "3"},
-			want: "hf-download: download of org/name@main failed (exit 3)",
+			want: "download of org/name@main failed: hf exited with code 3",
 		},
 		"partial files": {
 			env:  map[string]string{"HFSTUB_MODE": "partial", EnvRevision: "v9"},
-			want: "hf-download: download of org/name@v9 failed (exit 1)",
+			want: "download of org/name@v9 failed: hf exited with code 1",
 		},
 		"old marker removed": {
 			env:      map[string]string{"HFSTUB_MODE": "fail", EnvRevision: "v2"},
 			complete: true,
-			want:     "hf-download: download of org/name@v2 failed (exit 3)",
+			want:     "download of org/name@v2 failed: hf exited with code 3",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -568,14 +624,9 @@ func TestFailureLeavesNoMarker(t *testing.T) {
 			if len(r.calls) != 1 {
 				t.Errorf("hf calls %v, want one", r.calls)
 			}
-			if r.lastLine() != tc.want {
-				t.Errorf("last line %q, want %q\n%s", r.lastLine(), tc.want, r.out)
-			}
+			h.checkFailure(r, tc.want)
 			if _, err := os.Stat(h.markerPath()); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("marker after a failure: %v", err)
-			}
-			if _, ok := h.readSummary(); ok {
-				t.Error("termination log written on failure")
 			}
 		})
 	}
@@ -730,6 +781,7 @@ func TestInstallFailures(t *testing.T) {
 			if r.code == 0 || r.lastLine() != tc.want {
 				t.Errorf("exit %d, last line %q, want a failure with %q\n%s", r.code, r.lastLine(), tc.want, r.out)
 			}
+			h.checkFailure(r, strings.TrimPrefix(tc.want, "hf-download: "))
 			for _, c := range r.calls {
 				if c.Prog == "hf" {
 					t.Errorf("hf ran: %v", c)
@@ -806,6 +858,7 @@ func TestRejectsBadEnv(t *testing.T) {
 			if r.code == 0 || r.lastLine() != tc.want || len(r.calls) != 0 {
 				t.Errorf("exit %d, last line %q, hf calls %v; want a failure with %q and no hf\n%s", r.code, r.lastLine(), r.calls, tc.want, r.out)
 			}
+			h.checkFailure(r, strings.TrimPrefix(tc.want, "hf-download: "))
 		})
 	}
 }

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Two ModelDownloads, one directory. A model lands in <name> on its PVC, so
+// two ModelDownloads of a namespace that name the same model on the same PVC
+// write into one directory. The same content there is fine: they share it
+// (one waits while the other downloads, then finds the marker). Different
+// content (revision, type, globs) would be a tug of war in which both report
+// Completed in turn. The ModelDownload that came first (oldest, then by name)
+// owns the directory; any other that wants different content in it gets no
+// Job for that model until one of them changes, and both say so.
+
+const (
+	requirementPeers = "modeldownloads"
+
+	conditionConflict = "DirectoryConflict"
+	reasonNoConflict  = "NoConflict"
+	reasonConflicting = "ConflictingModelDownloads"
+)
+
+// peerRequirement asks for the ModelDownloads that may share the PVC: those
+// of the namespace (for a claim's cluster-scoped XR, those of the claim's
+// namespace).
+func peerRequirement(xr *structpb.Struct, namespace string) *fnv1.ResourceSelector {
+	sel := &fnv1.ResourceSelector{ApiVersion: getString(xr, "apiVersion"), Kind: getString(xr, "kind")}
+	labels := map[string]string{}
+	if getString(xr, "metadata", "namespace") != "" {
+		ns := namespace
+		sel.Namespace = &ns
+	} else {
+		labels[claimNamespaceLabel] = namespace
+	}
+	sel.Match = &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: labels}}
+	return sel
+}
+
+// dirUser is one ModelDownload's use of a model directory.
+type dirUser struct {
+	// name is the ModelDownload as its users know it (a claim's name for a
+	// claim's XR); created and the XR's name order who came first.
+	name, created, xrName string
+	content               string
+	describe              string
+	// running: its status says this content is being downloaded now.
+	running bool
+}
+
+func (u dirUser) before(o dirUser) bool {
+	if u.created != o.created {
+		return u.created < o.created
+	}
+	return u.xrName < o.xrName
+}
+
+// directories maps a model name to the other ModelDownloads that put it on
+// the same PVC.
+type directories map[string][]dirUser
+
+// readPeers reads the other ModelDownloads of the namespace that use the
+// same PVC. One that is being deleted, or whose spec is unusable, claims
+// nothing.
+func readPeers(req *fnv1.RunFunctionRequest, self *structpb.Struct, pvc string) directories {
+	items := req.GetRequiredResources()[requirementPeers].GetItems()
+	if len(items) == 0 {
+		return nil
+	}
+	selfUID, selfName := getString(self, "metadata", "uid"), getString(self, "metadata", "name")
+	dirs := directories{}
+	for _, it := range items {
+		xr := it.GetResource()
+		name := getString(xr, "metadata", "name")
+		if uid := getString(xr, "metadata", "uid"); name == selfName || uid != "" && uid == selfUID ||
+			present(get(xr, "metadata", "deletionTimestamp")) {
+			continue
+		}
+		spec, errs := parseSpec(xr)
+		if errs = append(errs, validateSpec(&spec)...); len(errs) > 0 || spec.StoragePVC != pvc {
+			continue
+		}
+		recorded := recordedStatus(xr)
+		shown := orDefault(getString(xr, "metadata", "labels", claimNameLabel), name)
+		for i := range spec.Models {
+			m := &spec.Models[i]
+			if len(m.errs) > 0 {
+				continue
+			}
+			content := m.contentHash()
+			rec, ok := recorded[m.Name]
+			dirs[m.Name] = append(dirs[m.Name], dirUser{
+				name:     shown,
+				created:  getString(xr, "metadata", "creationTimestamp"),
+				xrName:   name,
+				content:  content,
+				describe: describeContent(m),
+				running:  ok && rec.Phase == phaseRunning && rec.ContentHash == content,
+			})
+		}
+	}
+	return dirs
+}
+
+// describeContent says what a model puts in its directory, for messages.
+func describeContent(m *modelSpec) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s@%s", m.RepoType, m.Name, m.Revision)
+	if len(m.Include) > 0 {
+		fmt.Fprintf(&b, " include %q", m.Include)
+	}
+	if len(m.Exclude) > 0 {
+		fmt.Fprintf(&b, " exclude %q", m.Exclude)
+	}
+	return b.String()
+}
+
+// dirVerdict is what the other users of a model's directory mean for it.
+type dirVerdict struct {
+	// blockedBy is the owner wanting other content; no Job while it is set.
+	blockedBy *dirUser
+	// waitFor is a ModelDownload downloading the same content now.
+	waitFor *dirUser
+	// waiting are the later ones that want other content and wait.
+	waiting []dirUser
+}
+
+// judge applies the rule above to one model of this ModelDownload.
+func (d directories) judge(self dirUser, model string) dirVerdict {
+	var v dirVerdict
+	users := d[model]
+	if len(users) == 0 {
+		return v
+	}
+	first, selfFirst := self, true
+	for i := range users {
+		if users[i].before(first) {
+			first, selfFirst = users[i], false
+		}
+	}
+	if first.content != self.content {
+		v.blockedBy = &first
+		return v
+	}
+	for i := range users {
+		u := users[i]
+		switch {
+		case u.content != self.content:
+			if selfFirst {
+				v.waiting = append(v.waiting, u)
+			}
+		case u.running && v.waitFor == nil:
+			v.waitFor = &users[i]
+		}
+	}
+	sort.Slice(v.waiting, func(i, j int) bool { return v.waiting[i].before(v.waiting[j]) })
+	return v
+}
+
+// conflictNote is one line of the DirectoryConflict condition.
+func (v dirVerdict) notes(model, pvc string, self dirUser) []string {
+	var out []string
+	if b := v.blockedBy; b != nil {
+		out = append(out, fmt.Sprintf("%s: ModelDownload %q (older) puts %s into the same directory of PVC %q; this one wants %s and downloads nothing there until one of them changes",
+			model, b.name, b.describe, pvc, self.describe))
+	}
+	for _, w := range v.waiting {
+		out = append(out, fmt.Sprintf("%s: ModelDownload %q wants %s in the same directory of PVC %q and waits, as this one (older) puts %s there",
+			model, w.name, w.describe, pvc, self.describe))
+	}
+	return out
+}

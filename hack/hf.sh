@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Installs, once, the real `hf` CLI that script/ tests run against a fake Hub on loopback:
+#
+#   bin/hf-1.28.0/src/huggingface_hub  huggingface_hub 1.28.0, unpacked from the vendored source
+#                                      ../shared/vendor/huggingface_hub-1.28.0-src.tar.gz
+#   bin/hf                             a wrapper that runs its CLI (huggingface_hub.cli.hf:main)
+#                                      with Debian's /usr/bin/python3
+#
+# These machines reach no Python package index, so the library's dependencies come from
+# Debian's packages (apt-get update runs only when one is missing). hf_xet is not packaged:
+# without it huggingface_hub falls back to plain HTTP downloads, which is what a fake Hub
+# serves anyway. A second run only checks and costs well under a second.
+#
+# Needs bash, tar, sha256sum, flock and apt (as root, or sudo).
+set -euo pipefail
+
+version=1.28.0
+packages=(python3-httpx python3-click python3-fsspec python3-filelock python3-tqdm python3-yaml
+	python3-packaging python3-typing-extensions)
+python=/usr/bin/python3
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=$root/bin
+tarball=$root/../shared/vendor/huggingface_hub-$version-src.tar.gz
+dest=$bin/hf-$version
+stamp=$dest/.unpacked
+wrapper=$bin/hf
+mkdir -p "$bin"
+
+log() { printf 'hack/hf.sh: %s\n' "$*" >&2; }
+
+# Two test runs starting at once must not unpack into the same folder together.
+exec 8>"$bin/.hf.lock"
+flock 8
+
+# 1. Debian's python3 and the library's dependencies.
+missing=()
+for p in python3 "${packages[@]}"; do
+	if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) != "install ok installed" ]]; then
+		missing+=("$p")
+	fi
+done
+if ((${#missing[@]})); then
+	sudo=()
+	if ((EUID != 0)); then
+		command -v sudo >/dev/null || {
+			log "not root and no sudo: install ${missing[*]} with apt-get"
+			exit 1
+		}
+		sudo=(sudo)
+	fi
+	log "installing ${missing[*]}"
+	"${sudo[@]}" apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[[ -x $python ]] || {
+	log "$python is missing after installing python3"
+	exit 1
+}
+
+# 2. The vendored source, unpacked to bin/hf-<version>/ (src/ and LICENSE). The stamp holds the
+# tarball's SHA-256, so a changed tarball is unpacked again; the unpacking goes to a temporary
+# folder that is renamed whole, so an interrupted run never leaves a half tree that looks done.
+[[ -f $tarball ]] || {
+	log "no $tarball: the vendored huggingface_hub source is expected in ../shared/vendor beside the repository"
+	exit 1
+}
+sum=$(sha256sum "$tarball")
+sum=${sum%% *}
+if [[ ! -f $stamp || $(<"$stamp") != "$sum" ]]; then
+	log "unpacking $(basename "$tarball") into $dest"
+	tmp=$(mktemp -d "$bin/.hf-unpack.XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	tar -xzf "$tarball" -C "$tmp" --strip-components=1 --no-same-owner
+	[[ -f $tmp/src/huggingface_hub/cli/hf.py ]] || {
+		log "$tarball does not hold src/huggingface_hub/cli/hf.py"
+		exit 1
+	}
+	printf '%s\n' "$sum" >"$tmp/.unpacked"
+	rm -rf "$dest"
+	mv "$tmp" "$dest"
+	trap - EXIT
+fi
+
+# 3. The wrapper. Debian's filelock (3.9) predates the `mode` keyword that huggingface_hub
+# passes to FileLock: the shim accepts and drops it (lock files then get filelock's default
+# mode), before huggingface_hub imports FileLock. The wrapper holds absolute paths, so it is
+# rewritten whenever they (or this text) change.
+quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+want=$(
+	cat <<EOF
+#!/bin/sh
+# Written by hack/hf.sh: huggingface_hub $version's hf CLI on Debian's python3. Do not edit.
+PYTHONPATH=$(quote "$dest/src")\${PYTHONPATH:+:\$PYTHONPATH}
+export PYTHONPATH
+exec $python -c '
+import inspect
+import sys
+
+import filelock
+
+if "mode" not in inspect.signature(filelock.FileLock.__init__).parameters:
+    class FileLock(filelock.FileLock):
+        def __init__(self, *args, mode=None, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    filelock.FileLock = FileLock
+
+from huggingface_hub.cli.hf import main
+
+sys.argv[0] = "hf"
+sys.exit(main())
+' "\$@"
+EOF
+)
+if [[ ! -x $wrapper || $(<"$wrapper") != "$want" ]]; then
+	printf '%s\n' "$want" >"$wrapper.tmp"
+	chmod 755 "$wrapper.tmp"
+	mv -f "$wrapper.tmp" "$wrapper"
+fi
+
+got=$(HF_HUB_DISABLE_UPDATE_CHECK=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 "$wrapper" version 2>&1) || {
+	log "$wrapper version failed: $got"
+	exit 1
+}
+[[ $got == *"$version"* ]] || {
+	log "$wrapper version printed \"$got\", want $version"
+	exit 1
+}

@@ -1,0 +1,439 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// The state machine: model by model, from what Crossplane observed and what
+// status recorded, to the Job that is desired (or none) and the model's
+// status. What status promises (DESIGN.md) lives here:
+//
+//   - A model is Completed only if a Job of the current attempt completed on
+//     the current volume, or the recorded completion names that attempt. An
+//     attempt's Job name is its own (jobHash): a spec that comes back to an
+//     earlier value, a Job killed or lost mid-run, and a retry each start a
+//     new attempt, so an old Job, orphaned or lingering, is never taken for
+//     the current one.
+//   - Completed and Failed are remembered: a finished Job that its TTL (or
+//     anyone) removed is not made again for the same attempt.
+//   - Nothing is hidden while the function waits (token unreadable, PVC
+//     missing, directory taken): a model whose content or volume changed is
+//     not Completed.
+
+// annotationRetry on the ModelDownload retries its failed models: each
+// Failed model records the value it failed under, and a new value starts a
+// new attempt (kubectl annotate modeldownload x hfops.kamal.dev/retry=$(date +%s)).
+const annotationRetry = "hfops.kamal.dev/retry"
+
+// maxAttempt bounds the attempt numbers read back from status.
+const maxAttempt = 1 << 31
+
+// attempt is one try at a model's spec: its number and the hash that names
+// its Job.
+type attempt struct {
+	number int64
+	hash   string
+}
+
+// seenJob is one download Job of this function, bare or in an Object, as
+// Crossplane observed it.
+type seenJob struct {
+	key string
+	// composed is the observed resource; job what it stands for (nil until
+	// provider-kubernetes created the Job of an Object).
+	composed, job *structpb.Struct
+	model         string
+	config, hash  string
+	attempt       int64
+	phase         string
+	message       string
+	uid           string
+	deleting      bool
+}
+
+// readObservedJobs groups the observed download Jobs by model. Only a Job of
+// this function (bare or in an Object) counts; what another step composed is
+// not touched, whatever its annotations.
+func readObservedJobs(observed map[string]*fnv1.Resource) (map[string][]*seenJob, map[string]*seenJob) {
+	byModel := map[string][]*seenJob{}
+	byKey := make(map[string]*seenJob, len(observed))
+	keys := make([]string, 0, len(observed))
+	for k := range observed {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		composed := observed[key].GetResource()
+		if k := getString(composed, "kind"); k != "Job" && k != "Object" ||
+			getString(composed, "metadata", "labels", labelApp) != appName {
+			continue
+		}
+		model := getString(composed, "metadata", "annotations", annotationModel)
+		if model == "" {
+			continue
+		}
+		job := unwrap(composed)
+		oj := &seenJob{
+			key:      key,
+			composed: composed,
+			job:      job,
+			model:    model,
+			config:   getString(composed, "metadata", "annotations", annotationConfigHash),
+			hash:     getString(composed, "metadata", "labels", labelSpecHash),
+			uid:      getString(job, "metadata", "uid"),
+			deleting: beingDeleted(composed),
+		}
+		if n, err := strconv.ParseInt(getString(composed, "metadata", "annotations", annotationAttempt), 10, 64); err == nil && n > 0 && n <= maxAttempt {
+			oj.attempt = n
+		}
+		oj.phase, oj.message = jobPhase(job)
+		byModel[model] = append(byModel[model], oj)
+		byKey[key] = oj
+	}
+	return byModel, byKey
+}
+
+func terminal(phase string) bool { return phase == phaseCompleted || phase == phaseFailed }
+
+// composer decides, model by model, which Job is desired and what the model's
+// status is.
+type composer struct {
+	builder  *jobBuilder
+	envelope envelope
+	token    tokenState
+	storage  storageState
+	recorded map[string]modelStatus
+	reports  map[string]podReport
+	xrDigest []byte
+	// retry is the ModelDownload's retry annotation.
+	retry string
+
+	jobs  map[string][]*seenJob
+	byKey map[string]*seenJob
+
+	dirs     directories
+	self     dirUser
+	conflict []string
+
+	// oneAtATime: the PVC takes one pod at a time; active counts the
+	// download Jobs running or about to.
+	oneAtATime bool
+	active     int
+
+	desired  map[string]*fnv1.Resource
+	sizes    resourceSizes
+	observed map[string]*fnv1.Resource
+}
+
+func (c *composer) compose() []modelStatus {
+	spec := c.builder.spec
+	if c.oneAtATime {
+		for _, js := range c.jobs {
+			for _, oj := range js {
+				if !oj.deleting && !terminal(oj.phase) {
+					c.active++
+				}
+			}
+		}
+	}
+	out := make([]modelStatus, 0, len(spec.Models))
+	for i := range spec.Models {
+		m := &spec.Models[i]
+		rec, hasRec := c.recorded[m.Name]
+		switch {
+		case len(m.errs) > 0:
+			out = append(out, modelStatus{Name: m.Name, Phase: phaseFailed, Message: joinErrors(m.errs)})
+		case !c.storage.ready():
+			out = append(out, c.wait(m, rec, c.storage.problem))
+		default:
+			out = append(out, c.composeModel(m, rec, hasRec))
+		}
+	}
+	return out
+}
+
+// wait starts nothing for a model and keeps the Jobs it has: no volume, so
+// nothing is Completed.
+func (c *composer) wait(m *modelSpec, rec modelStatus, why string) modelStatus {
+	for _, oj := range c.jobs[m.Name] {
+		c.keep(oj, rec)
+	}
+	return modelStatus{Name: m.Name, Path: c.builder.localDir(m), Phase: phasePending, Message: why,
+		Attempt: c.lastAttempt(m, rec)}
+}
+
+func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) modelStatus {
+	h := hashModel(m, c.xrDigest, c.builder.platform.digest, c.token.digest)
+	c.self.content, c.self.describe = h.content, describeContent(m)
+	verdict := c.dirs.judge(c.self, m.Name)
+	c.conflict = append(c.conflict, verdict.notes(m.Name, c.builder.spec.StoragePVC, c.self)...)
+	if verdict.blockedBy != nil {
+		// Not this one's directory: no Job, and the Jobs it had go.
+		return modelStatus{Name: m.Name, Path: c.builder.localDir(m), Phase: phasePending,
+			Message:     "directory conflict: " + verdict.notes(m.Name, c.builder.spec.StoragePVC, c.self)[0],
+			ContentHash: h.content, PVCUID: c.storage.uid, Attempt: c.lastAttempt(m, rec)}
+	}
+	if !c.token.usable() {
+		return c.keepWhileTokenMissing(m, h, rec)
+	}
+
+	a := c.attemptFor(m, h, rec, hasRec)
+	key := resourceKey(m.Name, a.hash)
+	st := modelStatus{
+		Name:        m.Name,
+		JobName:     jobName(c.builder.nameBase, m.Name, a.hash),
+		Hash:        a.hash,
+		Attempt:     a.number,
+		Path:        c.builder.localDir(m),
+		Phase:       phasePending,
+		ContentHash: h.content,
+		PVCUID:      c.storage.uid,
+	}
+	sameAttempt := hasRec && rec.Hash == a.hash
+	oj := c.byKey[key]
+	if sameAttempt && terminal(rec.Phase) && (oj == nil || oj.deleting || c.envelope.object) {
+		// The Job is gone (its TTL, or anyone), going, or, in Object mode,
+		// left to its TTL: provider-kubernetes would make a deleted Job
+		// again while its Object is desired, so the Object goes once the
+		// outcome is recorded (desireJob told it to orphan the Job). Status
+		// is the memory: the model stays as it ended and no Job comes back.
+		return c.remembered(st, rec)
+	}
+	if oj == nil {
+		if why := c.mustWait(m, verdict); why != "" {
+			st.Message = why
+			return st
+		}
+		c.active++
+	} else {
+		st.Phase, st.Message = oj.phase, oj.message
+	}
+	c.desireJob(key, c.builder.build(m, st.JobName, h, a), st.Phase)
+	c.outcome(&st, oj, rec, sameAttempt)
+	return st
+}
+
+// attemptFor decides which attempt is current. The recorded one goes on
+// unless it failed and a retry was asked for, or its Job was killed or lost
+// before it finished; a new spec starts the attempt after every one recorded
+// or observed. With no record at all (status not written yet, or written by
+// an older version), a Job observed for this very spec is the current one.
+func (c *composer) attemptFor(m *modelSpec, h modelHashes, rec modelStatus, hasRec bool) attempt {
+	cur := attempt{rec.Attempt, rec.Hash}
+	phase := rec.Phase
+	if !hasRec || rec.Attempt == 0 {
+		cur, phase = attempt{}, ""
+		for _, oj := range c.jobs[m.Name] {
+			if oj.attempt > cur.number && jobHash(h.spec, oj.attempt) == oj.hash {
+				cur, phase = attempt{oj.attempt, oj.hash}, oj.phase
+			}
+		}
+	}
+	if cur.number == 0 || jobHash(h.spec, cur.number) != cur.hash {
+		n := c.lastAttempt(m, rec) + 1
+		return attempt{n, jobHash(h.spec, n)}
+	}
+	oj := c.byKey[resourceKey(m.Name, cur.hash)]
+	switch {
+	case phase == phaseFailed && rec.Retry != c.retry && hasRec:
+	case oj != nil && oj.deleting && !terminal(oj.phase):
+	case oj == nil && phase == phaseRunning:
+	default:
+		return cur
+	}
+	n := cur.number + 1
+	return attempt{n, jobHash(h.spec, n)}
+}
+
+// lastAttempt is the highest attempt recorded or observed for a model.
+func (c *composer) lastAttempt(m *modelSpec, rec modelStatus) int64 {
+	n := rec.Attempt
+	for _, oj := range c.jobs[m.Name] {
+		n = max(n, oj.attempt)
+	}
+	return min(n, maxAttempt-1)
+}
+
+// mustWait says why a model may not start a new Job now, if it may not.
+func (c *composer) mustWait(m *modelSpec, v dirVerdict) string {
+	for _, oj := range c.jobs[m.Name] {
+		// One writer per directory: a Job being deleted may still run.
+		if oj.deleting && !terminal(oj.phase) {
+			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", getString(oj.composed, "metadata", "name"))
+		}
+	}
+	if w := v.waitFor; w != nil {
+		return fmt.Sprintf("ModelDownload %q is downloading the same content into this directory; waiting for it to finish", w.name)
+	}
+	if c.oneAtATime && c.active > 0 {
+		return fmt.Sprintf("queued: PersistentVolumeClaim %q is ReadWriteOncePod, so its downloads run one at a time", c.builder.spec.StoragePVC)
+	}
+	return ""
+}
+
+// remembered is a model as its recorded outcome left it.
+func (c *composer) remembered(st modelStatus, rec modelStatus) modelStatus {
+	st.Phase, st.Message, st.summary, st.Retry = rec.Phase, rec.Message, rec.summary, rec.Retry
+	return st
+}
+
+// outcome adds what the pods of the model's Job reported: the summary of a
+// completion, the reason of a failure.
+func (c *composer) outcome(st *modelStatus, oj *seenJob, rec modelStatus, sameAttempt bool) {
+	var r podReport
+	if oj != nil && oj.uid != "" {
+		r = c.reports[oj.uid]
+	}
+	switch st.Phase {
+	case phaseCompleted:
+		if r.summary != nil {
+			st.summary = r.summary
+		} else if sameAttempt {
+			// The pod is gone; what it reported stays recorded.
+			st.summary = rec.summary
+		}
+	case phaseFailed:
+		if r.failure != "" {
+			st.Message = joinNonEmpty("; ", c.token.scrub(r.failure), "Job "+st.Message)
+		} else if sameAttempt && rec.Phase == phaseFailed {
+			st.Message = rec.Message
+		}
+		st.Retry = c.retry
+		if sameAttempt && rec.Phase == phaseFailed {
+			st.Retry = rec.Retry
+		}
+	}
+}
+
+// keepWhileTokenMissing starts no new Job (the token is unreadable) but keeps
+// the ones that exist: the newest Job of the current spec (the token aside)
+// as it is, and Jobs of older specs until their successor can start. A
+// recorded completion holds only for the same content on the same volume.
+func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes, rec modelStatus) modelStatus {
+	why := "waiting for the Hugging Face token: " + c.token.problem
+	st := modelStatus{Name: m.Name, Path: c.builder.localDir(m), Phase: phasePending, Message: why,
+		ContentHash: h.content, PVCUID: c.storage.uid, Attempt: c.lastAttempt(m, rec)}
+	var current *seenJob
+	for _, oj := range c.jobs[m.Name] {
+		if oj.config != h.config || !isSpecHash(oj.hash) {
+			continue
+		}
+		if current == nil || oj.hash == rec.Hash || current.hash != rec.Hash && oj.attempt > current.attempt {
+			current = oj
+		}
+	}
+	for _, oj := range c.jobs[m.Name] {
+		// Only one Job of the current spec is kept (an older token's may
+		// linger); a hand-edited spec-hash label names no Job, so such a
+		// Job is kept as one of an older spec.
+		if oj == current || oj.config != h.config || !isSpecHash(oj.hash) {
+			c.keep(oj, rec)
+		}
+	}
+	if current != nil {
+		st.JobName, st.Hash, st.Attempt = jobName(c.builder.nameBase, m.Name, current.hash), current.hash, current.attempt
+		same := rec.Hash == current.hash
+		if same && terminal(rec.Phase) && (current.deleting || c.envelope.object) {
+			return c.remembered(st, rec)
+		}
+		st.Phase = current.phase
+		c.outcome(&st, current, rec, same)
+		if st.Phase != phaseFailed {
+			st.Message = why
+		}
+		return st
+	}
+	if terminal(rec.Phase) && rec.Hash != "" && rec.ContentHash == h.content && rec.PVCUID == c.storage.uid {
+		// What is on disk has not changed; without the token the function
+		// cannot tell whether the token did, so it keeps what it recorded
+		// and says why nothing new starts.
+		rec.Message = why
+		return rec
+	}
+	return st
+}
+
+// keep desires an observed Job as it is. In Object mode the Object of a
+// finished Job orphans it, and goes once its outcome is recorded.
+func (c *composer) keep(oj *seenJob, rec modelStatus) {
+	if (getString(oj.composed, "kind") == "Object") != c.envelope.object {
+		return
+	}
+	if c.envelope.object && rec.Hash == oj.hash && terminal(rec.Phase) {
+		return
+	}
+	manifest := oj.composed
+	if c.envelope.object {
+		manifest = get(oj.composed, "spec", "forProvider", "manifest").GetStructValue()
+	}
+	if manifest == nil {
+		return
+	}
+	c.desireJob(oj.key, keepAsObserved(manifest), oj.phase)
+}
+
+// isSpecHash reports whether s is a Job hash as jobName needs it.
+func isSpecHash(s string) bool {
+	return len(s) == specHashLen && !containsNonHex(s)
+}
+
+func containsNonHex(s string) bool {
+	for _, r := range s {
+		if notHex(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// desireJob composes a Job, in its envelope. It is ready when it completed.
+// The Object of a finished Job orphans it: removing the Object then leaves
+// the Job to its own TTL, instead of deleting (or re-creating) it.
+func (c *composer) desireJob(key string, job *structpb.Struct, phase string) {
+	c.desire(key, c.envelope.wrap(job, jobReadyQuery, terminal(phase)), phase)
+}
+
+// desire composes a Job (or what carries it) under key, unless the one
+// observed there is being deleted: the TTL controller deletes in the
+// foreground, so a finished Job lingers until its pods are gone, and
+// applying it as it vanishes would create it again.
+func (c *composer) desire(key string, composed *structpb.Struct, phase string) {
+	if o, ok := c.observed[key]; ok && beingDeleted(o.GetResource()) {
+		return
+	}
+	ready := fnv1.Ready_READY_FALSE
+	if phase == phaseCompleted {
+		ready = fnv1.Ready_READY_TRUE
+	}
+	c.add(key, &fnv1.Resource{Resource: composed, Ready: ready})
+}
+
+// add puts a composed resource in the desired state and measures it while
+// it is fresh (see resourceSizes).
+func (c *composer) add(key string, r *fnv1.Resource) {
+	c.desired[key] = r
+	c.sizes[r] = resourceSize(r)
+}
+
+// keepAsObserved re-applies exactly what exists, so server-side apply
+// changes nothing on an immutable Job (or on the Object that carries it).
+func keepAsObserved(job *structpb.Struct) *structpb.Struct {
+	md := job.GetFields()["metadata"].GetStructValue()
+	keep := fields{}
+	for _, k := range []string{"name", "namespace", "labels", "annotations"} {
+		if v, ok := md.GetFields()[k]; ok {
+			keep[k] = v
+		}
+	}
+	return &structpb.Struct{Fields: fields{
+		"apiVersion": job.GetFields()["apiVersion"],
+		"kind":       job.GetFields()["kind"],
+		"metadata":   object(keep),
+		"spec":       job.GetFields()["spec"],
+	}}
+}

@@ -1,0 +1,324 @@
+package script
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The tests here run the script with the REAL hf CLI (huggingface_hub 1.28.0
+// from shared/vendor, installed into bin/ by `bash hack/hf.sh`, which `make
+// test` runs first) against fakeHub on 127.0.0.1. hf reaches nothing else:
+// HF_ENDPOINT points it at the fake Hub, the update checks are off
+// (HF_HUB_DISABLE_UPDATE_CHECK, see cli/_cli_utils.py and cli/_skills.py),
+// telemetry is off, and the script's env holds no proxy settings.
+
+// realHFToken is sent to the fake Hub as hf's Authorization header, and must
+// show nowhere else.
+const realHFToken = "hf_RealCliTestTokenNeverShown0123456789"
+
+// realHF returns the path of bin/hf. Where CI is set, a missing one fails the
+// test; elsewhere it skips it.
+func realHF(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "bin", "hf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
+		msg := "the real hf CLI is not installed at " + p + " (run `bash hack/hf.sh` from the repository root)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return p
+}
+
+// realShells are the shells the real-hf tests run the script under: the sh
+// on PATH (or SCRIPT_TEST_SHELL), and busybox's sh where busybox is installed.
+func realShells(t *testing.T) map[string][]string {
+	t.Helper()
+	shells := map[string][]string{"sh": testShell(t)}
+	if bb, err := exec.LookPath("busybox"); err == nil {
+		shells["busybox"] = []string{bb, "sh"}
+	} else {
+		t.Log("busybox is not installed: the script runs under sh only")
+	}
+	return shells
+}
+
+// newRealHarness is a harness whose hf is the real CLI, talking to hub.
+func newRealHarness(t *testing.T, sh []string, hub *fakeHub) (*harness, map[string]string) {
+	t.Helper()
+	hf := realHF(t)
+	h := newHarnessShell(t, sh)
+	mustRemove(t, filepath.Join(h.stubs, "hf"))
+	mustRemove(t, filepath.Join(h.stubs, "python3"))
+	if err := os.Symlink(hf, filepath.Join(h.stubs, "hf")); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"HF_ENDPOINT":                 hub.URL(),
+		"HF_HOME":                     filepath.Join(h.root, "hf-home"),
+		"HF_HUB_DISABLE_TELEMETRY":    "1",
+		"HF_HUB_DISABLE_UPDATE_CHECK": "1",
+		EnvToken:                      realHFToken,
+	}
+	return h, env
+}
+
+func withEnv(base map[string]string, more map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range more {
+		out[k] = v
+	}
+	return out
+}
+
+// checkClean checks what every real-hf run must leave: no temporary files of
+// the script's, and the token nowhere but in hf's requests.
+func checkClean(t *testing.T, h *harness, r result) {
+	t.Helper()
+	if entries, err := os.ReadDir(filepath.Join(h.root, "tmp")); err != nil || len(entries) != 0 {
+		t.Errorf("TMPDIR holds %v (%v), want nothing left", entries, err)
+	}
+	if strings.Contains(r.out, realHFToken) {
+		t.Errorf("the output shows the token:\n%s", r.out)
+	}
+	err := filepath.WalkDir(h.root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err == nil && bytes.Contains(data, []byte(realHFToken)) {
+			t.Errorf("the token is in %s", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRealHFFailureReasons: for each way the Hub refuses a download, the
+// termination log holds exactly one plain line that says why, while the pod
+// log keeps hf's own message. In the table, {hub} stands for the fake Hub's
+// address (each subtest has its own Hub).
+func TestRealHFFailureReasons(t *testing.T) {
+	realHF(t)
+	long := "Forbidden: " + strings.Repeat("x", 400)
+	for _, tc := range []struct {
+		name     string
+		repoType string
+		repo     string
+		revision string
+		fail     hubError
+		want     string // the termination log's line
+		hfSays   string // hf's own words, which the log must still show
+	}{{
+		name: "gated model",
+		repo: "org/gated",
+		fail: hubError{403, "GatedRepo", "Access to model org/gated is restricted and you are not in the authorized list. Visit {hub}/org/gated to ask for access."},
+		want: "download of org/gated@main failed: access denied (gated or private repo; check the token and accept the licence at {hub}/org/gated)",
+		// hf prints it in bold red, as any terminal would show it.
+		hfSays: "\x1b[1m\x1b[31mError: Access denied. Model 'org/gated' requires approval.",
+	}, {
+		name:     "gated dataset without a token's access",
+		repoType: "dataset",
+		repo:     "org/gated-data",
+		fail:     hubError{401, "GatedRepo", "Access to dataset org/gated-data is restricted. You must have access to it and be authenticated to access it. Please log in."},
+		want:     "download of org/gated-data@main failed: access denied (gated or private repo; check the token and accept the licence at {hub}/datasets/org/gated-data)",
+		hfSays:   "Error: Access denied. Dataset 'org/gated-data' requires approval.",
+	}, {
+		name:   "private or missing model",
+		repo:   "org/private",
+		fail:   hubError{401, "RepoNotFound", "Repository not found"},
+		want:   "download of org/private@main failed: repository not found (or private and the token cannot read it; check the token and the name at {hub}/org/private)",
+		hfSays: "Error: Model 'org/private' not found.\nIf the repo is private, make sure you are authenticated and your token has the required permissions.",
+	}, {
+		name:     "missing dataset",
+		repoType: "dataset",
+		repo:     "org/no-such-data",
+		fail:     hubError{404, "RepoNotFound", "Repository not found"},
+		want:     "download of org/no-such-data@main failed: repository not found (or private and the token cannot read it; check the token and the name at {hub}/datasets/org/no-such-data)",
+		hfSays:   "Error: Dataset 'org/no-such-data' not found.",
+	}, {
+		name:     "revision not found",
+		repo:     "org/name",
+		revision: "v9.9",
+		fail:     hubError{404, "RevisionNotFound", "Invalid rev id: v9.9"},
+		want:     "download of org/name@v9.9 failed: revision v9.9 not found in {hub}/org/name",
+		hfSays:   "Error: Revision not found in model 'org/name'.",
+	}, {
+		name:     "revision with slashes not found",
+		repoType: "dataset",
+		repo:     "org/data",
+		revision: "refs/pr/7",
+		fail:     hubError{404, "RevisionNotFound", "Invalid rev id: refs/pr/7"},
+		want:     "download of org/data@refs/pr/7 failed: revision refs/pr/7 not found in {hub}/datasets/org/data",
+		hfSays:   "Error: Revision not found in dataset 'org/data'.",
+	}, {
+		name:   "token refused",
+		repo:   "org/name",
+		fail:   hubError{401, "", "Invalid credentials in Authorization header"},
+		want:   "download of org/name@main failed: the token was refused (401); check the token",
+		hfSays: "Error: Client error '401 Unauthorized' for url '{hub}/api/models/org/name/revision/main'",
+	}, {
+		// Anything else: hf's own first line, as it is (a 401 in the URL is
+		// not a refused token).
+		name:   "hub error",
+		repo:   "org/x401",
+		fail:   hubError{500, "", "Internal Error - We're working hard to fix this as soon as possible!"},
+		want:   "download of org/x401@main failed: Local entry not found. Server error '500 Internal Server Error' for url '{hub}/api/models/org/x401/revision/main'",
+		hfSays: "Error: Local entry not found. Server error '500 Internal Server Error'",
+	}, {
+		// A first line longer than 300 bytes is cut there.
+		name:   "long message cut",
+		repo:   "org/name",
+		fail:   hubError{403, "", long},
+		want:   "download of org/name@main failed: " + ("403 Forbidden: " + long)[:300],
+		hfSays: "Error: 403 Forbidden: " + long + ".",
+	}} {
+		for shName, sh := range realShells(t) {
+			t.Run(tc.name+"/"+shName, func(t *testing.T) {
+				t.Parallel()
+				hub := newFakeHub(t)
+				at := func(s string) string { return strings.ReplaceAll(s, "{hub}", hub.URL()) }
+				repoType, revision := tc.repoType, tc.revision
+				if repoType == "" {
+					repoType = "model"
+				}
+				if revision == "" {
+					revision = "main"
+				}
+				fail := tc.fail
+				fail.message = at(fail.message)
+				hub.set(repoType, tc.repo, hubRepo{fail: &fail})
+				h, env := newRealHarness(t, sh, hub)
+				r := h.run(withEnv(env, map[string]string{EnvRepoID: tc.repo, EnvRepoType: repoType, EnvRevision: revision}))
+				h.checkFailure(r, at(tc.want))
+				if !strings.Contains(r.out, at(tc.hfSays)) {
+					t.Errorf("the log lacks hf's own %q:\n%s", at(tc.hfSays), r.out)
+				}
+				if _, err := os.Stat(h.markerPath()); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("marker after a failure: %v", err)
+				}
+				checkClean(t, h, r)
+				reqs, unknown := hub.seen()
+				if len(unknown) != 0 {
+					t.Errorf("hf asked the fake Hub for %q", unknown)
+				}
+				if len(revisionRequests(reqs)) != 1 {
+					t.Errorf("hf's requests %q, want one for the revision", reqs)
+				}
+			})
+		}
+	}
+}
+
+// TestRealHFDownloadThenHubFails: a real download, then the stop at the
+// marker, then re-runs that find the Hub refusing or failing. hf itself exits
+// 0 there, keeping the files it finds in the local dir unchecked
+// (snapshot_download's fallback); the script must not call that a download.
+func TestRealHFDownloadThenHubFails(t *testing.T) {
+	realHF(t)
+	const commit = "4f1c7a1e0d3b2c5a6978b8c9d0e1f2a3b4c5d6e7"
+	files := map[string]string{
+		"config.json":       `{"model_type":"tiny"}`,
+		"weights/model.bin": strings.Repeat("0123456789abcdef", 64),
+	}
+	var total int64
+	for _, c := range files {
+		total += int64(len(c))
+	}
+	for shName, sh := range realShells(t) {
+		t.Run(shName, func(t *testing.T) {
+			t.Parallel()
+			hub := newFakeHub(t)
+			ep := hub.URL()
+			hub.set("model", "org/tiny", hubRepo{commit: commit, files: files})
+			h, env := newRealHarness(t, sh, hub)
+			env = withEnv(env, map[string]string{EnvRepoID: "org/tiny"})
+
+			r := h.run(env)
+			if r.code != 0 {
+				t.Fatalf("download: exit %d\n%s", r.code, r.out)
+			}
+			s, ok := h.readSummary()
+			if !ok || s.Commit != commit || s.Files != int64(len(files)) || s.Bytes != total {
+				t.Errorf("summary %+v (written %v), want commit %s, %d files, %d bytes\n%s", s, ok, commit, len(files), total, r.out)
+			}
+			if m := h.readMarker(); m.Commit != commit || m.Files != int64(len(files)) {
+				t.Errorf("marker commit %q, %d files", m.Commit, m.Files)
+			}
+			for name, content := range files {
+				if got, err := os.ReadFile(filepath.Join(h.dir, name)); err != nil || string(got) != content {
+					t.Errorf("%s: %q, %v", name, got, err)
+				}
+			}
+			checkClean(t, h, r)
+
+			before, _ := hub.seen()
+			if r := h.run(env); r.code != 0 || !strings.Contains(r.lastLine(), "is already complete") {
+				t.Errorf("second run: exit %d, want a stop at the marker\n%s", r.code, r.out)
+			}
+			if after, _ := hub.seen(); len(after) != len(before) {
+				t.Errorf("the stop at the marker asked the Hub %q", after[len(before):])
+			}
+
+			for _, step := range []struct {
+				name   string
+				env    map[string]string
+				fail   hubError
+				want   string
+				hfSays string
+			}{{
+				name:   "forced while the Hub fails",
+				env:    map[string]string{EnvForce: "true"},
+				fail:   hubError{500, "", "Internal Error"},
+				want:   "download of org/tiny@main failed: Server error '500 Internal Server Error' for url '" + ep + "/api/models/org/tiny/revision/main'; hf left the files already in " + h.dir + " unchecked",
+				hfSays: "Returning existing local_dir `" + h.dir + "` as remote repo cannot be accessed in `snapshot_download` (Server error '500 Internal Server Error'",
+			}, {
+				name:   "new revision, repo now gated",
+				env:    map[string]string{EnvRevision: "v2"},
+				fail:   hubError{403, "GatedRepo", "Access to model org/tiny is restricted."},
+				want:   "download of org/tiny@v2 failed: access denied (gated or private repo; check the token and accept the licence at " + ep + "/org/tiny); hf left the files already in " + h.dir + " unchecked",
+				hfSays: "Cannot access gated repo for url " + ep + "/api/models/org/tiny/revision/v2.",
+			}, {
+				name:   "new token refused",
+				env:    map[string]string{EnvRevision: "v3", EnvToken: realHFToken + "x"},
+				fail:   hubError{401, "", "Invalid credentials in Authorization header"},
+				want:   "download of org/tiny@v3 failed: the token was refused (401); check the token; hf left the files already in " + h.dir + " unchecked",
+				hfSays: "Invalid credentials in Authorization header",
+			}} {
+				t.Run(step.name, func(t *testing.T) {
+					parent := h.t
+					h.t = t
+					defer func() { h.t = parent }()
+					hub.set("model", "org/tiny", hubRepo{fail: &step.fail})
+					r := h.run(withEnv(env, step.env))
+					h.checkFailure(r, step.want)
+					if !strings.Contains(r.out, step.hfSays) {
+						t.Errorf("the log lacks hf's own %q:\n%s", step.hfSays, r.out)
+					}
+					if _, err := os.Stat(h.markerPath()); !errors.Is(err, fs.ErrNotExist) {
+						t.Errorf("marker after a failure: %v", err)
+					}
+					checkClean(t, h, r)
+				})
+			}
+			if _, unknown := hub.seen(); len(unknown) != 0 {
+				t.Errorf("hf asked the fake Hub for %q", unknown)
+			}
+		})
+	}
+}
