@@ -169,7 +169,11 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 // mount it, so none starts (see resolveStorage).
 func (c *composer) composePVC(nsUID string) {
 	st := c.builder.spec.Storage
-	pvc := c.envelope.wrap(c.builder.buildPVC(nsUID), "", st.DeletionPolicy == deletionOrphan)
+	policy := manage
+	if st.DeletionPolicy == deletionOrphan {
+		policy = keepOnDelete
+	}
+	pvc := c.envelope.wrap(c.builder.buildPVC(nsUID), "", policy)
 	ready := fnv1.Ready_READY_FALSE
 	if o, ok := c.observed[pvcKey]; ok && unwrap(o.GetResource()) != nil && c.storage.ready() {
 		ready = fnv1.Ready_READY_TRUE

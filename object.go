@@ -91,11 +91,24 @@ func resolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (envelope, field.Erro
 	return e, errs
 }
 
+// What an Object does with its object. keepOnDelete leaves the object when
+// the Object is deleted (a PVC that outlives its ModelDownload). observeOnly
+// is for a finished Job: provider-kubernetes neither makes it again once its
+// TTL removed it (it would, for a managed Object, and the download would run
+// again) nor deletes it with the Object, which the function drops once the
+// outcome is recorded.
+type objectPolicy int
+
+const (
+	manage objectPolicy = iota
+	keepOnDelete
+	observeOnly
+)
+
 // wrap returns what is composed for a manifest: the manifest itself, or an
 // Object carrying it. The Object repeats the manifest's labels and
-// annotations, so a later call can read them without unwrapping. orphan
-// keeps the object when its Object is deleted.
-func (e envelope) wrap(manifest *structpb.Struct, readyQuery string, orphan bool) *structpb.Struct {
+// annotations, so a later call can read them without unwrapping.
+func (e envelope) wrap(manifest *structpb.Struct, readyQuery string, policy objectPolicy) *structpb.Struct {
 	if !e.object {
 		return manifest
 	}
@@ -122,7 +135,13 @@ func (e envelope) wrap(manifest *structpb.Struct, readyQuery string, orphan bool
 		"readiness":         object(readiness),
 		"providerConfigRef": e.providerConfig,
 	}
-	if orphan {
+	switch policy {
+	case observeOnly:
+		spec["managementPolicies"] = strList([]string{"Observe"})
+		if !e.namespaced {
+			spec["deletionPolicy"] = str(deletionOrphan)
+		}
+	case keepOnDelete:
 		if e.namespaced {
 			// Namespaced managed resources have no deletionPolicy: leaving
 			// Delete out of the management policies orphans the object.

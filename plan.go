@@ -199,8 +199,8 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 	if sameAttempt && terminal(rec.Phase) && (oj == nil || oj.deleting || c.envelope.object) {
 		// The Job is gone (its TTL, or anyone), going, or, in Object mode,
 		// left to its TTL: provider-kubernetes would make a deleted Job
-		// again while its Object is desired, so the Object goes once the
-		// outcome is recorded (desireJob told it to orphan the Job). Status
+		// again while its Object manages it, so the Object goes once the
+		// outcome is recorded (desireJob made it observe only). Status
 		// is the memory: the model stays as it ended and no Job comes back.
 		return c.remembered(st, rec)
 	}
@@ -359,7 +359,7 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes, rec modelS
 }
 
 // keep desires an observed Job as it is. In Object mode the Object of a
-// finished Job orphans it, and goes once its outcome is recorded.
+// finished Job only observes it, and goes once its outcome is recorded.
 func (c *composer) keep(oj *seenJob, rec modelStatus) {
 	if (getString(oj.composed, "kind") == "Object") != c.envelope.object {
 		return
@@ -392,10 +392,14 @@ func containsNonHex(s string) bool {
 }
 
 // desireJob composes a Job, in its envelope. It is ready when it completed.
-// The Object of a finished Job orphans it: removing the Object then leaves
-// the Job to its own TTL, instead of deleting (or re-creating) it.
+// The Object of a finished Job only observes it: removing the Object then
+// leaves the Job to its own TTL, and the TTL's deletion is not undone.
 func (c *composer) desireJob(key string, job *structpb.Struct, phase string) {
-	c.desire(key, c.envelope.wrap(job, jobReadyQuery, terminal(phase)), phase)
+	policy := manage
+	if terminal(phase) {
+		policy = observeOnly
+	}
+	c.desire(key, c.envelope.wrap(job, jobReadyQuery, policy), phase)
 }
 
 // desire composes a Job (or what carries it) under key, unless the one

@@ -1,0 +1,466 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+)
+
+// What status promises (DESIGN.md), each tested as Crossplane drives the
+// function: several calls through the simulator of sim_test.go, status
+// carried over, the desired set becoming the observed set, Jobs finishing and
+// removed by their TTL, provider-kubernetes adopting and orphaning.
+
+const accessDenied = "download of org/alpha@main failed: access denied (gated or private repo; check the token and accept the licence at https://huggingface.co/org/alpha)"
+
+func TestFailedStaysFailedAfterTTLUntilRetried(t *testing.T) {
+	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+		s.reconcile()
+		s.start("org/alpha")
+		s.reconcile()
+		failedJob := s.entry("org/alpha")["jobName"]
+		s.finish("org/alpha", false, accessDenied)
+		s.reconcile()
+		s.ttl("org/alpha")
+		for i := range 3 {
+			s.reconcile()
+			e := s.entry("org/alpha")
+			if e["phase"] != phaseFailed || !strings.HasPrefix(e["message"], accessDenied) {
+				t.Fatalf("call %d after the TTL: want Failed with the pod's reason, got %v", i, e)
+			}
+			if jobs := s.desiredJobs(); len(jobs) != 0 {
+				t.Fatalf("call %d after the TTL: a failed model's Job came back: %v", i, jobs)
+			}
+			if _, ok := s.api.jobs[failedJob]; ok {
+				t.Fatalf("call %d after the TTL: the failed Job %s exists again", i, failedJob)
+			}
+		}
+
+		// The documented retry: a new annotation value, a new attempt.
+		s.annotate(annotationRetry, "1")
+		s.reconcile()
+		e := s.entry("org/alpha")
+		if e["phase"] != phasePending || e["attempt"] != "2" || e["jobName"] == failedJob {
+			t.Fatalf("after the retry annotation: want attempt 2 Pending under a new Job name, got %v", e)
+		}
+		s.finish("org/alpha", true, `{"commit":"abc123","files":2,"bytes":10,"seconds":1}`)
+		s.reconcile()
+		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["commit"] != "abc123" || !s.xrReady() {
+			t.Fatalf("the retried attempt completed: want Completed with its commit and the XR ready, got %v", e)
+		}
+		// The same annotation value asks for nothing more.
+		s.reconcile()
+		if e := s.entry("org/alpha"); e["attempt"] != "2" || e["phase"] != phaseCompleted {
+			t.Fatalf("a retry value already acted on started another attempt: %v", e)
+		}
+	})
+}
+
+func TestFailedModelRerunsWhenItsSpecChanges(t *testing.T) {
+	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+		s.reconcile()
+		s.finish("org/alpha", false, accessDenied)
+		s.reconcile()
+		s.ttl("org/alpha")
+		s.reconcile()
+		s.setSpec(`"name":"org/alpha"`, `"name":"org/alpha","revision":"v2"`)
+		s.reconcile()
+		if e := s.entry("org/alpha"); e["phase"] != phasePending || len(s.desiredJobs()) != 1 {
+			t.Fatalf("a failed model whose spec changed runs again: got %v, Jobs %v", e, s.desiredJobs())
+		}
+	})
+}
+
+func TestRetryAnnotationSetWhileRunningIsNotARetryOfALaterFailure(t *testing.T) {
+	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+		s.reconcile()
+		s.start("org/alpha")
+		s.annotate(annotationRetry, "early")
+		s.reconcile()
+		s.finish("org/alpha", false, accessDenied)
+		s.reconcile()
+		s.reconcile()
+		if e := s.entry("org/alpha"); e["phase"] != phaseFailed || e["attempt"] != "1" || e["retry"] != "early" {
+			t.Fatalf("a failure after the annotation was set is remembered under it: %v", e)
+		}
+	})
+}
+
+func TestJobNameNeverStandsForTwoAttempts(t *testing.T) {
+	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+		s.reconcile()
+		first := s.entry("org/alpha")["jobName"]
+		s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
+		s.reconcile()
+		s.reconcile()
+		// A -> B: B downloads (and overwrites the directory), then B -> A
+		// while A's finished Job still exists (orphaned in Object mode,
+		// or lingering while being deleted in Job mode).
+		if j, ok := s.api.jobs[first]; ok && !s.objects {
+			_ = j
+			s.api.beginDelete(first)
+		}
+		s.setSpec(`"name":"org/alpha"`, `"name":"org/alpha","revision":"v2"`)
+		s.reconcile()
+		s.finish("org/alpha", true, `{"commit":"bbbb","files":1,"bytes":1,"seconds":1}`)
+		s.reconcile()
+		s.setSpec(`,"revision":"v2"`, ``)
+		s.reconcile()
+		e := s.entry("org/alpha")
+		if e["jobName"] == first {
+			t.Fatalf("back to the first spec: the Job name %s of the first attempt stands for the third", first)
+		}
+		if e["phase"] == phaseCompleted || s.xrReady() {
+			t.Fatalf("back to the first spec: Completed before a Job of this attempt ran (B is on disk): %v", e)
+		}
+		if e["attempt"] != "3" {
+			t.Fatalf("want attempt 3, got %v", e)
+		}
+		s.reconcile()
+		s.finish("org/alpha", true, `{"commit":"cccc","files":1,"bytes":1,"seconds":1}`)
+		s.reconcile()
+		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["commit"] != "cccc" {
+			t.Fatalf("the third attempt completed: %v", e)
+		}
+	})
+}
+
+func TestJobLostMidRunStartsANewAttempt(t *testing.T) {
+	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+		s.reconcile()
+		s.start("org/alpha")
+		s.reconcile()
+		killed := s.entry("org/alpha")["jobName"]
+		// Deleted by hand while running: it lingers while its pod stops.
+		s.api.beginDelete(killed)
+		s.reconcile()
+		e := s.entry("org/alpha")
+		if e["phase"] != phasePending || e["jobName"] == killed || !strings.Contains(e["message"], "being deleted") {
+			t.Fatalf("while the killed Job goes: want Pending under a new name, waiting for it, got %v", e)
+		}
+		for _, n := range s.desiredJobs() {
+			if n == killed || n == e["jobName"] {
+				t.Fatalf("no Job may start while the killed one may still write: desired %v", s.desiredJobs())
+			}
+		}
+		s.api.delete(killed)
+		s.reconcile()
+		if got := s.desiredJobs(); len(got) != 1 || got[0] != e["jobName"] {
+			t.Fatalf("once the killed Job is gone the new attempt starts: desired %v, want [%s]", got, e["jobName"])
+		}
+	})
+}
+
+func TestNamesUniquePerModelDownload(t *testing.T) {
+	for name, pair := range map[string][2]string{
+		"CutToTheSamePrefix": {"inference-model-cache-team-a", "inference-model-cache-team-b"},
+		"SameOnceSanitized":  {"llama.cache", "llama-cache"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			api := newAPIServer()
+			var sims []*xrSim
+			for _, xrName := range pair {
+				sims = append(sims, newXRSim(t, api, strings.Replace(xrYAML(oneModel), "name: cache\n", "name: "+xrName+"\n", 1)))
+			}
+			for _, s := range sims {
+				s.reconcile()
+			}
+			a, b := sims[0].entry("org/alpha")["jobName"], sims[1].entry("org/alpha")["jobName"]
+			if a == b {
+				t.Fatalf("%s and %s share the Job %s", pair[0], pair[1], a)
+			}
+			for i, s := range sims {
+				s.finish("org/alpha", true, fmt.Sprintf(`{"commit":"%d","files":1,"bytes":1,"seconds":1}`, i))
+				s.reconcile()
+				if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["commit"] != fmt.Sprint(i) {
+					t.Fatalf("%s: want its own Job Completed, got %v", pair[i], e)
+				}
+			}
+		})
+	}
+}
+
+func TestMissingPVCStartsNothingAndSaysSo(t *testing.T) {
+	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+		s.api.pvc = nil
+		s.reconcile()
+		c := s.condition(conditionStorageReady)
+		want := `PersistentVolumeClaim "models" in namespace "ml" was not found; no download starts until it exists`
+		if c.GetStatus() != condF || c.GetReason() != reasonPVCNotFound || c.GetMessage() != want {
+			t.Fatalf("StorageReady: got %v", c)
+		}
+		if len(s.desiredJobs()) != 0 || s.last.GetMeta().GetTtl().AsDuration() != ttlWaiting {
+			t.Fatalf("no Job until the PVC exists, and a short TTL: Jobs %v, TTL %v", s.desiredJobs(), s.last.GetMeta().GetTtl().AsDuration())
+		}
+		s.api.pvc = pvcResource(testPVCUID)
+		s.reconcile()
+		if len(s.desiredJobs()) != 1 || s.condition(conditionStorageReady).GetStatus() != condT {
+			t.Fatalf("the PVC exists: want the Job, got %v", s.desiredJobs())
+		}
+	})
+}
+
+func TestReplacedPVCDownloadsAgain(t *testing.T) {
+	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+		s.reconcile()
+		first := s.entry("org/alpha")
+		s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
+		s.reconcile()
+		s.ttl("org/alpha")
+		s.reconcile()
+		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["pvcUID"] != testPVCUID {
+			t.Fatalf("completed on the first PVC: %v", e)
+		}
+		// Deleted: nothing is on disk, whatever was recorded.
+		s.api.pvc = nil
+		s.reconcile()
+		if e := s.entry("org/alpha"); e["phase"] == phaseCompleted || s.xrReady() {
+			t.Fatalf("with the PVC gone nothing is Completed: %v", e)
+		}
+		// Made again, empty: a new volume.
+		s.api.pvc = pvcResource("second-pvc-uid")
+		s.reconcile()
+		e := s.entry("org/alpha")
+		if e["phase"] != phasePending || e["pvcUID"] != "second-pvc-uid" || e["jobName"] == first["jobName"] || len(s.desiredJobs()) != 1 {
+			t.Fatalf("on the new PVC the model downloads again under a new Job: %v, Jobs %v", e, s.desiredJobs())
+		}
+	})
+}
+
+func TestPVCBeingDeletedStartsNothing(t *testing.T) {
+	s := newXRSim(t, newAPIServer(), xrYAML(oneModel))
+	s.api.pvc.Resource.Fields["metadata"].GetStructValue().Fields["deletionTimestamp"] = str("2026-11-26T00:00:00Z")
+	s.reconcile()
+	if c := s.condition(conditionStorageReady); c.GetReason() != reasonPVCTerminating || len(s.desiredJobs()) != 0 {
+		t.Fatalf("a PVC being deleted: got %v and Jobs %v", c, s.desiredJobs())
+	}
+}
+
+func TestReadWriteOnceColocatesPods(t *testing.T) {
+	s := newXRSim(t, newAPIServer(), xrYAML(twoModels))
+	s.api.pvc = pvcResource(testPVCUID, "ReadWriteOnce")
+	s.reconcile()
+	for key, r := range s.last.GetDesired().GetResources() {
+		pod := get(r.GetResource(), "spec", "template").GetStructValue()
+		term := get(pod, "spec", "affinity", "podAffinity", "requiredDuringSchedulingIgnoredDuringExecution").GetListValue().GetValues()
+		if len(term) != 1 {
+			t.Fatalf("%s: want one required pod affinity term, got %v", key, get(pod, "spec", "affinity"))
+		}
+		want := fmt.Sprintf("%s=%s on %s", labelPVC, getString(pod, "metadata", "labels", labelPVC), "kubernetes.io/hostname")
+		got := fmt.Sprintf("%s=%s on %s", labelPVC, getString(term[0].GetStructValue(), "labelSelector", "matchLabels", labelPVC),
+			getString(term[0].GetStructValue(), "topologyKey"))
+		if got != want || getString(pod, "metadata", "labels", labelPVC) != "models" {
+			t.Fatalf("%s: the pods of one PVC must share a node: got %s, want %s", key, got, want)
+		}
+	}
+	// ReadWriteMany needs nothing of the kind.
+	rwx := newXRSim(t, newAPIServer(), xrYAML(twoModels))
+	rwx.reconcile()
+	for key, r := range rwx.last.GetDesired().GetResources() {
+		if a := get(r.GetResource(), "spec", "template", "spec", "affinity"); a != nil {
+			t.Fatalf("%s: a ReadWriteMany PVC needs no affinity, got %v", key, a)
+		}
+	}
+}
+
+func TestReadWriteOncePodRunsOneAtATime(t *testing.T) {
+	three := twoModels + "- name: org/gamma\n"
+	s := newXRSim(t, newAPIServer(), xrYAML(three))
+	s.api.pvc = pvcResource(testPVCUID, "ReadWriteOncePod")
+	for _, done := range []string{"org/alpha", "org/beta", "org/gamma"} {
+		s.reconcile()
+		if got := s.desiredJobs(); len(got) != 1 || s.entry(done)["jobName"] != got[0] {
+			t.Fatalf("want only %s's Job, got %v", done, got)
+		}
+		s.finish(done, true, `{"commit":"ab","files":1,"bytes":1,"seconds":1}`)
+		s.reconcile()
+		s.ttl(done)
+	}
+	s.reconcile()
+	if !s.xrReady() {
+		t.Fatalf("all three done one after another: %v", s.last.GetDesired().GetComposite().GetResource().GetFields()["status"])
+	}
+}
+
+func TestSpecChangeNeverHiddenWhileWaiting(t *testing.T) {
+	for name, wait := range map[string]func(s *xrSim){
+		"TokenUnreadable": func(s *xrSim) { s.secret = nil },
+		"PVCMissing":      func(s *xrSim) { s.api.pvc = nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			modes(t, oneModel, func(t *testing.T, s *xrSim) {
+				s.reconcile()
+				s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
+				s.reconcile()
+				s.ttl("org/alpha")
+				s.reconcile()
+				wait(s)
+				s.setSpec(`"name":"org/alpha"`, `"name":"org/alpha","revision":"v2"`)
+				s.reconcile()
+				e := s.entry("org/alpha")
+				if e["phase"] == phaseCompleted || s.xrReady() {
+					t.Fatalf("a changed spec is not Completed while the function waits: %v", e)
+				}
+				if !strings.Contains(e["message"], "waiting") && !strings.Contains(e["message"], "not found") {
+					t.Fatalf("status says what it waits for: %q", e["message"])
+				}
+			})
+		})
+	}
+}
+
+func TestUnchangedSpecStaysCompletedWhileTokenUnreadable(t *testing.T) {
+	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+		s.reconcile()
+		s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
+		s.reconcile()
+		s.ttl("org/alpha")
+		s.reconcile()
+		s.secret = nil
+		s.reconcile()
+		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["commit"] != "aaaa" || !s.xrReady() {
+			t.Fatalf("the files have not changed: want Completed with its commit, got %v", e)
+		}
+	})
+}
+
+func TestOnlyOwnPodsSpeakForAJob(t *testing.T) {
+	s := newXRSim(t, newAPIServer(), xrYAML(oneModel))
+	s.reconcile()
+	j := s.jobOf("org/alpha")
+	j.Fields["status"] = mustStruct("s: {}").Fields["s"]
+	s.finish("org/alpha", true, `{"commit":"beef","files":1,"bytes":1,"seconds":1}`)
+	uid := getString(j, "metadata", "uid")
+	own := s.api.pods[uid][0]
+	// A pod with the Job's labels but another controller, and one with no
+	// owner at all, both claiming another commit.
+	for i, owner := range []string{"  ownerReferences: [{apiVersion: batch/v1, kind: Job, name: x, uid: someone-else, controller: true}]\n", ""} {
+		fake := mustStruct(fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata:\n  name: fake-%d\n  namespace: ml\n  labels: {app: hf-downloader, parent: cache, batch.kubernetes.io/job-name: %s}\n%s"+
+			"status: {containerStatuses: [{name: download, state: {terminated: {exitCode: 0, message: '{\"commit\":\"f00d\",\"files\":9,\"bytes\":9,\"seconds\":9}'}}}]}\n",
+			i, getString(j, "metadata", "name"), owner))
+		s.api.pods["x"] = append(s.api.pods["x"], &fnv1.Resource{Resource: fake})
+	}
+	s.api.pods[uid] = nil
+	s.reconcile()
+	if e := s.entry("org/alpha"); e["commit"] != "" {
+		t.Fatalf("a pod that is not the Job's set the commit: %v", e)
+	}
+	s.api.pods[uid] = []*fnv1.Resource{own}
+	s.reconcile()
+	if e := s.entry("org/alpha"); e["commit"] != "beef" {
+		t.Fatalf("the Job's own pod sets the commit: %v", e)
+	}
+}
+
+func TestFailureReasonReachesStatusClean(t *testing.T) {
+	s := newXRSim(t, newAPIServer(), xrYAML(oneModel))
+	s.reconcile()
+	noisy := "\x1b[31mError: Access denied.\x1b[0m\nHint: set HF_DEBUG=1\n\x1b[1m" + accessDenied + " token " + testToken + "\x1b[0m\n\n"
+	s.finish("org/alpha", false, noisy)
+	s.reconcile()
+	e := s.entry("org/alpha")
+	want := accessDenied + " token [token]; Job BackoffLimitExceeded: Job has reached the specified backoff limit"
+	if diff := cmp.Diff(want, e["message"]); diff != "" {
+		t.Fatalf("the failed pod's last line, plain and without the token; -want, +got:\n%s", diff)
+	}
+	var warned bool
+	for _, r := range s.last.GetResults() {
+		warned = warned || r.GetSeverity() == warning && strings.Contains(r.GetMessage(), want)
+	}
+	if !warned {
+		t.Fatalf("a Warning on the XR carries the reason: %v", s.last.GetResults())
+	}
+	long := strings.Repeat("é", 600)
+	s2 := newXRSim(t, newAPIServer(), xrYAML(oneModel))
+	s2.reconcile()
+	s2.finish("org/alpha", false, long)
+	s2.reconcile()
+	if m := s2.entry("org/alpha")["message"]; len(m) > maxFailureBytes+100 || !strings.HasPrefix(m, "é") {
+		t.Fatalf("a long reason is bounded (%d bytes) and stays valid text", len(m))
+	}
+}
+
+// peerSims are ModelDownloads of one namespace that see each other as
+// required resources, each created a second after the one before.
+func peerSims(t *testing.T, specs ...string) []*xrSim {
+	api := newAPIServer()
+	var sims []*xrSim
+	for i, spec := range specs {
+		xr := strings.Replace(xrYAML(spec), "name: cache\n", fmt.Sprintf("name: team-%c\n  creationTimestamp: \"2026-11-26T00:00:0%dZ\"\n  uid: xr-%d\n", 'a'+i, i, i), 1)
+		sims = append(sims, newXRSim(t, api, xr))
+	}
+	for _, s := range sims {
+		s.peers = func() []*fnv1.Resource {
+			var out []*fnv1.Resource
+			for _, o := range sims {
+				out = append(out, &fnv1.Resource{Resource: o.xr})
+			}
+			return out
+		}
+	}
+	return sims
+}
+
+func TestDirectoryConflictBlocksTheLaterOne(t *testing.T) {
+	sims := peerSims(t, oneModel, strings.Replace(oneModel, "org/alpha\n", "org/alpha\n  revision: v2\n", 1))
+	a, b := sims[0], sims[1]
+	a.reconcile()
+	b.reconcile()
+	a.reconcile()
+	if len(b.desiredJobs()) != 0 || b.entry("org/alpha")["phase"] != phasePending || !strings.Contains(b.entry("org/alpha")["message"], `ModelDownload "team-a"`) {
+		t.Fatalf("the later one gets no Job and says why: %v %v", b.desiredJobs(), b.entry("org/alpha"))
+	}
+	for _, s := range sims {
+		c := s.condition(conditionConflict)
+		other := map[*xrSim]string{a: "team-b", b: "team-a"}[s]
+		if c.GetStatus() != condT || !strings.Contains(c.GetMessage(), other) || !strings.Contains(c.GetMessage(), "org/alpha") {
+			t.Fatalf("both name the other ModelDownload and the model: %v", c)
+		}
+	}
+	if len(a.desiredJobs()) != 1 {
+		t.Fatalf("the older one downloads: %v", a.desiredJobs())
+	}
+	// Resolved: the later one asks for the same content, and shares it.
+	b.setSpec(`,"revision":"v2"`, ``)
+	a.start("org/alpha")
+	a.reconcile()
+	b.reconcile()
+	if len(b.desiredJobs()) != 0 || !strings.Contains(b.entry("org/alpha")["message"], "same content") {
+		t.Fatalf("the same content: it waits while the other downloads: %v %v", b.desiredJobs(), b.entry("org/alpha"))
+	}
+	a.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
+	a.reconcile()
+	b.reconcile()
+	if len(b.desiredJobs()) != 1 || b.condition(conditionConflict).GetStatus() != condF || a.condition(conditionConflict).GetStatus() != condF {
+		t.Fatalf("then runs its own Job (which finds the marker), with no conflict left: %v", b.desiredJobs())
+	}
+}
+
+func TestDirectoryConflictIgnoresOtherPVCsAndModels(t *testing.T) {
+	sims := peerSims(t, oneModel,
+		strings.Replace(strings.Replace(oneModel, "org/alpha\n", "org/alpha\n  revision: v2\n", 1), "storagePVC: models", "storagePVC: other", 1),
+		strings.Replace(oneModel, "org/alpha\n", "org/beta\n", 1))
+	for _, s := range sims {
+		s.reconcile()
+		if c := s.condition(conditionConflict); c.GetStatus() != condF || len(s.desiredJobs()) != 1 {
+			t.Fatalf("another PVC or another model is no conflict: %v %v", c, s.desiredJobs())
+		}
+	}
+}
+
+// TestGlobOrderIsNotContent: hf applies globs as a set, so two orders are the
+// same content and share a directory.
+func TestGlobOrderIsNotContent(t *testing.T) {
+	sims := peerSims(t, strings.Replace(oneModel, "org/alpha\n", "org/alpha\n  include: ['*.json', '*.safetensors']\n", 1),
+		strings.Replace(oneModel, "org/alpha\n", "org/alpha\n  include: ['*.safetensors', '*.json', '*.json']\n", 1))
+	for _, s := range sims {
+		s.reconcile()
+	}
+	if a, b := sims[0].entry("org/alpha")["contentHash"], sims[1].entry("org/alpha")["contentHash"]; a != b || sims[1].condition(conditionConflict).GetStatus() != condF {
+		t.Fatalf("one glob set in two orders: content %s and %s", a, b)
+	}
+}
