@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -143,13 +143,13 @@ settings:
     path: /models/org/alpha
     message: 'waiting for the Hugging Face token: Secret "hf" in namespace "ml" was not found'
     contentHash: c59535cc789c1f35
-    pvcUID: `+testPVCUID+`
+    pvcUID: ` + testPVCUID + `
   - name: org/beta
     phase: Pending
     path: /models/org/beta
     message: 'waiting for the Hugging Face token: Secret "hf" in namespace "ml" was not found'
     contentHash: 26d4805ab144e28f
-    pvcUID: `+testPVCUID+`
+    pvcUID: ` + testPVCUID + `
 `), Ready: fnv1.Ready_READY_FALSE},
 					Resources: map[string]*fnv1.Resource{},
 				},
@@ -319,7 +319,7 @@ func TestRunFunctionJobs(t *testing.T) {
 				Status: statusOf("[]", "[org/alpha]", "[org/beta]", "1/2",
 					modelEntry("org/alpha", na, ha, "Completed", ""),
 					modelEntry("org/beta", nb, hb, "Failed", "  message: 'BackoffLimitExceeded: Job has reached the specified backoff limit'\n")),
-				XRReady:    fnv1.Ready_READY_FALSE,
+				XRReady: fnv1.Ready_READY_FALSE,
 				Results: []*fnv1.Result{{Severity: warning, Target: both,
 					Message: "download of org/beta failed: BackoffLimitExceeded: Job has reached the specified backoff limit (to try again: kubectl annotate --overwrite with hfops.kamal.dev/retry=<new value>)"}},
 				Conditions: conds("STATUS_CONDITION_FALSE/DownloadFailed", allValid),
