@@ -6,6 +6,8 @@
 #   bin/hf                             a wrapper that runs its CLI (huggingface_hub.cli.hf:main)
 #                                      with Debian's /usr/bin/python3
 #
+# It also installs Debian's busybox: the script tests run download.sh under its sh and tools too.
+#
 # These machines reach no Python package index, so the library's dependencies come from
 # Debian's packages (apt-get update runs only when one is missing). hf_xet is not packaged:
 # without it huggingface_hub falls back to plain HTTP downloads, which is what a fake Hub
@@ -17,6 +19,9 @@ set -euo pipefail
 version=1.28.0
 packages=(python3-httpx python3-click python3-fsspec python3-filelock python3-tqdm python3-yaml
 	python3-packaging python3-typing-extensions)
+# Not for hf: busybox, so that the script tests also run download.sh under busybox's sh and
+# tools, as in an Alpine-based downloader image.
+packages+=(busybox)
 python=/usr/bin/python3
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -84,8 +89,8 @@ fi
 
 # 3. The wrapper. Debian's filelock (3.9) predates the `mode` keyword that huggingface_hub
 # passes to FileLock: the shim accepts and drops it (lock files then get filelock's default
-# mode), before huggingface_hub imports FileLock. The wrapper holds absolute paths, so it is
-# rewritten whenever they (or this text) change.
+# mode), before huggingface_hub imports FileLock; -P keeps the working directory off sys.path.
+# The wrapper holds absolute paths, so it is rewritten whenever they (or this text) change.
 quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 want=$(
 	cat <<EOF
@@ -93,7 +98,7 @@ want=$(
 # Written by hack/hf.sh: huggingface_hub $version's hf CLI on Debian's python3. Do not edit.
 PYTHONPATH=$(quote "$dest/src")\${PYTHONPATH:+:\$PYTHONPATH}
 export PYTHONPATH
-exec $python -c '
+exec $python -P -c '
 import inspect
 import sys
 

@@ -41,16 +41,54 @@ func realHF(t *testing.T) string {
 }
 
 // realShells are the shells the real-hf tests run the script under: the sh
-// on PATH (or SCRIPT_TEST_SHELL), and busybox's sh where busybox is installed.
+// on PATH (or SCRIPT_TEST_SHELL), and busybox's sh (with busybox's tools).
 func realShells(t *testing.T) map[string][]string {
 	t.Helper()
-	shells := map[string][]string{"sh": testShell(t)}
-	if bb, err := exec.LookPath("busybox"); err == nil {
-		shells["busybox"] = []string{bb, "sh"}
-	} else {
-		t.Log("busybox is not installed: the script runs under sh only")
+	sh := testShell(t)
+	shells := map[string][]string{"sh": sh}
+	if filepath.Base(sh[0]) != "busybox" {
+		if bb := busybox(t); bb != "" {
+			shells["busybox"] = []string{bb, "sh"}
+		}
 	}
 	return shells
+}
+
+// busybox returns the path of busybox (hack/hf.sh installs it). Where CI is
+// set, a missing one fails the test; elsewhere the caller goes without.
+func busybox(t *testing.T) string {
+	t.Helper()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		msg := "busybox is not installed (run `bash hack/hf.sh` from the repository root): download.sh is not tried under busybox's sh"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Log(msg)
+		return ""
+	}
+	return bb
+}
+
+// TestUnderBusybox runs this package's other tests again with busybox's sh
+// and tools (SCRIPT_TEST_SHELL="busybox sh"), but for the real-hf ones, which
+// try busybox themselves.
+func TestUnderBusybox(t *testing.T) {
+	if os.Getenv("SCRIPT_TEST_SHELL") != "" {
+		t.Skip("already under SCRIPT_TEST_SHELL")
+	}
+	if busybox(t) == "" {
+		t.Skip("no busybox")
+	}
+	cmd := exec.Command(os.Args[0], "-test.count=1", "-test.run=.", "-test.skip=^(TestUnderBusybox|TestRealHF.*)$")
+	cmd.Env = append(os.Environ(), "SCRIPT_TEST_SHELL=busybox sh")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the tests under busybox sh: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("PASS")) {
+		t.Fatalf("the tests under busybox sh said:\n%s", out)
+	}
 }
 
 // newRealHarness is a harness whose hf is the real CLI, talking to hub.
@@ -185,8 +223,8 @@ func TestRealHFFailureReasons(t *testing.T) {
 		name:   "long message cut",
 		repo:   "org/name",
 		fail:   hubError{403, "", long},
-		want:   "download of org/name@main failed: " + ("403 Forbidden: " + long)[:300],
-		hfSays: "Error: 403 Forbidden: " + long + ".",
+		want:   "download of org/name@main failed: " + ("Local entry not found. 403 Forbidden: " + long)[:300],
+		hfSays: "Error: Local entry not found. 403 Forbidden: " + long + ".",
 	}} {
 		for shName, sh := range realShells(t) {
 			t.Run(tc.name+"/"+shName, func(t *testing.T) {
@@ -206,6 +244,9 @@ func TestRealHFFailureReasons(t *testing.T) {
 				h, env := newRealHarness(t, sh, hub)
 				r := h.run(withEnv(env, map[string]string{EnvRepoID: tc.repo, EnvRepoType: repoType, EnvRevision: revision}))
 				h.checkFailure(r, at(tc.want))
+				if !strings.HasPrefix(at(tc.want), FailedPrefix(tc.repo, revision)) {
+					t.Errorf("reason %q does not start with FailedPrefix", at(tc.want))
+				}
 				if !strings.Contains(r.out, at(tc.hfSays)) {
 					t.Errorf("the log lacks hf's own %q:\n%s", at(tc.hfSays), r.out)
 				}

@@ -36,8 +36,8 @@ const (
 	// globs), without the token: a rotated token re-runs the Job, but a
 	// complete download still exits at its marker.
 	EnvContentHash = "HFDL_CONTENT_HASH"
-	// EnvTerminationLog is where the one-line Summary goes on success; default
-	// /dev/termination-log.
+	// EnvTerminationLog is where the one-line Summary goes on success, and the
+	// one-line reason on failure; default /dev/termination-log.
 	EnvTerminationLog = "HFDL_TERMINATION_LOG"
 	// EnvToken is read by hf itself, never by the script: set it only from a
 	// Secret (secretKeyRef).
@@ -64,4 +64,24 @@ type Summary struct {
 	Files   int64  `json:"files"`
 	Bytes   int64  `json:"bytes"`
 	Seconds int64  `json:"seconds"`
+}
+
+// On failure the script writes one line of plain text, its reason, as the
+// whole termination log (and, after LogPrefix, as the last line of the pod
+// log). A failed download's reason starts with FailedPrefix(repo, revision),
+// then says why: for example "access denied (gated or private repo; ...)",
+// "repository not found (...)", "revision v1 not found in <url>", "the token
+// was refused (401); check the token", "disk full: no space left on device
+// in <dir>", hf's own message cut to 300 bytes, or "hf exited with code N".
+// Other failures (bad env, a failed install) are a reason of their own.
+
+// LogPrefix starts every line the script itself writes to the pod log. The
+// termination log's reason is written without it; a termination message
+// that Kubernetes took from the log tail instead (FallbackToLogsOnError, when
+// the script could not write the termination log) has it.
+const LogPrefix = "hf-download: "
+
+// FailedPrefix is how the reason of a failed download of repo@revision starts.
+func FailedPrefix(repo, revision string) string {
+	return "download of " + repo + "@" + revision + " failed: "
 }

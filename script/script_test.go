@@ -22,8 +22,9 @@ import (
 // downloader images) with stub hf and python3 programs first on a PATH that
 // holds only the tools the script is documented to use. SCRIPT_TEST_SHELL runs
 // them all under another shell instead, e.g. SCRIPT_TEST_SHELL="busybox sh"
-// (the command line that stands for sh, split at spaces). realhf_test.go runs
-// the real hf CLI against a fake Hub.
+// (the command line that stands for sh, split at spaces; under busybox the
+// tools are busybox's applets too). realhf_test.go runs the real hf CLI
+// against a fake Hub under both.
 
 const (
 	commitA = "0123456789abcdef0123456789abcdef01234567"
@@ -197,9 +198,13 @@ func newHarnessShell(t *testing.T, sh []string) *harness {
 	for _, d := range []string{h.stubs, h.tools, h.work, filepath.Join(root, "home"), filepath.Join(root, "tmp"), filepath.Join(root, "stubsrc")} {
 		mustMkdir(t, d)
 	}
+	// Under busybox's sh, the tools are busybox's too, as in an Alpine image.
+	underBusybox := filepath.Base(sh[0]) == "busybox"
 	for _, tool := range scriptTools {
 		p, err := exec.LookPath(tool)
-		if err != nil {
+		if underBusybox {
+			p = sh[0]
+		} else if err != nil {
 			t.Skipf("%s not on PATH", tool)
 		}
 		if err := os.Symlink(p, filepath.Join(h.tools, tool)); err != nil {
@@ -222,11 +227,17 @@ func (h *harness) markerPath() string { return filepath.Join(h.dir, MarkerFile) 
 // only through env. overrides may add, change or (with unset) remove entries.
 func (h *harness) run(overrides map[string]string) result {
 	h.t.Helper()
-	h.runs++
-	h.record = filepath.Join(h.root, fmt.Sprintf("record-%d", h.runs))
 	if err := os.Remove(h.termLog()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		h.t.Fatal(err)
 	}
+	return h.runKeepTermLog(overrides)
+}
+
+// runKeepTermLog is run, with whatever the termination log already holds.
+func (h *harness) runKeepTermLog(overrides map[string]string) result {
+	h.t.Helper()
+	h.runs++
+	h.record = filepath.Join(h.root, fmt.Sprintf("record-%d", h.runs))
 	env := map[string]string{
 		"PATH":            h.stubs + ":" + h.tools,
 		"HOME":            filepath.Join(h.root, "home"),
@@ -367,7 +378,7 @@ func (h *harness) checkFailure(r result, reason string) {
 	if r.code != 1 {
 		h.t.Errorf("exit %d, want 1", r.code)
 	}
-	if want := "hf-download: " + reason; r.lastLine() != want {
+	if want := LogPrefix + reason; r.lastLine() != want {
 		h.t.Errorf("last line of output\n %q, want\n %q\n%s", r.lastLine(), want, r.out)
 	}
 	if got, ok := h.readTermLog(); !ok {
@@ -435,6 +446,15 @@ func TestConstantsMatchScript(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"marker_name=" + MarkerFile + "\n", "huggingface_hub==" + HubVersion + "\n", "hf_xet==" + XetVersion + "\n"} {
+		if !strings.Contains(Text, want) {
+			t.Errorf("the script does not contain %q", want)
+		}
+	}
+	for _, want := range []string{
+		"log() { printf '" + LogPrefix + "%s\\n' \"$1\"; }\n",
+		"\tprintf '" + LogPrefix + "%s\\n' \"$_reason\" >&2\n",
+		"die \"" + FailedPrefix("$repo", "$revision") + "$why\"\n",
+	} {
 		if !strings.Contains(Text, want) {
 			t.Errorf("the script does not contain %q", want)
 		}
