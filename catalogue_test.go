@@ -330,7 +330,7 @@ func TestCatalogue(t *testing.T) {
 		}},
 		{"ObservedJobStatusNonsense", testRequest{xr: xrYAML(twoModels), secret: secretResource("hf", "token", testToken),
 			observed: observedAlpha("conditions: [7, {type: Failed, status: 'True', reason: [x]}, {type: Complete, status: true}]\nactive: '1'\n")}, []string{
-			"Warning: download of org/alpha failed: no reason given (to try again: kubectl annotate --overwrite with hfops.kamal.dev/retry=<new value>)",
+			"Warning: model org/alpha failed: no reason given (to try again as it is: kubectl annotate --overwrite modeldownload cache hfops.kamal.dev/retry=<a new value>)",
 			"ModelsDownloaded=False DownloadFailed: 0/2 models downloaded; failed: org/alpha",
 			"ModelsValid=True AllModelsValid: ",
 			"HFTokenAvailable=True SecretFound: Secret \"hf\" key \"token\" holds a token",

@@ -143,7 +143,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	models := c.compose()
 
 	setDesired(rsp, c.desired, models)
-	report(rsp, &spec, models, token, storage, c.conflict)
+	report(rsp, base, &spec, models, token, storage, c.conflict)
 
 	switch {
 	case !token.usable() || !storage.ready():
@@ -224,13 +224,14 @@ func setDesired(rsp *fnv1.RunFunctionResponse, jobs map[string]*fnv1.Resource, m
 }
 
 // report adds the conditions and warnings a user reads on the XR.
-func report(rsp *fnv1.RunFunctionResponse, spec *xrSpec, models []modelStatus, token tokenState, storage storageState, conflicts []string) {
+// name is the ModelDownload as its user knows it (a claim's name for a claim's XR).
+func report(rsp *fnv1.RunFunctionResponse, name string, spec *xrSpec, models []modelStatus, token tokenState, storage storageState, conflicts []string) {
 	s, reason, msg := summary(models)
 	condition(rsp, conditionDownloaded, s, reason, msg)
 	for _, m := range models {
 		if m.Phase == phaseFailed && m.Hash != "" {
-			response.Warning(rsp, errors.Errorf("download of %s failed: %s (to try again: kubectl annotate --overwrite with %s=<new value>)",
-				m.Name, orDefault(m.Message, "no reason given"), annotationRetry)).TargetCompositeAndClaim()
+			response.Warning(rsp, errors.Errorf("model %s failed: %s (to try again as it is: kubectl annotate --overwrite modeldownload %s %s=<a new value>)",
+				m.Name, orDefault(m.Message, "no reason given"), name, annotationRetry)).TargetCompositeAndClaim()
 		}
 	}
 	reportModels(rsp, spec)

@@ -321,7 +321,7 @@ func TestRunFunctionJobs(t *testing.T) {
 					modelEntry("org/beta", nb, hb, "Failed", "  message: 'BackoffLimitExceeded: Job has reached the specified backoff limit'\n")),
 				XRReady: fnv1.Ready_READY_FALSE,
 				Results: []*fnv1.Result{{Severity: warning, Target: both,
-					Message: "download of org/beta failed: BackoffLimitExceeded: Job has reached the specified backoff limit (to try again: kubectl annotate --overwrite with hfops.kamal.dev/retry=<new value>)"}},
+					Message: "model org/beta failed: BackoffLimitExceeded: Job has reached the specified backoff limit (to try again as it is: kubectl annotate --overwrite modeldownload cache hfops.kamal.dev/retry=<a new value>)"}},
 				Conditions: conds("STATUS_CONDITION_FALSE/DownloadFailed", allValid),
 				TTL:        ttlSettled,
 			},

@@ -159,7 +159,8 @@ func xrOf(name string, spec, status *structpb.Value) *structpb.Struct {
 	return xr
 }
 
-// resolvedRequest is a request after Crossplane resolved both requirements.
+// resolvedRequest is a request after Crossplane resolved the requirements:
+// the PVC exists, no other ModelDownload shares it.
 func resolvedRequest(xr *structpb.Struct, observed map[string]*fnv1.Resource, secret *fnv1.Resource, pods []*fnv1.Resource, input *structpb.Struct) *fnv1.RunFunctionRequest {
 	req := &fnv1.RunFunctionRequest{
 		Meta:     &fnv1.RequestMeta{Tag: "fuzz"},
@@ -167,6 +168,8 @@ func resolvedRequest(xr *structpb.Struct, observed map[string]*fnv1.Resource, se
 		RequiredResources: map[string]*fnv1.Resources{
 			requirementToken: {},
 			requirementPods:  {Items: pods},
+			requirementPVC:   {Items: []*fnv1.Resource{pvcResource(testPVCUID)}},
+			requirementPeers: {},
 		},
 		Input: input,
 	}
@@ -267,7 +270,78 @@ func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFuncti
 	}
 	checkJobs(t, req, rsp)
 	checkStatusLists(t, req, rsp)
+	checkPromises(t, req, rsp)
 	return rsp
+}
+
+// checkPromises: what status promises holds for any request.
+//   - A model is Completed only if a Job of its current hash completed (one
+//     observed, of the hash the entry names), or the recorded completion
+//     has that hash and the current PVC's uid; never without the PVC.
+//   - A Job of a finished attempt (recorded Completed or Failed under its
+//     hash) is never desired again unless it is observed, alive, in Job
+//     mode: nothing makes it again.
+//   - An entry's pvcUID, where the PVC is known, is the PVC's.
+func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse) {
+	t.Helper()
+	pvcUID := ""
+	if items := req.GetRequiredResources()[requirementPVC].GetItems(); len(items) > 0 &&
+		!present(get(items[0].GetResource(), "metadata", "deletionTimestamp")) {
+		pvcUID = orDefault(getString(items[0].GetResource(), "metadata", "uid"), "-")
+	}
+	recorded := recordedStatus(req.GetObserved().GetComposite().GetResource())
+	// Observed Jobs of ours, by model and hash.
+	type seen struct{ complete, alive bool }
+	observed := map[string]seen{}
+	for _, r := range req.GetObserved().GetResources() {
+		composed := r.GetResource()
+		if getString(composed, "metadata", "labels", labelApp) != appName {
+			continue
+		}
+		k := getString(composed, "metadata", "annotations", annotationModel) + "@" + getString(composed, "metadata", "labels", labelSpecHash)
+		phase, _ := jobPhase(unwrap(composed))
+		// Labels are mutable: two Jobs may claim one hash.
+		s := observed[k]
+		observed[k] = seen{complete: s.complete || phase == phaseCompleted, alive: s.alive || !beingDeleted(composed)}
+	}
+	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+		m := e.GetStructValue()
+		name, hash, phase := getString(m, "name"), getString(m, "hash"), getString(m, "phase")
+		if u := getString(m, "pvcUID"); u != "" && pvcUID != "" && u != pvcUID {
+			t.Fatalf("model %s: recorded on PVC %q, the PVC is %q", name, u, pvcUID)
+		}
+		if phase != phaseCompleted {
+			continue
+		}
+		if pvcUID == "" {
+			t.Fatalf("model %s is Completed while the PVC is missing", name)
+		}
+		rec, hasRec := recorded[name]
+		byJob := observed[name+"@"+hash].complete
+		byRecord := hasRec && rec.Phase == phaseCompleted && rec.Hash == hash && rec.PVCUID == pvcUID
+		if !byJob && !byRecord {
+			t.Fatalf("model %s is Completed under hash %q, but no Job of that hash completed and no completion of it on PVC %q was recorded", name, hash, pvcUID)
+		}
+	}
+	objects := false
+	for key, r := range rsp.GetDesired().GetResources() {
+		res := r.GetResource()
+		if getString(res, "kind") == "Object" {
+			objects = true
+			res = get(res, "spec", "forProvider", "manifest").GetStructValue()
+		}
+		if key == pvcKey {
+			continue
+		}
+		model, hash := getString(res, "metadata", "annotations", annotationModel), getString(res, "metadata", "labels", labelSpecHash)
+		rec, ok := recorded[model]
+		if !ok || rec.Hash != hash || !terminal(rec.Phase) {
+			continue
+		}
+		if s := observed[model+"@"+hash]; !s.alive || objects {
+			t.Fatalf("model %s: the Job of a finished attempt (%s, hash %s) is desired again", model, rec.Phase, hash)
+		}
+	}
 }
 
 // checkNoLeak: no value of the token Secret appears in the response, the
@@ -478,19 +552,19 @@ func FuzzObserved(f *testing.F) {
 	for _, d := range yamlDocs(f, readExample(f, "example/observed/complete-and-failed.yaml")) {
 		if s, ok := jsonStruct(d); ok {
 			b, _ := s.GetFields()["status"].MarshalJSON()
-			f.Add(string(b), complete, "", `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, false)
+			f.Add(string(b), complete, "", `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, false, uint8(0), "")
 		}
 	}
 	xrStatus, _ := jsonStruct(yamlJSON(f, readExample(f, "example/xr-after-ttl.yaml")))
 	recorded, _ := xrStatus.GetFields()["status"].MarshalJSON()
-	f.Add(running, failed, string(recorded), "not json", "", false, false)
-	f.Add(complete, complete, `{"models":[{"name":"org/alpha","phase":"Completed","hash":"x","commit":"zz","files":-1}]}`, "", "", false, false)
-	f.Add(`{"conditions":"x","active":"1"}`, `{"conditions":[null,1,{"type":"Failed","status":"True","reason":7}]}`, `{"models":"x","pending":[1]}`, `{"commit":"`+strings.Repeat("a", 65)+`"}`, "", true, false)
-	f.Add(`{"conditions":[{"type":"Suspended","status":"True"}],"active":1e300}`, `[]`, `{"models":[{"name":"org/beta","phase":"Nonsense","hash":"../../etc"},{"name":"org/beta","phase":"Completed"}]}`, "", "", false, false)
+	f.Add(running, failed, string(recorded), "not json", "", false, false, uint8(0), "")
+	f.Add(complete, complete, `{"models":[{"name":"org/alpha","phase":"Completed","hash":"x","commit":"zz","files":-1}]}`, "", "", false, false, uint8(0), "")
+	f.Add(`{"conditions":"x","active":"1"}`, `{"conditions":[null,1,{"type":"Failed","status":"True","reason":7}]}`, `{"models":"x","pending":[1]}`, `{"commit":"`+strings.Repeat("a", 65)+`"}`, "", true, false, uint8(0), "")
+	f.Add(`{"conditions":[{"type":"Suspended","status":"True"}],"active":1e300}`, `[]`, `{"models":[{"name":"org/beta","phase":"Nonsense","hash":"../../etc"},{"name":"org/beta","phase":"Completed"}]}`, "", "", false, false, uint8(0), "")
 	foreign := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Not_Ours","annotations":{"hfops.kamal.dev/model":"org/alpha","hfops.kamal.dev/config-hash":"x"}},"data":{"a":"b"}}`
-	f.Add(running, running, "", "", foreign, false, false)
-	f.Add(running, running, "", "", foreign, true, false)
-	f.Add(`{}`, `{}`, `{}`, `{}`, `{"kind":"Job","metadata":{"name":"x"}}`, false, false)
+	f.Add(running, running, "", "", foreign, false, false, uint8(0), "")
+	f.Add(running, running, "", "", foreign, true, false, uint8(0), "")
+	f.Add(`{}`, `{}`, `{}`, `{}`, `{"kind":"Job","metadata":{"name":"x"}}`, false, false, uint8(0), "")
 	// A Job of ours whose spec-hash label was edited by hand (labels of a
 	// live Job are mutable), observed while the token is missing.
 	base := fuzzBase()
@@ -501,8 +575,8 @@ func FuzzObserved(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(running, running, "", "", string(edited), false, false)
-	f.Add(running, running, "", "", string(edited), true, false)
+	f.Add(running, running, "", "", string(edited), false, false, uint8(0), "")
+	f.Add(running, running, "", "", string(edited), true, false, uint8(0), "")
 	// A Job of ours being deleted (the TTL controller deletes in the
 	// foreground): never desired again.
 	deleting := proto.Clone(base.GetDesired().GetResources()[sortedKeys(base.GetDesired().GetResources())[0]].GetResource()).(*structpb.Struct)
@@ -513,14 +587,39 @@ func FuzzObserved(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(running, running, "", "", string(deletingJob), false, false)
-	f.Add(complete, running, "", "", string(deletingJob), true, false)
-	f.Add(running, failed, "", "", "", true, true)
-	f.Add(complete, complete, string(recorded), `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, true)
-	f.Add(running, running, "", "", foreign, false, true)
-	f.Add(`{"conditions":[{"type":"Complete","status":"True"}]}`, "", `{"models":[{"name":"org/alpha","phase":"Completed"}]}`, "", "", false, true)
+	f.Add(running, running, "", "", string(deletingJob), false, false, uint8(0), "")
+	f.Add(complete, running, "", "", string(deletingJob), true, false, uint8(0), "")
+	f.Add(running, failed, "", "", "", true, true, uint8(0), "")
+	f.Add(complete, complete, string(recorded), `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, true, uint8(0), "")
+	f.Add(running, running, "", "", foreign, false, true, uint8(0), "")
+	f.Add(`{"conditions":[{"type":"Complete","status":"True"}]}`, "", `{"models":[{"name":"org/alpha","phase":"Completed"}]}`, "", "", false, true, uint8(0), "")
 
-	f.Fuzz(func(t *testing.T, statusA, statusB, xrStatus, podMessage, foreign string, token, objects bool) {
+	// Outcomes recorded under the hashes of a real first call, the Jobs gone
+	// (their TTL) or still there, the PVC there, missing, replaced or going,
+	// and the retry annotation set.
+	for _, objects := range []bool{false, true} {
+		first := fuzzBase()
+		if objects {
+			first = fuzzObjectBase()
+		}
+		rec := proto.Clone(first.GetDesired().GetComposite().GetResource().GetFields()["status"]).(*structpb.Value)
+		entries := get(rec.GetStructValue(), "models").GetListValue().GetValues()
+		entries[0].GetStructValue().Fields["phase"] = str(phaseFailed)
+		entries[0].GetStructValue().Fields["retry"] = str("r1")
+		entries[1].GetStructValue().Fields["phase"] = str(phaseCompleted)
+		recorded, err := rec.MarshalJSON()
+		if err != nil {
+			f.Fatal(err)
+		}
+		for pvc := range uint8(4) {
+			f.Add("gone", "gone", string(recorded), "", "", true, objects, pvc, "r1")
+			f.Add(failed, complete, string(recorded), "", "", true, objects, pvc, "r2")
+			f.Add("gone", "gone", string(recorded), "", "", false, objects, pvc, "r2")
+			f.Add(running, complete, string(recorded), "", string(deletingJob), true, objects, pvc, "")
+		}
+	}
+
+	f.Fuzz(func(t *testing.T, statusA, statusB, xrStatus, podMessage, foreign string, token, objects bool, pvc uint8, retry string) {
 		if !utf8.ValidString(podMessage) { // protobuf strings are UTF-8
 			return
 		}
@@ -535,6 +634,9 @@ func FuzzObserved(f *testing.F) {
 			if i == 1 {
 				st = statusB
 			}
+			if st == "gone" {
+				continue
+			}
 			composed := proto.Clone(base.GetDesired().GetResources()[key].GetResource()).(*structpb.Struct)
 			job := composed
 			if objects {
@@ -545,6 +647,8 @@ func FuzzObserved(f *testing.F) {
 			if v, ok := jsonValue(st); ok {
 				job.Fields["status"] = v
 			}
+			job.Fields["metadata"] = structpb.NewStructValue(proto.Clone(job.Fields["metadata"].GetStructValue()).(*structpb.Struct))
+			job.Fields["metadata"].GetStructValue().Fields["uid"] = str(jobUID(getString(job, "metadata", "name")))
 			observed[key] = &fnv1.Resource{Resource: composed}
 			pod := succeededPod(getString(job, "metadata", "name"), "")
 			get(pod.GetResource(), "status", "containerStatuses").GetListValue().GetValues()[0].GetStructValue().
@@ -562,11 +666,25 @@ func FuzzObserved(f *testing.F) {
 		if status != nil {
 			xr.Fields["status"] = status
 		}
+		if retry != "" {
+			xr.Fields["metadata"].GetStructValue().Fields["annotations"] = object(fields{annotationRetry: str(retry)})
+		}
 		var secret *fnv1.Resource
 		if token {
 			secret = secretResource("hf", "token", testToken)
 		}
-		rsp := checkInvariants(t, resolvedRequest(xr, observed, secret, pods, nil))
+		req := resolvedRequest(xr, observed, secret, pods, nil)
+		switch pvc % 4 {
+		case 1: // missing
+			req.RequiredResources[requirementPVC].Items = nil
+		case 2: // deleted and made again: a new volume
+			req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{pvcResource("another-volume")}
+		case 3: // being deleted
+			p := pvcResource(testPVCUID, "ReadWriteOnce")
+			p.Resource.Fields["metadata"].GetStructValue().Fields["deletionTimestamp"] = str("2026-11-26T00:00:00Z")
+			req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{p}
+		}
+		rsp := checkInvariants(t, req)
 		// A resource that is not one of this function's Jobs is never
 		// re-applied, least of all in another shape.
 		if got, ok := rsp.GetDesired().GetResources()["foreign"]; ok {

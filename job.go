@@ -30,8 +30,8 @@ const (
 	// minKeepAliveSeconds: a finished Job must stay long enough for the
 	// function to see how it ended (it is called at least every 20 s while
 	// a download runs), or its outcome would be lost and the model tried
-	// again.
-	minKeepAliveSeconds = 60
+	// again, forever with a TTL of zero.
+	minKeepAliveSeconds = 30
 
 	containerName = "download"
 	homeDir       = "/home/hf"
@@ -105,6 +105,10 @@ func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuild
 		envVar(script.EnvMaxWorkers, itoa(p.MaxWorkers)),
 		envVar(script.EnvForce, boolString(s.Settings.ForceReload)),
 		envVar("HOME", homeDir),
+		// A download pod talks to the Hub alone: no PyPI version check, no
+		// telemetry, on every start of every Job.
+		envVar("HF_HUB_DISABLE_UPDATE_CHECK", "1"),
+		envVar("HF_HUB_DISABLE_TELEMETRY", "1"),
 	)
 	if s.Settings.EnableHFTransfer {
 		// hf_transfer is deprecated upstream in favour of hf_xet's high

@@ -155,7 +155,7 @@ func TestRunFunctionMeasuresExactly(t *testing.T) {
 // TestResponseLimitEndToEnd: an XR whose Jobs do not fit Crossplane's 4 MB
 // answers with the Fatal alone, through RunFunction as Crossplane calls it.
 func TestResponseLimitEndToEnd(t *testing.T) {
-	const n = 500 // about 10.6 KB a model: 5 MB
+	const n = 500 // about 18 KB a model: 9 MB
 	first, _ := benchRequests(t, n)
 	rsp, err := newTestFunction().RunFunction(context.Background(), first.req)
 	if err != nil {
@@ -169,7 +169,7 @@ func TestResponseLimitEndToEnd(t *testing.T) {
 	}
 	r := rsp.GetResults()[0]
 	msg := r.GetMessage()
-	if r.GetSeverity() != fnv1.Severity_SEVERITY_FATAL || !strings.HasPrefix(msg, "the response for 500 models is 5.") ||
+	if r.GetSeverity() != fnv1.Severity_SEVERITY_FATAL || !strings.HasPrefix(msg, "the response for 500 models is "+mb(proto.Size(first.rsp))+",") ||
 		!strings.HasSuffix(msg, "over the 4 MB gRPC message limit of Crossplane's client (Crossplane v2.2.1 has no flag to raise it; "+
 			"the function's --max-recv-message-size governs only requests): split the models across several ModelDownloads") {
 		t.Errorf("result = %v %q", r.GetSeverity(), msg)

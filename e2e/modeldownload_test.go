@@ -47,10 +47,19 @@ func newModelDownload(t *testing.T, name string, edit func(spec map[string]any))
 // there under the given name, after edit has changed its spec.
 func applyModelDownload(t *testing.T, xr *unstructured.Unstructured, name string, edit func(spec map[string]any)) *modelDownload {
 	t.Helper()
+	ns := tokenNamespace(t, name)
+	pvc, _, _ := unstructured.NestedString(xr.Object, "spec", "storagePVC")
+	createPVC(t, ns, pvc)
+	return applyIn(t, ns, xr, name, edit)
+}
+
+// tokenNamespace creates a restricted namespace holding the token Secret of
+// example/required/secret.yaml.
+func tokenNamespace(t *testing.T, name string) string {
+	t.Helper()
 	x := useFunction(t)
 	ctx := context.Background()
 	ns := newNamespace(t, name, restrictedNamespaceLabels)
-
 	secrets, err := readObjects(exampleFile("required/secret.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -68,20 +77,33 @@ func applyModelDownload(t *testing.T, xr *unstructured.Unstructured, name string
 			t.Fatal(err)
 		}
 	}
-	xr.SetNamespace(ns)
-	xr.SetName(name)
-	pvc, _, _ := unstructured.NestedString(xr.Object, "spec", "storagePVC")
-	_, err = cluster.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: pvc},
+	return ns
+}
+
+// createPVC creates a ReadWriteOnce PVC, as a user would before applying a ModelDownload.
+func createPVC(t *testing.T, ns, name string) *corev1.PersistentVolumeClaim {
+	t.Helper()
+	pvc, err := cluster.kube.CoreV1().PersistentVolumeClaims(ns).Create(context.Background(), &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("50Gi")}},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("create PVC %s: %v", pvc, err)
+		t.Fatalf("create PVC %s: %v", name, err)
 	}
-	md := &modelDownload{x: x, ns: ns, name: name, obj: xr}
+	return pvc
+}
+
+// applyIn applies xr (a copy) into namespace ns under the given name, after edit has
+// changed its spec.
+func applyIn(t *testing.T, ns string, xr *unstructured.Unstructured, name string, edit func(spec map[string]any)) *modelDownload {
+	t.Helper()
+	xr = xr.DeepCopy()
+	xr.SetNamespace(ns)
+	xr.SetName(name)
+	md := &modelDownload{x: useFunction(t), ns: ns, name: name, obj: xr}
 	md.update(t, edit)
 	return md
 }
