@@ -464,3 +464,52 @@ func TestGlobOrderIsNotContent(t *testing.T) {
 		t.Fatalf("one glob set in two orders: content %s and %s", a, b)
 	}
 }
+
+func TestJobVanishedMidRunStartsANewAttempt(t *testing.T) {
+	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+		s.reconcile()
+		s.start("org/alpha")
+		s.reconcile()
+		lost := s.entry("org/alpha")["jobName"]
+		// Gone between two calls (deleted by hand, or by a TTL so short the
+		// outcome was never seen): nobody knows how it ended.
+		s.api.delete(lost)
+		s.reconcile()
+		e := s.entry("org/alpha")
+		if s.objects {
+			// provider-kubernetes makes the Job of a managed Object again at
+			// once: the same attempt starts over, from nothing.
+			if e["jobName"] != lost || e["phase"] != phasePending || s.api.jobs[lost] == nil {
+				t.Fatalf("Object mode: the provider's new Job of the same attempt, Pending, got %v", e)
+			}
+			return
+		}
+		if e["jobName"] == lost || e["attempt"] != "2" || e["phase"] != phasePending {
+			t.Fatalf("a Job lost mid-run: want attempt 2 under a new name, got %v", e)
+		}
+		if got := s.desiredJobs(); len(got) != 1 || got[0] != e["jobName"] {
+			t.Fatalf("the new attempt's Job starts: %v", got)
+		}
+	})
+}
+
+func TestModelDownloadMadeAgainGetsJobsOfItsOwn(t *testing.T) {
+	// A ModelDownload deleted and applied again under the same name is a new
+	// XR (a new uid): in Object mode its predecessor's finished Jobs may
+	// still be there, orphaned, and must not be adopted as its own.
+	api := newAPIServer()
+	var names []string
+	for _, uid := range []string{"first-uid", "second-uid"} {
+		s := newXRSim(t, api, strings.Replace(claimXR(oneModel), "name: cache-x7k2p\n", "name: cache-x7k2p\n  uid: "+uid+"\n", 1))
+		s.reconcile()
+		names = append(names, s.entry("org/alpha")["jobName"])
+		s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
+		s.reconcile()
+		if e := s.entry("org/alpha"); len(names) == 2 && e["commit"] != "aaaa" {
+			t.Fatalf("the second XR's own Job completed: %v", e)
+		}
+	}
+	if names[0] == names[1] {
+		t.Fatalf("an XR made again under the same name reuses the Job name %s", names[0])
+	}
+}
