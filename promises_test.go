@@ -359,11 +359,12 @@ func TestOnlyOwnPodsSpeakForAJob(t *testing.T) {
 func TestFailureReasonReachesStatusClean(t *testing.T) {
 	s := newXRSim(t, newAPIServer(), xrYAML(oneModel))
 	s.reconcile()
-	noisy := "\x1b[31mError: Access denied.\x1b[0m\nHint: set HF_DEBUG=1\n\x1b[1m" + accessDenied + " token " + testToken + "\x1b[0m\n\n"
+	// The Secret's token, and another one a user pasted somewhere.
+	noisy := "\x1b[31mError: Access denied.\x1b[0m\nHint: set HF_DEBUG=1\n\x1b[1m" + accessDenied + " token " + testToken + " or hf_OtherUsersToken0123\x1b[0m\n\n"
 	s.finish("org/alpha", false, noisy)
 	s.reconcile()
 	e := s.entry("org/alpha")
-	want := accessDenied + " token [token]; Job BackoffLimitExceeded: Job has reached the specified backoff limit"
+	want := accessDenied + " token [token] or [token]; Job BackoffLimitExceeded: Job has reached the specified backoff limit"
 	if diff := cmp.Diff(want, e["message"]); diff != "" {
 		t.Fatalf("the failed pod's last line, plain and without the token; -want, +got:\n%s", diff)
 	}
