@@ -337,8 +337,10 @@ func TestOnlyOwnPodsSpeakForAJob(t *testing.T) {
 	uid := getString(j, "metadata", "uid")
 	own := s.api.pods[uid][0]
 	// A pod with the Job's labels but another controller, and one with no
-	// owner at all, both claiming another commit.
-	for i, owner := range []string{"  ownerReferences: [{apiVersion: batch/v1, kind: Job, name: x, uid: someone-else, controller: true}]\n", ""} {
+	// owner at all, each claiming another commit.
+	// And one that names the Job as an owner, but not as its controller.
+	for i, owner := range []string{"  ownerReferences: [{apiVersion: batch/v1, kind: Job, name: x, uid: someone-else, controller: true}]\n", "",
+		"  ownerReferences: [{apiVersion: batch/v1, kind: Job, name: x, uid: " + getString(j, "metadata", "uid") + "}]\n"} {
 		fake := mustStruct(fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata:\n  name: fake-%d\n  namespace: ml\n  labels: {app: hf-downloader, parent: cache, batch.kubernetes.io/job-name: %s}\n%s"+
 			"status: {containerStatuses: [{name: download, state: {terminated: {exitCode: 0, message: '{\"commit\":\"f00d\",\"files\":9,\"bytes\":9,\"seconds\":9}'}}}]}\n",
 			i, getString(j, "metadata", "name"), owner))
