@@ -6,7 +6,7 @@
 # itself: this script never prints it, passes it as an argument or writes it.
 #
 # POSIX sh: it must run under dash and busybox sh. Tools used besides the shell:
-# cat date find mkdir mkfifo mktemp mv rm sed sort stat tail tee (and python3
+# cat date find mkdir mkfifo mktemp mv rm sed sort stat tail tee tr (and python3
 # only when `hf` is missing).
 
 # No globbing and newline-only field splitting anywhere: glob lists arrive
@@ -25,24 +25,7 @@ log() { printf 'hf-download: %s\n' "$1"; }
 # oneline prints $1 with every control character (newlines included) turned
 # into a space, so a reason stays one line of plain text whatever it quotes.
 oneline() {
-	case $1 in
-	*[[:cntrl:]]*) ;;
-	*)
-		printf '%s' "$1"
-		return
-		;;
-	esac
-	_s=$1 _out=
-	while [ -n "$_s" ]; do
-		_rest=${_s#?}
-		_c=${_s%"$_rest"}
-		_s=$_rest
-		case $_c in
-		[[:cntrl:]]) _out="$_out " ;;
-		*) _out=$_out$_c ;;
-		esac
-	done
-	printf '%s' "$_out"
+	printf '%s' "$1" | tr '[:cntrl:]' ' '
 }
 
 # die ends the run with a reason, in plain text on one line: the last line of

@@ -34,7 +34,7 @@ const (
 )
 
 // scriptTools are the commands download.sh may use besides the shell builtins.
-var scriptTools = []string{"cat", "date", "find", "mkdir", "mkfifo", "mktemp", "mv", "rm", "sed", "sh", "sort", "stat", "tail", "tee"}
+var scriptTools = []string{"cat", "date", "find", "mkdir", "mkfifo", "mktemp", "mv", "rm", "sed", "sh", "sort", "stat", "tail", "tee", "tr"}
 
 // stubFiles is what the stub hf "downloads" into --local-dir.
 var stubFiles = map[string]string{
