@@ -131,10 +131,7 @@ func TestJobNameNeverStandsForTwoAttempts(t *testing.T) {
 
 func TestJobLostMidRunStartsANewAttempt(t *testing.T) {
 	modes(t, oneModel, func(t *testing.T, s *xrSim) {
-		s.reconcile()
-		s.start("org/alpha")
-		s.reconcile()
-		killed := s.entry("org/alpha")["jobName"]
+		killed := s.running("org/alpha")
 		// Deleted by hand while running: it lingers while its pod stops.
 		s.api.beginDelete(killed)
 		s.reconcile()
@@ -470,10 +467,7 @@ func TestGlobOrderIsNotContent(t *testing.T) {
 
 func TestJobVanishedMidRunStartsANewAttempt(t *testing.T) {
 	modes(t, oneModel, func(t *testing.T, s *xrSim) {
-		s.reconcile()
-		s.start("org/alpha")
-		s.reconcile()
-		lost := s.entry("org/alpha")["jobName"]
+		lost := s.running("org/alpha")
 		// Gone between two calls (deleted by hand, or by a TTL so short the
 		// outcome was never seen): nobody knows how it ended.
 		s.api.delete(lost)

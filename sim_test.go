@@ -277,6 +277,14 @@ func (s *xrSim) start(model string) {
 	s.jobOf(model).Fields["status"] = structpb.NewStructValue(mustStruct(jobRunning))
 }
 
+// running reconciles until the model's Job runs, and names it.
+func (s *xrSim) running(model string) string {
+	s.reconcile()
+	s.start(model)
+	s.reconcile()
+	return s.entry(model)["jobName"]
+}
+
 // ttl deletes a finished Job as the TTL controller does.
 func (s *xrSim) ttl(model string) { s.api.delete(s.entry(model)["jobName"]) }
 
