@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -250,7 +251,11 @@ func TestOnlyOneCurrentJobKeptWhileTokenUnreadable(t *testing.T) {
 	s.reconcile()
 	s.secret = secretResource("hf", "token", testToken+"-rotated")
 	// Crossplane has not deleted the first Job yet when the Secret goes.
-	keepFirst := s.observed
+	keepFirst := map[string]*fnv1.Resource{}
+	for k, v := range s.observed {
+		keepFirst[k] = v
+	}
+	firstJob := proto.Clone(s.api.jobs[first]).(*structpb.Struct)
 	s.reconcile()
 	second := s.entry("org/alpha")["jobName"]
 	if second == first {
@@ -259,7 +264,11 @@ func TestOnlyOneCurrentJobKeptWhileTokenUnreadable(t *testing.T) {
 	for k, v := range keepFirst {
 		s.observed[k] = v
 	}
+	s.api.jobs[first] = firstJob
 	s.refresh()
+	if len(s.observed) != 2 {
+		t.Fatalf("want both Jobs observed, got %d", len(s.observed))
+	}
 	s.secret = nil
 	s.reconcile()
 	if got := s.desiredJobs(); len(got) != 1 || got[0] != second {
