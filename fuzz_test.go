@@ -131,11 +131,23 @@ func yamlDocs(tb testing.TB, y string) []string {
 
 // specJSON is the spec of an XR file as JSON text.
 func specJSON(tb testing.TB, xr string) string {
-	s, ok := jsonStruct(yamlJSON(tb, xr))
+	return fieldJSON(tb, yamlJSON(tb, xr), "spec")
+}
+
+// fieldJSON is one top-level field of an example object as JSON text. An
+// example that changed shape fails the seeds that read it, loudly, instead
+// of seeding nothing.
+func fieldJSON(tb testing.TB, obj, field string) string {
+	tb.Helper()
+	s, ok := jsonStruct(obj)
 	if !ok {
-		tb.Fatal("not an object")
+		tb.Fatalf("an example is not an object: %.80s", obj)
 	}
-	b, err := s.GetFields()["spec"].MarshalJSON()
+	v, ok := s.GetFields()[field]
+	if !ok || v.GetStructValue() == nil {
+		tb.Fatalf("an example has no %s object: %.80s", field, obj)
+	}
+	b, err := v.MarshalJSON()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -291,7 +303,7 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 	}
 	recorded := recordedStatus(req.GetObserved().GetComposite().GetResource())
 	// Observed Jobs of ours, by model and hash.
-	type seen struct{ complete, alive bool }
+	type seen struct{ complete, failed, alive bool }
 	observed := map[string]seen{}
 	for _, r := range req.GetObserved().GetResources() {
 		composed := r.GetResource()
@@ -302,11 +314,15 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		phase, _ := jobPhase(unwrap(composed))
 		// Labels are mutable: two Jobs may claim one hash.
 		s := observed[k]
-		observed[k] = seen{complete: s.complete || phase == phaseCompleted, alive: s.alive || !beingDeleted(composed)}
+		observed[k] = seen{complete: s.complete || phase == phaseCompleted, failed: s.failed || phase == phaseFailed,
+			alive: s.alive || !beingDeleted(composed)}
 	}
 	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
 		m := e.GetStructValue()
 		name, hash, phase := getString(m, "name"), getString(m, "hash"), getString(m, "phase")
+		if phase == phaseCompleted && observed[name+"@"+hash].failed {
+			t.Fatalf("model %s is Completed while a Job of its hash %s failed", name, hash)
+		}
 		if u := getString(m, "pvcUID"); u != "" && pvcUID != "" && u != pvcUID {
 			t.Fatalf("model %s: recorded on PVC %q, the PVC is %q", name, u, pvcUID)
 		}
@@ -421,6 +437,32 @@ func checkJobs(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunction
 			t.Fatalf("Job %q in namespace %q, want %q", name, got, ns)
 		}
 		checkMeta(t, key, get(res, "spec", "template").GetStructValue())
+		if _, kept := req.GetObserved().GetResources()[key]; !kept {
+			checkNewJob(t, req, rsp, key, res)
+		}
+	}
+}
+
+// checkNewJob: a Job the function makes (not one it keeps as observed) is
+// hardened, takes the token from a secretKeyRef alone, mounts the PVC where
+// the script writes, and hands the script the content hash status records.
+func checkNewJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse, key string, res *structpb.Struct) {
+	t.Helper()
+	job := asJob(t, res)
+	pvc := getString(req.GetObserved().GetComposite().GetResource(), "spec", "storagePVC")
+	mountPath := orDefault(getString(req.GetInput(), "mountPath"), defaultMountPath)
+	if p := jobProblems(job, pvc, mountPath); len(p) > 0 {
+		t.Fatalf("Job %s: %v", key, p)
+	}
+	model := job.Annotations[annotationModel]
+	var env string
+	for _, e := range job.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == script.EnvContentHash {
+			env = e.Value
+		}
+	}
+	if want := contentHashes(rsp)[model]; env == "" || env != want {
+		t.Fatalf("Job %s: %s %q, but status records the content hash %q", key, script.EnvContentHash, env, want)
 	}
 }
 
@@ -500,8 +542,54 @@ func FuzzSpec(f *testing.F) {
 			return
 		}
 		req := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("hf", "token", testToken), nil, nil)
-		checkInvariants(t, req)
+		rsp := checkInvariants(t, req)
+		if isFatal(rsp) {
+			return
+		}
+		// The content hash is what lands on disk: not the token, not the
+		// Job's resources, not the Input.
+		other := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("hf", "token", testToken+"-other"), nil,
+			mustStruct(inputHeader+"resources: {cpu: '7', memory: 3Gi}\nmaxWorkers: 3\nimage: example.com/other:1\n"))
+		want := contentHashes(rsp)
+		for model, got := range contentHashes(checkInvariants(t, other)) {
+			if w, ok := want[model]; ok && got != w {
+				t.Fatalf("model %s: the content hash changed with the token, resources or Input (%s -> %s)", model, w, got)
+			}
+		}
+		// And it follows the revision.
+		first := get(v.GetStructValue(), "models").GetListValue().GetValues()
+		if len(first) == 0 || first[0].GetStructValue() == nil {
+			return
+		}
+		model := getString(first[0].GetStructValue(), "name")
+		changed := proto.Clone(v).(*structpb.Value)
+		m0 := changed.GetStructValue().Fields["models"].GetListValue().GetValues()[0].GetStructValue()
+		m0.Fields["revision"] = str(orDefault(getString(m0, "revision"), defaultRevision) + "-other")
+		after := contentHashes(checkInvariants(t, resolvedRequest(xrOf(xrName, changed, nil), nil, secretResource("hf", "token", testToken), nil, nil)))
+		if b, a := want[model], after[model]; b != "" && a != "" && a == b {
+			t.Fatalf("model %s: another revision kept the content hash %s", model, a)
+		}
 	})
+}
+
+func isFatal(rsp *fnv1.RunFunctionResponse) bool {
+	for _, r := range rsp.GetResults() {
+		if r.GetSeverity() == fnv1.Severity_SEVERITY_FATAL {
+			return true
+		}
+	}
+	return false
+}
+
+// contentHashes maps each model of a response's status to its content hash.
+func contentHashes(rsp *fnv1.RunFunctionResponse) map[string]string {
+	out := map[string]string{}
+	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+		if h := getString(e.GetStructValue(), "contentHash"); h != "" {
+			out[getString(e.GetStructValue(), "name")] = h
+		}
+	}
+	return out
 }
 
 // fuzzBase is the response to twoModels with the token: the Jobs the
@@ -549,15 +637,15 @@ func sortedKeys(m map[string]*fnv1.Resource) []string {
 func FuzzObserved(f *testing.F) {
 	complete, failed := yamlJSON(f, jobComplete), yamlJSON(f, jobFailed)
 	running := yamlJSON(f, jobRunning)
-	for _, d := range yamlDocs(f, readExample(f, "example/observed/complete-and-failed.yaml")) {
-		if s, ok := jsonStruct(d); ok {
-			b, _ := s.GetFields()["status"].MarshalJSON()
-			f.Add(string(b), complete, "", `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, false, uint8(0), "")
-		}
+	observedJobs := yamlDocs(f, readExample(f, "example/observed/complete-and-failed.yaml"))
+	if len(observedJobs) != 2 {
+		f.Fatalf("example/observed/complete-and-failed.yaml: want 2 Jobs, got %d documents", len(observedJobs))
 	}
-	xrStatus, _ := jsonStruct(yamlJSON(f, readExample(f, "example/xr-after-ttl.yaml")))
-	recorded, _ := xrStatus.GetFields()["status"].MarshalJSON()
-	f.Add(running, failed, string(recorded), "not json", "", false, false, uint8(0), "")
+	for _, d := range observedJobs {
+		f.Add(fieldJSON(f, d, "status"), complete, "", `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, false, uint8(0), "")
+	}
+	recorded := fieldJSON(f, yamlJSON(f, readExample(f, "example/xr-after-ttl.yaml")), "status")
+	f.Add(running, failed, recorded, "not json", "", false, false, uint8(0), "")
 	f.Add(complete, complete, `{"models":[{"name":"org/alpha","phase":"Completed","hash":"x","commit":"zz","files":-1}]}`, "", "", false, false, uint8(0), "")
 	f.Add(`{"conditions":"x","active":"1"}`, `{"conditions":[null,1,{"type":"Failed","status":"True","reason":7}]}`, `{"models":"x","pending":[1]}`, `{"commit":"`+strings.Repeat("a", 65)+`"}`, "", true, false, uint8(0), "")
 	f.Add(`{"conditions":[{"type":"Suspended","status":"True"}],"active":1e300}`, `[]`, `{"models":[{"name":"org/beta","phase":"Nonsense","hash":"../../etc"},{"name":"org/beta","phase":"Completed"}]}`, "", "", false, false, uint8(0), "")
@@ -590,7 +678,7 @@ func FuzzObserved(f *testing.F) {
 	f.Add(running, running, "", "", string(deletingJob), false, false, uint8(0), "")
 	f.Add(complete, running, "", "", string(deletingJob), true, false, uint8(0), "")
 	f.Add(running, failed, "", "", "", true, true, uint8(0), "")
-	f.Add(complete, complete, string(recorded), `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, true, uint8(0), "")
+	f.Add(complete, complete, recorded, `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, true, uint8(0), "")
 	f.Add(running, running, "", "", foreign, false, true, uint8(0), "")
 	f.Add(`{"conditions":[{"type":"Complete","status":"True"}]}`, "", `{"models":[{"name":"org/alpha","phase":"Completed"}]}`, "", "", false, true, uint8(0), "")
 
