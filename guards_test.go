@@ -127,9 +127,11 @@ func TestJobProblemsFindsThem(t *testing.T) {
 	for name, breakIt := range map[string]func(j *batchv1.Job){
 		"PodRunAsNonRoot":       func(j *batchv1.Job) { j.Spec.Template.Spec.SecurityContext.RunAsNonRoot = nil },
 		"ContainerRunAsNonRoot": func(j *batchv1.Job) { j.Spec.Template.Spec.Containers[0].SecurityContext.RunAsNonRoot = nil },
-		"Escalation":            func(j *batchv1.Job) { j.Spec.Template.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = nil },
-		"Capabilities":          func(j *batchv1.Job) { j.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities = nil },
-		"Seccomp":               func(j *batchv1.Job) { j.Spec.Template.Spec.SecurityContext.SeccompProfile = nil },
+		"Escalation": func(j *batchv1.Job) {
+			j.Spec.Template.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = nil
+		},
+		"Capabilities": func(j *batchv1.Job) { j.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities = nil },
+		"Seccomp":      func(j *batchv1.Job) { j.Spec.Template.Spec.SecurityContext.SeccompProfile = nil },
 		"TokenAsValue": func(j *batchv1.Job) {
 			for i := range j.Spec.Template.Spec.Containers[0].Env {
 				if e := &j.Spec.Template.Spec.Containers[0].Env[i]; e.Name == script.EnvToken {

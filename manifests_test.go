@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -101,5 +102,34 @@ func TestGeneratedManifests(t *testing.T) {
 				t.Errorf("%s is out of date with its sources (run go test -run TestGeneratedManifests -update .); -want, +got:\n%s", path, diff)
 			}
 		})
+	}
+}
+
+// TestGeneratedInputInStep runs controller-gen (the version go.mod pins) as
+// input/generate.go does, into a temporary directory, and compares: the
+// Input's CRD in package/input and its deepcopy must follow the v1beta1
+// types (go generate -tags generate ./input rewrites both).
+func TestGeneratedInputInStep(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("go", "run", "-tags", "generate", "sigs.k8s.io/controller-tools/cmd/controller-gen",
+		"paths=./input/v1beta1", "object", "output:object:dir="+dir, "crd:crdVersions=v1", "output:crd:artifacts:config="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("controller-gen: %v\n%s", err, out)
+	}
+	for generated, committed := range map[string]string{
+		"zz_generated.deepcopy.go":                  "input/v1beta1/zz_generated.deepcopy.go",
+		"hfdownload.fn.hfops.kamal.dev_inputs.yaml": "package/input/hfdownload.fn.hfops.kamal.dev_inputs.yaml",
+	} {
+		want, err := os.ReadFile(filepath.Join(dir, generated))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(committed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(string(want), string(got)); diff != "" {
+			t.Errorf("%s is not what controller-gen makes of input/v1beta1 (run go generate -tags generate ./input); -generated, +committed:\n%s", committed, diff)
+		}
 	}
 }
