@@ -7,8 +7,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -406,33 +404,9 @@ func TestRSS(t *testing.T) {
 	if os.Getenv("HFDL_RSS") == "" {
 		t.Skip("set HFDL_RSS=1 to build the function and measure its resident memory")
 	}
-	bin := filepath.Join(t.TempDir(), "function-hf-download")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	cmd := exec.Command(bin, "--insecure", "--address="+addr, "--metrics-address=")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			_ = c.Close()
-			break
-		}
-		if i == 100 {
-			t.Fatal("the function did not listen")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	addr, pid := startFunction(t)
 	rss := func() string {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -67,13 +67,34 @@ func crossplaneCLI(t *testing.T) string {
 }
 
 // startFunction builds and starts the function binary, insecure, on a free
-// loopback port, and stops it when the test ends.
-func startFunction(t *testing.T) string {
+// loopback port, with args added, and stops it when the test ends. It
+// returns the address and the process id. A port found free may be taken
+// again before the function binds it: then the function exits, and it is
+// started again on another port.
+func startFunction(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "function")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("building the function: %v\n%s", err, out)
 	}
+	var problems []string
+	for range 5 {
+		addr, pid, err := listenFunction(t, bin, args)
+		if err == nil {
+			return addr, pid
+		}
+		problems = append(problems, err.Error())
+	}
+	t.Fatalf("the function did not start:\n%s", strings.Join(problems, "\n"))
+	return "", 0
+}
+
+// functionStartTimeout is generous: a loaded 2-core CI machine running the
+// race detector can take seconds to start a process.
+const functionStartTimeout = time.Minute
+
+func listenFunction(t *testing.T, bin string, args []string) (string, int, error) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -81,28 +102,48 @@ func startFunction(t *testing.T) string {
 	addr := l.Addr().String()
 	_ = l.Close()
 
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--insecure", "--debug", "--address="+addr, "--metrics-address=")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &syncBuffer{}
+	cmd := exec.Command(bin, append([]string{"--insecure", "--address=" + addr, "--metrics-address="}, args...)...)
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("function logs:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
+		<-exited
+	}
+	deadline := time.Now().Add(functionStartTimeout)
 	for {
+		select {
+		case err := <-exited:
+			exited <- err
+			return "", 0, fmt.Errorf("the function exited on %s (%v):\n%s", addr, err, logs.String())
+		default:
+		}
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			_ = c.Close()
-			return addr
+			// Listening, and still running: it is ours that listens.
+			time.Sleep(100 * time.Millisecond)
+			select {
+			case err := <-exited:
+				exited <- err
+				return "", 0, fmt.Errorf("the function exited on %s (%v):\n%s", addr, err, logs.String())
+			default:
+			}
+			t.Cleanup(func() {
+				stop()
+				if t.Failed() {
+					t.Logf("function logs:\n%s", logs.String())
+				}
+			})
+			return addr, cmd.Process.Pid, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the function did not listen on %s: %v\n%s", addr, err, logs.String())
+			stop()
+			return "", 0, fmt.Errorf("the function did not listen on %s within %v: %v\n%s", addr, functionStartTimeout, err, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -110,7 +151,7 @@ func startFunction(t *testing.T) string {
 
 func TestRender(t *testing.T) {
 	cli := crossplaneCLI(t)
-	addr := startFunction(t)
+	addr, _ := startFunction(t, "--debug")
 
 	cases := map[string]struct {
 		reason   string
@@ -227,11 +268,19 @@ func TestRender(t *testing.T) {
 // needs to see.
 const scriptPlaceholder = "<the text of script/download.sh>"
 
+// Every Job hash and config hash follows from the script's text too, so the
+// goldens name them by placeholder: a new script changes no golden, and an
+// -update diff shows only what really changed. TestExampleHashes checks the
+// real values against the example's inputs; readable checks that each
+// placeholder stands for one hash of the right shape.
+func hashPlaceholder(model string) string   { return "<hash of " + model + ">" }
+func configPlaceholder(model string) string { return "<config-hash of " + model + ">" }
+
 // readable re-encodes render's output document by document with the script
-// text replaced by scriptPlaceholder.
+// text and the hashes that follow from it replaced by placeholders.
 func readable(t *testing.T, out []byte) []byte {
 	t.Helper()
-	var b bytes.Buffer
+	var docs []any
 	for _, doc := range strings.Split(string(out), "\n---\n") {
 		doc = strings.TrimPrefix(strings.TrimSpace(doc), "---")
 		if strings.TrimSpace(doc) == "" {
@@ -241,7 +290,12 @@ func readable(t *testing.T, out []byte) []byte {
 		if err := yaml.Unmarshal([]byte(doc), &v); err != nil {
 			t.Fatalf("render printed invalid YAML: %v\n%s", err, doc)
 		}
-		y, err := yaml.Marshal(replaceScript(v))
+		docs = append(docs, v)
+	}
+	hashes := renderedHashes(t, docs)
+	var b bytes.Buffer
+	for _, v := range docs {
+		y, err := yaml.Marshal(placeholders(v, hashes))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,19 +305,78 @@ func readable(t *testing.T, out []byte) []byte {
 	return b.Bytes()
 }
 
-func replaceScript(v any) any {
+// renderedHashes maps each Job hash (from the XR's status) and config hash
+// (from the Jobs' annotations) in render's output to its placeholder.
+func renderedHashes(t *testing.T, docs []any) *strings.Replacer {
+	t.Helper()
+	var pairs []string
+	seen := map[string]string{}
+	add := func(value, placeholder string, length int) {
+		if value == "" {
+			return
+		}
+		if len(value) != length || strings.IndexFunc(value, notHex) >= 0 {
+			t.Fatalf("%s is %q, not %d hex digits", placeholder, value, length)
+		}
+		if other, ok := seen[value]; ok && other != placeholder {
+			t.Fatalf("%s and %s are both %s", other, placeholder, value)
+		}
+		seen[value] = placeholder
+		pairs = append(pairs, value, placeholder)
+	}
+	for _, d := range docs {
+		m, _ := d.(map[string]any)
+		if st, ok := m["status"].(map[string]any); ok {
+			models, _ := st["models"].([]any)
+			for _, e := range models {
+				e, _ := e.(map[string]any)
+				name, _ := e["name"].(string)
+				h, _ := e["hash"].(string)
+				add(h, hashPlaceholder(name), specHashLen)
+			}
+		}
+		job := m
+		if m["kind"] == "Object" {
+			job, _ = nested(m, "spec", "forProvider", "manifest").(map[string]any)
+		}
+		if job["kind"] == "Job" {
+			ann, _ := nested(job, "metadata", "annotations").(map[string]any)
+			model, _ := ann[annotationModel].(string)
+			config, _ := ann[annotationConfigHash].(string)
+			add(config, configPlaceholder(model), 16)
+		}
+	}
+	return strings.NewReplacer(pairs...)
+}
+
+func nested(v any, path ...string) any {
+	for _, p := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[p]
+	}
+	return v
+}
+
+// placeholders replaces the script and the hashes in every string, key or
+// value.
+func placeholders(v any, hashes *strings.Replacer) any {
 	switch x := v.(type) {
 	case string:
 		if x == script.Text {
 			return scriptPlaceholder
 		}
+		return hashes.Replace(x)
 	case []any:
 		for i := range x {
-			x[i] = replaceScript(x[i])
+			x[i] = placeholders(x[i], hashes)
 		}
 	case map[string]any:
-		for k := range x {
-			x[k] = replaceScript(x[k])
+		for k, e := range x {
+			delete(x, k)
+			x[hashes.Replace(k)] = placeholders(e, hashes)
 		}
 	}
 	return v

@@ -26,8 +26,31 @@ import (
 // as Crossplane would.
 
 // serve starts function.Serve on a free loopback port and returns a client.
-// The server runs until the test binary exits (Serve cannot be stopped).
+// The server runs until the test binary exits (Serve cannot be stopped). A
+// port found free may be taken before Serve binds it: then Serve fails at
+// once, and it is started again on another port.
 func serve(t *testing.T, fn fnv1.FunctionRunnerServiceServer, opts ...function.ServeOption) fnv1.FunctionRunnerServiceClient {
+	t.Helper()
+	for range 5 {
+		addr, ok := tryServe(t, fn, opts...)
+		if !ok {
+			continue
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return fnv1.NewFunctionRunnerServiceClient(conn)
+	}
+	t.Fatal("function.Serve could not bind a free port in five tries")
+	return nil
+}
+
+// tryServe starts function.Serve on a port found free and waits until it
+// listens there (ok) or fails to bind (not ok).
+func tryServe(t *testing.T, fn fnv1.FunctionRunnerServiceServer, opts ...function.ServeOption) (string, bool) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -42,20 +65,20 @@ func serve(t *testing.T, fn fnv1.FunctionRunnerServiceServer, opts ...function.S
 	}, opts...)
 	served := make(chan error, 1)
 	go func() { served <- function.Serve(fn, opts...) }()
-
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	// Wait until the server answers (or failed to start).
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	failed := func() bool {
 		select {
 		case err := <-served:
-			t.Fatalf("function.Serve: %v", err)
+			t.Logf("function.Serve on %s: %v", addr, err)
+			return true
 		default:
+			return false
+		}
+	}
+	// Generous: a loaded 2-core CI machine under the race detector.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if failed() {
+			return "", false
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		c := net.Dialer{}
@@ -63,14 +86,15 @@ func serve(t *testing.T, fn fnv1.FunctionRunnerServiceServer, opts ...function.S
 		cancel()
 		if err == nil {
 			_ = nc.Close()
-			break
+			// Listening, and Serve still running: it is ours that listens.
+			time.Sleep(100 * time.Millisecond)
+			return addr, !failed()
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the server at %s never listened: %v", addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fnv1.NewFunctionRunnerServiceClient(conn)
 }
 
 func call(c fnv1.FunctionRunnerServiceClient, req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, error) {
