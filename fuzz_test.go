@@ -708,7 +708,7 @@ func FuzzObserved(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, statusA, statusB, xrStatus, podMessage, foreign string, token, objects bool, pvc uint8, retry string) {
-		if !utf8.ValidString(podMessage) { // protobuf strings are UTF-8
+		if !utf8.ValidString(podMessage) || !utf8.ValidString(retry) { // protobuf strings are UTF-8
 			return
 		}
 		base, xrText := fuzzBase(), xrYAML(twoModels)
