@@ -21,7 +21,7 @@ render: $(CROSSPLANE)
 	trap 'kill $$pid' EXIT; \
 	for i in $$(seq 50); do (exec 3<>/dev/tcp/$${RENDER_ADDRESS%:*}/$${RENDER_ADDRESS#*:}) 2>/dev/null && break; sleep 0.1; done; \
 	$(CROSSPLANE) render example/xr.yaml example/composition.yaml example/functions.yaml \
-		--xrd=example/definition.yaml --required-resources=example/required \
+		--xrd=example/definition.yaml --required-resources=example/required --observed-resources=example/observed/script.yaml \
 		--include-function-results \
 		--function-annotations=render.crossplane.io/runtime-development-target=$(RENDER_ADDRESS)
 

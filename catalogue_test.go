@@ -47,13 +47,13 @@ func TestCatalogue(t *testing.T) {
 	manyGlobs := "include: [" + strings.TrimSuffix(strings.Repeat("'*.json', ", 65), ", ") + "]\n"
 	base := run(t, withToken(xrYAML(twoModels)).build())
 	var ka string
-	for k := range base.GetDesired().GetResources() {
+	for k := range jobResources(base) {
 		if strings.Contains(k, "alpha") {
 			ka = k
 		}
 	}
 	observedAlpha := func(status string) map[string]*fnv1.Resource {
-		return map[string]*fnv1.Resource{ka: observedJob(base.GetDesired().GetResources()[ka], status)}
+		return map[string]*fnv1.Resource{ka: observedJob(jobResources(base)[ka], status)}
 	}
 
 	cases := []struct {
@@ -330,8 +330,7 @@ func TestCatalogue(t *testing.T) {
 		}},
 		{"ObservedJobStatusNonsense", testRequest{xr: xrYAML(twoModels), secret: secretResource("hf", "token", testToken),
 			observed: observedAlpha("conditions: [7, {type: Failed, status: 'True', reason: [x]}, {type: Complete, status: true}]\nactive: '1'\n")}, []string{
-			"Warning: model org/alpha failed: no reason given (to try again as it is: kubectl annotate --overwrite modeldownload cache hfops.kamal.dev/retry=<a new value>)",
-			"ModelsDownloaded=False DownloadFailed: 0/2 models downloaded; failed: org/alpha",
+			"ModelsDownloaded=False Downloading: 0/2 models downloaded; in progress: org/alpha, org/beta",
 			"ModelsValid=True AllModelsValid: ",
 			"HFTokenAvailable=True SecretFound: Secret \"hf\" key \"token\" holds a token",
 		}},
@@ -399,7 +398,7 @@ func TestObservedNotOursUntouched(t *testing.T) {
 			other := mustStruct("apiVersion: v1\nkind: " + kind + "\nmetadata:\n  name: cfg\n  namespace: ml\n" +
 				"  annotations: {hfops.kamal.dev/model: org/alpha, hfops.kamal.dev/config-hash: x}\ndata: {a: b}\n")
 			rsp := checkInvariants(t, testRequest{xr: xrYAML(twoModels), observed: map[string]*fnv1.Resource{"other-step": {Resource: other}}}.build())
-			if r, ok := rsp.GetDesired().GetResources()["other-step"]; ok {
+			if r, ok := jobResources(rsp)["other-step"]; ok {
 				t.Errorf("a resource of another step was re-applied: %v", r.GetResource())
 			}
 		})

@@ -29,10 +29,10 @@ const (
 // peerRequirement asks for the ModelDownloads that may share the PVC: those
 // of the namespace (for a claim's cluster-scoped XR, those of the claim's
 // namespace).
-func peerRequirement(xr *structpb.Struct, namespace string) *fnv1.ResourceSelector {
-	sel := &fnv1.ResourceSelector{ApiVersion: getString(xr, "apiVersion"), Kind: getString(xr, "kind")}
+func peerRequirement(xr identity, namespace string) *fnv1.ResourceSelector {
+	sel := &fnv1.ResourceSelector{ApiVersion: xr.apiVersion, Kind: xr.kind}
 	labels := map[string]string{}
-	if getString(xr, "metadata", "namespace") != "" {
+	if xr.namespace != "" {
 		ns := namespace
 		sel.Namespace = &ns
 	} else {
@@ -67,17 +67,14 @@ type directories map[string][]dirUser
 // readPeers reads the other ModelDownloads of the namespace that use the
 // same PVC. One that is being deleted, or whose spec is unusable, claims
 // nothing.
-func readPeers(req *fnv1.RunFunctionRequest, self *structpb.Struct, pvc string) directories {
-	items := req.GetRequiredResources()[requirementPeers].GetItems()
-	if len(items) == 0 {
+func readPeers(peers []*structpb.Struct, self identity, pvc string) directories {
+	if len(peers) == 0 {
 		return nil
 	}
-	selfUID, selfName := getString(self, "metadata", "uid"), getString(self, "metadata", "name")
 	dirs := directories{}
-	for _, it := range items {
-		xr := it.GetResource()
+	for _, xr := range peers {
 		name := getString(xr, "metadata", "name")
-		if uid := getString(xr, "metadata", "uid"); name == selfName || uid != "" && uid == selfUID ||
+		if uid := getString(xr, "metadata", "uid"); name == self.name || uid != "" && uid == self.uid ||
 			present(get(xr, "metadata", "deletionTimestamp")) {
 			continue
 		}

@@ -18,7 +18,7 @@ import (
 // them, so a new script is one command, not a hand edit of eleven files.
 
 var (
-	jobHashPattern     = regexp.MustCompile(`\b(hf-dl-[a-z0-9-]+?-|job-[a-z0-9-]+?-|hfops\.kamal\.dev/spec-hash: |hash: )([0-9a-f]{10})\b`)
+	jobHashPattern     = regexp.MustCompile(`\b(hf-dl-[a-z0-9-]+?-|job-[a-z0-9-]+?-|script-|hfops\.kamal\.dev/spec-hash: |hash: )([0-9a-f]{10})\b`)
 	contentHashPattern = regexp.MustCompile(`contentHash: ([0-9a-f]{16})\b`)
 )
 
@@ -27,8 +27,10 @@ func TestExampleHashes(t *testing.T) {
 		dir   string
 		files []string
 	}{
-		{"example", []string{"observed/all-complete.yaml", "observed/complete-and-failed.yaml", "observed/ttl-deleted.yaml", "xr-after-ttl.yaml", "required/pods.yaml"}},
-		{"example/legacy", []string{"observed/all-complete.yaml", "observed/complete-and-failed.yaml", "observed/ttl-deleted.yaml", "xr-after-ttl.yaml"}},
+		{"example", []string{"observed/all-complete.yaml", "observed/complete-and-failed.yaml", "observed/ttl-deleted.yaml", "observed/script.yaml",
+			"xr-after-ttl.yaml", "required/pods.yaml"}},
+		{"example/legacy", []string{"observed/all-complete.yaml", "observed/complete-and-failed.yaml", "observed/ttl-deleted.yaml", "observed/script.yaml",
+			"xr-after-ttl.yaml"}},
 	} {
 		t.Run(flavour.dir, func(t *testing.T) {
 			want := exampleEntries(t, flavour.dir)
@@ -62,6 +64,7 @@ func exampleEntries(t *testing.T, dir string) map[string]map[string]string {
 		Observed:          &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(readFile(t, filepath.Join(dir, "xr.yaml")))}},
 		RequiredResources: map[string]*fnv1.Resources{requirementPods: {}, requirementPeers: {}},
 	}
+
 	for name, file := range map[string]string{requirementToken: "secret.yaml", requirementPVC: "pvc.yaml"} {
 		req.RequiredResources[name] = &fnv1.Resources{Items: []*fnv1.Resource{{Resource: mustStruct(readFile(t, filepath.Join("example", "required", file)))}}}
 	}
@@ -71,6 +74,7 @@ func exampleEntries(t *testing.T, dir string) map[string]map[string]string {
 			req.Input = in
 		}
 	}
+	withScript(req)
 	rsp, err := newTestFunction().RunFunction(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +87,16 @@ func exampleEntries(t *testing.T, dir string) map[string]map[string]string {
 	}
 	if len(out) == 0 || out[firstModel(out)]["hash"] == "" {
 		t.Fatalf("%s: the function composed no Jobs: %v", dir, rsp.GetResults())
+	}
+	// The script's ConfigMap, as if it were one more model.
+	for k, r := range rsp.GetDesired().GetResources() {
+		if strings.HasPrefix(k, scriptKeyPrefix) {
+			name := getString(r.GetResource(), "metadata", "name")
+			if getString(r.GetResource(), "kind") == "Object" {
+				name = getString(r.GetResource(), "spec", "forProvider", "manifest", "metadata", "name")
+			}
+			out[scriptKey(name)] = map[string]string{"hash": name[len(name)-specHashLen:], "jobName": name}
+		}
 	}
 	return out
 }

@@ -9,12 +9,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/crossplane/function-sdk-go/errors"
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"github.com/crossplane/function-sdk-go/resource"
 	"github.com/crossplane/function-sdk-go/response"
 )
 
@@ -52,9 +52,10 @@ type Function struct {
 	maxResponseBytes int
 }
 
-// RunFunction runs the Function. The user's mistakes are reported in the
-// response (Fatal, Warning, conditions); the error return is for the
-// transport only.
+// RunFunction runs the Function: read the request, check the Input and the
+// spec, ask for what it needs, decide model by model, respond. The user's
+// mistakes are reported in the response (Fatal, Warning, conditions); the
+// error return is for the transport only.
 func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) (rsp *fnv1.RunFunctionResponse, err error) {
 	// One bad request must never take the server, and every other XR's
 	// composition, down with it.
@@ -66,24 +67,21 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}()
 
 	rsp = response.To(req, ttlSettled)
-	xr := req.GetObserved().GetComposite().GetResource()
-	xrName := getString(xr, "metadata", "name")
-	log := f.log.WithValues("xr-kind", getString(xr, "kind"), "xr-name", xrName)
+	o := observe(req)
+	log := f.log.WithValues("xr-kind", o.xr.kind, "xr-name", o.xr.name)
 
 	in, err := decodeInput(req.GetInput())
 	if err != nil {
 		response.Fatal(rsp, errors.Wrap(err, "invalid function input"))
 		return rsp, nil
 	}
-	xrNamespace := getString(xr, "metadata", "namespace")
 	plat, errs := resolvePlatform(in)
-	env, envErrs := resolveEnvelope(in, xrNamespace != "")
+	env, envErrs := resolveEnvelope(in, o.xr.namespace != "")
 	if errs = append(errs, envErrs...); len(errs) > 0 {
 		response.Fatal(rsp, errors.Wrap(errs.ToAggregate(), "invalid function input"))
 		return rsp, nil
 	}
-
-	spec, errs := parseSpec(xr)
+	spec, errs := parseSpec(req.GetObserved().GetComposite().GetResource())
 	errs = append(errs, notCoveredBy(errs, validateSpec(&spec))...)
 	if len(errs) > 0 {
 		log.Debug("Spec is unusable", "errors", len(errs))
@@ -93,58 +91,55 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 
 	// A claim's Jobs, token and PVC live in the claim's namespace, under
 	// the claim's name, as they would for a namespaced XR.
-	namespace, base := xrNamespace, xrName
+	namespace, base := o.xr.namespace, o.xr.name
 	if namespace == "" {
-		namespace = getString(xr, "metadata", "labels", claimNamespaceLabel)
-		base = orDefault(getString(xr, "metadata", "labels", claimNameLabel), xrName)
+		namespace = o.xr.labels[claimNamespaceLabel]
+		base = orDefault(o.xr.labels[claimNameLabel], o.xr.name)
 	}
 	if namespace == "" {
-		response.Fatal(rsp, errors.Errorf("cannot tell where the Jobs go: the XR %q has no namespace and no %s label", xrName, claimNamespaceLabel))
+		response.Fatal(rsp, errors.Errorf("cannot tell where the Jobs go: the XR %q has no namespace and no %s label", o.xr.name, claimNamespaceLabel))
 		return rsp, nil
 	}
 
 	b := newJobBuilder(base, namespace, &spec, plat)
 	rsp.Requirements = requirements(namespace, b.parentLabel, &spec, needsNamespaceOwner(&spec, env))
-	rsp.Requirements.Resources[requirementPeers] = peerRequirement(xr, namespace)
+	rsp.Requirements.Resources[requirementPeers] = peerRequirement(o.xr, namespace)
 	if !resolved(req, rsp.GetRequirements()) {
 		// Crossplane fetches what was asked for and calls again at once.
 		log.Debug("Waiting for Crossplane to resolve required resources")
 		return rsp, nil
 	}
 
-	token := resolveToken(req, namespace, spec.Token)
-	storage := resolveStorage(req, namespace, &spec)
+	token := resolveToken(o.secret, namespace, spec.Token)
+	storage := resolveStorage(o.pvc, namespace, &spec)
 	if storage.colocate {
 		b.colocate()
 	}
-	who := owner{namespace: namespace, name: base, xrName: xrName, xrUID: getString(xr, "metadata", "uid"), pvcUID: storage.uid}
-	jobs, byKey := readObservedJobs(req.GetObserved().GetResources())
+	who := owner{namespace: namespace, name: base, xrName: o.xr.name, xrUID: o.xr.uid, pvcUID: storage.uid}
+	b.scriptMap = scriptName(who)
 	c := &composer{
-		builder:    b,
-		envelope:   env,
-		token:      token,
-		storage:    storage,
-		observed:   req.GetObserved().GetResources(),
-		recorded:   recordedStatus(xr),
-		reports:    podReports(req),
-		xrDigest:   hashXR(&spec, who, b.cpu, b.memory, env.apiVersion),
-		retry:      getString(xr, "metadata", "annotations", annotationRetry),
-		jobs:       jobs,
-		byKey:      byKey,
-		dirs:       readPeers(req, xr, spec.StoragePVC),
-		self:       dirUser{name: base, created: getString(xr, "metadata", "creationTimestamp"), xrName: xrName},
-		oneAtATime: storage.oneAtATime,
-		desired:    map[string]*fnv1.Resource{},
-		sizes:      resourceSizes{},
+		observation: &o,
+		builder:     b,
+		envelope:    env,
+		token:       token,
+		storage:     storage,
+		xrDigest:    hashXR(&spec, who, b.cpu, b.memory, env.apiVersion),
+		retry:       o.xr.annotations[annotationRetry],
+		dirs:        readPeers(o.peers, o.xr, spec.StoragePVC),
+		self:        dirUser{name: base, created: o.xr.created, xrName: o.xr.name},
+		oneAtATime:  storage.oneAtATime,
+		desired:     map[string]*resource.DesiredComposed{},
 	}
 	if spec.Storage != nil {
-		c.composePVC(namespaceUID(req))
+		c.composePVC()
 	}
+	c.composeScripts()
 	models := c.compose()
 
-	setDesired(rsp, c.desired, models)
+	if err := respond(rsp, req, c.desired, models); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
 	report(rsp, base, &spec, models, token, storage, c.conflict)
-
 	switch {
 	case !token.usable() || !storage.ready():
 		rsp.Meta.Ttl = durationpb.New(ttlWaiting)
@@ -155,70 +150,48 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	if limit == 0 {
 		limit = crossplaneMaxResponseBytes
 	}
-	if err := checkResponseSize(rsp, len(models), limit, c.sizes); err != nil {
+	if err := checkResponseSize(rsp, len(models), limit); err != nil {
 		// Never a desired state with some Jobs missing: Crossplane would
 		// delete those.
 		log.Info("Response is over Crossplane's gRPC message limit", "models", len(models))
 		return oversizeResponse(req, err), nil
 	}
-	log.Debug("Composed download Jobs", "models", len(models), "jobs", len(c.desired))
+	log.Debug("Composed download Jobs", "models", len(models), "resources", len(c.desired))
 	return rsp, nil
 }
 
 // composePVC composes the PVC of spec.storage. Until it exists no Job may
 // mount it, so none starts (see resolveStorage).
-func (c *composer) composePVC(nsUID string) {
+func (c *composer) composePVC() {
 	st := c.builder.spec.Storage
 	policy := manage
 	if st.DeletionPolicy == deletionOrphan {
 		policy = keepOnDelete
 	}
-	pvc := c.envelope.wrap(c.builder.buildPVC(nsUID), "", policy)
-	ready := fnv1.Ready_READY_FALSE
-	if o, ok := c.observed[pvcKey]; ok && unwrap(o.GetResource()) != nil && c.storage.ready() {
-		ready = fnv1.Ready_READY_TRUE
+	ready := resource.ReadyFalse
+	if c.pvcObserved && c.storage.ready() {
+		ready = resource.ReadyTrue
 	}
-	c.add(pvcKey, &fnv1.Resource{Resource: pvc, Ready: ready})
+	c.desire(pvcKey, c.envelope.wrap(asUnstructured(c.builder.buildPVC(c.namespace)), "", policy), ready)
 }
 
-// setDesired adds the Jobs and the XR's status to the desired state, keeping
-// whatever earlier steps of the pipeline put there.
-func setDesired(rsp *fnv1.RunFunctionResponse, jobs map[string]*fnv1.Resource, models []modelStatus) {
-	if rsp.GetDesired() == nil {
-		rsp.Desired = &fnv1.State{}
+// composeScripts composes the ConfigMap of the current script, and keeps
+// older ones while a Job observed still mounts them.
+func (c *composer) composeScripts() {
+	name := c.builder.scriptMap
+	key := scriptKey(name)
+	c.desire(key, c.envelope.wrap(asUnstructured(c.builder.buildScriptMap()), "", manage), resource.ReadyTrue)
+	s, ok := c.scripts[key]
+	c.scriptReady = ok && s.exists && s.name == name && !s.deleting
+	mounted := map[string]bool{}
+	for _, js := range c.jobs {
+		for _, j := range js {
+			mounted[j.scriptMap()] = true
+		}
 	}
-	if rsp.Desired.GetResources() == nil {
-		rsp.Desired.Resources = make(map[string]*fnv1.Resource, len(jobs))
-	}
-	for k, r := range jobs {
-		rsp.Desired.Resources[k] = r
-	}
-
-	if rsp.Desired.GetComposite() == nil {
-		rsp.Desired.Composite = &fnv1.Resource{}
-	}
-	xr := rsp.Desired.Composite
-	if xr.GetResource() == nil {
-		xr.Resource = &structpb.Struct{Fields: fields{}}
-	}
-	if xr.Resource.Fields == nil {
-		xr.Resource.Fields = fields{}
-	}
-	st := xr.Resource.Fields["status"].GetStructValue()
-	if st == nil {
-		st = &structpb.Struct{Fields: fields{}}
-		xr.Resource.Fields["status"] = structpb.NewStructValue(st)
-	}
-	for k, v := range statusValue(models) {
-		st.Fields[k] = v
-	}
-
-	// The XR is Ready only when every model is on disk.
-	xr.Ready = fnv1.Ready_READY_TRUE
-	for _, m := range models {
-		if m.Phase != phaseCompleted {
-			xr.Ready = fnv1.Ready_READY_FALSE
-			break
+	for k, s := range c.scripts {
+		if k != key && mounted[s.name] {
+			c.desire(k, c.envelope.wrap(keepAsObserved(s.manifest), "", manage), resource.ReadyTrue)
 		}
 	}
 }

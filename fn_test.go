@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/utils/ptr"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
@@ -25,8 +26,6 @@ var (
 	condT   = fnv1.Status_STATUS_CONDITION_TRUE
 	condF   = fnv1.Status_STATUS_CONDITION_FALSE
 )
-
-func ptr[T any](v T) *T { return &v }
 
 func fatalResponse(msg string) *fnv1.RunFunctionResponse {
 	return &fnv1.RunFunctionResponse{
@@ -116,11 +115,11 @@ settings:
 			want: &fnv1.RunFunctionResponse{
 				Meta: &fnv1.ResponseMeta{Tag: "tag", Ttl: durationpb.New(ttlSettled)},
 				Requirements: &fnv1.Requirements{Resources: map[string]*fnv1.ResourceSelector{
-					requirementToken: {ApiVersion: "v1", Kind: "Secret", Namespace: ptr("ml"), Match: &fnv1.ResourceSelector_MatchName{MatchName: "hf"}},
-					requirementPods: {ApiVersion: "v1", Kind: "Pod", Namespace: ptr("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
+					requirementToken: {ApiVersion: "v1", Kind: "Secret", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchName{MatchName: "hf"}},
+					requirementPods: {ApiVersion: "v1", Kind: "Pod", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
 						MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{"app": "hf-downloader", "parent": "cache"}}}},
-					requirementPVC: {ApiVersion: "v1", Kind: "PersistentVolumeClaim", Namespace: ptr("ml"), Match: &fnv1.ResourceSelector_MatchName{MatchName: "models"}},
-					requirementPeers: {ApiVersion: "hfops.kamal.dev/v1alpha1", Kind: "ModelDownload", Namespace: ptr("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
+					requirementPVC: {ApiVersion: "v1", Kind: "PersistentVolumeClaim", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchName{MatchName: "models"}},
+					requirementPeers: {ApiVersion: "hfops.kamal.dev/v1alpha1", Kind: "ModelDownload", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
 						MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{}}}},
 				}},
 			},
@@ -156,10 +155,10 @@ settings:
 				Results: []*fnv1.Result{{Severity: warning, Target: both,
 					Message: `no new download Jobs start until the token is readable: Secret "hf" in namespace "ml" was not found`}},
 				Conditions: []*fnv1.Condition{
-					{Type: conditionDownloaded, Status: condF, Reason: "Downloading", Target: both, Message: ptr("0/2 models downloaded; in progress: org/alpha, org/beta")},
+					{Type: conditionDownloaded, Status: condF, Reason: "Downloading", Target: both, Message: ptr.To("0/2 models downloaded; in progress: org/alpha, org/beta")},
 					{Type: conditionModelsValid, Status: condT, Reason: "AllModelsValid", Target: both},
-					{Type: conditionTokenAvailable, Status: condF, Reason: reasonSecretNotFound, Target: both, Message: ptr(`Secret "hf" in namespace "ml" was not found`)},
-					{Type: conditionStorageReady, Status: condT, Reason: reasonPVCFound, Target: both, Message: ptr(`PersistentVolumeClaim "models" is there`)},
+					{Type: conditionTokenAvailable, Status: condF, Reason: reasonSecretNotFound, Target: both, Message: ptr.To(`Secret "hf" in namespace "ml" was not found`)},
+					{Type: conditionStorageReady, Status: condT, Reason: reasonPVCFound, Target: both, Message: ptr.To(`PersistentVolumeClaim "models" is there`)},
 					{Type: conditionConflict, Status: condF, Reason: reasonNoConflict, Target: both},
 				},
 			},
@@ -168,6 +167,15 @@ settings:
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			got, err := newTestFunction().RunFunction(context.Background(), tc.req)
+			// The script's ConfigMap has a test of its own.
+			for k := range got.GetDesired().GetResources() {
+				if strings.HasPrefix(k, scriptKeyPrefix) {
+					delete(got.Desired.Resources, k)
+				}
+			}
+			if got.GetDesired() != nil && len(got.Desired.Resources) == 0 {
+				got.Desired.Resources = nil
+			}
 			if err != nil {
 				t.Fatalf("%s\nRunFunction(...): unexpected error: %v", tc.reason, err)
 			}
@@ -204,13 +212,25 @@ func outcomeOf(t *testing.T, rsp *fnv1.RunFunctionResponse) outcome {
 		Conditions: map[string]string{},
 		TTL:        rsp.GetMeta().GetTtl().AsDuration(),
 	}
-	for k, r := range rsp.GetDesired().GetResources() {
+	for k, r := range jobResources(rsp) {
 		o.Jobs[k] = jobOutcome{Name: getString(r.GetResource(), "metadata", "name"), Ready: r.GetReady()}
 	}
 	for _, c := range rsp.GetConditions() {
 		o.Conditions[c.GetType()] = c.GetStatus().String() + "/" + c.GetReason()
 	}
 	return o
+}
+
+// jobResources are the desired resources of a response but the script's
+// ConfigMap, which every response with Jobs carries (script_test.go).
+func jobResources(rsp *fnv1.RunFunctionResponse) map[string]*fnv1.Resource {
+	out := map[string]*fnv1.Resource{}
+	for k, r := range rsp.GetDesired().GetResources() {
+		if !strings.HasPrefix(k, scriptKeyPrefix) {
+			out[k] = r
+		}
+	}
+	return out
 }
 
 func run(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
@@ -230,12 +250,12 @@ func run(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
 // keyOf returns the resource key of the model's Job in a response.
 func keyOf(t *testing.T, rsp *fnv1.RunFunctionResponse, model string) string {
 	t.Helper()
-	for k, r := range rsp.GetDesired().GetResources() {
+	for k, r := range jobResources(rsp) {
 		if getString(r.GetResource(), "metadata", "annotations", annotationModel) == model {
 			return k
 		}
 	}
-	t.Fatalf("no Job for model %q in %v", model, rsp.GetDesired().GetResources())
+	t.Fatalf("no Job for model %q in %v", model, jobResources(rsp))
 	return ""
 }
 
@@ -244,17 +264,17 @@ func keyOf(t *testing.T, rsp *fnv1.RunFunctionResponse, model string) string {
 func TestRunFunctionJobs(t *testing.T) {
 	first := run(t, withToken(xrYAML(twoModels)).build())
 	ka, kb := keyOf(t, first, "org/alpha"), keyOf(t, first, "org/beta")
-	na := getString(first.GetDesired().GetResources()[ka].GetResource(), "metadata", "name")
-	nb := getString(first.GetDesired().GetResources()[kb].GetResource(), "metadata", "name")
+	na := getString(jobResources(first)[ka].GetResource(), "metadata", "name")
+	nb := getString(jobResources(first)[kb].GetResource(), "metadata", "name")
 	ha, hb := na[len(na)-specHashLen:], nb[len(nb)-specHashLen:]
 	ha2 := hashAt(t, withToken(xrYAML(twoModels)), "org/alpha", 2)
 	observe := func(a, b string) map[string]*fnv1.Resource {
 		m := map[string]*fnv1.Resource{}
 		if a != "gone" {
-			m[ka] = observedJob(first.GetDesired().GetResources()[ka], a)
+			m[ka] = observedJob(jobResources(first)[ka], a)
 		}
 		if b != "gone" {
-			m[kb] = observedJob(first.GetDesired().GetResources()[kb], b)
+			m[kb] = observedJob(jobResources(first)[kb], b)
 		}
 		return m
 	}
@@ -452,7 +472,7 @@ func TestRunFunctionJobs(t *testing.T) {
 // withPeers adds the requirement of the namespace's ModelDownloads, as
 // RunFunction does for the test XR.
 func withPeers(r *fnv1.Requirements) *fnv1.Requirements {
-	r.Resources[requirementPeers] = peerRequirement(mustStruct(xrYAML(twoModels)), "ml")
+	r.Resources[requirementPeers] = peerRequirement(identity{apiVersion: "hfops.kamal.dev/v1alpha1", kind: "ModelDownload", namespace: "ml"}, "ml")
 	return r
 }
 
@@ -533,25 +553,25 @@ status:
 func TestTokenMissingKeepsJobs(t *testing.T) {
 	first := run(t, withToken(xrYAML(twoModels)).build())
 	ka := keyOf(t, first, "org/alpha")
-	applied := first.GetDesired().GetResources()[ka]
+	applied := jobResources(first)[ka]
 
 	// alpha's Job runs; beta's spec changes while the Secret is gone.
 	changed := strings.Replace(twoModels, "revision: v2", "revision: v3", 1)
 	kb := keyOf(t, first, "org/beta")
 	req := testRequest{xr: xrYAML(changed), observed: map[string]*fnv1.Resource{
 		ka: observedJob(applied, jobRunning),
-		kb: observedJob(first.GetDesired().GetResources()[kb], jobRunning),
+		kb: observedJob(jobResources(first)[kb], jobRunning),
 	}}.build()
 	rsp := run(t, req)
 
-	if got := len(rsp.GetDesired().GetResources()); got != 2 {
+	if got := len(jobResources(rsp)); got != 2 {
 		t.Fatalf("want the two existing Jobs kept and no new one, got %d desired resources", got)
 	}
-	if diff := cmp.Diff(applied, rsp.GetDesired().GetResources()[ka], protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(applied, jobResources(rsp)[ka], protocmp.Transform()); diff != "" {
 		t.Errorf("the Job of the current spec must be re-applied exactly as before; -want, +got:\n%s", diff)
 	}
-	keptB := rsp.GetDesired().GetResources()[kb].GetResource()
-	if diff := cmp.Diff(first.GetDesired().GetResources()[kb].GetResource().GetFields()["spec"], keptB.GetFields()["spec"], protocmp.Transform()); diff != "" {
+	keptB := jobResources(rsp)[kb].GetResource()
+	if diff := cmp.Diff(jobResources(first)[kb].GetResource().GetFields()["spec"], keptB.GetFields()["spec"], protocmp.Transform()); diff != "" {
 		t.Errorf("the Job of the old spec must be kept as observed; -want, +got:\n%s", diff)
 	}
 	if got := rsp.GetMeta().GetTtl().AsDuration(); got != ttlWaiting {
@@ -581,7 +601,7 @@ func TestSecretProblems(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			rsp := run(t, testRequest{xr: xrYAML(twoModels), secret: tc.secret}.build())
-			if n := len(rsp.GetDesired().GetResources()); n != 0 {
+			if n := len(jobResources(rsp)); n != 0 {
 				t.Errorf("want no Jobs, got %d", n)
 			}
 			want := &fnv1.Condition{Type: conditionTokenAvailable, Status: condF, Reason: tc.reason, Message: &tc.want, Target: both}
@@ -620,7 +640,7 @@ func TestHashedFields(t *testing.T) {
 		out := map[string]string{}
 		for _, m := range []string{"org/alpha", "org/beta"} {
 			k := keyOf(t, rsp, m)
-			out[m] = k + " " + getString(rsp.GetDesired().GetResources()[k].GetResource(), "metadata", "name")
+			out[m] = k + " " + getString(jobResources(rsp)[k].GetResource(), "metadata", "name")
 		}
 		return out
 	}
@@ -672,7 +692,7 @@ func TestHashedFields(t *testing.T) {
 			rsp := run(t, r.build())
 			for _, m := range []string{"org/alpha", "org/beta"} {
 				k := keyOf(t, rsp, m)
-				if got := k + " " + getString(rsp.GetDesired().GetResources()[k].GetResource(), "metadata", "name"); got == before[m] {
+				if got := k + " " + getString(jobResources(rsp)[k].GetResource(), "metadata", "name"); got == before[m] {
 					t.Errorf("changing %s did not change %s's key and name", f, m)
 				}
 			}
@@ -711,7 +731,7 @@ func TestNames(t *testing.T) {
 	xr := strings.Replace(xrYAML(spec), "name: cache", "name: "+strings.Repeat("very-long-xr-name.", 12)+"end", 1)
 	rsp := run(t, testRequest{xr: xr}.build())
 	seen := map[string]bool{}
-	for key, r := range rsp.GetDesired().GetResources() {
+	for key, r := range jobResources(rsp) {
 		name := getString(r.GetResource(), "metadata", "name")
 		if msgs := dnsLabelProblems(name); len(msgs) > 0 {
 			t.Errorf("Job name %q is not a DNS-1123 label: %v", name, msgs)

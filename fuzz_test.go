@@ -255,7 +255,7 @@ func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFuncti
 		}
 	}
 	if len(unresolved) > 0 {
-		if len(rsp.GetDesired().GetResources()) > 0 {
+		if len(jobResources(rsp)) > 0 {
 			t.Fatalf("Jobs composed before the requirements %v were resolved", unresolved)
 		}
 		next := proto.Clone(req).(*fnv1.RunFunctionRequest)
@@ -275,7 +275,7 @@ func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFuncti
 		}
 	}
 	if fatalResult {
-		if n := len(rsp.GetDesired().GetResources()); n > 0 {
+		if n := len(jobResources(rsp)); n > 0 {
 			t.Fatalf("a Fatal result with %d desired resources: a half-built desired state", n)
 		}
 		return rsp
@@ -284,6 +284,17 @@ func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFuncti
 	checkStatusLists(t, req, rsp)
 	checkPromises(t, req, rsp)
 	return rsp
+}
+
+// observedPhase reads a composed Job, or the Job of an Object, as observe
+// does: its phase, and whether it (or its Object) is being deleted.
+func observedPhase(composed *structpb.Struct) (string, bool) {
+	o := observation{jobs: map[string][]*seenJob{}, byKey: map[string]*seenJob{}, scripts: map[string]seenScript{}, deleting: map[string]bool{}}
+	o.readComposed(map[string]*fnv1.Resource{"k": {Resource: composed}})
+	if j := o.byKey["k"]; j != nil {
+		return j.phase, j.deleting
+	}
+	return "", o.deleting["k"]
 }
 
 // checkPromises: what status promises holds for any request.
@@ -311,11 +322,11 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 			continue
 		}
 		k := getString(composed, "metadata", "annotations", annotationModel) + "@" + getString(composed, "metadata", "labels", labelSpecHash)
-		phase, _ := jobPhase(unwrap(composed))
+		phase, deleting := observedPhase(composed)
 		// Labels are mutable: two Jobs may claim one hash.
 		s := observed[k]
 		observed[k] = seen{complete: s.complete || phase == phaseCompleted, failed: s.failed || phase == phaseFailed,
-			alive: s.alive || !beingDeleted(composed)}
+			alive: s.alive || !deleting}
 	}
 	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
 		m := e.GetStructValue()
@@ -340,7 +351,7 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		}
 	}
 	objects := false
-	for key, r := range rsp.GetDesired().GetResources() {
+	for key, r := range jobResources(rsp) {
 		res := r.GetResource()
 		if getString(res, "kind") == "Object" {
 			objects = true
@@ -406,7 +417,7 @@ func checkJobs(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunction
 		ns = getString(xr, "metadata", "labels", claimNamespaceLabel)
 	}
 	names := map[string]string{}
-	for key, r := range rsp.GetDesired().GetResources() {
+	for key, r := range jobResources(rsp) {
 		if msgs := validation.IsDNS1123Subdomain(key); len(msgs) > 0 {
 			t.Fatalf("resource key %q: %v", key, msgs)
 		}
@@ -656,7 +667,7 @@ func FuzzObserved(f *testing.F) {
 	// A Job of ours whose spec-hash label was edited by hand (labels of a
 	// live Job are mutable), observed while the token is missing.
 	base := fuzzBase()
-	alpha := proto.Clone(base.GetDesired().GetResources()[sortedKeys(base.GetDesired().GetResources())[0]].GetResource()).(*structpb.Struct)
+	alpha := proto.Clone(jobResources(base)[sortedKeys(jobResources(base))[0]].GetResource()).(*structpb.Struct)
 	get(alpha, "metadata", "labels").GetStructValue().Fields[labelSpecHash] = str("Hand_Edited.Value")
 	alpha.Fields["metadata"].GetStructValue().Fields["name"] = str("hf-dl-cache-org-alpha-0123456789")
 	edited, err := alpha.MarshalJSON()
@@ -667,7 +678,7 @@ func FuzzObserved(f *testing.F) {
 	f.Add(running, running, "", "", string(edited), true, false, uint8(0), "")
 	// A Job of ours being deleted (the TTL controller deletes in the
 	// foreground): never desired again.
-	deleting := proto.Clone(base.GetDesired().GetResources()[sortedKeys(base.GetDesired().GetResources())[0]].GetResource()).(*structpb.Struct)
+	deleting := proto.Clone(jobResources(base)[sortedKeys(jobResources(base))[0]].GetResource()).(*structpb.Struct)
 	deleting.Fields["metadata"].GetStructValue().Fields["name"] = str("hf-dl-cache-org-alpha-9876543210")
 	deleting.Fields["metadata"].GetStructValue().Fields["deletionTimestamp"] = str("2026-11-26T00:00:00Z")
 	deleting.Fields["status"] = structpb.NewStructValue(mustStruct(jobComplete))
@@ -717,7 +728,7 @@ func FuzzObserved(f *testing.F) {
 		}
 		observed := map[string]*fnv1.Resource{}
 		var pods []*fnv1.Resource
-		for i, key := range sortedKeys(base.GetDesired().GetResources()) {
+		for i, key := range sortedKeys(jobResources(base)) {
 			st := statusA
 			if i == 1 {
 				st = statusB
@@ -725,7 +736,7 @@ func FuzzObserved(f *testing.F) {
 			if st == "gone" {
 				continue
 			}
-			composed := proto.Clone(base.GetDesired().GetResources()[key].GetResource()).(*structpb.Struct)
+			composed := proto.Clone(jobResources(base)[key].GetResource()).(*structpb.Struct)
 			job := composed
 			if objects {
 				// provider-kubernetes reports the Job it observed.
@@ -775,9 +786,9 @@ func FuzzObserved(f *testing.F) {
 		rsp := checkInvariants(t, req)
 		// A resource that is not one of this function's Jobs is never
 		// re-applied, least of all in another shape.
-		if got, ok := rsp.GetDesired().GetResources()["foreign"]; ok {
+		if got, ok := jobResources(rsp)["foreign"]; ok {
 			fr := observed["foreign"].GetResource()
-			if beingDeleted(fr) {
+			if _, deleting := observedPhase(fr); deleting {
 				t.Fatalf("a resource being deleted was desired again: %s", getString(got.GetResource(), "metadata", "name"))
 			}
 			if getString(fr, "metadata", "labels", labelApp) != appName {

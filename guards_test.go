@@ -108,10 +108,10 @@ func TestEveryJobIsHardenedAndMountsThePVC(t *testing.T) {
 			r := withToken(xrYAML(twoModels))
 			r.input = input
 			rsp := run(t, r.build())
-			if len(rsp.GetDesired().GetResources()) != 2 {
-				t.Fatalf("want 2 Jobs, got %d", len(rsp.GetDesired().GetResources()))
+			if len(jobResources(rsp)) != 2 {
+				t.Fatalf("want 2 Jobs, got %d", len(jobResources(rsp)))
 			}
-			for key, res := range rsp.GetDesired().GetResources() {
+			for key, res := range jobResources(rsp) {
 				for _, p := range jobProblems(asJob(t, res.GetResource()), "models", mountPath) {
 					t.Errorf("%s: %s", key, p)
 				}
@@ -123,7 +123,7 @@ func TestEveryJobIsHardenedAndMountsThePVC(t *testing.T) {
 // TestJobProblemsFindsThem: the check above fails for each field it guards.
 func TestJobProblemsFindsThem(t *testing.T) {
 	rsp := run(t, withToken(xrYAML(twoModels)).build())
-	base := rsp.GetDesired().GetResources()[keyOf(t, rsp, "org/alpha")].GetResource()
+	base := jobResources(rsp)[keyOf(t, rsp, "org/alpha")].GetResource()
 	for name, breakIt := range map[string]func(j *batchv1.Job){
 		"PodRunAsNonRoot":       func(j *batchv1.Job) { j.Spec.Template.Spec.SecurityContext.RunAsNonRoot = nil },
 		"ContainerRunAsNonRoot": func(j *batchv1.Job) { j.Spec.Template.Spec.Containers[0].SecurityContext.RunAsNonRoot = nil },
@@ -154,7 +154,7 @@ func TestJobProblemsFindsThem(t *testing.T) {
 // contentHashEnv is HFDL_CONTENT_HASH of a model's desired Job.
 func contentHashEnv(t *testing.T, rsp *fnv1.RunFunctionResponse, model string) string {
 	t.Helper()
-	j := asJob(t, rsp.GetDesired().GetResources()[keyOf(t, rsp, model)].GetResource())
+	j := asJob(t, jobResources(rsp)[keyOf(t, rsp, model)].GetResource())
 	for _, e := range j.Spec.Template.Spec.Containers[0].Env {
 		if e.Name == script.EnvContentHash {
 			return e.Value
@@ -268,8 +268,8 @@ func TestOnlyOneCurrentJobKeptWhileTokenUnreadable(t *testing.T) {
 	}
 	s.api.jobs[first] = firstJob
 	s.refresh()
-	if len(s.observed) != 2 {
-		t.Fatalf("want both Jobs observed, got %d", len(s.observed))
+	if len(s.observed) != 3 {
+		t.Fatalf("want both Jobs (and the script's ConfigMap) observed, got %d", len(s.observed))
 	}
 	s.secret = nil
 	s.reconcile()
@@ -288,7 +288,7 @@ func TestRecordedFinishedObjectIsNotDesired(t *testing.T) {
 			if got := s.desiredJobs(); len(got) != 1 {
 				t.Fatalf("the call that sees the outcome keeps the Object, observing only: %v", got)
 			}
-			for _, r := range s.last.GetDesired().GetResources() {
+			for _, r := range jobResources(s.last) {
 				if !observesOnly(r.GetResource()) || !orphans(r.GetResource()) {
 					t.Fatalf("a finished Job's Object must only observe it and never delete it: %v", get(r.GetResource(), "spec"))
 				}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 
@@ -101,6 +102,52 @@ type testRequest struct {
 	pvc   *fnv1.Resource
 	noPVC bool
 	peers []*fnv1.Resource
+	// noScript: the script's ConfigMap does not exist yet (by default an
+	// earlier call made it).
+	noScript bool
+}
+
+// withScript adds to the observed resources the script ConfigMap the
+// function desires for the request, as it exists once Crossplane (or, for an
+// Object, provider-kubernetes) made it.
+func withScript(req *fnv1.RunFunctionRequest) {
+	probe := proto.Clone(req).(*fnv1.RunFunctionRequest)
+	if probe.RequiredResources[requirementPVC] == nil || len(probe.RequiredResources[requirementPVC].GetItems()) == 0 {
+		probe.RequiredResources[requirementPVC] = &fnv1.Resources{Items: []*fnv1.Resource{pvcResource(testPVCUID)}}
+	}
+	var rsp *fnv1.RunFunctionResponse
+	for range 3 {
+		var err error
+		if rsp, err = newTestFunction().RunFunction(context.Background(), probe); err != nil {
+			return
+		}
+		// Requirements the request left out (the Namespace of
+		// spec.storage): answered, as Crossplane would, with nothing found.
+		if resolved(probe, rsp.GetRequirements()) {
+			break
+		}
+		for name := range rsp.GetRequirements().GetResources() {
+			if _, ok := probe.RequiredResources[name]; !ok {
+				probe.RequiredResources[name] = &fnv1.Resources{}
+			}
+		}
+	}
+	for k, r := range rsp.GetDesired().GetResources() {
+		if !strings.HasPrefix(k, scriptKeyPrefix) {
+			continue
+		}
+		if req.Observed.Resources == nil {
+			req.Observed.Resources = map[string]*fnv1.Resource{}
+		}
+		if _, ok := req.Observed.Resources[k]; ok {
+			continue
+		}
+		c := proto.Clone(r.GetResource()).(*structpb.Struct)
+		if getString(c, "kind") == "Object" {
+			c.Fields["status"] = object(fields{"atProvider": object(fields{"manifest": c.GetFields()["spec"].GetStructValue().GetFields()["forProvider"].GetStructValue().GetFields()["manifest"]})})
+		}
+		req.Observed.Resources[k] = &fnv1.Resource{Resource: c}
+	}
 }
 
 func (r testRequest) build() *fnv1.RunFunctionRequest {
@@ -125,6 +172,9 @@ func (r testRequest) build() *fnv1.RunFunctionRequest {
 	}
 	if r.input != "" {
 		req.Input = mustStruct(r.input)
+	}
+	if !r.noScript {
+		withScript(req)
 	}
 	return req
 }

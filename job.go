@@ -1,11 +1,14 @@
 package main
 
 import (
-	"crypto/sha256"
 	"path"
 	"strings"
 
-	"google.golang.org/protobuf/types/known/structpb"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/hfops/function-hf-download/script"
 )
@@ -37,13 +40,6 @@ const (
 	homeDir       = "/home/hf"
 )
 
-// scriptDigest is part of every config hash: a new script is a new Job.
-var scriptDigest = func() []byte { d := sha256.Sum256([]byte(script.Text)); return d[:] }()
-
-// commandValue is the container command, the same for every Job: the script
-// text is constant and user strings reach it only through the environment.
-var commandValue = strList([]string{"/bin/sh", "-c", script.Text, "hf-download"})
-
 // jobBuilder holds what all Jobs of one XR share, built once per request.
 type jobBuilder struct {
 	// nameBase starts every Job name: the XR's name, or its claim's.
@@ -53,18 +49,15 @@ type jobBuilder struct {
 	platform  *platform
 
 	parentLabel string
-	cpu         string
-	memory      string
-	podSecurity *structpb.Value
-	ctrSecurity *structpb.Value
-	resources   *structpb.Value
-	volumes     *structpb.Value
-	mounts      *structpb.Value
-	sharedEnv   []*structpb.Value
-	pullSecrets *structpb.Value
-	selector    *structpb.Value
 	pvcLabel    string
-	affinity    *structpb.Value
+	cpu, memory string
+	resources   corev1.ResourceRequirements
+	sharedEnv   []corev1.EnvVar
+	pullSecrets []corev1.LocalObjectReference
+	selector    map[string]string
+	affinity    *corev1.Affinity
+	// scriptMap names the ConfigMap that holds the script (script.go).
+	scriptMap string
 }
 
 func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuilder {
@@ -72,73 +65,42 @@ func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuild
 		parentLabel: labelValue(nameBase), pvcLabel: pvcLabelValue(s.StoragePVC)}
 
 	b.cpu, b.memory = orDefault(s.Settings.CPU, p.CPU), orDefault(s.Settings.Memory, p.Memory)
-	compute := object(fields{"cpu": str(b.cpu), "memory": str(b.memory)})
-	b.resources = object(fields{"requests": compute, "limits": compute})
+	// Both parse: validation checked them.
+	compute := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse(b.cpu),
+		corev1.ResourceMemory: resource.MustParse(b.memory),
+	}
+	b.resources = corev1.ResourceRequirements{Requests: compute, Limits: compute}
 
-	// The restricted Pod Security Standard, field by field.
-	b.podSecurity = object(fields{
-		"runAsNonRoot":   boolean(true),
-		"runAsUser":      num(p.RunAsUser),
-		"runAsGroup":     num(p.RunAsGroup),
-		"fsGroup":        num(p.FSGroup),
-		"seccompProfile": object(fields{"type": str("RuntimeDefault")}),
-	})
-	b.ctrSecurity = object(fields{
-		"allowPrivilegeEscalation": boolean(false),
-		"readOnlyRootFilesystem":   boolean(true),
-		"runAsNonRoot":             boolean(true),
-		"capabilities":             object(fields{"drop": strList([]string{"ALL"})}),
-	})
-
-	b.volumes = list(
-		object(fields{"name": str("models"), "persistentVolumeClaim": object(fields{"claimName": str(s.StoragePVC)})}),
-		object(fields{"name": str("tmp"), "emptyDir": object(fields{})}),
-		object(fields{"name": str("home"), "emptyDir": object(fields{})}),
-	)
-	b.mounts = list(
-		object(fields{"name": str("models"), "mountPath": str(p.MountPath)}),
-		object(fields{"name": str("tmp"), "mountPath": str("/tmp")}),
-		object(fields{"name": str("home"), "mountPath": str(homeDir)}),
-	)
-
-	b.sharedEnv = append(b.sharedEnv,
-		envVar(script.EnvMaxWorkers, itoa(p.MaxWorkers)),
-		envVar(script.EnvForce, boolString(s.Settings.ForceReload)),
-		envVar("HOME", homeDir),
+	b.sharedEnv = []corev1.EnvVar{
+		{Name: script.EnvMaxWorkers, Value: itoa(p.MaxWorkers)},
+		{Name: script.EnvForce, Value: boolString(s.Settings.ForceReload)},
+		{Name: "HOME", Value: homeDir},
 		// A download pod talks to the Hub alone: no PyPI version check, no
 		// telemetry, on every start of every Job.
-		envVar("HF_HUB_DISABLE_UPDATE_CHECK", "1"),
-		envVar("HF_HUB_DISABLE_TELEMETRY", "1"),
-	)
+		{Name: "HF_HUB_DISABLE_UPDATE_CHECK", Value: "1"},
+		{Name: "HF_HUB_DISABLE_TELEMETRY", Value: "1"},
+	}
 	if s.Settings.EnableHFTransfer {
 		// hf_transfer is deprecated upstream in favour of hf_xet's high
 		// performance mode; old images still read the first variable.
 		b.sharedEnv = append(b.sharedEnv,
-			envVar("HF_HUB_ENABLE_HF_TRANSFER", "1"),
-			envVar("HF_XET_HIGH_PERFORMANCE", "1"))
+			corev1.EnvVar{Name: "HF_HUB_ENABLE_HF_TRANSFER", Value: "1"},
+			corev1.EnvVar{Name: "HF_XET_HIGH_PERFORMANCE", Value: "1"})
 	}
 	if t := s.Token; t != nil {
-		b.sharedEnv = append(b.sharedEnv, object(fields{
-			"name": str(script.EnvToken),
-			"valueFrom": object(fields{"secretKeyRef": object(fields{
-				"name": str(t.Name),
-				"key":  str(t.Key),
-			})}),
-		}))
+		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvToken, ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: t.Name}, Key: t.Key},
+		}})
 	}
 	for _, e := range p.Env {
-		b.sharedEnv = append(b.sharedEnv, envVar(e.Name, e.Value))
+		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: e.Name, Value: e.Value})
 	}
-
-	if len(p.PullSecrets) > 0 {
-		refs := make([]*structpb.Value, len(p.PullSecrets))
-		for i, n := range p.PullSecrets {
-			refs[i] = object(fields{"name": str(n)})
-		}
-		b.pullSecrets = list(refs...)
+	for _, n := range p.PullSecrets {
+		b.pullSecrets = append(b.pullSecrets, corev1.LocalObjectReference{Name: n})
 	}
 	if s.NodePool != "" {
-		b.selector = strMap(map[string]string{p.NodePoolKey: s.NodePool})
+		b.selector = map[string]string{p.NodePoolKey: s.NodePool}
 	}
 	return b
 }
@@ -147,114 +109,113 @@ func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuild
 // running are: a ReadWriteOnce volume is attached to one node at a time. The
 // first pod, matching its own term, may go anywhere.
 func (b *jobBuilder) colocate() {
-	b.affinity = object(fields{"podAffinity": object(fields{
-		"requiredDuringSchedulingIgnoredDuringExecution": list(object(fields{
-			"labelSelector": object(fields{"matchLabels": strMap(map[string]string{labelPVC: b.pvcLabel})}),
-			"topologyKey":   str("kubernetes.io/hostname"),
-		})),
-	})})
+	b.affinity = &corev1.Affinity{PodAffinity: &corev1.PodAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{labelPVC: b.pvcLabel}},
+			TopologyKey:   corev1.LabelHostname,
+		}},
+	}}
 }
 
 // localDir is where a model lands on the PVC.
 func (b *jobBuilder) localDir(m *modelSpec) string { return path.Join(b.platform.MountPath, m.Name) }
 
-func (b *jobBuilder) labels(m *modelSpec, jobHash string) *structpb.Value {
-	return strMap(map[string]string{
+func (b *jobBuilder) labels(m *modelSpec, jobHash string) map[string]string {
+	return map[string]string{
 		labelApp:      appName,
 		labelParent:   b.parentLabel,
 		labelModel:    labelValue(m.Name),
 		labelSpecHash: jobHash,
 		labelPVC:      b.pvcLabel,
-	})
+	}
 }
 
 // build returns the Job of one attempt at a model.
-func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) *structpb.Struct {
+func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) *batchv1.Job {
 	st := &b.spec.Settings
-	labels := b.labels(m, a.hash)
+	env := append([]corev1.EnvVar{
+		{Name: script.EnvRepoID, Value: m.Name},
+		{Name: script.EnvRepoType, Value: m.RepoType},
+		{Name: script.EnvRevision, Value: m.Revision},
+		{Name: script.EnvLocalDir, Value: b.localDir(m)},
+		{Name: script.EnvInclude, Value: strings.Join(m.Include, "\n")},
+		{Name: script.EnvExclude, Value: strings.Join(m.Exclude, "\n")},
+		{Name: script.EnvContentHash, Value: h.content},
+	}, b.sharedEnv...)
 
-	env := make([]*structpb.Value, 0, 6+len(b.sharedEnv))
-	env = append(env,
-		envVar(script.EnvRepoID, m.Name),
-		envVar(script.EnvRepoType, m.RepoType),
-		envVar(script.EnvRevision, m.Revision),
-		envVar(script.EnvLocalDir, b.localDir(m)),
-		envVar(script.EnvInclude, strings.Join(m.Include, "\n")),
-		envVar(script.EnvExclude, strings.Join(m.Exclude, "\n")),
-		envVar(script.EnvContentHash, h.content),
-	)
-	env = append(env, b.sharedEnv...)
-
-	container := fields{
-		"name":                     str(containerName),
-		"image":                    str(b.platform.Image),
-		"imagePullPolicy":          str(b.platform.PullPolicy),
-		"command":                  commandValue,
-		"env":                      list(env...),
-		"resources":                b.resources,
-		"securityContext":          b.ctrSecurity,
-		"terminationMessagePolicy": str("FallbackToLogsOnError"),
-		"volumeMounts":             b.mounts,
-	}
-
-	pod := fields{
-		"restartPolicy":                str("Never"),
-		"automountServiceAccountToken": boolean(false),
-		"securityContext":              b.podSecurity,
-		"containers":                   list(object(container)),
-		"volumes":                      b.volumes,
-	}
-	if b.platform.ServiceAccount != "" {
-		pod["serviceAccountName"] = str(b.platform.ServiceAccount)
-	}
-	if b.selector != nil {
-		pod["nodeSelector"] = b.selector
-	}
-	if b.platform.tolerationsValue != nil {
-		pod["tolerations"] = b.platform.tolerationsValue
-	}
-	if b.pullSecrets != nil {
-		pod["imagePullSecrets"] = b.pullSecrets
-	}
-	if b.affinity != nil {
-		pod["affinity"] = b.affinity
-	}
-
-	spec := fields{
-		"backoffLimit":            num(m.RetryCount),
-		"ttlSecondsAfterFinished": num(max(st.KeepAliveSeconds, minKeepAliveSeconds)),
-		"template": object(fields{
-			"metadata": object(fields{"labels": labels}),
-			"spec":     object(pod),
-		}),
+	job := &batchv1.Job{
+		TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      name,
+			Namespace: b.namespace,
+			Labels:    b.labels(m, a.hash),
+			Annotations: map[string]string{
+				annotationModel:      m.Name,
+				annotationConfigHash: h.config,
+				annotationAttempt:    itoa(a.number),
+			},
+		},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr.To(int32(m.RetryCount)),
+			TTLSecondsAfterFinished: ptr.To(int32(max(st.KeepAliveSeconds, minKeepAliveSeconds))),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: b.labels(m, a.hash)},
+				Spec: corev1.PodSpec{
+					RestartPolicy:                corev1.RestartPolicyNever,
+					AutomountServiceAccountToken: ptr.To(false),
+					ServiceAccountName:           b.platform.ServiceAccount,
+					NodeSelector:                 b.selector,
+					Tolerations:                  b.platform.Tolerations,
+					ImagePullSecrets:             b.pullSecrets,
+					Affinity:                     b.affinity,
+					// The restricted Pod Security Standard, field by field.
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot:   ptr.To(true),
+						RunAsUser:      ptr.To(b.platform.RunAsUser),
+						RunAsGroup:     ptr.To(b.platform.RunAsGroup),
+						FSGroup:        ptr.To(b.platform.FSGroup),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{{
+						Name:            containerName,
+						Image:           b.platform.Image,
+						ImagePullPolicy: corev1.PullPolicy(b.platform.PullPolicy),
+						// The script comes from the ConfigMap, read-only;
+						// user strings reach it only through the environment.
+						Command:                  []string{"/bin/sh", path.Join(scriptMountPath, scriptFile)},
+						Env:                      env,
+						Resources:                b.resources,
+						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							RunAsNonRoot:             ptr.To(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "models", MountPath: b.platform.MountPath},
+							{Name: "script", MountPath: scriptMountPath, ReadOnly: true},
+							{Name: "tmp", MountPath: "/tmp"},
+							{Name: "home", MountPath: homeDir},
+						},
+					}},
+					Volumes: []corev1.Volume{
+						{Name: "models", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: b.spec.StoragePVC}}},
+						{Name: "script", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+							LocalObjectReference: corev1.LocalObjectReference{Name: b.scriptMap},
+							DefaultMode:          ptr.To(int32(0o444)),
+						}}},
+						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+						{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+					},
+				},
+			},
+		},
 	}
 	if st.TimeoutMillis > 0 {
-		spec["activeDeadlineSeconds"] = num((st.TimeoutMillis + 999) / 1000)
+		job.Spec.ActiveDeadlineSeconds = ptr.To((st.TimeoutMillis + 999) / 1000)
 	}
-
-	metadata := fields{
-		"name":   str(name),
-		"labels": labels,
-		"annotations": strMap(map[string]string{
-			annotationModel:      m.Name,
-			annotationConfigHash: h.config,
-			annotationAttempt:    itoa(a.number),
-		}),
-	}
-	if b.namespace != "" {
-		metadata["namespace"] = str(b.namespace)
-	}
-
-	return &structpb.Struct{Fields: fields{
-		"apiVersion": str("batch/v1"),
-		"kind":       str("Job"),
-		"metadata":   object(metadata),
-		"spec":       object(spec),
-	}}
-}
-
-func envVar(name, value string) *structpb.Value {
-	return object(fields{"name": str(name), "value": str(value)})
+	return job
 }
 
 func boolString(b bool) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -14,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
+
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/script"
 )
@@ -74,7 +77,7 @@ func TestRestrictedProfile(t *testing.T) {
 			r := withToken(xrYAML(twoModels + "nodePool: gpu\nsettings: {enableHFTransfer: true, timeoutMillis: 100}\n"))
 			r.input = input
 			rsp := run(t, r.build())
-			for key, res := range rsp.GetDesired().GetResources() {
+			for key, res := range jobResources(rsp) {
 				job := asJob(t, res.GetResource())
 				pod := job.Spec.Template
 				results := eval.EvaluatePod(psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}, &pod.ObjectMeta, &pod.Spec)
@@ -117,7 +120,7 @@ models:
 	r.secret = secretResource("hf", "tok", testToken)
 	r.input = fullInput
 	rsp := run(t, r.build())
-	job := asJob(t, rsp.GetDesired().GetResources()[keyOf(t, rsp, "org/alpha")].GetResource())
+	job := asJob(t, jobResources(rsp)[keyOf(t, rsp, "org/alpha")].GetResource())
 	pod := job.Spec.Template.Spec
 	c := pod.Containers[0]
 
@@ -164,10 +167,11 @@ models:
 		CPU:          "3", Memory: "6Gi",
 		Users: [3]int64{2000, 3000, 4000},
 		Mounts: []corev1.VolumeMount{
-			{Name: "models", MountPath: "/data/models"}, {Name: "tmp", MountPath: "/tmp"}, {Name: "home", MountPath: homeDir},
+			{Name: "models", MountPath: "/data/models"}, {Name: "script", MountPath: scriptMountPath, ReadOnly: true},
+			{Name: "tmp", MountPath: "/tmp"}, {Name: "home", MountPath: homeDir},
 		},
 		PVC:     "models",
-		Command: []string{"/bin/sh", "-c", script.Text, "hf-download"},
+		Command: []string{"/bin/sh", scriptMountPath + "/" + scriptFile},
 		Env: map[string]string{
 			script.EnvRepoID: "org/alpha", script.EnvRepoType: "dataset", script.EnvRevision: "refs/pr/1",
 			script.EnvLocalDir: "/data/models/org/alpha", script.EnvInclude: "*.json\nsub/*.safetensors", script.EnvExclude: "*.bin",
@@ -188,7 +192,7 @@ models:
 // all, not a selector on an empty value.
 func TestNoNodeSelectorWithoutNodePool(t *testing.T) {
 	rsp := run(t, withToken(xrYAML(twoModels)).build())
-	for key, r := range rsp.GetDesired().GetResources() {
+	for key, r := range jobResources(rsp) {
 		if job := asJob(t, r.GetResource()); job.Spec.Template.Spec.NodeSelector != nil || job.Spec.ActiveDeadlineSeconds != nil {
 			t.Errorf("%s: want no nodeSelector and no deadline, got %v and %v", key, job.Spec.Template.Spec.NodeSelector, job.Spec.ActiveDeadlineSeconds)
 		}
@@ -254,10 +258,62 @@ const dnsSubdomainMessage = "a lowercase RFC 1123 subdomain must consist of lowe
 // the defaults are the Input's.
 func TestQuantitiesAreKept(t *testing.T) {
 	rsp := run(t, withToken(xrYAML(twoModels)).build())
-	for _, r := range rsp.GetDesired().GetResources() {
+	for _, r := range jobResources(rsp) {
 		res := asJob(t, r.GetResource()).Spec.Template.Spec.Containers[0].Resources
 		if !res.Limits.Cpu().Equal(resource.MustParse(defaultCPU)) || !res.Requests.Memory().Equal(resource.MustParse(defaultMemory)) {
 			t.Errorf("want defaults %s/%s, got %v", defaultCPU, defaultMemory, res)
+		}
+	}
+}
+
+// TestScriptConfigMap: the script reaches the Jobs once, in an immutable
+// ConfigMap named after the script and the XR, mounted read-only where the
+// container runs it; no Job starts before the ConfigMap exists.
+func TestScriptConfigMap(t *testing.T) {
+	tr := withToken(xrYAML(twoModels))
+	tr.noScript = true
+	first := run(t, tr.build())
+	if n := len(jobResources(first)); n != 0 {
+		t.Fatalf("before the script's ConfigMap exists no Job starts, got %d", n)
+	}
+	for _, m := range get(first.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+		if msg := getString(m.GetStructValue(), "message"); !strings.Contains(msg, "ConfigMap") {
+			t.Errorf("%s: the message says what it waits for: %q", getString(m.GetStructValue(), "name"), msg)
+		}
+	}
+	var cm *corev1.ConfigMap
+	var key string
+	for k, r := range first.GetDesired().GetResources() {
+		if strings.HasPrefix(k, scriptKeyPrefix) {
+			key, cm = k, &corev1.ConfigMap{}
+			if err := runtimeFromUnstructured(r.GetResource().AsMap(), cm); err != nil {
+				t.Fatal(err)
+			}
+			if r.GetReady() != fnv1.Ready_READY_TRUE {
+				t.Error("the ConfigMap is ready as soon as it exists")
+			}
+		}
+	}
+	if cm == nil {
+		t.Fatal("no script ConfigMap desired")
+	}
+	if cm.Data[scriptFile] != script.Text || cm.Immutable == nil || !*cm.Immutable || cm.Namespace != "ml" ||
+		!strings.HasPrefix(cm.Name, "hf-dl-cache-script-") || key != scriptKey(cm.Name) {
+		t.Errorf("want the script, immutable, in ml, named hf-dl-cache-script-<hash> under key %s; got %s/%s immutable=%v under %s",
+			scriptKey(cm.Name), cm.Namespace, cm.Name, cm.Immutable, key)
+	}
+
+	rsp := run(t, withToken(xrYAML(twoModels)).build())
+	for k, r := range jobResources(rsp) {
+		job := asJob(t, r.GetResource())
+		var mounted string
+		for _, v := range job.Spec.Template.Spec.Volumes {
+			if v.ConfigMap != nil {
+				mounted = v.ConfigMap.Name
+			}
+		}
+		if mounted != cm.Name || len(job.Spec.Template.Spec.Containers[0].Command) != 2 {
+			t.Errorf("%s mounts ConfigMap %q (want %q) and runs %v", k, mounted, cm.Name, job.Spec.Template.Spec.Containers[0].Command)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"strings"
-	"unicode/utf8"
 )
 
 // Names and hashes. Every name here reaches Kubernetes, so each is built to
@@ -214,46 +213,10 @@ func tokenDigest(token []byte) []byte {
 }
 
 // dnsLabel turns any string into lowercase letters, digits and single
-// dashes, trimmed of dashes: the alphabet of a DNS-1123 label.
+// dashes, trimmed of dashes: the alphabet of a DNS-1123 label. Lowercasing
+// comes first, as it may change a letter's length or even make it ASCII
+// (the Kelvin sign lowercases to 'k').
 func dnsLabel(s string) string {
-	clean := len(s) > 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= utf8.RuneSelf:
-			return dnsLabelUnicode(s)
-		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
-		case c == '-' && i > 0 && i < len(s)-1 && s[i-1] != '-':
-		default:
-			clean = false
-		}
-	}
-	if clean {
-		return s // already a label: nothing to change, nothing to allocate
-	}
-	b := make([]byte, 0, len(s))
-	dash := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
-			if dash && len(b) > 0 {
-				b = append(b, '-')
-			}
-			dash = false
-			b = append(b, c)
-			continue
-		}
-		dash = true
-	}
-	return string(b)
-}
-
-// dnsLabelUnicode is dnsLabel for strings beyond ASCII, whose lowercase may
-// differ in length or even be ASCII (the Kelvin sign lowercases to 'k').
-func dnsLabelUnicode(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	dash := false

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
@@ -38,7 +38,7 @@ type envelope struct {
 	// apiVersion of the Objects; empty in Job mode.
 	apiVersion     string
 	namespaced     bool
-	providerConfig *structpb.Value
+	providerConfig map[string]any
 }
 
 var modePath = inputPath.Child("mode")
@@ -79,15 +79,14 @@ func resolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (envelope, field.Erro
 	}
 	name := orDefault(ref.Name, defaultProviderConfig)
 	errs = append(errs, dnsSubdomain(p.Child("providerConfigRef", "name"), name)...)
-	pc := fields{"name": str(name)}
+	e.providerConfig = map[string]any{"name": name}
 	if e.namespaced {
 		kind := orDefault(ref.Kind, defaultProviderConfigKind)
 		if kind != "ProviderConfig" && kind != defaultProviderConfigKind {
 			errs = append(errs, field.NotSupported(p.Child("providerConfigRef", "kind"), kind, []string{"ProviderConfig", defaultProviderConfigKind}))
 		}
-		pc["kind"] = str(kind)
+		e.providerConfig["kind"] = kind
 	}
-	e.providerConfig = object(pc)
 	return e, errs
 }
 
@@ -108,73 +107,60 @@ const (
 // wrap returns what is composed for a manifest: the manifest itself, or an
 // Object carrying it. The Object repeats the manifest's labels and
 // annotations, so a later call can read them without unwrapping.
-func (e envelope) wrap(manifest *structpb.Struct, readyQuery string, policy objectPolicy) *structpb.Struct {
+func (e envelope) wrap(manifest *unstructured.Unstructured, readyQuery string, policy objectPolicy) *unstructured.Unstructured {
 	if !e.object {
 		return manifest
 	}
-	inner := manifest.GetFields()["metadata"].GetStructValue()
-	md := fields{}
-	for _, k := range []string{"labels", "annotations"} {
-		if v, ok := inner.GetFields()[k]; ok {
-			md[k] = v
-		}
+	md := map[string]any{}
+	if l := manifest.GetLabels(); len(l) > 0 {
+		md["labels"] = stringsToAny(l)
+	}
+	if a := manifest.GetAnnotations(); len(a) > 0 {
+		md["annotations"] = stringsToAny(a)
 	}
 	if e.namespaced {
 		// A namespaced Object lives beside its object, under the same name;
 		// a cluster-scoped one gets a generated name, as two claims in two
 		// namespaces may compose Jobs of the same name.
-		md["name"] = inner.GetFields()["name"]
-		md["namespace"] = inner.GetFields()["namespace"]
+		md["name"] = manifest.GetName()
+		md["namespace"] = manifest.GetNamespace()
 	}
-	readiness := fields{"policy": str("SuccessfulCreate")}
+	readiness := map[string]any{"policy": "SuccessfulCreate"}
 	if readyQuery != "" {
-		readiness = fields{"policy": str("DeriveFromCelQuery"), "celQuery": str(readyQuery)}
+		readiness = map[string]any{"policy": "DeriveFromCelQuery", "celQuery": readyQuery}
 	}
-	spec := fields{
-		"forProvider":       object(fields{"manifest": structpb.NewStructValue(manifest)}),
-		"readiness":         object(readiness),
+	spec := map[string]any{
+		"forProvider":       map[string]any{"manifest": manifest.Object},
+		"readiness":         readiness,
 		"providerConfigRef": e.providerConfig,
 	}
 	switch policy {
 	case observeOnly:
-		spec["managementPolicies"] = strList([]string{"Observe"})
+		spec["managementPolicies"] = []any{"Observe"}
 		if !e.namespaced {
-			spec["deletionPolicy"] = str(deletionOrphan)
+			spec["deletionPolicy"] = deletionOrphan
 		}
 	case keepOnDelete:
 		if e.namespaced {
 			// Namespaced managed resources have no deletionPolicy: leaving
 			// Delete out of the management policies orphans the object.
-			spec["managementPolicies"] = strList([]string{"Observe", "Create", "Update", "LateInitialize"})
+			spec["managementPolicies"] = []any{"Observe", "Create", "Update", "LateInitialize"}
 		} else {
-			spec["deletionPolicy"] = str(deletionOrphan)
+			spec["deletionPolicy"] = deletionOrphan
 		}
 	}
-	return &structpb.Struct{Fields: fields{
-		"apiVersion": str(e.apiVersion),
-		"kind":       str("Object"),
-		"metadata":   object(md),
-		"spec":       object(spec),
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": e.apiVersion,
+		"kind":       "Object",
+		"metadata":   md,
+		"spec":       spec,
 	}}
 }
 
-// beingDeleted reports whether a composed Job, or the Object that carries
-// it, has been marked for deletion.
-func beingDeleted(r *structpb.Struct) bool {
-	return present(get(r, "metadata", "deletionTimestamp")) ||
-		present(get(unwrap(r), "metadata", "deletionTimestamp"))
-}
-
-// unwrap returns the object a composed resource stands for: itself, or, for
-// an Object, the manifest provider-kubernetes last observed (nil until the
-// provider created it).
-func unwrap(r *structpb.Struct) *structpb.Struct {
-	if getString(r, "kind") != "Object" {
-		return r
+func stringsToAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
 	}
-	switch getString(r, "apiVersion") {
-	case objectClusterAPI, objectNamespacedAPI:
-		return get(r, "status", "atProvider", "manifest").GetStructValue()
-	}
-	return r
+	return out
 }

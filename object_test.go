@@ -54,7 +54,7 @@ func TestObjectMode(t *testing.T) {
 		t.Errorf("the token and pods are looked up in the claim's namespace; -want, +got:\n%s", diff)
 	}
 	jobMode := run(t, withToken(xrYAML(twoModels)).build())
-	for key, r := range first.GetDesired().GetResources() {
+	for key, r := range jobResources(first) {
 		o := r.GetResource()
 		if getString(o, "apiVersion") != objectClusterAPI || getString(o, "kind") != "Object" {
 			t.Fatalf("%s: want a %s Object, got %s %s", key, objectClusterAPI, getString(o, "apiVersion"), getString(o, "kind"))
@@ -66,7 +66,7 @@ func TestObjectMode(t *testing.T) {
 		// a key), so compare with the hashes of the Job-mode twin put in.
 		manifest := get(o, "spec", "forProvider", "manifest").GetStructValue()
 		model := getString(manifest, "metadata", "annotations", annotationModel)
-		twin := jobMode.GetDesired().GetResources()[keyOf(t, jobMode, model)].GetResource()
+		twin := jobResources(jobMode)[keyOf(t, jobMode, model)].GetResource()
 		if diff := cmp.Diff(sameHashes(t, twin, manifest), manifest, protocmp.Transform()); diff != "" {
 			t.Errorf("%s: the Object must carry the very Job of Job mode (claim cache in namespace ml is XR cache in ml); -want, +got:\n%s", key, diff)
 		}
@@ -84,8 +84,8 @@ providerConfigRef: {name: default}
 	ka, kb := keyOf(t, first, "org/alpha"), keyOf(t, first, "org/beta")
 	r := withToken(claimXR(twoModels))
 	r.observed = map[string]*fnv1.Resource{
-		ka: observedObject(first.GetDesired().GetResources()[ka], jobComplete),
-		kb: observedObject(first.GetDesired().GetResources()[kb], jobFailed),
+		ka: observedObject(jobResources(first)[ka], jobComplete),
+		kb: observedObject(jobResources(first)[kb], jobFailed),
 	}
 	got := outcomeOf(t, run(t, r.build()))
 	if got.Jobs[ka].Ready != fnv1.Ready_READY_TRUE || got.Jobs[kb].Ready != fnv1.Ready_READY_FALSE {
@@ -98,9 +98,9 @@ providerConfigRef: {name: default}
 	// The Job inside an Object being deleted by its TTL: the Object is not
 	// desired again (provider-kubernetes would re-create the Job), and the
 	// model is Completed from what the manifest last showed.
-	deleting := observedObject(first.GetDesired().GetResources()[ka], jobComplete)
+	deleting := observedObject(jobResources(first)[ka], jobComplete)
 	get(deleting.GetResource(), "status", "atProvider", "manifest", "metadata").GetStructValue().Fields["deletionTimestamp"] = structpb.NewStringValue("2026-11-26T00:00:00Z")
-	r.observed = map[string]*fnv1.Resource{ka: deleting, kb: observedObject(first.GetDesired().GetResources()[kb], jobComplete)}
+	r.observed = map[string]*fnv1.Resource{ka: deleting, kb: observedObject(jobResources(first)[kb], jobComplete)}
 	got = outcomeOf(t, run(t, r.build()))
 	if _, ok := got.Jobs[ka]; ok {
 		t.Errorf("the Object of a Job being deleted must not be desired: got %v", got.Jobs)
@@ -110,7 +110,8 @@ providerConfigRef: {name: default}
 	}
 }
 
-// sameHashes returns job with the spec and config hashes of like.
+// sameHashes returns job with the spec and config hashes, and the script
+// ConfigMap's name, of like: the hashes cover which XR a Job belongs to.
 func sameHashes(t *testing.T, job, like *structpb.Struct) *structpb.Struct {
 	t.Helper()
 	b, err := protojson.Marshal(job)
@@ -121,6 +122,14 @@ func sameHashes(t *testing.T, job, like *structpb.Struct) *structpb.Struct {
 	for _, h := range []func(*structpb.Struct) string{
 		func(s *structpb.Struct) string { return getString(s, "metadata", "labels", labelSpecHash) },
 		func(s *structpb.Struct) string { return getString(s, "metadata", "annotations", annotationConfigHash) },
+		func(s *structpb.Struct) string {
+			for _, v := range get(s, "spec", "template", "spec", "volumes").GetListValue().GetValues() {
+				if n := getString(v.GetStructValue(), "configMap", "name"); n != "" {
+					return n
+				}
+			}
+			return ""
+		},
 	} {
 		js = strings.ReplaceAll(js, h(job), h(like))
 	}
@@ -137,7 +146,7 @@ func TestNamespacedObject(t *testing.T) {
 	r := withToken(xrYAML(twoModels))
 	r.input = namespacedObjectInput
 	rsp := run(t, r.build())
-	for key, res := range rsp.GetDesired().GetResources() {
+	for key, res := range jobResources(rsp) {
 		o := res.GetResource()
 		job := get(o, "spec", "forProvider", "manifest").GetStructValue()
 		got := []string{getString(o, "apiVersion"), getString(o, "metadata", "name"), getString(o, "metadata", "namespace"),
@@ -154,7 +163,7 @@ func TestModeFromInput(t *testing.T) {
 	r := withToken(claimXR(twoModels))
 	r.input = "apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1\nkind: Input\nmode: Job\n"
 	rsp := run(t, r.build())
-	for key, res := range rsp.GetDesired().GetResources() {
+	for key, res := range jobResources(rsp) {
 		if got := getString(res.GetResource(), "kind"); got != "Job" {
 			t.Errorf("%s: want a Job, got %s", key, got)
 		}
@@ -200,7 +209,7 @@ func TestPVCJobMode(t *testing.T) {
 
 	req.RequiredResources[requirementNamespace] = &fnv1.Resources{Items: []*fnv1.Resource{namespaceResource("ns-uid-1")}}
 	rsp = run(t, req)
-	if n := len(rsp.GetDesired().GetResources()); n != 1 {
+	if n := len(jobResources(rsp)); n != 1 {
 		t.Fatalf("before the PVC exists only the PVC is desired, got %d resources", n)
 	}
 	want := mustStruct(`apiVersion: v1
@@ -218,7 +227,7 @@ spec:
   storageClassName: fast
   resources: {requests: {storage: 200Gi}}
 `)
-	pvc := rsp.GetDesired().GetResources()[pvcKey]
+	pvc := jobResources(rsp)[pvcKey]
 	if diff := cmp.Diff(want, pvc.GetResource(), protocmp.Transform()); diff != "" {
 		t.Errorf("-want, +got:\n%s", diff)
 	}
@@ -227,13 +236,13 @@ spec:
 		t.Errorf("message: %q", got)
 	}
 
-	req.Observed.Resources = map[string]*fnv1.Resource{pvcKey: {Resource: pvc.GetResource()}}
+	req.Observed.Resources[pvcKey] = &fnv1.Resource{Resource: pvc.GetResource()}
 	req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{pvcResource(testPVCUID, "ReadWriteOnce")}
 	rsp = run(t, req)
-	if n := len(rsp.GetDesired().GetResources()); n != 3 {
+	if n := len(jobResources(rsp)); n != 3 {
 		t.Errorf("once the PVC exists the Jobs start: want PVC and 2 Jobs, got %d", n)
 	}
-	if rsp.GetDesired().GetResources()[pvcKey].GetReady() != fnv1.Ready_READY_TRUE {
+	if jobResources(rsp)[pvcKey].GetReady() != fnv1.Ready_READY_TRUE {
 		t.Error("an existing PVC is ready")
 	}
 }
@@ -245,7 +254,7 @@ func TestPVCDeletionPolicy(t *testing.T) {
 	if _, ok := del.GetRequirements().GetResources()[requirementNamespace]; ok {
 		t.Error("deletionPolicy Delete needs no Namespace owner")
 	}
-	if refs := get(del.GetDesired().GetResources()[pvcKey].GetResource(), "metadata", "ownerReferences"); refs != nil {
+	if refs := get(jobResources(del)[pvcKey].GetResource(), "metadata", "ownerReferences"); refs != nil {
 		t.Errorf("deletionPolicy Delete: want no owner but the XR, got %v", refs)
 	}
 

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
-	"sort"
-	"strconv"
+	"strings"
 
-	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
-	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/crossplane/function-sdk-go/resource"
+	"github.com/crossplane/function-sdk-go/resource/composed"
 )
 
 // The state machine: model by model, from what Crossplane observed and what
@@ -40,81 +42,19 @@ type attempt struct {
 	hash   string
 }
 
-// seenJob is one download Job of this function, bare or in an Object, as
-// Crossplane observed it.
-type seenJob struct {
-	key string
-	// composed is the observed resource; job what it stands for (nil until
-	// provider-kubernetes created the Job of an Object).
-	composed, job *structpb.Struct
-	model         string
-	config, hash  string
-	attempt       int64
-	phase         string
-	message       string
-	uid           string
-	deleting      bool
-}
-
-// readObservedJobs groups the observed download Jobs by model. Only a Job of
-// this function (bare or in an Object) counts; what another step composed is
-// not touched, whatever its annotations.
-func readObservedJobs(observed map[string]*fnv1.Resource) (map[string][]*seenJob, map[string]*seenJob) {
-	byModel := map[string][]*seenJob{}
-	byKey := make(map[string]*seenJob, len(observed))
-	keys := make([]string, 0, len(observed))
-	for k := range observed {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		composed := observed[key].GetResource()
-		if k := getString(composed, "kind"); k != "Job" && k != "Object" ||
-			getString(composed, "metadata", "labels", labelApp) != appName {
-			continue
-		}
-		model := getString(composed, "metadata", "annotations", annotationModel)
-		if model == "" {
-			continue
-		}
-		job := unwrap(composed)
-		oj := &seenJob{
-			key:      key,
-			composed: composed,
-			job:      job,
-			model:    model,
-			config:   getString(composed, "metadata", "annotations", annotationConfigHash),
-			hash:     getString(composed, "metadata", "labels", labelSpecHash),
-			uid:      getString(job, "metadata", "uid"),
-			deleting: beingDeleted(composed),
-		}
-		if n, err := strconv.ParseInt(getString(composed, "metadata", "annotations", annotationAttempt), 10, 64); err == nil && n > 0 && n <= maxAttempt {
-			oj.attempt = n
-		}
-		oj.phase, oj.message = jobPhase(job)
-		byModel[model] = append(byModel[model], oj)
-		byKey[key] = oj
-	}
-	return byModel, byKey
-}
-
 func terminal(phase string) bool { return phase == phaseCompleted || phase == phaseFailed }
 
 // composer decides, model by model, which Job is desired and what the model's
 // status is.
 type composer struct {
+	*observation
 	builder  *jobBuilder
 	envelope envelope
 	token    tokenState
 	storage  storageState
-	recorded map[string]modelStatus
-	reports  map[string]podReport
 	xrDigest []byte
 	// retry is the ModelDownload's retry annotation.
 	retry string
-
-	jobs  map[string][]*seenJob
-	byKey map[string]*seenJob
 
 	dirs     directories
 	self     dirUser
@@ -124,10 +64,11 @@ type composer struct {
 	// download Jobs running or about to.
 	oneAtATime bool
 	active     int
+	// scriptReady: the ConfigMap the Jobs mount exists; until it does no Job
+	// starts (its pod could not).
+	scriptReady bool
 
-	desired  map[string]*fnv1.Resource
-	sizes    resourceSizes
-	observed map[string]*fnv1.Resource
+	desired map[string]*resource.DesiredComposed
 }
 
 func (c *composer) compose() []modelStatus {
@@ -213,7 +154,7 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 	} else {
 		st.Phase, st.Message = oj.phase, oj.message
 	}
-	c.desireJob(key, c.builder.build(m, st.JobName, h, a), st.Phase)
+	c.desireJob(key, asUnstructured(c.builder.build(m, st.JobName, h, a)), st.Phase)
 	c.outcome(&st, oj, rec, sameAttempt)
 	return st
 }
@@ -264,7 +205,7 @@ func (c *composer) mustWait(m *modelSpec, v dirVerdict) string {
 	for _, oj := range c.jobs[m.Name] {
 		// One writer per directory: a Job being deleted may still run.
 		if oj.deleting && !terminal(oj.phase) {
-			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", getString(oj.composed, "metadata", "name"))
+			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", oj.manifest.GetName())
 		}
 	}
 	if w := v.waitFor; w != nil {
@@ -272,6 +213,9 @@ func (c *composer) mustWait(m *modelSpec, v dirVerdict) string {
 	}
 	if c.oneAtATime && c.active > 0 {
 		return fmt.Sprintf("queued: PersistentVolumeClaim %q is ReadWriteOncePod, so its downloads run one at a time", c.builder.spec.StoragePVC)
+	}
+	if !c.scriptReady {
+		return fmt.Sprintf("waiting for the ConfigMap %q that holds the download script to be created", c.builder.scriptMap)
 	}
 	return ""
 }
@@ -286,8 +230,8 @@ func (c *composer) remembered(st modelStatus, rec modelStatus) modelStatus {
 // completion, the reason of a failure.
 func (c *composer) outcome(st *modelStatus, oj *seenJob, rec modelStatus, sameAttempt bool) {
 	var r podReport
-	if oj != nil && oj.uid != "" {
-		r = c.reports[oj.uid]
+	if oj != nil && oj.job != nil && oj.job.UID != "" {
+		r = c.reports[string(oj.job.UID)]
 	}
 	switch st.Phase {
 	case phaseCompleted:
@@ -361,83 +305,95 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes, rec modelS
 // keep desires an observed Job as it is. In Object mode the Object of a
 // finished Job only observes it, and goes once its outcome is recorded.
 func (c *composer) keep(oj *seenJob, rec modelStatus) {
-	if (getString(oj.composed, "kind") == "Object") != c.envelope.object {
+	if oj.object != c.envelope.object {
 		return
 	}
 	if c.envelope.object && rec.Hash == oj.hash && terminal(rec.Phase) {
 		return
 	}
-	manifest := oj.composed
-	if c.envelope.object {
-		manifest = get(oj.composed, "spec", "forProvider", "manifest").GetStructValue()
-	}
-	if manifest == nil {
+	if len(oj.manifest.Object) == 0 {
 		return
 	}
-	c.desireJob(oj.key, keepAsObserved(manifest), oj.phase)
+	c.desireJob(oj.key, keepAsObserved(oj.manifest), oj.phase)
 }
 
 // isSpecHash reports whether s is a Job hash as jobName needs it.
 func isSpecHash(s string) bool {
-	return len(s) == specHashLen && !containsNonHex(s)
-}
-
-func containsNonHex(s string) bool {
-	for _, r := range s {
-		if notHex(r) {
-			return true
-		}
-	}
-	return false
+	return len(s) == specHashLen && strings.IndexFunc(s, notHex) < 0
 }
 
 // desireJob composes a Job, in its envelope. It is ready when it completed.
 // The Object of a finished Job only observes it: removing the Object then
 // leaves the Job to its own TTL, and the TTL's deletion is not undone.
-func (c *composer) desireJob(key string, job *structpb.Struct, phase string) {
+func (c *composer) desireJob(key string, job *unstructured.Unstructured, phase string) {
 	policy := manage
 	if terminal(phase) {
 		policy = observeOnly
 	}
-	c.desire(key, c.envelope.wrap(job, jobReadyQuery, policy), phase)
+	ready := resource.ReadyFalse
+	if phase == phaseCompleted {
+		ready = resource.ReadyTrue
+	}
+	c.desire(key, c.envelope.wrap(job, jobReadyQuery, policy), ready)
 }
 
-// desire composes a Job (or what carries it) under key, unless the one
+// desire composes an object (or what carries it) under key, unless the one
 // observed there is being deleted: the TTL controller deletes in the
 // foreground, so a finished Job lingers until its pods are gone, and
 // applying it as it vanishes would create it again.
-func (c *composer) desire(key string, composed *structpb.Struct, phase string) {
-	if o, ok := c.observed[key]; ok && beingDeleted(o.GetResource()) {
+func (c *composer) desire(key string, obj *unstructured.Unstructured, ready resource.Ready) {
+	if c.deleting[key] {
 		return
 	}
-	ready := fnv1.Ready_READY_FALSE
-	if phase == phaseCompleted {
-		ready = fnv1.Ready_READY_TRUE
-	}
-	c.add(key, &fnv1.Resource{Resource: composed, Ready: ready})
-}
-
-// add puts a composed resource in the desired state and measures it while
-// it is fresh (see resourceSizes).
-func (c *composer) add(key string, r *fnv1.Resource) {
-	c.desired[key] = r
-	c.sizes[r] = resourceSize(r)
+	c.desired[key] = &resource.DesiredComposed{Resource: &composed.Unstructured{Unstructured: *obj}, Ready: ready}
 }
 
 // keepAsObserved re-applies exactly what exists, so server-side apply
 // changes nothing on an immutable Job (or on the Object that carries it).
-func keepAsObserved(job *structpb.Struct) *structpb.Struct {
-	md := job.GetFields()["metadata"].GetStructValue()
-	keep := fields{}
-	for _, k := range []string{"name", "namespace", "labels", "annotations"} {
-		if v, ok := md.GetFields()[k]; ok {
-			keep[k] = v
+func keepAsObserved(u *unstructured.Unstructured) *unstructured.Unstructured {
+	md := map[string]any{}
+	if m, ok := u.Object["metadata"].(map[string]any); ok {
+		for _, k := range []string{"name", "namespace", "labels", "annotations"} {
+			if v, ok := m[k]; ok {
+				md[k] = v
+			}
 		}
 	}
-	return &structpb.Struct{Fields: fields{
-		"apiVersion": job.GetFields()["apiVersion"],
-		"kind":       job.GetFields()["kind"],
-		"metadata":   object(keep),
-		"spec":       job.GetFields()["spec"],
-	}}
+	out := map[string]any{"apiVersion": u.Object["apiVersion"], "kind": u.Object["kind"], "metadata": md}
+	if spec, ok := u.Object["spec"]; ok {
+		out["spec"] = spec
+	}
+	return &unstructured.Unstructured{Object: out}
+}
+
+// asUnstructured is a typed object as the map Crossplane applies: the
+// fields it sets, as encoding/json writes them, without the zero-valued
+// creation timestamps and the empty status a Go value always holds.
+func asUnstructured(o runtime.Object) *unstructured.Unstructured {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		// Only a value the converter cannot represent fails here: a bug.
+		panic(err)
+	}
+	delete(m, "status")
+	return &unstructured.Unstructured{Object: pruneNil(m)}
+}
+
+// pruneNil drops the map entries whose value is null, at every depth.
+func pruneNil(m map[string]any) map[string]any {
+	for k, v := range m {
+		switch x := v.(type) {
+		case nil:
+			delete(m, k)
+		case map[string]any:
+			pruneNil(x)
+		case []any:
+			for _, e := range x {
+				if em, ok := e.(map[string]any); ok {
+					pruneNil(em)
+				}
+			}
+		}
+	}
+	return m
 }

@@ -7,10 +7,8 @@ import (
 	"path"
 	"reflect"
 	"strings"
-	"sync"
 
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -35,21 +33,20 @@ const (
 // platform is the Input with defaults applied: what the platform team decided
 // for every download Job of the Composition.
 type platform struct {
-	Image            string
-	PullPolicy       string
-	PullSecrets      []string
-	ServiceAccount   string
-	MountPath        string
-	NodePoolKey      string
-	Tolerations      []corev1.Toleration
-	Env              []v1beta1.EnvVar
-	CPU              string
-	Memory           string
-	RunAsUser        int64
-	RunAsGroup       int64
-	FSGroup          int64
-	MaxWorkers       int64
-	tolerationsValue *structpb.Value
+	Image          string
+	PullPolicy     string
+	PullSecrets    []string
+	ServiceAccount string
+	MountPath      string
+	NodePoolKey    string
+	Tolerations    []corev1.Toleration
+	Env            []v1beta1.EnvVar
+	CPU            string
+	Memory         string
+	RunAsUser      int64
+	RunAsGroup     int64
+	FSGroup        int64
+	MaxWorkers     int64
 
 	// digest covers every field above; it is part of each model's spec
 	// hash, so a platform change rolls every Job.
@@ -70,53 +67,11 @@ func reservedEnv(name string) bool {
 
 // decodeInput reads the Input strictly: a field the function does not know
 // is a typo or a version mismatch, never something to ignore.
-//
-// A Composition's Input is the same on every call, and the JSON round trip
-// below was the largest fixed cost of a call, so the outcome is remembered
-// per Input (keyed by its deterministic protobuf encoding, which equal
-// Structs share) and the caller gets a copy it may change.
 func decodeInput(s *structpb.Struct) (*v1beta1.Input, error) {
-	if s == nil {
-		return &v1beta1.Input{}, nil
-	}
-	key, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
-	if err != nil {
-		return decodeInputJSON(s)
-	}
-	inputCache.Lock()
-	r, ok := inputCache.m[string(key)]
-	inputCache.Unlock()
-	if !ok {
-		r.in, r.err = decodeInputJSON(s)
-		inputCache.Lock()
-		if len(inputCache.m) >= maxCachedInputs {
-			clear(inputCache.m)
-		}
-		inputCache.m[string(key)] = r
-		inputCache.Unlock()
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	return r.in.DeepCopy(), nil
-}
-
-// maxCachedInputs bounds the cache of decoded Inputs: one entry per
-// Composition (and revision) that calls the function.
-const maxCachedInputs = 64
-
-type decodedInput struct {
-	in  *v1beta1.Input
-	err error
-}
-
-var inputCache = struct {
-	sync.Mutex
-	m map[string]decodedInput
-}{m: map[string]decodedInput{}}
-
-func decodeInputJSON(s *structpb.Struct) (*v1beta1.Input, error) {
 	in := &v1beta1.Input{}
+	if s == nil {
+		return in, nil
+	}
 	b, err := protojson.Marshal(s)
 	if err != nil {
 		return nil, err
@@ -199,7 +154,6 @@ func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	p.tolerationsValue = tolerationsValue(p.Tolerations)
 	p.digest = p.hash()
 	return p, nil
 }
@@ -292,25 +246,6 @@ func validateToleration(p *field.Path, t corev1.Toleration) field.ErrorList {
 	return errs
 }
 
-func tolerationsValue(ts []corev1.Toleration) *structpb.Value {
-	if len(ts) == 0 {
-		return nil
-	}
-	vs := make([]*structpb.Value, len(ts))
-	for i, t := range ts {
-		f := fields{}
-		setIf(f, "key", t.Key)
-		setIf(f, "operator", string(t.Operator))
-		setIf(f, "value", t.Value)
-		setIf(f, "effect", string(t.Effect))
-		if t.TolerationSeconds != nil {
-			f["tolerationSeconds"] = num(*t.TolerationSeconds)
-		}
-		vs[i] = object(f)
-	}
-	return list(vs...)
-}
-
 func (p *platform) hash() []byte {
 	var scratch [1024]byte
 	h := newCanonical(scratch[:], "platform/v1")
@@ -359,10 +294,4 @@ func derefOr(v *int64, def int64) int64 {
 		return def
 	}
 	return *v
-}
-
-func setIf(f fields, k, v string) {
-	if v != "" {
-		f[k] = str(v)
-	}
 }

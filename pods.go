@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/json"
-	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/hfops/function-hf-download/script"
 )
@@ -40,28 +42,27 @@ func podReports(req *fnv1.RunFunctionRequest) map[string]podReport {
 	}
 	out := make(map[string]podReport, len(items))
 	for _, it := range items {
-		pod := it.GetResource()
-		job := controllingJob(pod)
-		if job == "" {
+		pod := &corev1.Pod{}
+		if err := runtimeFromUnstructured(it.GetResource().AsMap(), pod); err != nil {
 			continue
 		}
-		for _, cs := range get(pod, "status", "containerStatuses").GetListValue().GetValues() {
-			c := cs.GetStructValue()
-			if getString(c, "name") != containerName {
-				continue
-			}
-			term := get(c, "state", "terminated").GetStructValue()
-			code := get(term, "exitCode")
-			if term == nil || !present(code) {
+		owner := metav1.GetControllerOf(pod)
+		if owner == nil || owner.Kind != "Job" || !strings.HasPrefix(owner.APIVersion, "batch/") || owner.UID == "" {
+			continue
+		}
+		job := string(owner.UID)
+		for _, c := range pod.Status.ContainerStatuses {
+			term := c.State.Terminated
+			if c.Name != containerName || term == nil {
 				continue
 			}
 			r := out[job]
-			if code.GetNumberValue() == 0 {
-				if s, ok := parseSummary(getString(term, "message")); ok {
+			if term.ExitCode == 0 {
+				if s, ok := parseSummary(term.Message); ok {
 					r.summary = &s
 				}
-			} else if at := getString(term, "finishedAt"); r.failure == "" || at >= r.failedAt {
-				if line := lastLine(getString(term, "message")); line != "" {
+			} else if at := term.FinishedAt.UTC().Format(time.RFC3339Nano); r.failure == "" || at >= r.failedAt {
+				if line := lastLine(term.Message); line != "" {
 					r.failure, r.failedAt = line, at
 				}
 			}
@@ -69,18 +70,6 @@ func podReports(req *fnv1.RunFunctionRequest) map[string]podReport {
 		}
 	}
 	return out
-}
-
-// controllingJob returns the uid of the Job that controls a pod, if any.
-func controllingJob(pod *structpb.Struct) string {
-	for _, ref := range get(pod, "metadata", "ownerReferences").GetListValue().GetValues() {
-		r := ref.GetStructValue()
-		if get(r, "controller").GetBoolValue() && getString(r, "kind") == "Job" &&
-			strings.HasPrefix(getString(r, "apiVersion"), "batch/") {
-			return getString(r, "uid")
-		}
-	}
-	return ""
 }
 
 // maxFailureBytes bounds the failure reason a pod's last line gives; the
@@ -139,9 +128,6 @@ func parseSummary(msg string) (script.Summary, bool) {
 	if msg == "" || len(msg) > maxSummaryBytes {
 		return script.Summary{}, false
 	}
-	if s, ok := parseScriptSummary(msg); ok {
-		return s, true
-	}
 	var s script.Summary
 	d := json.NewDecoder(strings.NewReader(msg))
 	d.DisallowUnknownFields()
@@ -149,46 +135,6 @@ func parseSummary(msg string) (script.Summary, bool) {
 		return script.Summary{}, false
 	}
 	return s, validSummary(s)
-}
-
-// parseScriptSummary reads the exact line the script prints,
-// {"commit":"<hex>","files":N,"bytes":N,"seconds":N}, without encoding/json.
-// It accepts only what the decoder above would accept with the same result;
-// anything else (other spacing or order, escapes, big numbers) goes to the
-// decoder, so the outcome never depends on which path read the message.
-func parseScriptSummary(msg string) (script.Summary, bool) {
-	var s script.Summary
-	rest, ok := strings.CutPrefix(msg, `{"commit":"`)
-	if !ok {
-		return s, false
-	}
-	end := strings.IndexByte(rest, '"')
-	if end < 0 || end > 64 || strings.IndexFunc(rest[:end], notHex) >= 0 {
-		return s, false
-	}
-	s.Commit, rest = rest[:end], rest[end+1:]
-	for _, f := range []struct {
-		prefix string
-		to     *int64
-	}{{`,"files":`, &s.Files}, {`,"bytes":`, &s.Bytes}, {`,"seconds":`, &s.Seconds}} {
-		if rest, ok = strings.CutPrefix(rest, f.prefix); !ok {
-			return s, false
-		}
-		n := 0
-		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
-			n++
-		}
-		// JSON has no leading zeros; 18 digits always fit an int64.
-		if n == 0 || n > 18 || n > 1 && rest[0] == '0' {
-			return s, false
-		}
-		v, err := strconv.ParseInt(rest[:n], 10, 64)
-		if err != nil {
-			return s, false
-		}
-		*f.to, rest = v, rest[n:]
-	}
-	return s, rest == "}"
 }
 
 func notHex(r rune) bool { return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') }

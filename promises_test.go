@@ -241,7 +241,7 @@ func TestReadWriteOnceColocatesPods(t *testing.T) {
 	s := newXRSim(t, newAPIServer(), xrYAML(twoModels))
 	s.api.pvc = pvcResource(testPVCUID, "ReadWriteOnce")
 	s.reconcile()
-	for key, r := range s.last.GetDesired().GetResources() {
+	for key, r := range jobResources(s.last) {
 		pod := get(r.GetResource(), "spec", "template").GetStructValue()
 		term := get(pod, "spec", "affinity", "podAffinity", "requiredDuringSchedulingIgnoredDuringExecution").GetListValue().GetValues()
 		if len(term) != 1 {
@@ -257,7 +257,7 @@ func TestReadWriteOnceColocatesPods(t *testing.T) {
 	// ReadWriteMany needs nothing of the kind.
 	rwx := newXRSim(t, newAPIServer(), xrYAML(twoModels))
 	rwx.reconcile()
-	for key, r := range rwx.last.GetDesired().GetResources() {
+	for key, r := range jobResources(rwx.last) {
 		if a := get(r.GetResource(), "spec", "template", "spec", "affinity"); a != nil {
 			t.Fatalf("%s: a ReadWriteMany PVC needs no affinity, got %v", key, a)
 		}

@@ -160,10 +160,16 @@ func TestRender(t *testing.T) {
 		observed string
 		legacy   bool // the claim flavour: example/legacy's XRD and Composition
 	}{
-		"pending": {
-			reason:   "A new ModelDownload: two Jobs with hashed names, HF_TOKEN from a secretKeyRef, both models pending.",
+		"first-call": {
+			reason:   "The first call: the script's ConfigMap, and no Job until it exists.",
 			xr:       "example/xr.yaml",
 			required: "example/required",
+		},
+		"pending": {
+			reason:   "The script's ConfigMap exists: two Jobs with hashed names mounting it, HF_TOKEN from a secretKeyRef, both models pending.",
+			xr:       "example/xr.yaml",
+			required: "example/required",
+			observed: "example/observed/script.yaml",
 		},
 		"complete-and-failed": {
 			reason:   "One Job Complete, one Failed: completed and failed lists, the failure reason, the XR not ready.",
@@ -194,9 +200,10 @@ func TestRender(t *testing.T) {
 			required: "example/required/secret.yaml",
 		},
 		"legacy-pending": {
-			reason:   "A claim's XR: Objects carrying the same Jobs, in the claim's namespace, named after the claim.",
+			reason:   "A claim's XR: Objects carrying the same Jobs and the script's ConfigMap, in the claim's namespace, named after the claim.",
 			xr:       "example/legacy/xr.yaml",
 			required: "example/required",
+			observed: "example/legacy/observed/script.yaml",
 			legacy:   true,
 		},
 		"legacy-complete-and-failed": {
@@ -338,6 +345,12 @@ func renderedHashes(t *testing.T, docs []any) *strings.Replacer {
 		job := m
 		if m["kind"] == "Object" {
 			job, _ = nested(m, "spec", "forProvider", "manifest").(map[string]any)
+		}
+		if job["kind"] == "ConfigMap" {
+			name, _ := nested(job, "metadata", "name").(string)
+			if len(name) > specHashLen {
+				add(name[len(name)-specHashLen:], hashPlaceholder("the script"), specHashLen)
+			}
 		}
 		if job["kind"] == "Job" {
 			ann, _ := nested(job, "metadata", "annotations").(map[string]any)

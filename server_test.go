@@ -173,7 +173,7 @@ func TestServerSurvivesPanic(t *testing.T) {
 		if err != nil {
 			t.Fatalf("call %d after the panic: %v", i, err)
 		}
-		if n := len(rsp.GetDesired().GetResources()); n != 2 {
+		if n := len(jobResources(rsp)); n != 2 {
 			t.Fatalf("call %d after the panic: want 2 Jobs, got %d", i, n)
 		}
 	}
@@ -284,7 +284,7 @@ func TestServerRefusesOversizedRequest(t *testing.T) {
 	// Just under the limit is served.
 	fit := withToken(xrYAML(twoModels)).build()
 	md = get(fit.GetObserved().GetComposite().GetResource(), "metadata").GetStructValue()
-	md.Fields["annotations"] = object(fields{"padding": structpb.NewStringValue(strings.Repeat("x", limit-4096))})
+	md.Fields["annotations"] = object(fields{"padding": structpb.NewStringValue(strings.Repeat("x", limit-proto.Size(fit)-1024))})
 	if _, err := call(c, fit); err != nil {
 		t.Fatalf("a request under the limit: %v", err)
 	}

@@ -82,8 +82,15 @@ type xrSim struct {
 }
 
 func newXRSim(t *testing.T, api *apiServer, xrYAMLText string) *xrSim {
-	return &xrSim{t: t, api: api, xr: mustStruct(xrYAMLText), secret: secretResource("hf", "token", testToken),
+	s := &xrSim{t: t, api: api, xr: mustStruct(xrYAMLText), secret: secretResource("hf", "token", testToken),
 		observed: map[string]*fnv1.Resource{}, objects: getString(mustStruct(xrYAMLText), "metadata", "namespace") == ""}
+	// The script's ConfigMap was made by an earlier call: the Jobs start at
+	// the first one here.
+	req := testRequest{xr: xrYAMLText, secret: s.secret}.build()
+	for k, r := range req.GetObserved().GetResources() {
+		s.observed[k] = r
+	}
+	return s
 }
 
 // reconcile is one call of the function and what Crossplane and the
@@ -144,9 +151,10 @@ func (s *xrSim) apply(desired map[string]*fnv1.Resource) {
 			continue
 		}
 		c := proto.Clone(d).(*structpb.Struct)
-		if s.objects {
+		switch {
+		case s.objects:
 			c.Fields["metadata"].GetStructValue().Fields["name"] = str(s.api.uid("object"))
-		} else {
+		case getString(d, "kind") == "Job":
 			c = s.api.create(d)
 		}
 		s.observed[key] = &fnv1.Resource{Resource: c}
@@ -158,7 +166,9 @@ func (s *xrSim) apply(desired map[string]*fnv1.Resource) {
 		delete(s.observed, key)
 		res := o.GetResource()
 		if !s.objects {
-			s.api.delete(getString(res, "metadata", "name"))
+			if getString(res, "kind") == "Job" {
+				s.api.delete(getString(res, "metadata", "name"))
+			}
 			continue
 		}
 		// provider-kubernetes deletes the Job with the Object unless the
@@ -190,7 +200,12 @@ func (s *xrSim) refresh() {
 			continue
 		}
 		manifest := get(res, "spec", "forProvider", "manifest").GetStructValue()
-		if manifest == nil || getString(manifest, "kind") != "Job" {
+		if manifest == nil {
+			continue
+		}
+		if getString(manifest, "kind") != "Job" {
+			// The script's ConfigMap: made, and observed, at once.
+			res.Fields["status"] = object(fields{"atProvider": object(fields{"manifest": structpb.NewStructValue(manifest)})})
 			continue
 		}
 		j, ok := s.api.jobs[getString(manifest, "metadata", "name")]
@@ -291,7 +306,7 @@ func (s *xrSim) ttl(model string) { s.api.delete(s.entry(model)["jobName"]) }
 // desiredJobs lists the names of the Jobs the last call desired.
 func (s *xrSim) desiredJobs() []string {
 	var out []string
-	for key, r := range s.last.GetDesired().GetResources() {
+	for key, r := range jobResources(s.last) {
 		if key == pvcKey {
 			continue
 		}

@@ -5,8 +5,11 @@ import (
 	"strconv"
 	"strings"
 
-	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"google.golang.org/protobuf/types/known/structpb"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/script"
 )
@@ -46,22 +49,21 @@ type modelStatus struct {
 
 // jobPhase reads a Job's conditions. Jobs have no Ready condition: Complete
 // and Failed are the terminal ones; anything else is still on its way.
-func jobPhase(job *structpb.Struct) (phase, message string) {
-	for _, c := range get(job, "status", "conditions").GetListValue().GetValues() {
-		cs := c.GetStructValue()
-		if getString(cs, "status") != "True" {
+func jobPhase(job *batchv1.Job) (phase, message string) {
+	for _, c := range job.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
 			continue
 		}
-		switch getString(cs, "type") {
-		case "Complete":
+		switch c.Type {
+		case batchv1.JobComplete:
 			return phaseCompleted, ""
-		case "Failed":
-			return phaseFailed, joinNonEmpty(": ", getString(cs, "reason"), getString(cs, "message"))
-		case "Suspended":
+		case batchv1.JobFailed:
+			return phaseFailed, joinNonEmpty(": ", c.Reason, c.Message)
+		case batchv1.JobSuspended:
 			return phasePending, "the Job is suspended"
 		}
 	}
-	if get(job, "status", "active").GetNumberValue() > 0 {
+	if job.Status.Active > 0 {
 		return phaseRunning, ""
 	}
 	return phasePending, ""
@@ -112,9 +114,9 @@ func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
 }
 
 // statusValue renders the XR status the function owns.
-func statusValue(models []modelStatus) fields {
-	var pending, completed, failed []string
-	entries := make([]*structpb.Value, len(models))
+func statusValue(models []modelStatus) map[string]any {
+	pending, completed, failed := []any{}, []any{}, []any{}
+	entries := make([]any, len(models))
 	for i, m := range models {
 		switch m.Phase {
 		case phaseCompleted:
@@ -124,14 +126,11 @@ func statusValue(models []modelStatus) fields {
 		default:
 			pending = append(pending, m.Name)
 		}
-		e := fields{
-			"name":  str(m.Name),
-			"phase": str(m.Phase),
-		}
+		e := map[string]any{"name": m.Name, "phase": m.Phase}
 		setIf(e, "jobName", m.JobName)
 		setIf(e, "hash", m.Hash)
 		if m.Attempt > 0 {
-			e["attempt"] = num(m.Attempt)
+			e["attempt"] = m.Attempt
 		}
 		setIf(e, "message", m.Message)
 		setIf(e, "path", m.Path)
@@ -141,19 +140,25 @@ func statusValue(models []modelStatus) fields {
 			setIf(e, "retry", m.Retry)
 		}
 		if s := m.summary; s != nil && m.Phase == phaseCompleted {
-			e["commit"] = str(s.Commit)
-			e["files"] = num(s.Files)
-			e["bytes"] = num(s.Bytes)
-			e["durationSeconds"] = num(s.Seconds)
+			e["commit"] = s.Commit
+			e["files"] = s.Files
+			e["bytes"] = s.Bytes
+			e["durationSeconds"] = s.Seconds
 		}
-		entries[i] = object(e)
+		entries[i] = e
 	}
-	return fields{
-		"pending":   strList(pending),
-		"completed": strList(completed),
-		"failed":    strList(failed),
-		"models":    list(entries...),
-		"progress":  str(strconv.Itoa(len(completed)) + "/" + strconv.Itoa(len(models))),
+	return map[string]any{
+		"pending":   pending,
+		"completed": completed,
+		"failed":    failed,
+		"models":    entries,
+		"progress":  strconv.Itoa(len(completed)) + "/" + strconv.Itoa(len(models)),
+	}
+}
+
+func setIf(m map[string]any, k, v string) {
+	if v != "" {
+		m[k] = v
 	}
 }
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"strings"
 
-	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
-	"google.golang.org/protobuf/types/known/structpb"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // Optional PVC provisioning: with spec.storage the function composes the PVC
@@ -65,31 +67,28 @@ type storageState struct {
 
 func (s storageState) ready() bool { return s.problem == "" }
 
-// resolveStorage reads the required PVC.
-func resolveStorage(req *fnv1.RunFunctionRequest, namespace string, spec *xrSpec) storageState {
+// resolveStorage reads the required PVC (nil: not found).
+func resolveStorage(pvc *corev1.PersistentVolumeClaim, namespace string, spec *xrSpec) storageState {
 	where := fmt.Sprintf("PersistentVolumeClaim %q in namespace %q", spec.StoragePVC, namespace)
-	items := req.GetRequiredResources()[requirementPVC].GetItems()
-	if len(items) == 0 {
+	if pvc == nil {
 		if spec.Storage != nil {
 			return storageState{reason: reasonPVCCreating, problem: "waiting for the " + where + " to be created"}
 		}
 		return storageState{reason: reasonPVCNotFound, problem: where + " was not found; no download starts until it exists"}
 	}
-	pvc := items[0].GetResource()
-	if present(get(pvc, "metadata", "deletionTimestamp")) {
+	if pvc.DeletionTimestamp != nil {
 		return storageState{reason: reasonPVCTerminating, problem: where + " is being deleted; no download starts until a new one exists"}
 	}
-	uid := getString(pvc, "metadata", "uid")
+	uid := string(pvc.UID)
 	if uid == "" {
 		// crossplane render's required resources may have no uid; a
 		// real PVC always has one.
 		uid = "-"
 	}
-	modes := get(pvc, "spec", "accessModes").GetListValue().GetValues()
 	st := storageState{uid: uid, reason: reasonPVCFound}
-	if len(modes) == 1 {
-		st.colocate = modes[0].GetStringValue() == accessRWO
-		st.oneAtATime = modes[0].GetStringValue() == accessRWOP
+	if modes := pvc.Spec.AccessModes; len(modes) == 1 {
+		st.colocate = modes[0] == corev1.ReadWriteOnce
+		st.oneAtATime = modes[0] == corev1.ReadWriteOncePod
 	}
 	return st
 }
@@ -124,47 +123,33 @@ func needsNamespaceOwner(s *xrSpec, e envelope) bool {
 	return s.Storage != nil && s.Storage.DeletionPolicy == deletionOrphan && !e.object
 }
 
-// namespaceUID reads the uid of the required Namespace; empty until known.
-func namespaceUID(req *fnv1.RunFunctionRequest) string {
-	items := req.GetRequiredResources()[requirementNamespace].GetItems()
-	if len(items) == 0 {
-		return ""
-	}
-	return getString(items[0].GetResource(), "metadata", "uid")
-}
-
-// buildPVC returns the PVC of spec.storage. nsUID is set when the Namespace
-// must own it (see above).
-func (b *jobBuilder) buildPVC(nsUID string) *structpb.Struct {
+// buildPVC returns the PVC of spec.storage. ns is the Namespace when it must
+// own the PVC (see above), nil until known.
+func (b *jobBuilder) buildPVC(ns *corev1.Namespace) *corev1.PersistentVolumeClaim {
 	st := b.spec.Storage
-	spec := fields{
-		"accessModes": strList(st.AccessModes),
-		"volumeMode":  str(st.VolumeMode),
-		"resources":   object(fields{"requests": object(fields{"storage": str(st.Size)})}),
+	pvc := &corev1.PersistentVolumeClaim{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      b.spec.StoragePVC,
+			Namespace: b.namespace,
+			Labels:    map[string]string{labelApp: appName, labelParent: b.parentLabel},
+		},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			VolumeMode:       ptr.To(corev1.PersistentVolumeMode(st.VolumeMode)),
+			StorageClassName: st.StorageClassName,
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceStorage: resource.MustParse(st.Size),
+			}},
+		},
 	}
-	if st.StorageClassName != nil {
-		spec["storageClassName"] = str(*st.StorageClassName)
-	}
-	md := fields{
-		"name":      str(b.spec.StoragePVC),
-		"namespace": str(b.namespace),
-		"labels":    strMap(map[string]string{labelApp: appName, labelParent: b.parentLabel}),
+	for _, m := range st.AccessModes {
+		pvc.Spec.AccessModes = append(pvc.Spec.AccessModes, corev1.PersistentVolumeAccessMode(m))
 	}
 	if st.DeletionPolicy == deletionOrphan {
-		md["annotations"] = strMap(map[string]string{annotationDataWarning: "kept when the ModelDownload is deleted"})
+		pvc.Annotations = map[string]string{annotationDataWarning: "kept when the ModelDownload is deleted"}
 	}
-	if nsUID != "" {
-		md["ownerReferences"] = list(object(fields{
-			"apiVersion": str("v1"),
-			"kind":       str("Namespace"),
-			"name":       str(b.namespace),
-			"uid":        str(nsUID),
-		}))
+	if ns != nil && ns.UID != "" {
+		pvc.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Namespace", Name: b.namespace, UID: ns.UID}}
 	}
-	return &structpb.Struct{Fields: fields{
-		"apiVersion": str("v1"),
-		"kind":       str("PersistentVolumeClaim"),
-		"metadata":   object(md),
-		"spec":       object(spec),
-	}}
+	return pvc
 }

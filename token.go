@@ -109,17 +109,15 @@ func resolved(req *fnv1.RunFunctionRequest, r *fnv1.Requirements) bool {
 	return true
 }
 
-// resolveToken reads the token from the required Secret.
-func resolveToken(req *fnv1.RunFunctionRequest, namespace string, ref *tokenRef) tokenState {
+// resolveToken reads the token from the required Secret (nil: not found).
+func resolveToken(secret *structpb.Struct, namespace string, ref *tokenRef) tokenState {
 	if ref == nil {
 		return tokenState{}
 	}
 	where := fmt.Sprintf("Secret %q in namespace %q", ref.Name, namespace)
-	items := req.GetRequiredResources()[requirementToken].GetItems()
-	if len(items) == 0 {
+	if secret == nil {
 		return tokenState{reason: reasonSecretNotFound, problem: where + " was not found"}
 	}
-	secret := items[0].GetResource()
 	value, reason := secretValue(secret, ref.Key)
 	switch reason {
 	case reasonKeyNotFound:

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+)
+
+// Reading the request, in one place: the XR's identity and recorded status,
+// the observed Jobs (bare or in their Objects) and script ConfigMaps, the
+// download pods, the token Secret, the PVC, the Namespace and the other
+// ModelDownloads, each into the Kubernetes type it is. Everything after this
+// file decides over these values; nothing else reads the request.
+
+// identity is the observed XR's metadata the function uses.
+type identity struct {
+	kind, apiVersion string
+	name, namespace  string
+	uid, created     string
+	labels           map[string]string
+	annotations      map[string]string
+}
+
+// observation is the request, read.
+type observation struct {
+	xr       identity
+	recorded map[string]modelStatus
+
+	// jobs are the observed download Jobs by model; byKey by resource key.
+	jobs  map[string][]*seenJob
+	byKey map[string]*seenJob
+	// scripts are the observed script ConfigMaps (their names) by key, and
+	// whether each exists (an Object's once the provider made it).
+	scripts map[string]seenScript
+	// pvcObserved: the composed PVC exists (spec.storage).
+	pvcObserved bool
+	// deleting are the keys whose object (or Object) is being deleted.
+	deleting map[string]bool
+
+	reports map[string]podReport
+	// secret is the token Secret as it came: its value is read in token.go
+	// alone.
+	secret    *structpb.Struct
+	pvc       *corev1.PersistentVolumeClaim
+	namespace *corev1.Namespace
+	peers     []*structpb.Struct
+}
+
+// seenJob is one download Job of this function, bare or in an Object, as
+// Crossplane observed it.
+type seenJob struct {
+	key string
+	// composed is what Crossplane observed under key: the Job, or the Object
+	// carrying it. manifest is what was applied: the Job, or the Object's
+	// spec.forProvider.manifest; both are kept as they are, to be applied
+	// again unchanged.
+	composed *unstructured.Unstructured
+	manifest *unstructured.Unstructured
+	// job is the Job as the apiserver has it: nil until provider-kubernetes
+	// made an Object's Job, or when its status cannot be read.
+	job          *batchv1.Job
+	object       bool
+	model        string
+	config, hash string
+	attempt      int64
+	phase        string
+	message      string
+	deleting     bool
+}
+
+// seenScript is an observed script ConfigMap: as applied (manifest), and
+// whether it exists (an Object's once the provider made it).
+type seenScript struct {
+	manifest *unstructured.Unstructured
+	name     string
+	exists   bool
+	deleting bool
+}
+
+// observe reads the request. Required resources not asked for (or not found)
+// are left nil.
+func observe(req *fnv1.RunFunctionRequest) observation {
+	xr := req.GetObserved().GetComposite().GetResource()
+	md := get(xr, "metadata").GetStructValue()
+	o := observation{
+		xr: identity{
+			kind:        getString(xr, "kind"),
+			apiVersion:  getString(xr, "apiVersion"),
+			name:        getString(md, "name"),
+			namespace:   getString(md, "namespace"),
+			uid:         getString(md, "uid"),
+			created:     getString(md, "creationTimestamp"),
+			labels:      stringMap(get(md, "labels")),
+			annotations: stringMap(get(md, "annotations")),
+		},
+		recorded: recordedStatus(xr),
+		jobs:     map[string][]*seenJob{},
+		byKey:    map[string]*seenJob{},
+		scripts:  map[string]seenScript{},
+		deleting: map[string]bool{},
+		reports:  podReports(req),
+	}
+	o.readComposed(req.GetObserved().GetResources())
+	required := req.GetRequiredResources()
+	if items := required[requirementToken].GetItems(); len(items) > 0 {
+		o.secret = items[0].GetResource()
+	}
+	o.pvc = requiredAs[corev1.PersistentVolumeClaim](required[requirementPVC])
+	o.namespace = requiredAs[corev1.Namespace](required[requirementNamespace])
+	for _, it := range required[requirementPeers].GetItems() {
+		o.peers = append(o.peers, it.GetResource())
+	}
+	return o
+}
+
+// requiredAs is the first item of a required resource as its type; nil when
+// none was found or it does not decode.
+func requiredAs[T any, P interface {
+	*T
+	runtime.Object
+}](r *fnv1.Resources) P {
+	items := r.GetItems()
+	if len(items) == 0 {
+		return nil
+	}
+	out := P(new(T))
+	if err := runtimeFromUnstructured(items[0].GetResource().AsMap(), out); err != nil {
+		return nil
+	}
+	return out
+}
+
+// runtimeFromUnstructured decodes an object read from protobuf (numbers are
+// float64 there; whole ones convert) into its type.
+func runtimeFromUnstructured(m map[string]any, into runtime.Object) error {
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(m, into)
+}
+
+// readComposed sorts what Crossplane observed: download Jobs (bare or in an
+// Object), script ConfigMaps, the composed PVC. What another step composed is
+// not touched, whatever its labels.
+func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
+	keys := make([]string, 0, len(observed))
+	for k := range observed {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		s := observed[key].GetResource()
+		if s == nil {
+			continue
+		}
+		composed := &unstructured.Unstructured{Object: s.AsMap()}
+		kind := composed.GetKind()
+		if kind != "Job" && kind != "Object" && kind != "ConfigMap" && kind != "PersistentVolumeClaim" ||
+			composed.GetLabels()[labelApp] != appName {
+			continue
+		}
+		manifest, applied := composed, composed
+		isObject := kind == "Object"
+		if isObject {
+			m, _, _ := unstructured.NestedMap(composed.Object, "spec", "forProvider", "manifest")
+			manifest = &unstructured.Unstructured{Object: m}
+			a, ok, _ := unstructured.NestedMap(composed.Object, "status", "atProvider", "manifest")
+			applied = nil
+			if ok {
+				applied = &unstructured.Unstructured{Object: a}
+			}
+		}
+		deleting := composed.GetDeletionTimestamp() != nil || applied != nil && applied.GetDeletionTimestamp() != nil
+		o.deleting[key] = deleting
+		what := manifest.GetKind()
+		if what == "" && applied != nil {
+			what = applied.GetKind()
+		}
+		switch {
+		case key == pvcKey:
+			o.pvcObserved = applied != nil
+		case what == "ConfigMap":
+			o.scripts[key] = seenScript{manifest: manifest, name: manifest.GetName(), exists: applied != nil, deleting: deleting}
+		case what == "Job":
+			o.readJob(key, composed, manifest, applied, isObject, deleting)
+		}
+	}
+}
+
+func (o *observation) readJob(key string, composed, manifest, applied *unstructured.Unstructured, isObject, deleting bool) {
+	ann := composed.GetAnnotations()
+	model := ann[annotationModel]
+	if model == "" {
+		return
+	}
+	j := &seenJob{
+		key:      key,
+		composed: composed,
+		manifest: manifest,
+		object:   isObject,
+		model:    model,
+		config:   ann[annotationConfigHash],
+		hash:     composed.GetLabels()[labelSpecHash],
+		deleting: deleting,
+		phase:    phasePending,
+	}
+	if n, err := strconv.ParseInt(ann[annotationAttempt], 10, 64); err == nil && n > 0 && n <= maxAttempt {
+		j.attempt = n
+	}
+	if applied != nil {
+		job := &batchv1.Job{}
+		if err := runtimeFromUnstructured(applied.Object, job); err != nil {
+			// The apiserver never serves such a Job; say so rather than guess.
+			j.message = "cannot read the Job's status: " + firstLine(err.Error())
+		} else {
+			j.job = job
+			j.phase, j.message = jobPhase(job)
+		}
+	}
+	o.jobs[model] = append(o.jobs[model], j)
+	o.byKey[key] = j
+}
+
+// stringMap reads labels or annotations; values that are not strings are
+// left out.
+func stringMap(v *structpb.Value) map[string]string {
+	f := v.GetStructValue().GetFields()
+	if len(f) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(f))
+	for k, s := range f {
+		if x, ok := s.GetKind().(*structpb.Value_StringValue); ok {
+			out[k] = x.StringValue
+		}
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return shown(s)
+}
+
+// scriptMap is the name of the script ConfigMap the Job mounts, if any.
+func (j *seenJob) scriptMap() string {
+	vols, _, _ := unstructured.NestedSlice(j.manifest.Object, "spec", "template", "spec", "volumes")
+	for _, v := range vols {
+		if m, ok := v.(map[string]any); ok && m["name"] == "script" {
+			name, _, _ := unstructured.NestedString(m, "configMap", "name")
+			return name
+		}
+	}
+	return ""
+}

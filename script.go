@@ -1,0 +1,60 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/hfops/function-hf-download/script"
+)
+
+// The download script reaches the Jobs once per ModelDownload, as a
+// ConfigMap mounted read-only into every Job, instead of 15 KB of shell in
+// each Job's command. Its name carries a hash of the script (and of the XR,
+// so two ModelDownloads never compose the same object): a function version
+// with another script makes a new ConfigMap, the Jobs that started with the
+// old one keep it until they go, and no Job starts before its ConfigMap
+// exists (a pod would not start without its volume).
+
+const (
+	scriptFile      = "download.sh"
+	scriptMountPath = "/opt/hf-download"
+	scriptKeyPrefix = "script-"
+)
+
+// scriptDigest is part of every config hash: a new script is a new Job.
+var scriptDigest = func() []byte { d := sha256.Sum256([]byte(script.Text)); return d[:] }()
+
+// scriptName is the ConfigMap's name for this XR: hf-dl-<xr>-script-<hash>,
+// at most 63 characters, like a Job's.
+func scriptName(o owner) string {
+	var scratch [256]byte
+	c := newCanonical(scratch[:], "script/v1")
+	c.bytes(scriptDigest)
+	c.str("namespace", o.namespace)
+	c.str("name", o.name)
+	c.str("xrName", o.xrName)
+	c.str("xrUID", o.xrUID)
+	d := c.sum()
+	return jobName(o.name, "script", hex.EncodeToString(d[:specHashLen/2]))
+}
+
+// scriptKey is the composition resource name of the ConfigMap named name.
+func scriptKey(name string) string { return scriptKeyPrefix + name[len(name)-specHashLen:] }
+
+// buildScriptMap returns the ConfigMap holding the script.
+func (b *jobBuilder) buildScriptMap() *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      b.scriptMap,
+			Namespace: b.namespace,
+			Labels:    map[string]string{labelApp: appName, labelParent: b.parentLabel},
+		},
+		Data:      map[string]string{scriptFile: script.Text},
+		Immutable: ptr.To(true),
+	}
+}
