@@ -26,13 +26,14 @@ const scriptPlaceholder = "<the text of script/download.sh>"
 var hashPlaceholders = regexp.MustCompile(`<(hash|config-hash) of ([^>]+)>`)
 
 // realHashes puts a hash of the right shape back for each placeholder, the same for the
-// same model, so names and labels are valid again.
-func realHashes(v any) any {
+// same model of the same golden (salt), so names and labels are valid again and the
+// goldens' Jobs do not share names.
+func realHashes(v any, salt string) any {
 	switch x := v.(type) {
 	case string:
 		return hashPlaceholders.ReplaceAllStringFunc(x, func(p string) string {
 			m := hashPlaceholders.FindStringSubmatch(p)
-			d := sha256.Sum256([]byte(m[1] + " " + m[2]))
+			d := sha256.Sum256([]byte(salt + " " + m[1] + " " + m[2]))
 			if m[1] == "hash" {
 				return hex.EncodeToString(d[:5])
 			}
@@ -40,12 +41,12 @@ func realHashes(v any) any {
 		})
 	case []any:
 		for i := range x {
-			x[i] = realHashes(x[i])
+			x[i] = realHashes(x[i], salt)
 		}
 	case map[string]any:
 		for k, e := range x {
 			delete(x, k)
-			x[realHashes(k).(string)] = realHashes(e)
+			x[realHashes(k, salt).(string)] = realHashes(e, salt)
 		}
 	}
 	return v
@@ -71,7 +72,7 @@ func renderedJobs(t *testing.T) map[string]*batchv1.Job {
 			t.Fatal(err)
 		}
 		for _, o := range objs {
-			u := realHashes(o.Object).(map[string]any)
+			u := realHashes(o.Object, filepath.Base(g)).(map[string]any)
 			if u["kind"] == "Object" {
 				m, ok, _ := unstructured.NestedMap(u, "spec", "forProvider", "manifest")
 				if !ok {
