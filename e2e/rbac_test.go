@@ -50,6 +50,10 @@ var (
 		verbs("", "namespaces", readVerbs...),
 	)
 
+	// The script's ConfigMaps, composed like the Jobs: Crossplane's own role (the chart's)
+	// already grants ConfigMaps everywhere, so the shipped role needs no rule for them.
+	chartGrants = verbs("", "configmaps", manageVerbs...)
+
 	// What the shipped role must not give: nothing that runs code in a pod, reads its
 	// logs, changes pods, namespaces or cluster storage, or edits Job status.
 	functionMustNotGet = []access{
@@ -118,6 +122,15 @@ func TestShippedRBACIsEnoughAndNotMore(t *testing.T) {
 			t.Errorf("Crossplane may not %s: the shipped ClusterRole must grant it", a)
 		}
 	}
+	for _, a := range chartGrants {
+		ok, err := allowed(ctx, "crossplane", ns, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			t.Errorf("Crossplane may not %s: the script's ConfigMap could not be composed", a)
+		}
+	}
 	for _, a := range functionMustNotGet {
 		ok, err := allowed(ctx, "crossplane", ns, a)
 		if err != nil {
@@ -165,6 +178,11 @@ func TestShippedRBACIsEnoughAndNotMore(t *testing.T) {
 		}
 		if ok {
 			t.Errorf("the chart's rules alone already allow %s: the shipped ClusterRole should not repeat it", a)
+		}
+	}
+	for _, a := range chartGrants {
+		if ok, err := allowed(ctx, chartOnly, ns, a); err != nil || !ok {
+			t.Errorf("the chart's rules alone do not allow %s (%v): the shipped ClusterRole must grant it", a, err)
 		}
 	}
 }
