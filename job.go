@@ -37,7 +37,6 @@ const (
 	minKeepAliveSeconds = 30
 
 	containerName = "download"
-	homeDir       = "/home/hf"
 )
 
 // jobBuilder holds what all Jobs of one XR share, built once per request.
@@ -72,14 +71,11 @@ func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuild
 	}
 	b.resources = corev1.ResourceRequirements{Requests: compute, Limits: compute}
 
-	b.sharedEnv = []corev1.EnvVar{
-		{Name: script.EnvMaxWorkers, Value: itoa(p.MaxWorkers)},
-		{Name: script.EnvForce, Value: boolString(s.Settings.ForceReload)},
-		{Name: "HOME", Value: homeDir},
-		// A download pod talks to the Hub alone: no PyPI version check, no
-		// telemetry, on every start of every Job.
-		{Name: "HF_HUB_DISABLE_UPDATE_CHECK", Value: "1"},
-		{Name: "HF_HUB_DISABLE_TELEMETRY", Value: "1"},
+	// What is the same for every Job of every ModelDownload (HOME, hf's
+	// update check and telemetry) the script sets; only what varies is here.
+	b.sharedEnv = []corev1.EnvVar{{Name: script.EnvMaxWorkers, Value: itoa(p.MaxWorkers)}}
+	if s.Settings.ForceReload {
+		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvForce, Value: "true"})
 	}
 	if s.Settings.EnableHFTransfer {
 		// hf_transfer is deprecated upstream in favour of hf_xet's high
@@ -159,7 +155,9 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 			BackoffLimit:            ptr.To(int32(m.RetryCount)),
 			TTLSecondsAfterFinished: ptr.To(int32(max(st.KeepAliveSeconds, minKeepAliveSeconds))),
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: b.labels(m, a.hash)},
+				// The pods' labels: what the function selects them by, and
+				// what co-locates them (the Job controller adds the Job's name).
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{labelApp: appName, labelParent: b.parentLabel, labelPVC: b.pvcLabel}},
 				Spec: corev1.PodSpec{
 					RestartPolicy:                corev1.RestartPolicyNever,
 					AutomountServiceAccountToken: ptr.To(false),
@@ -196,17 +194,15 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 							{Name: "models", MountPath: b.platform.MountPath},
 							{Name: "script", MountPath: scriptMountPath, ReadOnly: true},
 							{Name: "tmp", MountPath: "/tmp"},
-							{Name: "home", MountPath: homeDir},
 						},
 					}},
 					Volumes: []corev1.Volume{
 						{Name: "models", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: b.spec.StoragePVC}}},
 						{Name: "script", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 							LocalObjectReference: corev1.LocalObjectReference{Name: b.scriptMap},
-							DefaultMode:          ptr.To(int32(0o444)),
 						}}},
+						// /tmp holds HOME too (the script sets it).
 						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-						{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 					},
 				},
 			},
@@ -218,9 +214,3 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 	return job
 }
 
-func boolString(b bool) string {
-	if b {
-		return "true"
-	}
-	return "false"
-}

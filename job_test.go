@@ -168,7 +168,7 @@ models:
 		Users: [3]int64{2000, 3000, 4000},
 		Mounts: []corev1.VolumeMount{
 			{Name: "models", MountPath: "/data/models"}, {Name: "script", MountPath: scriptMountPath, ReadOnly: true},
-			{Name: "tmp", MountPath: "/tmp"}, {Name: "home", MountPath: homeDir},
+			{Name: "tmp", MountPath: "/tmp"},
 		},
 		PVC:     "models",
 		Command: []string{"/bin/sh", scriptMountPath + "/" + scriptFile},
@@ -176,7 +176,7 @@ models:
 			script.EnvRepoID: "org/alpha", script.EnvRepoType: "dataset", script.EnvRevision: "refs/pr/1",
 			script.EnvLocalDir: "/data/models/org/alpha", script.EnvInclude: "*.json\nsub/*.safetensors", script.EnvExclude: "*.bin",
 			script.EnvContentHash: got.Env[script.EnvContentHash], script.EnvMaxWorkers: "4", script.EnvForce: "true",
-			"HOME": homeDir, "HF_HUB_DISABLE_UPDATE_CHECK": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ENABLE_HF_TRANSFER": "1", "HF_XET_HIGH_PERFORMANCE": "1", "HF_ENDPOINT": "https://hf-mirror.example.com",
+			"HF_HUB_ENABLE_HF_TRANSFER": "1", "HF_XET_HIGH_PERFORMANCE": "1", "HF_ENDPOINT": "https://hf-mirror.example.com",
 		},
 		TokenFrom: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "hf"}, Key: "tok"},
 	}

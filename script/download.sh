@@ -279,6 +279,21 @@ hf_failure() {
 	printf 'hf exited with code %s' "$1"
 }
 
+# What every download sets, here once rather than in each Job: hf talks to the
+# Hub alone (no PyPI version check, no telemetry), and keeps its own files
+# under a writable HOME (a container's user without a passwd entry gets /,
+# which the read-only root filesystem cannot hold).
+HF_HUB_DISABLE_UPDATE_CHECK=1
+HF_HUB_DISABLE_TELEMETRY=1
+export HF_HUB_DISABLE_UPDATE_CHECK HF_HUB_DISABLE_TELEMETRY
+case ${HOME:-/} in
+/)
+	HOME=${TMPDIR:-/tmp}/home
+	export HOME
+	mkdir -p "$HOME" || die "cannot create a HOME under ${TMPDIR:-/tmp}"
+	;;
+esac
+
 repo=${HFDL_REPO_ID:-}
 dir=${HFDL_LOCAL_DIR:-}
 repo_type=${HFDL_REPO_TYPE:-model}
