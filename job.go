@@ -1,8 +1,11 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"path"
 	"strings"
+	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -10,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/hfops/function-hf-download/input/v1beta1"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -59,6 +63,29 @@ type jobBuilder struct {
 	scriptMap string
 }
 
+// templateDigest stands for the code that builds a Job: the digest of a Job
+// built from a sample with every option on. It is part of every config hash,
+// so a function version that builds Jobs differently makes new Jobs (a Job's
+// spec cannot change in place), whose downloads exit at their markers.
+var templateDigest = sync.OnceValue(func() []byte {
+	toleration := &corev1.Toleration{Key: "k", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
+	spec := &xrSpec{StoragePVC: "pvc", NodePool: "pool", Token: &tokenRef{Name: "s", Key: "k"},
+		Settings: downloadSettings{TimeoutMillis: 1, EnableHFTransfer: true, KeepAliveSeconds: 1, ForceReload: true}}
+	p := &platform{Image: "i", PullPolicy: "Always", PullSecrets: []string{"p"}, ServiceAccount: "sa", MountPath: "/m",
+		NodePoolKey: "n", Tolerations: []corev1.Toleration{*toleration}, Env: []v1beta1.EnvVar{{Name: "E", Value: "v"}},
+		CPU: "1", Memory: "1Gi", RunAsUser: 1, RunAsGroup: 1, FSGroup: 1, MaxWorkers: 1}
+	b := newJobBuilder("xr", "ns", spec, p)
+	b.scriptMap = "script"
+	b.colocate()
+	m := &modelSpec{Name: "o/m", Revision: "r", RepoType: "dataset", RetryCount: 1, Include: []string{"i"}, Exclude: []string{"e"}}
+	j, err := json.Marshal(b.build(m, "job", modelHashes{content: "c", config: "c", spec: "s"}, attempt{1, "h"}))
+	if err != nil {
+		panic(err)
+	}
+	d := sha256.Sum256(j)
+	return d[:]
+})
+
 func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuilder {
 	b := &jobBuilder{nameBase: nameBase, namespace: namespace, spec: s, platform: p,
 		parentLabel: labelValue(nameBase), pvcLabel: pvcLabelValue(s.StoragePVC)}
@@ -72,8 +99,11 @@ func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuild
 	b.resources = corev1.ResourceRequirements{Requests: compute, Limits: compute}
 
 	// What is the same for every Job of every ModelDownload (HOME, hf's
-	// update check and telemetry) the script sets; only what varies is here.
-	b.sharedEnv = []corev1.EnvVar{{Name: script.EnvMaxWorkers, Value: itoa(p.MaxWorkers)}}
+	// update check and telemetry) the script sets; only what varies is here,
+	// and what equals the script's defaults is left out.
+	if p.MaxWorkers != script.DefaultMaxWorkers {
+		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvMaxWorkers, Value: itoa(p.MaxWorkers)})
+	}
 	if s.Settings.ForceReload {
 		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvForce, Value: "true"})
 	}
@@ -122,22 +152,33 @@ func (b *jobBuilder) labels(m *modelSpec, jobHash string) map[string]string {
 		labelParent:   b.parentLabel,
 		labelModel:    labelValue(m.Name),
 		labelSpecHash: jobHash,
-		labelPVC:      b.pvcLabel,
 	}
 }
 
 // build returns the Job of one attempt at a model.
 func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) *batchv1.Job {
 	st := &b.spec.Settings
-	env := append([]corev1.EnvVar{
-		{Name: script.EnvRepoID, Value: m.Name},
-		{Name: script.EnvRepoType, Value: m.RepoType},
-		{Name: script.EnvRevision, Value: m.Revision},
-		{Name: script.EnvLocalDir, Value: b.localDir(m)},
+	env := make([]corev1.EnvVar, 0, 8+len(b.sharedEnv))
+	env = append(env,
+		corev1.EnvVar{Name: script.EnvRepoID, Value: m.Name},
+		corev1.EnvVar{Name: script.EnvRevision, Value: m.Revision},
+		corev1.EnvVar{Name: script.EnvLocalDir, Value: b.localDir(m)},
+		corev1.EnvVar{Name: script.EnvContentHash, Value: h.content})
+	repoType := m.RepoType
+	if repoType == script.DefaultRepoType {
+		repoType = ""
+	}
+	// Unset is the script's default: left out, they cost nothing per Job.
+	for _, e := range []corev1.EnvVar{
+		{Name: script.EnvRepoType, Value: repoType},
 		{Name: script.EnvInclude, Value: strings.Join(m.Include, "\n")},
 		{Name: script.EnvExclude, Value: strings.Join(m.Exclude, "\n")},
-		{Name: script.EnvContentHash, Value: h.content},
-	}, b.sharedEnv...)
+	} {
+		if e.Value != "" {
+			env = append(env, e)
+		}
+	}
+	env = append(env, b.sharedEnv...)
 
 	job := &batchv1.Job{
 		TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},

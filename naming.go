@@ -108,6 +108,7 @@ func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) model
 	c.bytes(xrDigest)
 	c.bytes(platformDigest)
 	c.bytes(scriptDigest)
+	c.bytes(templateDigest())
 	config := c.sum()
 
 	c.buf = c.buf[:0]

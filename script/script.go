@@ -44,6 +44,13 @@ const (
 	EnvToken = "HF_TOKEN"
 )
 
+// Defaults the script applies when a variable is unset; the function leaves
+// out of each Job what equals them.
+const (
+	DefaultRepoType   = "model"
+	DefaultMaxWorkers = 8
+)
+
 // MarkerFile is the completion marker the script writes, atomically, in the
 // local dir once a download succeeded. A directory without a matching marker
 // is not complete, whatever it holds.

@@ -1,6 +1,7 @@
 package script
 
 import (
+	"strconv"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -455,7 +456,8 @@ func TestConstantsMatchScript(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"marker_name=" + MarkerFile + "\n", "huggingface_hub==" + HubVersion + "\n", "hf_xet==" + XetVersion + "\n"} {
+	for _, want := range []string{"marker_name=" + MarkerFile + "\n", "huggingface_hub==" + HubVersion + "\n", "hf_xet==" + XetVersion + "\n",
+		"repo_type=${" + EnvRepoType + ":-" + DefaultRepoType + "}\n", "workers=${" + EnvMaxWorkers + ":-" + strconv.Itoa(DefaultMaxWorkers) + "}\n"} {
 		if !strings.Contains(Text, want) {
 			t.Errorf("the script does not contain %q", want)
 		}
