@@ -136,19 +136,18 @@ settings:
   completed: []
   failed: []
   progress: 0/2
+  pvcUID: `+testPVCUID+`
   models:
   - name: org/alpha
     phase: Pending
     path: /models/org/alpha
     message: 'waiting for the Hugging Face token: Secret "hf" in namespace "ml" was not found'
     contentHash: c59535cc789c1f35
-    pvcUID: ` + testPVCUID + `
   - name: org/beta
     phase: Pending
     path: /models/org/beta
     message: 'waiting for the Hugging Face token: Secret "hf" in namespace "ml" was not found'
     contentHash: 26d4805ab144e28f
-    pvcUID: ` + testPVCUID + `
 `), Ready: fnv1.Ready_READY_FALSE},
 					Resources: map[string]*fnv1.Resource{},
 				},
@@ -289,7 +288,7 @@ func TestRunFunctionJobs(t *testing.T) {
 			extra = "  attempt: 1\n" + extra
 		}
 		return "- name: " + name + "\n  jobName: " + job + "\n  hash: " + hash + "\n  phase: " + phase +
-			"\n  path: /models/" + name + "\n  contentHash: " + content[name] + "\n  pvcUID: " + testPVCUID + "\n" + extra
+			"\n  path: /models/" + name + "\n  contentHash: " + content[name] + "\n" + extra
 	}
 	allValid := "STATUS_CONDITION_TRUE/AllModelsValid"
 	tokenOK := "STATUS_CONDITION_TRUE/SecretFound"
@@ -299,7 +298,7 @@ func TestRunFunctionJobs(t *testing.T) {
 	}
 	statusOf := func(pending, completed, failed, progress string, models ...string) *structpb.Struct {
 		return mustStruct("pending: " + pending + "\ncompleted: " + completed + "\nfailed: " + failed +
-			"\nprogress: " + progress + "\nmodels:\n" + strings.Join(models, ""))
+			"\nprogress: " + progress + "\npvcUID: " + testPVCUID + "\nmodels:\n" + strings.Join(models, ""))
 	}
 
 	cases := map[string]struct {

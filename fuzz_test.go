@@ -304,7 +304,7 @@ func observedPhase(composed *structpb.Struct) (string, bool) {
 //   - A Job of a finished attempt (recorded Completed or Failed under its
 //     hash) is never desired again unless it is observed, alive, in Job
 //     mode: nothing makes it again.
-//   - An entry's pvcUID, where the PVC is known, is the PVC's.
+//   - The status's pvcUID, where the PVC is known, is the PVC's.
 func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse) {
 	t.Helper()
 	pvcUID := ""
@@ -313,6 +313,9 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		pvcUID = orDefault(getString(items[0].GetResource(), "metadata", "uid"), "-")
 	}
 	recorded := recordedStatus(req.GetObserved().GetComposite().GetResource())
+	if u := getString(rsp.GetDesired().GetComposite().GetResource(), "status", "pvcUID"); u != pvcUID {
+		t.Fatalf("status.pvcUID is %q, the PVC is %q", u, pvcUID)
+	}
 	// Observed Jobs of ours, by model and hash.
 	type seen struct{ complete, failed, alive bool }
 	observed := map[string]seen{}
@@ -334,9 +337,6 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		if phase == phaseCompleted && observed[name+"@"+hash].failed {
 			t.Fatalf("model %s is Completed while a Job of its hash %s failed", name, hash)
 		}
-		if u := getString(m, "pvcUID"); u != "" && pvcUID != "" && u != pvcUID {
-			t.Fatalf("model %s: recorded on PVC %q, the PVC is %q", name, u, pvcUID)
-		}
 		if phase != phaseCompleted {
 			continue
 		}
@@ -345,7 +345,7 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		}
 		rec, hasRec := recorded[name]
 		byJob := observed[name+"@"+hash].complete
-		byRecord := hasRec && rec.Phase == phaseCompleted && rec.Hash == hash && rec.PVCUID == pvcUID
+		byRecord := hasRec && rec.Phase == phaseCompleted && rec.Hash == hash && recordedPVC(req.GetObserved().GetComposite().GetResource()) == pvcUID
 		if !byJob && !byRecord {
 			t.Fatalf("model %s is Completed under hash %q, but no Job of that hash completed and no completion of it on PVC %q was recorded", name, hash, pvcUID)
 		}

@@ -33,6 +33,8 @@ type identity struct {
 type observation struct {
 	xr       identity
 	recorded map[string]modelStatus
+	// recordedPVC is the uid of the volume the recorded status speaks of.
+	recordedPVC string
 
 	// jobs are the observed download Jobs by model; byKey by resource key.
 	jobs  map[string][]*seenJob
@@ -101,7 +103,8 @@ func observe(req *fnv1.RunFunctionRequest) observation {
 			labels:      stringMap(get(md, "labels")),
 			annotations: stringMap(get(md, "annotations")),
 		},
-		recorded: recordedStatus(xr),
+		recorded:    recordedStatus(xr),
+		recordedPVC: recordedPVC(xr),
 		jobs:     map[string][]*seenJob{},
 		byKey:    map[string]*seenJob{},
 		scripts:  map[string]seenScript{},

@@ -117,7 +117,7 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 		// Not this one's directory: no Job, and the Jobs it had go.
 		return modelStatus{Name: m.Name, Path: c.builder.localDir(m), Phase: phasePending,
 			Message:     "directory conflict: " + verdict.notes(m.Name, c.builder.spec.StoragePVC, c.self)[0],
-			ContentHash: h.content, PVCUID: c.storage.uid, Attempt: c.lastAttempt(m, rec)}
+			ContentHash: h.content, Attempt: c.lastAttempt(m, rec)}
 	}
 	if !c.token.usable() {
 		return c.keepWhileTokenMissing(m, h, rec)
@@ -133,7 +133,6 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 		Path:        c.builder.localDir(m),
 		Phase:       phasePending,
 		ContentHash: h.content,
-		PVCUID:      c.storage.uid,
 	}
 	sameAttempt := hasRec && rec.Hash == a.hash
 	oj := c.byKey[key]
@@ -261,7 +260,7 @@ func (c *composer) outcome(st *modelStatus, oj *seenJob, rec modelStatus, sameAt
 func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes, rec modelStatus) modelStatus {
 	why := "waiting for the Hugging Face token: " + c.token.problem
 	st := modelStatus{Name: m.Name, Path: c.builder.localDir(m), Phase: phasePending, Message: why,
-		ContentHash: h.content, PVCUID: c.storage.uid, Attempt: c.lastAttempt(m, rec)}
+		ContentHash: h.content, Attempt: c.lastAttempt(m, rec)}
 	var current *seenJob
 	for _, oj := range c.jobs[m.Name] {
 		if oj.config != h.config || !isSpecHash(oj.hash) {
@@ -292,7 +291,7 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes, rec modelS
 		}
 		return st
 	}
-	if terminal(rec.Phase) && rec.Hash != "" && rec.ContentHash == h.content && rec.PVCUID == c.storage.uid {
+	if terminal(rec.Phase) && rec.Hash != "" && rec.ContentHash == h.content && c.recordedPVC == c.storage.uid {
 		// What is on disk has not changed; without the token the function
 		// cannot tell whether the token did, so it keeps what it recorded
 		// and says why nothing new starts.

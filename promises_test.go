@@ -209,7 +209,7 @@ func TestReplacedPVCDownloadsAgain(t *testing.T) {
 		s.reconcile()
 		s.ttl("org/alpha")
 		s.reconcile()
-		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["pvcUID"] != testPVCUID {
+		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || s.pvcUID() != testPVCUID {
 			t.Fatalf("completed on the first PVC: %v", e)
 		}
 		// Deleted: nothing is on disk, whatever was recorded.
@@ -222,7 +222,7 @@ func TestReplacedPVCDownloadsAgain(t *testing.T) {
 		s.api.pvc = pvcResource("second-pvc-uid")
 		s.reconcile()
 		e := s.entry("org/alpha")
-		if e["phase"] != phasePending || e["pvcUID"] != "second-pvc-uid" || e["jobName"] == first["jobName"] || len(s.desiredJobs()) != 1 {
+		if e["phase"] != phasePending || s.pvcUID() != "second-pvc-uid" || e["jobName"] == first["jobName"] || len(s.desiredJobs()) != 1 {
 			t.Fatalf("on the new PVC the model downloads again under a new Job: %v, Jobs %v", e, s.desiredJobs())
 		}
 	})

@@ -13,7 +13,7 @@ import (
 // ConfigMaps join whatever earlier steps of the pipeline desired, and the
 // status the function owns joins the desired XR's.
 
-func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desired map[string]*resource.DesiredComposed, models []modelStatus) error {
+func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desired map[string]*resource.DesiredComposed, models []modelStatus, pvcUID string) error {
 	named := make(map[resource.Name]*resource.DesiredComposed, len(desired))
 	for k, d := range desired {
 		named[resource.Name(k)] = d
@@ -33,7 +33,7 @@ func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desire
 	if st == nil {
 		st = map[string]any{}
 	}
-	for k, v := range statusValue(models) {
+	for k, v := range statusValue(models, pvcUID) {
 		st[k] = v
 	}
 	xr.Resource.Object["status"] = st

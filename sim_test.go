@@ -253,6 +253,11 @@ func (s *xrSim) jobOf(model string) *structpb.Struct {
 	return j
 }
 
+// pvcUID is the volume the last call's status speaks of.
+func (s *xrSim) pvcUID() string {
+	return getString(s.last.GetDesired().GetComposite().GetResource(), "status", "pvcUID")
+}
+
 // entry is a model's status entry as the last call wrote it.
 func (s *xrSim) entry(model string) map[string]string {
 	s.t.Helper()

@@ -35,11 +35,10 @@ type modelStatus struct {
 	Phase   string
 	Message string
 	Path    string
-	// ContentHash says what the Job puts on disk and PVCUID on which volume:
-	// while the token is unreadable they alone tell whether a recorded
-	// completion still holds.
+	// ContentHash says what the Job puts on disk: while the token is
+	// unreadable it, and the volume status.pvcUID names, alone tell whether a
+	// recorded completion still holds.
 	ContentHash string
-	PVCUID      string
 	// Retry is the retry annotation's value when the model failed: a
 	// different value asks for a new attempt.
 	Retry string
@@ -87,7 +86,6 @@ func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
 			Message:     getString(s, "message"),
 			Path:        getString(s, "path"),
 			ContentHash: getString(s, "contentHash"),
-			PVCUID:      getString(s, "pvcUID"),
 			Retry:       getString(s, "retry"),
 		}
 		// Only a whole positive number is an attempt; anything else, as if
@@ -113,8 +111,12 @@ func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
 	return out
 }
 
-// statusValue renders the XR status the function owns.
-func statusValue(models []modelStatus) map[string]any {
+// recordedPVC is the volume the recorded status speaks of.
+func recordedPVC(xr *structpb.Struct) string { return getString(xr, "status", "pvcUID") }
+
+// statusValue renders the XR status the function owns. pvcUID names the
+// volume every entry speaks of: a completion is recorded only on it.
+func statusValue(models []modelStatus, pvcUID string) map[string]any {
 	pending, completed, failed := []any{}, []any{}, []any{}
 	entries := make([]any, len(models))
 	for i, m := range models {
@@ -135,7 +137,6 @@ func statusValue(models []modelStatus) map[string]any {
 		setIf(e, "message", m.Message)
 		setIf(e, "path", m.Path)
 		setIf(e, "contentHash", m.ContentHash)
-		setIf(e, "pvcUID", m.PVCUID)
 		if m.Phase == phaseFailed {
 			setIf(e, "retry", m.Retry)
 		}
@@ -147,13 +148,15 @@ func statusValue(models []modelStatus) map[string]any {
 		}
 		entries[i] = e
 	}
-	return map[string]any{
+	out := map[string]any{
 		"pending":   pending,
 		"completed": completed,
 		"failed":    failed,
 		"models":    entries,
 		"progress":  strconv.Itoa(len(completed)) + "/" + strconv.Itoa(len(models)),
 	}
+	setIf(out, "pvcUID", pvcUID)
+	return out
 }
 
 func setIf(m map[string]any, k, v string) {

@@ -109,7 +109,8 @@ func TestMissingPVCStartsNothingUntilItExists(t *testing.T) {
 	md.waitJobs(t, 2, "one Job per model once the PVC exists", nil)
 	md.waitXR(t, "StorageReady=True and the PVC's uid recorded", func(xr *unstructured.Unstructured) bool {
 		m := statusModel(xr, md.modelName(t, 0))
-		return hasCondition(xr, "StorageReady", "True", "PVCFound") && m["pvcUID"] == string(created.UID)
+		uid, _, _ := unstructured.NestedString(xr.Object, "status", "pvcUID")
+		return hasCondition(xr, "StorageReady", "True", "PVCFound") && m["phase"] != nil && uid == string(created.UID)
 	})
 }
 
