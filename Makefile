@@ -5,6 +5,7 @@
 SHELL := /bin/bash
 BIN := $(CURDIR)/bin
 CROSSPLANE := $(BIN)/crossplane
+LINT := $(BIN)/golangci-lint
 CROSSPLANE_VERSION := v2.2.1
 RENDER_ADDRESS ?= 127.0.0.1:19443
 
@@ -25,12 +26,18 @@ render: $(CROSSPLANE)
 		--include-function-results \
 		--function-annotations=render.crossplane.io/runtime-development-target=$(RENDER_ADDRESS)
 
+# golangci-lint, built from its own tools module like the CLI: .golangci.yml
+# says which linters and why; the formatters (gofmt, goimports) run with them.
+$(LINT): tools/golangci-lint/go.mod
+	cd tools/golangci-lint && go build -trimpath -o $(LINT) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
 # The function's module, then the control-plane suite in e2e/ (a module of
 # its own; its first run builds etcd, kube-apiserver, kube-controller-manager
 # and Crossplane core into bin/, hence the long timeout).
-test: $(CROSSPLANE)
+test: $(CROSSPLANE) $(LINT)
 	bash hack/hf.sh
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
+	$(LINT) run ./...
+	cd e2e && $(LINT) run --config ../.golangci.yml ./...
 	go vet ./...
 	go vet -C e2e ./...
 	go test -race -count=1 -timeout 30m ./...

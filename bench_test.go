@@ -164,6 +164,20 @@ func BenchmarkRunFunction(b *testing.B) {
 	})
 }
 
+// BenchmarkWireBytes reports what a call puts on the wire per model: the
+// response (what Crossplane's 4 MB client limit bounds) and the steady
+// request. Its loop only measures; the figures are the custom metrics.
+func BenchmarkWireBytes(b *testing.B) {
+	benchCases(b, func(b *testing.B, n int, c benchCase) {
+		var rq, rs int
+		for b.Loop() {
+			rq, rs = proto.Size(c.req), proto.Size(c.rsp)
+		}
+		b.ReportMetric(float64(rs)/float64(n), "rsp-B/model")
+		b.ReportMetric(float64(rq)/float64(n), "req-B/model")
+	})
+}
+
 // BenchmarkFloor is the protobuf floor of the same call: marshal and
 // unmarshal the request (Crossplane's client, the function's server), then
 // marshal and unmarshal the response (the server, Crossplane's client).

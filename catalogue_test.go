@@ -300,13 +300,13 @@ func TestCatalogue(t *testing.T) {
 			"ModelsValid=True AllModelsValid: ",
 			"HFTokenAvailable=False SecretNotFound: Secret \"hf\" in namespace \"ml\" was not found",
 		}},
-		{"SecretKeyMissing", testRequest{xr: xrYAML(twoModels), secret: secretResource("hf", "other", testToken)}, []string{
+		{"SecretKeyMissing", testRequest{xr: xrYAML(twoModels), secret: secretResource("other", testToken)}, []string{
 			"Warning: no new download Jobs start until the token is readable: Secret \"hf\" in namespace \"ml\" has no key \"token\"",
 			"ModelsDownloaded=False Downloading: 0/2 models downloaded; in progress: org/alpha, org/beta",
 			"ModelsValid=True AllModelsValid: ",
 			"HFTokenAvailable=False KeyNotFound: Secret \"hf\" in namespace \"ml\" has no key \"token\"",
 		}},
-		{"TokenEmpty", testRequest{xr: xrYAML(twoModels), secret: secretResource("hf", "token", "")}, []string{
+		{"TokenEmpty", testRequest{xr: xrYAML(twoModels), secret: secretResource("token", "")}, []string{
 			"Warning: no new download Jobs start until the token is readable: Secret \"hf\" in namespace \"ml\" key \"token\" is empty",
 			"ModelsDownloaded=False Downloading: 0/2 models downloaded; in progress: org/alpha, org/beta",
 			"ModelsValid=True AllModelsValid: ",
@@ -328,7 +328,7 @@ func TestCatalogue(t *testing.T) {
 			"ModelsValid=True AllModelsValid: ",
 			"HFTokenAvailable=False SecretNotFound: Secret \"hf\" in namespace \"ml\" was not found",
 		}},
-		{"ObservedJobStatusNonsense", testRequest{xr: xrYAML(twoModels), secret: secretResource("hf", "token", testToken),
+		{"ObservedJobStatusNonsense", testRequest{xr: xrYAML(twoModels), secret: secretResource("token", testToken),
 			observed: observedAlpha("conditions: [7, {type: Failed, status: 'True', reason: [x]}, {type: Complete, status: true}]\nactive: '1'\n")}, []string{
 			"ModelsDownloaded=False Downloading: 0/2 models downloaded; in progress: org/alpha, org/beta",
 			"ModelsValid=True AllModelsValid: ",
@@ -341,22 +341,22 @@ func TestCatalogue(t *testing.T) {
 		}},
 
 		// The Input, written by the platform team.
-		{"InputUnknownField", testRequest{xr: xrYAML(twoModels), input: inputHeader + "imagee: x\n", secret: secretResource("hf", "token", testToken)}, []string{
+		{"InputUnknownField", testRequest{xr: xrYAML(twoModels), input: inputHeader + "imagee: x\n", secret: secretResource("token", testToken)}, []string{
 			"Fatal: invalid function input: input: Invalid value: \"imagee\": unknown field",
 		}},
-		{"InputWrongType", testRequest{xr: xrYAML(twoModels), input: inputHeader + "maxWorkers: '8'\n", secret: secretResource("hf", "token", testToken)}, []string{
+		{"InputWrongType", testRequest{xr: xrYAML(twoModels), input: inputHeader + "maxWorkers: '8'\n", secret: secretResource("token", testToken)}, []string{
 			"Fatal: invalid function input: input.maxWorkers: Invalid value: \"string\": must be a whole number that fits in int32",
 		}},
-		{"InputNestedWrongType", testRequest{xr: xrYAML(twoModels), input: inputHeader + "securityContext: {runAsUser: [1000]}\n", secret: secretResource("hf", "token", testToken)}, []string{
+		{"InputNestedWrongType", testRequest{xr: xrYAML(twoModels), input: inputHeader + "securityContext: {runAsUser: [1000]}\n", secret: secretResource("token", testToken)}, []string{
 			"Fatal: invalid function input: input.securityContext.runAsUser: Invalid value: \"array\": must be a whole number that fits in int64",
 		}},
-		{"InputReservedEnv", testRequest{xr: xrYAML(twoModels), input: inputHeader + "env:\n- name: HF_TOKEN\n  value: x\n", secret: secretResource("hf", "token", testToken)}, []string{
+		{"InputReservedEnv", testRequest{xr: xrYAML(twoModels), input: inputHeader + "env:\n- name: HF_TOKEN\n  value: x\n", secret: secretResource("token", testToken)}, []string{
 			"Fatal: invalid function input: input.env[0].name: Forbidden: HF_TOKEN is set by the function itself",
 		}},
-		{"InputMountPathTraversal", testRequest{xr: xrYAML(twoModels), input: inputHeader + "mountPath: /models/../etc\n", secret: secretResource("hf", "token", testToken)}, []string{
+		{"InputMountPathTraversal", testRequest{xr: xrYAML(twoModels), input: inputHeader + "mountPath: /models/../etc\n", secret: secretResource("token", testToken)}, []string{
 			"Fatal: invalid function input: input.mountPath: Invalid value: \"/models/../etc\": must be a clean absolute path other than /",
 		}},
-		{"InputRootUser", testRequest{xr: xrYAML(twoModels), input: inputHeader + "securityContext: {runAsUser: 0}\n", secret: secretResource("hf", "token", testToken)}, []string{
+		{"InputRootUser", testRequest{xr: xrYAML(twoModels), input: inputHeader + "securityContext: {runAsUser: 0}\n", secret: secretResource("token", testToken)}, []string{
 			"Fatal: invalid function input: input.securityContext.runAsUser: Invalid value: 0: must be a non-root id between 1 and 2147483647",
 		}},
 	}

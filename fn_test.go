@@ -136,7 +136,7 @@ settings:
   completed: []
   failed: []
   progress: 0/2
-  pvcUID: `+testPVCUID+`
+  pvcUID: ` + testPVCUID + `
   models:
   - name: org/alpha
     phase: Pending
@@ -320,7 +320,7 @@ func TestRunFunctionJobs(t *testing.T) {
 		},
 		"OneRunningOneComplete": {
 			reason: "An active Job is Running; a Complete one is ready and Completed.",
-			req:    testRequest{xr: xrYAML(twoModels), secret: secretResource("hf", "token", testToken), observed: observe(jobRunning, jobComplete)},
+			req:    testRequest{xr: xrYAML(twoModels), secret: secretResource("token", testToken), observed: observe(jobRunning, jobComplete)},
 			want: outcome{
 				Jobs: map[string]jobOutcome{ka: {na, fnv1.Ready_READY_FALSE}, kb: {nb, fnv1.Ready_READY_TRUE}},
 				Status: statusOf("[org/alpha]", "[org/beta]", "[]", "1/2",
@@ -332,7 +332,7 @@ func TestRunFunctionJobs(t *testing.T) {
 		},
 		"OneCompleteOneFailed": {
 			reason: "A failed Job is never ready; its reason reaches the model's message; nothing is pending, so the default TTL.",
-			req:    testRequest{xr: xrYAML(twoModels), secret: secretResource("hf", "token", testToken), observed: observe(jobComplete, jobFailed)},
+			req:    testRequest{xr: xrYAML(twoModels), secret: secretResource("token", testToken), observed: observe(jobComplete, jobFailed)},
 			want: outcome{
 				Jobs: map[string]jobOutcome{ka: {na, fnv1.Ready_READY_TRUE}, kb: {nb, fnv1.Ready_READY_FALSE}},
 				Status: statusOf("[]", "[org/alpha]", "[org/beta]", "1/2",
@@ -347,7 +347,7 @@ func TestRunFunctionJobs(t *testing.T) {
 		},
 		"AllCompleteWithPods": {
 			reason: "All Jobs complete: the XR is ready; the pods' termination messages say which commit is on disk.",
-			req: testRequest{xr: xrYAML(twoModels), secret: secretResource("hf", "token", testToken), observed: observe(jobComplete, jobComplete),
+			req: testRequest{xr: xrYAML(twoModels), secret: secretResource("token", testToken), observed: observe(jobComplete, jobComplete),
 				pods: []*fnv1.Resource{succeededPod(na, `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`), succeededPod(nb, "not json")}},
 			want: outcome{
 				Jobs: map[string]jobOutcome{ka: {na, fnv1.Ready_READY_TRUE}, kb: {nb, fnv1.Ready_READY_TRUE}},
@@ -364,8 +364,8 @@ func TestRunFunctionJobs(t *testing.T) {
 			req: testRequest{
 				xr: xrYAML(twoModels) + "status:\n  models:\n" + indent(
 					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n")+
-						modelEntry("org/beta", nb, hb, "Completed", ""), "  "),
-				secret:   secretResource("hf", "token", testToken),
+						modelEntry("org/beta", nb, hb, "Completed", "")),
+				secret:   secretResource("token", testToken),
 				observed: observe("gone", jobComplete),
 			},
 			want: outcome{
@@ -382,8 +382,8 @@ func TestRunFunctionJobs(t *testing.T) {
 			reason: "The TTL controller deletes in the foreground, so a finished Job lingers with a deletionTimestamp: it is never desired again, and the recorded model stays Completed.",
 			req: testRequest{
 				xr: xrYAML(twoModels) + "status:\n  models:\n" + indent(
-					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n")+modelEntry("org/beta", nb, hb, "Completed", ""), "  "),
-				secret:   secretResource("hf", "token", testToken),
+					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n")+modelEntry("org/beta", nb, hb, "Completed", "")),
+				secret:   secretResource("token", testToken),
 				observed: map[string]*fnv1.Resource{ka: beingDeletedJob(observe(jobComplete, "")[ka]), kb: observe("", jobComplete)[kb]},
 			},
 			want: outcome{
@@ -399,7 +399,7 @@ func TestRunFunctionJobs(t *testing.T) {
 			reason: "A Job deleted so soon after success that no status recorded it: what it shows (Complete) is recorded, and it is not desired, so it cannot come back.",
 			req: testRequest{
 				xr:       xrYAML(twoModels),
-				secret:   secretResource("hf", "token", testToken),
+				secret:   secretResource("token", testToken),
 				observed: map[string]*fnv1.Resource{ka: beingDeletedJob(observe(jobComplete, "")[ka]), kb: observe("", jobComplete)[kb]},
 			},
 			want: outcome{
@@ -414,8 +414,8 @@ func TestRunFunctionJobs(t *testing.T) {
 		"CompletedUnderAnOldHash": {
 			reason: "A Completed record under another hash is no memory: the model is downloaded again, in an attempt after the recorded one.",
 			req: testRequest{
-				xr:     xrYAML(twoModels) + "status:\n  models:\n" + indent(modelEntry("org/alpha", "old-job", "0000000000", "Completed", ""), "  "),
-				secret: secretResource("hf", "token", testToken),
+				xr:     xrYAML(twoModels) + "status:\n  models:\n" + indent(modelEntry("org/alpha", "old-job", "0000000000", "Completed", "")),
+				secret: secretResource("token", testToken),
 			},
 			want: outcome{
 				Jobs: map[string]jobOutcome{"job-org-alpha-" + ha2: {"hf-dl-cache-org-alpha-" + ha2, fnv1.Ready_READY_FALSE}, kb: {nb, fnv1.Ready_READY_FALSE}},
@@ -430,8 +430,8 @@ func TestRunFunctionJobs(t *testing.T) {
 			reason: "A model removed from the spec leaves no status and its Job leaves the desired state.",
 			req: testRequest{
 				xr: xrYAML("storagePVC: models\nhfTokenRef:\n  name: hf\nmodels:\n- name: org/alpha\n") +
-					"status:\n  failed: [org/beta]\n  models:\n" + indent(modelEntry("org/beta", nb, hb, "Failed", ""), "  "),
-				secret:   secretResource("hf", "token", testToken),
+					"status:\n  failed: [org/beta]\n  models:\n" + indent(modelEntry("org/beta", nb, hb, "Failed", "")),
+				secret:   secretResource("token", testToken),
 				observed: observe(jobComplete, jobFailed),
 			},
 			want: outcome{
@@ -592,8 +592,8 @@ func TestSecretProblems(t *testing.T) {
 		reason string
 		want   string
 	}{
-		"KeyMissing": {secretResource("hf", "other", testToken), reasonKeyNotFound, `Secret "hf" in namespace "ml" has no key "token"`},
-		"EmptyToken": {secretResource("hf", "token", ""), reasonTokenEmpty, `Secret "hf" in namespace "ml" key "token" is empty`},
+		"KeyMissing": {secretResource("other", testToken), reasonKeyNotFound, `Secret "hf" in namespace "ml" has no key "token"`},
+		"EmptyToken": {secretResource("token", ""), reasonTokenEmpty, `Secret "hf" in namespace "ml" key "token" is empty`},
 		"NotBase64": {&fnv1.Resource{Resource: mustStruct("apiVersion: v1\nkind: Secret\nmetadata: {name: hf}\ndata: {token: '%%%'}\n")},
 			reasonTokenInvalid, `Secret "hf" in namespace "ml" key "token" is not valid base64`},
 	}
@@ -633,7 +633,7 @@ func TestHashedFields(t *testing.T) {
 	base := "storagePVC: models\nhfTokenRef:\n  name: hf\nmodels:\n- name: org/alpha\n- name: org/beta\n"
 	keys := func(spec, token, input string) map[string]string {
 		r := withToken(xrYAML(spec))
-		r.secret = secretResource("hf", "token", token)
+		r.secret = secretResource("token", token)
 		r.input = input
 		rsp := run(t, r.build())
 		out := map[string]string{}
@@ -683,9 +683,9 @@ func TestHashedFields(t *testing.T) {
 				c[0] = base
 			}
 			r := withToken(xrYAML(c[0]))
-			r.secret = secretResource("hf", "token", c[1])
+			r.secret = secretResource("token", c[1])
 			if f == "tokenKey" {
-				r.secret = secretResource("hf", "token2", testToken)
+				r.secret = secretResource("token2", testToken)
 			}
 			r.input = c[2]
 			rsp := run(t, r.build())
@@ -703,8 +703,8 @@ func TestHashedFields(t *testing.T) {
 // any encoding a reader might try.
 func TestTokenNeverLeaks(t *testing.T) {
 	for name, secret := range map[string]*fnv1.Resource{
-		"Found":      secretResource("hf", "token", testToken),
-		"KeyMissing": secretResource("hf", "other", testToken),
+		"Found":      secretResource("token", testToken),
+		"KeyMissing": secretResource("other", testToken),
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := withToken(xrYAML(twoModels + "- name: bad..name\n"))

@@ -72,11 +72,11 @@ func bufferLogger(w io.Writer) logging.Logger {
 }
 
 // runLogged runs one request on a Function logging at debug level.
-func runLogged(req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, error, string) {
+func runLogged(req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, string, error) {
 	var buf syncBuffer
 	f := &Function{log: bufferLogger(&buf)}
 	rsp, err := f.RunFunction(context.Background(), req)
-	return rsp, err, buf.String()
+	return rsp, buf.String(), err
 }
 
 // jsonStruct parses a JSON object; ok is false for anything else.
@@ -231,14 +231,14 @@ func leakProbes(value string) []string {
 // response so callers can check more.
 func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
 	t.Helper()
-	rsp, err, logs := runLogged(req)
+	rsp, logs, err := runLogged(req)
 	if err != nil {
 		t.Fatalf("RunFunction returned an error (a recovered panic?): %v\nlogs:\n%s", err, logs)
 	}
 	if strings.Contains(logs, "panicked") {
 		t.Fatalf("RunFunction panicked:\n%s", logs)
 	}
-	again, err2, _ := runLogged(req)
+	again, _, err2 := runLogged(req)
 	if err2 != nil || !proto.Equal(rsp, again) {
 		t.Fatalf("the same request gave different responses")
 	}
@@ -552,14 +552,14 @@ func FuzzSpec(f *testing.F) {
 		if !ok || !utf8.ValidString(xrName) { // protobuf strings are UTF-8
 			return
 		}
-		req := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("hf", "token", testToken), nil, nil)
+		req := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("token", testToken), nil, nil)
 		rsp := checkInvariants(t, req)
 		if isFatal(rsp) {
 			return
 		}
 		// The content hash is what lands on disk: not the token, not the
 		// Job's resources, not the Input.
-		other := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("hf", "token", testToken+"-other"), nil,
+		other := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("token", testToken+"-other"), nil,
 			mustStruct(inputHeader+"resources: {cpu: '7', memory: 3Gi}\nmaxWorkers: 3\nimage: example.com/other:1\n"))
 		want := contentHashes(rsp)
 		for model, got := range contentHashes(checkInvariants(t, other)) {
@@ -576,7 +576,7 @@ func FuzzSpec(f *testing.F) {
 		changed := proto.Clone(v).(*structpb.Value)
 		m0 := changed.GetStructValue().Fields["models"].GetListValue().GetValues()[0].GetStructValue()
 		m0.Fields["revision"] = str(orDefault(getString(m0, "revision"), defaultRevision) + "-other")
-		after := contentHashes(checkInvariants(t, resolvedRequest(xrOf(xrName, changed, nil), nil, secretResource("hf", "token", testToken), nil, nil)))
+		after := contentHashes(checkInvariants(t, resolvedRequest(xrOf(xrName, changed, nil), nil, secretResource("token", testToken), nil, nil)))
 		if b, a := want[model], after[model]; b != "" && a != "" && a == b {
 			t.Fatalf("model %s: another revision kept the content hash %s", model, a)
 		}
@@ -770,7 +770,7 @@ func FuzzObserved(f *testing.F) {
 		}
 		var secret *fnv1.Resource
 		if token {
-			secret = secretResource("hf", "token", testToken)
+			secret = secretResource("token", testToken)
 		}
 		req := resolvedRequest(xr, observed, secret, pods, nil)
 		switch pvc % 4 {

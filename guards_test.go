@@ -28,11 +28,9 @@ func jobProblems(job *batchv1.Job, pvc, mountPath string) []string {
 	var out []string
 	bad := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
 	pod := job.Spec.Template.Spec
-	psc := pod.SecurityContext
-	switch {
-	case psc == nil:
+	if psc := pod.SecurityContext; psc == nil {
 		bad("no pod securityContext")
-	default:
+	} else {
 		if psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
 			bad("pod securityContext.runAsNonRoot is not true")
 		}
@@ -54,11 +52,9 @@ func jobProblems(job *batchv1.Job, pvc, mountPath string) []string {
 		return out
 	}
 	c := pod.Containers[0]
-	csc := c.SecurityContext
-	switch {
-	case csc == nil:
+	if csc := c.SecurityContext; csc == nil {
 		bad("no container securityContext")
-	default:
+	} else {
 		if csc.RunAsNonRoot == nil || !*csc.RunAsNonRoot {
 			bad("container securityContext.runAsNonRoot is not true")
 		}
@@ -172,7 +168,7 @@ func TestContentHashIsWhatLandsOnDisk(t *testing.T) {
 	const model = "storagePVC: models\nhfTokenRef: {name: hf}\nmodels:\n- name: org/alpha\n  include: ['*.json', '*.bin']\n"
 	hashOf := func(spec, token, input string) (string, string) {
 		r := withToken(xrYAML(spec))
-		r.secret = secretResource("hf", "token", token)
+		r.secret = secretResource("token", token)
 		r.input = input
 		rsp := run(t, r.build())
 		return contentHashEnv(t, rsp, "org/alpha"), statusEntry(t, rsp, "org/alpha")["contentHash"]
@@ -251,7 +247,7 @@ func TestOnlyOneCurrentJobKeptWhileTokenUnreadable(t *testing.T) {
 	first := s.entry("org/alpha")["jobName"]
 	s.start("org/alpha")
 	s.reconcile()
-	s.secret = secretResource("hf", "token", testToken+"-rotated")
+	s.secret = secretResource("token", testToken+"-rotated")
 	// Crossplane has not deleted the first Job yet when the Secret goes.
 	keepFirst := map[string]*fnv1.Resource{}
 	for k, v := range s.observed {

@@ -41,13 +41,14 @@ metadata:
   name: cache
   namespace: ml
 spec:
-` + indent(spec, "  ")
+` + indent(spec)
 }
 
-func indent(s, by string) string {
+// indent indents YAML by two spaces, to nest it one level.
+func indent(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	for i, l := range lines {
-		lines[i] = by + l
+		lines[i] = "  " + l
 	}
 	return strings.Join(lines, "\n") + "\n"
 }
@@ -61,11 +62,12 @@ models:
   revision: v2
 `
 
-func secretResource(name, key, value string) *fnv1.Resource {
+// secretResource is the token Secret "hf" of namespace ml.
+func secretResource(key, value string) *fnv1.Resource {
 	return &fnv1.Resource{Resource: &structpb.Struct{Fields: fields{
 		"apiVersion": str("v1"),
 		"kind":       str("Secret"),
-		"metadata":   object(fields{"name": str(name), "namespace": str("ml")}),
+		"metadata":   object(fields{"name": str("hf"), "namespace": str("ml")}),
 		"data":       object(fields{key: str(base64.StdEncoding.EncodeToString([]byte(value)))}),
 	}}}
 }
@@ -180,7 +182,7 @@ func (r testRequest) build() *fnv1.RunFunctionRequest {
 }
 
 func withToken(xr string) testRequest {
-	return testRequest{xr: xr, secret: secretResource("hf", "token", testToken)}
+	return testRequest{xr: xr, secret: secretResource("token", testToken)}
 }
 
 func newTestFunction() *Function {

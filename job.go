@@ -193,8 +193,9 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 			},
 		},
 		Spec: batchv1.JobSpec{
-			BackoffLimit:            ptr.To(int32(m.RetryCount)),
-			TTLSecondsAfterFinished: ptr.To(int32(max(st.KeepAliveSeconds, minKeepAliveSeconds))),
+			// Both are within int32: validation bounds them (0..100, 0..2^31-1).
+			BackoffLimit:            ptr.To(int32(m.RetryCount)),                                  //nolint:gosec // bounded by validation
+			TTLSecondsAfterFinished: ptr.To(int32(max(st.KeepAliveSeconds, minKeepAliveSeconds))), //nolint:gosec // bounded by validation
 			Template: corev1.PodTemplateSpec{
 				// The pods' labels: what the function selects them by, and
 				// what co-locates them (the Job controller adds the Job's name).
@@ -254,4 +255,3 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 	}
 	return job
 }
-

@@ -117,7 +117,7 @@ models:
   repoType: dataset
 `
 	r := withToken(xrYAML(spec))
-	r.secret = secretResource("hf", "tok", testToken)
+	r.secret = secretResource("tok", testToken)
 	r.input = fullInput
 	rsp := run(t, r.build())
 	job := asJob(t, jobResources(rsp)[keyOf(t, rsp, "org/alpha")].GetResource())

@@ -22,7 +22,7 @@ metadata:
     crossplane.io/claim-name: cache
     crossplane.io/claim-namespace: ml
 spec:
-` + indent(spec, "  ")
+` + indent(spec)
 }
 
 const namespacedObjectInput = `apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1

@@ -105,11 +105,11 @@ func observe(req *fnv1.RunFunctionRequest) observation {
 		},
 		recorded:    recordedStatus(xr),
 		recordedPVC: recordedPVC(xr),
-		jobs:     map[string][]*seenJob{},
-		byKey:    map[string]*seenJob{},
-		scripts:  map[string]seenScript{},
-		deleting: map[string]bool{},
-		reports:  podReports(req),
+		jobs:        map[string][]*seenJob{},
+		byKey:       map[string]*seenJob{},
+		scripts:     map[string]seenScript{},
+		deleting:    map[string]bool{},
+		reports:     podReports(req),
 	}
 	o.readComposed(req.GetObserved().GetResources())
 	required := req.GetRequiredResources()

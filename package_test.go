@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -18,7 +19,7 @@ import (
 // Configuration packages. And `crossplane beta validate` of the examples
 // against their XRDs, offline.
 
-func runCLI(t *testing.T, dir string, args ...string) string {
+func runCLI(t *testing.T, dir string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(crossplaneCLI(t), args...)
 	cmd.Dir = dir
@@ -26,7 +27,6 @@ func runCLI(t *testing.T, dir string, args ...string) string {
 	if err != nil {
 		t.Fatalf("crossplane %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
 }
 
 func goBuild(t *testing.T, dir, out, pkg string, env ...string) {
@@ -177,11 +177,11 @@ func eachLayerFile(t *testing.T, tarball string, fn func(name string, r io.Reade
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -205,7 +205,7 @@ func eachLayerFile(t *testing.T, tarball string, fn func(name string, r io.Reade
 		lr := tar.NewReader(zr)
 		for {
 			h, err := lr.Next()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {

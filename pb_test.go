@@ -18,16 +18,6 @@ type strBox struct {
 	k structpb.Value_StringValue
 }
 
-type numBox struct {
-	v structpb.Value
-	k structpb.Value_NumberValue
-}
-
-type boolBox struct {
-	v structpb.Value
-	k structpb.Value_BoolValue
-}
-
 type objectBox struct {
 	v structpb.Value
 	k structpb.Value_StructValue
@@ -63,20 +53,6 @@ func str(s string) *structpb.Value {
 	return &b.v
 }
 
-func num(n int64) *structpb.Value {
-	b := &numBox{}
-	b.k.NumberValue = float64(n)
-	b.v.Kind = &b.k
-	return &b.v
-}
-
-func boolean(v bool) *structpb.Value {
-	b := &boolBox{}
-	b.k.BoolValue = v
-	b.v.Kind = &b.k
-	return &b.v
-}
-
 // strList is a list of strings: the Values, their kinds and the list in
 // three allocations whatever its length.
 func strList(ss []string) *structpb.Value {
@@ -89,19 +65,4 @@ func strList(ss []string) *structpb.Value {
 		vs[i] = &b.v
 	}
 	return list(vs...)
-}
-
-// strMap turns a label or selector map into a Struct value.
-func strMap(m map[string]string) *structpb.Value {
-	f := make(fields, len(m))
-	boxes := make([]strBox, len(m))
-	i := 0
-	for k, v := range m {
-		b := &boxes[i]
-		b.k.StringValue = v
-		b.v.Kind = &b.k
-		f[k] = &b.v
-		i++
-	}
-	return object(f)
 }

@@ -137,4 +137,4 @@ func parseSummary(msg string) (script.Summary, bool) {
 	return s, validSummary(s)
 }
 
-func notHex(r rune) bool { return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') }
+func notHex(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }

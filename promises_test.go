@@ -18,7 +18,7 @@ import (
 const accessDenied = "download of org/alpha@main failed: access denied (gated or private repo; check the token and accept the licence at https://huggingface.co/org/alpha)"
 
 func TestFailedStaysFailedAfterTTLUntilRetried(t *testing.T) {
-	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+	modes(t, func(t *testing.T, s *xrSim) {
 		s.reconcile()
 		s.start("org/alpha")
 		s.reconcile()
@@ -61,7 +61,7 @@ func TestFailedStaysFailedAfterTTLUntilRetried(t *testing.T) {
 }
 
 func TestFailedModelRerunsWhenItsSpecChanges(t *testing.T) {
-	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+	modes(t, func(t *testing.T, s *xrSim) {
 		s.reconcile()
 		s.finish("org/alpha", false, accessDenied)
 		s.reconcile()
@@ -76,7 +76,7 @@ func TestFailedModelRerunsWhenItsSpecChanges(t *testing.T) {
 }
 
 func TestRetryAnnotationSetWhileRunningIsNotARetryOfALaterFailure(t *testing.T) {
-	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+	modes(t, func(t *testing.T, s *xrSim) {
 		s.reconcile()
 		s.start("org/alpha")
 		s.annotate(annotationRetry, "early")
@@ -91,7 +91,7 @@ func TestRetryAnnotationSetWhileRunningIsNotARetryOfALaterFailure(t *testing.T) 
 }
 
 func TestJobNameNeverStandsForTwoAttempts(t *testing.T) {
-	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+	modes(t, func(t *testing.T, s *xrSim) {
 		s.reconcile()
 		first := s.entry("org/alpha")["jobName"]
 		s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
@@ -130,7 +130,7 @@ func TestJobNameNeverStandsForTwoAttempts(t *testing.T) {
 }
 
 func TestJobLostMidRunStartsANewAttempt(t *testing.T) {
-	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+	modes(t, func(t *testing.T, s *xrSim) {
 		killed := s.running("org/alpha")
 		// Deleted by hand while running: it lingers while its pod stops.
 		s.api.beginDelete(killed)
@@ -182,7 +182,7 @@ func TestNamesUniquePerModelDownload(t *testing.T) {
 }
 
 func TestMissingPVCStartsNothingAndSaysSo(t *testing.T) {
-	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+	modes(t, func(t *testing.T, s *xrSim) {
 		s.api.pvc = nil
 		s.reconcile()
 		c := s.condition(conditionStorageReady)
@@ -202,7 +202,7 @@ func TestMissingPVCStartsNothingAndSaysSo(t *testing.T) {
 }
 
 func TestReplacedPVCDownloadsAgain(t *testing.T) {
-	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+	modes(t, func(t *testing.T, s *xrSim) {
 		s.reconcile()
 		first := s.entry("org/alpha")
 		s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
@@ -289,7 +289,7 @@ func TestSpecChangeNeverHiddenWhileWaiting(t *testing.T) {
 		"PVCMissing":      func(s *xrSim) { s.api.pvc = nil },
 	} {
 		t.Run(name, func(t *testing.T) {
-			modes(t, oneModel, func(t *testing.T, s *xrSim) {
+			modes(t, func(t *testing.T, s *xrSim) {
 				s.reconcile()
 				s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
 				s.reconcile()
@@ -311,7 +311,7 @@ func TestSpecChangeNeverHiddenWhileWaiting(t *testing.T) {
 }
 
 func TestUnchangedSpecStaysCompletedWhileTokenUnreadable(t *testing.T) {
-	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+	modes(t, func(t *testing.T, s *xrSim) {
 		s.reconcile()
 		s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
 		s.reconcile()
@@ -466,7 +466,7 @@ func TestGlobOrderIsNotContent(t *testing.T) {
 }
 
 func TestJobVanishedMidRunStartsANewAttempt(t *testing.T) {
-	modes(t, oneModel, func(t *testing.T, s *xrSim) {
+	modes(t, func(t *testing.T, s *xrSim) {
 		lost := s.running("org/alpha")
 		// Gone between two calls (deleted by hand, or by a TTL so short the
 		// outcome was never seen): nobody knows how it ended.

@@ -101,16 +101,16 @@ func (r *reader) string(p *field.Path, v *structpb.Value) (string, bool) {
 	return s.StringValue, true
 }
 
-func (r *reader) bool(p *field.Path, v *structpb.Value) (bool, bool) {
+func (r *reader) bool(p *field.Path, v *structpb.Value) bool {
 	if !present(v) {
-		return false, false
+		return false
 	}
 	b, ok := v.GetKind().(*structpb.Value_BoolValue)
 	if !ok {
 		r.wrongType(p, v, "a boolean")
-		return false, false
+		return false
 	}
-	return b.BoolValue, true
+	return b.BoolValue
 }
 
 // int reads a whole number within [lo, hi]. JSON numbers arrive as float64,

@@ -55,7 +55,7 @@ func crossplaneCLI(t *testing.T) string {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", tmp, "github.com/crossplane/crossplane/v2/cmd/crank")
 		cmd.Dir = filepath.Join(root, "tools", "crossplane")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building the crossplane CLI %s: %v\n%s", crossplaneVersion, err, out)
+			buildErr = fmt.Errorf("building the crossplane CLI %s: %w\n%s", crossplaneVersion, err, out)
 			return
 		}
 		buildErr = os.Rename(tmp, builtCLI)
@@ -112,14 +112,14 @@ func listenFunction(t *testing.T, bin string, args []string) (string, int, error
 	go func() { exited <- cmd.Wait() }()
 	stop := func() {
 		_ = cmd.Process.Kill()
-		<-exited
+		<-exited //nolint:errcheck // killed on purpose: its exit error says nothing
 	}
 	deadline := time.Now().Add(functionStartTimeout)
 	for {
 		select {
 		case err := <-exited:
 			exited <- err
-			return "", 0, fmt.Errorf("the function exited on %s (%v):\n%s", addr, err, logs.String())
+			return "", 0, fmt.Errorf("the function exited on %s (%w):\n%s", addr, err, logs.String())
 		default:
 		}
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
@@ -130,7 +130,7 @@ func listenFunction(t *testing.T, bin string, args []string) (string, int, error
 			select {
 			case err := <-exited:
 				exited <- err
-				return "", 0, fmt.Errorf("the function exited on %s (%v):\n%s", addr, err, logs.String())
+				return "", 0, fmt.Errorf("the function exited on %s (%w):\n%s", addr, err, logs.String())
 			default:
 			}
 			t.Cleanup(func() {
@@ -143,7 +143,7 @@ func listenFunction(t *testing.T, bin string, args []string) (string, int, error
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", 0, fmt.Errorf("the function did not listen on %s within %v: %v\n%s", addr, functionStartTimeout, err, logs.String())
+			return "", 0, fmt.Errorf("the function did not listen on %s within %v: %w\n%s", addr, functionStartTimeout, err, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

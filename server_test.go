@@ -188,7 +188,7 @@ func concurrentRequests(t *testing.T) []*fnv1.RunFunctionRequest {
 	for i := range 60 {
 		spec := fmt.Sprintf("storagePVC: pvc-%d\nhfTokenRef:\n  name: hf\nmodels:\n- name: org/alpha\n- name: org/beta\n  revision: v%d\n- name: org/m%d\n  include: ['*.json']\nsettings:\n  cpu: '%d'\n", i%7, i, i, 1+i%4)
 		r := withToken(xrYAML(spec))
-		r.secret = secretResource("hf", "token", fmt.Sprintf("%s-%d", testToken, i%5))
+		r.secret = secretResource("token", fmt.Sprintf("%s-%d", testToken, i%5))
 		switch i % 6 {
 		case 1:
 			r = withToken(xrYAML(twoModels))

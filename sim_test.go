@@ -82,7 +82,7 @@ type xrSim struct {
 }
 
 func newXRSim(t *testing.T, api *apiServer, xrYAMLText string) *xrSim {
-	s := &xrSim{t: t, api: api, xr: mustStruct(xrYAMLText), secret: secretResource("hf", "token", testToken),
+	s := &xrSim{t: t, api: api, xr: mustStruct(xrYAMLText), secret: secretResource("token", testToken),
 		observed: map[string]*fnv1.Resource{}, objects: getString(mustStruct(xrYAMLText), "metadata", "namespace") == ""}
 	// The script's ConfigMap was made by an earlier call: the Jobs start at
 	// the first one here.
@@ -95,7 +95,7 @@ func newXRSim(t *testing.T, api *apiServer, xrYAMLText string) *xrSim {
 
 // reconcile is one call of the function and what Crossplane and the
 // controllers make of its answer.
-func (s *xrSim) reconcile() *fnv1.RunFunctionResponse {
+func (s *xrSim) reconcile() {
 	s.t.Helper()
 	s.refresh()
 	req := &fnv1.RunFunctionRequest{
@@ -132,7 +132,6 @@ func (s *xrSim) reconcile() *fnv1.RunFunctionResponse {
 	s.last = rsp
 	s.xr.Fields["status"] = rsp.GetDesired().GetComposite().GetResource().GetFields()["status"]
 	s.apply(rsp.GetDesired().GetResources())
-	return rsp
 }
 
 // apply makes the desired set the observed set: new keys are created, kept
@@ -365,10 +364,10 @@ func (s *xrSim) xrReady() bool {
 	return s.last.GetDesired().GetComposite().GetReady() == fnv1.Ready_READY_TRUE
 }
 
-// modes runs a sequence test in Job mode (a namespaced XR) and Object mode
-// (a claim's cluster-scoped XR).
-func modes(t *testing.T, spec string, test func(t *testing.T, s *xrSim)) {
-	for mode, xr := range map[string]string{"JobMode": xrYAML(spec), "ObjectMode": claimXR(spec)} {
+// modes runs a sequence test of oneModel in Job mode (a namespaced XR) and
+// Object mode (a claim's cluster-scoped XR).
+func modes(t *testing.T, test func(t *testing.T, s *xrSim)) {
+	for mode, xr := range map[string]string{"JobMode": xrYAML(oneModel), "ObjectMode": claimXR(oneModel)} {
 		t.Run(mode, func(t *testing.T) { test(t, newXRSim(t, newAPIServer(), xr)) })
 	}
 }

@@ -144,13 +144,13 @@ func parseSpec(xr *structpb.Struct) (xrSpec, field.ErrorList) {
 		sf := s.GetFields()
 		st := &out.Settings
 		st.TimeoutMillis, _ = r.int(settingsPath.Child("timeoutMillis"), sf["timeoutMillis"], 0, maxTimeoutMillis)
-		st.EnableHFTransfer, _ = r.bool(settingsPath.Child("enableHFTransfer"), sf["enableHFTransfer"])
+		st.EnableHFTransfer = r.bool(settingsPath.Child("enableHFTransfer"), sf["enableHFTransfer"])
 		if v, ok := r.int(settingsPath.Child("keepAliveSeconds"), sf["keepAliveSeconds"], 0, maxInt32); ok {
 			st.KeepAliveSeconds = v
 		}
 		st.CPU, _ = r.string(settingsPath.Child("cpu"), sf["cpu"])
 		st.Memory, _ = r.string(settingsPath.Child("memory"), sf["memory"])
-		st.ForceReload, _ = r.bool(settingsPath.Child("forceReload"), sf["forceReload"])
+		st.ForceReload = r.bool(settingsPath.Child("forceReload"), sf["forceReload"])
 	}
 	return out, r.errs
 }

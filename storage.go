@@ -38,9 +38,6 @@ const (
 	reasonPVCNotFound     = "PVCNotFound"
 	reasonPVCCreating     = "PVCBeingCreated"
 	reasonPVCTerminating  = "PVCBeingDeleted"
-
-	accessRWO  = "ReadWriteOnce"
-	accessRWOP = "ReadWriteOncePod"
 )
 
 // The PVC is part of the truth. Whether the function composes it or the user

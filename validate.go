@@ -271,7 +271,8 @@ func dnsSubdomain(p *field.Path, v string) field.ErrorList {
 }
 
 func notRepoIDChar(r rune) bool {
-	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	isAlnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+	return !isAlnum && r != '.' && r != '_' && r != '-'
 }
 
 func notRevisionChar(r rune) bool { return notRepoIDChar(r) && r != '/' && r != '+' }

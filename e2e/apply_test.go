@@ -82,16 +82,15 @@ func (a *applier) resource(gvk schema.GroupVersionKind, namespace string) (dynam
 }
 
 // apply creates or updates obj with server-side apply as field manager "e2e".
-func (a *applier) apply(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+func (a *applier) apply(ctx context.Context, obj *unstructured.Unstructured) error {
 	r, err := a.resource(obj.GroupVersionKind(), obj.GetNamespace())
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out, err := r.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: "e2e", Force: true})
-	if err != nil {
-		return nil, fmt.Errorf("apply %s %s: %w", obj.GetKind(), obj.GetName(), err)
+	if _, err := r.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: "e2e", Force: true}); err != nil {
+		return fmt.Errorf("apply %s %s: %w", obj.GetKind(), obj.GetName(), err)
 	}
-	return out, nil
+	return nil
 }
 
 // get reads the current state of obj (by kind, namespace and name).
@@ -120,7 +119,7 @@ func (a *applier) applyFile(ctx context.Context, path string) error {
 		return err
 	}
 	for _, o := range objs {
-		if _, err := a.apply(ctx, o); err != nil {
+		if err := a.apply(ctx, o); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 	}

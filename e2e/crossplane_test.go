@@ -129,7 +129,7 @@ func startCrossplane(cp *controlPlane) (*crossplane, error) {
 		return nil, err
 	}
 	err = startWithRetry(2, 2*time.Minute, func(ports []int) (*process, func() error, error) {
-		startEnv := append(env,
+		startEnv := append(slices.Clip(env),
 			"PACKAGE_RUNTIME=External",
 			"TLS_CLIENT_CERTS_DIR="+clientDir,
 			"XPKG_CACHE_DIR="+cacheDir,
@@ -166,7 +166,7 @@ func crossplaneInit(cp *controlPlane, env []string) error {
 			if p.err == nil {
 				return nil
 			}
-			err = fmt.Errorf("crossplane core init: %v; log tail:\n%s", p.err, p.tail(30))
+			err = fmt.Errorf("crossplane core init: %w; log tail:\n%s", p.err, p.tail(30))
 		case <-time.After(3 * time.Minute):
 			return fmt.Errorf("crossplane core init still running after 3m; log tail:\n%s", p.tail(30))
 		}
@@ -219,7 +219,7 @@ func waitRule(ctx context.Context, cp *controlPlane, role, group, resource strin
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ClusterRole %s has no rule on %s %s after %s (last error: %v)", role, group, resource, timeout, err)
+			return fmt.Errorf("ClusterRole %s has no rule on %s %s after %s (last error: %w)", role, group, resource, timeout, err)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -272,7 +272,7 @@ func (x *crossplane) establishXRD(ctx context.Context, xrd *unstructured.Unstruc
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("ClusterRole for XRD %s: %w", xrd.GetName(), err)
 	}
-	if _, err := x.apply.apply(ctx, xrd); err != nil {
+	if err := x.apply.apply(ctx, xrd); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(2 * time.Minute)

@@ -48,7 +48,7 @@ func startFunction(cp *controlPlane, x *crossplane) error {
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Dir = cp.repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build the function: %v\n%s", err, out)
+		return fmt.Errorf("go build the function: %w\n%s", err, out)
 	}
 
 	certs := filepath.Join(cp.dir, "function-tls")
@@ -98,7 +98,7 @@ func startFunction(cp *controlPlane, x *crossplane) error {
 			"revision":     int64(1),
 		},
 	}}
-	if _, err := x.apply.apply(ctx, rev); err != nil {
+	if err := x.apply.apply(ctx, rev); err != nil {
 		return err
 	}
 	status := fmt.Sprintf(`{"status":{"endpoint":%q,"capabilities":["composition"]}}`, endpoint)

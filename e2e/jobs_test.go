@@ -24,7 +24,7 @@ var restrictedNamespaceLabels = map[string]string{
 // downloadJob is a hand-built Job of the shape the function composes: restricted-profile
 // pod, model PVC, HOME on an emptyDir, HF_TOKEN from a Secret. It stands in for the
 // function's output so the control plane's own behaviour is tested on its own.
-func downloadJob(name, pvc, secret string, ttl *int32) *batchv1.Job {
+func downloadJob(name string, ttl *int32) *batchv1.Job {
 	return &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "hf-downloader"}},
 		Spec: batchv1.JobSpec{
@@ -47,7 +47,7 @@ func downloadJob(name, pvc, secret string, ttl *int32) *batchv1.Job {
 						Env: []corev1.EnvVar{
 							{Name: "HOME", Value: "/home/hf"},
 							{Name: "HF_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-								LocalObjectReference: corev1.LocalObjectReference{Name: secret},
+								LocalObjectReference: corev1.LocalObjectReference{Name: "hf-token"},
 								Key:                  "token",
 							}}},
 						},
@@ -65,7 +65,7 @@ func downloadJob(name, pvc, secret string, ttl *int32) *batchv1.Job {
 						},
 					}},
 					Volumes: []corev1.Volume{
-						{Name: "models", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc}}},
+						{Name: "models", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "models"}}},
 						{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 					},
 				},
@@ -109,7 +109,7 @@ func TestRestrictedJobAcceptedWithoutWarnings(t *testing.T) {
 	ns := modelNamespace(t)
 	kube, warnings := adminWithWarnings(t)
 
-	if _, err := kube.BatchV1().Jobs(ns).Create(ctx, downloadJob("good", "models", "hf-token", nil), metav1.CreateOptions{}); err != nil {
+	if _, err := kube.BatchV1().Jobs(ns).Create(ctx, downloadJob("good", nil), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create restricted Job: %v", err)
 	}
 	if w := warnings.take(); len(w) != 0 {
@@ -118,7 +118,7 @@ func TestRestrictedJobAcceptedWithoutWarnings(t *testing.T) {
 	// The pod itself is checked by enforce, not warn: it must be created.
 	finishJobPod(t, ns, "good", podOutcome{})
 
-	bad := downloadJob("bad", "models", "hf-token", nil)
+	bad := downloadJob("bad", nil)
 	bad.Spec.Template.Spec.SecurityContext.RunAsNonRoot = nil
 	if _, err := kube.BatchV1().Jobs(ns).Create(ctx, bad, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create Job without runAsNonRoot: %v", err)
@@ -153,7 +153,7 @@ func TestJobControllerDrivesStatus(t *testing.T) {
 	ns := modelNamespace(t)
 
 	for _, j := range []string{"succeeds", "fails"} {
-		if _, err := cluster.kube.BatchV1().Jobs(ns).Create(ctx, downloadJob(j, "models", "hf-token", nil), metav1.CreateOptions{}); err != nil {
+		if _, err := cluster.kube.BatchV1().Jobs(ns).Create(ctx, downloadJob(j, nil), metav1.CreateOptions{}); err != nil {
 			t.Fatalf("create Job %s: %v", j, err)
 		}
 	}
@@ -177,7 +177,7 @@ func TestTTLAfterFinishedDeletesJob(t *testing.T) {
 	ctx := context.Background()
 	ns := modelNamespace(t)
 
-	if _, err := cluster.kube.BatchV1().Jobs(ns).Create(ctx, downloadJob("short-lived", "models", "hf-token", ptr.To[int32](1)), metav1.CreateOptions{}); err != nil {
+	if _, err := cluster.kube.BatchV1().Jobs(ns).Create(ctx, downloadJob("short-lived", ptr.To[int32](1)), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create Job: %v", err)
 	}
 	pod := finishJobPod(t, ns, "short-lived", podOutcome{})

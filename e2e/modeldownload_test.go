@@ -73,7 +73,7 @@ func tokenNamespace(t *testing.T, name string) string {
 			token(string(b))
 		}
 		s.SetNamespace(ns)
-		if _, err := x.apply.apply(ctx, s); err != nil {
+		if err := x.apply.apply(ctx, s); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -118,7 +118,7 @@ func (md *modelDownload) update(t *testing.T, edit func(spec map[string]any)) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := md.x.apply.apply(context.Background(), md.obj); err != nil {
+	if err := md.x.apply.apply(context.Background(), md.obj); err != nil {
 		t.Fatal(err)
 	}
 }

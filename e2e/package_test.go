@@ -88,7 +88,7 @@ func TestFunctionPackageInstalls(t *testing.T) {
 		"metadata":   map[string]any{"name": fn},
 		"spec":       map[string]any{"package": ref.String()},
 	}}
-	if _, err := x.apply.apply(ctx, obj); err != nil {
+	if err := x.apply.apply(ctx, obj); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -124,16 +124,16 @@ var errNotReady = errors.New("not ready")
 // waitReady polls ready until it succeeds, the process exits, or the timeout passes.
 func (p *process) waitReady(timeout time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
-	last := errNotReady
+	var last error
 	for {
 		if ok, err := p.exited(); ok {
-			return fmt.Errorf("%s exited before it was ready (%v); log tail:\n%s", p.name, err, p.tail(30))
+			return fmt.Errorf("%s exited before it was ready (%w); log tail:\n%s", p.name, err, p.tail(30))
 		}
 		if last = ready(); last == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s: %v; log tail:\n%s", p.name, timeout, last, p.tail(30))
+			return fmt.Errorf("%s not ready after %s: %w; log tail:\n%s", p.name, timeout, last, p.tail(30))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

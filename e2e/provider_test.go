@@ -42,16 +42,15 @@ var (
 	errProvider  error
 )
 
-// useProviderKubernetes returns Crossplane with the function and provider-kubernetes running,
+// useProviderKubernetes makes sure Crossplane runs with the function and provider-kubernetes,
 // starting the provider the first time a test needs it.
-func useProviderKubernetes(t *testing.T) *crossplane {
+func useProviderKubernetes(t *testing.T) {
 	t.Helper()
 	x := useFunction(t)
 	providerOnce.Do(func() { errProvider = startProviderKubernetes(cluster, x) })
 	if errProvider != nil {
 		t.Fatalf("start provider-kubernetes: %v", errProvider)
 	}
-	return x
 }
 
 // startProviderKubernetes installs provider-kubernetes as its package would (its CRDs, and
@@ -67,7 +66,7 @@ func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
 	}
 	crds, err := filepath.Glob(filepath.Join(dir, "package", "crds", "*.yaml"))
 	if err != nil || len(crds) == 0 {
-		return fmt.Errorf("no CRDs in %s (%v)", dir, err)
+		return fmt.Errorf("no CRDs in %s (%w)", dir, err)
 	}
 	for _, f := range crds {
 		objs, err := readObjects(f)
@@ -79,7 +78,7 @@ func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
 			// install; without kube-proxy nothing could reach it. Only the storage version
 			// of Object is used here, so no conversion is needed.
 			unstructured.RemoveNestedField(crd.Object, "spec", "conversion")
-			if _, err := x.apply.apply(ctx, crd); err != nil {
+			if err := x.apply.apply(ctx, crd); err != nil {
 				return err
 			}
 		}
@@ -149,7 +148,7 @@ func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
 				"secretRef": map[string]any{"namespace": crossplaneNamespace, "name": providerName + "-kubeconfig", "key": "kubeconfig"},
 			}},
 		}}
-		if _, err := x.apply.apply(ctx, pc); err != nil {
+		if err := x.apply.apply(ctx, pc); err != nil {
 			return err
 		}
 	}
@@ -215,7 +214,7 @@ func waitEstablished(ctx context.Context, names ...string) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("CRD %s not established after a minute (last error: %v)", n, err)
+				return fmt.Errorf("CRD %s not established after a minute (last error: %w)", n, err)
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
@@ -318,7 +317,7 @@ func applyLegacyAPI(ctx context.Context, x *crossplane) error {
 	if err := x.establishXRD(ctx, xrd); err != nil {
 		return err
 	}
-	_, err = x.apply.apply(ctx, comp)
+	err = x.apply.apply(ctx, comp)
 	return err
 }
 

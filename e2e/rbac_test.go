@@ -81,9 +81,11 @@ func concat(lists ...[]access) []access {
 	return out
 }
 
-// allowed asks the apiserver whether a service account may do a in namespace ns.
-func allowed(ctx context.Context, sa, ns string, a access) (bool, error) {
+// allowed asks the apiserver whether a service account may do a in a team's namespace.
+func allowed(ctx context.Context, sa string, a access) (bool, error) {
 	const saNS = "crossplane-system"
+	// Any namespace a team might use: the rules are cluster-wide.
+	const ns = "any-team-namespace"
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		User:   fmt.Sprintf("system:serviceaccount:%s:%s", saNS, sa),
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + saNS, "system:authenticated"},
@@ -111,10 +113,8 @@ func allowed(ctx context.Context, sa, ns string, a access) (bool, error) {
 func TestShippedRBACIsEnoughAndNotMore(t *testing.T) {
 	useFunction(t)
 	ctx := context.Background()
-	const ns = "any-team-namespace"
-
 	for _, a := range functionNeeds {
-		ok, err := allowed(ctx, "crossplane", ns, a)
+		ok, err := allowed(ctx, "crossplane", a)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +123,7 @@ func TestShippedRBACIsEnoughAndNotMore(t *testing.T) {
 		}
 	}
 	for _, a := range chartGrants {
-		ok, err := allowed(ctx, "crossplane", ns, a)
+		ok, err := allowed(ctx, "crossplane", a)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +132,7 @@ func TestShippedRBACIsEnoughAndNotMore(t *testing.T) {
 		}
 	}
 	for _, a := range functionMustNotGet {
-		ok, err := allowed(ctx, "crossplane", ns, a)
+		ok, err := allowed(ctx, "crossplane", a)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,11 +168,11 @@ func TestShippedRBACIsEnoughAndNotMore(t *testing.T) {
 	// The authorizer sees the binding once its informers do; the chart's own Secret rule
 	// shows when, and that a "no" below is the rules' answer, not a missing binding's.
 	waitFor(t, time.Minute, "the chart's rules to apply to "+chartOnly, func() (bool, string) {
-		ok, err := allowed(ctx, chartOnly, ns, access{resource: "secrets", verb: "get"})
+		ok, err := allowed(ctx, chartOnly, access{resource: "secrets", verb: "get"})
 		return ok, fmt.Sprintf("allowed=%v err=%v", ok, err)
 	})
 	for _, a := range functionNeeds {
-		ok, err := allowed(ctx, chartOnly, ns, a)
+		ok, err := allowed(ctx, chartOnly, a)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +181,7 @@ func TestShippedRBACIsEnoughAndNotMore(t *testing.T) {
 		}
 	}
 	for _, a := range chartGrants {
-		if ok, err := allowed(ctx, chartOnly, ns, a); err != nil || !ok {
+		if ok, err := allowed(ctx, chartOnly, a); err != nil || !ok {
 			t.Errorf("the chart's rules alone do not allow %s (%v): the shipped ClusterRole must grant it", a, err)
 		}
 	}

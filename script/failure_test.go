@@ -266,7 +266,7 @@ exit 5
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	pw.Close()
+	_ = pw.Close()
 	lines := make(chan string)
 	go func() {
 		defer close(lines)

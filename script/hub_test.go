@@ -191,7 +191,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // (non-LFS) file's oid and ETag.
 func gitBlobID(content string) string {
 	s := sha1.New()
-	fmt.Fprintf(s, "blob %d\x00%s", len(content), content)
+	_, _ = fmt.Fprintf(s, "blob %d\x00%s", len(content), content)
 	return fmt.Sprintf("%x", s.Sum(nil))
 }
 

@@ -1,7 +1,6 @@
 package script
 
 import (
-	"strconv"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -399,9 +399,9 @@ func (h *harness) checkFailure(r result, reason string) {
 	}
 }
 
-// wantArgs is hf's argv for a download with the given values.
-func wantArgs(repo, repoType, revision, dir, workers string, extra ...string) []string {
-	return append([]string{"download", repo, "--repo-type", repoType, "--revision", revision, "--local-dir", dir, "--max-workers", workers}, extra...)
+// wantArgs is hf's argv for a download of a model with the given values.
+func wantArgs(repo, revision, dir string, extra ...string) []string {
+	return append([]string{"download", repo, "--repo-type", "model", "--revision", revision, "--local-dir", dir, "--max-workers", "8"}, extra...)
 }
 
 func stubBytes() int64 {
@@ -497,7 +497,7 @@ func TestFirstDownload(t *testing.T) {
 	}
 	want := []call{{
 		Prog:   "hf",
-		Args:   wantArgs("org/name", "model", "main", h.dir, "8", "--include", "*.json", "--include", "*.safetensors", "--exclude", "*.bin"),
+		Args:   wantArgs("org/name", "main", h.dir, "--include", "*.json", "--include", "*.safetensors", "--exclude", "*.bin"),
 		Token:  "unset",
 		Marker: "absent",
 	}}
@@ -612,7 +612,7 @@ func TestForceDownloadsDespiteMarker(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("forced run: exit %d\n%s", r.code, r.out)
 	}
-	want := []call{{Prog: "hf", Args: wantArgs("org/name", "model", "main", h.dir, "8", "--force-download"), Token: "unset", Marker: "absent"}}
+	want := []call{{Prog: "hf", Args: wantArgs("org/name", "main", h.dir, "--force-download"), Token: "unset", Marker: "absent"}}
 	if diff := cmp.Diff(want, r.calls); diff != "" {
 		t.Errorf("hf calls (-want +got):\n%s", diff)
 	}
@@ -716,7 +716,7 @@ func TestHostileValuesStayArguments(t *testing.T) {
 	}
 	want := []call{{
 		Prog:   "hf",
-		Args:   wantArgs(repo, "model", revision, h.dir, "8", "--include", include[0], "--include", include[1], "--include", include[2], "--exclude", exclude[0]),
+		Args:   wantArgs(repo, revision, h.dir, "--include", include[0], "--include", include[1], "--include", include[2], "--exclude", exclude[0]),
 		Token:  "unset",
 		Marker: "absent",
 	}}
@@ -779,7 +779,7 @@ func TestInstallsPinnedHubWhenHfMissing(t *testing.T) {
 	if diff := cmp.Diff(wantPip, pip); diff != "" {
 		t.Errorf("pip call (-want +got):\n%s", diff)
 	}
-	wantHF := call{Prog: "hf", Args: wantArgs("org/name", "model", "main", h.dir, "8"), Token: "set len=25", PythonPath: target, Marker: "absent"}
+	wantHF := call{Prog: "hf", Args: wantArgs("org/name", "main", h.dir), Token: "set len=25", PythonPath: target, Marker: "absent"}
 	if diff := cmp.Diff(wantHF, r.calls[1]); diff != "" {
 		t.Errorf("hf call (-want +got):\n%s", diff)
 	}
