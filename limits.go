@@ -19,7 +19,7 @@ import (
 //     is applied then, but the message names neither the XR's models nor a
 //     remedy; checkResponseSize makes it a Fatal result that does.
 //   - The REQUEST is received by this function's gRPC server: its limit is
-//     the function's --max-recv-message-size flag (MB, default 4; Crossplane
+//     the function's --max-recv-message-size flag (MB, default 16; Crossplane
 //     sends without limit). Over it, the call is refused before RunFunction
 //     runs, so only the flag helps; raise it with a
 //     DeploymentRuntimeConfig's container args.

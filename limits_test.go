@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
@@ -98,38 +100,64 @@ func TestResponseLimitEndToEnd(t *testing.T) {
 	}
 }
 
-// TestMessageLimits measures the largest XR that fits 4 MB, request and
-// response, in the steady state of the benchmarks (every Job observed, half
-// of them complete with their pods). Its figures are in docs/performance.md:
+// TestMessageLimits checks that a ModelDownload of maxModels models fits, in
+// the steady state of the benchmarks (every Job observed, half of them
+// complete with their pods): its response within Crossplane's 4 MB client
+// limit, its request within the function's default --max-recv-message-size.
+// It logs the bytes a model adds (docs/performance.md):
 //
 //	go test -run TestMessageLimits -v .
 func TestMessageLimits(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds requests of up to 500 models")
+		t.Skip("builds requests of maxModels models")
 	}
-	sizes := func(n int) (req, rsp int) {
-		_, steady := benchRequests(t, n)
-		return proto.Size(steady.req), proto.Size(steady.rsp)
+	_, small := benchRequests(t, 100)
+	_, steady := benchRequests(t, maxModels)
+	rq, rs := proto.Size(steady.req), proto.Size(steady.rsp)
+	perReq := float64(rq-proto.Size(small.req)) / float64(maxModels-100)
+	perRsp := float64(rs-proto.Size(small.rsp)) / float64(maxModels-100)
+	t.Logf("%d models, steady state: request %d bytes, response %d bytes; each model adds %.0f to the request, %.0f to the response",
+		maxModels, rq, rs, perReq, perRsp)
+	t.Logf("largest response within 4 MB: about %d models", maxModels+int(float64(crossplaneMaxResponseBytes-rs)/perRsp))
+	if rs > crossplaneMaxResponseBytes {
+		t.Errorf("the XRD allows %d models, but their response is %s, over Crossplane's 4 MB", maxModels, mb(rs))
 	}
-	fits := func(limit int, pick func(req, rsp int) int) int {
-		lo, hi := 1, 1000 // lo fits, hi does not
-		for hi-lo > 1 {
-			mid := (lo + hi) / 2
-			if pick(sizes(mid)) <= limit {
-				lo = mid
-			} else {
-				hi = mid
-			}
-		}
-		return lo
+	if rq > defaultMaxRecvMB<<20 {
+		t.Errorf("the XRD allows %d models, but their request is %s, over the function's default %d MB", maxModels, mb(rq), defaultMaxRecvMB)
 	}
-	req := fits(4<<20, func(req, _ int) int { return req })
-	rsp := fits(crossplaneMaxResponseBytes, func(_, rsp int) int { return rsp })
-	rq, _ := sizes(req)
-	_, rs := sizes(rsp)
-	t.Logf("largest steady-state request within 4 MB: %d models (%d bytes); per model %.0f bytes", req, rq, float64(rq)/float64(req))
-	t.Logf("largest response within 4 MB: %d models (%d bytes); per model %.0f bytes", rsp, rs, float64(rs)/float64(rsp))
-	if req < 100 || rsp < 100 {
-		t.Errorf("a ModelDownload of 100 models must fit: request %d, response %d models", req, rsp)
+}
+
+// maxModels is the XRD's maxItems for spec.models: what fits Crossplane's
+// 4 MB response limit (TestMessageLimits) and etcd (TestXRFitsInEtcd).
+const maxModels = 1500
+
+// TestXRFitsInEtcd: a ModelDownload of maxModels models, with the status the
+// function writes, is one object in etcd, whose requests are limited to
+// 1.5 MiB by default (--max-request-bytes).
+func TestXRFitsInEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a request of maxModels models")
+	}
+	_, steady := benchRequests(t, maxModels)
+	xr := steady.req.GetObserved().GetComposite().GetResource()
+	b, err := protojson.Marshal(xr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const etcdLimit = 3 << 19 // 1.5 MiB
+	t.Logf("a ModelDownload of %d models with its status: %d bytes of JSON", maxModels, len(b))
+	if len(b) > etcdLimit*2/3 {
+		t.Errorf("%d models make an XR of %d bytes: too close to etcd's %d", maxModels, len(b), etcdLimit)
+	}
+}
+
+// TestXRDMaxItems keeps the XRD's maxItems where the limits tests put it.
+func TestXRDMaxItems(t *testing.T) {
+	b, err := os.ReadFile("example/definition.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), fmt.Sprintf("maxItems: %d\n", maxModels)) {
+		t.Errorf("example/definition.yaml: spec.models must have maxItems: %d", maxModels)
 	}
 }

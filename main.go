@@ -3,6 +3,8 @@
 package main
 
 import (
+	"strconv"
+
 	"github.com/alecthomas/kong"
 
 	function "github.com/crossplane/function-sdk-go"
@@ -16,7 +18,7 @@ type CLI struct {
 	Address            string `default:":9443" help:"Address at which to listen for gRPC connections."`
 	TLSCertsDir        string `env:"TLS_SERVER_CERTS_DIR" help:"Directory containing server certs (tls.key, tls.crt) and the CA used to verify client certificates (ca.crt)."`
 	Insecure           bool   `help:"Run without mTLS credentials. If you supply this flag --tls-certs-dir will be ignored."`
-	MaxRecvMessageSize int    `default:"4"     help:"Maximum size of received messages in MB."`
+	MaxRecvMessageSize int    `default:"${maxRecvMB}" help:"Maximum size of received messages in MB (a request carries the observed Jobs: about 3.5 KB a model)."`
 	MetricsAddress     string `default:":8080" help:"Address at which to serve Prometheus metrics; empty disables them."`
 }
 
@@ -35,7 +37,12 @@ func (c *CLI) Run() error {
 		function.WithMetricsServer(c.MetricsAddress))
 }
 
+// defaultMaxRecvMB: the largest ModelDownload's request (maxModels
+// in limits_test.go) with room to spare.
+const defaultMaxRecvMB = 16
+
 func main() {
-	ctx := kong.Parse(&CLI{}, kong.Description("Downloads Hugging Face models onto Kubernetes storage: one Job per model of a ModelDownload."))
+	ctx := kong.Parse(&CLI{}, kong.Description("Downloads Hugging Face models onto Kubernetes storage: one Job per model of a ModelDownload."),
+		kong.Vars{"maxRecvMB": strconv.Itoa(defaultMaxRecvMB)})
 	ctx.FatalIfErrorf(ctx.Run())
 }
