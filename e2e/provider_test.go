@@ -238,7 +238,7 @@ func TestObjectModeWithProviderKubernetes(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return l.Items, nil
+		return jobObjects(l.Items), nil
 	}
 
 	var objs []unstructured.Unstructured
@@ -255,6 +255,17 @@ func TestObjectModeWithProviderKubernetes(t *testing.T) {
 	}
 	finishThroughObjects(t, md, jobs, objects)
 	md.waitXR(t, "the XR Ready", func(xr *unstructured.Unstructured) bool { return conditionStatus(xr, "Ready") == "True" })
+}
+
+// jobObjects are the Objects that carry Jobs (not the script's ConfigMap).
+func jobObjects(objs []unstructured.Unstructured) []unstructured.Unstructured {
+	var out []unstructured.Unstructured
+	for _, o := range objs {
+		if k, _, _ := unstructured.NestedString(o.Object, "spec", "forProvider", "manifest", "kind"); k == "Job" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // finishThroughObjects drives every Job to success and checks what Object mode promises
@@ -342,7 +353,7 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 			return nil, err
 		}
 		var mine []unstructured.Unstructured
-		for _, o := range l.Items {
+		for _, o := range jobObjects(l.Items) {
 			if ns, _, _ := unstructured.NestedString(o.Object, "spec", "forProvider", "manifest", "metadata", "namespace"); ns == md.ns {
 				mine = append(mine, o)
 			}
