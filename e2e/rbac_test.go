@@ -113,33 +113,22 @@ func allowed(ctx context.Context, sa string, a access) (bool, error) {
 func TestShippedRBACIsEnoughAndNotMore(t *testing.T) {
 	useFunction(t)
 	ctx := context.Background()
-	for _, a := range functionNeeds {
-		ok, err := allowed(ctx, "crossplane", a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			t.Errorf("Crossplane may not %s: the shipped ClusterRole must grant it", a)
-		}
-	}
-	for _, a := range chartGrants {
-		ok, err := allowed(ctx, "crossplane", a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			t.Errorf("Crossplane may not %s: the script's ConfigMap could not be composed", a)
+	// expect checks that sa may (or may not) do each of list, and says why it matters.
+	expect := func(sa string, list []access, may bool, why string) {
+		t.Helper()
+		for _, a := range list {
+			ok, err := allowed(ctx, sa, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != may {
+				t.Errorf("%s may %s: %v, want %v: %s", sa, a, ok, may, why)
+			}
 		}
 	}
-	for _, a := range functionMustNotGet {
-		ok, err := allowed(ctx, "crossplane", a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok {
-			t.Errorf("Crossplane may %s: no download needs it", a)
-		}
-	}
+	expect("crossplane", functionNeeds, true, "the shipped ClusterRole must grant it")
+	expect("crossplane", chartGrants, true, "the script's ConfigMap could not be composed")
+	expect("crossplane", functionMustNotGet, false, "no download needs it")
 
 	// The chart's rules alone, bound to a service account of their own.
 	chart, err := cluster.kube.RbacV1().ClusterRoles().Get(ctx, "crossplane:system:aggregate-to-crossplane", metav1.GetOptions{})
@@ -171,18 +160,6 @@ func TestShippedRBACIsEnoughAndNotMore(t *testing.T) {
 		ok, err := allowed(ctx, chartOnly, access{resource: "secrets", verb: "get"})
 		return ok, fmt.Sprintf("allowed=%v err=%v", ok, err)
 	})
-	for _, a := range functionNeeds {
-		ok, err := allowed(ctx, chartOnly, a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok {
-			t.Errorf("the chart's rules alone already allow %s: the shipped ClusterRole should not repeat it", a)
-		}
-	}
-	for _, a := range chartGrants {
-		if ok, err := allowed(ctx, chartOnly, a); err != nil || !ok {
-			t.Errorf("the chart's rules alone do not allow %s (%v): the shipped ClusterRole must grant it", a, err)
-		}
-	}
+	expect(chartOnly, functionNeeds, false, "the chart's rules alone already allow it: the shipped ClusterRole should not repeat it")
+	expect(chartOnly, chartGrants, true, "the chart's rules alone do not allow it: the shipped ClusterRole must grant it")
 }
