@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -315,5 +316,39 @@ func TestScriptConfigMap(t *testing.T) {
 		if mounted != cm.Name || len(job.Spec.Template.Spec.Containers[0].Command) != 2 {
 			t.Errorf("%s mounts ConfigMap %q (want %q) and runs %v", k, mounted, cm.Name, job.Spec.Template.Spec.Containers[0].Command)
 		}
+	}
+}
+
+// TestOldScriptStaysWhileMounted: after an upgrade with another script, the
+// old ConfigMap stays desired while a Job observed still mounts it (the
+// running download keeps its script), and goes with its last Job.
+func TestOldScriptStaysWhileMounted(t *testing.T) {
+	tr := withToken(xrYAML(oneModel))
+	req := tr.build()
+	rsp := run(t, req)
+	key := keyOf(t, rsp, "org/alpha")
+	// What an older function version composed: its script under another
+	// name, and a running Job that mounts it.
+	const oldName, oldKey = "hf-dl-cache-script-0123456789", "script-0123456789"
+	old := mustStruct("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + oldName + ", namespace: ml, labels: {app: hf-downloader, parent: cache}}\n")
+	job := proto.Clone(jobResources(rsp)[key].GetResource()).(*structpb.Struct)
+	for _, v := range get(job, "spec", "template", "spec", "volumes").GetListValue().GetValues() {
+		if cm := get(v.GetStructValue(), "configMap").GetStructValue(); cm != nil {
+			cm.Fields["name"] = str(oldName)
+		}
+	}
+	job.Fields["metadata"].GetStructValue().Fields["name"] = str("hf-dl-cache-org-alpha-9999999999")
+	job.Fields["metadata"].GetStructValue().Fields["labels"].GetStructValue().Fields[labelSpecHash] = str("9999999999")
+	req.Observed.Resources[oldKey] = &fnv1.Resource{Resource: old}
+	req.Observed.Resources["job-org-alpha-9999999999"] = observedJob(&fnv1.Resource{Resource: job}, jobRunning)
+
+	rsp = run(t, req)
+	if _, ok := rsp.GetDesired().GetResources()[oldKey]; !ok {
+		t.Error("the old script's ConfigMap went while a Job still mounts it")
+	}
+	delete(req.Observed.Resources, "job-org-alpha-9999999999")
+	rsp = run(t, req)
+	if _, ok := rsp.GetDesired().GetResources()[oldKey]; ok {
+		t.Error("the old script's ConfigMap stays with no Job mounting it")
 	}
 }
