@@ -344,6 +344,9 @@ func TestCatalogue(t *testing.T) {
 		{"InputUnknownField", testRequest{xr: xrYAML(twoModels), input: inputHeader + "imagee: x\n", secret: secretResource("token", testToken)}, []string{
 			"Fatal: invalid function input: input: Invalid value: \"imagee\": unknown field",
 		}},
+		{"InputFieldWrongCase", testRequest{xr: xrYAML(twoModels), input: inputHeader + "mountPAth: /elsewhere\n", secret: secretResource("token", testToken)}, []string{
+			"Fatal: invalid function input: input: Invalid value: \"mountPAth\": unknown field (field names are case-sensitive)",
+		}},
 		{"InputWrongType", testRequest{xr: xrYAML(twoModels), input: inputHeader + "maxWorkers: '8'\n", secret: secretResource("token", testToken)}, []string{
 			"Fatal: invalid function input: input.maxWorkers: Invalid value: \"string\": must be a whole number that fits in int32",
 		}},

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
 )
@@ -80,6 +81,11 @@ func decodeInput(s *structpb.Struct) (*v1beta1.Input, error) {
 	d.DisallowUnknownFields()
 	if err := d.Decode(in); err != nil {
 		return nil, inputDecodeError(err)
+	}
+	// encoding/json matches field names regardless of case, so mountPAth
+	// would pass for mountPath; Kubernetes' own decoder, strict, does not.
+	if strict, err := sigsjson.UnmarshalStrict(b, &v1beta1.Input{}); err == nil && len(strict) > 0 {
+		return nil, field.Invalid(inputPath, strings.Trim(strings.TrimPrefix(strict[0].Error(), "unknown field "), `"`), "unknown field (field names are case-sensitive)")
 	}
 	return in, nil
 }
