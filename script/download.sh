@@ -1,6 +1,7 @@
 # hf-download: download one Hugging Face repo into a local directory, once.
 #
-# Every download Job runs this as ["/bin/sh", "-c", <this text>, "hf-download"].
+# Every download Job runs this as /bin/sh /opt/hf-download/download.sh, from the
+# ConfigMap the function composes once per ModelDownload.
 # It reads only environment variables (set by the function; see script.go), so
 # user strings never become shell code. HF_TOKEN, when set, is read by `hf`
 # itself: this script never prints it, passes it as an argument or writes it.

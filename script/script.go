@@ -5,8 +5,8 @@ package script
 import _ "embed" // for go:embed
 
 // Text is the download script (download.sh). The function puts it verbatim in
-// the Job's command, ["/bin/sh", "-c", Text, "hf-download"], so it can be
-// reviewed and tested here as a file. User strings (repo id, revision, globs,
+// one ConfigMap per ModelDownload, which every Job mounts and runs with
+// /bin/sh, so it can be reviewed and tested here as a file. User strings (repo id, revision, globs,
 // paths) reach it only as the Env* environment variables, never as script
 // text, so no value can ever run as shell code.
 //

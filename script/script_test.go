@@ -234,7 +234,7 @@ func (h *harness) termLog() string { return filepath.Join(h.root, "termination-l
 
 func (h *harness) markerPath() string { return filepath.Join(h.dir, MarkerFile) }
 
-// run runs the script as the Job does: sh -c <Text> hf-download, configured
+// run runs the script's text with sh, as the Job runs its file, configured
 // only through env. overrides may add, change or (with unset) remove entries.
 func (h *harness) run(overrides map[string]string) result {
 	h.t.Helper()
