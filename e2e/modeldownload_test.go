@@ -32,6 +32,12 @@ type modelDownload struct {
 // newModelDownload applies example/xr.yaml as applyModelDownload does.
 func newModelDownload(t *testing.T, name string, edit func(spec map[string]any)) *modelDownload {
 	t.Helper()
+	return applyModelDownload(t, exampleXR(t), name, edit)
+}
+
+// exampleXR is the ModelDownload of example/xr.yaml.
+func exampleXR(t *testing.T) *unstructured.Unstructured {
+	t.Helper()
 	xrs, err := readObjects(exampleFile("xr.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +45,7 @@ func newModelDownload(t *testing.T, name string, edit func(spec map[string]any))
 	if len(xrs) != 1 {
 		t.Fatalf("example/xr.yaml: want one ModelDownload, got %d objects", len(xrs))
 	}
-	return applyModelDownload(t, xrs[0], name, edit)
+	return xrs[0]
 }
 
 // applyModelDownload creates a restricted namespace holding the PVC that xr (an XR or a

@@ -92,11 +92,7 @@ func TestFailedModelStaysFailedAfterTTLUntilRetried(t *testing.T) {
 func TestMissingPVCStartsNothingUntilItExists(t *testing.T) {
 	t.Parallel()
 	ns := tokenNamespace(t, "no-pvc")
-	xrs, err := readObjects(exampleFile("xr.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := applyIn(t, ns, xrs[0], "no-pvc", nil)
+	md := applyIn(t, ns, exampleXR(t), "no-pvc", nil)
 	pvc, _, _ := unstructured.NestedString(md.obj.Object, "spec", "storagePVC")
 	md.waitXR(t, "StorageReady=False naming the PVC and its namespace", func(xr *unstructured.Unstructured) bool {
 		c := condition(xr, "StorageReady")
@@ -117,16 +113,13 @@ func TestMissingPVCStartsNothingUntilItExists(t *testing.T) {
 func TestLookAlikeNamesGetJobsOfTheirOwn(t *testing.T) {
 	t.Parallel()
 	ns := tokenNamespace(t, "look-alike")
-	xrs, err := readObjects(exampleFile("xr.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pvc, _, _ := unstructured.NestedString(xrs[0].Object, "spec", "storagePVC")
+	xr := exampleXR(t)
+	pvc, _, _ := unstructured.NestedString(xr.Object, "spec", "storagePVC")
 	createPVC(t, ns, pvc)
 	// Cut to the same 20 characters in a Job name, and the same once sanitized.
 	var mds []*modelDownload
 	for _, name := range []string{"inference-model-cache-team-a", "inference-model-cache-team-b", "llama.cache", "llama-cache"} {
-		mds = append(mds, applyIn(t, ns, xrs[0], name, oneModel(t)))
+		mds = append(mds, applyIn(t, ns, xr, name, oneModel(t)))
 	}
 	model := mds[0].modelName(t, 0)
 	names := map[string]string{}
