@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds, once, the programs the e2e tests run, into bin/ (git-ignored):
 #
-#   bin/kube-apiserver, bin/kube-controller-manager  from tools/kube (k8s.io/kubernetes)
+#   bin/kube-apiserver, bin/kube-controller-manager,
+#   bin/kube-scheduler, bin/kubelet                  from tools/kube (k8s.io/kubernetes)
 #   bin/crossplane-core                              Crossplane core (cmd/crossplane) from tools/crossplane
 #   bin/crossplane                                   the Crossplane CLI (cmd/crank) from tools/crossplane
 #   bin/provider-kubernetes                          provider-kubernetes (cmd/provider) from tools/provider-kubernetes
@@ -70,6 +71,8 @@ for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
 done
 build kube-apiserver "k8s.io/kubernetes@$kube" tools/kube k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
 build kube-controller-manager "k8s.io/kubernetes@$kube" tools/kube k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags"
+build kube-scheduler "k8s.io/kubernetes@$kube" tools/kube k8s.io/kubernetes/cmd/kube-scheduler "$kube_ldflags"
+build kubelet "k8s.io/kubernetes@$kube" tools/kube k8s.io/kubernetes/cmd/kubelet "$kube_ldflags"
 
 # Crossplane: its version variable feeds `crossplane version` and the package manager's
 # dependency constraints (a Configuration may require crossplane >= some version).
