@@ -116,18 +116,44 @@ capture_start() {
 # run_hf runs hf "$@" and sets rc to its exit code. tee opens the FIFO for
 # reading, hf's shell for writing: each open waits for the other, so nothing
 # hf writes is lost, and tee ends when hf (and whatever inherited its stderr)
-# is gone.
+# is gone. hf runs in the background so that a TERM (the pod deleted, its Job
+# replaced) reaches this shell's trap while it waits, and stops hf at once.
 run_hf() {
 	rc=0
 	if [ -z "$hf_err" ]; then
-		hf "$@" || rc=$?
-		return
+		hf "$@" &
+	else
+		tee "$hf_err" <"$hf_tmp/fifo" >&2 &
+		_tee=$!
+		hf "$@" 2>"$hf_tmp/fifo" &
 	fi
-	tee "$hf_err" <"$hf_tmp/fifo" >&2 &
-	_tee=$!
-	hf "$@" 2>"$hf_tmp/fifo" || rc=$?
-	wait "$_tee" || :
+	hf_pid=$!
+	[ -z "$stopping" ] || kill -TERM "$hf_pid" 2>/dev/null || :
+	# A trapped signal ends wait early: wait again until hf is gone.
+	while :; do
+		rc=0
+		wait "$hf_pid" || rc=$?
+		kill -0 "$hf_pid" 2>/dev/null || break
+	done
+	hf_pid=
+	[ -z "$hf_err" ] || wait "$_tee" || :
+	[ -z "$stopping" ] || die "stopped by SIGTERM before the download of $repo@$revision finished"
 }
+
+# The kubelet stops a pod with TERM. This shell is the container's PID 1, for
+# which the kernel ignores TERM unless it is handled: without the trap the pod
+# would run on until the grace period ends and it is killed, hf still writing.
+# While hf runs, run_hf stops it and then the run; otherwise the run ends here.
+stopping= hf_pid=
+on_term() {
+	stopping=1
+	if [ -n "$hf_pid" ]; then
+		kill -TERM "$hf_pid" 2>/dev/null || :
+	else
+		die "stopped by SIGTERM"
+	fi
+}
+trap on_term TERM INT
 
 # Sed programs for hf_failure. They are constants: no value is ever put into
 # shell code or a sed program, only read as data by sed.

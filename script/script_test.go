@@ -46,7 +46,7 @@ var stubFiles = map[string]string{
 
 // stubHF records each call (argv one per line, whether HF_TOKEN is set and
 // its length but never its value, PYTHONPATH, whether the marker existed) and
-// then fails, leaves partial files and fails, or writes stubFiles plus hf's
+// then hangs, fails, leaves partial files and fails, or writes stubFiles plus hf's
 // local-dir metadata, as HFSTUB_MODE says. A failing stub writes HFSTUB_MSG,
 // or the file HFSTUB_STDERR, to stderr and exits with HFSTUB_EXIT.
 func stubHF() string {
@@ -66,6 +66,11 @@ done
 	if [ -e "$dir/.hf-download-complete.json" ]; then echo marker=present; else echo marker=absent; fi
 } >>"$HFSTUB_RECORD"
 case ${HFSTUB_MODE:-ok} in
+hang)
+	# What a stalled transfer looks like from outside: hf never ends by itself.
+	echo $$ >"$HFSTUB_RECORD.pid"
+	exec sleep 600
+	;;
 fail)
 	echo "progress 10%"
 	if [ -n "${HFSTUB_STDERR:-}" ]; then
@@ -247,6 +252,12 @@ func (h *harness) run(overrides map[string]string) result {
 // runKeepTermLog is run, with whatever the termination log already holds.
 func (h *harness) runKeepTermLog(overrides map[string]string) result {
 	h.t.Helper()
+	cmd, out := h.command(overrides)
+	return h.finish(cmd.Run(), out)
+}
+
+// command is the script's run for overrides, not yet started, and where its output goes.
+func (h *harness) command(overrides map[string]string) (*exec.Cmd, *bytes.Buffer) {
 	h.runs++
 	h.record = filepath.Join(h.root, fmt.Sprintf("record-%d", h.runs))
 	env := map[string]string{
@@ -276,7 +287,12 @@ func (h *harness) runKeepTermLog(overrides map[string]string) result {
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	err := cmd.Run()
+	return cmd, &out
+}
+
+// finish is the result of a run that ended with err.
+func (h *harness) finish(err error, out *bytes.Buffer) result {
+	h.t.Helper()
 	r := result{out: out.String(), calls: h.calls()}
 	var exit *exec.ExitError
 	switch {
