@@ -1,13 +1,13 @@
 // Package hubtest is a fake Hugging Face Hub for tests that run the real hf
 // CLI (huggingface_hub 1.28). It plays, on the listener it is given (loopback,
 // or an address pods can reach), the few endpoints that
-// `hf download <repo> --local-dir ...` calls:
+// `hf download <repo> [<file>...] --local-dir ...` calls:
 //
 //	GET  /api/agent-harnesses                         (the CLI's agent detection; 404 here)
 //	GET  /api/{models,datasets}/<repo>/revision/<rev> (repo_info: the commit, or why not)
 //	GET  /api/{models,datasets}/<repo>/tree/<commit>  (list_repo_tree, recursive)
-//	HEAD /[datasets/]<repo>/resolve/<commit>/<file>   (file metadata: commit, ETag, size)
-//	GET  /[datasets/]<repo>/resolve/<commit>/<file>   (the file)
+//	HEAD /[datasets/]<repo>/resolve/<rev>/<file>      (file metadata: commit, ETag, size)
+//	GET  /[datasets/]<repo>/resolve/<rev>/<file>      (the file)
 //
 // Repo ids have the form org/name, and every revision names the repo's one
 // commit. Anything else is answered 404 and recorded, so a test can tell

@@ -176,7 +176,7 @@ func TestRoutes(t *testing.T) {
 		{name: "tree not recursive", path: "/api/models/org/pub/tree/" + commit, want: notFound, unknown: true},
 		{name: "file metadata", method: http.MethodHead, path: "/org/pub/resolve/" + commit + "/weights/model.bin", want: fileReply(files["weights/model.bin"], false)},
 		{name: "file", path: "/org/pub/resolve/" + commit + "/weights/model.bin", want: fileReply(files["weights/model.bin"], true)},
-		{name: "file at a branch", path: "/org/pub/resolve/main/config.json", want: notFound, unknown: true},
+		{name: "file at a branch", path: "/org/pub/resolve/main/config.json", want: fileReply(files["config.json"], true)},
 		{name: "dataset file", path: "/datasets/org/data/resolve/" + commit + "/a/b.csv", want: fileReply("x,y\n", true)},
 		{name: "dataset as a model", path: "/org/data/resolve/" + commit + "/a/b.csv", want: notFound, unknown: true},
 		{name: "missing file", path: "/org/pub/resolve/" + commit + "/nope", want: notFound, unknown: true},

@@ -52,11 +52,13 @@ func (h *Hub) route(r *http.Request) http.HandlerFunc {
 			return nil
 		}
 		repo := h.repos[repoType+"/"+parts[0]+"/"+parts[1]]
-		if repo == nil || repo.Fail != nil || parts[3] != repo.Commit {
+		if repo == nil {
 			return nil
 		}
+		// Any revision: snapshot_download asks by the commit it resolved,
+		// hf_hub_download (one file) by the revision it was given.
 		content, ok := repo.Files[strings.Join(parts[4:], "/")]
-		if !ok {
+		if repo.Fail != nil || !ok {
 			return nil
 		}
 		return answerFile(repo, content)
