@@ -11,7 +11,8 @@
 //
 // Repo ids have the form org/name, and every revision names the repo's one
 // commit. Anything else is answered 404 and recorded, so a test can tell
-// that hf asked for nothing unexpected. See [Repo] for failing repos.
+// that hf asked for nothing unexpected. See [Repo] for failing and private
+// repos.
 //
 // The package uses the standard library only, so that any module's tests can
 // import it.
@@ -113,7 +114,7 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h.inflight.Add(1)
 	defer h.inflight.Done()
-	line := r.Method + " " + r.URL.RequestURI()
+	line := h.redact(r.Method+" "+r.URL.RequestURI(), r)
 	h.requests = append(h.requests, line)
 	// The route is chosen under the lock; the answer, which may take long,
 	// is written without it.
@@ -124,4 +125,24 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mu.Unlock()
 	answer(w, r)
+}
+
+// redact keeps credentials out of the request log. hf sends its token in the
+// Authorization header only, which the log does not hold; a client could still
+// put one in the path or query, so the request's own credential and every
+// repo's token are cut out of line. Called with mu held.
+func (h *Hub) redact(line string, r *http.Request) string {
+	secrets := []string{r.Header.Get("Authorization")}
+	if _, cred, ok := strings.Cut(secrets[0], " "); ok {
+		secrets = append(secrets, cred)
+	}
+	for _, repo := range h.repos {
+		secrets = append(secrets, repo.Token)
+	}
+	for _, s := range secrets {
+		if s = strings.TrimSpace(s); s != "" {
+			line = strings.ReplaceAll(line, s, "<redacted>")
+		}
+	}
+	return line
 }

@@ -13,9 +13,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// The tests here drive the Hub over HTTP with Go's client.
+// The tests here drive the Hub over HTTP with Go's client; realhf_test.go
+// drives it with the real hf CLI.
 
-const commit = "4f1c7a1e0d3b2c5a6978b8c9d0e1f2a3b4c5d6e7"
+const (
+	commit = "4f1c7a1e0d3b2c5a6978b8c9d0e1f2a3b4c5d6e7"
+	// token is the private repos' token: it must show nowhere in what the
+	// Hub logs or answers.
+	token = "hf_HubtestPrivateTokenNeverShown0123456789"
+)
 
 var files = map[string]string{
 	"config.json":       `{"model_type":"tiny"}`,
@@ -122,14 +128,16 @@ func TestURL(t *testing.T) {
 	}
 }
 
-// TestRoutes: each endpoint hf calls, for a public and a failing repo,
-// answers as the package's doc says, and what no route answers is a 404
-// recorded as unknown.
+// TestRoutes: each endpoint hf calls, for a public, a failing and a private
+// repo, answers as the package's doc says, and what no route answers is a
+// 404 recorded as unknown. A private repo answers 401 RepoNotFound on all its
+// endpoints to a request without its token, or with another.
 func TestRoutes(t *testing.T) {
 	h := newHub(t)
 	h.Set("model", "org/pub", Repo{Commit: commit, Files: files})
 	h.Set("dataset", "org/data", Repo{Commit: commit, Files: map[string]string{"a/b.csv": "x,y\n"}})
 	h.Set("model", "org/gated", Repo{Fail: &Error{Status: 403, Code: "GatedRepo", Message: "Access to model org/gated is restricted."}})
+	h.Set("model", "org/priv", Repo{Commit: commit, Files: files, Token: token})
 
 	jsonHeader := func(body string) map[string]string {
 		return map[string]string{"Content-Type": "application/json; charset=utf-8", "Content-Length": strconv.Itoa(len(body))}
@@ -156,9 +164,13 @@ func TestRoutes(t *testing.T) {
 		return r
 	}
 	revision := `{"id":"org/pub","sha":"` + commit + `","siblings":[{"rfilename":"config.json"},{"rfilename":"weights/model.bin"}]}`
+	privRevision := strings.Replace(revision, "org/pub", "org/priv", 1)
 	tree := `[{"oid":"` + GitBlobID(files["config.json"]) + `","path":"config.json","size":21,"type":"file"},` +
 		`{"oid":"` + GitBlobID(files["weights/model.bin"]) + `","path":"weights/model.bin","size":1024,"type":"file"}]`
 	notFound := reply{Status: 404, Header: map[string]string{"Content-Type": "text/plain; charset=utf-8", "Content-Length": "19"}, Body: "404 page not found\n"}
+	denied := errorReply(private)
+	deniedHead := denied
+	deniedHead.Body = ""
 
 	for _, tc := range []struct {
 		name    string
@@ -184,6 +196,18 @@ func TestRoutes(t *testing.T) {
 		{name: "failing revision", path: "/api/models/org/gated/revision/main", want: errorReply(Error{403, "GatedRepo", "Access to model org/gated is restricted."})},
 		{name: "failing repo's tree", path: "/api/models/org/gated/tree/" + commit + "?recursive=true", want: notFound, unknown: true},
 		{name: "POST", method: http.MethodPost, path: "/api/models/org/pub/revision/main", want: notFound, unknown: true},
+
+		{name: "private revision without token", path: "/api/models/org/priv/revision/main", want: denied},
+		{name: "private revision, other token", path: "/api/models/org/priv/revision/main", auth: "Bearer hf_other", want: denied},
+		{name: "private revision, token without Bearer", path: "/api/models/org/priv/revision/main", auth: token, want: denied},
+		{name: "private revision, token as a prefix", path: "/api/models/org/priv/revision/main", auth: "Bearer " + token + "x", want: denied},
+		{name: "private revision", path: "/api/models/org/priv/revision/main", auth: "Bearer " + token, want: reply{200, jsonHeader(privRevision), privRevision}},
+		{name: "private tree without token", path: "/api/models/org/priv/tree/" + commit + "?recursive=true", want: denied},
+		{name: "private tree", path: "/api/models/org/priv/tree/" + commit + "?recursive=true", auth: "Bearer " + token, want: reply{200, jsonHeader(tree), tree}},
+		{name: "private file metadata without token", method: http.MethodHead, path: "/org/priv/resolve/main/config.json", want: deniedHead},
+		{name: "private file metadata", method: http.MethodHead, path: "/org/priv/resolve/main/config.json", auth: "Bearer " + token, want: fileReply(files["config.json"], false)},
+		{name: "private file, other token", path: "/org/priv/resolve/" + commit + "/config.json", auth: "Bearer hf_other", want: denied},
+		{name: "private file", path: "/org/priv/resolve/" + commit + "/config.json", auth: "Bearer " + token, want: fileReply(files["config.json"], true)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			method := tc.method
@@ -205,6 +229,56 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+// TestTokenNeverShown: a private repo's token, or any credential a request
+// carries, shows neither in the request log nor in an answer, even when a
+// request puts it in its path or query.
+func TestTokenNeverShown(t *testing.T) {
+	h := newHub(t)
+	h.Set("model", "org/priv", Repo{Commit: commit, Files: files, Token: token})
+	const other = "hf_AnotherTokenThatShowsNowhere42"
+	var answers []reply
+	for _, tc := range []struct{ method, path, auth string }{
+		{http.MethodGet, "/api/models/org/priv/revision/main", ""},
+		{http.MethodGet, "/api/models/org/priv/revision/main", "Bearer " + token},
+		{http.MethodGet, "/api/models/org/priv/revision/main", "Bearer " + other},
+		{http.MethodHead, "/org/priv/resolve/main/config.json", "Bearer " + other},
+		{http.MethodGet, "/org/priv/resolve/main/config.json?token=" + token, ""},
+		{http.MethodGet, "/api/models/org/" + other + "/revision/main", "Bearer " + other},
+	} {
+		answers = append(answers, get(t, h, tc.method, tc.path, tc.auth))
+	}
+	requests, unknown := h.Seen()
+	want := []string{
+		"GET /api/models/org/priv/revision/main",
+		"GET /api/models/org/priv/revision/main",
+		"GET /api/models/org/priv/revision/main",
+		"HEAD /org/priv/resolve/main/config.json",
+		"GET /org/priv/resolve/main/config.json?token=<redacted>",
+		"GET /api/models/org/<redacted>/revision/main",
+	}
+	if diff := cmp.Diff(want, requests); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want[5:], unknown); diff != "" {
+		t.Errorf("unknown (-want +got):\n%s", diff)
+	}
+	for i, a := range answers {
+		for _, secret := range []string{token, other} {
+			if strings.Contains(a.Body, secret) || strings.Contains(strings.Join(mapValues(a.Header), "\n"), secret) {
+				t.Errorf("answer %d shows a token: %+v", i, a)
+			}
+		}
+	}
+}
+
+func mapValues(m map[string]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
 // TestSetCopies: what a test changes in a Repo after Set does not change what
 // the Hub serves.
 func TestSetCopies(t *testing.T) {
@@ -217,8 +291,8 @@ func TestSetCopies(t *testing.T) {
 	fail.Status, fail.Message = 403, "changed"
 
 	got := []reply{
-		get(t, h, http.MethodGet, "/org/a/resolve/"+commit+"/a.txt", ""),
-		get(t, h, http.MethodGet, "/org/a/resolve/"+commit+"/b.txt", ""),
+		get(t, h, http.MethodGet, "/org/a/resolve/main/a.txt", ""),
+		get(t, h, http.MethodGet, "/org/a/resolve/main/b.txt", ""),
 		get(t, h, http.MethodGet, "/api/models/org/b/revision/main", ""),
 	}
 	want := []int{200, 404, 500}

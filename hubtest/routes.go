@@ -33,6 +33,9 @@ func (h *Hub) route(r *http.Request) http.HandlerFunc {
 		if repo == nil || (parts[4] != "revision" && parts[4] != "tree") {
 			return nil
 		}
+		if !repo.allows(r) {
+			return answerError(private)
+		}
 		if parts[4] == "revision" {
 			if repo.Fail != nil {
 				return answerError(*repo.Fail)
@@ -54,6 +57,9 @@ func (h *Hub) route(r *http.Request) http.HandlerFunc {
 		repo := h.repos[repoType+"/"+parts[0]+"/"+parts[1]]
 		if repo == nil {
 			return nil
+		}
+		if !repo.allows(r) {
+			return answerError(private)
 		}
 		// Any revision: snapshot_download asks by the commit it resolved,
 		// hf_hub_download (one file) by the revision it was given.
