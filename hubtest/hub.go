@@ -11,8 +11,8 @@
 //
 // Repo ids have the form org/name, and every revision names the repo's one
 // commit. Anything else is answered 404 and recorded, so a test can tell
-// that hf asked for nothing unexpected. See [Repo] for failing and private
-// repos.
+// that hf asked for nothing unexpected. See [Repo] for failing, private and
+// slow repos.
 //
 // The package uses the standard library only, so that any module's tests can
 // import it.
@@ -33,11 +33,13 @@ type Hub struct {
 	srv    *http.Server
 	url    string
 	served chan struct{} // closed when Serve has returned
+	stop   chan struct{} // closed by Close: file bodies in flight stop
 	once   sync.Once
 
 	mu       sync.Mutex
 	closed   bool
 	inflight sync.WaitGroup   // handlers running; Add only under mu, before closed
+	active   int              // how many: what the WaitGroup does not tell
 	repos    map[string]*Repo // by "model/org/name" or "dataset/org/name"; never changed once set
 	requests []string         // "METHOD /path?query", in order
 	unknown  []string         // requests no route answered
@@ -49,6 +51,7 @@ func New(l net.Listener) *Hub {
 		l:      l,
 		url:    "http://" + l.Addr().String(),
 		served: make(chan struct{}),
+		stop:   make(chan struct{}),
 		repos:  map[string]*Repo{},
 	}
 	h.srv = &http.Server{Handler: http.HandlerFunc(h.serve), ReadHeaderTimeout: time.Minute}
@@ -63,13 +66,15 @@ func New(l net.Listener) *Hub {
 // HF_ENDPOINT is set to.
 func (h *Hub) URL() string { return h.url }
 
-// Close stops the Hub: it closes the listener and every connection, and
-// returns once no request is being served. Later calls do nothing.
+// Close stops the Hub: it closes the listener and every connection, stops
+// file bodies in flight however slow, and returns once no request is being
+// served. Later calls do nothing.
 func (h *Hub) Close() {
 	h.once.Do(func() {
 		h.mu.Lock()
 		h.closed = true
 		h.mu.Unlock()
+		close(h.stop)
 		_ = h.srv.Close()
 		_ = h.l.Close() // in case Serve had not started yet: it then returns without closing l
 		<-h.served
@@ -113,7 +118,13 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.inflight.Add(1)
-	defer h.inflight.Done()
+	h.active++
+	defer func() {
+		h.mu.Lock()
+		h.active--
+		h.mu.Unlock()
+		h.inflight.Done()
+	}()
 	line := h.redact(r.Method+" "+r.URL.RequestURI(), r)
 	h.requests = append(h.requests, line)
 	// The route is chosen under the lock; the answer, which may take long,

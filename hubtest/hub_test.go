@@ -1,6 +1,7 @@
 package hubtest
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -328,6 +329,100 @@ func TestSetPanics(t *testing.T) {
 	}
 }
 
+// TestRate: a file body takes the time its size and the rate say, and comes
+// whole; the metadata (HEAD) of a slow file comes at once.
+func TestRate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int
+		rate int
+	}{
+		{"a byte a second", 1, 1},
+		{"chunks of a tenth", 3000, 10000},
+		{"chunks at most 64 KiB", 400 << 10, 2 << 20},
+		{"size not a multiple of the chunk", 2500, 4000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t)
+			content := strings.Repeat("x", tc.size)
+			h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"f": content}, Rate: tc.rate})
+
+			start := time.Now()
+			get(t, h, http.MethodHead, "/org/slow/resolve/main/f", "")
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("HEAD took %v", took)
+			}
+
+			start = time.Now()
+			r := get(t, h, http.MethodGet, "/org/slow/resolve/main/f", "")
+			took := time.Since(start)
+			if r.Status != 200 || r.Body != content {
+				t.Errorf("GET: status %d, %d bytes, want 200 and %d bytes", r.Status, len(r.Body), tc.size)
+			}
+			want := time.Duration(float64(tc.size) / float64(tc.rate) * float64(time.Second))
+			if took < want-10*time.Millisecond || took > want+2*time.Second {
+				t.Errorf("GET took %v, want about %v", took, want)
+			}
+		})
+	}
+}
+
+// TestSlowBodyStops: a slow body stops as soon as the client goes away, or
+// the Hub is closed, and Close returns promptly whatever the Hub is doing.
+func TestSlowBodyStops(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// stop ends the transfer the test started on h with the client's
+		// cancel.
+		stop func(h *Hub, cancel context.CancelFunc)
+	}{
+		{"client goes away", func(_ *Hub, cancel context.CancelFunc) { cancel() }},
+		{"Hub closed", func(h *Hub, _ context.CancelFunc) { h.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHub(t)
+			// 1 MiB at 1 KiB/s: some 17 minutes.
+			h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"big.bin": strings.Repeat("x", 1<<20)}, Rate: 1 << 10})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL()+"/org/slow/resolve/main/big.bin", http.NoBody)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = resp.Body.Close() }()
+			buf := make([]byte, 100)
+			if _, err := io.ReadFull(resp.Body, buf); err != nil {
+				t.Fatalf("reading the first bytes: %v", err)
+			}
+			if n := busy(h); n != 1 {
+				t.Fatalf("%d requests in flight, want 1", n)
+			}
+
+			start := time.Now()
+			tc.stop(h, cancel)
+			for busy(h) != 0 {
+				if time.Since(start) > 5*time.Second {
+					t.Fatal("the body is still being sent 5s after the stop")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := io.ReadAll(resp.Body); err == nil {
+				t.Error("the client read the whole body")
+			}
+			closeStart := time.Now()
+			h.Close()
+			if took := time.Since(closeStart); took > time.Second {
+				t.Errorf("Close took %v", took)
+			}
+		})
+	}
+}
+
 // TestClosePrompt: Close returns at once, and the Hub answers no more,
 // whatever its connections are doing: none, an idle keep-alive one, one that
 // never sent a request, one in the middle of its headers.
@@ -372,4 +467,11 @@ func dial(t *testing.T, h *Hub) net.Conn {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// busy is how many requests h is answering.
+func busy(h *Hub) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.active
 }

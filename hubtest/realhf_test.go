@@ -8,8 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -167,4 +172,136 @@ func TestRealHFPrivateRepo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRealHFRateLimited: hf downloading a large file at a low rate is still
+// at it after a while, the Hub sending the body and hf writing its incomplete
+// file; Close returns at once while it runs, and hf then fails without the
+// file. (hf reads bodies in 10 MiB chunks, constants.DOWNLOAD_CHUNK_SIZE, so
+// its incomplete file stays empty here; TestRate checks the pace itself.)
+func TestRealHFRateLimited(t *testing.T) {
+	realHF(t)
+	const rate = 64 << 10
+	big := strings.Repeat("0123456789abcdef", 1<<20) // 16 MiB: over 4 minutes at the rate
+	h := newHub(t)
+	h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"big.bin": big, "config.json": "{}"}, Rate: rate})
+	dir := filepath.Join(t.TempDir(), "out")
+	var out lockedBuffer
+	cmd := hfCommand(t, h, "", dir, &out, "org/slow")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error // hf's, once done is closed
+	done := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // fails when hf has exited: nothing to do
+		<-done
+	})
+	running := func() bool {
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
+	}
+
+	// The download is under way once hf has asked for the body, the Hub is
+	// sending it and hf has opened its incomplete file.
+	bodyRequest := "GET /org/slow/resolve/" + commit + "/big.bin"
+	var asked time.Time // when the test saw the request; the Hub started sending no sooner
+	underWay := func() bool {
+		requests, _ := h.Seen()
+		if asked.IsZero() && slices.Contains(requests, bodyRequest) {
+			asked = time.Now()
+		}
+		return !asked.IsZero() && busy(h) == 1 && len(incomplete(t, dir)) == 1
+	}
+	for deadline := time.Now().Add(30 * time.Second); !underWay(); time.Sleep(20 * time.Millisecond) {
+		if !running() {
+			t.Fatalf("hf exited (%v) before the download was under way\n%s", waitErr, out.String())
+		}
+		if time.Now().After(deadline) {
+			requests, _ := h.Seen()
+			t.Fatalf("no download under way after 30s: hf asked for %q, %d requests in flight, incomplete files %q\n%s",
+				requests, busy(h), incomplete(t, dir), out.String())
+		}
+	}
+	time.Sleep(time.Second)
+	if !running() || !underWay() {
+		t.Fatalf("a second later, the download is no longer under way (hf running: %v, %d requests in flight, incomplete files %q)\n%s",
+			running(), busy(h), incomplete(t, dir), out.String())
+	}
+
+	start := time.Now()
+	h.Close()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Close took %v while hf was downloading", took)
+	}
+	// What hf had when the Hub stopped: some, no more than the rate allows
+	// (give or take the test's polling and a chunk).
+	most := int(start.Sub(asked).Seconds()*rate) + rate/5
+	select {
+	case <-done:
+		var exit *exec.ExitError
+		if !errors.As(waitErr, &exit) {
+			t.Errorf("hf after Close: %v, want a non-zero exit\n%s", waitErr, out.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("hf still runs a minute after Close\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "big.bin")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("big.bin after the Hub closed: %v", err)
+	}
+	// httpcore's words, as hf prints them when a body ends early.
+	m := regexp.MustCompile(`peer closed connection without sending complete message body \(received (\d+) bytes, expected (\d+)\)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("hf does not say the body ended early:\n%s", out.String())
+	}
+	if got, _ := strconv.Atoi(m[1]); got == 0 || got > most || m[2] != strconv.Itoa(len(big)) {
+		t.Errorf("hf received %s of %s bytes before Close, want some and at most %d (%v at %d bytes a second)", m[1], m[2], most, start.Sub(asked), rate)
+	}
+}
+
+// incomplete is the files hf is downloading into dir: its .incomplete files
+// under .cache.
+func incomplete(t *testing.T, dir string) []string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // not made yet, or renamed while walking
+		}
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".incomplete") {
+			names = append(names, d.Name())
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// lockedBuffer is a bytes.Buffer that a running command writes while the
+// test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -24,6 +24,10 @@ type Repo struct {
 	// private, make sure you are authenticated" error. The Hub never logs or
 	// returns the token.
 	Token string
+	// Rate, when positive, is the pace of file bodies (GET resolve) in bytes
+	// per second; 0 is no limit. A paced body goes out in small chunks and
+	// stops as soon as the client goes away or the Hub is closed.
+	Rate int
 }
 
 // Error is one failing answer: the HTTP status, the X-Error-Code header (none

@@ -67,7 +67,7 @@ func (h *Hub) route(r *http.Request) http.HandlerFunc {
 		if repo.Fail != nil || !ok {
 			return nil
 		}
-		return answerFile(repo, content)
+		return h.answerFile(repo, content)
 	}
 	return nil
 }
@@ -110,15 +110,19 @@ func answerTree(repo *Repo) http.HandlerFunc {
 }
 
 // answerFile answers HEAD with the metadata hf_hub_download checks (commit,
-// ETag, size), and GET with the file too.
-func answerFile(repo *Repo, content string) http.HandlerFunc {
+// ETag, size), and GET with the file too, paced to repo.Rate.
+func (h *Hub) answerFile(repo *Repo, content string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Repo-Commit", repo.Commit)
 		w.Header().Set("ETag", strconv.Quote(GitBlobID(content)))
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(len(content)))
 		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
+		switch {
+		case r.Method == http.MethodHead:
+		case repo.Rate > 0:
+			h.pace(w, r, content, repo.Rate)
+		default:
 			_, _ = io.WriteString(w, content)
 		}
 	}
