@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs, once, the real `hf` CLI that script/ tests run against a fake Hub on loopback:
+# Installs, once, the real `hf` CLI that the script/ and hubtest/ tests run against the fake Hub
+# of package hubtest on loopback:
 #
 #   bin/hf-1.28.0/src/huggingface_hub  huggingface_hub 1.28.0, unpacked from the vendored source
 #                                      ../shared/vendor/huggingface_hub-1.28.0-src.tar.gz

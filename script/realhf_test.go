@@ -4,19 +4,24 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
+
+	"github.com/hfops/function-hf-download/hubtest"
 )
 
 // The tests here run the script with the REAL hf CLI (huggingface_hub 1.28.0
 // from shared/vendor, installed into bin/ by `bash hack/hf.sh`, which `make
-// test` runs first) against fakeHub on 127.0.0.1. hf reaches nothing else:
-// HF_ENDPOINT points it at the fake Hub, the update checks are off
-// (HF_HUB_DISABLE_UPDATE_CHECK, see cli/_cli_utils.py and cli/_skills.py),
-// telemetry is off, and the script's env holds no proxy settings.
+// test` runs first) against the fake Hub of package hubtest on 127.0.0.1. hf
+// reaches nothing else: HF_ENDPOINT points it at the fake Hub, the update
+// checks are off (HF_HUB_DISABLE_UPDATE_CHECK, see cli/_cli_utils.py and
+// cli/_skills.py), telemetry is off, and the script's env holds no proxy
+// settings.
 
 // realHFToken is sent to the fake Hub as hf's Authorization header, and must
 // show nowhere else.
@@ -87,8 +92,32 @@ func TestUnderBusybox(t *testing.T) {
 	}
 }
 
+// newHub is a fake Hub on loopback, closed when the test ends.
+func newHub(t *testing.T) *hubtest.Hub {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening on loopback: %v", err)
+	}
+	hub := hubtest.New(l)
+	t.Cleanup(hub.Close)
+	return hub
+}
+
+// revisionRequests are the requests for repo_info among reqs, sorted.
+func revisionRequests(reqs []string) []string {
+	var out []string
+	for _, r := range reqs {
+		if strings.Contains(r, "/revision/") {
+			out = append(out, r)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // newRealHarness is a harness whose hf is the real CLI, talking to hub.
-func newRealHarness(t *testing.T, sh []string, hub *fakeHub) (*harness, map[string]string) {
+func newRealHarness(t *testing.T, sh []string, hub *hubtest.Hub) (*harness, map[string]string) {
 	t.Helper()
 	hf := realHF(t)
 	h := newHarnessShell(t, sh)
@@ -155,13 +184,13 @@ func TestRealHFFailureReasons(t *testing.T) {
 		repoType string
 		repo     string
 		revision string
-		fail     hubError
+		fail     hubtest.Error
 		want     string // the termination log's line
 		hfSays   string // hf's own words, which the log must still show
 	}{{
 		name: "gated model",
 		repo: "org/gated",
-		fail: hubError{403, "GatedRepo", "Access to model org/gated is restricted and you are not in the authorized list. Visit {hub}/org/gated to ask for access."},
+		fail: hubtest.Error{Status: 403, Code: "GatedRepo", Message: "Access to model org/gated is restricted and you are not in the authorized list. Visit {hub}/org/gated to ask for access."},
 		want: "download of org/gated@main failed: access denied (gated or private repo; check the token and accept the licence at {hub}/org/gated)",
 		// hf prints it in bold red, as any terminal would show it.
 		hfSays: "\x1b[1m\x1b[31mError: Access denied. Model 'org/gated' requires approval.",
@@ -169,27 +198,27 @@ func TestRealHFFailureReasons(t *testing.T) {
 		name:     "gated dataset without a token's access",
 		repoType: "dataset",
 		repo:     "org/gated-data",
-		fail:     hubError{401, "GatedRepo", "Access to dataset org/gated-data is restricted. You must have access to it and be authenticated to access it. Please log in."},
+		fail:     hubtest.Error{Status: 401, Code: "GatedRepo", Message: "Access to dataset org/gated-data is restricted. You must have access to it and be authenticated to access it. Please log in."},
 		want:     "download of org/gated-data@main failed: access denied (gated or private repo; check the token and accept the licence at {hub}/datasets/org/gated-data)",
 		hfSays:   "Error: Access denied. Dataset 'org/gated-data' requires approval.",
 	}, {
 		name:   "private or missing model",
 		repo:   "org/private",
-		fail:   hubError{401, "RepoNotFound", "Repository not found"},
+		fail:   hubtest.Error{Status: 401, Code: "RepoNotFound", Message: "Repository not found"},
 		want:   "download of org/private@main failed: repository not found (or private and the token cannot read it; check the token and the name at {hub}/org/private)",
 		hfSays: "Error: Model 'org/private' not found.\nIf the repo is private, make sure you are authenticated and your token has the required permissions.",
 	}, {
 		name:     "missing dataset",
 		repoType: "dataset",
 		repo:     "org/no-such-data",
-		fail:     hubError{404, "RepoNotFound", "Repository not found"},
+		fail:     hubtest.Error{Status: 404, Code: "RepoNotFound", Message: "Repository not found"},
 		want:     "download of org/no-such-data@main failed: repository not found (or private and the token cannot read it; check the token and the name at {hub}/datasets/org/no-such-data)",
 		hfSays:   "Error: Dataset 'org/no-such-data' not found.",
 	}, {
 		name:     "revision not found",
 		repo:     "org/name",
 		revision: "v9.9",
-		fail:     hubError{404, "RevisionNotFound", "Invalid rev id: v9.9"},
+		fail:     hubtest.Error{Status: 404, Code: "RevisionNotFound", Message: "Invalid rev id: v9.9"},
 		want:     "download of org/name@v9.9 failed: revision v9.9 not found in {hub}/org/name",
 		hfSays:   "Error: Revision not found in model 'org/name'.",
 	}, {
@@ -197,13 +226,13 @@ func TestRealHFFailureReasons(t *testing.T) {
 		repoType: "dataset",
 		repo:     "org/data",
 		revision: "refs/pr/7",
-		fail:     hubError{404, "RevisionNotFound", "Invalid rev id: refs/pr/7"},
+		fail:     hubtest.Error{Status: 404, Code: "RevisionNotFound", Message: "Invalid rev id: refs/pr/7"},
 		want:     "download of org/data@refs/pr/7 failed: revision refs/pr/7 not found in {hub}/datasets/org/data",
 		hfSays:   "Error: Revision not found in dataset 'org/data'.",
 	}, {
 		name:   "token refused",
 		repo:   "org/name",
-		fail:   hubError{401, "", "Invalid credentials in Authorization header"},
+		fail:   hubtest.Error{Status: 401, Message: "Invalid credentials in Authorization header"},
 		want:   "download of org/name@main failed: the token was refused (401); check the token",
 		hfSays: "Error: Client error '401 Unauthorized' for url '{hub}/api/models/org/name/revision/main'",
 	}, {
@@ -211,21 +240,21 @@ func TestRealHFFailureReasons(t *testing.T) {
 		// not a refused token).
 		name:   "hub error",
 		repo:   "org/x401",
-		fail:   hubError{500, "", "Internal Error - We're working hard to fix this as soon as possible!"},
+		fail:   hubtest.Error{Status: 500, Message: "Internal Error - We're working hard to fix this as soon as possible!"},
 		want:   "download of org/x401@main failed: Local entry not found. Server error '500 Internal Server Error' for url '{hub}/api/models/org/x401/revision/main'",
 		hfSays: "Error: Local entry not found. Server error '500 Internal Server Error'",
 	}, {
 		// A first line longer than 300 bytes is cut there.
 		name:   "long message cut",
 		repo:   "org/name",
-		fail:   hubError{403, "", long},
+		fail:   hubtest.Error{Status: 403, Message: long},
 		want:   "download of org/name@main failed: " + ("Local entry not found. 403 Forbidden: " + long)[:300],
 		hfSays: "Error: Local entry not found. 403 Forbidden: " + long + ".",
 	}} {
 		for shName, sh := range realShells(t) {
 			t.Run(tc.name+"/"+shName, func(t *testing.T) {
 				t.Parallel()
-				hub := newFakeHub(t)
+				hub := newHub(t)
 				at := func(s string) string { return strings.ReplaceAll(s, "{hub}", hub.URL()) }
 				repoType, revision := tc.repoType, tc.revision
 				if repoType == "" {
@@ -235,8 +264,8 @@ func TestRealHFFailureReasons(t *testing.T) {
 					revision = "main"
 				}
 				fail := tc.fail
-				fail.message = at(fail.message)
-				hub.set(repoType, tc.repo, hubRepo{fail: &fail})
+				fail.Message = at(fail.Message)
+				hub.Set(repoType, tc.repo, hubtest.Repo{Fail: &fail})
 				h, env := newRealHarness(t, sh, hub)
 				r := h.run(withEnv(env, map[string]string{EnvRepoID: tc.repo, EnvRepoType: repoType, EnvRevision: revision}))
 				h.checkFailure(r, at(tc.want))
@@ -250,7 +279,7 @@ func TestRealHFFailureReasons(t *testing.T) {
 					t.Errorf("marker after a failure: %v", err)
 				}
 				checkClean(t, h, r)
-				reqs, unknown := hub.seen()
+				reqs, unknown := hub.Seen()
 				if len(unknown) != 0 {
 					t.Errorf("hf asked the fake Hub for %q", unknown)
 				}
@@ -280,9 +309,9 @@ func TestRealHFDownloadThenHubFails(t *testing.T) {
 	for shName, sh := range realShells(t) {
 		t.Run(shName, func(t *testing.T) {
 			t.Parallel()
-			hub := newFakeHub(t)
+			hub := newHub(t)
 			ep := hub.URL()
-			hub.set("model", "org/tiny", hubRepo{commit: commit, files: files})
+			hub.Set("model", "org/tiny", hubtest.Repo{Commit: commit, Files: files})
 			h, env := newRealHarness(t, sh, hub)
 			env = withEnv(env, map[string]string{EnvRepoID: "org/tiny"})
 
@@ -304,36 +333,36 @@ func TestRealHFDownloadThenHubFails(t *testing.T) {
 			}
 			checkClean(t, h, r)
 
-			before, _ := hub.seen()
+			before, _ := hub.Seen()
 			if r := h.run(env); r.code != 0 || !strings.Contains(r.lastLine(), "is already complete") {
 				t.Errorf("second run: exit %d, want a stop at the marker\n%s", r.code, r.out)
 			}
-			if after, _ := hub.seen(); len(after) != len(before) {
+			if after, _ := hub.Seen(); len(after) != len(before) {
 				t.Errorf("the stop at the marker asked the Hub %q", after[len(before):])
 			}
 
 			for _, step := range []struct {
 				name   string
 				env    map[string]string
-				fail   hubError
+				fail   hubtest.Error
 				want   string
 				hfSays string
 			}{{
 				name:   "forced while the Hub fails",
 				env:    map[string]string{EnvForce: "true"},
-				fail:   hubError{500, "", "Internal Error"},
+				fail:   hubtest.Error{Status: 500, Message: "Internal Error"},
 				want:   "download of org/tiny@main failed: Server error '500 Internal Server Error' for url '" + ep + "/api/models/org/tiny/revision/main'; hf left the files already in " + h.dir + " unchecked",
 				hfSays: "Returning existing local_dir `" + h.dir + "` as remote repo cannot be accessed in `snapshot_download` (Server error '500 Internal Server Error'",
 			}, {
 				name:   "new revision, repo now gated",
 				env:    map[string]string{EnvRevision: "v2"},
-				fail:   hubError{403, "GatedRepo", "Access to model org/tiny is restricted."},
+				fail:   hubtest.Error{Status: 403, Code: "GatedRepo", Message: "Access to model org/tiny is restricted."},
 				want:   "download of org/tiny@v2 failed: access denied (gated or private repo; check the token and accept the licence at " + ep + "/org/tiny); hf left the files already in " + h.dir + " unchecked",
 				hfSays: "Cannot access gated repo for url " + ep + "/api/models/org/tiny/revision/v2.",
 			}, {
 				name:   "new token refused",
 				env:    map[string]string{EnvRevision: "v3", EnvToken: realHFToken + "x"},
-				fail:   hubError{401, "", "Invalid credentials in Authorization header"},
+				fail:   hubtest.Error{Status: 401, Message: "Invalid credentials in Authorization header"},
 				want:   "download of org/tiny@v3 failed: the token was refused (401); check the token; hf left the files already in " + h.dir + " unchecked",
 				hfSays: "Invalid credentials in Authorization header",
 			}} {
@@ -341,7 +370,7 @@ func TestRealHFDownloadThenHubFails(t *testing.T) {
 					parent := h.t
 					h.t = t
 					defer func() { h.t = parent }()
-					hub.set("model", "org/tiny", hubRepo{fail: &step.fail})
+					hub.Set("model", "org/tiny", hubtest.Repo{Fail: &step.fail})
 					r := h.run(withEnv(env, step.env))
 					h.checkFailure(r, step.want)
 					if !strings.Contains(r.out, step.hfSays) {
@@ -353,7 +382,7 @@ func TestRealHFDownloadThenHubFails(t *testing.T) {
 					checkClean(t, h, r)
 				})
 			}
-			if _, unknown := hub.seen(); len(unknown) != 0 {
+			if _, unknown := hub.Seen(); len(unknown) != 0 {
 				t.Errorf("hf asked the fake Hub for %q", unknown)
 			}
 		})

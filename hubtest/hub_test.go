@@ -1,0 +1,477 @@
+package hubtest
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The tests here drive the Hub over HTTP with Go's client; realhf_test.go
+// drives it with the real hf CLI.
+
+const (
+	commit = "4f1c7a1e0d3b2c5a6978b8c9d0e1f2a3b4c5d6e7"
+	// token is the private repos' token: it must show nowhere in what the
+	// Hub logs or answers.
+	token = "hf_HubtestPrivateTokenNeverShown0123456789"
+)
+
+var files = map[string]string{
+	"config.json":       `{"model_type":"tiny"}`,
+	"weights/model.bin": strings.Repeat("0123456789abcdef", 64),
+}
+
+// newHub is a Hub on loopback, closed when the test ends.
+func newHub(t *testing.T) *Hub {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening on loopback: %v", err)
+	}
+	h := New(l)
+	t.Cleanup(h.Close)
+	return h
+}
+
+// reply is what a test compares of an answer: the status, the headers that
+// hf reads, and the body.
+type reply struct {
+	Status int
+	Header map[string]string
+	Body   string
+}
+
+// replyHeaders are the headers reply keeps.
+var replyHeaders = []string{"Content-Length", "Content-Type", "ETag", "X-Error-Code", "X-Error-Message", "X-Repo-Commit"}
+
+// get sends method path to h with the Authorization header auth (none when
+// empty) and returns the answer.
+func get(t *testing.T, h *Hub, method, path, auth string) reply {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, h.URL()+path, http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, path, err)
+	}
+	r := reply{Status: resp.StatusCode, Header: map[string]string{}, Body: string(body)}
+	for _, k := range replyHeaders {
+		if v := resp.Header.Get(k); v != "" {
+			r.Header[k] = v
+		}
+	}
+	return r
+}
+
+// fakeListener is a listener at any address that accepts nothing: enough for
+// New, without binding the address.
+type fakeListener struct {
+	addr   net.Addr
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (l *fakeListener) Accept() (net.Conn, error) {
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *fakeListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *fakeListener) Addr() net.Addr { return l.addr }
+
+// TestURL: the URL is http:// and the listener's address as it is, whatever
+// the address (the e2e suite listens on a bridge's gateway), and Close closes
+// the listener.
+func TestURL(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}, "http://127.0.0.1:8080"},
+		{&net.TCPAddr{IP: net.IPv4(172, 18, 0, 1), Port: 31337}, "http://172.18.0.1:31337"},
+		{&net.TCPAddr{IP: net.ParseIP("fd00::1"), Port: 443}, "http://[fd00::1]:443"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			l := &fakeListener{addr: tc.addr, closed: make(chan struct{})}
+			h := New(l)
+			if diff := cmp.Diff(tc.want, h.URL()); diff != "" {
+				t.Errorf("URL() (-want +got):\n%s", diff)
+			}
+			h.Close()
+			select {
+			case <-l.closed:
+			default:
+				t.Error("Close left the listener open")
+			}
+		})
+	}
+}
+
+// TestRoutes: each endpoint hf calls, for a public, a failing and a private
+// repo, answers as the package's doc says, and what no route answers is a
+// 404 recorded as unknown. A private repo answers 401 RepoNotFound on all its
+// endpoints to a request without its token, or with another.
+func TestRoutes(t *testing.T) {
+	h := newHub(t)
+	h.Set("model", "org/pub", Repo{Commit: commit, Files: files})
+	h.Set("dataset", "org/data", Repo{Commit: commit, Files: map[string]string{"a/b.csv": "x,y\n"}})
+	h.Set("model", "org/gated", Repo{Fail: &Error{Status: 403, Code: "GatedRepo", Message: "Access to model org/gated is restricted."}})
+	h.Set("model", "org/priv", Repo{Commit: commit, Files: files, Token: token})
+
+	jsonHeader := func(body string) map[string]string {
+		return map[string]string{"Content-Type": "application/json; charset=utf-8", "Content-Length": strconv.Itoa(len(body))}
+	}
+	errorReply := func(e Error) reply {
+		body := `{"error":"` + e.Message + `"}`
+		hdr := jsonHeader(body)
+		hdr["X-Error-Message"] = e.Message
+		if e.Code != "" {
+			hdr["X-Error-Code"] = e.Code
+		}
+		return reply{Status: e.Status, Header: hdr, Body: body}
+	}
+	fileReply := func(content string, withBody bool) reply {
+		r := reply{Status: 200, Header: map[string]string{
+			"Content-Type":   "application/octet-stream",
+			"Content-Length": strconv.Itoa(len(content)),
+			"ETag":           `"` + GitBlobID(content) + `"`,
+			"X-Repo-Commit":  commit,
+		}}
+		if withBody {
+			r.Body = content
+		}
+		return r
+	}
+	revision := `{"id":"org/pub","sha":"` + commit + `","siblings":[{"rfilename":"config.json"},{"rfilename":"weights/model.bin"}]}`
+	privRevision := strings.Replace(revision, "org/pub", "org/priv", 1)
+	tree := `[{"oid":"` + GitBlobID(files["config.json"]) + `","path":"config.json","size":21,"type":"file"},` +
+		`{"oid":"` + GitBlobID(files["weights/model.bin"]) + `","path":"weights/model.bin","size":1024,"type":"file"}]`
+	notFound := reply{Status: 404, Header: map[string]string{"Content-Type": "text/plain; charset=utf-8", "Content-Length": "19"}, Body: "404 page not found\n"}
+	denied := errorReply(private)
+	deniedHead := denied
+	deniedHead.Body = ""
+
+	for _, tc := range []struct {
+		name    string
+		method  string
+		path    string
+		auth    string
+		want    reply
+		unknown bool
+	}{
+		{name: "agent harnesses", path: "/api/agent-harnesses", want: notFound},
+		{name: "revision", path: "/api/models/org/pub/revision/main", want: reply{200, jsonHeader(revision), revision}},
+		{name: "revision with slashes", path: "/api/models/org/pub/revision/refs%2Fpr%2F1", want: reply{200, jsonHeader(revision), revision}},
+		{name: "tree", path: "/api/models/org/pub/tree/" + commit + "?recursive=true", want: reply{200, jsonHeader(tree), tree}},
+		{name: "tree at another commit", path: "/api/models/org/pub/tree/main?recursive=true", want: notFound, unknown: true},
+		{name: "tree not recursive", path: "/api/models/org/pub/tree/" + commit, want: notFound, unknown: true},
+		{name: "file metadata", method: http.MethodHead, path: "/org/pub/resolve/" + commit + "/weights/model.bin", want: fileReply(files["weights/model.bin"], false)},
+		{name: "file", path: "/org/pub/resolve/" + commit + "/weights/model.bin", want: fileReply(files["weights/model.bin"], true)},
+		{name: "file at a branch", path: "/org/pub/resolve/main/config.json", want: fileReply(files["config.json"], true)},
+		{name: "dataset file", path: "/datasets/org/data/resolve/" + commit + "/a/b.csv", want: fileReply("x,y\n", true)},
+		{name: "dataset as a model", path: "/org/data/resolve/" + commit + "/a/b.csv", want: notFound, unknown: true},
+		{name: "missing file", path: "/org/pub/resolve/" + commit + "/nope", want: notFound, unknown: true},
+		{name: "missing repo", path: "/api/models/org/nope/revision/main", want: notFound, unknown: true},
+		{name: "failing revision", path: "/api/models/org/gated/revision/main", want: errorReply(Error{403, "GatedRepo", "Access to model org/gated is restricted."})},
+		{name: "failing repo's tree", path: "/api/models/org/gated/tree/" + commit + "?recursive=true", want: notFound, unknown: true},
+		{name: "POST", method: http.MethodPost, path: "/api/models/org/pub/revision/main", want: notFound, unknown: true},
+
+		{name: "private revision without token", path: "/api/models/org/priv/revision/main", want: denied},
+		{name: "private revision, other token", path: "/api/models/org/priv/revision/main", auth: "Bearer hf_other", want: denied},
+		{name: "private revision, token without Bearer", path: "/api/models/org/priv/revision/main", auth: token, want: denied},
+		{name: "private revision, token as a prefix", path: "/api/models/org/priv/revision/main", auth: "Bearer " + token + "x", want: denied},
+		{name: "private revision", path: "/api/models/org/priv/revision/main", auth: "Bearer " + token, want: reply{200, jsonHeader(privRevision), privRevision}},
+		{name: "private tree without token", path: "/api/models/org/priv/tree/" + commit + "?recursive=true", want: denied},
+		{name: "private tree", path: "/api/models/org/priv/tree/" + commit + "?recursive=true", auth: "Bearer " + token, want: reply{200, jsonHeader(tree), tree}},
+		{name: "private file metadata without token", method: http.MethodHead, path: "/org/priv/resolve/main/config.json", want: deniedHead},
+		{name: "private file metadata", method: http.MethodHead, path: "/org/priv/resolve/main/config.json", auth: "Bearer " + token, want: fileReply(files["config.json"], false)},
+		{name: "private file, other token", path: "/org/priv/resolve/" + commit + "/config.json", auth: "Bearer hf_other", want: denied},
+		{name: "private file", path: "/org/priv/resolve/" + commit + "/config.json", auth: "Bearer " + token, want: fileReply(files["config.json"], true)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			method := tc.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			_, unknownBefore := h.Seen()
+			if diff := cmp.Diff(tc.want, get(t, h, method, tc.path, tc.auth)); diff != "" {
+				t.Errorf("%s %s (-want +got):\n%s", method, tc.path, diff)
+			}
+			requests, unknown := h.Seen()
+			if diff := cmp.Diff(method+" "+tc.path, requests[len(requests)-1]); diff != "" {
+				t.Errorf("the last request logged (-want +got):\n%s", diff)
+			}
+			if got := len(unknown) > len(unknownBefore); got != tc.unknown {
+				t.Errorf("recorded as unknown: %v, want %v", got, tc.unknown)
+			}
+		})
+	}
+}
+
+// TestTokenNeverShown: a private repo's token, or any credential a request
+// carries, shows neither in the request log nor in an answer, even when a
+// request puts it in its path or query.
+func TestTokenNeverShown(t *testing.T) {
+	h := newHub(t)
+	h.Set("model", "org/priv", Repo{Commit: commit, Files: files, Token: token})
+	const other = "hf_AnotherTokenThatShowsNowhere42"
+	var answers []reply
+	for _, tc := range []struct{ method, path, auth string }{
+		{http.MethodGet, "/api/models/org/priv/revision/main", ""},
+		{http.MethodGet, "/api/models/org/priv/revision/main", "Bearer " + token},
+		{http.MethodGet, "/api/models/org/priv/revision/main", "Bearer " + other},
+		{http.MethodHead, "/org/priv/resolve/main/config.json", "Bearer " + other},
+		{http.MethodGet, "/org/priv/resolve/main/config.json?token=" + token, ""},
+		{http.MethodGet, "/api/models/org/" + other + "/revision/main", "Bearer " + other},
+	} {
+		answers = append(answers, get(t, h, tc.method, tc.path, tc.auth))
+	}
+	requests, unknown := h.Seen()
+	want := []string{
+		"GET /api/models/org/priv/revision/main",
+		"GET /api/models/org/priv/revision/main",
+		"GET /api/models/org/priv/revision/main",
+		"HEAD /org/priv/resolve/main/config.json",
+		"GET /org/priv/resolve/main/config.json?token=<redacted>",
+		"GET /api/models/org/<redacted>/revision/main",
+	}
+	if diff := cmp.Diff(want, requests); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want[5:], unknown); diff != "" {
+		t.Errorf("unknown (-want +got):\n%s", diff)
+	}
+	for i, a := range answers {
+		for _, secret := range []string{token, other} {
+			if strings.Contains(a.Body, secret) || strings.Contains(strings.Join(mapValues(a.Header), "\n"), secret) {
+				t.Errorf("answer %d shows a token: %+v", i, a)
+			}
+		}
+	}
+}
+
+func mapValues(m map[string]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestSetCopies: what a test changes in a Repo after Set does not change what
+// the Hub serves.
+func TestSetCopies(t *testing.T) {
+	h := newHub(t)
+	fs := map[string]string{"a.txt": "a"}
+	fail := &Error{Status: 500, Message: "down"}
+	h.Set("model", "org/a", Repo{Commit: commit, Files: fs})
+	h.Set("model", "org/b", Repo{Fail: fail})
+	fs["a.txt"], fs["b.txt"] = "changed", "new"
+	fail.Status, fail.Message = 403, "changed"
+
+	got := []reply{
+		get(t, h, http.MethodGet, "/org/a/resolve/main/a.txt", ""),
+		get(t, h, http.MethodGet, "/org/a/resolve/main/b.txt", ""),
+		get(t, h, http.MethodGet, "/api/models/org/b/revision/main", ""),
+	}
+	want := []int{200, 404, 500}
+	for i := range got {
+		if got[i].Status != want[i] {
+			t.Errorf("answer %d: status %d, want %d", i, got[i].Status, want[i])
+		}
+	}
+	if diff := cmp.Diff("a", got[0].Body); diff != "" {
+		t.Errorf("a.txt (-want +got):\n%s", diff)
+	}
+}
+
+// TestSetPanics: Set refuses repo types and ids the Hub could never serve.
+func TestSetPanics(t *testing.T) {
+	for _, tc := range []struct{ repoType, repoID string }{
+		{"models", "org/name"},
+		{"space", "org/name"},
+		{"model", "name"},
+		{"model", "org/name/more"},
+		{"model", "/name"},
+		{"dataset", "org/"},
+	} {
+		t.Run(tc.repoType+" "+tc.repoID, func(t *testing.T) {
+			h := newHub(t)
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Set(%q, %q) did not panic", tc.repoType, tc.repoID)
+				}
+			}()
+			h.Set(tc.repoType, tc.repoID, Repo{Commit: commit})
+		})
+	}
+}
+
+// TestRate: a file body takes the time its size and the rate say, and comes
+// whole; the metadata (HEAD) of a slow file comes at once.
+func TestRate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int
+		rate int
+	}{
+		{"a byte a second", 1, 1},
+		{"chunks of a tenth", 3000, 10000},
+		{"chunks at most 64 KiB", 400 << 10, 2 << 20},
+		{"size not a multiple of the chunk", 2500, 4000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t)
+			content := strings.Repeat("x", tc.size)
+			h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"f": content}, Rate: tc.rate})
+
+			start := time.Now()
+			get(t, h, http.MethodHead, "/org/slow/resolve/main/f", "")
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("HEAD took %v", took)
+			}
+
+			start = time.Now()
+			r := get(t, h, http.MethodGet, "/org/slow/resolve/main/f", "")
+			took := time.Since(start)
+			if r.Status != 200 || r.Body != content {
+				t.Errorf("GET: status %d, %d bytes, want 200 and %d bytes", r.Status, len(r.Body), tc.size)
+			}
+			want := time.Duration(float64(tc.size) / float64(tc.rate) * float64(time.Second))
+			if took < want-10*time.Millisecond || took > want+2*time.Second {
+				t.Errorf("GET took %v, want about %v", took, want)
+			}
+		})
+	}
+}
+
+// TestSlowBodyStops: a slow body stops as soon as the client goes away, or
+// the Hub is closed, and Close returns promptly whatever the Hub is doing.
+func TestSlowBodyStops(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// stop ends the transfer the test started on h with the client's
+		// cancel.
+		stop func(h *Hub, cancel context.CancelFunc)
+	}{
+		{"client goes away", func(_ *Hub, cancel context.CancelFunc) { cancel() }},
+		{"Hub closed", func(h *Hub, _ context.CancelFunc) { h.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHub(t)
+			// 1 MiB at 1 KiB/s: some 17 minutes.
+			h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"big.bin": strings.Repeat("x", 1<<20)}, Rate: 1 << 10})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL()+"/org/slow/resolve/main/big.bin", http.NoBody)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = resp.Body.Close() }()
+			buf := make([]byte, 100)
+			if _, err := io.ReadFull(resp.Body, buf); err != nil {
+				t.Fatalf("reading the first bytes: %v", err)
+			}
+			if n := busy(h); n != 1 {
+				t.Fatalf("%d requests in flight, want 1", n)
+			}
+
+			start := time.Now()
+			tc.stop(h, cancel)
+			for busy(h) != 0 {
+				if time.Since(start) > 5*time.Second {
+					t.Fatal("the body is still being sent 5s after the stop")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := io.ReadAll(resp.Body); err == nil {
+				t.Error("the client read the whole body")
+			}
+			closeStart := time.Now()
+			h.Close()
+			if took := time.Since(closeStart); took > time.Second {
+				t.Errorf("Close took %v", took)
+			}
+		})
+	}
+}
+
+// TestClosePrompt: Close returns at once, and the Hub answers no more,
+// whatever its connections are doing: none, an idle keep-alive one, one that
+// never sent a request, one in the middle of its headers.
+func TestClosePrompt(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		open func(t *testing.T, h *Hub)
+	}{
+		{"no connection", func(*testing.T, *Hub) {}},
+		{"idle connection", func(t *testing.T, h *Hub) {
+			get(t, h, http.MethodGet, "/api/agent-harnesses", "")
+		}},
+		{"silent connection", func(t *testing.T, h *Hub) { dial(t, h) }},
+		{"half a request", func(t *testing.T, h *Hub) {
+			if _, err := io.WriteString(dial(t, h), "GET /api/agent-harnesses HTTP/1.1\r\nHost: x\r\n"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHub(t)
+			tc.open(t, h)
+			start := time.Now()
+			h.Close()
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("Close took %v", took)
+			}
+			h.Close() // again: nothing
+			if c, err := net.Dial("tcp", strings.TrimPrefix(h.URL(), "http://")); err == nil {
+				_ = c.Close()
+				t.Error("the Hub still accepts connections")
+			}
+		})
+	}
+}
+
+func dial(t *testing.T, h *Hub) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(h.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// busy is how many requests h is answering.
+func busy(h *Hub) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.active
+}

@@ -1,0 +1,307 @@
+package hubtest
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The tests here run the real hf CLI (huggingface_hub 1.28.0, bin/hf at the
+// repository root, which hack/hf.sh installs) against the Hub on loopback.
+// hf reaches nothing else: its environment holds HF_ENDPOINT, no proxy
+// settings, and the update checks and telemetry are off.
+
+// realHF returns the path of bin/hf, running hack/hf.sh first when it is
+// missing.
+func realHF(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hf := filepath.Join(root, "bin", "hf")
+	if fi, err := os.Stat(hf); err == nil && fi.Mode()&0o111 != 0 {
+		return hf
+	}
+	cmd := exec.Command("bash", filepath.Join(root, "hack", "hf.sh"))
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("bash hack/hf.sh: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(hf); err != nil || fi.Mode()&0o111 == 0 {
+		t.Fatalf("hack/hf.sh left no executable %s (%v)", hf, err)
+	}
+	return hf
+}
+
+// hfCommand is `hf download <args> --local-dir dir` against h, with HF_TOKEN
+// set to hfToken unless it is empty, and its HOME, HF_HOME and dir in the
+// test's temporary directory. Its output goes to out.
+func hfCommand(t *testing.T, h *Hub, hfToken, dir string, out io.Writer, args ...string) *exec.Cmd {
+	t.Helper()
+	home := t.TempDir()
+	cmd := exec.Command(realHF(t), append(append([]string{"download"}, args...), "--local-dir", dir)...)
+	cmd.Env = []string{
+		"PATH=/usr/bin:/bin",
+		"HOME=" + home,
+		"HF_HOME=" + filepath.Join(home, "hf-home"),
+		"HF_ENDPOINT=" + h.URL(),
+		"HF_HUB_DISABLE_TELEMETRY=1",
+		"HF_HUB_DISABLE_UPDATE_CHECK=1",
+	}
+	if hfToken != "" {
+		cmd.Env = append(cmd.Env, "HF_TOKEN="+hfToken)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	return cmd
+}
+
+// downloaded is the files in dir, by path, but for hf's metadata in .cache.
+func downloaded(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && path == dir {
+			return fs.SkipAll
+		}
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == ".cache" {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		got[filepath.ToSlash(rel)] = string(data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestRealHFPrivateRepo: hf downloads a private repo with its token as
+// HF_TOKEN, and without it, or with another, fails with its own "not found
+// ... private ... authenticated" error and leaves no file; whichever endpoint
+// it asks first (the revision for a branch, the tree for a commit, the file's
+// metadata for one file). The token shows nowhere in what hf prints or the
+// Hub logs.
+func TestRealHFPrivateRepo(t *testing.T) {
+	realHF(t)
+	const (
+		modelNotFound   = "Error: Model 'org/priv' not found.\nIf the repo is private, make sure you are authenticated and your token has the required permissions."
+		datasetNotFound = "Error: Dataset 'org/priv-data' not found.\nIf the repo is private, make sure you are authenticated and your token has the required permissions."
+		repoNotFound    = "Error: Repository not found.\nIf the repo is private, make sure you are authenticated and your token has the required permissions."
+	)
+	data := map[string]string{"train/part-0.csv": "a,b\n1,2\n"}
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		hfToken   string
+		want      map[string]string // the files that land; none means hf fails
+		wantError string
+	}{
+		{name: "branch without token", args: []string{"org/priv"}, wantError: modelNotFound},
+		{name: "branch, other token", args: []string{"org/priv"}, hfToken: "hf_NotTheRepoToken0000000000000000000", wantError: modelNotFound},
+		{name: "branch with token", args: []string{"org/priv"}, hfToken: token, want: files},
+		{name: "commit without token", args: []string{"org/priv", "--revision", commit}, wantError: modelNotFound},
+		{name: "commit with token", args: []string{"org/priv", "--revision", commit}, hfToken: token, want: files},
+		{name: "one file without token", args: []string{"org/priv", "config.json"}, wantError: repoNotFound},
+		{name: "one file with token", args: []string{"org/priv", "config.json"}, hfToken: token, want: map[string]string{"config.json": files["config.json"]}},
+		{name: "dataset without token", args: []string{"org/priv-data", "--repo-type", "dataset"}, wantError: datasetNotFound},
+		{name: "dataset with token", args: []string{"org/priv-data", "--repo-type", "dataset"}, hfToken: token, want: data},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t)
+			h.Set("model", "org/priv", Repo{Commit: commit, Files: files, Token: token})
+			h.Set("dataset", "org/priv-data", Repo{Commit: commit, Files: data, Token: token})
+			dir := filepath.Join(t.TempDir(), "out")
+			var out bytes.Buffer
+			err := hfCommand(t, h, tc.hfToken, dir, &out, tc.args...).Run()
+
+			if tc.want == nil {
+				var exit *exec.ExitError
+				if !errors.As(err, &exit) {
+					t.Fatalf("hf: %v, want a non-zero exit\n%s", err, out.String())
+				}
+				if !strings.Contains(out.String(), tc.wantError) {
+					t.Errorf("hf's output lacks %q:\n%s", tc.wantError, out.String())
+				}
+			} else if err != nil {
+				t.Fatalf("hf: %v\n%s", err, out.String())
+			}
+			want := tc.want
+			if want == nil {
+				want = map[string]string{}
+			}
+			if diff := cmp.Diff(want, downloaded(t, dir)); diff != "" {
+				t.Errorf("files downloaded (-want +got):\n%s", diff)
+			}
+			requests, unknown := h.Seen()
+			if len(unknown) != 0 {
+				t.Errorf("hf asked the Hub for %q", unknown)
+			}
+			for _, s := range append(requests, out.String()) {
+				if strings.Contains(s, token) {
+					t.Errorf("the token shows in %q", s)
+				}
+			}
+		})
+	}
+}
+
+// TestRealHFRateLimited: hf downloading a large file at a low rate is still
+// at it after a while, the Hub sending the body and hf writing its incomplete
+// file; Close returns at once while it runs, and hf then fails without the
+// file. (hf reads bodies in 10 MiB chunks, constants.DOWNLOAD_CHUNK_SIZE, so
+// its incomplete file stays empty here; TestRate checks the pace itself.)
+func TestRealHFRateLimited(t *testing.T) {
+	realHF(t)
+	const rate = 64 << 10
+	big := strings.Repeat("0123456789abcdef", 1<<20) // 16 MiB: over 4 minutes at the rate
+	h := newHub(t)
+	h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"big.bin": big, "config.json": "{}"}, Rate: rate})
+	dir := filepath.Join(t.TempDir(), "out")
+	var out lockedBuffer
+	cmd := hfCommand(t, h, "", dir, &out, "org/slow")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error // hf's, once done is closed
+	done := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // fails when hf has exited: nothing to do
+		<-done
+	})
+	running := func() bool {
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
+	}
+
+	// The download is under way once hf has asked for the body, the Hub is
+	// sending it and hf has opened its incomplete file.
+	bodyRequest := "GET /org/slow/resolve/" + commit + "/big.bin"
+	var asked time.Time // when the test saw the request; the Hub started sending no sooner
+	underWay := func() bool {
+		requests, _ := h.Seen()
+		if asked.IsZero() && slices.Contains(requests, bodyRequest) {
+			asked = time.Now()
+		}
+		return !asked.IsZero() && busy(h) == 1 && len(incomplete(t, dir)) == 1
+	}
+	for deadline := time.Now().Add(30 * time.Second); !underWay(); time.Sleep(20 * time.Millisecond) {
+		if !running() {
+			t.Fatalf("hf exited (%v) before the download was under way\n%s", waitErr, out.String())
+		}
+		if time.Now().After(deadline) {
+			requests, _ := h.Seen()
+			t.Fatalf("no download under way after 30s: hf asked for %q, %d requests in flight, incomplete files %q\n%s",
+				requests, busy(h), incomplete(t, dir), out.String())
+		}
+	}
+	time.Sleep(time.Second)
+	if !running() || !underWay() {
+		t.Fatalf("a second later, the download is no longer under way (hf running: %v, %d requests in flight, incomplete files %q)\n%s",
+			running(), busy(h), incomplete(t, dir), out.String())
+	}
+
+	start := time.Now()
+	h.Close()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Close took %v while hf was downloading", took)
+	}
+	// What hf had when the Hub stopped: some, no more than the rate allows
+	// (give or take the test's polling and a chunk).
+	most := int(start.Sub(asked).Seconds()*rate) + rate/5
+	select {
+	case <-done:
+		var exit *exec.ExitError
+		if !errors.As(waitErr, &exit) {
+			t.Errorf("hf after Close: %v, want a non-zero exit\n%s", waitErr, out.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("hf still runs a minute after Close\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "big.bin")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("big.bin after the Hub closed: %v", err)
+	}
+	// httpcore's words, as hf prints them when a body ends early.
+	m := regexp.MustCompile(`peer closed connection without sending complete message body \(received (\d+) bytes, expected (\d+)\)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("hf does not say the body ended early:\n%s", out.String())
+	}
+	if got, _ := strconv.Atoi(m[1]); got == 0 || got > most || m[2] != strconv.Itoa(len(big)) {
+		t.Errorf("hf received %s of %s bytes before Close, want some and at most %d (%v at %d bytes a second)", m[1], m[2], most, start.Sub(asked), rate)
+	}
+}
+
+// incomplete is the files hf is downloading into dir: its .incomplete files
+// under .cache.
+func incomplete(t *testing.T, dir string) []string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // not made yet, or renamed while walking
+		}
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".incomplete") {
+			names = append(names, d.Name())
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// lockedBuffer is a bytes.Buffer that a running command writes while the
+// test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
