@@ -4,28 +4,29 @@
 #
 #   bin/hf-1.28.0/src/huggingface_hub  huggingface_hub 1.28.0, unpacked from the vendored source
 #                                      ../shared/vendor/huggingface_hub-1.28.0-src.tar.gz
-#   bin/hf                             a wrapper that runs its CLI (huggingface_hub.cli.hf:main)
-#                                      with Debian's /usr/bin/python3
+#   bin/hf                             a wrapper that runs downloader/hf, the downloader image's
+#                                      hf, on it with Debian's /usr/bin/python3
 #
 # It also installs Debian's busybox: the script tests run download.sh under its sh and tools too.
 #
 # These machines reach no Python package index, so the library's dependencies come from
-# Debian's packages (apt-get update runs only when one is missing). hf_xet is not packaged:
-# without it huggingface_hub falls back to plain HTTP downloads, which is what a fake Hub
-# serves anyway. A second run only checks and costs well under a second.
+# Debian's packages, the ones downloader/packages lists for the image (apt-get update runs
+# only when one is missing). hf_xet is not packaged: without it huggingface_hub falls back
+# to plain HTTP downloads, which is what a fake Hub serves anyway. A second run only checks
+# and costs well under a second.
 #
 # Needs bash, tar, sha256sum, flock and apt (as root, or sudo).
 set -euo pipefail
 
 version=1.28.0
-packages=(python3-httpx python3-click python3-fsspec python3-filelock python3-tqdm python3-yaml
-	python3-packaging python3-typing-extensions)
-# Not for hf: busybox, so that the script tests also run download.sh under busybox's sh and
-# tools, as in an Alpine-based downloader image.
-packages+=(busybox)
 python=/usr/bin/python3
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# python3 and huggingface_hub's dependencies, as in the image.
+mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$root/downloader/packages")
+# Not for hf: busybox, so that the script tests also run download.sh under busybox's sh and
+# tools, as in an Alpine-based downloader image.
+packages+=(busybox)
 bin=$root/bin
 tarball=$root/../shared/vendor/huggingface_hub-$version-src.tar.gz
 dest=$bin/hf-$version
@@ -41,7 +42,7 @@ flock 8
 
 # 1. Debian's python3 and the library's dependencies.
 missing=()
-for p in python3 "${packages[@]}"; do
+for p in "${packages[@]}"; do
 	if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) != "install ok installed" ]]; then
 		missing+=("$p")
 	fi
@@ -88,10 +89,8 @@ if [[ ! -f $stamp || $(<"$stamp") != "$sum" ]]; then
 	trap - EXIT
 fi
 
-# 3. The wrapper. Debian's filelock (3.9) predates the `mode` keyword that huggingface_hub
-# passes to FileLock: the shim accepts and drops it (lock files then get filelock's default
-# mode), before huggingface_hub imports FileLock; -P keeps the working directory off sys.path.
-# The wrapper holds absolute paths, so it is rewritten whenever they (or this text) change.
+# 3. The wrapper: downloader/hf on the unpacked source; -P keeps the working directory off
+# sys.path. It holds absolute paths, so it is rewritten whenever they (or this text) change.
 quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 want=$(
 	cat <<EOF
@@ -99,24 +98,7 @@ want=$(
 # Written by hack/hf.sh: huggingface_hub $version's hf CLI on Debian's python3. Do not edit.
 PYTHONPATH=$(quote "$dest/src")\${PYTHONPATH:+:\$PYTHONPATH}
 export PYTHONPATH
-exec $python -P -c '
-import inspect
-import sys
-
-import filelock
-
-if "mode" not in inspect.signature(filelock.FileLock.__init__).parameters:
-    class FileLock(filelock.FileLock):
-        def __init__(self, *args, mode=None, **kwargs):
-            super().__init__(*args, **kwargs)
-
-    filelock.FileLock = FileLock
-
-from huggingface_hub.cli.hf import main
-
-sys.argv[0] = "hf"
-sys.exit(main())
-' "\$@"
+exec $python -P $(quote "$root/downloader/hf") "\$@"
 EOF
 )
 if [[ ! -x $wrapper || $(<"$wrapper") != "$want" ]]; then
