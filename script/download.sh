@@ -18,7 +18,7 @@ nl='
 IFS=$nl
 
 marker_name=.hf-download-complete.json
-hub_pin=huggingface_hub==1.33.0
+hub_pin=huggingface_hub==1.28.0
 xet_pin=hf_xet==1.6.0
 
 log() { printf 'hf-download: %s\n' "$1"; }

@@ -56,10 +56,14 @@ const (
 // is not complete, whatever it holds.
 const MarkerFile = ".hf-download-complete.json"
 
-// Versions the script installs with pip when the image has no hf, and that
-// downloader/Dockerfile bakes in.
+// HubVersion is the huggingface_hub that downloader/Dockerfile bakes in, the
+// one the e2e suite's image (hack/node.sh) and the script's tests against the
+// real hf CLI (hack/hf.sh) run, from the source vendored for them; the script
+// installs it with pip when an image has no hf. XetVersion is only for that
+// pip install: Debian packages no hf_xet, so the image downloads over plain
+// HTTP.
 const (
-	HubVersion = "1.33.0"
+	HubVersion = "1.28.0"
 	XetVersion = "1.6.0"
 )
 

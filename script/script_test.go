@@ -494,10 +494,13 @@ func TestConstantsMatchScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"HUB_VERSION=" + HubVersion + "\n", "XET_VERSION=" + XetVersion + "\n"} {
-		if !bytes.Contains(dockerfile, []byte(want)) {
-			t.Errorf("downloader/Dockerfile does not pin %q", want)
-		}
+	// The image bakes in HubVersion's source, and no other version.
+	var pins []string
+	for _, m := range regexp.MustCompile(`(?m)^ARG HUB_VERSION=(.*)$`).FindAllSubmatch(dockerfile, -1) {
+		pins = append(pins, string(m[1]))
+	}
+	if len(pins) != 1 || pins[0] != HubVersion {
+		t.Errorf("downloader/Dockerfile pins huggingface_hub %q, want one ARG HUB_VERSION=%s", pins, HubVersion)
 	}
 }
 
