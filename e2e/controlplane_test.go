@@ -26,7 +26,9 @@ import (
 
 // controlPlane is a real Kubernetes control plane on loopback: etcd, kube-apiserver and
 // kube-controller-manager (job, ttl-after-finished, garbage collector and the controllers
-// they depend on). There are no nodes: tests play the kubelet by writing pod status.
+// they depend on), and a real node (node_test.go) started by the first test that needs it.
+// Tests that need a state a node cannot produce on demand play the kubelet by writing pod
+// status to pods that stay off the node.
 type controlPlane struct {
 	repoRoot string
 	binDir   string
@@ -35,6 +37,9 @@ type controlPlane struct {
 
 	mu    sync.Mutex
 	procs []*process // in start order; stopped in reverse
+	// first are run by stop before any process stops, last registered first: the real
+	// node's teardown needs the apiserver to stop its pods.
+	first []func()
 
 	host    string // https://127.0.0.1:<port>
 	caPEM   []byte
@@ -43,13 +48,17 @@ type controlPlane struct {
 	dynamic dynamic.Interface
 }
 
-// The static tokens of the two identities that are not service accounts. The controller
+// The static tokens of the identities that are not service accounts. The controller
 // manager authenticates as system:kube-controller-manager, which the bootstrap RBAC policy
 // binds to exactly what it needs to mint per-controller service account tokens
-// (--use-service-account-credentials), as in a kubeadm cluster.
+// (--use-service-account-credentials), as in a kubeadm cluster; the scheduler as
+// system:kube-scheduler, also bound by the bootstrap policy; the kubelet as its node, in
+// system:nodes, which the Node authorizer limits to its own node and pods.
 const (
-	adminUser = "e2e-admin"
-	kcmUser   = "system:kube-controller-manager"
+	adminUser     = "e2e-admin"
+	kcmUser       = "system:kube-controller-manager"
+	schedulerUser = "system:kube-scheduler"
+	kubeletUser   = "system:node:" + nodeName
 )
 
 // startControlPlane starts etcd, kube-apiserver and kube-controller-manager in dir and
@@ -81,12 +90,22 @@ func (cp *controlPlane) track(p *process) {
 // it talks to and logs a storm of connection errors.
 func (cp *controlPlane) stop() {
 	cp.mu.Lock()
-	procs := cp.procs
-	cp.procs = nil
+	procs, first := cp.procs, cp.first
+	cp.procs, cp.first = nil, nil
 	cp.mu.Unlock()
+	for i := len(first) - 1; i >= 0; i-- {
+		first[i]()
+	}
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].stop()
 	}
+}
+
+// beforeStop registers f to run when the control plane stops, before its processes do.
+func (cp *controlPlane) beforeStop(f func()) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.first = append(cp.first, f)
 }
 
 // logTails returns the end of every component's log, for a failing test's output.
@@ -180,9 +199,10 @@ func (cp *controlPlane) startAPIServer(etcdURL string) error {
 	if err := writeServiceAccountKey(saKey, saPub); err != nil {
 		return err
 	}
-	adminToken, kcmToken := randomToken(), randomToken()
-	tokens := fmt.Sprintf("%s,%s,%s,system:masters\n%s,%s,%s\n",
-		adminToken, adminUser, adminUser, kcmToken, kcmUser, kcmUser)
+	adminToken, kcmToken, schedulerToken, kubeletToken := randomToken(), randomToken(), randomToken(), randomToken()
+	tokens := fmt.Sprintf("%s,%s,%s,system:masters\n%s,%s,%s\n%s,%s,%s\n%s,%s,%s,system:nodes\n",
+		adminToken, adminUser, adminUser, kcmToken, kcmUser, kcmUser,
+		schedulerToken, schedulerUser, schedulerUser, kubeletToken, kubeletUser, kubeletUser)
 	tokenFile := filepath.Join(pki, "tokens.csv")
 	if err := os.WriteFile(tokenFile, []byte(tokens), 0o600); err != nil {
 		return err
@@ -198,7 +218,11 @@ func (cp *controlPlane) startAPIServer(etcdURL string) error {
 			"--tls-cert-file="+filepath.Join(pki, "apiserver.crt"),
 			"--tls-private-key-file="+filepath.Join(pki, "apiserver.key"),
 			"--token-auth-file="+tokenFile,
-			"--authorization-mode=RBAC",
+			// Node, as in a real cluster: the kubelet may read only the Secrets and
+			// ConfigMaps its pods name (the token's secretKeyRef, the script), and
+			// NodeRestriction keeps it to its own node and pods.
+			"--authorization-mode=Node,RBAC",
+			"--enable-admission-plugins=NodeRestriction",
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file="+saPub,
 			"--service-account-signing-key-file="+saKey,
@@ -230,7 +254,12 @@ func (cp *controlPlane) startAPIServer(etcdURL string) error {
 	if cp.dynamic, err = dynamic.NewForConfig(cp.admin); err != nil {
 		return err
 	}
-	return cp.writeKubeconfig("kube-controller-manager", kcmToken)
+	for name, token := range map[string]string{"kube-controller-manager": kcmToken, "kube-scheduler": schedulerToken, "kubelet": kubeletToken} {
+		if err := cp.writeKubeconfig(name, token); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (cp *controlPlane) startControllerManager() error {
@@ -242,8 +271,11 @@ func (cp *controlPlane) startControllerManager() error {
 		// namespace controller empties deleted namespaces; clusterrole-aggregation fills
 		// Crossplane's aggregated ClusterRole from the roles labelled for it; the
 		// persistentvolumeclaim-protection controller lets a deleted PVC go once no pod
-		// uses it (admission gives every PVC its finalizer).
-		"--controllers=job-controller,ttl-after-finished-controller,garbage-collector-controller,serviceaccount-controller,namespace-controller,clusterrole-aggregation-controller,persistentvolumeclaim-protection-controller",
+		// uses it (admission gives every PVC its finalizer), the persistentvolume ones do
+		// the same for volumes and bind the real node's static volumes to their claims;
+		// the node lifecycle controller takes the not-ready taint off the real node once
+		// its kubelet says it is Ready.
+		"--controllers=job-controller,ttl-after-finished-controller,garbage-collector-controller,serviceaccount-controller,namespace-controller,clusterrole-aggregation-controller,persistentvolumeclaim-protection-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,node-lifecycle-controller",
 		// Each controller runs as its own ServiceAccount with a token from the TokenRequest
 		// API, so the bootstrap RBAC policy is exercised as in a real cluster.
 		"--use-service-account-credentials=true",

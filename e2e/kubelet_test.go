@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 )
 
 // warningRecorder collects the warnings the apiserver returns (the Warning header), which
@@ -101,23 +102,33 @@ func finishJobPod(t *testing.T, ns, job string, out podOutcome) string {
 	if out.exitCode != 0 {
 		phase, reason = corev1.PodFailed, "Error"
 	}
-	pod.Status.Phase = phase
-	pod.Status.StartTime = &started
-	pod.Status.ContainerStatuses = nil
-	for _, c := range pod.Spec.Containers {
-		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
-			Name:  c.Name,
-			Image: c.Image,
-			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-				ExitCode:   out.exitCode,
-				Reason:     reason,
-				Message:    out.message,
-				StartedAt:  started,
-				FinishedAt: now,
-			}},
-		})
-	}
-	if _, err := cluster.kube.CoreV1().Pods(ns).UpdateStatus(ctx, &pod, metav1.UpdateOptions{}); err != nil {
+	// The scheduler writes the pod's PodScheduled condition (it tolerates no real node's
+	// taint) meanwhile: a conflict is retried on the pod as it is now.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current, err := cluster.kube.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		current.Status.Phase = phase
+		current.Status.StartTime = &started
+		current.Status.ContainerStatuses = nil
+		for _, c := range current.Spec.Containers {
+			current.Status.ContainerStatuses = append(current.Status.ContainerStatuses, corev1.ContainerStatus{
+				Name:  c.Name,
+				Image: c.Image,
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+					ExitCode:   out.exitCode,
+					Reason:     reason,
+					Message:    out.message,
+					StartedAt:  started,
+					FinishedAt: now,
+				}},
+			})
+		}
+		_, err = cluster.kube.CoreV1().Pods(ns).UpdateStatus(ctx, current, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatalf("write status of pod %s/%s: %v", ns, pod.Name, err)
 	}
 	return pod.Name

@@ -1,6 +1,8 @@
 // Package e2e runs the function against a real control plane on loopback: etcd,
 // kube-apiserver, kube-controller-manager and Crossplane core, each a real process built by
-// hack/tools.sh. There are no nodes; the tests write pod status as a kubelet would.
+// hack/tools.sh, and a real node (containerd, kubelet, kube-scheduler) whose pods download
+// from a fake Hub with the real hf CLI. Tests that need a pod state no node produces on
+// demand write pod status as a kubelet would.
 package e2e
 
 import (
@@ -79,17 +81,30 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "e2e: a token reached a log (%v):\n%s\n", err, strings.Join(found, "\n"))
 			code = 1
 		}
+		// The real node may never pull an image: every image it runs was imported.
+		pulls, err := cluster.imagePulls()
+		fmt.Fprintf(os.Stderr, "e2e: containerd's log shows %d image pulls\n", pulls)
+		if err != nil || pulls > 0 {
+			fmt.Fprintf(os.Stderr, "e2e: the real node pulled images (%v); see %s\n", err, cluster.logPath("containerd"))
+			code = 1
+		}
 	}
 	return code
 }
 
 // buildTools runs hack/tools.sh, which builds whatever is missing or out of date into bin/
-// and installs etcd; when everything is current it returns in a few seconds.
+// and installs etcd, then hack/node.sh, which installs the real node's runtime from Debian
+// and builds its images; when everything is current they return in a few seconds.
 func buildTools(root string) error {
-	cmd := exec.Command("bash", filepath.Join(root, "hack", "tools.sh"))
-	cmd.Dir = root
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	return cmd.Run()
+	for _, script := range []string{"tools.sh", "node.sh"} {
+		cmd := exec.Command("bash", filepath.Join(root, "hack", script))
+		cmd.Dir = root
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("hack/%s: %w", script, err)
+		}
+	}
+	return nil
 }
 
 // moduleDir is where the Go module cache holds the module that the tools module in dir pins.

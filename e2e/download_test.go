@@ -1,0 +1,319 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/hfops/function-hf-download/hubtest"
+)
+
+// The scenarios below run on the real node: the download Jobs' pods are scheduled, the
+// kubelet starts them from the imported downloader image under the restricted profile, they
+// mount a real volume, read the token through their secretKeyRef, run the script with the
+// real hf CLI against the fake Hub, and the kubelet reports how they ended.
+
+// realDownload is a ModelDownload on the real node and the directory, on this machine, of
+// the volume its PVC is bound to.
+type realDownload struct {
+	*modelDownload
+	volume string
+}
+
+// applyRealDownload applies example/xr.yaml through the real-node Composition under name,
+// its models replaced by models, in a restricted namespace with the example's token Secret
+// and a PVC bound to a static volume, after edit (if any) changed its spec.
+func applyRealDownload(t *testing.T, n *node, name string, models []any, edit func(spec map[string]any)) *realDownload {
+	t.Helper()
+	ns := tokenNamespace(t, name)
+	xr := exampleXR(t)
+	pvc, _, _ := unstructured.NestedString(xr.Object, "spec", "storagePVC")
+	volume := realVolume(t, n, ns, pvc)
+	md := applyIn(t, ns, xr, name, func(spec map[string]any) {
+		spec["crossplane"] = map[string]any{"compositionRef": map[string]any{"name": realNodeComposition}}
+		spec["models"] = models
+		// The example asks for 2 CPUs and 8 GiB per Job; the Composition's smaller
+		// defaults fit this machine.
+		if settings, ok := spec["settings"].(map[string]any); ok {
+			delete(settings, "cpu")
+			delete(settings, "memory")
+		}
+		if edit != nil {
+			edit(spec)
+		}
+	})
+	return &realDownload{modelDownload: md, volume: volume}
+}
+
+// exampleToken is the token example/required/secret.yaml holds, as stored in namespace ns.
+func exampleToken(t *testing.T, ns string) string {
+	t.Helper()
+	s, err := cluster.kube.CoreV1().Secrets(ns).Get(context.Background(), "hf-token", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(s.Data["token"])
+}
+
+// newCommit is a commit id no other test's repo has.
+func newCommit(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// waitModel waits, for up to timeout, until the named model's status entry satisfies cond,
+// and returns the XR.
+func (md *modelDownload) waitModel(t *testing.T, model string, timeout time.Duration, what string, cond func(m map[string]any) bool) *unstructured.Unstructured {
+	t.Helper()
+	var xr *unstructured.Unstructured
+	waitFor(t, timeout, fmt.Sprintf("ModelDownload %s/%s: %s %s", md.ns, md.name, model, what), func() (bool, string) {
+		var err error
+		if xr, err = md.get(); err != nil {
+			return false, err.Error()
+		}
+		m := statusModel(xr, model)
+		return m != nil && cond(m), fmt.Sprintf("status of %s: %v; pods: %s", model, m, describePods(md.ns))
+	})
+	return xr
+}
+
+// describePods is the phase and container state of every pod in ns, for failure messages.
+func describePods(ns string) string {
+	l, err := cluster.kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, p := range l.Items {
+		s := fmt.Sprintf("%s %s node=%q", p.Name, p.Status.Phase, p.Spec.NodeName)
+		for _, c := range p.Status.ContainerStatuses {
+			s += fmt.Sprintf(" %s=%+v", c.Name, c.State)
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				s += fmt.Sprintf(" %s=%s(%s)", c.Type, c.Status, c.Message)
+			}
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, "; ")
+}
+
+// phaseIs is a waitModel condition: the model's phase is phase.
+func phaseIs(phase string) func(map[string]any) bool {
+	return func(m map[string]any) bool { return m["phase"] == phase }
+}
+
+// filesUnder lists the files below dir (relative paths, sorted), leaving out what hf and
+// the script keep for themselves.
+func filesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if d.IsDir() && rel == ".cache" {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			files = append(files, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(files)
+	return files
+}
+
+// terminationMessages are the termination messages the kubelet reported for the pods in
+// ns, by Job name.
+func terminationMessages(t *testing.T, ns string) map[string]string {
+	t.Helper()
+	l, err := cluster.kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range l.Items {
+		for _, c := range p.Status.ContainerStatuses {
+			if c.State.Terminated != nil {
+				out[p.Labels["batch.kubernetes.io/job-name"]] = c.State.Terminated.Message
+			}
+		}
+	}
+	return out
+}
+
+// TestRealDownload: a ModelDownload applied as a user would ends with the files of its
+// globs on the volume and the model Completed with the commit, files and bytes the pod
+// reported through the real kubelet; the repo is private, so the token reached hf through
+// the Job's secretKeyRef. A second ModelDownload of the same model on the same volume
+// completes at the marker, asking the Hub nothing.
+func TestRealDownload(t *testing.T) {
+	t.Parallel()
+	n := useNode(t)
+	const repo = "acme/tiny-chat"
+	files := map[string]string{
+		"config.json":       `{"model_type":"llama","hidden_size":64}`,
+		"model.safetensors": strings.Repeat("weights!", 4096),
+		"README.md":         "# tiny-chat\n",
+	}
+	commit := newCommit(t)
+	models := []any{map[string]any{"name": repo, "include": []any{"*.json", "*.safetensors"}}}
+	md := applyRealDownload(t, n, "real-download", models, nil)
+	n.hub.Set("model", repo, hubtest.Repo{Commit: commit, Files: files, Token: exampleToken(t, md.ns)})
+
+	xr := md.waitModel(t, repo, 3*time.Minute, "Completed", phaseIs("Completed"))
+	md.waitXR(t, "Ready", func(xr *unstructured.Unstructured) bool { return conditionStatus(xr, "Ready") == "True" })
+	status, _ := yaml.Marshal(xr.Object["status"])
+	t.Logf("status of %s/%s after a real download:\n%s", md.ns, md.name, status)
+
+	m := statusModel(xr, repo)
+	wantBytes := int64(len(files["config.json"]) + len(files["model.safetensors"]))
+	if m["commit"] != commit || m["files"] != int64(2) || m["bytes"] != wantBytes {
+		t.Errorf("status says commit %v, files %v, bytes %v; want %s, 2, %d", m["commit"], m["files"], m["bytes"], commit, wantBytes)
+	}
+	dir := filepath.Join(md.volume, repo)
+	got := filesUnder(t, dir)
+	want := []string{".hf-download-complete.json", "config.json", "model.safetensors"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("files on the volume: %v, want %v", got, want)
+	}
+	for _, name := range []string{"config.json", "model.safetensors"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || string(b) != files[name] {
+			t.Errorf("%s on the volume: %d bytes (%v), want the Hub's %d", name, len(b), err, len(files[name]))
+		}
+	}
+	// What the status says is what the pod said, through the kubelet.
+	msgs := terminationMessages(t, md.ns)
+	var summary struct {
+		Commit string `json:"commit"`
+		Files  int64  `json:"files"`
+		Bytes  int64  `json:"bytes"`
+	}
+	if err := json.Unmarshal([]byte(msgs[m["jobName"].(string)]), &summary); err != nil || summary.Commit != commit {
+		t.Errorf("termination message of Job %s: %q (%v), want the summary of commit %s", m["jobName"], msgs[m["jobName"].(string)], err, commit)
+	}
+
+	// The same model again, by another ModelDownload on the same volume.
+	before, _ := n.hub.Seen()
+	second := applyIn(t, md.ns, exampleXR(t), "real-download-again", func(spec map[string]any) {
+		spec["crossplane"] = map[string]any{"compositionRef": map[string]any{"name": realNodeComposition}}
+		spec["models"] = models
+		delete(spec["settings"].(map[string]any), "cpu")
+		delete(spec["settings"].(map[string]any), "memory")
+	})
+	again := statusModel(second.waitModel(t, repo, 3*time.Minute, "Completed", phaseIs("Completed")), repo)
+	if again["commit"] != commit || again["files"] != int64(2) || again["bytes"] != wantBytes || again["durationSeconds"] != int64(0) {
+		t.Errorf("second ModelDownload's status: %v; want commit %s, 2 files, %d bytes, 0 seconds (the marker)", again, commit, wantBytes)
+	}
+	if after, _ := n.hub.Seen(); len(after) != len(before) {
+		t.Errorf("the second download asked the Hub %v; a complete download must stop at its marker", after[len(before):])
+	}
+}
+
+// TestRealDownloadPrivateRepoWithoutToken: without hfTokenRef, hf is refused by the Hub, the
+// pod fails, and the model is Failed with the script's reason as the kubelet reported it.
+func TestRealDownloadPrivateRepoWithoutToken(t *testing.T) {
+	t.Parallel()
+	n := useNode(t)
+	const repo = "acme/private-weights"
+	models := []any{map[string]any{"name": repo, "retryCount": int64(0)}}
+	md := applyRealDownload(t, n, "real-no-token", models, func(spec map[string]any) { delete(spec, "hfTokenRef") })
+	n.hub.Set("model", repo, hubtest.Repo{Commit: newCommit(t), Files: map[string]string{"config.json": "{}"}, Token: exampleToken(t, md.ns)})
+
+	xr := md.waitModel(t, repo, 3*time.Minute, "Failed", phaseIs("Failed"))
+	m := statusModel(xr, repo)
+	msg, _ := m["message"].(string)
+	prefix := "download of " + repo + "@main failed: repository not found"
+	if !strings.HasPrefix(msg, prefix) {
+		t.Errorf("status message %q, want it to start with %q", msg, prefix)
+	}
+	// The status gives the pod's reason first, then the Job's.
+	if got := strings.TrimSpace(terminationMessages(t, md.ns)[m["jobName"].(string)]); got == "" || !strings.HasPrefix(msg, got) {
+		t.Errorf("pod's termination message %q, status message %q: want the status to start with the pod's reason", got, msg)
+	}
+	if _, err := os.Stat(filepath.Join(md.volume, repo, ".hf-download-complete.json")); !os.IsNotExist(err) {
+		t.Errorf("a failed download left a marker (stat: %v)", err)
+	}
+}
+
+// TestRealDownloadStopsWhenDeleted: deleting a ModelDownload whose download is running
+// stops its pod before the pod's grace period is over (the script ends hf on TERM), and
+// leaves no marker.
+func TestRealDownloadStopsWhenDeleted(t *testing.T) {
+	t.Parallel()
+	n := useNode(t)
+	const repo = "acme/huge-weights"
+	big := "model.safetensors"
+	models := []any{map[string]any{"name": repo}}
+	md := applyRealDownload(t, n, "real-deleted", models, nil)
+	// 8 MiB at 64 KiB/s: two minutes, far longer than the test waits.
+	n.hub.Set("model", repo, hubtest.Repo{Commit: newCommit(t), Files: map[string]string{big: strings.Repeat("x", 8<<20)}, Token: exampleToken(t, md.ns), Rate: 64 << 10})
+
+	ctx := context.Background()
+	waitFor(t, 3*time.Minute, "the download of "+big+" under way", func() (bool, string) {
+		reqs, _ := n.hub.Seen()
+		for _, r := range reqs {
+			if strings.HasPrefix(r, "GET /"+repo+"/resolve/") && strings.HasSuffix(r, "/"+big) {
+				return true, ""
+			}
+		}
+		return false, describePods(md.ns)
+	})
+	pods, err := nodePods(ctx, md.ns)
+	if err != nil || len(pods) != 1 || pods[0].Status.Phase != corev1.PodRunning {
+		t.Fatalf("want one running pod on the node, got %s (%v)", describePods(md.ns), err)
+	}
+	pod := pods[0]
+	grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
+
+	if err := md.x.apply.delete(ctx, md.obj); err != nil {
+		t.Fatal(err)
+	}
+	// A pod marked for deletion carries the moment its grace period ends as its
+	// deletionTimestamp: the kubelet sends TERM at once and KILL then.
+	var deadline *metav1.Time
+	waitGone(t, 2*time.Minute, "pod "+pod.Name, func(ctx context.Context) error {
+		p, err := cluster.kube.CoreV1().Pods(md.ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err == nil && deadline == nil {
+			deadline = p.DeletionTimestamp
+		}
+		return err
+	})
+	if deadline == nil {
+		t.Fatalf("pod %s went without being seen marked for deletion", pod.Name)
+	}
+	if gone := time.Now(); !gone.Before(deadline.Time) {
+		t.Errorf("pod %s was still there at %s, the end of its grace period (%s): TERM did not stop it", pod.Name, deadline.Format(time.TimeOnly), grace)
+	}
+	waitGone(t, 2*time.Minute, "the ModelDownload", func(context.Context) error {
+		_, err := md.get()
+		return err
+	})
+	if _, err := os.Stat(filepath.Join(md.volume, repo, ".hf-download-complete.json")); !os.IsNotExist(err) {
+		t.Errorf("a stopped download left a marker (stat: %v)", err)
+	}
+}
