@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -315,5 +316,47 @@ func TestRealDownloadStopsWhenDeleted(t *testing.T) {
 	})
 	if _, err := os.Stat(filepath.Join(md.volume, repo, ".hf-download-complete.json")); !os.IsNotExist(err) {
 		t.Errorf("a stopped download left a marker (stat: %v)", err)
+	}
+}
+
+// TestRealRetryByRevision is the lifecycle on the real node: two models, one downloaded and
+// one whose revision the Hub does not know, Failed with the script's reason; a new revision
+// of the failed model replaces its Job only, and both end Completed with the XR Ready.
+func TestRealRetryByRevision(t *testing.T) {
+	t.Parallel()
+	n := useNode(t)
+	const good, bad = "acme/good-model", "acme/late-model"
+	models := []any{
+		map[string]any{"name": good},
+		map[string]any{"name": bad, "revision": "v1", "retryCount": int64(0)},
+	}
+	md := applyRealDownload(t, n, "real-retry", models, nil)
+	tok := exampleToken(t, md.ns)
+	goodCommit := newCommit(t)
+	n.hub.Set("model", good, hubtest.Repo{Commit: goodCommit, Files: map[string]string{"config.json": `{"model_type":"bert"}`}, Token: tok})
+	n.hub.Set("model", bad, hubtest.Repo{Fail: &hubtest.Error{Status: 404, Code: "RevisionNotFound", Message: "Invalid rev id: v1"}, Token: tok})
+
+	xr := md.waitModel(t, bad, 3*time.Minute, "Failed", phaseIs("Failed"))
+	xr = md.waitModel(t, good, 3*time.Minute, "Completed", phaseIs("Completed"))
+	if msg, _ := statusModel(xr, bad)["message"].(string); !strings.HasPrefix(msg, "download of "+bad+"@v1 failed: revision v1 not found") {
+		t.Errorf("status message of %s: %q, want the script's reason", bad, msg)
+	}
+	jobs := md.waitJobs(t, 2, "one Job per model", nil)
+
+	lateCommit := newCommit(t)
+	n.hub.Set("model", bad, hubtest.Repo{Commit: lateCommit, Files: map[string]string{"config.json": `{"model_type":"t5"}`}, Token: tok})
+	md.update(t, func(spec map[string]any) { setModelField(spec, 1, "revision", "v2") })
+	replaced := md.waitJobs(t, 2, "a new Job for "+bad+" only", func(j map[string]batchv1.Job) bool {
+		return j[bad].Name != jobs[bad].Name
+	})
+	if got := replaced[good]; got.Name != jobs[good].Name || got.UID != jobs[good].UID {
+		t.Errorf("Job of unchanged model %s was replaced: %s (%s), was %s (%s)", good, got.Name, got.UID, jobs[good].Name, jobs[good].UID)
+	}
+	xr = md.waitModel(t, bad, 3*time.Minute, "Completed", phaseIs("Completed"))
+	md.waitXR(t, "Ready", func(xr *unstructured.Unstructured) bool { return conditionStatus(xr, "Ready") == "True" })
+	for model, commit := range map[string]string{good: goodCommit, bad: lateCommit} {
+		if m := statusModel(xr, model); m["commit"] != commit {
+			t.Errorf("status of %s: commit %v, want %s", model, m["commit"], commit)
+		}
 	}
 }
