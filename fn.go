@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,6 +105,9 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	b := newJobBuilder(base, namespace, &spec, plat)
 	rsp.Requirements = requirements(namespace, b.parentLabel, &spec, needsNamespaceOwner(&spec, env))
 	rsp.Requirements.Resources[requirementPeers] = peerRequirement(o.xr, namespace)
+	if plat.MaxActivePerNamespace > 0 {
+		rsp.Requirements.Resources[requirementNamespaceJobs] = namespaceJobsRequirement(namespace)
+	}
 	if !resolved(req, rsp.GetRequirements()) {
 		// Crossplane fetches what was asked for and calls again at once.
 		log.Debug("Waiting for Crossplane to resolve required resources")
@@ -127,8 +131,12 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		retry:       o.xr.annotations[annotationRetry],
 		dirs:        readPeers(o.peers, o.xr, spec.StoragePVC),
 		self:        dirUser{name: base, created: o.xr.created, xrName: o.xr.name},
-		oneAtATime:  storage.oneAtATime,
+		queue:       newDownloadQueue(spec.StoragePVC, storage.oneAtATime, spec.Settings.MaxParallel),
 		desired:     map[string]*resource.DesiredComposed{},
+	}
+	if plat.MaxActivePerNamespace > 0 {
+		c.queue.namespace = share(int(plat.MaxActivePerNamespace), readNamespaceJobs(req.GetRequiredResources()[requirementNamespaceJobs]),
+			o.peers, o.xr, b.parentLabel)
 	}
 	if spec.Storage != nil {
 		c.composePVC()
@@ -141,7 +149,9 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}
 	report(rsp, base, &spec, models, token, storage, c.conflict)
 	switch {
-	case !token.usable() || !storage.ready():
+	case !token.usable() || !storage.ready() || slices.ContainsFunc(models, isQueued):
+		// A queued model may start as soon as a slot frees, in another
+		// ModelDownload too, whose Jobs Crossplane does not watch for this one.
 		rsp.Meta.Ttl = durationpb.New(ttlWaiting)
 	case anyUnsettled(models):
 		rsp.Meta.Ttl = durationpb.New(ttlDownloading)

@@ -60,10 +60,8 @@ type composer struct {
 	self     dirUser
 	conflict []string
 
-	// oneAtATime: the PVC takes one pod at a time; active counts the
-	// download Jobs running or about to.
-	oneAtATime bool
-	active     int
+	// queue decides which models may start a Job now (queue.go).
+	queue *downloadQueue
 	// scriptReady: the ConfigMap the Jobs mount exists; until it does no Job
 	// starts (its pod could not).
 	scriptReady bool
@@ -73,12 +71,10 @@ type composer struct {
 
 func (c *composer) compose() []modelStatus {
 	spec := c.builder.spec
-	if c.oneAtATime {
-		for _, js := range c.jobs {
-			for _, oj := range js {
-				if !oj.deleting && !terminal(oj.phase) {
-					c.active++
-				}
+	for _, js := range c.jobs {
+		for _, oj := range js {
+			if !oj.deleting && !terminal(oj.phase) {
+				c.queue.active++
 			}
 		}
 	}
@@ -149,7 +145,6 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 			st.Message = why
 			return st
 		}
-		c.active++
 	} else {
 		st.Phase, st.Message = oj.phase, oj.message
 	}
@@ -210,11 +205,12 @@ func (c *composer) mustWait(m *modelSpec, v dirVerdict) string {
 	if w := v.waitFor; w != nil {
 		return fmt.Sprintf("ModelDownload %q is downloading the same content into this directory; waiting for it to finish", w.name)
 	}
-	if c.oneAtATime && c.active > 0 {
-		return fmt.Sprintf("queued: PersistentVolumeClaim %q is ReadWriteOncePod, so its downloads run one at a time", c.builder.spec.StoragePVC)
-	}
 	if !c.scriptReady {
 		return fmt.Sprintf("waiting for the ConfigMap %q that holds the download script to be created", c.builder.scriptMap)
+	}
+	// Last: only a model that could start now takes a slot.
+	if ok, why := c.queue.admit(); !ok {
+		return why
 	}
 	return ""
 }

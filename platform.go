@@ -52,6 +52,11 @@ type platform struct {
 	// digest covers every field above; it is part of each model's spec
 	// hash, so a platform change rolls every Job.
 	digest []byte
+
+	// MaxActivePerNamespace bounds the namespace's active download Jobs (0:
+	// no limit). It decides when Jobs start, not what they are, so it is
+	// not in the digest: changing it starts or holds Jobs, never replaces one.
+	MaxActivePerNamespace int64
 }
 
 var inputPath = field.NewPath("input")
@@ -157,6 +162,12 @@ func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {
 	}
 
 	errs := p.validate()
+	if n := in.MaxActiveJobsPerNamespace; n != nil {
+		p.MaxActivePerNamespace = int64(*n)
+		if *n < 1 {
+			errs = append(errs, field.Invalid(inputPath.Child("maxActiveJobsPerNamespace"), *n, rangeDetail(1, maxInt32)))
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -48,6 +48,7 @@ func (a *apiServer) create(manifest *structpb.Struct) *structpb.Struct {
 	}
 	j := proto.Clone(manifest).(*structpb.Struct)
 	j.Fields["metadata"].GetStructValue().Fields["uid"] = str(a.uid("job"))
+	j.Fields["metadata"].GetStructValue().Fields["creationTimestamp"] = str(fmt.Sprintf("2026-11-26T03:%02d:%02dZ", a.seq/60%60, a.seq%60))
 	a.jobs[name] = j
 	return j
 }
@@ -102,11 +103,15 @@ func (s *xrSim) reconcile() {
 		Meta:     &fnv1.RequestMeta{Tag: "sim"},
 		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: proto.Clone(s.xr).(*structpb.Struct)}, Resources: s.observed},
 		RequiredResources: map[string]*fnv1.Resources{
-			requirementToken: {},
-			requirementPVC:   {},
-			requirementPods:  {},
-			requirementPeers: {},
+			requirementToken:         {},
+			requirementPVC:           {},
+			requirementPods:          {},
+			requirementPeers:         {},
+			requirementNamespaceJobs: {},
 		},
+	}
+	for _, name := range sortedKeys(s.api.jobs) {
+		req.RequiredResources[requirementNamespaceJobs].Items = append(req.RequiredResources[requirementNamespaceJobs].Items, &fnv1.Resource{Resource: s.api.jobs[name]})
 	}
 	if s.secret != nil {
 		req.RequiredResources[requirementToken].Items = []*fnv1.Resource{s.secret}

@@ -55,6 +55,9 @@ type downloadSettings struct {
 	CPU         string
 	Memory      string
 	ForceReload bool
+	// MaxParallel bounds this ModelDownload's active Jobs (0: no limit). It
+	// decides when Jobs start, not what they are: no hash covers it.
+	MaxParallel int64
 }
 
 // storageSpec asks the function to compose the PVC named by storagePVC.
@@ -151,6 +154,7 @@ func parseSpec(xr *structpb.Struct) (xrSpec, field.ErrorList) {
 		st.CPU, _ = r.string(settingsPath.Child("cpu"), sf["cpu"])
 		st.Memory, _ = r.string(settingsPath.Child("memory"), sf["memory"])
 		st.ForceReload = r.bool(settingsPath.Child("forceReload"), sf["forceReload"])
+		st.MaxParallel, _ = r.int(settingsPath.Child("maxParallel"), sf["maxParallel"], 1, maxInt32)
 	}
 	return out, r.errs
 }

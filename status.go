@@ -168,25 +168,40 @@ func setIf(m map[string]any, k, v string) {
 // summary is the ModelsDownloaded condition: its status, reason and message.
 func summary(models []modelStatus) (fnv1.Status, string, string) {
 	var done int
-	var failed, waiting []string
+	var failed, waiting, queued []string
 	for _, m := range models {
-		switch m.Phase {
-		case phaseCompleted:
+		switch {
+		case m.Phase == phaseCompleted:
 			done++
-		case phaseFailed:
+		case m.Phase == phaseFailed:
 			failed = append(failed, m.Name)
+		case isQueued(m):
+			queued = append(queued, m.Name)
 		default:
 			waiting = append(waiting, m.Name)
 		}
 	}
 	msg := strconv.Itoa(done) + "/" + strconv.Itoa(len(models)) + " models downloaded"
+	// With a queue, how many download now and how many wait for a slot.
+	progress := "in progress: " + strings.Join(waiting, ", ")
+	if len(queued) > 0 {
+		progress = joinNonEmpty(": ", strconv.Itoa(len(waiting))+" downloading", strings.Join(waiting, ", ")) +
+			"; " + strconv.Itoa(len(queued)) + " queued: " + strings.Join(queued, ", ")
+	}
 	switch {
+	case len(failed) > 0 && len(queued) > 0:
+		return fnv1.Status_STATUS_CONDITION_FALSE, "DownloadFailed", msg + "; failed: " + strings.Join(failed, ", ") + "; " + progress
 	case len(failed) > 0:
 		return fnv1.Status_STATUS_CONDITION_FALSE, "DownloadFailed", msg + "; failed: " + strings.Join(failed, ", ")
-	case len(waiting) > 0:
-		return fnv1.Status_STATUS_CONDITION_FALSE, "Downloading", msg + "; in progress: " + strings.Join(waiting, ", ")
+	case len(waiting) > 0 || len(queued) > 0:
+		return fnv1.Status_STATUS_CONDITION_FALSE, "Downloading", msg + "; " + progress
 	}
 	return fnv1.Status_STATUS_CONDITION_TRUE, "Downloaded", msg
+}
+
+// isQueued: the model waits for a download slot (queue.go).
+func isQueued(m modelStatus) bool {
+	return m.Phase == phasePending && strings.HasPrefix(m.Message, queuedPrefix)
 }
 
 func validSummary(s script.Summary) bool {

@@ -95,6 +95,15 @@ type Input struct {
 	// +kubebuilder:default=8
 	// +optional
 	MaxWorkers *int32 `json:"maxWorkers,omitempty"`
+
+	// MaxActiveJobsPerNamespace bounds the download Jobs active at once in a
+	// namespace, whichever ModelDownload they belong to: new Jobs start only
+	// while fewer are active, and the free slots go first to the
+	// ModelDownload with the fewest active Jobs, then to the one that started
+	// a Job longest ago. Unset: no limit.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxActiveJobsPerNamespace *int32 `json:"maxActiveJobsPerNamespace,omitempty"`
 }
 
 // ObjectSettings configure provider-kubernetes Objects.

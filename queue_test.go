@@ -1,0 +1,233 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// fiveModels is a ModelDownload of five models, org/a to org/e, with settings
+// added.
+func fiveModels(settings string) string {
+	spec := "storagePVC: models\nhfTokenRef:\n  name: hf\n"
+	if settings != "" {
+		spec += "settings:\n" + indent(settings) + "\n"
+	}
+	spec += "models:\n"
+	for _, m := range []string{"a", "b", "c", "d", "e"} {
+		spec += "- name: org/" + m + "\n"
+	}
+	return spec
+}
+
+// activeJobs lists the models whose Job exists in the apiserver and has not
+// finished, for the ModelDownload parent ("" for any).
+func activeJobs(api *apiServer, parent string) []string {
+	var out []string
+	for _, name := range sortedKeys(api.jobs) {
+		j := api.jobs[name]
+		if parent != "" && getString(j, "metadata", "labels", labelParent) != parent {
+			continue
+		}
+		if !finishedJob(j) && !present(get(j, "metadata", "deletionTimestamp")) {
+			out = append(out, getString(j, "metadata", "annotations", annotationModel))
+		}
+	}
+	return out
+}
+
+// queueState is each model's phase, and its message when queued.
+func queueState(s *xrSim, models ...string) map[string]string {
+	out := map[string]string{}
+	for _, m := range models {
+		e := s.entry(m)
+		out[m] = e["phase"]
+		if strings.HasPrefix(e["message"], queuedPrefix) {
+			out[m] += " " + e["message"]
+		}
+	}
+	return out
+}
+
+var abcde = []string{"org/a", "org/b", "org/c", "org/d", "org/e"}
+
+// TestMaxParallelQueue drives settings.maxParallel as Crossplane would: the
+// first two models start, the others wait in spec order and start as earlier
+// ones complete or fail; lowering the limit deletes no running Job, raising it
+// starts more at once; no more Jobs are active than the limit at any call.
+func TestMaxParallelQueue(t *testing.T) {
+	for mode, toXR := range map[string]func(string) string{"JobMode": xrYAML, "ObjectMode": claimXR} {
+		t.Run(mode, func(t *testing.T) {
+			api := newAPIServer()
+			s := newXRSim(t, api, toXR(fiveModels("maxParallel: 2")))
+			limit := 2
+			step := func(what string, want map[string]string) {
+				t.Helper()
+				s.reconcile()
+				if got := activeJobs(api, ""); len(got) > limit {
+					t.Fatalf("%s: %d Jobs active (%v), over the limit of %d", what, len(got), got, limit)
+				}
+				if diff := cmp.Diff(want, queueState(s, abcde...)); diff != "" {
+					t.Fatalf("%s: models (-want +got):\n%s", what, diff)
+				}
+			}
+			queued := func(ahead int) string { return fmt.Sprintf("%s %s%d ahead", phasePending, queuedPrefix, ahead) }
+
+			step("first call", map[string]string{"org/a": phasePending, "org/b": phasePending,
+				"org/c": queued(0), "org/d": queued(1), "org/e": queued(2)})
+			if s.xrReady() || s.last.GetMeta().GetTtl().AsDuration() != ttlWaiting {
+				t.Fatalf("with models queued: XR ready %v, TTL %v; want not ready, called again after %v", s.xrReady(), s.last.GetMeta().GetTtl().AsDuration(), ttlWaiting)
+			}
+			if c := s.condition(conditionDownloaded); c.GetMessage() != "0/5 models downloaded; 2 downloading: org/a, org/b; 3 queued: org/c, org/d, org/e" {
+				t.Fatalf("ModelsDownloaded says %q", c.GetMessage())
+			}
+			s.start("org/a")
+			s.start("org/b")
+			step("both running", map[string]string{"org/a": phaseRunning, "org/b": phaseRunning,
+				"org/c": queued(0), "org/d": queued(1), "org/e": queued(2)})
+
+			s.finish("org/a", true, `{"commit":"abc","files":1,"bytes":1,"seconds":1}`)
+			step("org/a completed", map[string]string{"org/a": phaseCompleted, "org/b": phaseRunning,
+				"org/c": phasePending, "org/d": queued(0), "org/e": queued(1)})
+
+			s.finish("org/b", false, accessDenied)
+			step("org/b failed", map[string]string{"org/a": phaseCompleted, "org/b": phaseFailed,
+				"org/c": phasePending, "org/d": phasePending, "org/e": queued(0)})
+			s.start("org/c")
+			s.start("org/d")
+
+			limit = 1
+			running := activeJobs(api, "")
+			s.setSpec(`"maxParallel":2`, `"maxParallel":1`)
+			// Lowering the limit takes no running Job away: both stay until they end.
+			limit = 2
+			step("limit lowered to 1", map[string]string{"org/a": phaseCompleted, "org/b": phaseFailed,
+				"org/c": phaseRunning, "org/d": phaseRunning, "org/e": queued(0)})
+			if got := activeJobs(api, ""); !cmp.Equal(got, running) {
+				t.Fatalf("lowering the limit changed the running Jobs: %v, were %v", got, running)
+			}
+			s.finish("org/c", true, `{"commit":"abc","files":1,"bytes":1,"seconds":1}`)
+			limit = 1
+			step("org/c completed under a limit of 1: org/d still runs, so org/e waits", map[string]string{"org/a": phaseCompleted, "org/b": phaseFailed,
+				"org/c": phaseCompleted, "org/d": phaseRunning, "org/e": queued(0)})
+
+			limit = 5
+			s.setSpec(`"maxParallel":1`, `"maxParallel":5`)
+			step("limit raised to 5", map[string]string{"org/a": phaseCompleted, "org/b": phaseFailed,
+				"org/c": phaseCompleted, "org/d": phaseRunning, "org/e": phasePending})
+			s.finish("org/d", true, `{"commit":"abc","files":1,"bytes":1,"seconds":1}`)
+			s.finish("org/e", true, `{"commit":"abc","files":1,"bytes":1,"seconds":1}`)
+			s.reconcile()
+			if c := s.condition(conditionDownloaded); !strings.HasSuffix(c.GetMessage(), "failed: org/b") {
+				t.Fatalf("all done but org/b: ModelsDownloaded says %q", c.GetMessage())
+			}
+		})
+	}
+}
+
+// TestNamespaceLimitSharedFairly: two ModelDownloads of four models each under
+// an Input limit of two active Jobs in the namespace. The first to come takes
+// both slots; from then on a freed slot goes to the one with fewer active
+// Jobs, so the second gets slots while the first still has models queued, and
+// the namespace never has more than two active Jobs.
+func TestNamespaceLimitSharedFairly(t *testing.T) {
+	four := func(prefix string) string {
+		spec := "storagePVC: models\nhfTokenRef:\n  name: hf\nmodels:\n"
+		for i := range 4 {
+			spec += fmt.Sprintf("- name: %s/m%d\n", prefix, i)
+		}
+		return spec
+	}
+	sims := peerSims(t, four("a"), four("b"))
+	a, b := sims[0], sims[1]
+	for _, s := range sims {
+		s.input = "apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1\nkind: Input\nmaxActiveJobsPerNamespace: 2\n"
+	}
+	api := a.api
+	check := func(what string, wantA, wantB []string) {
+		t.Helper()
+		if got := activeJobs(api, ""); len(got) > 2 {
+			t.Fatalf("%s: %d Jobs active in the namespace (%v), over the limit of 2", what, len(got), got)
+		}
+		if diff := cmp.Diff(wantA, activeJobs(api, "team-a")); diff != "" {
+			t.Fatalf("%s: team-a's active Jobs (-want +got):\n%s", what, diff)
+		}
+		if diff := cmp.Diff(wantB, activeJobs(api, "team-b")); diff != "" {
+			t.Fatalf("%s: team-b's active Jobs (-want +got):\n%s", what, diff)
+		}
+	}
+	done := `{"commit":"abc","files":1,"bytes":1,"seconds":1}`
+
+	a.reconcile()
+	b.reconcile()
+	check("team-a came first", []string{"a/m0", "a/m1"}, nil)
+	if m := b.entry("b/m0")["message"]; !strings.HasPrefix(m, queuedPrefix+"0 ahead") || !strings.Contains(m, namespaceLimitReached) {
+		t.Fatalf("team-b's first model: %q, want it queued for the namespace's limit", m)
+	}
+
+	// A slot frees; team-a is called first, yet team-b, with no active Job,
+	// gets it.
+	a.finish("a/m0", true, done)
+	a.reconcile()
+	b.reconcile()
+	check("a/m0 completed", []string{"a/m1"}, []string{"b/m0"})
+	a.reconcile()
+	check("team-a called again", []string{"a/m1"}, []string{"b/m0"})
+
+	// One each: the next slot goes to the one that started a Job longest ago.
+	b.finish("b/m0", true, done)
+	b.reconcile()
+	a.reconcile()
+	check("b/m0 completed", []string{"a/m1"}, []string{"b/m1"})
+	a.finish("a/m1", true, done)
+	b.reconcile()
+	a.reconcile()
+	check("a/m1 completed", []string{"a/m2"}, []string{"b/m1"})
+}
+
+// TestHandOut is the fair hand-out of free slots alone.
+func TestHandOut(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		free int
+		cs   []claimant
+		want int
+	}{
+		{name: "alone, takes every free slot", free: 3, cs: []claimant{{parent: "self", wants: -1}}, want: 3},
+		{name: "no free slot", free: 0, cs: []claimant{{parent: "self", wants: -1}}, want: 0},
+		{name: "fewer active goes first", free: 1,
+			cs: []claimant{{parent: "self", active: 1, wants: -1}, {parent: "b", wants: 2}}, want: 0},
+		{name: "equal active: oldest newest Job first", free: 1,
+			cs: []claimant{{parent: "self", active: 1, wants: -1, lastStart: "2026-11-26T03:00:05Z"}, {parent: "b", active: 1, wants: 2, lastStart: "2026-11-26T03:00:02Z"}}, want: 0},
+		{name: "never started goes before a start", free: 1,
+			cs: []claimant{{parent: "self", wants: -1}, {parent: "b", wants: 1, lastStart: "2026-11-26T03:00:02Z"}}, want: 1},
+		{name: "split evenly", free: 4,
+			cs: []claimant{{parent: "self", wants: -1}, {parent: "b", wants: 5}}, want: 2},
+		{name: "what others cannot use is self's", free: 4,
+			cs: []claimant{{parent: "self", wants: -1}, {parent: "b", wants: 1}}, want: 3},
+		{name: "a peer that wants nothing takes nothing", free: 2,
+			cs: []claimant{{parent: "self", active: 3, wants: -1}, {parent: "b", active: 0, wants: 0}}, want: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := handOut(tc.free, tc.cs, "self"); got != tc.want {
+				t.Fatalf("handOut gives self %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestFinishedJob reads Job conditions as the queue counts them.
+func TestFinishedJob(t *testing.T) {
+	for status, want := range map[string]bool{
+		jobComplete: true, jobFailed: true, jobRunning: false, "{}": false,
+	} {
+		j := mustStruct("metadata: {name: j}")
+		j.Fields["status"] = structpb.NewStructValue(mustStruct(status))
+		if got := finishedJob(j); got != want {
+			t.Errorf("finishedJob(%s) = %v, want %v", status, got, want)
+		}
+	}
+}
