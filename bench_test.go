@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	function "github.com/crossplane/function-sdk-go"
 	"github.com/crossplane/function-sdk-go/logging"
@@ -388,4 +391,70 @@ func TestRSS(t *testing.T) {
 	t.Logf("after 10,000 calls: %s", rss())
 	time.Sleep(5 * time.Second)
 	t.Logf("5 s later: %s", rss())
+}
+
+// BenchmarkQueue is what the download queue costs: the steady request of
+// benchRequests as it is (queue=off), and with limits that admit every model,
+// so the output is the same (queue=on): settings.maxParallel, the Input's
+// namespace limit, the namespace's Jobs in the request, and ten peers with as
+// many models in all queued for the namespace.
+func BenchmarkQueue(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		_, steady := benchRequests(b, n)
+		on := proto.Clone(steady.req).(*fnv1.RunFunctionRequest)
+		settings := get(on.GetObserved().GetComposite().GetResource(), "spec", "settings").GetStructValue()
+		settings.Fields["maxParallel"] = structpb.NewNumberValue(float64(n))
+		on.Input.Fields["maxActiveJobsPerNamespace"] = structpb.NewNumberValue(float64(10 * n))
+		jobs := &fnv1.Resources{}
+		for _, k := range sortedKeys(on.GetObserved().GetResources()) {
+			if r := on.GetObserved().GetResources()[k]; getString(r.GetResource(), "kind") == "Job" {
+				jobs.Items = append(jobs.Items, r)
+			}
+		}
+		on.RequiredResources[requirementNamespaceJobs] = jobs
+		for p := range 10 {
+			on.RequiredResources[requirementPeers].Items = append(on.RequiredResources[requirementPeers].Items, queuedPeer(p, n/10))
+		}
+		f := newTestFunction()
+		want, err := f.RunFunction(context.Background(), steady.req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got, err := f.RunFunction(context.Background(), on)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if diff := cmp.Diff(want.GetDesired(), got.GetDesired(), protocmp.Transform()); diff != "" {
+			b.Fatalf("limits that admit every model changed the desired state (-off +on):\n%s", diff)
+		}
+		for _, c := range []struct {
+			queue string
+			req   *fnv1.RunFunctionRequest
+		}{{"off", steady.req}, {"on", on}} {
+			b.Run(fmt.Sprintf("models=%d/queue=%s", n, c.queue), func(b *testing.B) {
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := f.RunFunction(ctx, c.req); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// queuedPeer is a peer ModelDownload whose n models wait for the namespace.
+func queuedPeer(p, n int) *fnv1.Resource {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: hfops.kamal.dev/v1alpha1\nkind: ModelDownload\nmetadata:\n  name: peer-%d\n  namespace: ml\n  uid: peer-uid-%d\n", p, p)
+	b.WriteString("spec:\n  storagePVC: other\n  models:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - name: peer-%d/m-%d\n", p, i)
+	}
+	b.WriteString("status:\n  models:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - {name: peer-%d/m-%d, phase: Pending, message: \"%s%d ahead; %s (10)\"}\n", p, i, queuedPrefix, i, namespaceLimitReached)
+	}
+	return &fnv1.Resource{Resource: mustStruct(b.String())}
 }

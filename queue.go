@@ -227,12 +227,8 @@ func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR iden
 		if parent == self {
 			continue
 		}
-		for _, m := range recordedStatus(xr) {
-			// Only what waits for the namespace: a model held back by its own
-			// ModelDownload's limit could not use a slot.
-			if m.Phase == phasePending && strings.HasPrefix(m.Message, queuedPrefix) && strings.Contains(m.Message, namespaceLimitReached) {
-				claim(parent).wants++
-			}
+		if n := queuedForNamespace(xr); n > 0 {
+			claim(parent).wants += n
 		}
 	}
 	cs := make([]claimant, 0, len(byParent))
@@ -240,4 +236,19 @@ func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR iden
 		cs = append(cs, *c)
 	}
 	return &namespaceShare{limit: limit, granted: handOut(limit-active, cs, self)}
+}
+
+// queuedForNamespace counts a peer's models that its status says wait for the
+// namespace's limit. A model held back by its own ModelDownload's limit could
+// not use a slot, so it does not count.
+func queuedForNamespace(xr *structpb.Struct) int {
+	n := 0
+	for _, e := range get(xr, "status", "models").GetListValue().GetValues() {
+		m := e.GetStructValue()
+		msg := getString(m, "message")
+		if getString(m, "phase") == phasePending && strings.HasPrefix(msg, queuedPrefix) && strings.Contains(msg, namespaceLimitReached) {
+			n++
+		}
+	}
+	return n
 }
