@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// activeJobWatch follows every event of the Jobs in a namespace and keeps the
+// largest number that were active (neither finished nor being deleted) at once.
+type activeJobWatch struct {
+	mu      sync.Mutex
+	active  map[string]bool
+	maximum int
+	stop    func()
+}
+
+func watchActiveJobs(t *testing.T, ns string) *activeJobWatch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := cluster.kube.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	aw := &activeJobWatch{active: map[string]bool{}, stop: func() { cancel(); w.Stop() }}
+	t.Cleanup(aw.stop)
+	go func() {
+		for ev := range w.ResultChan() {
+			j, ok := ev.Object.(*batchv1.Job)
+			if !ok {
+				continue
+			}
+			aw.mu.Lock()
+			if ev.Type == watch.Deleted || j.DeletionTimestamp != nil ||
+				jobCondition(j, batchv1.JobComplete) == corev1.ConditionTrue || jobCondition(j, batchv1.JobFailed) == corev1.ConditionTrue {
+				delete(aw.active, j.Name)
+			} else {
+				aw.active[j.Name] = true
+			}
+			aw.maximum = max(aw.maximum, len(aw.active))
+			aw.mu.Unlock()
+		}
+	}()
+	return aw
+}
+
+func (aw *activeJobWatch) max() int {
+	aw.mu.Lock()
+	defer aw.mu.Unlock()
+	return aw.maximum
+}
+
+// TestMaxParallelOnTheControlPlane: five models with settings.maxParallel 2.
+// Every Job event in the namespace is watched from before the ModelDownload
+// exists: never more than two Jobs are active, the others wait queued and
+// start one by one as the test completes pods, and all five complete.
+func TestMaxParallelOnTheControlPlane(t *testing.T) {
+	t.Parallel()
+	ns := tokenNamespace(t, "queue")
+	createPVC(t, ns, "models-pvc")
+	aw := watchActiveJobs(t, ns)
+	var models []any
+	for i := range 5 {
+		models = append(models, map[string]any{"name": fmt.Sprintf("acme/queued-%d", i)})
+	}
+	md := applyIn(t, ns, exampleXR(t), "queue", func(spec map[string]any) {
+		spec["models"] = models
+		spec["settings"].(map[string]any)["maxParallel"] = int64(2)
+	})
+
+	for done := range 5 {
+		want := min(2, 5-done)
+		jobs := md.waitJobs(t, done+want, fmt.Sprintf("%d Jobs, %d of them active", done+want, want), nil)
+		xr := md.waitXR(t, "the rest queued", func(xr *unstructured.Unstructured) bool {
+			return len(statusList(xr, "completed")) == done && len(statusList(xr, "pending")) == 5-done
+		})
+		if c := condition(xr, "Ready"); c == nil || c["status"] != "False" {
+			t.Fatalf("Ready with models still to download: %v", c)
+		}
+		// The first model in spec order that is not finished yet.
+		next := fmt.Sprintf("acme/queued-%d", done)
+		finishJobPod(t, ns, jobs[next].Name, podOutcome{message: successMessage})
+		md.waitModel(t, next, time.Minute, "Completed", phaseIs("Completed"))
+	}
+	md.waitXR(t, "every model downloaded and the XR Ready", func(xr *unstructured.Unstructured) bool {
+		return len(statusList(xr, "completed")) == 5 && conditionStatus(xr, "Ready") == "True"
+	})
+	got := aw.max()
+	t.Logf("most Jobs active at once: %d (maxParallel 2)", got)
+	if got != 2 {
+		t.Errorf("at most %d Jobs were active at once, want exactly 2 (the limit, reached)", got)
+	}
+}
