@@ -285,7 +285,47 @@ func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFuncti
 	checkJobs(t, req, rsp)
 	checkStatusLists(t, req, rsp)
 	checkPromises(t, req, rsp)
+	checkQueue(t, req, rsp)
 	return rsp
+}
+
+// checkQueue: a call starts no Job beyond what settings.maxParallel leaves
+// room for (Jobs already active are never taken away), and a queued model
+// has no Job desired.
+func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse) {
+	t.Helper()
+	observed := req.GetObserved().GetResources()
+	active, started := 0, 0
+	for key, r := range observed {
+		if phase, deleting := observedPhase(r.GetResource()); getString(r.GetResource(), "metadata", "labels", labelApp) == appName &&
+			!strings.HasPrefix(key, scriptKeyPrefix) && key != pvcKey && !deleting && !terminal(phase) {
+			active++
+		}
+	}
+	desiredModels := map[string]bool{}
+	for key, r := range jobResources(rsp) {
+		if key == pvcKey {
+			continue
+		}
+		if _, ok := observed[key]; !ok {
+			started++
+		}
+		res := r.GetResource()
+		if getString(res, "kind") == "Object" {
+			res = get(res, "spec", "forProvider", "manifest").GetStructValue()
+		}
+		desiredModels[getString(res, "metadata", "annotations", annotationModel)] = true
+	}
+	limit := int(get(req.GetObserved().GetComposite().GetResource(), "spec", "settings", "maxParallel").GetNumberValue())
+	if limit > 0 && started > 0 && active+started > limit {
+		t.Fatalf("%d Jobs started with %d active, over maxParallel %d", started, active, limit)
+	}
+	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+		m := e.GetStructValue()
+		if name := getString(m, "name"); strings.HasPrefix(getString(m, "message"), queuedPrefix) && desiredModels[name] {
+			t.Fatalf("model %s is queued yet has a Job desired", name)
+		}
+	}
 }
 
 // observedPhase reads a composed Job, or the Job of an Object, as observe
@@ -539,6 +579,8 @@ func FuzzSpec(f *testing.F) {
 		"storagePVC: 7\nmodels: {}\nhfTokenRef: x\nsettings: []\n",
 		"storagePVC: models\nmodels:\n- name: org/a\n- name: org/a\n- 7\n- {}\n- name: null\n",
 		"storagePVC: models\nhfTokenRef: {name: hf, key: ''}\nmodels:\n- name: \"org/\\u202egnp.exe\"\n  revision: '-x'\n  sha: 'a b'\n  retryCount: -1e300\n",
+		"storagePVC: models\nsettings: {maxParallel: 2}\nmodels:\n- name: org/a\n- name: org/b\n- name: org/c\n- name: org/d\n- name: org/e\n",
+		"storagePVC: models\nsettings: {maxParallel: 0.5}\nmodels:\n- name: org/a\n",
 	} {
 		f.Add(yamlJSON(f, s), "cache")
 	}
