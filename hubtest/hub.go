@@ -4,15 +4,16 @@
 // `hf download <repo> [<file>...] --local-dir ...` calls:
 //
 //	GET  /api/agent-harnesses                         (the CLI's agent detection; 404 here)
-//	GET  /api/{models,datasets}/<repo>/revision/<rev> (repo_info: the commit, or why not)
+//	GET  /api/{models,datasets}/<repo>/revision/<rev> (repo_info: the commit, or why not;
+//	                                                   ?blobs=true: files_metadata)
 //	GET  /api/{models,datasets}/<repo>/tree/<commit>  (list_repo_tree, recursive)
 //	HEAD /[datasets/]<repo>/resolve/<rev>/<file>      (file metadata: commit, ETag, size)
 //	GET  /[datasets/]<repo>/resolve/<rev>/<file>      (the file)
 //
 // Repo ids have the form org/name, and every revision names the repo's one
 // commit. Anything else is answered 404 and recorded, so a test can tell
-// that hf asked for nothing unexpected. See [Repo] for failing, private and
-// slow repos.
+// that hf asked for nothing unexpected. See [Repo] for failing, private,
+// slow, stalling, rate-limited repos and LFS files.
 //
 // The package uses the standard library only, so that any module's tests can
 // import it.
@@ -22,6 +23,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,8 +43,10 @@ type Hub struct {
 	inflight sync.WaitGroup   // handlers running; Add only under mu, before closed
 	active   int              // how many: what the WaitGroup does not tell
 	repos    map[string]*Repo // by "model/org/name" or "dataset/org/name"; never changed once set
-	requests []string         // "METHOD /path?query", in order
-	unknown  []string         // requests no route answered
+	// limitedCount is how many requests of each repo were answered 429.
+	limitedCount map[string]int
+	requests     []string // "METHOD /path?query", in order
+	unknown      []string // requests no route answered
 }
 
 // New serves a fake Hub on l until Close, which closes l.
@@ -53,6 +57,8 @@ func New(l net.Listener) *Hub {
 		served: make(chan struct{}),
 		stop:   make(chan struct{}),
 		repos:  map[string]*Repo{},
+
+		limitedCount: map[string]int{},
 	}
 	h.srv = &http.Server{Handler: http.HandlerFunc(h.serve), ReadHeaderTimeout: time.Minute}
 	go func() {
@@ -93,13 +99,19 @@ func (h *Hub) Set(repoType, repoID string, repo Repo) {
 		panic("hubtest: repo id " + repoID + " is not of the form org/name")
 	}
 	repo.Files = maps.Clone(repo.Files)
+	repo.LFS = slices.Clone(repo.LFS)
 	if repo.Fail != nil {
 		fail := *repo.Fail
 		repo.Fail = &fail
 	}
+	if repo.Limit != nil {
+		limit := *repo.Limit
+		repo.Limit = &limit
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.repos[repoType+"/"+repoID] = &repo
+	delete(h.limitedCount, repoType+"/"+repoID)
 }
 
 // Seen returns the requests so far, each as "METHOD /path?query" in the order

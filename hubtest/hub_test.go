@@ -50,7 +50,7 @@ type reply struct {
 }
 
 // replyHeaders are the headers reply keeps.
-var replyHeaders = []string{"Content-Length", "Content-Type", "ETag", "X-Error-Code", "X-Error-Message", "X-Repo-Commit"}
+var replyHeaders = []string{"Content-Length", "Content-Type", "ETag", "RateLimit", "RateLimit-Policy", "X-Error-Code", "X-Error-Message", "X-Linked-Etag", "X-Linked-Size", "X-Repo-Commit"}
 
 // get sends method path to h with the Authorization header auth (none when
 // empty) and returns the answer.
@@ -139,6 +139,7 @@ func TestRoutes(t *testing.T) {
 	h.Set("dataset", "org/data", Repo{Commit: commit, Files: map[string]string{"a/b.csv": "x,y\n"}})
 	h.Set("model", "org/gated", Repo{Fail: &Error{Status: 403, Code: "GatedRepo", Message: "Access to model org/gated is restricted."}})
 	h.Set("model", "org/priv", Repo{Commit: commit, Files: files, Token: token})
+	h.Set("model", "org/lfs", Repo{Commit: commit, Files: files, LFS: []string{"weights/model.bin"}})
 
 	jsonHeader := func(body string) map[string]string {
 		return map[string]string{"Content-Type": "application/json; charset=utf-8", "Content-Length": strconv.Itoa(len(body))}
@@ -168,6 +169,19 @@ func TestRoutes(t *testing.T) {
 	privRevision := strings.Replace(revision, "org/pub", "org/priv", 1)
 	tree := `[{"oid":"` + GitBlobID(files["config.json"]) + `","path":"config.json","size":21,"type":"file"},` +
 		`{"oid":"` + GitBlobID(files["weights/model.bin"]) + `","path":"weights/model.bin","size":1024,"type":"file"}]`
+	big := files["weights/model.bin"]
+	pointer := "version https://git-lfs.github.com/spec/v1\noid sha256:" + SHA256(big) + "\nsize 1024\n"
+	lfsEntry := `"lfs":{"oid":"` + SHA256(big) + `","pointerSize":` + strconv.Itoa(len(pointer)) + `,"size":1024}`
+	lfsTree := `[{"oid":"` + GitBlobID(files["config.json"]) + `","path":"config.json","size":21,"type":"file"},` +
+		`{` + lfsEntry + `,"oid":"` + GitBlobID(pointer) + `","path":"weights/model.bin","size":1024,"type":"file"}]`
+	blobsRevision := `{"id":"org/lfs","sha":"` + commit + `","siblings":[{"blobId":"` + GitBlobID(files["config.json"]) + `","rfilename":"config.json","size":21},` +
+		`{"blobId":"` + GitBlobID(pointer) + `","lfs":{"pointerSize":` + strconv.Itoa(len(pointer)) + `,"sha256":"` + SHA256(big) + `","size":1024},"rfilename":"weights/model.bin","size":1024}]}`
+	lfsFile := fileReply(big, true)
+	lfsFile.Header["ETag"] = `"` + GitBlobID(pointer) + `"`
+	lfsFile.Header["X-Linked-Etag"] = `"` + SHA256(big) + `"`
+	lfsFile.Header["X-Linked-Size"] = "1024"
+	lfsHead := lfsFile
+	lfsHead.Body = ""
 	notFound := reply{Status: 404, Header: map[string]string{"Content-Type": "text/plain; charset=utf-8", "Content-Length": "19"}, Body: "404 page not found\n"}
 	denied := errorReply(private)
 	deniedHead := denied
@@ -194,6 +208,12 @@ func TestRoutes(t *testing.T) {
 		{name: "dataset as a model", path: "/org/data/resolve/" + commit + "/a/b.csv", want: notFound, unknown: true},
 		{name: "missing file", path: "/org/pub/resolve/" + commit + "/nope", want: notFound, unknown: true},
 		{name: "missing repo", path: "/api/models/org/nope/revision/main", want: notFound, unknown: true},
+		{name: "revision without blobs", path: "/api/models/org/lfs/revision/main", want: reply{200, jsonHeader(strings.Replace(revision, "org/pub", "org/lfs", 1)), strings.Replace(revision, "org/pub", "org/lfs", 1)}},
+		{name: "revision with blobs", path: "/api/models/org/lfs/revision/main?blobs=true", want: reply{200, jsonHeader(blobsRevision), blobsRevision}},
+		{name: "LFS tree", path: "/api/models/org/lfs/tree/" + commit + "?recursive=true", want: reply{200, jsonHeader(lfsTree), lfsTree}},
+		{name: "LFS file metadata", method: http.MethodHead, path: "/org/lfs/resolve/" + commit + "/weights/model.bin", want: lfsHead},
+		{name: "LFS file", path: "/org/lfs/resolve/main/weights/model.bin", want: lfsFile},
+		{name: "regular file of an LFS repo", path: "/org/lfs/resolve/main/config.json", want: fileReply(files["config.json"], true)},
 		{name: "failing revision", path: "/api/models/org/gated/revision/main", want: errorReply(Error{403, "GatedRepo", "Access to model org/gated is restricted."})},
 		{name: "failing repo's tree", path: "/api/models/org/gated/tree/" + commit + "?recursive=true", want: notFound, unknown: true},
 		{name: "POST", method: http.MethodPost, path: "/api/models/org/pub/revision/main", want: notFound, unknown: true},
@@ -474,4 +494,84 @@ func busy(h *Hub) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.active
+}
+
+// TestRateLimit: a rate-limited repo answers its first Count requests for the
+// resource 429 with the Hub's RateLimit headers, and then serves them again;
+// the other resource is never limited; Set starts the count afresh.
+func TestRateLimit(t *testing.T) {
+	limited := func(resource string) reply {
+		body := `{"error":"You have been rate-limited; you can retry this action in 7 seconds."}`
+		return reply{Status: 429, Header: map[string]string{
+			"Content-Type": "application/json; charset=utf-8", "Content-Length": strconv.Itoa(len(body)),
+			"RateLimit": `"` + resource + `";r=0;t=7`, "RateLimit-Policy": `"fixed window";"` + resource + `";q=500;w=300`,
+		}, Body: body}
+	}
+	for _, tc := range []struct {
+		name     string
+		resource string
+		count    int
+		paths    []string
+		want     []int
+	}{
+		{"files twice", "resolvers", 2, []string{"/api/models/org/rl/revision/main", "/org/rl/resolve/main/config.json", "/org/rl/resolve/main/config.json", "/org/rl/resolve/main/config.json"}, []int{200, 429, 429, 200}},
+		{"api once", "api", 1, []string{"/org/rl/resolve/main/config.json", "/api/models/org/rl/revision/main", "/api/models/org/rl/tree/" + commit + "?recursive=true"}, []int{200, 429, 200}},
+		{"always", "resolvers", -1, []string{"/org/rl/resolve/main/config.json", "/org/rl/resolve/main/config.json", "/org/rl/resolve/main/config.json"}, []int{429, 429, 429}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHub(t)
+			repo := Repo{Commit: commit, Files: files, Limit: &RateLimit{Resource: tc.resource, Count: tc.count, Reset: 7, Quota: 500, Window: 300}}
+			h.Set("model", "org/rl", repo)
+			var got []int
+			for _, p := range tc.paths {
+				r := get(t, h, http.MethodGet, p, "")
+				got = append(got, r.Status)
+				if r.Status == 429 {
+					if diff := cmp.Diff(limited(tc.resource), r); diff != "" {
+						t.Errorf("GET %s (-want +got):\n%s", p, diff)
+					}
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("statuses (-want +got):\n%s", diff)
+			}
+			h.Set("model", "org/rl", repo)
+			if r := get(t, h, http.MethodGet, tc.paths[len(tc.paths)-1], ""); tc.count > 0 && r.Status != 429 {
+				t.Errorf("after Set again: %d, want the count afresh (429)", r.Status)
+			}
+		})
+	}
+}
+
+// TestStall: a stalling repo's file bodies send their headers and then
+// nothing, until the client goes away; its metadata (HEAD) comes at once.
+func TestStall(t *testing.T) {
+	h := newHub(t)
+	h.Set("model", "org/stall", Repo{Commit: commit, Files: files, Stall: true})
+	if r := get(t, h, http.MethodHead, "/org/stall/resolve/main/config.json", ""); r.Status != 200 || r.Header["Content-Length"] != "21" {
+		t.Errorf("HEAD: %+v", r)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL()+"/org/stall/resolve/main/config.json", http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("the headers did not come: %v", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err == nil || len(data) != 0 {
+		t.Errorf("read %q, %v; want nothing until the client gives up", data, err)
+	}
+	for start := time.Now(); busy(h) != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the stalled body is still being answered 5s after the client went away")
+		}
+	}
 }

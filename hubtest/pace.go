@@ -42,3 +42,15 @@ func (h *Hub) pace(w http.ResponseWriter, r *http.Request, body string, rate int
 		off += n
 	}
 }
+
+// stall sends the headers and then nothing, until the client goes away or
+// the Hub is closed.
+func (h *Hub) stall(w http.ResponseWriter, r *http.Request) {
+	if http.NewResponseController(w).Flush() != nil {
+		return
+	}
+	select {
+	case <-r.Context().Done():
+	case <-h.stop:
+	}
+}

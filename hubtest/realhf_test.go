@@ -305,3 +305,62 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestRealHFLFS: hf downloads an LFS file by the headers the Hub sends for it
+// and keeps its sha256 (X-Linked-Etag) as the file's etag in its local-dir
+// metadata; a regular file keeps its git blob id.
+func TestRealHFLFS(t *testing.T) {
+	realHF(t)
+	h := newHub(t)
+	h.Set("model", "org/lfs", Repo{Commit: commit, Files: files, LFS: []string{"weights/model.bin"}})
+	dir := filepath.Join(t.TempDir(), "out")
+	var out bytes.Buffer
+	if err := hfCommand(t, h, "", dir, &out, "org/lfs").Run(); err != nil {
+		t.Fatalf("hf: %v\n%s", err, out.String())
+	}
+	if diff := cmp.Diff(files, downloaded(t, dir)); diff != "" {
+		t.Errorf("files downloaded (-want +got):\n%s", diff)
+	}
+	for name, etag := range map[string]string{"weights/model.bin": SHA256(files["weights/model.bin"]), "config.json": GitBlobID(files["config.json"])} {
+		meta, err := os.ReadFile(filepath.Join(dir, ".cache", "huggingface", "download", name+".metadata"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lines := strings.Split(string(meta), "\n"); len(lines) < 2 || lines[0] != commit || lines[1] != etag {
+			t.Errorf("%s's metadata %q, want commit %s and etag %s", name, meta, commit, etag)
+		}
+	}
+}
+
+// TestRealHFRateLimit: hf retries a file the Hub rate-limits (429) after the
+// reset time the Hub gives (its first HEAD without waiting, then with
+// http_backoff's waits), and succeeds once the Hub serves it again; when the
+// Hub never does, hf gives up after 5 retries with the Hub's reason.
+func TestRealHFRateLimit(t *testing.T) {
+	realHF(t)
+	for _, tc := range []struct {
+		name  string
+		count int
+		want  []string // in hf's output
+	}{
+		{"twice", 2, []string{"No local file found. Retrying..", "Rate limited. Waiting 1.0s before retry [Retry 1/5].", "Downloaded"}},
+		{"always", -1, []string{"Rate limited. Waiting 1.0s before retry [Retry 5/5].", "429 Too Many Requests: you have reached your 'resolvers' rate limit.", "Retry after 0 seconds (0/100 requests remaining in current 60s window)."}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t)
+			h.Set("model", "org/rl", Repo{Commit: commit, Files: map[string]string{"config.json": files["config.json"]}, Limit: &RateLimit{Resource: "resolvers", Count: tc.count, Quota: 100, Window: 60}})
+			dir := filepath.Join(t.TempDir(), "out")
+			var out bytes.Buffer
+			err := hfCommand(t, h, "", dir, &out, "org/rl").Run()
+			if (err == nil) != (tc.count >= 0) {
+				t.Errorf("hf: %v\n%s", err, out.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("hf's output lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}

@@ -2,9 +2,11 @@ package hubtest
 
 import (
 	"crypto/sha1" //nolint:gosec // git's object ids are SHA-1; nothing here is secured by it
+	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
+	"slices"
 )
 
 // Repo is a repo as the Hub serves it.
@@ -28,6 +30,39 @@ type Repo struct {
 	// per second; 0 is no limit. A paced body goes out in small chunks and
 	// stops as soon as the client goes away or the Hub is closed.
 	Rate int
+	// LFS names the files (paths in Files) stored with Git LFS, as the Hub
+	// stores weights: the tree and the revision's siblings (with ?blobs=true)
+	// give them an lfs entry (sha256, size, pointer size) and the blob id of
+	// their pointer file, and resolve answers with X-Linked-Etag (the sha256)
+	// and X-Linked-Size, which hf prefers to ETag and Content-Length.
+	LFS []string
+	// Stall, when set, makes file bodies (GET resolve) stop after their
+	// headers: nothing more is sent until the client goes away or the Hub
+	// is closed, what a stalled transfer looks like to hf.
+	Stall bool
+	// Limit, when set, rate-limits the repo: its first Limit.Count requests
+	// on Limit.Resource's endpoints are answered 429 (see [RateLimit]).
+	Limit *RateLimit
+}
+
+// RateLimit is how the Hub rate-limits a repo's requests: with 429 Too Many
+// Requests and the IETF draft headers the Hub sends, "RateLimit:
+// "<Resource>";r=0;t=<Reset>" and "RateLimit-Policy: "fixed
+// window";"<Resource>";q=<Quota>;w=<Window>". huggingface_hub
+// (utils/_http.py) retries such an answer after t+1 seconds, up to 5 times,
+// for the requests it retries (file metadata and bodies), and then fails with
+// "429 Too Many Requests: you have reached your '<Resource>' rate limit".
+type RateLimit struct {
+	// Resource is "api" (the /api endpoints: revision and tree) or
+	// "resolvers" (the files: resolve, HEAD and GET).
+	Resource string
+	// Count is how many of those requests are answered 429 before the Hub
+	// serves them again; a negative Count limits them all.
+	Count int
+	// Reset is the seconds until the limit resets, the t= of RateLimit.
+	Reset int
+	// Quota and Window are RateLimit-Policy's q= and w=.
+	Quota, Window int
 }
 
 // Error is one failing answer: the HTTP status, the X-Error-Code header (none
@@ -59,6 +94,29 @@ func GitBlobID(content string) string {
 	s := sha1.New() //nolint:gosec // see the import
 	_, _ = fmt.Fprintf(s, "blob %d\x00%s", len(content), content)
 	return fmt.Sprintf("%x", s.Sum(nil))
+}
+
+// lfsPointer is the Git LFS pointer file that git stores for content.
+func lfsPointer(content string) string {
+	return fmt.Sprintf("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n", SHA256(content), len(content))
+}
+
+// SHA256 is the hex sha256 of content: what the Hub sends as an LFS file's
+// oid and X-Linked-Etag.
+func SHA256(content string) string {
+	return fmt.Sprintf("%x", sha256.Sum256([]byte(content)))
+}
+
+// isLFS reports whether the file at path is stored with LFS.
+func (repo *Repo) isLFS(path string) bool { return slices.Contains(repo.LFS, path) }
+
+// blobID is the git blob id of the file at path as the Hub gives it: of its
+// LFS pointer for an LFS file, of its content otherwise.
+func (repo *Repo) blobID(path string) string {
+	if repo.isLFS(path) {
+		return GitBlobID(lfsPointer(repo.Files[path]))
+	}
+	return GitBlobID(repo.Files[path])
 }
 
 // allows reports whether r may read the repo: always for a public one, and

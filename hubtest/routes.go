@@ -2,6 +2,7 @@ package hubtest
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -29,18 +30,22 @@ func (h *Hub) route(r *http.Request) http.HandlerFunc {
 		return http.NotFound
 	case r.Method == http.MethodGet && len(parts) == 6 && parts[0] == "api" && (parts[1] == "models" || parts[1] == "datasets"):
 		repoID := parts[2] + "/" + parts[3]
-		repo := h.repos[strings.TrimSuffix(parts[1], "s")+"/"+repoID]
+		key := strings.TrimSuffix(parts[1], "s") + "/" + repoID
+		repo := h.repos[key]
 		if repo == nil || (parts[4] != "revision" && parts[4] != "tree") {
 			return nil
 		}
 		if !repo.allows(r) {
 			return answerError(private)
 		}
+		if h.limited(key, repo, "api") {
+			return answerLimited(repo.Limit)
+		}
 		if parts[4] == "revision" {
 			if repo.Fail != nil {
 				return answerError(*repo.Fail)
 			}
-			return answerRevision(repoID, repo)
+			return answerRevision(repoID, repo, r.URL.Query().Get("blobs") == "true")
 		}
 		if repo.Fail != nil || parts[5] != repo.Commit || r.URL.Query().Get("recursive") != "true" {
 			return nil
@@ -54,7 +59,8 @@ func (h *Hub) route(r *http.Request) http.HandlerFunc {
 		if len(parts) < 5 || parts[2] != "resolve" {
 			return nil
 		}
-		repo := h.repos[repoType+"/"+parts[0]+"/"+parts[1]]
+		key := repoType + "/" + parts[0] + "/" + parts[1]
+		repo := h.repos[key]
 		if repo == nil {
 			return nil
 		}
@@ -63,11 +69,14 @@ func (h *Hub) route(r *http.Request) http.HandlerFunc {
 		}
 		// Any revision: snapshot_download asks by the commit it resolved,
 		// hf_hub_download (one file) by the revision it was given.
-		content, ok := repo.Files[strings.Join(parts[4:], "/")]
-		if repo.Fail != nil || !ok {
+		path := strings.Join(parts[4:], "/")
+		if _, ok := repo.Files[path]; repo.Fail != nil || !ok {
 			return nil
 		}
-		return h.answerFile(repo, content)
+		if h.limited(key, repo, "resolvers") {
+			return answerLimited(repo.Limit)
+		}
+		return h.answerFile(repo, path)
 	}
 	return nil
 }
@@ -84,42 +93,83 @@ func answerError(e Error) http.HandlerFunc {
 	}
 }
 
-// answerRevision answers repo_info: the commit, and the files as siblings.
-func answerRevision(repoID string, repo *Repo) http.HandlerFunc {
+// limited reports whether the request for resource on the repo at key is
+// one to answer 429, counting it if so. Called with mu held.
+func (h *Hub) limited(key string, repo *Repo, resource string) bool {
+	l := repo.Limit
+	if l == nil || l.Resource != resource || (l.Count >= 0 && h.limitedCount[key] >= l.Count) {
+		return false
+	}
+	h.limitedCount[key]++
+	return true
+}
+
+// answerLimited answers 429 Too Many Requests with the Hub's rate-limit
+// headers: no request left (r=0), l.Reset seconds until the window resets.
+func answerLimited(l *RateLimit) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
-		siblings := []map[string]string{}
+		w.Header().Set("RateLimit", fmt.Sprintf("%q;r=0;t=%d", l.Resource, l.Reset))
+		w.Header().Set("RateLimit-Policy", fmt.Sprintf("\"fixed window\";%q;q=%d;w=%d", l.Resource, l.Quota, l.Window))
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "You have been rate-limited; you can retry this action in " + strconv.Itoa(l.Reset) + " seconds."})
+	}
+}
+
+// answerRevision answers repo_info: the commit, and the files as siblings;
+// with blobs (files_metadata=True), each with its size, blob id and, for an
+// LFS file, its lfs entry.
+func answerRevision(repoID string, repo *Repo, blobs bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		siblings := []map[string]any{}
 		for _, name := range slices.Sorted(maps.Keys(repo.Files)) {
-			siblings = append(siblings, map[string]string{"rfilename": name})
+			s := map[string]any{"rfilename": name}
+			if blobs {
+				s["size"] = len(repo.Files[name])
+				s["blobId"] = repo.blobID(name)
+				if repo.isLFS(name) {
+					s["lfs"] = map[string]any{"sha256": SHA256(repo.Files[name]), "size": len(repo.Files[name]), "pointerSize": len(lfsPointer(repo.Files[name]))}
+				}
+			}
+			siblings = append(siblings, s)
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"id": repoID, "sha": repo.Commit, "siblings": siblings})
 	}
 }
 
-// answerTree answers list_repo_tree (recursive): every file, as regular
-// (non-LFS) files.
+// answerTree answers list_repo_tree (recursive): every file, with an lfs
+// entry for the LFS ones.
 func answerTree(repo *Repo) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		entries := []map[string]any{}
 		for _, name := range slices.Sorted(maps.Keys(repo.Files)) {
-			entries = append(entries, map[string]any{
-				"type": "file", "path": name, "size": len(repo.Files[name]), "oid": GitBlobID(repo.Files[name]),
-			})
+			e := map[string]any{"type": "file", "path": name, "size": len(repo.Files[name]), "oid": repo.blobID(name)}
+			if repo.isLFS(name) {
+				e["lfs"] = map[string]any{"oid": SHA256(repo.Files[name]), "size": len(repo.Files[name]), "pointerSize": len(lfsPointer(repo.Files[name]))}
+			}
+			entries = append(entries, e)
 		}
 		writeJSON(w, http.StatusOK, entries)
 	}
 }
 
 // answerFile answers HEAD with the metadata hf_hub_download checks (commit,
-// ETag, size), and GET with the file too, paced to repo.Rate.
-func (h *Hub) answerFile(repo *Repo, content string) http.HandlerFunc {
+// ETag, size, and for an LFS file X-Linked-Etag and X-Linked-Size), and GET
+// with the file too, paced to repo.Rate, or stalled after the headers.
+func (h *Hub) answerFile(repo *Repo, path string) http.HandlerFunc {
+	content := repo.Files[path]
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Repo-Commit", repo.Commit)
-		w.Header().Set("ETag", strconv.Quote(GitBlobID(content)))
+		w.Header().Set("ETag", strconv.Quote(repo.blobID(path)))
+		if repo.isLFS(path) {
+			w.Header().Set("X-Linked-Etag", strconv.Quote(SHA256(content)))
+			w.Header().Set("X-Linked-Size", strconv.Itoa(len(content)))
+		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(len(content)))
 		w.WriteHeader(http.StatusOK)
 		switch {
 		case r.Method == http.MethodHead:
+		case repo.Stall:
+			h.stall(w, r)
 		case repo.Rate > 0:
 			h.pace(w, r, content, repo.Rate)
 		default:

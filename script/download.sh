@@ -4,11 +4,19 @@
 # ConfigMap the function composes once per ModelDownload.
 # It reads only environment variables (set by the function; see script.go), so
 # user strings never become shell code. HF_TOKEN, when set, is read by `hf`
-# itself: this script never prints it, passes it as an argument or writes it.
+# itself (and by huggingface_hub in the helper): this script never prints it,
+# passes it as an argument or writes it.
+#
+# A download holds an exclusive lock on the model directory, plans with the
+# helper hfdl.py (the commit, the exact files and their hashes, the space they
+# need), runs `hf download` at that commit under a watchdog, then makes the
+# directory an exact, verified mirror of the plan and reads the model card.
+# Without a python3 that imports huggingface_hub it downloads as hf alone
+# does, unverified.
 #
 # POSIX sh: it must run under dash and busybox sh. Tools used besides the shell:
-# cat date find mkdir mkfifo mktemp mv rm sed sort stat tail tee tr (and python3
-# only when `hf` is missing).
+# cat date find flock mkdir mkfifo mktemp mv rm sed sleep sort stat tail tee tr,
+# and python3 (the helper, and pip when `hf` is missing).
 
 # No globbing and newline-only field splitting anywhere: glob lists arrive
 # newline-separated, and no value may ever be expanded as a pattern.
@@ -18,6 +26,7 @@ nl='
 IFS=$nl
 
 marker_name=.hf-download-complete.json
+lock_name=.hf-download.lock
 hub_pin=huggingface_hub==1.28.0
 xet_pin=hf_xet==1.6.0
 
@@ -36,6 +45,7 @@ oneline() {
 # failed: ". A termination log that cannot be written (outside Kubernetes)
 # changes nothing: the exit code stays 1, and the log line is still there.
 die() {
+	[ -z "${work:-}" ] || rm -rf "$work"
 	_reason=$(oneline "$1")
 	printf 'hf-download: %s\n' "$_reason" >&2
 	if [ -n "${termlog:-}" ]; then
@@ -86,56 +96,109 @@ is_count() {
 	esac
 }
 
-# summary writes the one-line result the function reads from the pod status.
-# A missing termination log (e.g. outside Kubernetes) must not fail the Job.
+# summary writes the one-line result the function reads from the pod status:
+# commit files bytes seconds verified [card JSON]. A missing termination log
+# (e.g. outside Kubernetes) must not fail the Job.
 summary() {
-	printf '{"commit":%s,"files":%s,"bytes":%s,"seconds":%s}\n' \
-		"$(json_str "$1")" "$2" "$3" "$4" 2>/dev/null >"$termlog" ||
+	_card=
+	[ -z "${6:-}" ] || _card=",\"card\":$6"
+	printf '{"commit":%s,"files":%s,"bytes":%s,"seconds":%s,"verified":%s%s}\n' \
+		"$(json_str "$1")" "$2" "$3" "$4" "$5" "$_card" 2>/dev/null >"$termlog" ||
 		log "warning: cannot write the summary to $termlog"
 }
 
-# hf's stderr goes to the pod log as it comes and, through a FIFO read by tee,
-# into a file, so that a failure can be told in one plain line. capture_start
-# sets hf_tmp (a private temp dir) and hf_err (that file) when it can; without
-# a writable temp dir or these tools hf runs as it is, and a failure says only
-# its exit code.
-capture_start() {
-	hf_tmp= hf_err=
-	command -v mkfifo >/dev/null 2>&1 && command -v tee >/dev/null 2>&1 &&
-		command -v sed >/dev/null 2>&1 || return 0
-	hf_tmp=$(mktemp -d "${TMPDIR:-/tmp}/hf-stderr.XXXXXX" 2>/dev/null) || hf_tmp=
-	[ -n "$hf_tmp" ] || return 0
-	if mkfifo "$hf_tmp/fifo" 2>/dev/null; then
-		hf_err=$hf_tmp/stderr
-	else
-		rm -rf "$hf_tmp"
-		hf_tmp=
-	fi
+# pause sleeps $1 seconds so that a TERM ends it at once: the trap runs while
+# the shell waits. sleep holds neither the lock (fd 9) nor the log.
+pause() {
+	sleep "$1" </dev/null >/dev/null 2>&1 9>&- &
+	wait "$!" || :
 }
 
-# run_hf runs hf "$@" and sets rc to its exit code. tee opens the FIFO for
-# reading, hf's shell for writing: each open waits for the other, so nothing
-# hf writes is lost, and tee ends when hf (and whatever inherited its stderr)
-# is gone. hf runs in the background so that a TERM (the pod deleted, its Job
-# replaced) reaches this shell's trap while it waits, and stops hf at once.
-run_hf() {
-	rc=0
+# work_start makes work, the run's private temp dir (the helper's plan and
+# results), and there hf_err, a file that the stderr of hf and the helper goes
+# to, through a FIFO read by tee, as it goes to the pod log, so that a failure
+# can be told in one plain line. Without a writable temp dir there is no
+# helper; without these tools, or a FIFO, commands run as they are, and a
+# failure says only the exit code.
+work_start() {
+	hf_err=
+	work=$(mktemp -d "${TMPDIR:-/tmp}/hf-run.XXXXXX" 2>/dev/null) || work=
+	[ -n "$work" ] || return 0
+	command -v mkfifo >/dev/null 2>&1 && command -v tee >/dev/null 2>&1 &&
+		command -v sed >/dev/null 2>&1 || return 0
+	! mkfifo "$work/fifo" 2>/dev/null || hf_err=$work/stderr
+}
+
+# progress prints the bytes of the files under the model directory, hf's
+# .incomplete files included: what grows while hf downloads. Files that vanish
+# while find walks (hf renames as it goes) are skipped.
+progress() {
+	_sum=0
+	for _s in $(find "$dir" -type f -exec stat -c %s {} + 2>/dev/null); do
+		_sum=$((_sum + _s))
+	done
+	printf '%s' "$_sum"
+}
+
+# watchdog stops hf (pid $1) when nothing under the model directory has
+# changed for stall_timeout seconds, and then exits 3; it exits 0 on TERM (hf
+# ended) or when hf is gone. It looks every stall_poll seconds.
+watchdog() {
+	_ws=
+	trap 'kill "$_ws" 2>/dev/null; exit 0' TERM
+	_last=$(progress) _since=$(date +%s)
+	while kill -0 "$1" 2>/dev/null; do
+		sleep "$stall_poll" </dev/null >/dev/null 2>&1 &
+		_ws=$!
+		wait "$_ws" || :
+		_now=$(progress)
+		if [ "$_now" != "$_last" ]; then
+			_last=$_now _since=$(date +%s)
+		elif [ $(($(date +%s) - _since)) -ge "$stall_timeout" ]; then
+			# Stopping hf: the TERM that ends the watch must not lose this.
+			trap '' TERM
+			kill -TERM "$1" 2>/dev/null
+			exit 3
+		fi
+	done
+}
+
+# run runs "$@" (hf, or the helper) and sets rc to its exit code, and stalled
+# when watch is set and the watchdog stopped it. tee opens the FIFO for
+# reading, the command's shell for writing: each open waits for the other, so
+# nothing it writes is lost, and tee ends when the command (and whatever
+# inherited its stderr) is gone. It runs in the background so that a TERM
+# (the pod deleted, its Job replaced) reaches this shell's trap while it
+# waits, and stops it at once.
+run() {
+	rc=0 stalled=
 	if [ -z "$hf_err" ]; then
-		hf "$@" &
+		"$@" &
 	else
-		tee "$hf_err" <"$hf_tmp/fifo" >&2 &
+		tee "$hf_err" <"$work/fifo" >&2 9>&- &
 		_tee=$!
-		hf "$@" 2>"$hf_tmp/fifo" &
+		"$@" 2>"$work/fifo" &
 	fi
 	hf_pid=$!
 	[ -z "$stopping" ] || kill -TERM "$hf_pid" 2>/dev/null || :
-	# A trapped signal ends wait early: wait again until hf is gone.
+	_wd=
+	if [ -n "$watch" ]; then
+		watchdog "$hf_pid" 9>&- &
+		_wd=$!
+	fi
+	# A trapped signal ends wait early: wait again until it is gone.
 	while :; do
 		rc=0
 		wait "$hf_pid" || rc=$?
 		kill -0 "$hf_pid" 2>/dev/null || break
 	done
 	hf_pid=
+	if [ -n "$_wd" ]; then
+		kill -TERM "$_wd" 2>/dev/null || :
+		_wrc=0
+		wait "$_wd" || _wrc=$?
+		[ "$_wrc" -ne 3 ] || stalled=1
+	fi
 	[ -z "$hf_err" ] || wait "$_tee" || :
 	[ -z "$stopping" ] || die "stopped by SIGTERM before the download of $repo@$revision finished"
 }
@@ -144,7 +207,7 @@ run_hf() {
 # which the kernel ignores TERM unless it is handled: without the trap the pod
 # would run on until the grace period ends and it is killed, hf still writing.
 # While hf runs, run_hf stops it and then the run; otherwise the run ends here.
-stopping= hf_pid=
+stopping= hf_pid= watch= work=
 on_term() {
 	stopping=1
 	if [ -n "$hf_pid" ]; then
@@ -168,6 +231,12 @@ s|$_cr|\\$nl|g"
 # The first line of hf's "Error: " message, without "Error: ".
 sed_error_first='/^Error: /{
 s/^Error: //
+p
+q
+}'
+# The reset time that hf_raise_for_status quotes from a 429's RateLimit header.
+sed_retry_after='/^Retry after [0-9][0-9]* seconds/{
+s/^Retry after \([0-9]*\) seconds.*/\1/
 p
 q
 }'
@@ -218,11 +287,13 @@ s/[$_l3][$_cont]\\{0,1\\}\$//
 s/[$_l4][$_cont]\\{0,2\\}\$//"
 cut300() { LC_ALL=C sed -e "$sed_cut300"; }
 
-# hf_failure prints why hf failed, in one line, from its exit code $1 and the
-# stderr it wrote, or nothing when it did not fail. hf's cli/hf.py (main),
+# hf_failure prints why hf (or the helper, which words huggingface_hub's
+# errors as hf does) failed, in one line, from its exit code $1 and the stderr
+# it wrote, or nothing when it did not fail. hf's cli/hf.py (main),
 # cli/_errors.py and utils/_http.py (hf_raise_for_status) say what it prints.
+# prog names the program in a reason that can only give its exit code.
 hf_failure() {
-	_plain=$hf_tmp/plain
+	_plain=$work/plain
 	LC_ALL=C sed -e "$sed_plain" "$hf_err" >"$_plain" 2>/dev/null || return 0
 	_stale=
 	if [ "$1" -eq 0 ]; then
@@ -232,7 +303,9 @@ hf_failure() {
 		_first=$(LC_ALL=C sed -n -e "$sed_stale_first" "$_plain")
 		[ -n "$_first" ] || return 0
 		_block=$(LC_ALL=C sed -n -e "$sed_stale_block" "$_plain")
-		_stale="; hf left the files already in $dir unchecked"
+		# The lock file alone is enough for hf to keep the directory.
+		_kept=$(cd "$dir" && find . -path ./.cache -prune -o -type f ! -path "./$lock_name" -print 2>/dev/null)
+		[ -z "$_kept" ] || _stale="; hf left the files already in $dir unchecked"
 	else
 		_first=$(LC_ALL=C sed -n -e "$sed_error_first" "$_plain")
 		_block=$(LC_ALL=C sed -n -e "$sed_error_block" "$_plain")
@@ -257,6 +330,19 @@ hf_failure() {
 		;;
 	"Revision not found in "*)
 		printf '%s' "$_norev"
+		return
+		;;
+	esac
+	# A rate limit that outlasted hf's retries (http_backoff retries a 429
+	# five times, after the reset time the Hub gives).
+	case $_block in
+	*"429 Too Many Requests"*)
+		_reset=$(LC_ALL=C sed -n -e "$sed_retry_after" "$_plain")
+		if [ -n "$_reset" ]; then
+			printf "rate limited by the Hub (HTTP 429) after hf's retries; the Hub's limit resets in %s s%s" "$_reset" "$_stale"
+		else
+			printf "rate limited by the Hub (HTTP 429) after hf's retries; the Hub gave no reset time%s" "$_stale"
+		fi
 		return
 		;;
 	esac
@@ -299,11 +385,21 @@ hf_failure() {
 	case ${_last%%:*} in
 	*[!A-Za-z0-9_.]* | '') ;;
 	*Error | *Exception | *Interrupt | *Exit)
-		printf 'hf exited with code %s: %s' "$1" "$(printf '%s\n' "$_last" | cut300)"
+		printf '%s exited with code %s: %s' "$prog" "$1" "$(printf '%s\n' "$_last" | cut300)"
 		return
 		;;
 	esac
-	printf 'hf exited with code %s' "$1"
+	printf '%s exited with code %s' "$prog" "$1"
+}
+
+# helper_failed ends the run with the reason the helper wrote, or the one its
+# stderr gives, after it exited with $rc.
+helper_failed() {
+	why=
+	[ ! -f "$work/reason" ] || why=$(cat "$work/reason")
+	[ -n "$why" ] || [ -z "$hf_err" ] || why=$(hf_failure "$rc")
+	[ -n "$why" ] || why="hfdl.py exited with code $rc"
+	die "download of $repo@$revision failed: $why"
 }
 
 # What every download sets, here once rather than in each Job: hf talks to the
@@ -331,6 +427,9 @@ workers=${HFDL_MAX_WORKERS:-8}
 force=${HFDL_FORCE:-false}
 content_hash=${HFDL_CONTENT_HASH:-}
 termlog=${HFDL_TERMINATION_LOG:-/dev/termination-log}
+helper=${HFDL_HELPER:-/opt/hf-download/hfdl.py}
+pvc=${HFDL_PVC:-}
+stall_timeout=${HFDL_STALL_TIMEOUT:-600}
 
 [ -n "$repo" ] || die "HFDL_REPO_ID is required (the Hugging Face repo id, e.g. org/name)"
 [ -n "$dir" ] || die "HFDL_LOCAL_DIR is required (the directory to download into)"
@@ -348,6 +447,17 @@ case $force in
 true | false) ;;
 *) die "HFDL_FORCE must be true or false, not \"$force\"" ;;
 esac
+# Decimal, no leading zero (the shell's arithmetic reads 0600 as octal), at
+# most 9 digits (far from overflow).
+case $stall_timeout in
+0* | *[!0-9]* | '' | ??????????*)
+	die "HFDL_STALL_TIMEOUT must be a positive integer (seconds), not \"$stall_timeout\""
+	;;
+esac
+# The watchdog looks a tenth of the timeout apart, every 1 to 10 seconds.
+stall_poll=$((stall_timeout / 10))
+[ "$stall_poll" -ge 1 ] || stall_poll=1
+[ "$stall_poll" -le 10 ] || stall_poll=10
 
 marker=$dir/$marker_name
 
@@ -365,22 +475,54 @@ identity=$(printf '{\n  "repoId": %s,\n  "repoType": %s,\n  "revision": %s,\n  "
 	"$(json_str "$repo")" "$(json_str "$repo_type")" "$(json_str "$revision")" \
 	"$(json_list "$include")" "$(json_list "$exclude")" "$(json_str "$content_hash")")
 
+mkdir -p "$dir" || die "cannot create $dir"
+
+# One writer per model directory: an exclusive flock on a lock file in it,
+# held on fd 9 until the run ends, by hf and the helper too (they inherit it),
+# so that a Job replaced mid-download, or two ModelDownloads sharing a PVC,
+# never write the directory together. The file is opened for writing, as
+# NFSv4, CephFS and EFS want for an exclusive lock. flock -n and a pause
+# (busybox's flock has no -w) keep a TERM able to end the wait.
+lock=$dir/$lock_name
+# exec is a special builtin: a failed redirection would end the shell unsaid.
+true 2>/dev/null >>"$lock" || die "cannot open the lock file $lock"
+exec 9>>"$lock"
+if command -v flock >/dev/null 2>&1; then
+	waited=0
+	while :; do
+		lrc=0
+		flock -n 9 2>/dev/null || lrc=$?
+		[ "$lrc" -ne 0 ] || break
+		if [ "$lrc" -ne 1 ]; then
+			log "warning: cannot lock $lock (flock exited with code $lrc); going on without the lock"
+			break
+		fi
+		[ $((waited % 60)) -ne 0 ] || log "another download holds the lock on $dir; waiting for it to end"
+		pause 2
+		waited=$((waited + 2))
+	done
+else
+	log "warning: flock is missing; nothing keeps another download out of $dir"
+fi
+
 if [ "$force" = false ] && [ -f "$marker" ]; then
 	marker_text=$(cat "$marker") || die "cannot read $marker"
 	case $marker_text in
 	"$identity$nl"*)
-		commit= files= bytes=
+		commit= files= bytes= verified=false card=
 		for line in $marker_text; do
 			case $line in
 			'  "commit": "'*'",') commit=${line#'  "commit": "'} commit=${commit%'",'} ;;
 			'  "files": '*,) files=${line#'  "files": '} files=${files%,} ;;
 			'  "bytes": '*,) bytes=${line#'  "bytes": '} bytes=${bytes%,} ;;
+			'  "verified": true,') verified=true ;;
+			'  "card": {'*'},') card=${line#'  "card": '} card=${card%,} ;;
 			esac
 		done
 		# A marker cut short (a full disk, say) is not a complete download.
 		if is_count "$files" && is_count "$bytes"; then
 			log "$repo@$revision is already complete in $dir (commit ${commit:-unknown}); nothing to do"
-			summary "$commit" "$files" "$bytes" 0
+			summary "$commit" "$files" "$bytes" 0 "$verified" "$card"
 			exit 0
 		fi
 		;;
@@ -409,11 +551,46 @@ if ! command -v hf >/dev/null 2>&1; then
 	export PATH PYTHONPATH
 fi
 
-mkdir -p "$dir" || die "cannot create $dir"
 # Whatever happens next, an old marker must not claim this download is done.
 rm -f "$marker" || die "cannot remove the old completion marker $marker"
 
-set -- download "$repo" --repo-type "$repo_type" --revision "$revision" \
+# The helper reads the values as checked here, defaults applied.
+HFDL_REPO_ID=$repo HFDL_REPO_TYPE=$repo_type HFDL_REVISION=$revision
+HFDL_INCLUDE=$include HFDL_EXCLUDE=$exclude HFDL_LOCAL_DIR=$dir HFDL_FORCE=$force HFDL_PVC=$pvc
+export HFDL_REPO_ID HFDL_REPO_TYPE HFDL_REVISION HFDL_INCLUDE HFDL_EXCLUDE HFDL_LOCAL_DIR HFDL_FORCE HFDL_PVC
+
+start=$(date +%s)
+work_start
+# The plan: the commit that the revision names now, the files the globs select
+# with their sizes and hashes, and enough free space for them. The whole
+# download is then of that one commit.
+planned= commit=
+unplanned="downloading as hf alone does: no plan, no space check, no pruning, no verification, no model card"
+if [ -z "$work" ]; then
+	log "warning: no temporary directory under ${TMPDIR:-/tmp}; $unplanned"
+elif ! command -v python3 >/dev/null 2>&1; then
+	log "warning: python3 is missing; $unplanned"
+elif [ ! -f "$helper" ]; then
+	log "warning: the helper $helper is missing; $unplanned"
+else
+	log "planning the download of $repo_type $repo@$revision"
+	prog=hfdl.py
+	run python3 "$helper" plan "$work"
+	case $rc in
+	0) ;;
+	3) log "warning: python3 cannot import huggingface_hub (hf has a Python of its own?); $unplanned" ;;
+	*) helper_failed ;;
+	esac
+	if [ "$rc" -eq 0 ]; then
+		commit=$(cat "$work/result") || die "cannot read the plan in $work"
+		case $commit in
+		*[!0-9a-f]* | '') die "the plan gave no commit but \"$commit\"" ;;
+		esac
+		planned=1
+	fi
+fi
+
+set -- download "$repo" --repo-type "$repo_type" --revision "${commit:-$revision}" \
 	--local-dir "$dir" --max-workers "$workers"
 for g in $include; do
 	set -- "$@" --include "$g"
@@ -426,56 +603,87 @@ if [ "$force" = true ]; then
 	set -- "$@" --force-download
 fi
 
-log "downloading $repo_type $repo@$revision into $dir"
-start=$(date +%s)
-capture_start
-run_hf "$@"
+log "downloading $repo_type $repo@$revision${commit:+ (commit $commit)} into $dir"
+prog=hf watch=1
+run hf "$@"
+watch=
 why=
-if [ -n "$hf_err" ]; then
+if [ -n "$stalled" ]; then
+	why="stalled: no progress for $stall_timeout s"
+elif [ -n "$hf_err" ]; then
 	why=$(hf_failure "$rc")
-	rm -rf "$hf_tmp"
 fi
 [ -n "$why" ] || [ "$rc" -eq 0 ] || why="hf exited with code $rc"
 [ -z "$why" ] || die "download of $repo@$revision failed: $why"
+
+verified=false card=
+if [ -n "$planned" ]; then
+	# The directory becomes the plan exactly, every file checked against the
+	# Hub's hashes; the counts are the plan's.
+	prog=hfdl.py
+	run python3 "$helper" finish "$work"
+	[ "$rc" -eq 0 ] || helper_failed
+	result=$(cat "$work/result") || die "cannot read the helper's result in $work"
+	files= bytes=
+	for line in $result; do
+		if [ -z "$files" ]; then
+			files=$line
+		elif [ -z "$bytes" ]; then
+			bytes=$line
+		else
+			card=$line
+		fi
+	done
+	is_count "$files" && is_count "$bytes" || die "the helper's result is not counts: $result"
+	case $card in
+	'{'*'}') ;;
+	*) card= ;;
+	esac
+	verified=true
+else
+	# Count what the repo put on disk: not hf's .cache, nor the lock, nor a
+	# temporary marker left by a run killed while writing it (the marker
+	# itself is gone by now).
+	sizes=$(cd "$dir" && find . -path ./.cache -prune -o -type f ! -path "./$lock_name" \
+		! -path "./$marker_name.tmp.*" -exec stat -c %s {} +) ||
+		die "cannot measure the files in $dir"
+	files=0 bytes=0
+	for size in $sizes; do
+		files=$((files + 1))
+		bytes=$((bytes + size))
+	done
+
+	# hf keeps a metadata file per downloaded file in local-dir mode: commit
+	# sha, etag, timestamp. Files left from an earlier revision keep their old
+	# commit, so take the commit of the most recently written one.
+	meta=$dir/.cache/huggingface/download
+	if [ -d "$meta" ]; then
+		latest=$(find "$meta" -type f -name '*.metadata' -exec sh -c '
+			for f; do
+				{ IFS= read -r c; IFS= read -r e; IFS= read -r t; } <"$f"
+				printf "%s %s\n" "${t:-0}" "$c"
+			done' sh {} + | sort -n | tail -n 1)
+		commit=${latest#* }
+		case $commit in
+		*[!0-9a-f]*) commit= ;;
+		esac
+		[ "${#commit}" -eq 40 ] || commit=
+	fi
+fi
+[ -z "$work" ] || rm -rf "$work"
+work=
 seconds=$(($(date +%s) - start))
 
-# Count what the repo put on disk: not hf's .cache, nor a temporary marker
-# left by a run killed while writing it (the marker itself is gone by now).
-sizes=$(cd "$dir" && find . -path ./.cache -prune -o -type f \
-	! -path "./$marker_name.tmp.*" -exec stat -c %s {} +) ||
-	die "cannot measure the files in $dir"
-files=0 bytes=0
-for size in $sizes; do
-	files=$((files + 1))
-	bytes=$((bytes + size))
-done
-
-# hf keeps a metadata file per downloaded file in local-dir mode: commit sha,
-# etag, timestamp. Files left from an earlier revision keep their old commit,
-# so take the commit of the most recently written one.
-commit=
-meta=$dir/.cache/huggingface/download
-if [ -d "$meta" ]; then
-	latest=$(find "$meta" -type f -name '*.metadata' -exec sh -c '
-		for f; do
-			{ IFS= read -r c; IFS= read -r e; IFS= read -r t; } <"$f"
-			printf "%s %s\n" "${t:-0}" "$c"
-		done' sh {} + | sort -n | tail -n 1)
-	commit=${latest#* }
-	case $commit in
-	*[!0-9a-f]*) commit= ;;
-	esac
-	[ "${#commit}" -eq 40 ] || commit=
-fi
-
+card_line=
+[ -z "$card" ] || card_line="  \"card\": $card,$nl"
 completed=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 tmp=$marker.tmp.$$
-if ! printf '%s\n  "commit": %s,\n  "files": %s,\n  "bytes": %s,\n  "seconds": %s,\n  "completedAt": %s\n}\n' \
-	"$identity" "$(json_str "$commit")" "$files" "$bytes" "$seconds" "$(json_str "$completed")" >"$tmp" ||
+if ! printf '%s\n  "commit": %s,\n  "files": %s,\n  "bytes": %s,\n  "verified": %s,\n%s  "seconds": %s,\n  "completedAt": %s\n}\n' \
+	"$identity" "$(json_str "$commit")" "$files" "$bytes" "$verified" "$card_line" "$seconds" "$(json_str "$completed")" >"$tmp" ||
 	! mv -f "$tmp" "$marker"; then
 	rm -f "$tmp"
 	die "cannot write the completion marker $marker"
 fi
 
-summary "$commit" "$files" "$bytes" "$seconds"
-log "downloaded $repo@$revision: $files files, $bytes bytes in ${seconds}s (commit ${commit:-unknown})"
+summary "$commit" "$files" "$bytes" "$seconds" "$verified" "$card"
+log "downloaded $repo@$revision: $files files, $bytes bytes in ${seconds}s (commit ${commit:-unknown}, verified $verified)"

@@ -126,7 +126,16 @@ func newRealHarness(t *testing.T, sh []string, hub *hubtest.Hub) (*harness, map[
 	if err := os.Symlink(hf, filepath.Join(h.stubs, "hf")); err != nil {
 		t.Fatal(err)
 	}
+	// The helper's python3 imports the same huggingface_hub, as in the image.
+	if err := os.Symlink(debianPython, filepath.Join(h.stubs, "python3")); err != nil {
+		t.Fatal(err)
+	}
+	src, err := filepath.Abs(filepath.Join("..", "bin", "hf-"+HubVersion, "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	env := map[string]string{
+		"PYTHONPATH":                  src,
 		"HF_ENDPOINT":                 hub.URL(),
 		"HF_HOME":                     filepath.Join(h.root, "hf-home"),
 		"HF_HUB_DISABLE_TELEMETRY":    "1",
@@ -174,8 +183,12 @@ func checkClean(t *testing.T, h *harness, r result) {
 
 // TestRealHFFailureReasons: for each way the Hub refuses a download, the
 // termination log holds exactly one plain line that says why, while the pod
-// log keeps hf's own message. In the table, {hub} stands for the fake Hub's
-// address (each subtest has its own Hub).
+// log keeps the message as hf words it. With the helper (planned) the plan
+// meets the refusal first, and words huggingface_hub's error as hf does; hf
+// never runs. Without it (hf alone), hf meets it: it keeps the directory as
+// it is (it holds the lock file) with a warning that quotes the Hub's answer,
+// except for a missing revision. In the table, {hub} stands for the fake
+// Hub's address (each subtest has its own Hub).
 func TestRealHFFailureReasons(t *testing.T) {
 	realHF(t)
 	long := "Forbidden: " + strings.Repeat("x", 400)
@@ -186,41 +199,42 @@ func TestRealHFFailureReasons(t *testing.T) {
 		revision string
 		fail     hubtest.Error
 		want     string // the termination log's line
-		hfSays   string // hf's own words, which the log must still show
+		says     string // the words as hf says them, which the log must show
+		// aloneWant is want without the helper, when it differs.
+		aloneWant string
 	}{{
 		name: "gated model",
 		repo: "org/gated",
 		fail: hubtest.Error{Status: 403, Code: "GatedRepo", Message: "Access to model org/gated is restricted and you are not in the authorized list. Visit {hub}/org/gated to ask for access."},
 		want: "download of org/gated@main failed: access denied (gated or private repo; check the token and accept the licence at {hub}/org/gated)",
-		// hf prints it in bold red, as any terminal would show it.
-		hfSays: "\x1b[1m\x1b[31mError: Access denied. Model 'org/gated' requires approval.",
+		says: "Error: Access denied. Model 'org/gated' requires approval.",
 	}, {
 		name:     "gated dataset without a token's access",
 		repoType: "dataset",
 		repo:     "org/gated-data",
 		fail:     hubtest.Error{Status: 401, Code: "GatedRepo", Message: "Access to dataset org/gated-data is restricted. You must have access to it and be authenticated to access it. Please log in."},
 		want:     "download of org/gated-data@main failed: access denied (gated or private repo; check the token and accept the licence at {hub}/datasets/org/gated-data)",
-		hfSays:   "Error: Access denied. Dataset 'org/gated-data' requires approval.",
+		says:     "Error: Access denied. Dataset 'org/gated-data' requires approval.",
 	}, {
-		name:   "private or missing model",
-		repo:   "org/private",
-		fail:   hubtest.Error{Status: 401, Code: "RepoNotFound", Message: "Repository not found"},
-		want:   "download of org/private@main failed: repository not found (or private and the token cannot read it; check the token and the name at {hub}/org/private)",
-		hfSays: "Error: Model 'org/private' not found.\nIf the repo is private, make sure you are authenticated and your token has the required permissions.",
+		name: "private or missing model",
+		repo: "org/private",
+		fail: hubtest.Error{Status: 401, Code: "RepoNotFound", Message: "Repository not found"},
+		want: "download of org/private@main failed: repository not found (or private and the token cannot read it; check the token and the name at {hub}/org/private)",
+		says: "Error: Model 'org/private' not found.\nIf the repo is private, make sure you are authenticated and your token has the required permissions.",
 	}, {
 		name:     "missing dataset",
 		repoType: "dataset",
 		repo:     "org/no-such-data",
 		fail:     hubtest.Error{Status: 404, Code: "RepoNotFound", Message: "Repository not found"},
 		want:     "download of org/no-such-data@main failed: repository not found (or private and the token cannot read it; check the token and the name at {hub}/datasets/org/no-such-data)",
-		hfSays:   "Error: Dataset 'org/no-such-data' not found.",
+		says:     "Error: Dataset 'org/no-such-data' not found.",
 	}, {
 		name:     "revision not found",
 		repo:     "org/name",
 		revision: "v9.9",
 		fail:     hubtest.Error{Status: 404, Code: "RevisionNotFound", Message: "Invalid rev id: v9.9"},
 		want:     "download of org/name@v9.9 failed: revision v9.9 not found in {hub}/org/name",
-		hfSays:   "Error: Revision not found in model 'org/name'.",
+		says:     "Error: Revision not found in model 'org/name'.",
 	}, {
 		name:     "revision with slashes not found",
 		repoType: "dataset",
@@ -228,65 +242,79 @@ func TestRealHFFailureReasons(t *testing.T) {
 		revision: "refs/pr/7",
 		fail:     hubtest.Error{Status: 404, Code: "RevisionNotFound", Message: "Invalid rev id: refs/pr/7"},
 		want:     "download of org/data@refs/pr/7 failed: revision refs/pr/7 not found in {hub}/datasets/org/data",
-		hfSays:   "Error: Revision not found in dataset 'org/data'.",
+		says:     "Error: Revision not found in dataset 'org/data'.",
 	}, {
-		name:   "token refused",
-		repo:   "org/name",
-		fail:   hubtest.Error{Status: 401, Message: "Invalid credentials in Authorization header"},
-		want:   "download of org/name@main failed: the token was refused (401); check the token",
-		hfSays: "Error: Client error '401 Unauthorized' for url '{hub}/api/models/org/name/revision/main'",
+		name: "token refused",
+		repo: "org/name",
+		fail: hubtest.Error{Status: 401, Message: "Invalid credentials in Authorization header"},
+		want: "download of org/name@main failed: the token was refused (401); check the token",
+		says: "Error: Client error '401 Unauthorized' for url '{hub}/api/models/org/name/revision/main?blobs=true'",
 	}, {
 		// Anything else: hf's own first line, as it is (a 401 in the URL is
 		// not a refused token).
-		name:   "hub error",
-		repo:   "org/x401",
-		fail:   hubtest.Error{Status: 500, Message: "Internal Error - We're working hard to fix this as soon as possible!"},
-		want:   "download of org/x401@main failed: Local entry not found. Server error '500 Internal Server Error' for url '{hub}/api/models/org/x401/revision/main'",
-		hfSays: "Error: Local entry not found. Server error '500 Internal Server Error'",
+		name:      "hub error",
+		repo:      "org/x401",
+		fail:      hubtest.Error{Status: 500, Message: "Internal Error - We're working hard to fix this as soon as possible!"},
+		want:      "download of org/x401@main failed: Server error '500 Internal Server Error' for url '{hub}/api/models/org/x401/revision/main?blobs=true'",
+		says:      "Error: Server error '500 Internal Server Error'",
+		aloneWant: "download of org/x401@main failed: Server error '500 Internal Server Error' for url '{hub}/api/models/org/x401/revision/main'",
 	}, {
 		// A first line longer than 300 bytes is cut there.
-		name:   "long message cut",
-		repo:   "org/name",
-		fail:   hubtest.Error{Status: 403, Message: long},
-		want:   "download of org/name@main failed: " + ("Local entry not found. 403 Forbidden: " + long)[:300],
-		hfSays: "Error: Local entry not found. 403 Forbidden: " + long + ".",
+		name: "long message cut",
+		repo: "org/name",
+		fail: hubtest.Error{Status: 403, Message: long},
+		want: "download of org/name@main failed: " + ("403 Forbidden: " + long)[:300],
+		says: "Error: 403 Forbidden: " + long + ".",
 	}} {
 		for shName, sh := range realShells(t) {
-			t.Run(tc.name+"/"+shName, func(t *testing.T) {
-				t.Parallel()
-				hub := newHub(t)
-				at := func(s string) string { return strings.ReplaceAll(s, "{hub}", hub.URL()) }
-				repoType, revision := tc.repoType, tc.revision
-				if repoType == "" {
-					repoType = "model"
-				}
-				if revision == "" {
-					revision = "main"
-				}
-				fail := tc.fail
-				fail.Message = at(fail.Message)
-				hub.Set(repoType, tc.repo, hubtest.Repo{Fail: &fail})
-				h, env := newRealHarness(t, sh, hub)
-				r := h.run(withEnv(env, map[string]string{EnvRepoID: tc.repo, EnvRepoType: repoType, EnvRevision: revision}))
-				h.checkFailure(r, at(tc.want))
-				if !strings.HasPrefix(at(tc.want), FailedPrefix(tc.repo, revision)) {
-					t.Errorf("reason %q does not start with FailedPrefix", at(tc.want))
-				}
-				if !strings.Contains(r.out, at(tc.hfSays)) {
-					t.Errorf("the log lacks hf's own %q:\n%s", at(tc.hfSays), r.out)
-				}
-				if _, err := os.Stat(h.markerPath()); !errors.Is(err, fs.ErrNotExist) {
-					t.Errorf("marker after a failure: %v", err)
-				}
-				checkClean(t, h, r)
-				reqs, unknown := hub.Seen()
-				if len(unknown) != 0 {
-					t.Errorf("hf asked the fake Hub for %q", unknown)
-				}
-				if len(revisionRequests(reqs)) != 1 {
-					t.Errorf("hf's requests %q, want one for the revision", reqs)
-				}
-			})
+			for _, planned := range []bool{true, false} {
+				mode := map[bool]string{true: "planned", false: "hf alone"}[planned]
+				t.Run(tc.name+"/"+shName+"/"+mode, func(t *testing.T) {
+					t.Parallel()
+					hub := newHub(t)
+					at := func(s string) string { return strings.ReplaceAll(s, "{hub}", hub.URL()) }
+					repoType, revision := tc.repoType, tc.revision
+					if repoType == "" {
+						repoType = "model"
+					}
+					if revision == "" {
+						revision = "main"
+					}
+					fail := tc.fail
+					fail.Message = at(fail.Message)
+					hub.Set(repoType, tc.repo, hubtest.Repo{Fail: &fail})
+					h, env := newRealHarness(t, sh, hub)
+					want, says := tc.want, tc.says
+					if !planned {
+						env[EnvHelper] = filepath.Join(h.root, "no-helper.py")
+						if tc.aloneWant != "" {
+							want = tc.aloneWant
+						}
+						if fail.Code != "RevisionNotFound" {
+							says = "Returning existing local_dir `" + h.dir + "` as remote repo cannot be accessed in `snapshot_download`"
+						}
+					}
+					r := h.run(withEnv(env, map[string]string{EnvRepoID: tc.repo, EnvRepoType: repoType, EnvRevision: revision}))
+					h.checkFailure(r, at(want))
+					if !strings.HasPrefix(at(want), FailedPrefix(tc.repo, revision)) {
+						t.Errorf("reason %q does not start with FailedPrefix", at(want))
+					}
+					if !strings.Contains(r.out, at(says)) {
+						t.Errorf("the log lacks %q:\n%s", at(says), r.out)
+					}
+					if _, err := os.Stat(h.markerPath()); !errors.Is(err, fs.ErrNotExist) {
+						t.Errorf("marker after a failure: %v", err)
+					}
+					checkClean(t, h, r)
+					reqs, unknown := hub.Seen()
+					if len(unknown) != 0 {
+						t.Errorf("hf asked the fake Hub for %q", unknown)
+					}
+					if len(revisionRequests(reqs)) != 1 {
+						t.Errorf("requests %q, want one for the revision", reqs)
+					}
+				})
+			}
 		}
 	}
 }
@@ -295,6 +323,8 @@ func TestRealHFFailureReasons(t *testing.T) {
 // marker, then re-runs that find the Hub refusing or failing. hf itself exits
 // 0 there, keeping the files it finds in the local dir unchecked
 // (snapshot_download's fallback); the script must not call that a download.
+// With the helper (planned), the plan meets the Hub's refusal first and hf
+// never runs; without it (hf alone), the script tells hf's fallback.
 func TestRealHFDownloadThenHubFails(t *testing.T) {
 	realHF(t)
 	const commit = "4f1c7a1e0d3b2c5a6978b8c9d0e1f2a3b4c5d6e7"
@@ -307,84 +337,109 @@ func TestRealHFDownloadThenHubFails(t *testing.T) {
 		total += int64(len(c))
 	}
 	for shName, sh := range realShells(t) {
-		t.Run(shName, func(t *testing.T) {
-			t.Parallel()
-			hub := newHub(t)
-			ep := hub.URL()
-			hub.Set("model", "org/tiny", hubtest.Repo{Commit: commit, Files: files})
-			h, env := newRealHarness(t, sh, hub)
-			env = withEnv(env, map[string]string{EnvRepoID: "org/tiny"})
-
-			r := h.run(env)
-			if r.code != 0 {
-				t.Fatalf("download: exit %d\n%s", r.code, r.out)
-			}
-			s, ok := h.readSummary()
-			if !ok || s.Commit != commit || s.Files != int64(len(files)) || s.Bytes != total {
-				t.Errorf("summary %+v (written %v), want commit %s, %d files, %d bytes\n%s", s, ok, commit, len(files), total, r.out)
-			}
-			if m := h.readMarker(); m.Commit != commit || m.Files != int64(len(files)) {
-				t.Errorf("marker commit %q, %d files", m.Commit, m.Files)
-			}
-			for name, content := range files {
-				if got, err := os.ReadFile(filepath.Join(h.dir, name)); err != nil || string(got) != content {
-					t.Errorf("%s: %q, %v", name, got, err)
+		for _, planned := range []bool{true, false} {
+			mode := map[bool]string{true: "planned", false: "hf alone"}[planned]
+			t.Run(shName+"/"+mode, func(t *testing.T) {
+				t.Parallel()
+				hub := newHub(t)
+				ep := hub.URL()
+				hub.Set("model", "org/tiny", hubtest.Repo{Commit: commit, Files: files})
+				h, env := newRealHarness(t, sh, hub)
+				env = withEnv(env, map[string]string{EnvRepoID: "org/tiny"})
+				if !planned {
+					env[EnvHelper] = filepath.Join(h.root, "no-helper.py")
 				}
-			}
-			checkClean(t, h, r)
 
-			before, _ := hub.Seen()
-			if r := h.run(env); r.code != 0 || !strings.Contains(r.lastLine(), "is already complete") {
-				t.Errorf("second run: exit %d, want a stop at the marker\n%s", r.code, r.out)
-			}
-			if after, _ := hub.Seen(); len(after) != len(before) {
-				t.Errorf("the stop at the marker asked the Hub %q", after[len(before):])
-			}
+				r := h.run(env)
+				if r.code != 0 {
+					t.Fatalf("download: exit %d\n%s", r.code, r.out)
+				}
+				s, ok := h.readSummary()
+				if !ok || s.Commit != commit || s.Files != int64(len(files)) || s.Bytes != total || s.Verified != planned {
+					t.Errorf("summary %+v (written %v), want commit %s, %d files, %d bytes\n%s", s, ok, commit, len(files), total, r.out)
+				}
+				if m := h.readMarker(); m.Commit != commit || m.Files != int64(len(files)) {
+					t.Errorf("marker commit %q, %d files", m.Commit, m.Files)
+				}
+				for name, content := range files {
+					if got, err := os.ReadFile(filepath.Join(h.dir, name)); err != nil || string(got) != content {
+						t.Errorf("%s: %q, %v", name, got, err)
+					}
+				}
+				checkClean(t, h, r)
 
-			for _, step := range []struct {
-				name   string
-				env    map[string]string
-				fail   hubtest.Error
-				want   string
-				hfSays string
-			}{{
-				name:   "forced while the Hub fails",
-				env:    map[string]string{EnvForce: "true"},
-				fail:   hubtest.Error{Status: 500, Message: "Internal Error"},
-				want:   "download of org/tiny@main failed: Server error '500 Internal Server Error' for url '" + ep + "/api/models/org/tiny/revision/main'; hf left the files already in " + h.dir + " unchecked",
-				hfSays: "Returning existing local_dir `" + h.dir + "` as remote repo cannot be accessed in `snapshot_download` (Server error '500 Internal Server Error'",
-			}, {
-				name:   "new revision, repo now gated",
-				env:    map[string]string{EnvRevision: "v2"},
-				fail:   hubtest.Error{Status: 403, Code: "GatedRepo", Message: "Access to model org/tiny is restricted."},
-				want:   "download of org/tiny@v2 failed: access denied (gated or private repo; check the token and accept the licence at " + ep + "/org/tiny); hf left the files already in " + h.dir + " unchecked",
-				hfSays: "Cannot access gated repo for url " + ep + "/api/models/org/tiny/revision/v2.",
-			}, {
-				name:   "new token refused",
-				env:    map[string]string{EnvRevision: "v3", EnvToken: realHFToken + "x"},
-				fail:   hubtest.Error{Status: 401, Message: "Invalid credentials in Authorization header"},
-				want:   "download of org/tiny@v3 failed: the token was refused (401); check the token; hf left the files already in " + h.dir + " unchecked",
-				hfSays: "Invalid credentials in Authorization header",
-			}} {
-				t.Run(step.name, func(t *testing.T) {
-					parent := h.t
-					h.t = t
-					defer func() { h.t = parent }()
-					hub.Set("model", "org/tiny", hubtest.Repo{Fail: &step.fail})
-					r := h.run(withEnv(env, step.env))
-					h.checkFailure(r, step.want)
-					if !strings.Contains(r.out, step.hfSays) {
-						t.Errorf("the log lacks hf's own %q:\n%s", step.hfSays, r.out)
+				before, _ := hub.Seen()
+				if r := h.run(env); r.code != 0 || !strings.Contains(r.lastLine(), "is already complete") {
+					t.Errorf("second run: exit %d, want a stop at the marker\n%s", r.code, r.out)
+				}
+				if after, _ := hub.Seen(); len(after) != len(before) {
+					t.Errorf("the stop at the marker asked the Hub %q", after[len(before):])
+				}
+
+				for _, step := range []struct {
+					name   string
+					env    map[string]string
+					fail   hubtest.Error
+					want   string
+					hfSays string
+					// planWant and planSays are want and hfSays when planned.
+					planWant, planSays string
+				}{{
+					name:     "forced while the Hub fails",
+					env:      map[string]string{EnvForce: "true"},
+					fail:     hubtest.Error{Status: 500, Message: "Internal Error"},
+					want:     "download of org/tiny@main failed: Server error '500 Internal Server Error' for url '" + ep + "/api/models/org/tiny/revision/main'; hf left the files already in " + h.dir + " unchecked",
+					hfSays:   "Returning existing local_dir `" + h.dir + "` as remote repo cannot be accessed in `snapshot_download` (Server error '500 Internal Server Error'",
+					planWant: "download of org/tiny@main failed: Server error '500 Internal Server Error' for url '" + ep + "/api/models/org/tiny/revision/main?blobs=true'",
+					planSays: "Error: Server error '500 Internal Server Error' for url '" + ep + "/api/models/org/tiny/revision/main?blobs=true'",
+				}, {
+					name:     "new revision, repo now gated",
+					env:      map[string]string{EnvRevision: "v2"},
+					fail:     hubtest.Error{Status: 403, Code: "GatedRepo", Message: "Access to model org/tiny is restricted."},
+					want:     "download of org/tiny@v2 failed: access denied (gated or private repo; check the token and accept the licence at " + ep + "/org/tiny); hf left the files already in " + h.dir + " unchecked",
+					hfSays:   "Cannot access gated repo for url " + ep + "/api/models/org/tiny/revision/v2.",
+					planWant: "download of org/tiny@v2 failed: access denied (gated or private repo; check the token and accept the licence at " + ep + "/org/tiny)",
+					planSays: "Error: Access denied. Model 'org/tiny' requires approval.",
+				}, {
+					name:     "new token refused",
+					env:      map[string]string{EnvRevision: "v3", EnvToken: realHFToken + "x"},
+					fail:     hubtest.Error{Status: 401, Message: "Invalid credentials in Authorization header"},
+					want:     "download of org/tiny@v3 failed: the token was refused (401); check the token; hf left the files already in " + h.dir + " unchecked",
+					hfSays:   "Invalid credentials in Authorization header",
+					planWant: "download of org/tiny@v3 failed: the token was refused (401); check the token",
+					planSays: "Invalid credentials in Authorization header",
+				}} {
+					if planned {
+						step.want, step.hfSays = step.planWant, step.planSays
 					}
-					if _, err := os.Stat(h.markerPath()); !errors.Is(err, fs.ErrNotExist) {
-						t.Errorf("marker after a failure: %v", err)
+					t.Run(step.name, func(t *testing.T) {
+						parent := h.t
+						h.t = t
+						defer func() { h.t = parent }()
+						hub.Set("model", "org/tiny", hubtest.Repo{Fail: &step.fail})
+						r := h.run(withEnv(env, step.env))
+						h.checkFailure(r, step.want)
+						if !strings.Contains(r.out, step.hfSays) {
+							t.Errorf("the log lacks hf's own %q:\n%s", step.hfSays, r.out)
+						}
+						if _, err := os.Stat(h.markerPath()); !errors.Is(err, fs.ErrNotExist) {
+							t.Errorf("marker after a failure: %v", err)
+						}
+						checkClean(t, h, r)
+					})
+				}
+				if _, unknown := hub.Seen(); len(unknown) != 0 {
+					t.Errorf("hf asked the fake Hub for %q", unknown)
+				}
+				// The planned refusals stopped before hf: the files are as they were.
+				if planned {
+					for name, content := range files {
+						if got, err := os.ReadFile(filepath.Join(h.dir, name)); err != nil || string(got) != content {
+							t.Errorf("%s after the refusals: %q, %v", name, got, err)
+						}
 					}
-					checkClean(t, h, r)
-				})
-			}
-			if _, unknown := hub.Seen(); len(unknown) != 0 {
-				t.Errorf("hf asked the fake Hub for %q", unknown)
-			}
-		})
+				}
+			})
+		}
 	}
 }

@@ -13,6 +13,23 @@ import _ "embed" // for go:embed
 //go:embed download.sh
 var Text string
 
+//go:embed hfdl.py
+var helperText string
+
+// Files are every file of the ConfigMap, by name: download.sh (Text), and
+// hfdl.py, the script's Python helper (standard library and huggingface_hub
+// only), which it runs with python3 to plan the download (the commit, the
+// exact files with their sizes and hashes, the space they need) and, after hf,
+// to prune the directory to the plan, verify every file and read the model
+// card. The Job mounts the ConfigMap at /opt/hf-download, where the script
+// looks for the helper unless EnvHelper says otherwise. Without it, or
+// without a python3 that imports huggingface_hub, the script downloads as hf
+// alone does: no plan, no space check, no pruning, Verified false, no Card.
+var Files = map[string]string{
+	"download.sh": Text,
+	"hfdl.py":     helperText,
+}
+
 // Environment variables the script reads. It takes no positional arguments.
 const (
 	// EnvRepoID is the Hugging Face repo id, e.g. org/name. Required.
@@ -39,6 +56,18 @@ const (
 	// EnvTerminationLog is where the one-line Summary goes on success, and the
 	// one-line reason on failure; default /dev/termination-log.
 	EnvTerminationLog = "HFDL_TERMINATION_LOG"
+	// EnvHelper is the path of hfdl.py (see Files); default
+	// /opt/hf-download/hfdl.py, where the Job mounts the ConfigMap.
+	EnvHelper = "HFDL_HELPER"
+	// EnvPVC is the name of the PVC that holds the local dir, only for the
+	// reason a download without enough space fails with ("... free on PVC
+	// <name>"); without it the reason names the directory.
+	EnvPVC = "HFDL_PVC"
+	// EnvStallTimeout is how many seconds hf may go without a byte written
+	// under the local dir (hf's partial files included) before the watchdog
+	// stops it and the download fails as stalled: a positive integer without
+	// leading zeros, at most 9 digits; default DefaultStallTimeoutSeconds.
+	EnvStallTimeout = "HFDL_STALL_TIMEOUT"
 	// EnvToken is read by hf itself, never by the script: set it only from a
 	// Secret (secretKeyRef).
 	EnvToken = "HF_TOKEN"
@@ -47,14 +76,28 @@ const (
 // Defaults the script applies when a variable is unset; the function leaves
 // out of each Job what equals them.
 const (
-	DefaultRepoType   = "model"
-	DefaultMaxWorkers = 8
+	DefaultRepoType            = "model"
+	DefaultMaxWorkers          = 8
+	DefaultStallTimeoutSeconds = 600
 )
 
 // MarkerFile is the completion marker the script writes, atomically, in the
 // local dir once a download succeeded. A directory without a matching marker
 // is not complete, whatever it holds.
+//
+// It is JSON, one field a line, in this order: repoId, repoType, revision,
+// include, exclude, contentHash (the identity the script compares), then
+// commit, files, bytes, verified, card (only when there is one, on one line),
+// seconds and completedAt (UTC, RFC 3339). A run that stops at a matching
+// marker reports its commit, files, bytes, verified and card, with seconds 0.
 const MarkerFile = ".hf-download-complete.json"
+
+// LockFile is the file in the local dir on which a download holds an
+// exclusive flock for its whole run, so that two downloads never write one
+// directory together (a run waits for the lock, logging that it does). It is
+// opened for writing, so that the lock also holds on NFSv4, CephFS and EFS.
+// It is not a model file: never counted, never pruned.
+const LockFile = ".hf-download.lock"
 
 // HubVersion is the huggingface_hub that downloader/Dockerfile bakes in, the
 // one the e2e suite's image (hack/node.sh) and the script's tests against the
@@ -69,12 +112,42 @@ const (
 
 // Summary is the one-line JSON the script writes to the termination log on
 // success (Seconds is 0 when the marker showed the download was already
-// complete). The function reads it from the pod's termination message.
+// complete). The function reads it from the pod's termination message, which
+// holds at most 4096 bytes: the largest Summary is far below (tested).
+//
+// With the helper, Commit is the one the Hub resolved the revision to before
+// the download (never read from a file in the directory), Files and Bytes
+// count the planned files only, and Verified is true: every one of them
+// matched the Hub's size and hash (sha256 for LFS files, the git blob sha1
+// otherwise). Without it, Commit comes from hf's metadata, Files and Bytes
+// count what the directory holds, and Verified is false.
 type Summary struct {
-	Commit  string `json:"commit"`
-	Files   int64  `json:"files"`
-	Bytes   int64  `json:"bytes"`
-	Seconds int64  `json:"seconds"`
+	Commit   string `json:"commit"`
+	Files    int64  `json:"files"`
+	Bytes    int64  `json:"bytes"`
+	Seconds  int64  `json:"seconds"`
+	Verified bool   `json:"verified"`
+	Card     *Card  `json:"card,omitempty"`
+}
+
+// Card is what the serving stack needs from a model, read from the files
+// downloaded (never from the Hub's API): from config.json, Architecture
+// (architectures[0]), ModelType (model_type), Dtype (torch_dtype, or dtype)
+// and ContextLength (max_position_embeddings, or n_positions, max_seq_len,
+// seq_length, n_ctx, max_sequence_length; at the top level, else in
+// text_config); Parameters from model.safetensors.index.json's
+// metadata.total_parameters, else the sum of the products of the tensor
+// shapes in the safetensors headers (only the headers are read); License from
+// README.md's front matter. Strings are printable ASCII of at most 64 bytes;
+// what is missing or unreadable is left out (nil when all is), and never
+// fails a download.
+type Card struct {
+	Architecture  string `json:"architecture,omitempty"`
+	ModelType     string `json:"modelType,omitempty"`
+	Dtype         string `json:"dtype,omitempty"`
+	ContextLength int64  `json:"contextLength,omitempty"`
+	Parameters    int64  `json:"parameters,omitempty"`
+	License       string `json:"license,omitempty"`
 }
 
 // On failure the script writes one line of plain text, its reason, as the
@@ -82,9 +155,19 @@ type Summary struct {
 // log). A failed download's reason starts with FailedPrefix(repo, revision),
 // then says why: for example "access denied (gated or private repo; ...)",
 // "repository not found (...)", "revision v1 not found in <url>", "the token
-// was refused (401); check the token", "disk full: no space left on device
-// in <dir>", hf's own message cut to 300 bytes, or "hf exited with code N".
-// Other failures (bad env, a failed install) are a reason of their own.
+// was refused (401); check the token" (these four before anything is
+// downloaded, from the plan), "needs 16.1 GB, 9.8 GB free on PVC <pvc>" (or
+// "on <dir>" without EnvPVC; decimal units with one decimal, MB or kB below a
+// GB; before anything is downloaded), "stalled: no progress for 600 s" (the
+// watchdog stopped hf), "verification failed: <file> has sha256 <got>, the
+// Hub says <want>" (or git-sha1; also "<file> is missing" or "<file> is not a
+// regular file"; the file and hf's metadata of it are removed, so a retry
+// downloads only it again), "rate limited by the Hub (HTTP 429) after hf's
+// retries; the Hub's limit resets in N s" (or "after 5 retries", the plan's;
+// "the Hub gave no reset time" without RateLimit headers), "disk full: no
+// space left on device in <dir>", hf's own message cut to 300 bytes, or "hf
+// exited with code N". Other failures (bad env, a failed install, SIGTERM)
+// are a reason of their own.
 
 // LogPrefix starts every line the script itself writes to the pod log. The
 // termination log's reason is written without it; a termination message

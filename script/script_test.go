@@ -35,7 +35,12 @@ const (
 )
 
 // scriptTools are the commands download.sh may use besides the shell builtins.
-var scriptTools = []string{"cat", "date", "find", "mkdir", "mkfifo", "mktemp", "mv", "rm", "sed", "sh", "sort", "stat", "tail", "tee", "tr"}
+var scriptTools = []string{"cat", "date", "find", "flock", "mkdir", "mkfifo", "mktemp", "mv", "rm", "sed", "sh", "sleep", "sort", "stat", "tail", "tee", "tr"}
+
+// debianPython is the python3 that hack/hf.sh runs hf with, where Debian's
+// packages of huggingface_hub's dependencies are (another python3 may come
+// first on PATH). Without PYTHONPATH it cannot import huggingface_hub.
+const debianPython = "/usr/bin/python3"
 
 // stubFiles is what the stub hf "downloads" into --local-dir.
 var stubFiles = map[string]string{
@@ -100,8 +105,11 @@ mkdir -p "$dir/weights" "$dir/.cache/huggingface/download/weights"
 
 // stubPython plays `python3 -m pip install --target T ...`: it records its
 // argv and installs the stub hf (from PYSTUB_HF) as T/bin/hf, as pip installs
-// console scripts into the target's bin.
+// console scripts into the target's bin. Anything else (the helper) runs with
+// the real python3 (PYSTUB_PYTHON), where huggingface_hub cannot be imported
+// unless PYTHONPATH says where: an image whose hf has a Python of its own.
 const stubPython = `#!/bin/sh
+[ "${1:-}" = -m ] || exec "$PYSTUB_PYTHON" "$@"
 PATH=/usr/bin:/bin
 {
 	echo "call python3"
@@ -150,6 +158,8 @@ type marker struct {
 	Commit      string   `json:"commit"`
 	Files       int64    `json:"files"`
 	Bytes       int64    `json:"bytes"`
+	Verified    bool     `json:"verified"`
+	Card        *Card    `json:"card"`
 	Seconds     int64    `json:"seconds"`
 	CompletedAt string   `json:"completedAt"`
 }
@@ -214,11 +224,22 @@ func newHarnessShell(t *testing.T, sh []string) *harness {
 	for _, d := range []string{h.stubs, h.tools, h.work, filepath.Join(root, "home"), filepath.Join(root, "tmp"), filepath.Join(root, "stubsrc")} {
 		mustMkdir(t, d)
 	}
-	// Under busybox's sh, the tools are busybox's too, as in an Alpine image.
+	// Under busybox's sh, the tools are busybox's too, as in an Alpine image
+	// (but for those Debian's busybox lacks: flock).
 	underBusybox := filepath.Base(sh[0]) == "busybox"
+	applets := map[string]bool{}
+	if underBusybox {
+		out, err := exec.Command(sh[0], "--list").Output()
+		if err != nil {
+			t.Fatalf("busybox --list: %v", err)
+		}
+		for _, a := range strings.Fields(string(out)) {
+			applets[a] = true
+		}
+	}
 	for _, tool := range scriptTools {
 		p, err := exec.LookPath(tool)
-		if underBusybox {
+		if applets[tool] {
 			p = sh[0]
 		} else if err != nil {
 			missingTool(t, tool+" not on PATH")
@@ -267,6 +288,8 @@ func (h *harness) command(overrides map[string]string) (*exec.Cmd, *bytes.Buffer
 		"HFSTUB_RECORD":   h.record,
 		"HFSTUB_COMMIT":   commitA,
 		"PYSTUB_HF":       filepath.Join(h.root, "stubsrc", "hf"),
+		"PYSTUB_PYTHON":   debianPython,
+		EnvHelper:         helperPath(h.t),
 		EnvRepoID:         "org/name",
 		EnvLocalDir:       h.dir,
 		EnvContentHash:    "hash-1",
@@ -339,6 +362,16 @@ func (h *harness) calls() []call {
 	return calls
 }
 
+// helperPath is the absolute path of hfdl.py, as EnvHelper gives it.
+func helperPath(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("hfdl.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // readMarker parses the marker strictly: every field present, none unknown.
 func (h *harness) readMarker() marker {
 	h.t.Helper()
@@ -350,7 +383,12 @@ func (h *harness) readMarker() marker {
 	if err := json.Unmarshal(data, &fields); err != nil {
 		h.t.Fatalf("marker is not JSON: %v\n%s", err, data)
 	}
-	if diff := cmp.Diff([]string{"bytes", "commit", "completedAt", "contentHash", "exclude", "files", "include", "repoId", "repoType", "revision", "seconds"}, sortedKeys(fields)); diff != "" {
+	want := []string{"bytes", "commit", "completedAt", "contentHash", "exclude", "files", "include", "repoId", "repoType", "revision", "seconds", "verified"}
+	if _, ok := fields["card"]; ok {
+		want = append(want, "card")
+		sort.Strings(want)
+	}
+	if diff := cmp.Diff(want, sortedKeys(fields)); diff != "" {
 		h.t.Errorf("marker fields (-want +got):\n%s", diff)
 	}
 	var m marker
@@ -457,7 +495,8 @@ func TestScriptSyntax(t *testing.T) {
 
 // TestConstantsMatchScript keeps the Go names, the script and the image in step.
 func TestConstantsMatchScript(t *testing.T) {
-	for _, name := range []string{EnvRepoID, EnvRepoType, EnvRevision, EnvLocalDir, EnvInclude, EnvExclude, EnvMaxWorkers, EnvForce, EnvContentHash, EnvTerminationLog} {
+	envs := []string{EnvRepoID, EnvRepoType, EnvRevision, EnvLocalDir, EnvInclude, EnvExclude, EnvMaxWorkers, EnvForce, EnvContentHash, EnvTerminationLog, EnvHelper, EnvPVC, EnvStallTimeout}
+	for _, name := range envs {
 		if !strings.Contains(Text, "${"+name+":-") {
 			t.Errorf("the script does not read $%s", name)
 		}
@@ -465,15 +504,19 @@ func TestConstantsMatchScript(t *testing.T) {
 	if got := regexp.MustCompile(`HFDL_[A-Z_]+`).FindAllString(Text, -1); len(got) == 0 {
 		t.Error("the script reads no HFDL_ variable")
 	} else {
-		known := map[string]bool{EnvRepoID: true, EnvRepoType: true, EnvRevision: true, EnvLocalDir: true, EnvInclude: true, EnvExclude: true, EnvMaxWorkers: true, EnvForce: true, EnvContentHash: true, EnvTerminationLog: true}
+		known := map[string]bool{}
+		for _, name := range envs {
+			known[name] = true
+		}
 		for _, name := range got {
 			if !known[name] {
 				t.Errorf("the script uses %s, which has no Env constant", name)
 			}
 		}
 	}
-	for _, want := range []string{"marker_name=" + MarkerFile + "\n", "huggingface_hub==" + HubVersion + "\n", "hf_xet==" + XetVersion + "\n",
-		"repo_type=${" + EnvRepoType + ":-" + DefaultRepoType + "}\n", "workers=${" + EnvMaxWorkers + ":-" + strconv.Itoa(DefaultMaxWorkers) + "}\n"} {
+	for _, want := range []string{"marker_name=" + MarkerFile + "\n", "lock_name=" + LockFile + "\n", "huggingface_hub==" + HubVersion + "\n", "hf_xet==" + XetVersion + "\n",
+		"repo_type=${" + EnvRepoType + ":-" + DefaultRepoType + "}\n", "workers=${" + EnvMaxWorkers + ":-" + strconv.Itoa(DefaultMaxWorkers) + "}\n",
+		"stall_timeout=${" + EnvStallTimeout + ":-" + strconv.Itoa(DefaultStallTimeoutSeconds) + "}\n", "helper=${" + EnvHelper + ":-/opt/hf-download/hfdl.py}\n"} {
 		if !strings.Contains(Text, want) {
 			t.Errorf("the script does not contain %q", want)
 		}
@@ -486,6 +529,15 @@ func TestConstantsMatchScript(t *testing.T) {
 		if !strings.Contains(Text, want) {
 			t.Errorf("the script does not contain %q", want)
 		}
+	}
+	// The helper knows the script's file names, and the ConfigMap holds both.
+	for _, want := range []string{"MARKER = \"" + MarkerFile + "\"\n", "LOCK = \"" + LockFile + "\"\n", "PREFIX = \"" + LogPrefix + "\"\n"} {
+		if !strings.Contains(Files["hfdl.py"], want) {
+			t.Errorf("hfdl.py does not contain %q", want)
+		}
+	}
+	if diff := cmp.Diff([]string{"download.sh", "hfdl.py"}, sortedKeys(Files)); diff != "" || Files["download.sh"] != Text {
+		t.Errorf("Files (-want +got):\n%s", diff)
 	}
 	if strings.Contains(Text, "huggingface-cli") || strings.Contains(Text, "eval") {
 		t.Error("the script must not use huggingface-cli or eval")
@@ -545,7 +597,7 @@ func TestFirstDownload(t *testing.T) {
 	if diff := cmp.Diff(Summary{Commit: commitA, Files: int64(len(stubFiles)), Bytes: stubBytes()}, got); diff != "" {
 		t.Errorf("summary (-want +got):\n%s", diff)
 	}
-	if entries, _ := os.ReadDir(h.dir); len(entries) != len([]string{".cache", MarkerFile, "README.md", "config.json", "weights"}) {
+	if entries, _ := os.ReadDir(h.dir); len(entries) != len([]string{".cache", MarkerFile, LockFile, "README.md", "config.json", "weights"}) {
 		t.Errorf("local dir holds %d entries, want no temporary marker left behind", len(entries))
 	}
 }

@@ -1,0 +1,400 @@
+# hfdl.py: the download script's helper, run by download.sh as
+#
+#   python3 hfdl.py plan <work>    before hf: the exact plan, and the space it needs
+#   python3 hfdl.py finish <work>  after hf: prune, verify, model card
+#
+# Python 3 with the standard library and huggingface_hub only. It reads its
+# values from the environment (HFDL_*, exported by download.sh after checking
+# them) and never from its arguments, which are the script's own temporary
+# directory <work>: plan writes <work>/plan.json (the commit and every planned
+# file with its size and hash) and both write their result to <work>/result,
+# one value a line. Exit codes:
+#
+#   0  done: <work>/result holds the result
+#   1  failed: <work>/reason holds the reason when the helper chose it, else
+#      stderr ends with huggingface_hub's own "Error: ..." message, worded as
+#      the hf CLI words it, which download.sh reads as it reads hf's
+#   3  huggingface_hub cannot be imported: download.sh goes on without the helper
+#
+# HF_TOKEN is read by huggingface_hub itself; nothing here reads, prints or
+# writes it.
+
+import json
+import os
+import stat
+import sys
+import time
+
+EXIT_NO_HUB = 3
+PREFIX = "hf-download: "
+MARKER = ".hf-download-complete.json"
+LOCK = ".hf-download.lock"
+# The Hub's 429s: retried this many times after the reset time the Hub gives,
+# as huggingface_hub's own http_backoff does for the requests it retries.
+RATE_LIMIT_RETRIES = 5
+CARD_STRING_MAX = 64
+# Bounds on what the model card reads, so that a huge or hostile file costs
+# little: config.json and the index are small, a safetensors header is JSON
+# of at most 100 MB by the format's own rule.
+CONFIG_MAX = 1 << 20
+INDEX_MAX = 16 << 20
+HEADER_MAX = 100_000_000
+README_MAX = 64 << 10
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "n_ctx", "max_sequence_length")
+
+
+class Failure(Exception):
+    """A reason of the helper's own: the rest of the line after FailedPrefix."""
+
+
+def log(msg):
+    print(PREFIX + msg, file=sys.stderr, flush=True)
+
+
+def env_list(name):
+    return [g for g in os.environ.get(name, "").split("\n") if g]
+
+
+def local_path(root, rel):
+    return os.path.join(root, *rel.split("/"))
+
+
+def size_text(n):
+    """Decimal units, one decimal: 16.1 GB, 9.8 GB, 2.0 MB."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return "%.1f %s" % (n / scale, unit)
+    return "%d bytes" % n
+
+
+def safe_rel(rel):
+    """Whether a repo path stays inside the local dir, as hf checks it too."""
+    parts = rel.split("/")
+    return rel != "" and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
+
+
+def with_rate_limit(call):
+    """call(), retried after the Hub's reset time while the Hub answers 429."""
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import parse_ratelimit_headers
+
+    for attempt in range(1, RATE_LIMIT_RETRIES + 2):
+        try:
+            return call()
+        except HfHubHTTPError as e:
+            if e.response is None or e.response.status_code != 429:
+                raise
+            info = parse_ratelimit_headers(e.response.headers)
+            reset = info.reset_in_seconds if info is not None and info.remaining == 0 else None
+            if attempt > RATE_LIMIT_RETRIES:
+                when = "the Hub's limit resets in %d s" % reset if reset is not None else "the Hub gave no reset time"
+                raise Failure("rate limited by the Hub (HTTP 429) after %d retries; %s" % (RATE_LIMIT_RETRIES, when))
+            wait = (reset if reset is not None else 2 ** (attempt - 1)) + 1
+            log("rate limited by the Hub (HTTP 429); retrying in %d s [retry %d/%d]" % (wait, attempt, RATE_LIMIT_RETRIES))
+            time.sleep(wait)
+
+
+def partial_bytes(root, rel, etag):
+    """What hf already has of a file in its .incomplete file, which it resumes."""
+    try:
+        from pathlib import Path
+
+        from huggingface_hub._local_folder import LocalDownloadFilePaths
+
+        meta = Path(local_path(os.path.join(root, ".cache", "huggingface", "download"), rel + ".metadata"))
+        paths = LocalDownloadFilePaths(file_path=Path(local_path(root, rel)), lock_path=meta.with_suffix(".lock"), metadata_path=meta)
+        st = os.lstat(paths.incomplete_path(etag))
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
+    except Exception:
+        return 0
+
+
+def still_to_fetch(root, rel, entry, force):
+    """The bytes hf will write for one planned file, at most."""
+    if not force:
+        try:
+            st = os.lstat(local_path(root, rel))
+            if stat.S_ISREG(st.st_mode) and st.st_size == entry["size"]:
+                return 0
+        except OSError:
+            pass
+    return max(0, entry["size"] - partial_bytes(root, rel, entry["hash"]))
+
+
+def plan(work):
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import filter_repo_objects
+
+    repo, repo_type = os.environ["HFDL_REPO_ID"], os.environ["HFDL_REPO_TYPE"]
+    revision, root = os.environ["HFDL_REVISION"], os.environ["HFDL_LOCAL_DIR"]
+    include, exclude = env_list("HFDL_INCLUDE"), env_list("HFDL_EXCLUDE")
+
+    # What snapshot_download does, with files_metadata: one request gives the
+    # commit and every file's size and hash.
+    info = with_rate_limit(
+        lambda: HfApi().repo_info(repo, repo_type=repo_type, revision=revision, files_metadata=True, timeout=60)
+    )
+    if not info.sha:
+        raise Failure("the Hub gave no commit for %s" % revision)
+    files = {}
+    for s in filter_repo_objects(
+        items=info.siblings or [],
+        allow_patterns=include or None,
+        ignore_patterns=exclude or None,
+        key=lambda s: s.rfilename,
+    ):
+        if not safe_rel(s.rfilename):
+            raise Failure("the Hub lists a file with an unsafe path: %r" % s.rfilename)
+        if s.lfs is not None:
+            entry = {"size": s.lfs.size, "algorithm": "sha256", "hash": s.lfs.sha256.lower()}
+        elif s.size is not None and s.blob_id:
+            entry = {"size": s.size, "algorithm": "git-sha1", "hash": s.blob_id.lower()}
+        else:
+            raise Failure("the Hub gave no size or hash for %s" % s.rfilename)
+        files[s.rfilename] = entry
+
+    total = sum(f["size"] for f in files.values())
+    force = os.environ.get("HFDL_FORCE") == "true"
+    need = sum(still_to_fetch(root, rel, f, force) for rel, f in files.items())
+    st = os.statvfs(root)
+    free = st.f_bavail * st.f_frsize
+    log(
+        "plan: commit %s, %d files, %d bytes; %d bytes to fetch, %d free in %s"
+        % (info.sha, len(files), total, need, free, root)
+    )
+    if need > free:
+        pvc = os.environ.get("HFDL_PVC", "")
+        raise Failure("needs %s, %s free on %s" % (size_text(need), size_text(free), "PVC " + pvc if pvc else root))
+
+    with open(os.path.join(work, "plan.json"), "w") as f:
+        json.dump({"commit": info.sha, "files": files}, f)
+    return [info.sha]
+
+
+def prune(root, files):
+    """Removes what is not planned, never following a symlink, and the
+    directories left empty; hf's .cache, the marker and the lock stay."""
+    keep = {".cache", MARKER, LOCK}
+    for top, dirs, names in os.walk(root):
+        rel_top = os.path.relpath(top, root)
+        rel_top = "" if rel_top == "." else rel_top.replace(os.sep, "/") + "/"
+        if not rel_top:
+            names = [n for n in names if n not in keep]
+            dirs[:] = [d for d in dirs if d not in keep]
+        # os.walk lists a symlink to a directory among dirs, without entering it.
+        for d in [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+            dirs.remove(d)
+            names.append(d)
+        for n in names:
+            if rel_top + n not in files:
+                path = os.path.join(top, n)
+                try:
+                    os.unlink(path)
+                    log("removed %s (not in %s)" % (rel_top + n, "the plan"))
+                except OSError as e:
+                    log("warning: cannot remove %s: %s" % (path, e))
+    for top, dirs, _ in os.walk(root, topdown=False):
+        if top == root:
+            continue
+        rel_top = os.path.relpath(top, root).replace(os.sep, "/")
+        if rel_top == ".cache" or rel_top.startswith(".cache/") or os.path.islink(top):
+            continue
+        try:
+            os.rmdir(top)  # only when empty
+        except OSError:
+            pass
+
+
+def verify(root, files):
+    """Checks every planned file against the Hub's size and hash; a file that
+    fails is removed with hf's metadata of it, so that a retry downloads it
+    again, and the first one is the reason."""
+    from pathlib import Path
+
+    from huggingface_hub.utils._verification import compute_file_hash
+
+    reasons = []
+    for rel in sorted(files):
+        f = files[rel]
+        path = local_path(root, rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            reasons.append("%s is missing" % rel)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            reasons.append("%s is not a regular file" % rel)
+        else:
+            got = compute_file_hash(Path(path), f["algorithm"])
+            if got == f["hash"] and st.st_size == f["size"]:
+                continue
+            reasons.append("%s has %s %s, the Hub says %s" % (rel, f["algorithm"], got, f["hash"]))
+        for p in (path, local_path(os.path.join(root, ".cache", "huggingface", "download"), rel + ".metadata")):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+    for r in reasons:
+        log("verification failed: " + r)
+    if reasons:
+        raise Failure("verification failed: " + reasons[0])
+
+
+def card_string(v):
+    if not isinstance(v, str):
+        return ""
+    return "".join(c for c in v if " " <= c <= "~")[:CARD_STRING_MAX]
+
+
+def card_int(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 1 << 63 else 0
+
+
+def read_bounded(path, limit, head=False):
+    """The bytes of a regular file of at most limit bytes, or with head its
+    first limit bytes whatever its size."""
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode) or (st.st_size > limit and not head):
+        raise ValueError("not a regular file of at most %d bytes" % limit)
+    with open(path, "rb") as f:
+        return f.read(limit)
+
+
+def safetensors_parameters(path):
+    """The sum of the products of the tensors' shapes, from the header alone."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if n <= 0 or n > HEADER_MAX:
+            raise ValueError("bad header length")
+        header = json.loads(f.read(n))
+    total = 0
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        count = 1
+        for dim in t["shape"]:
+            if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+                raise ValueError("bad shape in %s" % path)
+            count *= dim
+        total += count
+    return total
+
+
+def parameters(root, files):
+    present = [rel for rel in files if os.path.isfile(local_path(root, rel))]
+    shards = None
+    if "model.safetensors.index.json" in present:
+        index = json.loads(read_bounded(local_path(root, "model.safetensors.index.json"), INDEX_MAX))
+        n = card_int((index.get("metadata") or {}).get("total_parameters"))
+        if n:
+            return n
+        shards = sorted(set((index.get("weight_map") or {}).values()))
+    if shards is None:
+        weights = [rel for rel in present if rel.endswith(".safetensors")]
+        shards = [rel for rel in weights if "/" not in rel] or weights
+    if not shards or any(rel not in present for rel in shards):
+        return 0
+    return card_int(sum(safetensors_parameters(local_path(root, rel)) for rel in shards))
+
+
+def license_of(root):
+    """license: in the front matter of README.md, as the Hub reads it."""
+    import yaml
+
+    text = read_bounded(local_path(root, "README.md"), README_MAX, head=True).decode("utf-8", "replace")
+    lines = text.replace("\r\n", "\n").split("\n")
+    if not lines or lines[0].strip() != "---":
+        return ""
+    for i in range(1, len(lines)):
+        if lines[i].strip() == "---":
+            meta = yaml.safe_load("\n".join(lines[1:i]))
+            v = meta.get("license") if isinstance(meta, dict) else None
+            if isinstance(v, list) and v:
+                v = v[0]
+            return card_string(v)
+    return ""
+
+
+def model_card(root, files):
+    """What the serving stack needs, from the downloaded files only; each part
+    that cannot be read is left out, never a failure."""
+    card = {}
+
+    def attempt(what, fn):
+        try:
+            fn()
+        except Exception as e:
+            log("model card: cannot read %s: %s" % (what, card_string(str(e))))
+
+    def config():
+        cfg = json.loads(read_bounded(local_path(root, "config.json"), CONFIG_MAX))
+        if not isinstance(cfg, dict):
+            return
+        archs = cfg.get("architectures")
+        card["architecture"] = card_string(archs[0]) if isinstance(archs, list) and archs else ""
+        card["modelType"] = card_string(cfg.get("model_type"))
+        card["dtype"] = card_string(cfg.get("torch_dtype") or cfg.get("dtype"))
+        for c in (cfg, cfg.get("text_config")):
+            if isinstance(c, dict) and not card.get("contextLength"):
+                card["contextLength"] = next((card_int(c[k]) for k in CONTEXT_KEYS if card_int(c.get(k))), 0)
+
+    def params():
+        card["parameters"] = parameters(root, files)
+
+    def lic():
+        card["license"] = license_of(root)
+
+    if "config.json" in files:
+        attempt("config.json", config)
+    attempt("the safetensors parameters", params)
+    if "README.md" in files:
+        attempt("README.md", lic)
+    card = {k: card[k] for k in ("architecture", "modelType", "dtype", "contextLength", "parameters", "license") if card.get(k)}
+    return json.dumps(card, separators=(",", ":")) if card else "null"
+
+
+def finish(work):
+    root = os.environ["HFDL_LOCAL_DIR"]
+    with open(os.path.join(work, "plan.json")) as f:
+        files = json.load(f)["files"]
+    prune(root, files)
+    verify(root, files)
+    log("verified %d files against the Hub's hashes" % len(files))
+    return [str(len(files)), str(sum(f["size"] for f in files.values())), model_card(root, files)]
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("plan", "finish"):
+        print("usage: hfdl.py plan|finish <work dir>", file=sys.stderr)
+        return 2
+    work = sys.argv[2]
+    try:
+        import huggingface_hub  # noqa: F401
+    except ImportError as e:
+        log("cannot import huggingface_hub: %s" % e)
+        return EXIT_NO_HUB
+    try:
+        result = plan(work) if sys.argv[1] == "plan" else finish(work)
+    except Failure as e:
+        with open(os.path.join(work, "reason"), "w") as f:
+            f.write(str(e) + "\n")
+        return 1
+    except Exception as e:
+        # huggingface_hub's errors, worded as the hf CLI words them.
+        try:
+            from huggingface_hub.cli._errors import format_known_exception
+
+            message = format_known_exception(e)
+        except Exception:
+            message = None
+        if message is None:
+            raise
+        print("Error: " + message, file=sys.stderr, flush=True)
+        return 1
+    with open(os.path.join(work, "result"), "w") as f:
+        f.write("".join(line + "\n" for line in result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
