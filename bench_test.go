@@ -64,6 +64,9 @@ func benchSpec(n int) string {
 	return b.String()
 }
 
+// benchCard is the model card of a typical model, as the script reports it.
+const benchCard = `{"architecture":"Qwen2ForCausalLM","modelType":"qwen2","dtype":"bfloat16","contextLength":32768,"parameters":494032768,"license":"apache-2.0"}`
+
 // benchCase is one request and the response RunFunction gives it.
 type benchCase struct {
 	req *fnv1.RunFunctionRequest
@@ -120,7 +123,7 @@ func benchRequests(tb testing.TB, n int) (first, steady benchCase) {
 		if i%2 == 0 {
 			tr.observed[k] = observedJob(jobs[k], jobComplete)
 			name := getString(jobs[k].GetResource(), "metadata", "name")
-			tr.pods = append(tr.pods, succeededPod(name, fmt.Sprintf(`{"commit":"%040x","files":%d,"bytes":%d,"seconds":%d}`, i, 7+i%5, 1<<30+i, 60+i)))
+			tr.pods = append(tr.pods, succeededPod(name, fmt.Sprintf(`{"commit":"%040x","files":%d,"bytes":%d,"seconds":%d,"verified":true,"card":%s}`, i, 7+i%5, 1<<30+i, 60+i, benchCard)))
 		} else {
 			tr.observed[k] = observedJob(jobs[k], jobRunning)
 		}

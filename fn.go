@@ -120,7 +120,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		b.colocate()
 	}
 	who := owner{namespace: namespace, name: base, xrName: o.xr.name, xrUID: o.xr.uid, pvcUID: storage.uid}
-	b.scriptMap = scriptName(who)
+	b.scriptMap = scriptName(who, spec.StoragePVC)
 	c := &composer{
 		observation: &o,
 		builder:     b,

@@ -260,6 +260,13 @@ func keyOf(t *testing.T, rsp *fnv1.RunFunctionResponse, model string) string {
 
 // TestRunFunctionJobs follows an XR through its life: Jobs created, observed
 // running, complete or failed, removed by their TTL, and a model removed.
+// alphaDone is org/alpha's completion as status shows it: verified, with its
+// card; alphaUnverified, one recorded before downloads were verified.
+const (
+	alphaUnverified = "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n"
+	alphaDone       = alphaUnverified + "  verified: true\n  card: {modelType: bert, parameters: 110000000}\n"
+)
+
 func TestRunFunctionJobs(t *testing.T) {
 	first := run(t, withToken(xrYAML(twoModels)).build())
 	ka, kb := keyOf(t, first, "org/alpha"), keyOf(t, first, "org/beta")
@@ -348,11 +355,11 @@ func TestRunFunctionJobs(t *testing.T) {
 		"AllCompleteWithPods": {
 			reason: "All Jobs complete: the XR is ready; the pods' termination messages say which commit is on disk.",
 			req: testRequest{xr: xrYAML(twoModels), secret: secretResource("token", testToken), observed: observe(jobComplete, jobComplete),
-				pods: []*fnv1.Resource{succeededPod(na, `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`), succeededPod(nb, "not json")}},
+				pods: []*fnv1.Resource{succeededPod(na, `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12,"verified":true,"card":{"modelType":"bert","parameters":110000000}}`), succeededPod(nb, "not json")}},
 			want: outcome{
 				Jobs: map[string]jobOutcome{ka: {na, fnv1.Ready_READY_TRUE}, kb: {nb, fnv1.Ready_READY_TRUE}},
 				Status: statusOf("[]", "[org/alpha, org/beta]", "[]", "2/2",
-					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n"),
+					modelEntry("org/alpha", na, ha, "Completed", alphaDone),
 					modelEntry("org/beta", nb, hb, "Completed", "")),
 				XRReady:    fnv1.Ready_READY_TRUE,
 				Conditions: conds("STATUS_CONDITION_TRUE/Downloaded", allValid),
@@ -363,7 +370,7 @@ func TestRunFunctionJobs(t *testing.T) {
 			reason: "A model Completed under the current hash whose Job is gone stays Completed, keeps its commit, and gets no new Job.",
 			req: testRequest{
 				xr: xrYAML(twoModels) + "status:\n  models:\n" + indent(
-					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n")+
+					modelEntry("org/alpha", na, ha, "Completed", alphaDone)+
 						modelEntry("org/beta", nb, hb, "Completed", "")),
 				secret:   secretResource("token", testToken),
 				observed: observe("gone", jobComplete),
@@ -371,7 +378,7 @@ func TestRunFunctionJobs(t *testing.T) {
 			want: outcome{
 				Jobs: map[string]jobOutcome{kb: {nb, fnv1.Ready_READY_TRUE}},
 				Status: statusOf("[]", "[org/alpha, org/beta]", "[]", "2/2",
-					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n"),
+					modelEntry("org/alpha", na, ha, "Completed", alphaDone),
 					modelEntry("org/beta", nb, hb, "Completed", "")),
 				XRReady:    fnv1.Ready_READY_TRUE,
 				Conditions: conds("STATUS_CONDITION_TRUE/Downloaded", allValid),
@@ -382,14 +389,14 @@ func TestRunFunctionJobs(t *testing.T) {
 			reason: "The TTL controller deletes in the foreground, so a finished Job lingers with a deletionTimestamp: it is never desired again, and the recorded model stays Completed.",
 			req: testRequest{
 				xr: xrYAML(twoModels) + "status:\n  models:\n" + indent(
-					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n")+modelEntry("org/beta", nb, hb, "Completed", "")),
+					modelEntry("org/alpha", na, ha, "Completed", alphaUnverified)+modelEntry("org/beta", nb, hb, "Completed", "")),
 				secret:   secretResource("token", testToken),
 				observed: map[string]*fnv1.Resource{ka: beingDeletedJob(observe(jobComplete, "")[ka]), kb: observe("", jobComplete)[kb]},
 			},
 			want: outcome{
 				Jobs: map[string]jobOutcome{kb: {nb, fnv1.Ready_READY_TRUE}},
 				Status: statusOf("[]", "[org/alpha, org/beta]", "[]", "2/2",
-					modelEntry("org/alpha", na, ha, "Completed", "  commit: 0123abcd\n  files: 3\n  bytes: 4096\n  durationSeconds: 12\n"), modelEntry("org/beta", nb, hb, "Completed", "")),
+					modelEntry("org/alpha", na, ha, "Completed", alphaUnverified+"  verified: false\n"), modelEntry("org/beta", nb, hb, "Completed", "")),
 				XRReady:    fnv1.Ready_READY_TRUE,
 				Conditions: conds("STATUS_CONDITION_TRUE/Downloaded", allValid),
 				TTL:        ttlSettled,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/json"
 	"path"
@@ -104,6 +105,9 @@ func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuild
 	if p.MaxWorkers != script.DefaultMaxWorkers {
 		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvMaxWorkers, Value: itoa(p.MaxWorkers)})
 	}
+	if stall := cmp.Or(s.Settings.StallTimeoutSeconds, p.StallTimeoutSeconds); stall != script.DefaultStallTimeoutSeconds {
+		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvStallTimeout, Value: itoa(stall)})
+	}
 	if s.Settings.ForceReload {
 		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvForce, Value: "true"})
 	}
@@ -161,15 +165,21 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 	env := make([]corev1.EnvVar, 0, 8+len(b.sharedEnv))
 	env = append(env,
 		corev1.EnvVar{Name: script.EnvRepoID, Value: m.Name},
-		corev1.EnvVar{Name: script.EnvRevision, Value: m.Revision},
-		corev1.EnvVar{Name: script.EnvLocalDir, Value: b.localDir(m)},
 		corev1.EnvVar{Name: script.EnvContentHash, Value: h.content})
-	repoType := m.RepoType
+	repoType, revision, dir := m.RepoType, m.Revision, b.localDir(m)
 	if repoType == script.DefaultRepoType {
 		repoType = ""
 	}
+	if revision == script.DefaultRevision {
+		revision = ""
+	}
+	if dir == script.DefaultMountPath+"/"+m.Name {
+		dir = ""
+	}
 	// Unset is the script's default: left out, they cost nothing per Job.
 	for _, e := range []corev1.EnvVar{
+		{Name: script.EnvRevision, Value: revision},
+		{Name: script.EnvLocalDir, Value: dir},
 		{Name: script.EnvRepoType, Value: repoType},
 		{Name: script.EnvInclude, Value: strings.Join(m.Include, "\n")},
 		{Name: script.EnvExclude, Value: strings.Join(m.Exclude, "\n")},

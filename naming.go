@@ -201,6 +201,7 @@ func hashXR(s *xrSpec, o owner, cpu, memory, envelope string) []byte {
 	c.str("cpu", cpu)
 	c.str("memory", memory)
 	c.bool("forceReload", st.ForceReload)
+	c.int("stallTimeoutSeconds", st.StallTimeoutSeconds)
 	d := c.sum()
 	return d[:]
 }

@@ -16,6 +16,7 @@ import (
 	sigsjson "sigs.k8s.io/json"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/script"
 )
 
 // Defaults of the Input, in one place; the Input CRD declares the same.
@@ -48,6 +49,8 @@ type platform struct {
 	RunAsGroup     int64
 	FSGroup        int64
 	MaxWorkers     int64
+	// StallTimeoutSeconds is the watchdog's limit when the XR sets none.
+	StallTimeoutSeconds int64
 
 	// digest covers every field above; it is part of each model's spec
 	// hash, so a platform change rolls every Job.
@@ -132,19 +135,20 @@ func jsonKind(t reflect.Type) string {
 
 func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {
 	p := &platform{
-		Image:       orDefault(in.Image, defaultImage),
-		PullPolicy:  orDefault(string(in.ImagePullPolicy), string(defaultPullPolicy)),
-		PullSecrets: in.ImagePullSecrets,
-		MountPath:   orDefault(in.MountPath, defaultMountPath),
-		NodePoolKey: orDefault(in.NodePoolLabelKey, defaultNodePoolKey),
-		Tolerations: in.Tolerations,
-		Env:         in.Env,
-		CPU:         defaultCPU,
-		Memory:      defaultMemory,
-		RunAsUser:   defaultID,
-		RunAsGroup:  defaultID,
-		FSGroup:     defaultID,
-		MaxWorkers:  defaultMaxWorkers,
+		Image:               orDefault(in.Image, defaultImage),
+		PullPolicy:          orDefault(string(in.ImagePullPolicy), string(defaultPullPolicy)),
+		PullSecrets:         in.ImagePullSecrets,
+		MountPath:           orDefault(in.MountPath, defaultMountPath),
+		NodePoolKey:         orDefault(in.NodePoolLabelKey, defaultNodePoolKey),
+		Tolerations:         in.Tolerations,
+		Env:                 in.Env,
+		CPU:                 defaultCPU,
+		Memory:              defaultMemory,
+		RunAsUser:           defaultID,
+		RunAsGroup:          defaultID,
+		FSGroup:             defaultID,
+		MaxWorkers:          defaultMaxWorkers,
+		StallTimeoutSeconds: script.DefaultStallTimeoutSeconds,
 
 		ServiceAccount: in.ServiceAccountName,
 	}
@@ -159,6 +163,9 @@ func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {
 	}
 	if in.MaxWorkers != nil {
 		p.MaxWorkers = int64(*in.MaxWorkers)
+	}
+	if in.StallTimeoutSeconds != nil {
+		p.StallTimeoutSeconds = int64(*in.StallTimeoutSeconds)
 	}
 
 	errs := p.validate()
@@ -228,6 +235,9 @@ func (p *platform) validate() field.ErrorList {
 	if p.MaxWorkers < 1 || p.MaxWorkers > maxMaxWorkers {
 		errs = append(errs, field.Invalid(inputPath.Child("maxWorkers"), p.MaxWorkers, rangeDetail(1, maxMaxWorkers)))
 	}
+	if p.StallTimeoutSeconds < minStallTimeoutSeconds || p.StallTimeoutSeconds > maxStallTimeoutSeconds {
+		errs = append(errs, field.Invalid(inputPath.Child("stallTimeoutSeconds"), p.StallTimeoutSeconds, rangeDetail(minStallTimeoutSeconds, maxStallTimeoutSeconds)))
+	}
 	return errs
 }
 
@@ -295,6 +305,7 @@ func (p *platform) hash() []byte {
 	h.int("runAsGroup", p.RunAsGroup)
 	h.int("fsGroup", p.FSGroup)
 	h.int("maxWorkers", p.MaxWorkers)
+	h.int("stallTimeoutSeconds", p.StallTimeoutSeconds)
 	d := h.sum()
 	return d[:]
 }

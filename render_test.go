@@ -270,10 +270,10 @@ func TestRender(t *testing.T) {
 	}
 }
 
-// scriptPlaceholder stands in for the download script in golden files: the
-// script is tested on its own, and its 200 lines would bury what a reviewer
-// needs to see.
-const scriptPlaceholder = "<the text of script/download.sh>"
+// filePlaceholder stands in for a file of the script's ConfigMap (the
+// download script, its helper) in golden files: they are tested on their own,
+// and their hundreds of lines would bury what a reviewer needs to see.
+func filePlaceholder(name string) string { return "<the text of script/" + name + ">" }
 
 // Every Job hash and config hash follows from the script's text too, so the
 // goldens name them by placeholder: a new script changes no golden, and an
@@ -378,8 +378,10 @@ func nested(v any, path ...string) any {
 func placeholders(v any, hashes *strings.Replacer) any {
 	switch x := v.(type) {
 	case string:
-		if x == script.Text {
-			return scriptPlaceholder
+		for name, text := range script.Files {
+			if x == text {
+				return filePlaceholder(name)
+			}
 		}
 		return hashes.Replace(x)
 	case []any:

@@ -3,6 +3,9 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,12 +28,20 @@ const (
 	scriptKeyPrefix = "script-"
 )
 
-// scriptDigest is part of every config hash: a new script is a new Job.
-var scriptDigest = func() []byte { d := sha256.Sum256([]byte(script.Text)); return d[:] }()
+// scriptDigest is part of every config hash: a new script (or helper) is a
+// new Job.
+var scriptDigest = func() []byte {
+	h := sha256.New()
+	for _, name := range slices.Sorted(maps.Keys(script.Files)) {
+		// Length-prefixed, so no two sets of files hash alike.
+		_, _ = fmt.Fprintf(h, "%d:%s%d:%s", len(name), name, len(script.Files[name]), script.Files[name])
+	}
+	return h.Sum(nil)
+}()
 
 // scriptName is the ConfigMap's name for this XR: hf-dl-<xr>-script-<hash>,
 // at most 63 characters, like a Job's.
-func scriptName(o owner) string {
+func scriptName(o owner, pvc string) string {
 	var scratch [256]byte
 	c := newCanonical(scratch[:], "script/v1")
 	c.bytes(scriptDigest)
@@ -38,12 +49,20 @@ func scriptName(o owner) string {
 	c.str("name", o.name)
 	c.str("xrName", o.xrName)
 	c.str("xrUID", o.xrUID)
+	c.str("pvc", pvc)
 	d := c.sum()
 	return jobName(o.name, "script", hex.EncodeToString(d[:specHashLen/2]))
 }
 
 // scriptKey is the composition resource name of the ConfigMap named name.
 func scriptKey(name string) string { return scriptKeyPrefix + name[len(name)-specHashLen:] }
+
+// scriptData is the ConfigMap's files: the script's, and the PVC's name.
+func (b *jobBuilder) scriptData() map[string]string {
+	data := maps.Clone(script.Files)
+	data[script.PVCFile] = b.spec.StoragePVC
+	return data
+}
 
 // buildScriptMap returns the ConfigMap holding the script.
 func (b *jobBuilder) buildScriptMap() *corev1.ConfigMap {
@@ -54,7 +73,7 @@ func (b *jobBuilder) buildScriptMap() *corev1.ConfigMap {
 			Namespace: b.namespace,
 			Labels:    map[string]string{labelApp: appName, labelParent: b.parentLabel},
 		},
-		Data:      map[string]string{scriptFile: script.Text},
+		Data:      b.scriptData(),
 		Immutable: ptr.To(true),
 	}
 }

@@ -25,6 +25,9 @@ const (
 	maxRetryCount    = 100
 	maxInt32         = 1<<31 - 1
 	maxTimeoutMillis = 30 * 24 * 3600 * 1000 // thirty days
+	// The watchdog looks every few seconds; a day without a byte is stuck.
+	minStallTimeoutSeconds = 30
+	maxStallTimeoutSeconds = 24 * 3600
 )
 
 // modelSpec is one entry of spec.models, defaults applied.
@@ -55,6 +58,8 @@ type downloadSettings struct {
 	CPU         string
 	Memory      string
 	ForceReload bool
+	// StallTimeoutSeconds: the watchdog's limit (0: the Input's).
+	StallTimeoutSeconds int64
 	// MaxParallel bounds this ModelDownload's active Jobs (0: no limit). It
 	// decides when Jobs start, not what they are: no hash covers it.
 	MaxParallel int64
@@ -155,6 +160,7 @@ func parseSpec(xr *structpb.Struct) (xrSpec, field.ErrorList) {
 		st.Memory, _ = r.string(settingsPath.Child("memory"), sf["memory"])
 		st.ForceReload = r.bool(settingsPath.Child("forceReload"), sf["forceReload"])
 		st.MaxParallel, _ = r.int(settingsPath.Child("maxParallel"), sf["maxParallel"], 1, maxInt32)
+		st.StallTimeoutSeconds, _ = r.int(settingsPath.Child("stallTimeoutSeconds"), sf["stallTimeoutSeconds"], minStallTimeoutSeconds, maxStallTimeoutSeconds)
 	}
 	return out, r.errs
 }

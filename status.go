@@ -97,10 +97,12 @@ func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
 			// A status edited by hand may hold anything; only a summary
 			// that would pass parseSummary's checks is carried over.
 			sum := script.Summary{
-				Commit:  c.GetStringValue(),
-				Files:   int64(get(s, "files").GetNumberValue()),
-				Bytes:   int64(get(s, "bytes").GetNumberValue()),
-				Seconds: int64(get(s, "durationSeconds").GetNumberValue()),
+				Commit:   c.GetStringValue(),
+				Files:    int64(get(s, "files").GetNumberValue()),
+				Bytes:    int64(get(s, "bytes").GetNumberValue()),
+				Seconds:  int64(get(s, "durationSeconds").GetNumberValue()),
+				Verified: get(s, "verified").GetBoolValue(),
+				Card:     recordedCard(get(s, "card").GetStructValue()),
 			}
 			if validSummary(sum) {
 				ms.summary = &sum
@@ -145,6 +147,10 @@ func statusValue(models []modelStatus, pvcUID string) map[string]any {
 			e["files"] = s.Files
 			e["bytes"] = s.Bytes
 			e["durationSeconds"] = s.Seconds
+			e["verified"] = s.Verified
+			if c := cardValue(s.Card); c != nil {
+				e["card"] = c
+			}
 		}
 		entries[i] = e
 	}
@@ -205,7 +211,68 @@ func isQueued(m modelStatus) bool {
 }
 
 func validSummary(s script.Summary) bool {
-	return len(s.Commit) <= 64 && strings.IndexFunc(s.Commit, notHex) < 0 && s.Files >= 0 && s.Bytes >= 0 && s.Seconds >= 0
+	return len(s.Commit) <= 64 && strings.IndexFunc(s.Commit, notHex) < 0 && s.Files >= 0 && s.Bytes >= 0 && s.Seconds >= 0 &&
+		validCard(s.Card)
+}
+
+// maxCardString bounds each string of a model card, as the script does.
+const maxCardString = 64
+
+// validCard: what the script promises of a card (short printable ASCII, no
+// negative numbers); anything else is not the script's and is not shown.
+func validCard(c *script.Card) bool {
+	if c == nil {
+		return true
+	}
+	for _, v := range []string{c.Architecture, c.ModelType, c.Dtype, c.License} {
+		if len(v) > maxCardString || strings.IndexFunc(v, notPrintableASCII) >= 0 {
+			return false
+		}
+	}
+	return c.ContextLength >= 0 && c.Parameters >= 0
+}
+
+func notPrintableASCII(r rune) bool { return r < ' ' || r > '~' }
+
+// cardValue is a card as status shows it: only what is known; nil for none.
+func cardValue(c *script.Card) map[string]any {
+	if c == nil {
+		return nil
+	}
+	out := map[string]any{}
+	setIf(out, "architecture", c.Architecture)
+	setIf(out, "modelType", c.ModelType)
+	setIf(out, "dtype", c.Dtype)
+	setIf(out, "license", c.License)
+	if c.ContextLength > 0 {
+		out["contextLength"] = c.ContextLength
+	}
+	if c.Parameters > 0 {
+		out["parameters"] = c.Parameters
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// recordedCard reads back a card that status shows.
+func recordedCard(s *structpb.Struct) *script.Card {
+	if s == nil {
+		return nil
+	}
+	c := &script.Card{
+		Architecture:  getString(s, "architecture"),
+		ModelType:     getString(s, "modelType"),
+		Dtype:         getString(s, "dtype"),
+		License:       getString(s, "license"),
+		ContextLength: int64(get(s, "contextLength").GetNumberValue()),
+		Parameters:    int64(get(s, "parameters").GetNumberValue()),
+	}
+	if cardValue(c) == nil {
+		return nil
+	}
+	return c
 }
 
 func joinNonEmpty(sep string, parts ...string) string {

@@ -3,16 +3,20 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,10 +43,20 @@ type realDownload struct {
 // and a PVC bound to a static volume, after edit (if any) changed its spec.
 func applyRealDownload(t *testing.T, n *node, name string, models []any, edit func(spec map[string]any)) *realDownload {
 	t.Helper()
+	return applyRealDownloadOn(t, n, name, nil, models, edit)
+}
+
+// applyRealDownloadOn is applyRealDownload, with prepare (if any) called on the
+// volume's directory before anything can mount it.
+func applyRealDownloadOn(t *testing.T, n *node, name string, prepare func(volume string), models []any, edit func(spec map[string]any)) *realDownload {
+	t.Helper()
 	ns := tokenNamespace(t, name)
 	xr := exampleXR(t)
 	pvc, _, _ := unstructured.NestedString(xr.Object, "spec", "storagePVC")
 	volume := realVolume(t, n, ns, pvc)
+	if prepare != nil {
+		prepare(volume)
+	}
 	md := applyIn(t, ns, xr, name, func(spec map[string]any) {
 		spec["crossplane"] = map[string]any{"compositionRef": map[string]any{"name": realNodeComposition}}
 		spec["models"] = models
@@ -176,14 +190,14 @@ func TestRealDownload(t *testing.T) {
 	n := useNode(t)
 	const repo = "acme/tiny-chat"
 	files := map[string]string{
-		"config.json":       `{"model_type":"llama","hidden_size":64}`,
-		"model.safetensors": strings.Repeat("weights!", 4096),
-		"README.md":         "# tiny-chat\n",
+		"config.json":       `{"architectures":["LlamaForCausalLM"],"model_type":"llama","torch_dtype":"bfloat16","max_position_embeddings":4096,"hidden_size":64}`,
+		"model.safetensors": safetensors(t, 64, 64),
+		"README.md":         "---\nlicense: apache-2.0\n---\n# tiny-chat\n",
 	}
 	commit := newCommit(t)
-	models := []any{map[string]any{"name": repo, "include": []any{"*.json", "*.safetensors"}}}
+	models := []any{map[string]any{"name": repo, "include": []any{"*.json", "*.safetensors", "README.md"}}}
 	md := applyRealDownload(t, n, "real-download", models, nil)
-	n.hub.Set("model", repo, hubtest.Repo{Commit: commit, Files: files, Token: exampleToken(t, md.ns)})
+	n.hub.Set("model", repo, hubtest.Repo{Commit: commit, Files: files, LFS: []string{"model.safetensors"}, Token: exampleToken(t, md.ns)})
 
 	xr := md.waitModel(t, repo, 3*time.Minute, "Completed", phaseIs("Completed"))
 	md.waitXR(t, "Ready", func(xr *unstructured.Unstructured) bool { return conditionStatus(xr, "Ready") == "True" })
@@ -191,16 +205,23 @@ func TestRealDownload(t *testing.T) {
 	t.Logf("status of %s/%s after a real download:\n%s", md.ns, md.name, status)
 
 	m := statusModel(xr, repo)
-	wantBytes := int64(len(files["config.json"]) + len(files["model.safetensors"]))
-	if m["commit"] != commit || m["files"] != int64(2) || m["bytes"] != wantBytes {
-		t.Errorf("status says commit %v, files %v, bytes %v; want %s, 2, %d", m["commit"], m["files"], m["bytes"], commit, wantBytes)
+	wantBytes := int64(len(files["config.json"]) + len(files["model.safetensors"]) + len(files["README.md"]))
+	if m["commit"] != commit || m["files"] != int64(3) || m["bytes"] != wantBytes || m["verified"] != true {
+		t.Errorf("status says commit %v, files %v, bytes %v, verified %v; want %s, 3, %d, true", m["commit"], m["files"], m["bytes"], m["verified"], commit, wantBytes)
+	}
+	wantCard := map[string]any{"architecture": "LlamaForCausalLM", "modelType": "llama", "dtype": "bfloat16",
+		"contextLength": int64(4096), "parameters": int64(64 * 64), "license": "apache-2.0"}
+	if diff := cmp.Diff(wantCard, m["card"]); diff != "" {
+		t.Errorf("the model card in status (-want +got):\n%s", diff)
 	}
 	dir := filepath.Join(md.volume, repo)
 	got := filesUnder(t, dir)
-	want := []string{".hf-download-complete.json", "config.json", "model.safetensors"}
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("files on the volume: %v, want %v", got, want)
+	want := []string{".hf-download-complete.json", ".hf-download.lock", "README.md", "config.json", "model.safetensors"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("files on the volume (-want +got):\n%s", diff)
 	}
+	marker, _ := os.ReadFile(filepath.Join(dir, ".hf-download-complete.json"))
+	t.Logf("the marker of the real download:\n%s", marker)
 	for _, name := range []string{"config.json", "model.safetensors"} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil || string(b) != files[name] {
@@ -217,6 +238,7 @@ func TestRealDownload(t *testing.T) {
 	if err := json.Unmarshal([]byte(msgs[m["jobName"].(string)]), &summary); err != nil || summary.Commit != commit {
 		t.Errorf("termination message of Job %s: %q (%v), want the summary of commit %s", m["jobName"], msgs[m["jobName"].(string)], err, commit)
 	}
+	t.Logf("the summary of the real download (its pod's termination message): %s", msgs[m["jobName"].(string)])
 
 	// The same model again, by another ModelDownload on the same volume.
 	before, _ := n.hub.Seen()
@@ -227,12 +249,49 @@ func TestRealDownload(t *testing.T) {
 		delete(spec["settings"].(map[string]any), "memory")
 	})
 	again := statusModel(second.waitModel(t, repo, 3*time.Minute, "Completed", phaseIs("Completed")), repo)
-	if again["commit"] != commit || again["files"] != int64(2) || again["bytes"] != wantBytes || again["durationSeconds"] != int64(0) {
-		t.Errorf("second ModelDownload's status: %v; want commit %s, 2 files, %d bytes, 0 seconds (the marker)", again, commit, wantBytes)
+	if again["commit"] != commit || again["files"] != int64(3) || again["bytes"] != wantBytes || again["durationSeconds"] != int64(0) ||
+		again["verified"] != true || !cmp.Equal(again["card"], wantCard) {
+		t.Errorf("second ModelDownload's status: %v; want commit %s, 3 files, %d bytes, 0 seconds (the marker), verified, the card", again, commit, wantBytes)
 	}
 	if after, _ := n.hub.Seen(); len(after) != len(before) {
 		t.Errorf("the second download asked the Hub %v; a complete download must stop at its marker", after[len(before):])
 	}
+	second.delete(t)
+
+	// A new revision: downloaded again, and what the old one had and the new one
+	// has not is gone from the directory.
+	newCommit := newCommit(t)
+	newFiles := map[string]string{
+		"config.json":                      `{"architectures":["LlamaForCausalLM"],"model_type":"llama","torch_dtype":"float16"}`,
+		"model-00001-of-00001.safetensors": safetensors(t, 8, 8),
+	}
+	n.hub.Set("model", repo, hubtest.Repo{Commit: newCommit, Files: newFiles, LFS: []string{"model-00001-of-00001.safetensors"}, Token: exampleToken(t, md.ns)})
+	md.update(t, func(spec map[string]any) { setModelField(spec, 0, "revision", "v2") })
+	xr = md.waitModel(t, repo, 3*time.Minute, "Completed at the new commit", func(m map[string]any) bool {
+		return m["phase"] == "Completed" && m["commit"] == newCommit
+	})
+	if m := statusModel(xr, repo); m["files"] != int64(2) || m["verified"] != true {
+		t.Errorf("after the new revision: %v; want 2 files, verified", m)
+	}
+	want = []string{".hf-download-complete.json", ".hf-download.lock", "config.json", "model-00001-of-00001.safetensors"}
+	if diff := cmp.Diff(want, filesUnder(t, dir)); diff != "" {
+		t.Errorf("files on the volume after the new revision (-want +got):\n%s", diff)
+	}
+}
+
+// safetensors is a safetensors file of one float32 tensor of rows x cols: the
+// 8-byte little-endian length of its JSON header, the header, the data.
+func safetensors(t *testing.T, rows, cols int) string {
+	t.Helper()
+	header, err := json.Marshal(map[string]any{"weight": map[string]any{
+		"dtype": "F32", "shape": []int{rows, cols}, "data_offsets": []int{0, 4 * rows * cols},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := make([]byte, 8)
+	binary.LittleEndian.PutUint64(size, uint64(len(header)))
+	return string(size) + string(header) + strings.Repeat("\x00", 4*rows*cols)
 }
 
 // TestRealDownloadPrivateRepoWithoutToken: without hfTokenRef, hf is refused by the Hub, the
@@ -336,8 +395,8 @@ func TestRealRetryByRevision(t *testing.T) {
 	n.hub.Set("model", good, hubtest.Repo{Commit: goodCommit, Files: map[string]string{"config.json": `{"model_type":"bert"}`}, Token: tok})
 	n.hub.Set("model", bad, hubtest.Repo{Fail: &hubtest.Error{Status: 404, Code: "RevisionNotFound", Message: "Invalid rev id: v1"}, Token: tok})
 
-	xr := md.waitModel(t, bad, 3*time.Minute, "Failed", phaseIs("Failed"))
-	xr = md.waitModel(t, good, 3*time.Minute, "Completed", phaseIs("Completed"))
+	md.waitModel(t, bad, 3*time.Minute, "Failed", phaseIs("Failed"))
+	xr := md.waitModel(t, good, 3*time.Minute, "Completed", phaseIs("Completed"))
 	if msg, _ := statusModel(xr, bad)["message"].(string); !strings.HasPrefix(msg, "download of "+bad+"@v1 failed: revision v1 not found") {
 		t.Errorf("status message of %s: %q, want the script's reason", bad, msg)
 	}
@@ -358,5 +417,70 @@ func TestRealRetryByRevision(t *testing.T) {
 		if m := statusModel(xr, model); m["commit"] != commit {
 			t.Errorf("status of %s: commit %v, want %s", model, m["commit"], commit)
 		}
+	}
+}
+
+// TestRealDownloadTooBigForTheVolume: a volume of 1 MiB (a tmpfs the test mounts where
+// the static volume is) and a model of 4 MiB: the pod fails before downloading anything,
+// and status says how much it needs, how much is free and on which PVC.
+func TestRealDownloadTooBigForTheVolume(t *testing.T) {
+	t.Parallel()
+	n := useNode(t)
+	const repo = "acme/too-big"
+	models := []any{map[string]any{"name": repo, "retryCount": int64(0)}}
+	small := func(dir string) {
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=1m,mode=0755,uid=%d,gid=%d", volumeOwner, volumeOwner)); err != nil {
+			t.Fatalf("mount a 1 MiB tmpfs on %s: %v", dir, err)
+		}
+		t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	}
+	md := applyRealDownloadOn(t, n, "real-too-big", small, models, nil)
+	n.hub.Set("model", repo, hubtest.Repo{Commit: newCommit(t), Files: map[string]string{"model.safetensors": strings.Repeat("w", 4<<20)},
+		LFS: []string{"model.safetensors"}, Token: exampleToken(t, md.ns)})
+
+	xr := md.waitModel(t, repo, 3*time.Minute, "Failed", phaseIs("Failed"))
+	msg, _ := statusModel(xr, repo)["message"].(string)
+	t.Logf("status message of a model too big for its volume: %s", msg)
+	if !regexp.MustCompile(`^download of acme/too-big@main failed: needs 4\.2 MB, [0-9.]+ (MB|kB) free on PVC models-pvc`).MatchString(msg) {
+		t.Errorf("status message %q, want the bytes needed and free and the PVC named", msg)
+	}
+	reqs, _ := n.hub.Seen()
+	for _, r := range reqs {
+		if strings.HasPrefix(r, "GET /"+repo+"/resolve/") {
+			t.Errorf("the Job downloaded (%s) though the volume was too small", r)
+		}
+	}
+}
+
+// TestRealDownloadStallResumes: the Hub stalls every file body; the watchdog stops hf
+// after settings.stallTimeoutSeconds and the pod fails as stalled; the Hub recovers and
+// the Job's retry completes the download.
+func TestRealDownloadStallResumes(t *testing.T) {
+	t.Parallel()
+	n := useNode(t)
+	const repo = "acme/stalling"
+	models := []any{map[string]any{"name": repo, "retryCount": int64(1)}}
+	md := applyRealDownload(t, n, "real-stall", models, func(spec map[string]any) {
+		spec["settings"].(map[string]any)["stallTimeoutSeconds"] = int64(30)
+	})
+	commit, tok := newCommit(t), exampleToken(t, md.ns)
+	files := map[string]string{"model.safetensors": safetensors(t, 32, 32)}
+	n.hub.Set("model", repo, hubtest.Repo{Commit: commit, Files: files, LFS: []string{"model.safetensors"}, Token: tok, Stall: true})
+
+	var stalled string
+	waitFor(t, 3*time.Minute, "the first pod to fail as stalled", func() (bool, string) {
+		for _, msg := range terminationMessages(t, md.ns) {
+			if strings.Contains(msg, "stalled: no progress for 30 s") {
+				stalled = msg
+				return true, ""
+			}
+		}
+		return false, describePods(md.ns)
+	})
+	t.Logf("the stalled pod's reason: %s", strings.TrimSpace(stalled))
+	n.hub.Set("model", repo, hubtest.Repo{Commit: commit, Files: files, LFS: []string{"model.safetensors"}, Token: tok})
+	xr := md.waitModel(t, repo, 3*time.Minute, "Completed by the Job's retry", phaseIs("Completed"))
+	if m := statusModel(xr, repo); m["commit"] != commit || m["verified"] != true {
+		t.Errorf("status after the retry: %v; want commit %s, verified", m, commit)
 	}
 }

@@ -6,6 +6,7 @@ module github.com/hfops/function-hf-download/e2e
 go 1.26
 
 require (
+	github.com/google/go-cmp v0.7.0
 	github.com/google/go-containerregistry v0.20.7
 	github.com/hfops/function-hf-download v0.0.0-00010101000000-000000000000
 	k8s.io/api v0.35.4

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -16,10 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 )
-
-// scriptPlaceholder stands for the download script in the render goldens (render_test.go
-// in the repository root), so they stay readable.
-const scriptPlaceholder = "<the text of script/download.sh>"
 
 // hashPlaceholders are the goldens' stand-ins for the hashes that follow from the script
 // ("<hash of org/name>", 10 hex digits; "<config-hash of org/name>", 16).
@@ -53,14 +48,11 @@ func realHashes(v any, salt string) any {
 }
 
 // renderedJobs returns every Job in the golden `crossplane render` outputs of the
-// repository's examples, bare or inside a provider-kubernetes Object, with the script put
-// back, decoded strictly: a field batch/v1 does not know fails the test.
+// repository's examples, bare or inside a provider-kubernetes Object, decoded strictly: a
+// field batch/v1 does not know fails the test. (The script they run is in a ConfigMap, not
+// in the Jobs.)
 func renderedJobs(t *testing.T) map[string]*batchv1.Job {
 	t.Helper()
-	script, err := os.ReadFile(filepath.Join(cluster.repoRoot, "script", "download.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	goldens, err := filepath.Glob(filepath.Join(cluster.repoRoot, "testdata", "render", "*.yaml"))
 	if err != nil || len(goldens) == 0 {
 		t.Fatalf("no render goldens (%v)", err)
@@ -86,11 +78,6 @@ func renderedJobs(t *testing.T) map[string]*batchv1.Job {
 			job := &batchv1.Job{}
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u, job, true); err != nil {
 				t.Fatalf("%s: Job %v is not a valid batch/v1 Job: %v", filepath.Base(g), u["metadata"], err)
-			}
-			for i, arg := range job.Spec.Template.Spec.Containers[0].Command {
-				if arg == scriptPlaceholder {
-					job.Spec.Template.Spec.Containers[0].Command[i] = string(script)
-				}
 			}
 			// The XR render names does not exist here; an owner that is not found would
 			// have the garbage collector delete the Job under the test.

@@ -418,7 +418,7 @@ case ${HOME:-/} in
 esac
 
 repo=${HFDL_REPO_ID:-}
-dir=${HFDL_LOCAL_DIR:-}
+dir=${HFDL_LOCAL_DIR:-/models/${HFDL_REPO_ID:-}}
 repo_type=${HFDL_REPO_TYPE:-model}
 revision=${HFDL_REVISION:-main}
 include=${HFDL_INCLUDE:-}
@@ -429,10 +429,12 @@ content_hash=${HFDL_CONTENT_HASH:-}
 termlog=${HFDL_TERMINATION_LOG:-/dev/termination-log}
 helper=${HFDL_HELPER:-/opt/hf-download/hfdl.py}
 pvc=${HFDL_PVC:-}
+# The function names the PVC once, in the ConfigMap beside the helper, rather
+# than in every Job.
+[ -n "$pvc" ] || [ ! -r "${helper%/*}/pvc" ] || pvc=$(cat "${helper%/*}/pvc") || pvc=
 stall_timeout=${HFDL_STALL_TIMEOUT:-600}
 
 [ -n "$repo" ] || die "HFDL_REPO_ID is required (the Hugging Face repo id, e.g. org/name)"
-[ -n "$dir" ] || die "HFDL_LOCAL_DIR is required (the directory to download into)"
 case $repo in
 -*) die "HFDL_REPO_ID must not start with '-': \"$repo\"" ;;
 esac

@@ -38,7 +38,8 @@ const (
 	EnvRepoType = "HFDL_REPO_TYPE"
 	// EnvRevision is a branch, tag or commit; default main.
 	EnvRevision = "HFDL_REVISION"
-	// EnvLocalDir is the directory to download into, e.g. /models/org/name. Required.
+	// EnvLocalDir is the directory to download into; default
+	// DefaultMountPath/<repo id>, e.g. /models/org/name.
 	EnvLocalDir = "HFDL_LOCAL_DIR"
 	// EnvInclude is a newline-separated list of globs for hf's --include; may be empty.
 	EnvInclude = "HFDL_INCLUDE"
@@ -61,7 +62,8 @@ const (
 	EnvHelper = "HFDL_HELPER"
 	// EnvPVC is the name of the PVC that holds the local dir, only for the
 	// reason a download without enough space fails with ("... free on PVC
-	// <name>"); without it the reason names the directory.
+	// <name>"); without it the script reads PVCFile beside the helper, and
+	// without that the reason names the directory.
 	EnvPVC = "HFDL_PVC"
 	// EnvStallTimeout is how many seconds hf may go without a byte written
 	// under the local dir (hf's partial files included) before the watchdog
@@ -77,6 +79,8 @@ const (
 // out of each Job what equals them.
 const (
 	DefaultRepoType            = "model"
+	DefaultRevision            = "main"
+	DefaultMountPath           = "/models"
 	DefaultMaxWorkers          = 8
 	DefaultStallTimeoutSeconds = 600
 )
@@ -91,6 +95,11 @@ const (
 // seconds and completedAt (UTC, RFC 3339). A run that stops at a matching
 // marker reports its commit, files, bytes, verified and card, with seconds 0.
 const MarkerFile = ".hf-download-complete.json"
+
+// PVCFile is the file, beside the helper in the ConfigMap, that names the PVC
+// (see EnvPVC): the function writes it once per ModelDownload instead of an
+// environment variable in every Job.
+const PVCFile = "pvc"
 
 // LockFile is the file in the local dir on which a download holds an
 // exclusive flock for its whole run, so that two downloads never write one

@@ -515,7 +515,7 @@ func TestConstantsMatchScript(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"marker_name=" + MarkerFile + "\n", "lock_name=" + LockFile + "\n", "huggingface_hub==" + HubVersion + "\n", "hf_xet==" + XetVersion + "\n",
-		"repo_type=${" + EnvRepoType + ":-" + DefaultRepoType + "}\n", "workers=${" + EnvMaxWorkers + ":-" + strconv.Itoa(DefaultMaxWorkers) + "}\n",
+		"repo_type=${" + EnvRepoType + ":-" + DefaultRepoType + "}\n", "revision=${" + EnvRevision + ":-" + DefaultRevision + "}\n", "dir=${" + EnvLocalDir + ":-" + DefaultMountPath + "/${" + EnvRepoID + ":-}}\n", "workers=${" + EnvMaxWorkers + ":-" + strconv.Itoa(DefaultMaxWorkers) + "}\n",
 		"stall_timeout=${" + EnvStallTimeout + ":-" + strconv.Itoa(DefaultStallTimeoutSeconds) + "}\n", "helper=${" + EnvHelper + ":-/opt/hf-download/hfdl.py}\n"} {
 		if !strings.Contains(Text, want) {
 			t.Errorf("the script does not contain %q", want)
@@ -948,7 +948,6 @@ func TestRejectsBadEnv(t *testing.T) {
 	}{
 		"no repo id":      {map[string]string{EnvRepoID: unset}, "hf-download: HFDL_REPO_ID is required (the Hugging Face repo id, e.g. org/name)"},
 		"empty repo id":   {map[string]string{EnvRepoID: ""}, "hf-download: HFDL_REPO_ID is required (the Hugging Face repo id, e.g. org/name)"},
-		"no local dir":    {map[string]string{EnvLocalDir: unset}, "hf-download: HFDL_LOCAL_DIR is required (the directory to download into)"},
 		"option repo id":  {map[string]string{EnvRepoID: "--help"}, `hf-download: HFDL_REPO_ID must not start with '-': "--help"`},
 		"space repo type": {map[string]string{EnvRepoType: "space"}, `hf-download: HFDL_REPO_TYPE must be model or dataset, not "space"`},
 		"zero workers":    {map[string]string{EnvMaxWorkers: "0"}, `hf-download: HFDL_MAX_WORKERS must be a positive integer, not "0"`},

@@ -96,6 +96,15 @@ type Input struct {
 	// +optional
 	MaxWorkers *int32 `json:"maxWorkers,omitempty"`
 
+	// StallTimeoutSeconds: a download that writes no byte for this long is
+	// stopped and fails as stalled (its Job's retries resume it), unless the
+	// ModelDownload sets settings.stallTimeoutSeconds.
+	// +kubebuilder:validation:Minimum=30
+	// +kubebuilder:validation:Maximum=86400
+	// +kubebuilder:default=600
+	// +optional
+	StallTimeoutSeconds *int32 `json:"stallTimeoutSeconds,omitempty"`
+
 	// MaxActiveJobsPerNamespace bounds the download Jobs active at once in a
 	// namespace, whichever ModelDownload they belong to: new Jobs start only
 	// while fewer are active, and the free slots go first to the

@@ -66,6 +66,11 @@ func (in *Input) DeepCopyInto(out *Input) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.StallTimeoutSeconds != nil {
+		in, out := &in.StallTimeoutSeconds, &out.StallTimeoutSeconds
+		*out = new(int32)
+		**out = **in
+	}
 	if in.MaxActiveJobsPerNamespace != nil {
 		in, out := &in.MaxActiveJobsPerNamespace, &out.MaxActiveJobsPerNamespace
 		*out = new(int32)
