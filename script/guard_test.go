@@ -2,6 +2,8 @@ package script
 
 import (
 	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"io/fs"
 	"os"
@@ -192,48 +194,83 @@ func TestLockWait(t *testing.T) {
 	}
 }
 
-// TestRealHFNotEnoughSpace: on a volume too small for the plan (a 1 MiB
-// tmpfs, in a mount namespace of the run's own), the download fails before
-// any file is asked for, with both numbers and the PVC (or the directory);
-// a repo that fits downloads there.
-func TestRealHFNotEnoughSpace(t *testing.T) {
-	realHF(t)
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		missingTool(t, "unshare (util-linux) not on PATH")
-	}
-	mount, err := exec.LookPath("mount")
-	if err != nil {
-		missingTool(t, "mount not on PATH")
-	}
+// smallVolume mounts a tmpfs of size bytes at dir (which it makes) until the
+// test ends: a volume that a download can fill.
+func smallVolume(t *testing.T, dir string, size int) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		missingTool(t, "mounting a tmpfs needs root")
 	}
+	mustMkdir(t, dir)
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.Itoa(size)); err != nil {
+		t.Fatalf("mounting a tmpfs at %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", dir, err)
+		}
+	})
+}
+
+// TestRealHFNotEnoughSpace: on a volume too small for the plan (a tmpfs),
+// the download fails before any file is asked for, with both numbers and the
+// PVC (or the directory). What the space is compared with is what is still to
+// fetch: files already there (a re-run) count nothing. The partial files of
+// a killed hf, which no run resumes, are removed first.
+func TestRealHFNotEnoughSpace(t *testing.T) {
+	realHF(t)
+	const mib = 1 << 20
+	big := strings.Repeat("x", 12_000_000)
 	for _, tc := range []struct {
-		name string
-		size int
-		pvc  string
-		want string // {dir} is the local dir; "" is a success
+		name    string
+		volume  int
+		size    int
+		pvc     string
+		partial int  // bytes of a partial file of big that a killed hf left
+		rerun   bool // a first run with another content hash downloads it first
+		want    string
 	}{
-		{"PVC named", 2_000_000, "llama-pvc", "needs 2.0 MB, 1.0 MB free on PVC llama-pvc"},
-		{"no PVC", 2_000_000, "", "needs 2.0 MB, 1.0 MB free on {dir}"},
-		{"fits", 500_000, "llama-pvc", ""},
+		{name: "PVC named", volume: mib, size: 2_000_000, pvc: "llama-pvc", want: "needs 2.0 MB, 1.0 MB free on PVC llama-pvc"},
+		{name: "no PVC", volume: mib, size: 2_000_000, want: "needs 2.0 MB, 1.0 MB free on {dir}"},
+		{name: "fits", volume: mib, size: 500_000, pvc: "llama-pvc"},
+		{name: "already there", volume: mib, size: 700_000, pvc: "llama-pvc", rerun: true},
+		{name: "a killed run's partial file", volume: 16 * mib, size: len(big), partial: 10_000_000},
+		{name: "not enough", volume: 8 * mib, size: len(big), pvc: "p", want: "needs 12.0 MB, 8.4 MB free on PVC p"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			hub := newHub(t)
-			hub.Set("model", "org/big", hubtest.Repo{Commit: commitV1, Files: map[string]string{"model.safetensors": strings.Repeat("x", tc.size)}, LFS: []string{"model.safetensors"}})
+			content := big[:tc.size]
+			hub.Set("model", "org/big", hubtest.Repo{Commit: commitV1, Files: map[string]string{"model.safetensors": content}, LFS: []string{"model.safetensors"}})
 			h, env := newRealHarness(t, testShell(t), hub)
-			volume := filepath.Join(h.root, "models")
-			mustMkdir(t, volume)
-			h.sh = append([]string{unshare, "--mount", "--propagation", "private", "/bin/sh", "-c",
-				`"$0" -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@"`, mount, volume}, h.sh...)
+			smallVolume(t, filepath.Join(h.root, "models"), tc.volume)
 			env = withEnv(env, map[string]string{EnvRepoID: "org/big", EnvPVC: tc.pvc})
 			if tc.pvc == "" {
 				delete(env, EnvPVC)
 			}
+			if tc.rerun {
+				if r := h.run(withEnv(env, map[string]string{EnvContentHash: "hash-0"})); r.code != 0 {
+					t.Fatalf("first run: exit %d\n%s", r.code, r.out)
+				}
+			}
+			partial := ""
+			if tc.partial > 0 {
+				// hf's name for it: _local_folder.py's incomplete_path, with
+				// the process's own part (_download_to_tmp_and_move).
+				meta := sha1.Sum([]byte("model.safetensors.metadata"))
+				dl := filepath.Join(h.dir, ".cache", "huggingface", "download")
+				mustMkdir(t, dl)
+				partial = filepath.Join(dl, base64.URLEncoding.EncodeToString(meta[:])+"."+hubtest.SHA256(content)+".1a2b3c4d.incomplete")
+				mustWrite(t, partial, content[:tc.partial])
+			}
+			before, _ := hub.Seen()
 			r := h.run(env)
 			reqs, _ := hub.Seen()
+			if partial != "" {
+				if _, err := os.Stat(partial); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("the killed run's partial file: %v", err)
+				}
+			}
 			if tc.want == "" {
 				if s, _ := h.readSummary(); r.code != 0 || !s.Verified || s.Bytes != int64(tc.size) {
 					t.Errorf("exit %d, summary %+v\n%s", r.code, s, r.out)
@@ -241,7 +278,7 @@ func TestRealHFNotEnoughSpace(t *testing.T) {
 				return
 			}
 			h.checkFailure(r, FailedPrefix("org/big", "main")+strings.ReplaceAll(tc.want, "{dir}", h.dir))
-			for _, req := range reqs {
+			for _, req := range reqs[len(before):] {
 				if strings.Contains(req, "/resolve/") {
 					t.Errorf("a file was asked for: %s", req)
 				}

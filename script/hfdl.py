@@ -94,23 +94,11 @@ def with_rate_limit(call):
             time.sleep(wait)
 
 
-def partial_bytes(root, rel, etag):
-    """What hf already has of a file in its .incomplete file, which it resumes."""
-    try:
-        from pathlib import Path
-
-        from huggingface_hub._local_folder import LocalDownloadFilePaths
-
-        meta = Path(local_path(os.path.join(root, ".cache", "huggingface", "download"), rel + ".metadata"))
-        paths = LocalDownloadFilePaths(file_path=Path(local_path(root, rel)), lock_path=meta.with_suffix(".lock"), metadata_path=meta)
-        st = os.lstat(paths.incomplete_path(etag))
-        return st.st_size if stat.S_ISREG(st.st_mode) else 0
-    except Exception:
-        return 0
-
-
 def still_to_fetch(root, rel, entry, force):
-    """The bytes hf will write for one planned file, at most."""
+    """The bytes hf will write for one planned file: none for a file already
+    there at its size (hf keeps it when it matches), else all of them, as hf
+    never resumes a partial file of another run (it downloads each file to a
+    name of its own process's, file_download.py's _download_to_tmp_and_move)."""
     if not force:
         try:
             st = os.lstat(local_path(root, rel))
@@ -118,7 +106,7 @@ def still_to_fetch(root, rel, entry, force):
                 return 0
         except OSError:
             pass
-    return max(0, entry["size"] - partial_bytes(root, rel, entry["hash"]))
+    return entry["size"]
 
 
 def plan(work):
