@@ -206,7 +206,8 @@ run() {
 # The kubelet stops a pod with TERM. This shell is the container's PID 1, for
 # which the kernel ignores TERM unless it is handled: without the trap the pod
 # would run on until the grace period ends and it is killed, hf still writing.
-# While hf runs, run_hf stops it and then the run; otherwise the run ends here.
+# While hf or the helper runs, run stops it and then the run; otherwise (the
+# wait for the lock, say) the run ends here.
 stopping= hf_pid= watch= work=
 on_term() {
 	stopping=1

@@ -440,3 +440,26 @@ func TestWithoutHelper(t *testing.T) {
 		})
 	}
 }
+
+// TestRealHFTermDuringPlan: a TERM while the helper plans (here waiting out
+// the Hub's rate limit) stops it at once, and the run, leaving no helper
+// running and no temporary files.
+func TestRealHFTermDuringPlan(t *testing.T) {
+	realHF(t)
+	hub := newHub(t)
+	hub.Set("model", "org/x", hubtest.Repo{Commit: commitV1, Files: map[string]string{"config.json": "{}"}, Limit: &hubtest.RateLimit{Resource: "api", Count: -1, Reset: 30}})
+	h, env := newRealHarness(t, testShell(t), hub)
+	s := h.start(withEnv(env, map[string]string{EnvRepoID: "org/x"}))
+	waitFor(t, "wait for the rate limit", func() bool {
+		return strings.Contains(s.out.String(), "hf-download: rate limited by the Hub (HTTP 429); retrying in 31 s [retry 1/5]\n")
+	})
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := s.wait(5 * time.Second)
+	h.checkFailure(r, "stopped by SIGTERM before the download of org/x@main finished")
+	if pids := processesWith(t, filepath.Join(h.root, "tmp")); len(pids) != 0 {
+		t.Errorf("processes still in TMPDIR: %v", pids)
+	}
+	checkClean(t, h, r)
+}
