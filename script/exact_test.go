@@ -164,6 +164,9 @@ func TestRealHFExactMirror(t *testing.T) {
 			if diff := cmp.Diff(planned[".cache/huggingface/download/weights/evil.bin.metadata"], readOrEmpty(t, filepath.Join(h.dir, ".cache/huggingface/download/weights/evil.bin.metadata"))); diff != "" {
 				t.Errorf("the repo's own file under .cache (-want +got):\n%s", diff)
 			}
+			if fi, err := os.Lstat(filepath.Join(h.dir, LockFile)); err != nil || !fi.Mode().IsRegular() {
+				t.Errorf("the lock file after pruning: %v", err)
+			}
 			if diff := cmp.Diff(map[string]string{"dir/": "", "dir/inner": "keep me too", "file": "keep me"}, tree(t, outside)); diff != "" {
 				t.Errorf("outside the directory (-want +got):\n%s", diff)
 			}

@@ -463,3 +463,17 @@ func TestRealHFTermDuringPlan(t *testing.T) {
 	}
 	checkClean(t, h, r)
 }
+
+// TestWithoutFlock: an image without flock still downloads, with a warning
+// that nothing keeps another download out.
+func TestWithoutFlock(t *testing.T) {
+	h := newHarness(t)
+	mustRemove(t, filepath.Join(h.tools, "flock"))
+	r := h.run(nil)
+	if r.code != 0 || len(r.calls) != 1 {
+		t.Fatalf("exit %d, hf calls %v\n%s", r.code, r.calls, r.out)
+	}
+	if want := "hf-download: warning: flock is missing; nothing keeps another download out of " + h.dir + "\n"; !strings.Contains(r.out, want) {
+		t.Errorf("the log lacks %q:\n%s", want, r.out)
+	}
+}
