@@ -414,3 +414,23 @@ func TestSummaryFitsTerminationMessage(t *testing.T) {
 		t.Error("hfdl.py does not cut card strings at 64 bytes")
 	}
 }
+
+// TestRealHFEmptyPlan: globs that select no file fail the download before hf
+// runs, rather than prune the directory empty; its files stay.
+func TestRealHFEmptyPlan(t *testing.T) {
+	realHF(t)
+	files := map[string]string{"config.json": `{"model_type":"e"}`, "model.safetensors": "w"}
+	hub := newHub(t)
+	hub.Set("model", "org/e", hubtest.Repo{Commit: commitV1, Files: files})
+	h, env := newRealHarness(t, testShell(t), hub)
+	env = withEnv(env, map[string]string{EnvRepoID: "org/e"})
+	if r := h.run(env); r.code != 0 {
+		t.Fatalf("download: exit %d\n%s", r.code, r.out)
+	}
+	r := h.run(withEnv(env, map[string]string{EnvInclude: "*.gguf"}))
+	h.checkFailure(r, FailedPrefix("org/e", "main")+"no file to download at commit "+commitV1+" (the include and exclude globs select none)")
+	if diff := cmp.Diff(files, tree(t, h.dir)); diff != "" {
+		t.Errorf("the directory (-want +got):\n%s", diff)
+	}
+	checkClean(t, h, r)
+}

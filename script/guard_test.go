@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -215,8 +216,9 @@ func smallVolume(t *testing.T, dir string, size int) {
 // TestRealHFNotEnoughSpace: on a volume too small for the plan (a tmpfs),
 // the download fails before any file is asked for, with both numbers and the
 // PVC (or the directory). What the space is compared with is what is still to
-// fetch: files already there (a re-run) count nothing. The partial files of
-// a killed hf, which no run resumes, are removed first.
+// fetch: files already there (a re-run) count nothing; when files the plan
+// drops (an older revision's) would make the room, they are pruned first.
+// The partial files of a killed hf, which no run resumes, are removed first.
 func TestRealHFNotEnoughSpace(t *testing.T) {
 	realHF(t)
 	const mib = 1 << 20
@@ -226,14 +228,16 @@ func TestRealHFNotEnoughSpace(t *testing.T) {
 		volume  int
 		size    int
 		pvc     string
-		partial int  // bytes of a partial file of big that a killed hf left
-		rerun   bool // a first run with another content hash downloads it first
-		want    string
+		partial int               // bytes of a partial file of big that a killed hf left
+		first   map[string]string // the files of a first download, of v1
+		want    string            // {dir} is the local dir, {free} what hf's .cache left free
 	}{
 		{name: "PVC named", volume: mib, size: 2_000_000, pvc: "llama-pvc", want: "needs 2.0 MB, 1.0 MB free on PVC llama-pvc"},
 		{name: "no PVC", volume: mib, size: 2_000_000, want: "needs 2.0 MB, 1.0 MB free on {dir}"},
 		{name: "fits", volume: mib, size: 500_000, pvc: "llama-pvc"},
-		{name: "already there", volume: mib, size: 700_000, pvc: "llama-pvc", rerun: true},
+		{name: "already there", volume: mib, size: 700_000, pvc: "llama-pvc", first: map[string]string{"model.safetensors": big[:700_000]}},
+		{name: "older revision pruned first", volume: mib, size: 600_000, first: map[string]string{"old.safetensors": big[:700_000]}},
+		{name: "older revision not enough", volume: mib, size: 1_100_000, first: map[string]string{"old.safetensors": big[:100_000]}, want: "needs 1.1 MB, {free} free on {dir}"},
 		{name: "a killed run's partial file", volume: 16 * mib, size: len(big), partial: 10_000_000},
 		{name: "not enough", volume: 8 * mib, size: len(big), pvc: "p", want: "needs 12.0 MB, 8.4 MB free on PVC p"},
 	} {
@@ -248,10 +252,12 @@ func TestRealHFNotEnoughSpace(t *testing.T) {
 			if tc.pvc == "" {
 				delete(env, EnvPVC)
 			}
-			if tc.rerun {
-				if r := h.run(withEnv(env, map[string]string{EnvContentHash: "hash-0"})); r.code != 0 {
+			if tc.first != nil {
+				hub.Set("model", "org/big", hubtest.Repo{Commit: commitV2, Files: tc.first, LFS: []string{"old.safetensors", "model.safetensors"}})
+				if r := h.run(withEnv(env, map[string]string{EnvRevision: "v1"})); r.code != 0 {
 					t.Fatalf("first run: exit %d\n%s", r.code, r.out)
 				}
+				hub.Set("model", "org/big", hubtest.Repo{Commit: commitV1, Files: map[string]string{"model.safetensors": content}, LFS: []string{"model.safetensors"}})
 			}
 			partial := ""
 			if tc.partial > 0 {
@@ -275,9 +281,21 @@ func TestRealHFNotEnoughSpace(t *testing.T) {
 				if s, _ := h.readSummary(); r.code != 0 || !s.Verified || s.Bytes != int64(tc.size) {
 					t.Errorf("exit %d, summary %+v\n%s", r.code, s, r.out)
 				}
+				if diff := cmp.Diff(map[string]string{"model.safetensors": content}, tree(t, h.dir)); diff != "" {
+					t.Errorf("the directory (-want +got):\n%s", diff)
+				}
 				return
 			}
-			h.checkFailure(r, FailedPrefix("org/big", "main")+strings.ReplaceAll(tc.want, "{dir}", h.dir))
+			want := FailedPrefix("org/big", "main") + strings.ReplaceAll(tc.want, "{dir}", h.dir)
+			if before, after, ok := strings.Cut(want, "{free}"); ok {
+				re := regexp.MustCompile("^" + regexp.QuoteMeta(before) + `9[0-9][0-9]\.[0-9] kB` + regexp.QuoteMeta(after) + "$")
+				got, _ := h.readTermLog()
+				if !re.MatchString(strings.TrimSuffix(got, "\n")) || r.code != 1 {
+					t.Errorf("exit %d, reason %q, want one like %s\n%s", r.code, got, re, r.out)
+				}
+			} else {
+				h.checkFailure(r, want)
+			}
 			for _, req := range reqs[len(before):] {
 				if strings.Contains(req, "/resolve/") {
 					t.Errorf("a file was asked for: %s", req)

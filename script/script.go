@@ -158,7 +158,11 @@ type Card struct {
 // was refused (401); check the token" (these four before anything is
 // downloaded, from the plan), "needs 16.1 GB, 9.8 GB free on PVC <pvc>" (or
 // "on <dir>" without EnvPVC; decimal units with one decimal, MB or kB below a
-// GB; before anything is downloaded), "stalled: no progress for 600 s" (the
+// GB; before anything is downloaded, the bytes of files already there left
+// out; files the plan drops are pruned first when that makes the room), "no
+// file to download at commit <sha> (the include and exclude globs select
+// none)" (rather than prune the directory empty), "stalled: no progress for
+// 600 s" (the
 // watchdog stopped hf), "verification failed: <file> has sha256 <got>, the
 // Hub says <want>" (or git-sha1; also "<file> is missing" or "<file> is not a
 // regular file"; the file and hf's metadata of it are removed, so a retry
