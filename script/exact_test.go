@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -433,4 +434,36 @@ func TestRealHFEmptyPlan(t *testing.T) {
 		t.Errorf("the directory (-want +got):\n%s", diff)
 	}
 	checkClean(t, h, r)
+}
+
+// TestRealHFForce: HFDL_FORCE downloads every planned file again, past the
+// marker, and the result is verified.
+func TestRealHFForce(t *testing.T) {
+	realHF(t)
+	files := map[string]string{"config.json": `{"model_type":"f"}`, "model.safetensors": strings.Repeat("f", 2000)}
+	hub := newHub(t)
+	hub.Set("model", "org/f", hubtest.Repo{Commit: commitV1, Files: files, LFS: []string{"model.safetensors"}})
+	h, env := newRealHarness(t, testShell(t), hub)
+	env = withEnv(env, map[string]string{EnvRepoID: "org/f"})
+	if r := h.run(env); r.code != 0 {
+		t.Fatalf("download: exit %d\n%s", r.code, r.out)
+	}
+	before, _ := hub.Seen()
+	if r := h.run(withEnv(env, map[string]string{EnvForce: "true"})); r.code != 0 {
+		t.Fatalf("forced: exit %d\n%s", r.code, r.out)
+	}
+	after, _ := hub.Seen()
+	var bodies []string
+	for _, req := range after[len(before):] {
+		if strings.HasPrefix(req, "GET /org/f/resolve/") {
+			bodies = append(bodies, req)
+		}
+	}
+	slices.Sort(bodies)
+	if diff := cmp.Diff([]string{"GET /org/f/resolve/" + commitV1 + "/config.json", "GET /org/f/resolve/" + commitV1 + "/model.safetensors"}, bodies); diff != "" {
+		t.Errorf("files downloaded again (-want +got):\n%s", diff)
+	}
+	if s, _ := h.readSummary(); !s.Verified || s.Commit != commitV1 || s.Files != 2 {
+		t.Errorf("summary %+v", s)
+	}
 }
