@@ -467,3 +467,25 @@ func TestRealHFForce(t *testing.T) {
 		t.Errorf("summary %+v", s)
 	}
 }
+
+// TestRealHFPrivateRepo: the plan reads a private repo with HF_TOKEN, as hf
+// does (huggingface_hub reads it itself); the token shows nowhere.
+func TestRealHFPrivateRepo(t *testing.T) {
+	realHF(t)
+	files := map[string]string{"config.json": `{"model_type":"p"}`}
+	hub := newHub(t)
+	hub.Set("model", "org/p", hubtest.Repo{Commit: commitV1, Files: files, Token: realHFToken})
+	h, env := newRealHarness(t, testShell(t), hub)
+	r := h.run(withEnv(env, map[string]string{EnvRepoID: "org/p"}))
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.out)
+	}
+	if s, _ := h.readSummary(); !s.Verified || s.Commit != commitV1 {
+		t.Errorf("summary %+v", s)
+	}
+	reqs, _ := hub.Seen()
+	if !slices.Contains(reqs, "GET /api/models/org/p/revision/main?blobs=true") {
+		t.Errorf("no plan request among %q", reqs)
+	}
+	checkClean(t, h, r)
+}
