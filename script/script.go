@@ -4,11 +4,12 @@ package script
 
 import _ "embed" // for go:embed
 
-// Text is the download script (download.sh). The function puts it verbatim in
-// one ConfigMap per ModelDownload, which every Job mounts and runs with
-// /bin/sh, so it can be reviewed and tested here as a file. User strings (repo id, revision, globs,
-// paths) reach it only as the Env* environment variables, never as script
-// text, so no value can ever run as shell code.
+// Text is the download script (download.sh). The function puts it verbatim,
+// with its helper (see Files), in one ConfigMap per ModelDownload, which every
+// Job mounts and runs with /bin/sh, so it can be reviewed and tested here as
+// a file. User strings (repo id, revision, globs, paths) reach it, and the
+// helper, only as the Env* environment variables, never as script text, so no
+// value can ever run as shell or Python code.
 //
 //go:embed download.sh
 var Text string
@@ -68,8 +69,8 @@ const (
 	// stops it and the download fails as stalled: a positive integer without
 	// leading zeros, at most 9 digits; default DefaultStallTimeoutSeconds.
 	EnvStallTimeout = "HFDL_STALL_TIMEOUT"
-	// EnvToken is read by hf itself, never by the script: set it only from a
-	// Secret (secretKeyRef).
+	// EnvToken is read by hf itself (and by huggingface_hub in the helper),
+	// never by the script: set it only from a Secret (secretKeyRef).
 	EnvToken = "HF_TOKEN"
 )
 
