@@ -70,7 +70,7 @@ def size_text(n):
 def safe_rel(rel):
     """Whether a repo path stays inside the local dir, as hf checks it too."""
     parts = rel.split("/")
-    return rel != "" and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
+    return all(p not in ("", ".", "..") for p in parts)
 
 
 def with_rate_limit(call):
@@ -229,7 +229,7 @@ def verify(root, files):
         path = local_path(root, rel)
         try:
             st = os.lstat(path)
-        except FileNotFoundError:
+        except OSError:  # not there, or a parent is not a directory
             reasons.append("%s is missing" % rel)
             continue
         if not stat.S_ISREG(st.st_mode):
