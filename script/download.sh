@@ -206,7 +206,8 @@ run() {
 # The kubelet stops a pod with TERM. This shell is the container's PID 1, for
 # which the kernel ignores TERM unless it is handled: without the trap the pod
 # would run on until the grace period ends and it is killed, hf still writing.
-# While hf runs, run_hf stops it and then the run; otherwise the run ends here.
+# While hf or the helper runs, run stops it and then the run; otherwise (the
+# wait for the lock, say) the run ends here.
 stopping= hf_pid= watch= work=
 on_term() {
 	stopping=1
@@ -555,6 +556,13 @@ fi
 
 # Whatever happens next, an old marker must not claim this download is done.
 rm -f "$marker" || die "cannot remove the old completion marker $marker"
+# hf downloads each file to a partial file named for its own process, and
+# removes it when it fails, but not when it is killed (a stall, a TERM): no
+# run resumes those, and with the lock held no run is writing them.
+if [ -d "$dir/.cache/huggingface/download" ]; then
+	find "$dir/.cache/huggingface/download" -type f -name '*.incomplete' -exec rm -f {} + ||
+		log "warning: cannot remove hf's partial files in $dir/.cache/huggingface/download"
+fi
 
 # The helper reads the values as checked here, defaults applied.
 HFDL_REPO_ID=$repo HFDL_REPO_TYPE=$repo_type HFDL_REVISION=$revision

@@ -70,7 +70,7 @@ def size_text(n):
 def safe_rel(rel):
     """Whether a repo path stays inside the local dir, as hf checks it too."""
     parts = rel.split("/")
-    return rel != "" and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
+    return all(p not in ("", ".", "..") for p in parts)
 
 
 def with_rate_limit(call):
@@ -94,23 +94,11 @@ def with_rate_limit(call):
             time.sleep(wait)
 
 
-def partial_bytes(root, rel, etag):
-    """What hf already has of a file in its .incomplete file, which it resumes."""
-    try:
-        from pathlib import Path
-
-        from huggingface_hub._local_folder import LocalDownloadFilePaths
-
-        meta = Path(local_path(os.path.join(root, ".cache", "huggingface", "download"), rel + ".metadata"))
-        paths = LocalDownloadFilePaths(file_path=Path(local_path(root, rel)), lock_path=meta.with_suffix(".lock"), metadata_path=meta)
-        st = os.lstat(paths.incomplete_path(etag))
-        return st.st_size if stat.S_ISREG(st.st_mode) else 0
-    except Exception:
-        return 0
-
-
 def still_to_fetch(root, rel, entry, force):
-    """The bytes hf will write for one planned file, at most."""
+    """The bytes hf will write for one planned file: none for a file already
+    there at its size (hf keeps it when it matches), else all of them, as hf
+    never resumes a partial file of another run (it downloads each file to a
+    name of its own process's, file_download.py's _download_to_tmp_and_move)."""
     if not force:
         try:
             st = os.lstat(local_path(root, rel))
@@ -118,7 +106,7 @@ def still_to_fetch(root, rel, entry, force):
                 return 0
         except OSError:
             pass
-    return max(0, entry["size"] - partial_bytes(root, rel, entry["hash"]))
+    return entry["size"]
 
 
 def plan(work):
@@ -152,6 +140,10 @@ def plan(work):
         else:
             raise Failure("the Hub gave no size or hash for %s" % s.rfilename)
         files[s.rfilename] = entry
+    # An empty plan would prune the whole directory: a glob typo must not.
+    if not files:
+        why = "the include and exclude globs select none" if include or exclude else "the repo has none"
+        raise Failure("no file to download at commit %s (%s)" % (info.sha, why))
 
     total = sum(f["size"] for f in files.values())
     force = os.environ.get("HFDL_FORCE") == "true"
@@ -163,17 +155,24 @@ def plan(work):
         % (info.sha, len(files), total, need, free, root)
     )
     if need > free:
-        pvc = os.environ.get("HFDL_PVC", "")
-        raise Failure("needs %s, %s free on %s" % (size_text(need), size_text(free), "PVC " + pvc if pvc else root))
+        # A revision change on a full volume: what the plan drops (pruned
+        # after the download anyway) may make the room, if pruned first.
+        reclaim = sum(size for _, _, size in unplanned(root, files))
+        if need > free + reclaim:
+            pvc = os.environ.get("HFDL_PVC", "")
+            raise Failure("needs %s, %s free on %s" % (size_text(need), size_text(free), "PVC " + pvc if pvc else root))
+        log("pruning before the download: %d bytes to fetch, %d free, %d in files not in the plan" % (need, free, reclaim))
+        prune(root, files)
 
     with open(os.path.join(work, "plan.json"), "w") as f:
         json.dump({"commit": info.sha, "files": files}, f)
     return [info.sha]
 
 
-def prune(root, files):
-    """Removes what is not planned, never following a symlink, and the
-    directories left empty; hf's .cache, the marker and the lock stay."""
+def unplanned(root, files):
+    """(relative path, path, bytes) of every file and symlink under root that
+    the plan does not hold, never following a symlink; hf's .cache, the
+    marker and the lock are not looked at."""
     keep = {".cache", MARKER, LOCK}
     for top, dirs, names in os.walk(root):
         rel_top = os.path.relpath(top, root)
@@ -189,10 +188,21 @@ def prune(root, files):
             if rel_top + n not in files:
                 path = os.path.join(top, n)
                 try:
-                    os.unlink(path)
-                    log("removed %s (not in %s)" % (rel_top + n, "the plan"))
-                except OSError as e:
-                    log("warning: cannot remove %s: %s" % (path, e))
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                yield rel_top + n, path, st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+def prune(root, files):
+    """Removes what is not planned, never following a symlink, and the
+    directories left empty; hf's .cache, the marker and the lock stay."""
+    for rel, path, _ in list(unplanned(root, files)):
+        try:
+            os.unlink(path)
+            log("removed %s (not in the plan)" % rel)
+        except OSError as e:
+            log("warning: cannot remove %s: %s" % (path, e))
     for top, dirs, _ in os.walk(root, topdown=False):
         if top == root:
             continue
@@ -219,7 +229,7 @@ def verify(root, files):
         path = local_path(root, rel)
         try:
             st = os.lstat(path)
-        except FileNotFoundError:
+        except OSError:  # not there, or a parent is not a directory
             reasons.append("%s is missing" % rel)
             continue
         if not stat.S_ISREG(st.st_mode):

@@ -4,11 +4,12 @@ package script
 
 import _ "embed" // for go:embed
 
-// Text is the download script (download.sh). The function puts it verbatim in
-// one ConfigMap per ModelDownload, which every Job mounts and runs with
-// /bin/sh, so it can be reviewed and tested here as a file. User strings (repo id, revision, globs,
-// paths) reach it only as the Env* environment variables, never as script
-// text, so no value can ever run as shell code.
+// Text is the download script (download.sh). The function puts it verbatim,
+// with its helper (see Files), in one ConfigMap per ModelDownload, which every
+// Job mounts and runs with /bin/sh, so it can be reviewed and tested here as
+// a file. User strings (repo id, revision, globs, paths) reach it, and the
+// helper, only as the Env* environment variables, never as script text, so no
+// value can ever run as shell or Python code.
 //
 //go:embed download.sh
 var Text string
@@ -70,8 +71,8 @@ const (
 	// stops it and the download fails as stalled: a positive integer without
 	// leading zeros, at most 9 digits; default DefaultStallTimeoutSeconds.
 	EnvStallTimeout = "HFDL_STALL_TIMEOUT"
-	// EnvToken is read by hf itself, never by the script: set it only from a
-	// Secret (secretKeyRef).
+	// EnvToken is read by hf itself (and by huggingface_hub in the helper),
+	// never by the script: set it only from a Secret (secretKeyRef).
 	EnvToken = "HF_TOKEN"
 )
 
@@ -167,7 +168,11 @@ type Card struct {
 // was refused (401); check the token" (these four before anything is
 // downloaded, from the plan), "needs 16.1 GB, 9.8 GB free on PVC <pvc>" (or
 // "on <dir>" without EnvPVC; decimal units with one decimal, MB or kB below a
-// GB; before anything is downloaded), "stalled: no progress for 600 s" (the
+// GB; before anything is downloaded, the bytes of files already there left
+// out; files the plan drops are pruned first when that makes the room), "no
+// file to download at commit <sha> (the include and exclude globs select
+// none)" (rather than prune the directory empty), "stalled: no progress for
+// 600 s" (the
 // watchdog stopped hf), "verification failed: <file> has sha256 <got>, the
 // Hub says <want>" (or git-sha1; also "<file> is missing" or "<file> is not a
 // regular file"; the file and hf's metadata of it are removed, so a retry

@@ -953,6 +953,10 @@ func TestRejectsBadEnv(t *testing.T) {
 		"zero workers":    {map[string]string{EnvMaxWorkers: "0"}, `hf-download: HFDL_MAX_WORKERS must be a positive integer, not "0"`},
 		"word workers":    {map[string]string{EnvMaxWorkers: "8; echo"}, `hf-download: HFDL_MAX_WORKERS must be a positive integer, not "8; echo"`},
 		"force typo":      {map[string]string{EnvForce: "yes"}, `hf-download: HFDL_FORCE must be true or false, not "yes"`},
+		"zero stall":      {map[string]string{EnvStallTimeout: "0"}, `hf-download: HFDL_STALL_TIMEOUT must be a positive integer (seconds), not "0"`},
+		"octal stall":     {map[string]string{EnvStallTimeout: "0600"}, `hf-download: HFDL_STALL_TIMEOUT must be a positive integer (seconds), not "0600"`},
+		"word stall":      {map[string]string{EnvStallTimeout: "10m"}, `hf-download: HFDL_STALL_TIMEOUT must be a positive integer (seconds), not "10m"`},
+		"huge stall":      {map[string]string{EnvStallTimeout: "1234567890"}, `hf-download: HFDL_STALL_TIMEOUT must be a positive integer (seconds), not "1234567890"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t)

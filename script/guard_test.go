@@ -1,0 +1,497 @@
+package script
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hfops/function-hf-download/hubtest"
+)
+
+// The tests here are of what keeps a download from going wrong: the lock,
+// the space check, the watchdog, the Hub's rate limits, and the fallback
+// without the helper.
+
+// syncBuffer is a buffer a running script writes while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// started is a run of the script under way: wait ends it and returns its result.
+type started struct {
+	h    *harness
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+func (h *harness) start(env map[string]string) *started {
+	h.t.Helper()
+	cmd, _ := h.command(env)
+	s := &started{h: h, cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = s.out, s.out
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	go func() { s.done <- cmd.Wait() }()
+	h.t.Cleanup(func() {
+		_ = cmd.Process.Kill() // fails once it has ended: nothing to do
+	})
+	return s
+}
+
+func (s *started) wait(timeout time.Duration) result {
+	s.h.t.Helper()
+	select {
+	case err := <-s.done:
+		return s.h.finish(err, bytes.NewBufferString(s.out.String()))
+	case <-time.After(timeout):
+		_ = s.cmd.Process.Kill()
+		s.h.t.Fatalf("the script still runs after %v:\n%s", timeout, s.out.String())
+	}
+	return result{}
+}
+
+// waitFor waits until cond holds, failing the test after 30 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 30 s", what)
+		}
+	}
+}
+
+// processesWith are the pids of the processes whose command line holds s.
+func processesWith(t *testing.T, s string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && bytes.Contains(cmdline, []byte(s)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestRealHFExclusive: an old slow run of v1 and a new run of v2 in one
+// directory: the new one waits for the old one's lock (and says so), plans
+// only once it holds it, and both succeed in turn; the directory ends with
+// v2's files and marker.
+func TestRealHFExclusive(t *testing.T) {
+	realHF(t)
+	hub := newHub(t)
+	v1 := map[string]string{"big.bin": strings.Repeat("1", 256<<10)} // some 4 s at the rate
+	v2 := map[string]string{"config.json": `{"model_type":"v2"}`, "model.safetensors": strings.Repeat("2", 1000)}
+	hub.Set("model", "org/m", hubtest.Repo{Commit: commitV1, Files: v1, Rate: 64 << 10})
+	h, env := newRealHarness(t, testShell(t), hub)
+	env = withEnv(env, map[string]string{EnvRepoID: "org/m"})
+	oldLog := filepath.Join(h.root, "old-termination-log")
+	old := h.start(withEnv(env, map[string]string{EnvRevision: "v1", EnvTerminationLog: oldLog}))
+	bigGET := "GET /org/m/resolve/" + commitV1 + "/big.bin"
+	waitFor(t, "download of v1 under way", func() bool {
+		reqs, _ := hub.Seen()
+		return slices.Contains(reqs, bigGET)
+	})
+	hub.Set("model", "org/m", hubtest.Repo{Commit: commitV2, Files: v2})
+	next := h.start(withEnv(env, map[string]string{EnvRevision: "v2"}))
+
+	if r := old.wait(time.Minute); r.code != 0 {
+		t.Fatalf("the old run: exit %d\n%s", r.code, r.out)
+	}
+	r := next.wait(time.Minute)
+	if r.code != 0 {
+		t.Fatalf("the new run: exit %d\n%s", r.code, r.out)
+	}
+	if !strings.Contains(r.out, "hf-download: another download holds the lock on "+h.dir+"; waiting for it to end\n") {
+		t.Errorf("the new run did not wait for the lock:\n%s", r.out)
+	}
+	reqs, _ := hub.Seen()
+	if plan := slices.Index(reqs, "GET /api/models/org/m/revision/v2?blobs=true"); plan < slices.Index(reqs, bigGET) {
+		t.Errorf("the new run planned (request %d) before the old one's download (%d): %q", plan, slices.Index(reqs, bigGET), reqs)
+	}
+	if diff := cmp.Diff(v2, tree(t, h.dir)); diff != "" {
+		t.Errorf("the directory (-want +got):\n%s", diff)
+	}
+	if m := h.readMarker(); m.Revision != "v2" || m.Commit != commitV2 || !m.Verified {
+		t.Errorf("marker %+v, want v2's", m)
+	}
+	data, err := os.ReadFile(oldLog)
+	if err != nil || !strings.Contains(string(data), `"commit":"`+commitV1+`"`) {
+		t.Errorf("the old run's summary %q, %v", data, err)
+	}
+}
+
+// TestLockWait: a run waits while another holds the directory's lock (here
+// the test), saying so; TERM ends the wait at once; once the lock is
+// released the run goes on.
+func TestLockWait(t *testing.T) {
+	h := newHarness(t)
+	mustMkdir(t, h.dir)
+	f, err := os.OpenFile(filepath.Join(h.dir, LockFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	waiting := "hf-download: another download holds the lock on " + h.dir + "; waiting for it to end\n"
+
+	s := h.start(nil)
+	waitFor(t, "log line about the lock", func() bool { return strings.Contains(s.out.String(), waiting) })
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := s.wait(5 * time.Second)
+	h.checkFailure(r, "stopped by SIGTERM")
+	if len(r.calls) != 0 {
+		t.Errorf("hf ran: %v", r.calls)
+	}
+
+	s = h.start(nil)
+	waitFor(t, "log line about the lock", func() bool { return strings.Contains(s.out.String(), waiting) })
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.wait(30 * time.Second); r.code != 0 || len(r.calls) != 1 {
+		t.Errorf("after the lock was released: exit %d, hf calls %v\n%s", r.code, r.calls, r.out)
+	}
+}
+
+// smallVolume mounts a tmpfs of size bytes at dir (which it makes) until the
+// test ends: a volume that a download can fill.
+func smallVolume(t *testing.T, dir string, size int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missingTool(t, "mounting a tmpfs needs root")
+	}
+	mustMkdir(t, dir)
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.Itoa(size)); err != nil {
+		t.Fatalf("mounting a tmpfs at %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", dir, err)
+		}
+	})
+}
+
+// TestRealHFNotEnoughSpace: on a volume too small for the plan (a tmpfs),
+// the download fails before any file is asked for, with both numbers and the
+// PVC (or the directory). What the space is compared with is what is still to
+// fetch: files already there (a re-run) count nothing; when files the plan
+// drops (an older revision's) would make the room, they are pruned first.
+// The partial files of a killed hf, which no run resumes, are removed first.
+func TestRealHFNotEnoughSpace(t *testing.T) {
+	realHF(t)
+	const mib = 1 << 20
+	big := strings.Repeat("x", 12_000_000)
+	for _, tc := range []struct {
+		name    string
+		volume  int
+		size    int
+		pvc     string
+		partial int               // bytes of a partial file of big that a killed hf left
+		first   map[string]string // the files of a first download, of v1
+		want    string            // {dir} is the local dir, {free} what hf's .cache left free
+	}{
+		{name: "PVC named", volume: mib, size: 2_000_000, pvc: "llama-pvc", want: "needs 2.0 MB, 1.0 MB free on PVC llama-pvc"},
+		{name: "no PVC", volume: mib, size: 2_000_000, want: "needs 2.0 MB, 1.0 MB free on {dir}"},
+		{name: "fits", volume: mib, size: 500_000, pvc: "llama-pvc"},
+		{name: "already there", volume: mib, size: 700_000, pvc: "llama-pvc", first: map[string]string{"model.safetensors": big[:700_000]}},
+		{name: "older revision pruned first", volume: mib, size: 600_000, first: map[string]string{"old.safetensors": big[:700_000]}},
+		{name: "older revision not enough", volume: mib, size: 1_100_000, first: map[string]string{"old.safetensors": big[:100_000]}, want: "needs 1.1 MB, {free} free on {dir}"},
+		{name: "a killed run's partial file", volume: 16 * mib, size: len(big), partial: 10_000_000},
+		{name: "not enough", volume: 8 * mib, size: len(big), pvc: "p", want: "needs 12.0 MB, 8.4 MB free on PVC p"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			hub := newHub(t)
+			content := big[:tc.size]
+			hub.Set("model", "org/big", hubtest.Repo{Commit: commitV1, Files: map[string]string{"model.safetensors": content}, LFS: []string{"model.safetensors"}})
+			h, env := newRealHarness(t, testShell(t), hub)
+			smallVolume(t, filepath.Join(h.root, "models"), tc.volume)
+			env = withEnv(env, map[string]string{EnvRepoID: "org/big", EnvPVC: tc.pvc})
+			if tc.pvc == "" {
+				delete(env, EnvPVC)
+			}
+			if tc.first != nil {
+				hub.Set("model", "org/big", hubtest.Repo{Commit: commitV2, Files: tc.first, LFS: []string{"old.safetensors", "model.safetensors"}})
+				if r := h.run(withEnv(env, map[string]string{EnvRevision: "v1"})); r.code != 0 {
+					t.Fatalf("first run: exit %d\n%s", r.code, r.out)
+				}
+				hub.Set("model", "org/big", hubtest.Repo{Commit: commitV1, Files: map[string]string{"model.safetensors": content}, LFS: []string{"model.safetensors"}})
+			}
+			partial := ""
+			if tc.partial > 0 {
+				// hf's name for it: _local_folder.py's incomplete_path, with
+				// the process's own part (_download_to_tmp_and_move).
+				meta := sha1.Sum([]byte("model.safetensors.metadata"))
+				dl := filepath.Join(h.dir, ".cache", "huggingface", "download")
+				mustMkdir(t, dl)
+				partial = filepath.Join(dl, base64.URLEncoding.EncodeToString(meta[:])+"."+hubtest.SHA256(content)+".1a2b3c4d.incomplete")
+				mustWrite(t, partial, content[:tc.partial])
+			}
+			before, _ := hub.Seen()
+			r := h.run(env)
+			reqs, _ := hub.Seen()
+			if partial != "" {
+				if _, err := os.Stat(partial); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("the killed run's partial file: %v", err)
+				}
+			}
+			if tc.want == "" {
+				if s, _ := h.readSummary(); r.code != 0 || !s.Verified || s.Bytes != int64(tc.size) {
+					t.Errorf("exit %d, summary %+v\n%s", r.code, s, r.out)
+				}
+				if diff := cmp.Diff(map[string]string{"model.safetensors": content}, tree(t, h.dir)); diff != "" {
+					t.Errorf("the directory (-want +got):\n%s", diff)
+				}
+				return
+			}
+			want := FailedPrefix("org/big", "main") + strings.ReplaceAll(tc.want, "{dir}", h.dir)
+			if before, after, ok := strings.Cut(want, "{free}"); ok {
+				re := regexp.MustCompile("^" + regexp.QuoteMeta(before) + `9[0-9][0-9]\.[0-9] kB` + regexp.QuoteMeta(after) + "$")
+				got, _ := h.readTermLog()
+				if !re.MatchString(strings.TrimSuffix(got, "\n")) || r.code != 1 {
+					t.Errorf("exit %d, reason %q, want one like %s\n%s", r.code, got, re, r.out)
+				}
+			} else {
+				h.checkFailure(r, want)
+			}
+			for _, req := range reqs[len(before):] {
+				if strings.Contains(req, "/resolve/") {
+					t.Errorf("a file was asked for: %s", req)
+				}
+			}
+			checkClean(t, h, r)
+		})
+	}
+}
+
+// TestRealHFStall: a Hub that sends a file's headers and then nothing: the
+// watchdog stops hf after the stall timeout (long before hf's own read
+// timeout, here 120 s), the download fails as stalled, leaving no hf
+// running and no marker; the retry, the Hub well again, completes.
+func TestRealHFStall(t *testing.T) {
+	realHF(t)
+	files := map[string]string{"config.json": `{"model_type":"s"}`, "model.safetensors": strings.Repeat("s", 3000)}
+	for shName, sh := range realShells(t) {
+		t.Run(shName, func(t *testing.T) {
+			t.Parallel()
+			hub := newHub(t)
+			hub.Set("model", "org/s", hubtest.Repo{Commit: commitV1, Files: files, Stall: true})
+			h, env := newRealHarness(t, sh, hub)
+			env = withEnv(env, map[string]string{EnvRepoID: "org/s", EnvStallTimeout: "2", "HF_HUB_DOWNLOAD_TIMEOUT": "120"})
+			start := time.Now()
+			r := h.run(env)
+			if took := time.Since(start); took > time.Minute {
+				t.Errorf("the stalled download took %v", took)
+			}
+			h.checkFailure(r, FailedPrefix("org/s", "main")+"stalled: no progress for 2 s")
+			if pids := processesWith(t, h.dir); len(pids) != 0 {
+				t.Errorf("processes still at %s: %v", h.dir, pids)
+			}
+			if _, err := os.Stat(h.markerPath()); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("marker after a stall: %v", err)
+			}
+			checkClean(t, h, r)
+
+			hub.Set("model", "org/s", hubtest.Repo{Commit: commitV1, Files: files})
+			if r := h.run(env); r.code != 0 {
+				t.Fatalf("the retry: exit %d\n%s", r.code, r.out)
+			}
+			if s, _ := h.readSummary(); !s.Verified || s.Files != 2 {
+				t.Errorf("the retry's summary %+v", s)
+			}
+		})
+	}
+}
+
+// TestStallStopsHF: hf that hangs without writing a byte is stopped by the
+// watchdog after the stall timeout, and the run fails as stalled.
+func TestStallStopsHF(t *testing.T) {
+	h := newHarness(t)
+	start := time.Now()
+	r := h.run(map[string]string{"HFSTUB_MODE": "hang", EnvStallTimeout: "1"})
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("took %v", took)
+	}
+	h.checkFailure(r, FailedPrefix("org/name", "main")+"stalled: no progress for 1 s")
+	b, err := os.ReadFile(h.record + ".pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("hf (pid %d) still runs: kill -0 says %v", pid, err)
+	}
+	assertNoFile(t, MarkerFile, h.dir)
+}
+
+// TestRealHFRateLimit: the Hub's 429s are retried after the reset time it
+// gives, by the plan and by hf; when they outlast the retries, the reason
+// says so with the Hub's reset time.
+func TestRealHFRateLimit(t *testing.T) {
+	realHF(t)
+	for _, tc := range []struct {
+		name  string
+		limit hubtest.RateLimit
+		want  string // the reason; "" is a success
+		log   string // in the log
+	}{{
+		name:  "plan limited twice",
+		limit: hubtest.RateLimit{Resource: "api", Count: 2},
+		log:   "hf-download: rate limited by the Hub (HTTP 429); retrying in 1 s [retry 2/5]\n",
+	}, {
+		name:  "plan limited",
+		limit: hubtest.RateLimit{Resource: "api", Count: -1, Reset: 0},
+		want:  "rate limited by the Hub (HTTP 429) after 5 retries; the Hub's limit resets in 0 s",
+		log:   "hf-download: rate limited by the Hub (HTTP 429); retrying in 1 s [retry 5/5]\n",
+	}, {
+		name:  "files limited",
+		limit: hubtest.RateLimit{Resource: "resolvers", Count: -1, Reset: 0, Quota: 100, Window: 60},
+		want:  "rate limited by the Hub (HTTP 429) after hf's retries; the Hub's limit resets in 0 s",
+		log:   "Rate limited. Waiting 1.0s before retry [Retry 5/5].",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			hub := newHub(t)
+			limit := tc.limit
+			hub.Set("model", "org/rl", hubtest.Repo{Commit: commitV1, Files: map[string]string{"config.json": "{}"}, Limit: &limit})
+			h, env := newRealHarness(t, testShell(t), hub)
+			r := h.run(withEnv(env, map[string]string{EnvRepoID: "org/rl"}))
+			if tc.want == "" {
+				if r.code != 0 {
+					t.Errorf("exit %d\n%s", r.code, r.out)
+				}
+			} else {
+				h.checkFailure(r, FailedPrefix("org/rl", "main")+tc.want)
+			}
+			if !strings.Contains(r.out, tc.log) {
+				t.Errorf("the log lacks %q:\n%s", tc.log, r.out)
+			}
+			checkClean(t, h, r)
+		})
+	}
+}
+
+// TestWithoutHelper: without the helper, or a python3 that imports
+// huggingface_hub (an image whose hf has a Python of its own), the script
+// says so and downloads as hf alone does: the revision as given, counts of
+// what the directory holds, the commit of hf's metadata, not verified, no
+// card.
+func TestWithoutHelper(t *testing.T) {
+	const alone = "; downloading as hf alone does: no plan, no space check, no pruning, no verification, no model card\n"
+	for _, tc := range []struct {
+		name  string
+		setup func(h *harness) map[string]string
+		warn  string
+	}{
+		{"huggingface_hub not importable", func(*harness) map[string]string { return nil },
+			"hf-download: warning: python3 cannot import huggingface_hub (hf has a Python of its own?)" + alone},
+		{"no helper", func(h *harness) map[string]string {
+			return map[string]string{EnvHelper: filepath.Join(h.root, "nope.py")}
+		}, "hf-download: warning: the helper {root}/nope.py is missing" + alone},
+		{"no python3", func(h *harness) map[string]string {
+			mustRemove(t, filepath.Join(h.stubs, "python3"))
+			return nil
+		}, "hf-download: warning: python3 is missing" + alone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			r := h.run(tc.setup(h))
+			if r.code != 0 {
+				t.Fatalf("exit %d\n%s", r.code, r.out)
+			}
+			if warn := strings.ReplaceAll(tc.warn, "{root}", h.root); !strings.Contains(r.out, warn) {
+				t.Errorf("the log lacks %q:\n%s", warn, r.out)
+			}
+			s, _ := h.readSummary()
+			s.Seconds = 0
+			if diff := cmp.Diff(Summary{Commit: commitA, Files: int64(len(stubFiles)), Bytes: stubBytes()}, s); diff != "" {
+				t.Errorf("summary (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(wantArgs("org/name", "main", h.dir), r.calls[len(r.calls)-1].Args); diff != "" {
+				t.Errorf("hf's argv (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRealHFTermDuringPlan: a TERM while the helper plans (here waiting out
+// the Hub's rate limit) stops it at once, and the run, leaving no helper
+// running and no temporary files.
+func TestRealHFTermDuringPlan(t *testing.T) {
+	realHF(t)
+	hub := newHub(t)
+	hub.Set("model", "org/x", hubtest.Repo{Commit: commitV1, Files: map[string]string{"config.json": "{}"}, Limit: &hubtest.RateLimit{Resource: "api", Count: -1, Reset: 30}})
+	h, env := newRealHarness(t, testShell(t), hub)
+	s := h.start(withEnv(env, map[string]string{EnvRepoID: "org/x"}))
+	waitFor(t, "wait for the rate limit", func() bool {
+		return strings.Contains(s.out.String(), "hf-download: rate limited by the Hub (HTTP 429); retrying in 31 s [retry 1/5]\n")
+	})
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := s.wait(5 * time.Second)
+	h.checkFailure(r, "stopped by SIGTERM before the download of org/x@main finished")
+	if pids := processesWith(t, filepath.Join(h.root, "tmp")); len(pids) != 0 {
+		t.Errorf("processes still in TMPDIR: %v", pids)
+	}
+	checkClean(t, h, r)
+}
+
+// TestWithoutFlock: an image without flock still downloads, with a warning
+// that nothing keeps another download out.
+func TestWithoutFlock(t *testing.T) {
+	h := newHarness(t)
+	mustRemove(t, filepath.Join(h.tools, "flock"))
+	r := h.run(nil)
+	if r.code != 0 || len(r.calls) != 1 {
+		t.Fatalf("exit %d, hf calls %v\n%s", r.code, r.calls, r.out)
+	}
+	if want := "hf-download: warning: flock is missing; nothing keeps another download out of " + h.dir + "\n"; !strings.Contains(r.out, want) {
+		t.Errorf("the log lacks %q:\n%s", want, r.out)
+	}
+}
