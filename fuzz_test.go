@@ -14,6 +14,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/hfops/function-hf-download/hubtest"
+
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -47,24 +49,6 @@ import (
 // The seeds (f.Add and testdata/fuzz/FuzzX) run with plain `go test`; run a
 // target with `go test -run='^$' -fuzz='^FuzzSpec$' -fuzztime=10m -parallel=1 .`
 
-// syncBuffer is a bytes.Buffer safe for concurrent loggers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // bufferLogger is the logger main.go builds with --debug (zap behind logr,
 // debug at V(1)), writing to w instead of stderr.
 func bufferLogger(w io.Writer) logging.Logger {
@@ -75,7 +59,7 @@ func bufferLogger(w io.Writer) logging.Logger {
 
 // runLogged runs one request on a Function logging at debug level.
 func runLogged(req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, string, error) {
-	var buf syncBuffer
+	var buf hubtest.SyncBuffer
 	f := &Function{log: bufferLogger(&buf)}
 	rsp, err := f.RunFunction(context.Background(), req)
 	return rsp, buf.String(), err

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hfops/function-hf-download/hubtest"
+
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/yaml"
 
@@ -102,7 +104,7 @@ func listenFunction(t *testing.T, bin string, args []string) (string, int, error
 	addr := l.Addr().String()
 	_ = l.Close()
 
-	logs := &syncBuffer{}
+	logs := &hubtest.SyncBuffer{}
 	cmd := exec.Command(bin, append([]string{"--insecure", "--address=" + addr, "--metrics-address="}, args...)...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hfops/function-hf-download/hubtest"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -212,7 +214,7 @@ func concurrentRequests(t *testing.T) []*fnv1.RunFunctionRequest {
 // over gRPC give exactly the answers the same requests give one by one, and
 // the debug logs of all of them hold no token.
 func TestServerConcurrentCallsMatchSerial(t *testing.T) {
-	var logs syncBuffer
+	var logs hubtest.SyncBuffer
 	c := serve(t, &Function{log: bufferLogger(&logs)})
 	reqs := concurrentRequests(t)
 

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -186,7 +185,7 @@ func TestRealHFRateLimited(t *testing.T) {
 	h := newHub(t)
 	h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"big.bin": big, "config.json": "{}"}, Rate: rate})
 	dir := filepath.Join(t.TempDir(), "out")
-	var out lockedBuffer
+	var out SyncBuffer
 	cmd := hfCommand(t, h, "", dir, &out, "org/slow")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -285,25 +284,6 @@ func incomplete(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return names
-}
-
-// lockedBuffer is a bytes.Buffer that a running command writes while the
-// test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestRealHFLFS: hf downloads an LFS file by the headers the Hub sends for it

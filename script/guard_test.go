@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,36 +26,18 @@ import (
 // the space check, the watchdog, the Hub's rate limits, and the fallback
 // without the helper.
 
-// syncBuffer is a buffer a running script writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // started is a run of the script under way: wait ends it and returns its result.
 type started struct {
 	h    *harness
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *hubtest.SyncBuffer
 	done chan error
 }
 
 func (h *harness) start(env map[string]string) *started {
 	h.t.Helper()
 	cmd, _ := h.command(env)
-	s := &started{h: h, cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
+	s := &started{h: h, cmd: cmd, out: &hubtest.SyncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
