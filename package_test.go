@@ -15,7 +15,7 @@ import (
 
 // The packages, built by the real `crossplane xpkg build`: the function
 // package with its runtime image embedded (an OCI image of the static
-// binary, made without Docker by tools/crossplane/runtime-image), and the two
+// binary, made without Docker by hack/runtime-image.sh), and the two
 // Configuration packages. And `crossplane beta validate` of the examples
 // against their XRDs, offline.
 
@@ -29,16 +29,6 @@ func runCLI(t *testing.T, dir string, args ...string) {
 	}
 }
 
-func goBuild(t *testing.T, dir, out, pkg string, env ...string) {
-	t.Helper()
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-	}
-}
-
 func TestPackages(t *testing.T) {
 	tmp := t.TempDir()
 	root, err := filepath.Abs(".")
@@ -47,11 +37,9 @@ func TestPackages(t *testing.T) {
 	}
 
 	t.Run("Function", func(t *testing.T) {
-		goBuild(t, root, filepath.Join(tmp, "function"), ".", "CGO_ENABLED=0")
-		goBuild(t, filepath.Join(root, "tools", "crossplane"), filepath.Join(tmp, "runtime-image"), "./runtime-image")
 		image := filepath.Join(tmp, "runtime.tar")
-		if out, err := exec.Command(filepath.Join(tmp, "runtime-image"), "--binary", filepath.Join(tmp, "function"), "--out", image).CombinedOutput(); err != nil {
-			t.Fatalf("runtime-image: %v\n%s", err, out)
+		if out, err := exec.Command("bash", filepath.Join(root, "hack", "runtime-image.sh"), image).CombinedOutput(); err != nil {
+			t.Fatalf("hack/runtime-image.sh: %v\n%s", err, out)
 		}
 		xpkg := filepath.Join(tmp, "function.xpkg")
 		runCLI(t, root, "xpkg", "build", "--package-root=package", "--embed-runtime-image-tarball="+image, "--package-file="+xpkg)

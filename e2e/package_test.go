@@ -26,7 +26,7 @@ import (
 var functionResource = schema.GroupVersionResource{Group: "pkg.crossplane.io", Version: "v1", Resource: "functions"}
 
 // buildFunctionPackage builds the function's xpkg as a release would: a static binary in
-// an OCI runtime image made without Docker (tools/crossplane/runtime-image), embedded by
+// an OCI runtime image made without Docker (hack/runtime-image.sh), embedded by
 // the real `crossplane xpkg build` into the package of package/.
 func buildFunctionPackage(t *testing.T) string {
 	t.Helper()
@@ -41,9 +41,7 @@ func buildFunctionPackage(t *testing.T) string {
 		}
 	}
 	root := cluster.repoRoot
-	run(root, []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-o", filepath.Join(tmp, "function"), ".")
-	run(filepath.Join(root, "tools", "crossplane"), nil, "go", "build", "-o", filepath.Join(tmp, "runtime-image"), "./runtime-image")
-	run(tmp, nil, filepath.Join(tmp, "runtime-image"), "--binary", filepath.Join(tmp, "function"), "--out", filepath.Join(tmp, "runtime.tar"))
+	run(root, nil, "bash", filepath.Join(root, "hack", "runtime-image.sh"), filepath.Join(tmp, "runtime.tar"))
 	xpkg := filepath.Join(tmp, "function.xpkg")
 	run(root, nil, cluster.bin("crossplane"), "xpkg", "build", "--package-root=package",
 		"--embed-runtime-image-tarball="+filepath.Join(tmp, "runtime.tar"), "--package-file="+xpkg)

@@ -9,7 +9,7 @@ tool (
 	github.com/crossplane/crossplane/v2/cmd/crossplane
 )
 
-require github.com/google/go-containerregistry v0.20.7
+require github.com/google/go-containerregistry v0.20.7 // indirect
 
 require (
 	cel.dev/expr v0.25.1 // indirect

@@ -36,6 +36,7 @@ import (
 type options struct {
 	dir, out, tag, user  string
 	env, entrypoint, cmd []string
+	expose               []string
 	mtime                int64
 	mtimeSet             bool
 }
@@ -49,6 +50,7 @@ func main() {
 	flag.Func("env", "an entry of the config's Env, NAME=value (repeatable)", appendTo(&o.env))
 	flag.Func("entrypoint", "an element of the config's Entrypoint (repeatable)", appendTo(&o.entrypoint))
 	flag.Func("cmd", "an element of the config's Cmd (repeatable)", appendTo(&o.cmd))
+	flag.Func("expose", "a port of the config's ExposedPorts, e.g. 9443/tcp (repeatable)", appendTo(&o.expose))
 	flag.Func("mtime", "one mtime (Unix seconds) for every entry instead of their own", func(s string) error {
 		var err error
 		o.mtime, err = strconv.ParseInt(s, 10, 64)
@@ -109,6 +111,12 @@ func run(o *options) error {
 	cfg.Config.Env = o.env
 	cfg.Config.Entrypoint = o.entrypoint
 	cfg.Config.Cmd = o.cmd
+	for _, p := range o.expose {
+		if cfg.Config.ExposedPorts == nil {
+			cfg.Config.ExposedPorts = map[string]struct{}{}
+		}
+		cfg.Config.ExposedPorts[p] = struct{}{}
+	}
 	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		return err
 	}
