@@ -337,8 +337,8 @@ func TestBenchRequestsAreSteady(t *testing.T) {
 	if got := getString(st, "progress"); got != "5/10" {
 		t.Fatalf("steady XR progress = %q, want 5/10", got)
 	}
-	if n := len(steady.req.GetObserved().GetResources()); n != 11 {
-		t.Fatalf("steady request observes %d resources, want 10 Jobs and the script's ConfigMap", n)
+	if n := len(steady.req.GetObserved().GetResources()); n != 15 {
+		t.Fatalf("steady request observes %d resources, want 10 Jobs, the script's ConfigMap and the four progress objects", n)
 	}
 	if n := len(jobResources(steady.rsp)); n != 10 {
 		t.Fatalf("steady response desires %d Jobs, want 10", n)

@@ -121,6 +121,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}
 	who := owner{namespace: namespace, name: base, xrName: o.xr.name, xrUID: o.xr.uid, pvcUID: storage.uid}
 	b.scriptMap = scriptName(who, spec.StoragePVC)
+	b.progressMap = progressName(who)
 	c := &composer{
 		observation: &o,
 		builder:     b,
@@ -142,6 +143,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		c.composePVC()
 	}
 	c.composeScripts()
+	c.composeProgress()
 	models := c.compose()
 
 	if err := respond(rsp, req, c.desired, models, storage.uid); err != nil {

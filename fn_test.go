@@ -136,6 +136,7 @@ settings:
   completed: []
   failed: []
   progress: 0/2
+  downloaded: 0.0/0.0 GB
   pvcUID: ` + testPVCUID + `
   models:
   - name: org/alpha
@@ -166,9 +167,10 @@ settings:
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			got, err := newTestFunction().RunFunction(context.Background(), tc.req)
-			// The script's ConfigMap has a test of its own.
+			// The script's ConfigMap and the progress objects have tests of
+			// their own.
 			for k := range got.GetDesired().GetResources() {
-				if strings.HasPrefix(k, scriptKeyPrefix) {
+				if strings.HasPrefix(k, scriptKeyPrefix) || strings.HasPrefix(k, progressKeyPrefix) {
 					delete(got.Desired.Resources, k)
 				}
 			}
@@ -225,7 +227,7 @@ func outcomeOf(t *testing.T, rsp *fnv1.RunFunctionResponse) outcome {
 func jobResources(rsp *fnv1.RunFunctionResponse) map[string]*fnv1.Resource {
 	out := map[string]*fnv1.Resource{}
 	for k, r := range rsp.GetDesired().GetResources() {
-		if !strings.HasPrefix(k, scriptKeyPrefix) {
+		if !strings.HasPrefix(k, scriptKeyPrefix) && !strings.HasPrefix(k, progressKeyPrefix) {
 			out[k] = r
 		}
 	}
@@ -305,7 +307,7 @@ func TestRunFunctionJobs(t *testing.T) {
 	}
 	statusOf := func(pending, completed, failed, progress string, models ...string) *structpb.Struct {
 		return mustStruct("pending: " + pending + "\ncompleted: " + completed + "\nfailed: " + failed +
-			"\nprogress: " + progress + "\npvcUID: " + testPVCUID + "\nmodels:\n" + strings.Join(models, ""))
+			"\nprogress: " + progress + "\ndownloaded: 0.0/0.0 GB\npvcUID: " + testPVCUID + "\nmodels:\n" + strings.Join(models, ""))
 	}
 
 	cases := map[string]struct {
@@ -504,14 +506,20 @@ func statusEntry(t *testing.T, rsp *fnv1.RunFunctionResponse, model string) map[
 			continue
 		}
 		out := map[string]string{}
-		for k, v := range m.GetStructValue().GetFields() {
-			switch v.GetKind().(type) {
-			case *structpb.Value_NumberValue:
-				out[k] = strconv.FormatInt(int64(v.GetNumberValue()), 10)
-			default:
-				out[k] = v.GetStringValue()
+		var flatten func(prefix string, s *structpb.Struct)
+		flatten = func(prefix string, s *structpb.Struct) {
+			for k, v := range s.GetFields() {
+				switch v.GetKind().(type) {
+				case *structpb.Value_NumberValue:
+					out[prefix+k] = strconv.FormatInt(int64(v.GetNumberValue()), 10)
+				case *structpb.Value_StructValue:
+					flatten(prefix+k+".", v.GetStructValue())
+				default:
+					out[prefix+k] = v.GetStringValue()
+				}
 			}
 		}
+		flatten("", m.GetStructValue())
 		return out
 	}
 	t.Fatalf("no status entry for %s", model)

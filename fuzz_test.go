@@ -282,7 +282,7 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 	active, started := 0, 0
 	for key, r := range observed {
 		if phase, deleting := observedPhase(r.GetResource()); getString(r.GetResource(), "metadata", "labels", labelApp) == appName &&
-			!strings.HasPrefix(key, scriptKeyPrefix) && key != pvcKey && !deleting && !terminal(phase) {
+			!strings.HasPrefix(key, scriptKeyPrefix) && !strings.HasPrefix(key, progressKeyPrefix) && key != pvcKey && !deleting && !terminal(phase) {
 			active++
 		}
 	}

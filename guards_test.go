@@ -264,8 +264,8 @@ func TestOnlyOneCurrentJobKeptWhileTokenUnreadable(t *testing.T) {
 	}
 	s.api.jobs[first] = firstJob
 	s.refresh()
-	if len(s.observed) != 3 {
-		t.Fatalf("want both Jobs (and the script's ConfigMap) observed, got %d", len(s.observed))
+	if len(s.observed) != 7 {
+		t.Fatalf("want both Jobs (and the script's ConfigMap and the four progress objects) observed, got %d", len(s.observed))
 	}
 	s.secret = nil
 	s.reconcile()

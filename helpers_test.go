@@ -109,9 +109,10 @@ type testRequest struct {
 	noScript bool
 }
 
-// withScript adds to the observed resources the script ConfigMap the
-// function desires for the request, as it exists once Crossplane (or, for an
-// Object, provider-kubernetes) made it.
+// withScript adds to the observed resources the script ConfigMap and the
+// progress objects (ConfigMap, ServiceAccount, Role, RoleBinding) the
+// function desires for the request, as they exist once Crossplane (or, for an
+// Object, provider-kubernetes) made them.
 func withScript(req *fnv1.RunFunctionRequest) {
 	probe := proto.Clone(req).(*fnv1.RunFunctionRequest)
 	if probe.RequiredResources[requirementPVC] == nil || len(probe.RequiredResources[requirementPVC].GetItems()) == 0 {
@@ -135,7 +136,7 @@ func withScript(req *fnv1.RunFunctionRequest) {
 		}
 	}
 	for k, r := range rsp.GetDesired().GetResources() {
-		if !strings.HasPrefix(k, scriptKeyPrefix) {
+		if !strings.HasPrefix(k, scriptKeyPrefix) && !strings.HasPrefix(k, progressKeyPrefix) {
 			continue
 		}
 		if req.Observed.Resources == nil {

@@ -60,8 +60,15 @@ type jobBuilder struct {
 	pullSecrets []corev1.LocalObjectReference
 	selector    map[string]string
 	affinity    *corev1.Affinity
-	// scriptMap names the ConfigMap that holds the script (script.go).
-	scriptMap string
+	// scriptMap names the ConfigMap that holds the script (script.go);
+	// progressMap the ModelDownload's progress ConfigMap, and its pods'
+	// ServiceAccount unless the Input names one (progress.go).
+	scriptMap, progressMap string
+}
+
+// podServiceAccount is the account the download pods run as.
+func (b *jobBuilder) podServiceAccount() string {
+	return orDefault(b.platform.ServiceAccount, b.progressMap)
 }
 
 // templateDigest stands for the code that builds a Job: the digest of a Job
@@ -76,7 +83,7 @@ var templateDigest = sync.OnceValue(func() []byte {
 		NodePoolKey: "n", Tolerations: []corev1.Toleration{*toleration}, Env: []v1beta1.EnvVar{{Name: "E", Value: "v"}},
 		CPU: "1", Memory: "1Gi", RunAsUser: 1, RunAsGroup: 1, FSGroup: 1, MaxWorkers: 1}
 	b := newJobBuilder("xr", "ns", spec, p)
-	b.scriptMap = "script"
+	b.scriptMap, b.progressMap = "script", "progress"
 	b.colocate()
 	m := &modelSpec{Name: "o/m", Revision: "r", RepoType: "dataset", RetryCount: 1, Include: []string{"i"}, Exclude: []string{"e"}}
 	j, err := json.Marshal(b.build(m, "job", modelHashes{content: "c", config: "c", spec: "s"}, attempt{1, "h"}))
@@ -213,7 +220,7 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 				Spec: corev1.PodSpec{
 					RestartPolicy:                corev1.RestartPolicyNever,
 					AutomountServiceAccountToken: ptr.To(false),
-					ServiceAccountName:           b.platform.ServiceAccount,
+					ServiceAccountName:           b.podServiceAccount(),
 					NodeSelector:                 b.selector,
 					Tolerations:                  b.platform.Tolerations,
 					ImagePullSecrets:             b.pullSecrets,
@@ -250,9 +257,7 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 					}},
 					Volumes: []corev1.Volume{
 						{Name: "models", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: b.spec.StoragePVC}}},
-						{Name: "script", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-							LocalObjectReference: corev1.LocalObjectReference{Name: b.scriptMap},
-						}}},
+						{Name: "script", VolumeSource: b.scriptVolumeSource()},
 						// /tmp holds HOME too (the script sets it).
 						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 					},

@@ -309,8 +309,8 @@ func TestScriptConfigMap(t *testing.T) {
 		job := asJob(t, r.GetResource())
 		var mounted string
 		for _, v := range job.Spec.Template.Spec.Volumes {
-			if v.ConfigMap != nil {
-				mounted = v.ConfigMap.Name
+			if v.Name == "script" && v.Projected != nil && len(v.Projected.Sources) > 0 && v.Projected.Sources[0].ConfigMap != nil {
+				mounted = v.Projected.Sources[0].ConfigMap.Name
 			}
 		}
 		if mounted != cm.Name || len(job.Spec.Template.Spec.Containers[0].Command) != 2 {
@@ -332,9 +332,10 @@ func TestOldScriptStaysWhileMounted(t *testing.T) {
 	const oldName, oldKey = "hf-dl-cache-script-0123456789", "script-0123456789"
 	old := mustStruct("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + oldName + ", namespace: ml, labels: {app: hf-downloader, parent: cache}}\n")
 	job := proto.Clone(jobResources(rsp)[key].GetResource()).(*structpb.Struct)
+	// Older versions mounted the script's ConfigMap alone.
 	for _, v := range get(job, "spec", "template", "spec", "volumes").GetListValue().GetValues() {
-		if cm := get(v.GetStructValue(), "configMap").GetStructValue(); cm != nil {
-			cm.Fields["name"] = str(oldName)
+		if getString(v.GetStructValue(), "name") == "script" {
+			v.GetStructValue().Fields = fields{"name": str("script"), "configMap": object(fields{"name": str(oldName)})}
 		}
 	}
 	job.Fields["metadata"].GetStructValue().Fields["name"] = str("hf-dl-cache-org-alpha-9999999999")

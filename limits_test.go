@@ -129,7 +129,7 @@ func TestMessageLimits(t *testing.T) {
 
 // maxModels is the XRD's maxItems for spec.models: what fits Crossplane's
 // 4 MB response limit (TestMessageLimits) and etcd (TestXRFitsInEtcd).
-const maxModels = 1500
+const maxModels = 1300
 
 // TestXRFitsInEtcd: a ModelDownload of maxModels models, with the status the
 // function writes, is one object in etcd, whose requests are limited to

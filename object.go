@@ -96,12 +96,16 @@ func resolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (envelope, field.Erro
 // TTL removed it (it would, for a managed Object, and the download would run
 // again) nor deletes it with the Object, which the function drops once the
 // outcome is recorded.
+// createOnly is for an object that others write after it is made (the
+// progress ConfigMap): provider-kubernetes makes and deletes it, and never
+// resets it to the manifest.
 type objectPolicy int
 
 const (
 	manage objectPolicy = iota
 	keepOnDelete
 	observeOnly
+	createOnly
 )
 
 // wrap returns what is composed for a manifest: the manifest itself, or an
@@ -140,6 +144,8 @@ func (e envelope) wrap(manifest *unstructured.Unstructured, readyQuery string, p
 		if !e.namespaced {
 			spec["deletionPolicy"] = deletionOrphan
 		}
+	case createOnly:
+		spec["managementPolicies"] = []any{"Observe", "Create", "Delete"}
 	case keepOnDelete:
 		if e.namespaced {
 			// Namespaced managed resources have no deletionPolicy: leaving

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -122,14 +124,12 @@ func sameHashes(t *testing.T, job, like *structpb.Struct) *structpb.Struct {
 	for _, h := range []func(*structpb.Struct) string{
 		func(s *structpb.Struct) string { return getString(s, "metadata", "labels", labelSpecHash) },
 		func(s *structpb.Struct) string { return getString(s, "metadata", "annotations", annotationConfigHash) },
+		// The script's ConfigMap and the pods' ServiceAccount are named after
+		// the XR, whose uid differs.
 		func(s *structpb.Struct) string {
-			for _, v := range get(s, "spec", "template", "spec", "volumes").GetListValue().GetValues() {
-				if n := getString(v.GetStructValue(), "configMap", "name"); n != "" {
-					return n
-				}
-			}
-			return ""
+			return (&seenJob{manifest: &unstructured.Unstructured{Object: s.AsMap()}}).scriptMap()
 		},
+		func(s *structpb.Struct) string { return getString(s, "spec", "template", "spec", "serviceAccountName") },
 	} {
 		js = strings.ReplaceAll(js, h(job), h(like))
 	}

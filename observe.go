@@ -42,8 +42,12 @@ type observation struct {
 	// scripts are the observed script ConfigMaps (their names) by key, and
 	// whether each exists (an Object's once the provider made it).
 	scripts map[string]seenScript
-	// pvcObserved: the composed PVC exists (spec.storage).
-	pvcObserved bool
+	// pvcObserved: the composed PVC exists (spec.storage); accountObserved:
+	// the download pods' ServiceAccount does (pods cannot be made before it).
+	pvcObserved, accountObserved bool
+	// progress is what the download pods reported, by content hash (the
+	// progress ConfigMap's data as observed).
+	progress map[string]string
 	// deleting are the keys whose object (or Object) is being deleted.
 	deleting map[string]bool
 
@@ -163,7 +167,7 @@ func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
 		}
 		composed := &unstructured.Unstructured{Object: s.AsMap()}
 		kind := composed.GetKind()
-		if kind != "Job" && kind != "Object" && kind != "ConfigMap" && kind != "PersistentVolumeClaim" ||
+		if kind != "Job" && kind != "Object" && kind != "ConfigMap" && kind != "PersistentVolumeClaim" && kind != "ServiceAccount" ||
 			composed.GetLabels()[labelApp] != appName {
 			continue
 		}
@@ -187,6 +191,13 @@ func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
 		switch {
 		case key == pvcKey:
 			o.pvcObserved = applied != nil
+		case key == progressKeyAccount:
+			o.accountObserved = applied != nil && !deleting
+		case key == progressKeyConfigMap:
+			if applied != nil {
+				data, _, _ := unstructured.NestedStringMap(applied.Object, "data")
+				o.progress = data
+			}
 		case what == "ConfigMap":
 			o.scripts[key] = seenScript{manifest: manifest, name: manifest.GetName(), exists: applied != nil, deleting: deleting}
 		case what == "Job":
@@ -254,9 +265,22 @@ func firstLine(s string) string {
 func (j *seenJob) scriptMap() string {
 	vols, _, _ := unstructured.NestedSlice(j.manifest.Object, "spec", "template", "spec", "volumes")
 	for _, v := range vols {
-		if m, ok := v.(map[string]any); ok && m["name"] == "script" {
-			name, _, _ := unstructured.NestedString(m, "configMap", "name")
+		m, ok := v.(map[string]any)
+		if !ok || m["name"] != "script" {
+			continue
+		}
+		// A ConfigMap volume (Jobs of earlier versions), or the first
+		// ConfigMap of the projected one (progress.go).
+		if name, ok, _ := unstructured.NestedString(m, "configMap", "name"); ok {
 			return name
+		}
+		sources, _, _ := unstructured.NestedSlice(m, "projected", "sources")
+		for _, src := range sources {
+			if sm, ok := src.(map[string]any); ok {
+				if name, ok, _ := unstructured.NestedString(sm, "configMap", "name"); ok {
+					return name
+				}
+			}
 		}
 	}
 	return ""

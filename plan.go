@@ -150,6 +150,9 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 	}
 	c.desireJob(key, asUnstructured(c.builder.build(m, st.JobName, h, a)), st.Phase)
 	c.outcome(&st, oj, rec, sameAttempt)
+	if !terminal(st.Phase) {
+		st.progress = readProgress(c.progress, &st)
+	}
 	return st
 }
 
@@ -207,6 +210,9 @@ func (c *composer) mustWait(m *modelSpec, v dirVerdict) string {
 	}
 	if !c.scriptReady {
 		return fmt.Sprintf("waiting for the ConfigMap %q that holds the download script to be created", c.builder.scriptMap)
+	}
+	if c.builder.platform.ServiceAccount == "" && !c.accountObserved {
+		return fmt.Sprintf("waiting for the ServiceAccount %q of the download pods to be created", c.builder.progressMap)
 	}
 	// Last: only a model that could start now takes a slot.
 	if ok, why := c.queue.admit(); !ok {

@@ -57,10 +57,12 @@ func scriptName(o owner, pvc string) string {
 // scriptKey is the composition resource name of the ConfigMap named name.
 func scriptKey(name string) string { return scriptKeyPrefix + name[len(name)-specHashLen:] }
 
-// scriptData is the ConfigMap's files: the script's, and the PVC's name.
+// scriptData is the ConfigMap's files: the script's, the PVC's name, and
+// where the pods report progress.
 func (b *jobBuilder) scriptData() map[string]string {
 	data := maps.Clone(script.Files)
 	data[script.PVCFile] = b.spec.StoragePVC
+	data[script.ProgressFile] = b.namespace + "/" + b.progressMap
 	return data
 }
 

@@ -80,6 +80,9 @@ type xrSim struct {
 	observed map[string]*fnv1.Resource
 	peers    func() []*fnv1.Resource
 	last     *fnv1.RunFunctionResponse
+	// progress is what the download pods patched into the progress
+	// ConfigMap's data, by content hash.
+	progress map[string]string
 }
 
 func newXRSim(t *testing.T, api *apiServer, xrYAMLText string) *xrSim {
@@ -221,6 +224,37 @@ func (s *xrSim) refresh() {
 		}
 		res.Fields["status"] = object(fields{"atProvider": object(fields{"manifest": structpb.NewStructValue(proto.Clone(j).(*structpb.Struct))})})
 	}
+	s.refreshProgress()
+}
+
+// refreshProgress puts the pods' reports into the observed progress
+// ConfigMap (or its Object's observed manifest), as the API server has them.
+func (s *xrSim) refreshProgress() {
+	o, ok := s.observed[progressKeyConfigMap]
+	if !ok || len(s.progress) == 0 {
+		return
+	}
+	cm := o.GetResource()
+	if s.objects {
+		cm = get(cm, "status", "atProvider", "manifest").GetStructValue()
+	}
+	if cm == nil {
+		return
+	}
+	data := fields{}
+	for k, v := range s.progress {
+		data[k] = str(v)
+	}
+	cm.Fields["data"] = object(data)
+}
+
+// report is what the pod of oneModel's org/alpha patches into the progress
+// ConfigMap.
+func (s *xrSim) report(progress string) {
+	if s.progress == nil {
+		s.progress = map[string]string{}
+	}
+	s.progress[s.entry("org/alpha")["contentHash"]] = progress
 }
 
 // managementPolicies of an Object; none means all.

@@ -42,8 +42,10 @@ type modelStatus struct {
 	// Retry is the retry annotation's value when the model failed: a
 	// different value asks for a new attempt.
 	Retry string
-	// summary is set once the download pod reported what is on disk.
-	summary *script.Summary
+	// summary is set once the download pod reported what is on disk;
+	// progress while it downloads.
+	summary  *script.Summary
+	progress *script.Progress
 }
 
 // jobPhase reads a Job's conditions. Jobs have no Ready condition: Complete
@@ -142,6 +144,9 @@ func statusValue(models []modelStatus, pvcUID string) map[string]any {
 		if m.Phase == phaseFailed {
 			setIf(e, "retry", m.Retry)
 		}
+		if m.progress != nil && !terminal(m.Phase) {
+			e["progress"] = progressValue(m.progress)
+		}
 		if s := m.summary; s != nil && m.Phase == phaseCompleted {
 			e["commit"] = s.Commit
 			e["files"] = s.Files
@@ -155,11 +160,12 @@ func statusValue(models []modelStatus, pvcUID string) map[string]any {
 		entries[i] = e
 	}
 	out := map[string]any{
-		"pending":   pending,
-		"completed": completed,
-		"failed":    failed,
-		"models":    entries,
-		"progress":  strconv.Itoa(len(completed)) + "/" + strconv.Itoa(len(models)),
+		"pending":    pending,
+		"completed":  completed,
+		"failed":     failed,
+		"models":     entries,
+		"progress":   strconv.Itoa(len(completed)) + "/" + strconv.Itoa(len(models)),
+		"downloaded": downloaded(models),
 	}
 	setIf(out, "pvcUID", pvcUID)
 	return out
@@ -200,7 +206,7 @@ func summary(models []modelStatus) (fnv1.Status, string, string) {
 	case len(failed) > 0:
 		return fnv1.Status_STATUS_CONDITION_FALSE, "DownloadFailed", msg + "; failed: " + strings.Join(failed, ", ")
 	case len(waiting) > 0 || len(queued) > 0:
-		return fnv1.Status_STATUS_CONDITION_FALSE, "Downloading", msg + "; " + progress
+		return fnv1.Status_STATUS_CONDITION_FALSE, "Downloading", joinNonEmpty("; ", msg, progress, slowest(models))
 	}
 	return fnv1.Status_STATUS_CONDITION_TRUE, "Downloaded", msg
 }

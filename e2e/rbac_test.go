@@ -42,12 +42,16 @@ var (
 	// What Crossplane does for the function, in any namespace: compose Jobs and PVCs
 	// (server-side apply, the label cleanup of composed resources that go, which is an
 	// update, deletion, realtime watches) and read what the function requires: the token
-	// Secret (the chart's role already grants Secrets), the download pods and Namespaces.
+	// Secret (the chart's role already grants Secrets), the download pods and Namespaces;
+	// and the pods' ServiceAccount, Role and RoleBinding of live progress.
 	functionNeeds = concat(
 		verbs("batch", "jobs", manageVerbs...),
 		verbs("", "persistentvolumeclaims", manageVerbs...),
 		verbs("", "pods", readVerbs...),
 		verbs("", "namespaces", readVerbs...),
+		verbs("", "serviceaccounts", manageVerbs...),
+		verbs("rbac.authorization.k8s.io", "roles", manageVerbs...),
+		verbs("rbac.authorization.k8s.io", "rolebindings", manageVerbs...),
 	)
 
 	// The script's ConfigMaps, composed like the Jobs: Crossplane's own role (the chart's)
@@ -70,6 +74,9 @@ var (
 		{resource: "persistentvolumes", verb: "delete"},
 		{group: "batch", resource: "jobs", subresource: "status", verb: "update"},
 		{group: "batch", resource: "cronjobs", verb: "create"},
+		{group: "rbac.authorization.k8s.io", resource: "clusterroles", verb: "create"},
+		{group: "rbac.authorization.k8s.io", resource: "clusterrolebindings", verb: "create"},
+		{resource: "serviceaccounts", subresource: "token", verb: "create"},
 	}
 )
 

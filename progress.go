@@ -1,0 +1,193 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/crossplane/function-sdk-go/resource"
+
+	"github.com/hfops/function-hf-download/script"
+)
+
+// Live progress, with least privilege. Download pods have no API access of
+// their own (automountServiceAccountToken stays false). Each ModelDownload
+// gets one ConfigMap that its pods report progress into, a ServiceAccount for
+// its pods, and a Role and RoleBinding that let that account get and patch
+// exactly that ConfigMap (resourceNames) and nothing else. The token reaches
+// only the download container, as a projected, audience-bound token that
+// expires after progressTokenSeconds (the kubelet renews it), beside the
+// cluster's CA. The ConfigMap's data is the pods' own: the function composes
+// it without data, so Crossplane's server-side apply never owns (nor resets)
+// what they patch, and reads it back from the observed ConfigMap.
+
+const (
+	// progressKeyPrefix starts the composition resource names of the four.
+	progressKeyPrefix    = "progress-"
+	progressKeyConfigMap = progressKeyPrefix + "configmap"
+	progressKeyAccount   = progressKeyPrefix + "serviceaccount"
+	progressKeyRole      = progressKeyPrefix + "role"
+	progressKeyBinding   = progressKeyPrefix + "rolebinding"
+
+	// progressTokenSeconds is the shortest lifetime the API server grants a
+	// projected token; the kubelet renews it at 80 %.
+	progressTokenSeconds = 600
+)
+
+// progressName names the ConfigMap, ServiceAccount, Role and RoleBinding of
+// one ModelDownload: hf-dl-<xr>-progress-<hash>.
+func progressName(o owner) string {
+	var scratch [256]byte
+	c := newCanonical(scratch[:], "progress/v1")
+	c.str("namespace", o.namespace)
+	c.str("name", o.name)
+	c.str("xrName", o.xrName)
+	c.str("xrUID", o.xrUID)
+	d := c.sum()
+	return jobName(o.name, "progress", hex.EncodeToString(d[:specHashLen/2]))
+}
+
+// scriptVolumeSource is the one volume at /opt/hf-download: the script's
+// ConfigMap, and beside it what the download container reads to report
+// progress, the projected token (file "token") and the API server's CA (file
+// "ca.crt"; optional, so that a cluster without kube-root-ca.crt still starts
+// the pod, which then reports nothing). One volume keeps every Job small.
+func (b *jobBuilder) scriptVolumeSource() corev1.VolumeSource {
+	return corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+		{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: b.scriptMap}}},
+		{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+			Path: path.Base(script.ProgressTokenPath), ExpirationSeconds: ptr.To(int64(progressTokenSeconds)),
+		}},
+		{ConfigMap: &corev1.ConfigMapProjection{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
+			Items:                []corev1.KeyToPath{{Key: "ca.crt", Path: path.Base(script.ProgressCAPath)}},
+			Optional:             ptr.To(true),
+		}},
+	}}}
+}
+
+// composeProgress composes the progress ConfigMap and the identity of the
+// download pods: a ServiceAccount of their own unless the Input names one,
+// and the Role and RoleBinding that let it patch that ConfigMap alone.
+func (c *composer) composeProgress() {
+	b := c.builder
+	name, ns := b.progressMap, b.namespace
+	labels := map[string]string{labelApp: appName, labelParent: b.parentLabel}
+	meta := func(kind, apiVersion string) (metav1.TypeMeta, metav1.ObjectMeta) {
+		return metav1.TypeMeta{Kind: kind, APIVersion: apiVersion}, metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}
+	}
+	cmType, cmMeta := meta("ConfigMap", "v1")
+	// createOnly: provider-kubernetes would otherwise reset the pods' data
+	// to the empty manifest on every update.
+	c.desire(progressKeyConfigMap, c.envelope.wrap(asUnstructured(&corev1.ConfigMap{TypeMeta: cmType, ObjectMeta: cmMeta}), "", createOnly), resource.ReadyTrue)
+
+	subject := b.platform.ServiceAccount
+	if subject == "" {
+		subject = name
+		saType, saMeta := meta("ServiceAccount", "v1")
+		c.desire(progressKeyAccount, c.envelope.wrap(asUnstructured(&corev1.ServiceAccount{
+			TypeMeta: saType, ObjectMeta: saMeta, AutomountServiceAccountToken: ptr.To(false),
+		}), "", manage), resource.ReadyTrue)
+	}
+	roleType, roleMeta := meta("Role", rbacv1.SchemeGroupVersion.String())
+	c.desire(progressKeyRole, c.envelope.wrap(asUnstructured(&rbacv1.Role{TypeMeta: roleType, ObjectMeta: roleMeta,
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{name}, Verbs: []string{"get", "patch"}}},
+	}), "", manage), resource.ReadyTrue)
+	bindingType, bindingMeta := meta("RoleBinding", rbacv1.SchemeGroupVersion.String())
+	c.desire(progressKeyBinding, c.envelope.wrap(asUnstructured(&rbacv1.RoleBinding{TypeMeta: bindingType, ObjectMeta: bindingMeta,
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: subject, Namespace: ns}},
+	}), "", manage), resource.ReadyTrue)
+}
+
+// maxProgressBytes bounds a progress report read back: the script's are
+// about 200 bytes.
+const maxProgressBytes = 1024
+
+// readProgress is the progress the pods of the model's current Job reported,
+// nil when there is none to show: a report of another attempt's pod (its
+// name does not start with the Job's), or one that is not the script's.
+func readProgress(reports map[string]string, st *modelStatus) *script.Progress {
+	raw, ok := reports[st.ContentHash]
+	if !ok || st.JobName == "" || len(raw) > maxProgressBytes {
+		return nil
+	}
+	var p script.Progress
+	d := json.NewDecoder(strings.NewReader(raw))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&p); err != nil || d.More() || !strings.HasPrefix(p.Attempt, st.JobName+"-") {
+		return nil
+	}
+	if _, err := time.Parse(time.RFC3339, p.Updated); err != nil ||
+		p.Bytes < 0 || p.TotalBytes < 0 || p.Files < 0 || p.TotalFiles < 0 || p.BytesPerSecond < 0 || p.ETASeconds < 0 {
+		return nil
+	}
+	return &p
+}
+
+// progressValue is a model's progress as status shows it.
+func progressValue(p *script.Progress) map[string]any {
+	return map[string]any{
+		"bytes": p.Bytes, "totalBytes": p.TotalBytes, "files": p.Files, "totalFiles": p.TotalFiles,
+		"bytesPerSecond": p.BytesPerSecond, "etaSeconds": p.ETASeconds, "updated": p.Updated,
+	}
+}
+
+// downloaded is the XR's bytes on disk out of all it will hold, in decimal
+// GB, for `kubectl get modeldownloads`: a completed model counts its summary,
+// a running one its progress, any other nothing yet.
+func downloaded(models []modelStatus) string {
+	var done, total int64
+	for _, m := range models {
+		switch {
+		case m.Phase == phaseCompleted && m.summary != nil:
+			done += m.summary.Bytes
+			total += m.summary.Bytes
+		case m.progress != nil:
+			done += m.progress.Bytes
+			total += max(m.progress.TotalBytes, m.progress.Bytes)
+		}
+	}
+	return fmt.Sprintf("%.1f/%.1f GB", float64(done)/1e9, float64(total)/1e9)
+}
+
+// slowest names the running model that will take longest, for the
+// ModelsDownloaded condition: "" when no running model reported a rate.
+func slowest(models []modelStatus) string {
+	var worst *modelStatus
+	for i := range models {
+		m := &models[i]
+		if p := m.progress; p != nil && p.ETASeconds > 0 && (worst == nil || p.ETASeconds > worst.progress.ETASeconds) {
+			worst = m
+		}
+	}
+	if worst == nil {
+		return ""
+	}
+	p := worst.progress
+	return fmt.Sprintf("slowest: %s at %s/s, %s left", worst.Name, decimalBytes(p.BytesPerSecond), (time.Duration(p.ETASeconds) * time.Second).String())
+}
+
+// decimalBytes is n in decimal units with one decimal, as the script's
+// messages give sizes.
+func decimalBytes(n int64) string {
+	f, unit := float64(n), "B"
+	for _, u := range []string{"kB", "MB", "GB", "TB"} {
+		if f < 1000 {
+			break
+		}
+		f, unit = f/1000, u
+	}
+	if unit == "B" {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%.1f %s", f, unit)
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+)
+
+// TestProgressFolded drives progress as Crossplane would, in both modes: a
+// running model shows what its pod last reported (bytes, files, rate, time
+// left, when it last moved), the XR the bytes of all models and the
+// condition the slowest one; a report from another attempt's pod, or one that
+// is not the script's, shows nothing; once the model completes its progress
+// goes and its summary stays.
+func TestProgressFolded(t *testing.T) {
+	modes(t, func(t *testing.T, s *xrSim) {
+		job := s.running("org/alpha")
+		progress := func() map[string]string {
+			t.Helper()
+			e := s.entry("org/alpha")
+			out := map[string]string{}
+			for k, v := range e {
+				if strings.HasPrefix(k, "progress.") {
+					out[strings.TrimPrefix(k, "progress.")] = v
+				}
+			}
+			return out
+		}
+		downloaded := func() string {
+			return getString(s.last.GetDesired().GetComposite().GetResource(), "status", "downloaded")
+		}
+		if p := progress(); len(p) != 0 || downloaded() != "0.0/0.0 GB" {
+			t.Fatalf("before any report: progress %v, downloaded %q; want none and 0.0/0.0 GB", p, downloaded())
+		}
+
+		report := func(pod string, bytes, rate, eta int64, updated string) string {
+			return fmt.Sprintf(`{"bytes":%d,"totalBytes":140500000000,"files":3,"totalFiles":31,"bytesPerSecond":%d,"etaSeconds":%d,"updated":%q,"attempt":%q}`,
+				bytes, rate, eta, updated, pod)
+		}
+		s.report(report(job+"-x7k2p", 37200000000, 95000000, 1087, "2026-11-26T10:00:15Z"))
+		s.reconcile()
+		want := map[string]string{"bytes": "37200000000", "totalBytes": "140500000000", "files": "3", "totalFiles": "31",
+			"bytesPerSecond": "95000000", "etaSeconds": "1087", "updated": "2026-11-26T10:00:15Z"}
+		if diff := cmp.Diff(want, progress()); diff != "" {
+			t.Fatalf("progress in status (-want +got):\n%s", diff)
+		}
+		if downloaded() != "37.2/140.5 GB" {
+			t.Fatalf("downloaded = %q, want 37.2/140.5 GB", downloaded())
+		}
+		if msg := s.condition(conditionDownloaded).GetMessage(); !strings.HasSuffix(msg, "; slowest: org/alpha at 95.0 MB/s, 18m7s left") {
+			t.Fatalf("ModelsDownloaded says %q; want the slowest model named", msg)
+		}
+
+		// It moves on the next report.
+		s.report(report(job+"-x7k2p", 74400000000, 93000000, 711, "2026-11-26T10:06:55Z"))
+		s.reconcile()
+		if p := progress(); p["bytes"] != "74400000000" || p["updated"] != "2026-11-26T10:06:55Z" {
+			t.Fatalf("after a second report: %v", p)
+		}
+
+		for what, bad := range map[string]string{
+			"another attempt's pod": report("hf-dl-cache-org-alpha-0000000000-abcde", 1, 1, 1, "2026-11-26T10:07:00Z"),
+			"not JSON":              "37 GB",
+			"an unknown field":      `{"bytes":1,"totalBytes":2,"files":0,"totalFiles":1,"bytesPerSecond":0,"etaSeconds":0,"updated":"2026-11-26T10:07:00Z","attempt":"` + job + `-x","evil":1}`,
+			"a negative number":     report(job+"-x7k2p", -1, 1, 1, "2026-11-26T10:07:00Z"),
+			"a bad time":            report(job+"-x7k2p", 1, 1, 1, "yesterday"),
+		} {
+			s.report(bad)
+			s.reconcile()
+			if p := progress(); len(p) != 0 {
+				t.Fatalf("a report of %s shows in status: %v", what, p)
+			}
+		}
+
+		s.report(report(job+"-x7k2p", 140500000000, 0, 0, "2026-11-26T10:20:00Z"))
+		s.finish("org/alpha", true, `{"commit":"abc","files":31,"bytes":140500000000,"seconds":1500,"verified":true}`)
+		s.reconcile()
+		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || len(progress()) != 0 || e["bytes"] != "140500000000" {
+			t.Fatalf("once completed: %v; want Completed with its summary and no progress", e)
+		}
+		if downloaded() != "140.5/140.5 GB" {
+			t.Fatalf("downloaded once completed = %q", downloaded())
+		}
+	})
+}
+
+// TestProgressObjects: the least privilege of the write path. Each
+// ModelDownload composes its progress ConfigMap without data, a ServiceAccount
+// that mounts no token by itself, a Role that allows get and patch of that
+// ConfigMap alone, and a RoleBinding of it to the pods' account; the pods run
+// as that account with its token projected beside the script, short-lived.
+// With the Input's serviceAccountName, that account is bound instead and none
+// is composed. No Job starts before the pods' account exists.
+func TestProgressObjects(t *testing.T) {
+	rsp := run(t, withToken(xrYAML(oneModel)).build())
+	desired := rsp.GetDesired().GetResources()
+	cm := desired[progressKeyConfigMap].GetResource()
+	name := getString(cm, "metadata", "name")
+	if !strings.HasPrefix(name, "hf-dl-cache-progress-") || get(cm, "data") != nil {
+		t.Fatalf("progress ConfigMap %s with data %v; want hf-dl-cache-progress-<hash>, no data", name, get(cm, "data"))
+	}
+	role := desired[progressKeyRole].GetResource()
+	wantRules := mustStruct("rules: [{apiGroups: [''], resources: [configmaps], resourceNames: [" + name + "], verbs: [get, patch]}]")
+	if diff := cmp.Diff(wantRules.GetFields()["rules"].AsInterface(), role.GetFields()["rules"].AsInterface()); diff != "" {
+		t.Fatalf("the Role's rules (-want +got):\n%s", diff)
+	}
+	binding := desired[progressKeyBinding].GetResource()
+	wantBinding := mustStruct("roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: " + name + "}\nsubjects: [{kind: ServiceAccount, name: " + name + ", namespace: ml}]")
+	for _, f := range []string{"roleRef", "subjects"} {
+		if diff := cmp.Diff(wantBinding.GetFields()[f].AsInterface(), binding.GetFields()[f].AsInterface()); diff != "" {
+			t.Fatalf("the RoleBinding's %s (-want +got):\n%s", f, diff)
+		}
+	}
+	if sa := desired[progressKeyAccount].GetResource(); getString(sa, "metadata", "name") != name || get(sa, "automountServiceAccountToken").GetBoolValue() {
+		t.Fatalf("ServiceAccount %v; want %s, automountServiceAccountToken false", sa, name)
+	}
+	for _, r := range jobResources(rsp) {
+		job := asJob(t, r.GetResource())
+		pod := job.Spec.Template.Spec
+		if pod.ServiceAccountName != name || pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+			t.Fatalf("pods run as %q (automount %v); want %s, no automounted token", pod.ServiceAccountName, pod.AutomountServiceAccountToken, name)
+		}
+		var sources []string
+		for _, v := range pod.Volumes {
+			if v.Name != "script" || v.Projected == nil {
+				continue
+			}
+			for _, src := range v.Projected.Sources {
+				switch {
+				case src.ServiceAccountToken != nil:
+					sources = append(sources, fmt.Sprintf("token %s %ds audience %q", src.ServiceAccountToken.Path, *src.ServiceAccountToken.ExpirationSeconds, src.ServiceAccountToken.Audience))
+				case src.ConfigMap != nil:
+					sources = append(sources, fmt.Sprintf("configMap %s optional=%v", src.ConfigMap.Name, src.ConfigMap.Optional != nil && *src.ConfigMap.Optional))
+				}
+			}
+		}
+		want := []string{"configMap " + scriptMapOf(t, desired) + " optional=false", "token token 600s audience \"\"", "configMap kube-root-ca.crt optional=true"}
+		if diff := cmp.Diff(want, sources); diff != "" {
+			t.Fatalf("the script volume's sources (-want +got):\n%s", diff)
+		}
+	}
+
+	// The platform's account: bound, not composed.
+	tr := withToken(xrYAML(oneModel))
+	tr.input = inputHeader + "serviceAccountName: downloader\n"
+	rsp = run(t, tr.build())
+	if _, ok := rsp.GetDesired().GetResources()[progressKeyAccount]; ok {
+		t.Fatal("a ServiceAccount is composed though the Input names one")
+	}
+	if got := getString(get(rsp.GetDesired().GetResources()[progressKeyBinding].GetResource(), "subjects").GetListValue().GetValues()[0].GetStructValue(), "name"); got != "downloader" {
+		t.Fatalf("the RoleBinding binds %q, want the Input's downloader", got)
+	}
+
+	// No Job before the pods' account exists.
+	req := withToken(xrYAML(oneModel)).build()
+	delete(req.Observed.Resources, progressKeyAccount)
+	rsp = run(t, req)
+	if jobs := jobResources(rsp); len(jobs) != 0 || !strings.Contains(statusEntry(t, rsp, "org/alpha")["message"], "ServiceAccount") {
+		t.Fatalf("without the pods' ServiceAccount: %d Jobs, status %v; want none, waiting for it", len(jobs), statusEntry(t, rsp, "org/alpha"))
+	}
+
+	// Object mode: provider-kubernetes makes the ConfigMap and never resets it.
+	rsp = run(t, withToken(claimXR(oneModel)).build())
+	policies := get(rsp.GetDesired().GetResources()[progressKeyConfigMap].GetResource(), "spec", "managementPolicies").AsInterface()
+	if diff := cmp.Diff([]any{"Observe", "Create", "Delete"}, policies); diff != "" {
+		t.Fatalf("the progress ConfigMap's Object policies (-want +got):\n%s", diff)
+	}
+}
+
+// scriptMapOf is the name of the script's ConfigMap among desired resources.
+func scriptMapOf(t *testing.T, desired map[string]*fnv1.Resource) string {
+	t.Helper()
+	for k, r := range desired {
+		if strings.HasPrefix(k, scriptKeyPrefix) {
+			return getString(r.GetResource(), "metadata", "name")
+		}
+	}
+	t.Fatal("no script ConfigMap desired")
+	return ""
+}
