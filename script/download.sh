@@ -12,7 +12,9 @@
 # need), runs `hf download` at that commit under a watchdog, then makes the
 # directory an exact, verified mirror of the plan and reads the model card.
 # Without a python3 that imports huggingface_hub it downloads as hf alone
-# does, unverified.
+# does, unverified. While hf runs, the helper reports progress in the
+# background to a ConfigMap, when the function asked for it (see
+# reporter_start).
 #
 # POSIX sh: it must run under dash and busybox sh. Tools used besides the shell:
 # cat date find flock mkdir mkfifo mktemp mv rm sed sleep sort stat tail tee tr,
@@ -45,6 +47,7 @@ oneline() {
 # failed: ". A termination log that cannot be written (outside Kubernetes)
 # changes nothing: the exit code stays 1, and the log line is still there.
 die() {
+	reporter_stop
 	[ -z "${work:-}" ] || rm -rf "$work"
 	_reason=$(oneline "$1")
 	printf 'hf-download: %s\n' "$_reason" >&2
@@ -208,10 +211,13 @@ run() {
 # would run on until the grace period ends and it is killed, hf still writing.
 # While hf or the helper runs, run stops it and then the run; otherwise (the
 # wait for the lock, say) the run ends here.
-stopping= hf_pid= watch= work=
+stopping= hf_pid= watch= work= reporter= reporting= finished=
 on_term() {
 	stopping=1
-	if [ -n "$hf_pid" ]; then
+	if [ -n "$finished" ]; then
+		# The download is complete: only the last progress report is left.
+		reporter_stop
+	elif [ -n "$hf_pid" ]; then
 		kill -TERM "$hf_pid" 2>/dev/null || :
 	else
 		die "stopped by SIGTERM"
@@ -287,6 +293,61 @@ s/[$_l2]\$//
 s/[$_l3][$_cont]\\{0,1\\}\$//
 s/[$_l4][$_cont]\\{0,2\\}\$//"
 cut300() { LC_ALL=C sed -e "$sed_cut300"; }
+
+# reporter_start starts the progress reporter, `hfdl.py progress` (see there),
+# in the background, without the lock (fd 9) or any input, when the function
+# asked for reports (the file progress beside the helper names the progress
+# ConfigMap as <namespace>/<name>) and the pod can reach the API server with a
+# token and its CA (the projected token volume, the in-cluster service env);
+# otherwise it says once that progress is not reported. The token's path goes
+# to the helper in the env, never the token.
+reporter_start() {
+	_pf=${helper%/*}/progress _why= _target=
+	if [ ! -f "$_pf" ]; then
+		_why="no file $_pf names a ConfigMap for it"
+	else
+		_target=$(cat "$_pf") || _target=
+		case $_target in
+		*/*/* | /* | */ | *[!a-z0-9./-]* | '') _why="$_pf does not name a ConfigMap as <namespace>/<name>" ;;
+		*/*) ;;
+		*) _why="$_pf does not name a ConfigMap as <namespace>/<name>" ;;
+		esac
+	fi
+	if [ -n "$_why" ]; then
+		:
+	elif [ ! -f "$progress_token" ]; then
+		_why="no token at $progress_token"
+	elif [ ! -f "$progress_ca" ]; then
+		_why="no CA certificate at $progress_ca"
+	elif [ -z "${KUBERNETES_SERVICE_HOST:-}" ] || ! is_count "${KUBERNETES_SERVICE_PORT:-}"; then
+		_why="KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT do not name the API server"
+	elif [ -z "$work" ] || [ ! -f "$helper" ] || ! command -v python3 >/dev/null 2>&1; then
+		_why="the helper cannot run"
+	fi
+	case $content_hash in
+	'' | *[!-._a-zA-Z0-9]*) [ -n "$_why" ] || _why="HFDL_CONTENT_HASH is not a ConfigMap key" ;;
+	esac
+	if [ -n "$_why" ]; then
+		log "progress is not reported: $_why"
+		return 0
+	fi
+	HFDL_PROGRESS_TOKEN=$progress_token HFDL_PROGRESS_CA=$progress_ca
+	HFDL_PROGRESS_INTERVAL=$progress_interval HFDL_CONTENT_HASH=$content_hash
+	export HFDL_PROGRESS_TOKEN HFDL_PROGRESS_CA HFDL_PROGRESS_INTERVAL HFDL_CONTENT_HASH
+	reporting=1
+	log "reporting progress to ConfigMap $_target every $progress_interval s at most"
+	python3 "$helper" progress "$work" </dev/null 9>&- &
+	reporter=$!
+}
+
+# reporter_stop stops the reporter, if it runs, and waits until it is gone.
+reporter_stop() {
+	[ -n "${reporter:-}" ] || return 0
+	_r=$reporter
+	reporter=
+	kill -TERM "$_r" 2>/dev/null || :
+	wait "$_r" 2>/dev/null || :
+}
 
 # hf_failure prints why hf (or the helper, which words huggingface_hub's
 # errors as hf does) failed, in one line, from its exit code $1 and the stderr
@@ -434,6 +495,9 @@ pvc=${HFDL_PVC:-}
 # than in every Job.
 [ -n "$pvc" ] || [ ! -r "${helper%/*}/pvc" ] || pvc=$(cat "${helper%/*}/pvc") || pvc=
 stall_timeout=${HFDL_STALL_TIMEOUT:-600}
+progress_token=${HFDL_PROGRESS_TOKEN:-/opt/hf-download/token}
+progress_ca=${HFDL_PROGRESS_CA:-/opt/hf-download/ca.crt}
+progress_interval=${HFDL_PROGRESS_INTERVAL:-15}
 
 [ -n "$repo" ] || die "HFDL_REPO_ID is required (the Hugging Face repo id, e.g. org/name)"
 case $repo in
@@ -455,6 +519,11 @@ esac
 case $stall_timeout in
 0* | *[!0-9]* | '' | ??????????*)
 	die "HFDL_STALL_TIMEOUT must be a positive integer (seconds), not \"$stall_timeout\""
+	;;
+esac
+case $progress_interval in
+0* | *[!0-9]* | '' | ??????????*)
+	die "HFDL_PROGRESS_INTERVAL must be a positive integer (seconds), not \"$progress_interval\""
 	;;
 esac
 # The watchdog looks a tenth of the timeout apart, every 1 to 10 seconds.
@@ -600,6 +669,8 @@ else
 	fi
 fi
 
+reporter_start
+
 set -- download "$repo" --repo-type "$repo_type" --revision "${commit:-$revision}" \
 	--local-dir "$dir" --max-workers "$workers"
 for g in $include; do
@@ -625,6 +696,7 @@ elif [ -n "$hf_err" ]; then
 fi
 [ -n "$why" ] || [ "$rc" -eq 0 ] || why="hf exited with code $rc"
 [ -z "$why" ] || die "download of $repo@$revision failed: $why"
+reporter_stop
 
 verified=false card=
 if [ -n "$planned" ]; then
@@ -680,8 +752,6 @@ else
 		[ "${#commit}" -eq 40 ] || commit=
 	fi
 fi
-[ -z "$work" ] || rm -rf "$work"
-work=
 seconds=$(($(date +%s) - start))
 
 card_line=
@@ -694,6 +764,19 @@ if ! printf '%s\n  "commit": %s,\n  "files": %s,\n  "bytes": %s,\n  "verified": 
 	rm -f "$tmp"
 	die "cannot write the completion marker $marker"
 fi
+finished=1
+
+# The last report, all bytes there; a TERM now stops only it.
+if [ -n "$reporting" ]; then
+	python3 "$helper" progress-final "$work" </dev/null 9>&- &
+	reporter=$!
+	while [ -n "$reporter" ] && kill -0 "$reporter" 2>/dev/null; do
+		wait "$reporter" || :
+	done
+	reporter=
+fi
+[ -z "$work" ] || rm -rf "$work"
+work=
 
 summary "$commit" "$files" "$bytes" "$seconds" "$verified" "$card"
 log "downloaded $repo@$revision: $files files, $bytes bytes in ${seconds}s (commit ${commit:-unknown}, verified $verified)"

@@ -2,6 +2,9 @@
 #
 #   python3 hfdl.py plan <work>    before hf: the exact plan, and the space it needs
 #   python3 hfdl.py finish <work>  after hf: prune, verify, model card
+#   python3 hfdl.py progress <work>        while hf runs, in the background: progress
+#                                          reports to the API server (see report)
+#   python3 hfdl.py progress-final <work>  after a successful download: one last report
 #
 # Python 3 with the standard library and huggingface_hub only. It reads its
 # values from the environment (HFDL_*, exported by download.sh after checking
@@ -16,11 +19,18 @@
 #      the hf CLI words it, which download.sh reads as it reads hf's
 #   3  huggingface_hub cannot be imported: download.sh goes on without the helper
 #
+# The progress subcommands need neither huggingface_hub nor a plan (without
+# one, the totals are 0: unknown), and never fail: they exit 0 whatever the
+# API server does.
+#
 # HF_TOKEN is read by huggingface_hub itself; nothing here reads, prints or
-# writes it.
+# writes it. The progress reports' service account token is read from its
+# file for every request and goes into the Authorization header only.
 
 import json
+import math
 import os
+import re
 import stat
 import sys
 import time
@@ -40,6 +50,15 @@ CONFIG_MAX = 1 << 20
 INDEX_MAX = 16 << 20
 HEADER_MAX = 100_000_000
 README_MAX = 64 << 10
+# Progress reports (see report): the file beside this helper that names the
+# ConfigMap, where the token and CA are unless the env says otherwise, and how
+# long a request to the API server may take.
+PROGRESS_FILE = "progress"
+PROGRESS_TOKEN = "/opt/hf-download/token"
+PROGRESS_CA = "/opt/hf-download/ca.crt"
+PROGRESS_TIMEOUT = 5
+# A failure is logged when it is the first, then at most this often.
+PROGRESS_LOG_EVERY = 60
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "n_ctx", "max_sequence_length")
 
 
@@ -372,12 +391,239 @@ def finish(work):
     log("verified %d files against the Hub's hashes" % len(files))
     return [str(len(files)), str(sum(f["size"] for f in files.values())), model_card(root, files)]
 
+# Progress reports. The ConfigMap that PROGRESS_FILE names: a namespace is a
+# DNS label, a ConfigMap's name a DNS subdomain, a data key the content hash.
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+# What a bearer token may hold (a JWT's characters, and more): printable
+# ASCII without spaces, so that it can never break the header it goes in.
+TOKEN = re.compile(r"[!-~]+")
+
+
+class ReportFailed(Exception):
+    """Why a progress report was not taken; never holds the token."""
+
+
+class Reporter:
+    """The progress ConfigMap at the in-cluster API server: where reports go,
+    and how. download.sh starts the reporter only once it has checked that
+    the file, the token and the CA are there."""
+
+    def __init__(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, PROGRESS_FILE)) as f:
+            self.target = f.read().strip()
+        ns, _, name = self.target.partition("/")
+        if not DNS_LABEL.fullmatch(ns) or not DNS_SUBDOMAIN.fullmatch(name):
+            raise ValueError("%s does not name a ConfigMap as <namespace>/<name>" % PROGRESS_FILE)
+        self.path = "/api/v1/namespaces/%s/configmaps/%s" % (ns, name)
+        self.key = os.environ.get("HFDL_CONTENT_HASH", "")
+        if not CONFIGMAP_KEY.fullmatch(self.key):
+            raise ValueError("HFDL_CONTENT_HASH is not a ConfigMap key")
+        self.token_path = os.environ.get("HFDL_PROGRESS_TOKEN") or PROGRESS_TOKEN
+        self.ca = os.environ.get("HFDL_PROGRESS_CA") or PROGRESS_CA
+        # http.client brackets an IPv6 address in the Host header itself.
+        self.host = os.environ.get("KUBERNETES_SERVICE_HOST", "").strip("[]")
+        self.port = int(os.environ.get("KUBERNETES_SERVICE_PORT", ""))
+        if not self.host:
+            raise ValueError("KUBERNETES_SERVICE_HOST is not set")
+
+    def send(self, progress):
+        """One JSON merge patch of the ConfigMap's key, within
+        PROGRESS_TIMEOUT; ReportFailed says why it was not taken. The token is
+        read now (projected tokens rotate), and so is the CA."""
+        import http.client
+        import ssl
+
+        value = json.dumps(progress, separators=(",", ":"))
+        body = json.dumps({"data": {self.key: value}}, separators=(",", ":")).encode()
+        try:
+            with open(self.token_path, "rb") as f:
+                token = f.read(64 << 10).decode("ascii", "replace").strip()
+        except OSError as e:
+            raise ReportFailed("cannot read the token file %s: %s" % (self.token_path, e.strerror)) from None
+        if not TOKEN.fullmatch(token):
+            raise ReportFailed("the token file %s holds no token" % self.token_path)
+        deadline = time.monotonic() + PROGRESS_TIMEOUT
+
+        def left():
+            return max(0.1, deadline - time.monotonic())
+
+        conn = None
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca)
+            conn = http.client.HTTPSConnection(self.host, self.port, context=ctx, timeout=PROGRESS_TIMEOUT)
+            conn.connect()
+            conn.sock.settimeout(left())
+            conn.request(
+                "PATCH",
+                self.path,
+                body=body,
+                headers={
+                    "Authorization": "Bearer " + token,
+                    "Content-Type": "application/merge-patch+json",
+                    "Accept": "application/json",
+                },
+            )
+            conn.sock.settimeout(left())
+            resp = conn.getresponse()
+            resp.read(1 << 20)
+            status, reason = resp.status, resp.reason
+        except Exception as e:
+            # What went wrong, without anything that could hold the token.
+            why = ("%s: %s" % (type(e).__name__, e)).replace(token, "[token]")
+            raise ReportFailed(why) from None
+        finally:
+            if conn is not None:
+                conn.close()
+        if not 200 <= status < 300:
+            raise ReportFailed("HTTP %d %s" % (status, reason))
+
+
+def load_plan(work):
+    """The plan's files, or None without a plan."""
+    try:
+        with open(os.path.join(work, "plan.json")) as f:
+            return json.load(f)["files"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def on_disk(root, files):
+    """(bytes, files) of the download on disk: the planned files there at
+    their full size (without a plan, every regular file but hf's .cache, the
+    marker and the lock), plus the bytes of hf's partial files."""
+    done_bytes = done_files = 0
+    if files is None:
+        keep = {".cache", MARKER, LOCK}
+        for top, dirs, names in os.walk(root):
+            if top == root:
+                dirs[:] = [d for d in dirs if d not in keep]
+                names = [n for n in names if n not in keep and not n.startswith(MARKER + ".tmp.")]
+            for n in names:
+                try:
+                    st = os.lstat(os.path.join(top, n))
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    done_files += 1
+                    done_bytes += st.st_size
+    else:
+        for rel, f in files.items():
+            try:
+                st = os.lstat(local_path(root, rel))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size == f["size"]:
+                done_files += 1
+                done_bytes += f["size"]
+    # hf writes each file to <hash>.<etag>.<random>.incomplete there, and
+    # renames it when done; download.sh removed older runs' before hf started.
+    for top, _, names in os.walk(os.path.join(root, ".cache", "huggingface", "download")):
+        for n in names:
+            if n.endswith(".incomplete"):
+                try:
+                    done_bytes += os.lstat(os.path.join(top, n)).st_size
+                except OSError:
+                    pass
+    return done_bytes, done_files
+
+
+def utc(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def report(work, final):
+    """Reports progress: with final, once, the download done; otherwise every
+    HFDL_PROGRESS_INTERVAL seconds, the first at once, each only when bytes or
+    files changed since the last report taken, until download.sh stops it (or
+    it finds download.sh gone). A report not taken is tried again at the next
+    interval, and logged the first time and then at most once a minute."""
+    try:
+        rep = Reporter()
+    except (OSError, ValueError) as e:
+        log("warning: progress is not reported: %s" % e)
+        return
+    root = os.environ["HFDL_LOCAL_DIR"]
+    files = load_plan(work)
+    total_bytes = sum(f["size"] for f in files.values()) if files else 0
+    total_files = len(files) if files else 0
+    attempt = os.environ.get("HOSTNAME", "")
+
+    def value(done, n, rate, updated):
+        eta = math.ceil((total_bytes - done) / rate) if rate > 0 and total_bytes > 0 else 0
+        return {
+            "bytes": done,
+            "totalBytes": total_bytes,
+            "files": n,
+            "totalFiles": total_files,
+            "bytesPerSecond": round(rate),
+            "etaSeconds": eta,
+            "updated": utc(updated),
+            "attempt": attempt,
+        }
+
+    if final:
+        done, n = on_disk(root, files)
+        if files is None:
+            # Done: what is there is all there is.
+            total_bytes, total_files = done, n
+        try:
+            rep.send(value(done, n, 0, time.time()))
+        except ReportFailed as e:
+            log("warning: cannot send the final progress report to %s: %s" % (rep.target, e))
+        return
+
+    interval = int(os.environ.get("HFDL_PROGRESS_INTERVAL") or "15")
+    parent = os.getppid()
+    sent = seen = prev = None
+    updated = time.time()
+    failures, logged = 0, None
+    while True:
+        # Each round starts an interval after the last one started, at least.
+        tick = time.monotonic() + interval
+        done, n = on_disk(root, files)
+        if total_bytes:
+            done = min(done, total_bytes)
+        if seen is not None and (done, n) != seen:
+            updated = time.time()
+        seen = (done, n)
+        now = time.monotonic()
+        # Over the last interval: hf may rename as it goes, never below 0.
+        rate = max(0, done - prev[1]) / (now - prev[0]) if prev is not None and now > prev[0] else 0
+        prev = (now, done)
+        if seen != sent:
+            try:
+                rep.send(value(done, n, rate, updated))
+            except ReportFailed as e:
+                failures += 1
+                if logged is None or now - logged >= PROGRESS_LOG_EVERY:
+                    log(
+                        "warning: cannot report progress to %s (%d failed so far): %s; trying again every %d s"
+                        % (rep.target, failures, e, interval)
+                    )
+                    logged = now
+            else:
+                if failures:
+                    log("progress reported to %s again, after %d failed reports" % (rep.target, failures))
+                failures, logged, sent = 0, None, seen
+        time.sleep(max(0, tick - time.monotonic()))
+        if os.getppid() != parent:
+            return
+
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("plan", "finish"):
-        print("usage: hfdl.py plan|finish <work dir>", file=sys.stderr)
+    if len(sys.argv) != 3 or sys.argv[1] not in ("plan", "finish", "progress", "progress-final"):
+        print("usage: hfdl.py plan|finish|progress|progress-final <work dir>", file=sys.stderr)
         return 2
     work = sys.argv[2]
+    if sys.argv[1] in ("progress", "progress-final"):
+        try:
+            report(work, sys.argv[1] == "progress-final")
+        except Exception as e:  # a reporter's failure is never the download's
+            log("warning: progress reports stopped: %s" % type(e).__name__)
+        return 0
     try:
         import huggingface_hub  # noqa: F401
     except ImportError as e:

@@ -71,6 +71,19 @@ const (
 	// stops it and the download fails as stalled: a positive integer without
 	// leading zeros, at most 9 digits; default DefaultStallTimeoutSeconds.
 	EnvStallTimeout = "HFDL_STALL_TIMEOUT"
+	// EnvProgressToken is the path of the service account token with which
+	// the download reports progress (see ProgressFile); default
+	// ProgressTokenPath. The file is read again for every report (projected
+	// tokens rotate), and the token goes only into the Authorization header:
+	// never into the log, an argument or a file.
+	EnvProgressToken = "HFDL_PROGRESS_TOKEN" //nolint:gosec // the name of a variable that holds a path
+	// EnvProgressCA is the path of the CA certificate (PEM) that the API
+	// server's certificate is verified against; default ProgressCAPath.
+	EnvProgressCA = "HFDL_PROGRESS_CA"
+	// EnvProgressInterval is how many seconds at least lie between two
+	// progress reports: a positive integer without leading zeros, at most 9
+	// digits; default DefaultProgressIntervalSeconds.
+	EnvProgressInterval = "HFDL_PROGRESS_INTERVAL"
 	// EnvToken is read by hf itself (and by huggingface_hub in the helper),
 	// never by the script: set it only from a Secret (secretKeyRef).
 	EnvToken = "HF_TOKEN"
@@ -84,6 +97,16 @@ const (
 	DefaultMountPath           = "/models"
 	DefaultMaxWorkers          = 8
 	DefaultStallTimeoutSeconds = 600
+	// DefaultProgressIntervalSeconds is EnvProgressInterval's default.
+	DefaultProgressIntervalSeconds = 15
+)
+
+// Where the pod's projected service account token and the API server's CA
+// are, unless EnvProgressToken and EnvProgressCA say otherwise: the function
+// mounts them only into the download container.
+const (
+	ProgressTokenPath = "/opt/hf-download/token" //nolint:gosec // a path, not a credential
+	ProgressCAPath    = "/opt/hf-download/ca.crt"
 )
 
 // MarkerFile is the completion marker the script writes, atomically, in the
@@ -101,6 +124,54 @@ const MarkerFile = ".hf-download-complete.json"
 // (see EnvPVC): the function writes it once per ModelDownload instead of an
 // environment variable in every Job.
 const PVCFile = "pvc"
+
+// ProgressFile is the file, beside the helper in the ConfigMap, that asks for
+// progress reports: it holds <namespace>/<name> of the ModelDownload's
+// progress ConfigMap. When it is there, and so are a token (EnvProgressToken)
+// and a CA (EnvProgressCA), and KUBERNETES_SERVICE_HOST and
+// KUBERNETES_SERVICE_PORT name the API server (as in every pod), the helper
+// reports progress while hf runs; otherwise the script says once in the log
+// that progress is not reported, and downloads as ever.
+//
+// A report is a JSON merge patch (Content-Type
+// application/merge-patch+json) of
+// {"data":{"<EnvContentHash>":"<Progress as one line of JSON>"}} to
+// https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/<namespace>/configmaps/<name>,
+// with "Authorization: Bearer <token>", the server's certificate verified
+// against the CA. The first goes as soon as the plan is known, then at most
+// one every EnvProgressInterval seconds, and only when Bytes or Files
+// changed since the last report the API server took. A report refused, or
+// not answered within 5 s, is tried again at the next interval and logged
+// (without the token) the first time and then at most once a minute: it
+// never fails or slows the download. The reporter stops with hf (success,
+// failure, stall, SIGTERM) and never holds the lock. After a successful
+// download the script sends one last report, Bytes equal to TotalBytes
+// (tried once), after which the function may drop the entry. No report is
+// sent by a run that stops at a matching marker, and the content hash must
+// be a ConfigMap key ([-._a-zA-Z0-9]+) for any to be sent.
+const ProgressFile = "progress"
+
+// Progress is the value of a progress report (see ProgressFile). Bytes and
+// Files are what is on disk of the plan: its files there at their full size,
+// plus the bytes of hf's partial (.incomplete) files under
+// .cache/huggingface/download; TotalBytes and TotalFiles are the plan's
+// (0, unknown, without the helper's plan: then Bytes and Files count every
+// file in the local dir but hf's .cache, and the last report sets the totals
+// to them). BytesPerSecond is the rate over the last interval (0 for the
+// first report and the last one), ETASeconds the time left at that rate,
+// rounded up (0 when unknown). Updated is when Bytes or Files last changed,
+// RFC 3339 in UTC to the second; Attempt is the pod's name (HOSTNAME), so
+// that a new pod's reports can be told from an old one's.
+type Progress struct {
+	Bytes          int64  `json:"bytes"`
+	TotalBytes     int64  `json:"totalBytes"`
+	Files          int64  `json:"files"`
+	TotalFiles     int64  `json:"totalFiles"`
+	BytesPerSecond int64  `json:"bytesPerSecond"`
+	ETASeconds     int64  `json:"etaSeconds"`
+	Updated        string `json:"updated"`
+	Attempt        string `json:"attempt"`
+}
 
 // LockFile is the file in the local dir on which a download holds an
 // exclusive flock for its whole run, so that two downloads never write one

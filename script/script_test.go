@@ -495,7 +495,7 @@ func TestScriptSyntax(t *testing.T) {
 
 // TestConstantsMatchScript keeps the Go names, the script and the image in step.
 func TestConstantsMatchScript(t *testing.T) {
-	envs := []string{EnvRepoID, EnvRepoType, EnvRevision, EnvLocalDir, EnvInclude, EnvExclude, EnvMaxWorkers, EnvForce, EnvContentHash, EnvTerminationLog, EnvHelper, EnvPVC, EnvStallTimeout}
+	envs := []string{EnvRepoID, EnvRepoType, EnvRevision, EnvLocalDir, EnvInclude, EnvExclude, EnvMaxWorkers, EnvForce, EnvContentHash, EnvTerminationLog, EnvHelper, EnvPVC, EnvStallTimeout, EnvProgressToken, EnvProgressCA, EnvProgressInterval}
 	for _, name := range envs {
 		if !strings.Contains(Text, "${"+name+":-") {
 			t.Errorf("the script does not read $%s", name)
@@ -516,7 +516,9 @@ func TestConstantsMatchScript(t *testing.T) {
 	}
 	for _, want := range []string{"marker_name=" + MarkerFile + "\n", "lock_name=" + LockFile + "\n", "huggingface_hub==" + HubVersion + "\n", "hf_xet==" + XetVersion + "\n",
 		"repo_type=${" + EnvRepoType + ":-" + DefaultRepoType + "}\n", "revision=${" + EnvRevision + ":-" + DefaultRevision + "}\n", "dir=${" + EnvLocalDir + ":-" + DefaultMountPath + "/${" + EnvRepoID + ":-}}\n", "workers=${" + EnvMaxWorkers + ":-" + strconv.Itoa(DefaultMaxWorkers) + "}\n",
-		"stall_timeout=${" + EnvStallTimeout + ":-" + strconv.Itoa(DefaultStallTimeoutSeconds) + "}\n", "helper=${" + EnvHelper + ":-/opt/hf-download/hfdl.py}\n"} {
+		"stall_timeout=${" + EnvStallTimeout + ":-" + strconv.Itoa(DefaultStallTimeoutSeconds) + "}\n", "helper=${" + EnvHelper + ":-/opt/hf-download/hfdl.py}\n",
+		"progress_token=${" + EnvProgressToken + ":-" + ProgressTokenPath + "}\n", "progress_ca=${" + EnvProgressCA + ":-" + ProgressCAPath + "}\n",
+		"progress_interval=${" + EnvProgressInterval + ":-" + strconv.Itoa(DefaultProgressIntervalSeconds) + "}\n", "_pf=${helper%/*}/" + ProgressFile + " "} {
 		if !strings.Contains(Text, want) {
 			t.Errorf("the script does not contain %q", want)
 		}
@@ -531,7 +533,9 @@ func TestConstantsMatchScript(t *testing.T) {
 		}
 	}
 	// The helper knows the script's file names, and the ConfigMap holds both.
-	for _, want := range []string{"MARKER = \"" + MarkerFile + "\"\n", "LOCK = \"" + LockFile + "\"\n", "PREFIX = \"" + LogPrefix + "\"\n"} {
+	for _, want := range []string{"MARKER = \"" + MarkerFile + "\"\n", "LOCK = \"" + LockFile + "\"\n", "PREFIX = \"" + LogPrefix + "\"\n",
+		"PROGRESS_FILE = \"" + ProgressFile + "\"\n", "PROGRESS_TOKEN = \"" + ProgressTokenPath + "\"\n", "PROGRESS_CA = \"" + ProgressCAPath + "\"\n",
+		"os.environ.get(\"" + EnvProgressToken + "\")", "os.environ.get(\"" + EnvProgressCA + "\")", "os.environ.get(\"" + EnvProgressInterval + "\")", "os.environ.get(\"" + EnvContentHash + "\""} {
 		if !strings.Contains(Files["hfdl.py"], want) {
 			t.Errorf("hfdl.py does not contain %q", want)
 		}
@@ -957,6 +961,9 @@ func TestRejectsBadEnv(t *testing.T) {
 		"octal stall":     {map[string]string{EnvStallTimeout: "0600"}, `hf-download: HFDL_STALL_TIMEOUT must be a positive integer (seconds), not "0600"`},
 		"word stall":      {map[string]string{EnvStallTimeout: "10m"}, `hf-download: HFDL_STALL_TIMEOUT must be a positive integer (seconds), not "10m"`},
 		"huge stall":      {map[string]string{EnvStallTimeout: "1234567890"}, `hf-download: HFDL_STALL_TIMEOUT must be a positive integer (seconds), not "1234567890"`},
+		"zero interval":   {map[string]string{EnvProgressInterval: "0"}, `hf-download: HFDL_PROGRESS_INTERVAL must be a positive integer (seconds), not "0"`},
+		"octal interval":  {map[string]string{EnvProgressInterval: "015"}, `hf-download: HFDL_PROGRESS_INTERVAL must be a positive integer (seconds), not "015"`},
+		"word interval":   {map[string]string{EnvProgressInterval: "15s"}, `hf-download: HFDL_PROGRESS_INTERVAL must be a positive integer (seconds), not "15s"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t)
