@@ -141,9 +141,10 @@ func progressValue(p *script.Progress) map[string]any {
 	}
 }
 
-// downloaded is the XR's bytes on disk out of all it will hold, in decimal
-// GB, for `kubectl get modeldownloads`: a completed model counts its summary,
-// a running one its progress, any other nothing yet.
+// downloaded is the XR's bytes on disk out of all it will hold, in the
+// decimal unit of the total (37.2/140.5 GB), for `kubectl get
+// modeldownloads`: a completed model counts its summary, a running one its
+// progress, any other nothing yet.
 func downloaded(models []modelStatus) string {
 	var done, total int64
 	for _, m := range models {
@@ -156,7 +157,17 @@ func downloaded(models []modelStatus) string {
 			total += max(m.progress.TotalBytes, m.progress.Bytes)
 		}
 	}
-	return fmt.Sprintf("%.1f/%.1f GB", float64(done)/1e9, float64(total)/1e9)
+	scale, unit := 1.0, "B"
+	for _, u := range []string{"kB", "MB", "GB", "TB"} {
+		if float64(total)/scale < 1000 {
+			break
+		}
+		scale, unit = scale*1000, u
+	}
+	if unit == "B" {
+		return fmt.Sprintf("%d/%d B", done, total)
+	}
+	return fmt.Sprintf("%.1f/%.1f %s", float64(done)/scale, float64(total)/scale, unit)
 }
 
 // slowest names the running model that will take longest, for the

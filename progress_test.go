@@ -33,8 +33,8 @@ func TestProgressFolded(t *testing.T) {
 		downloaded := func() string {
 			return getString(s.last.GetDesired().GetComposite().GetResource(), "status", "downloaded")
 		}
-		if p := progress(); len(p) != 0 || downloaded() != "0.0/0.0 GB" {
-			t.Fatalf("before any report: progress %v, downloaded %q; want none and 0.0/0.0 GB", p, downloaded())
+		if p := progress(); len(p) != 0 || downloaded() != "0/0 B" {
+			t.Fatalf("before any report: progress %v, downloaded %q; want none and 0/0 B", p, downloaded())
 		}
 
 		report := func(pod string, bytes, rate, eta int64, updated string) string {

@@ -41,11 +41,14 @@ type controlPlane struct {
 	// node's teardown needs the apiserver to stop its pods.
 	first []func()
 
-	host    string // https://127.0.0.1:<port>
-	caPEM   []byte
-	admin   *rest.Config
-	kube    kubernetes.Interface
-	dynamic dynamic.Interface
+	host string // https://127.0.0.1:<port>
+	// podSubnet is the real node's pod network, chosen before the apiserver starts so that
+	// its certificate names the gateway, through which the pods reach it.
+	podSubnet *net.IPNet
+	caPEM     []byte
+	admin     *rest.Config
+	kube      kubernetes.Interface
+	dynamic   dynamic.Interface
 }
 
 // The static tokens of the identities that are not service accounts. The controller
@@ -70,6 +73,11 @@ func startControlPlane(cp *controlPlane) error {
 			return err
 		}
 	}
+	subnet, err := freeSubnet()
+	if err != nil {
+		return err
+	}
+	cp.podSubnet = subnet
 	etcdURL, err := cp.startEtcd()
 	if err != nil {
 		return err
@@ -185,7 +193,7 @@ func (cp *controlPlane) startAPIServer(etcdURL string) error {
 	cp.caPEM = ca.certPEM
 	servingCert, servingKey, err := ca.issue("kube-apiserver",
 		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-		[]net.IP{net.IPv4(127, 0, 0, 1)})
+		[]net.IP{net.IPv4(127, 0, 0, 1), podGateway(cp.podSubnet)})
 	if err != nil {
 		return err
 	}
@@ -274,8 +282,9 @@ func (cp *controlPlane) startControllerManager() error {
 		// uses it (admission gives every PVC its finalizer), the persistentvolume ones do
 		// the same for volumes and bind the real node's static volumes to their claims;
 		// the node lifecycle controller takes the not-ready taint off the real node once
-		// its kubelet says it is Ready.
-		"--controllers=job-controller,ttl-after-finished-controller,garbage-collector-controller,serviceaccount-controller,namespace-controller,clusterrole-aggregation-controller,persistentvolumeclaim-protection-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,node-lifecycle-controller",
+		// its kubelet says it is Ready; the root CA publisher puts kube-root-ca.crt, which the
+		// download pods verify the apiserver with, in every namespace.
+		"--controllers=job-controller,ttl-after-finished-controller,garbage-collector-controller,serviceaccount-controller,namespace-controller,clusterrole-aggregation-controller,persistentvolumeclaim-protection-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,node-lifecycle-controller,root-ca-certificate-publisher-controller",
 		// Each controller runs as its own ServiceAccount with a token from the TokenRequest
 		// API, so the bootstrap RBAC policy is exercised as in a real cluster.
 		"--use-service-account-credentials=true",

@@ -17,10 +17,14 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/hfops/function-hf-download/hubtest"
@@ -482,5 +486,81 @@ func TestRealDownloadStallResumes(t *testing.T) {
 	xr := md.waitModel(t, repo, 3*time.Minute, "Completed by the Job's retry", phaseIs("Completed"))
 	if m := statusModel(xr, repo); m["commit"] != commit || m["verified"] != true {
 		t.Errorf("status after the retry: %v; want commit %s, verified", m, commit)
+	}
+}
+
+// TestRealDownloadProgress: a large file served slowly. While it downloads, the XR shows
+// its progress growing from one read to the next (what the pod patched into the progress
+// ConfigMap with its own token), and the bytes of the whole ModelDownload; once complete,
+// the progress goes and the summary stays. The pods' token is refused by the real
+// authorizer for everything but their own ModelDownload's ConfigMap.
+func TestRealDownloadProgress(t *testing.T) {
+	t.Parallel()
+	n := useNode(t)
+	const repo = "acme/big-model"
+	models := []any{map[string]any{"name": repo}}
+	md := applyRealDownload(t, n, "real-progress", models, nil)
+	// 60 MiB at 1 MiB/s: hf writes in 10 MiB steps, the pod reports every 15 s.
+	n.hub.Set("model", repo, hubtest.Repo{Commit: newCommit(t), Files: map[string]string{"model.safetensors": strings.Repeat("p", 60<<20)},
+		LFS: []string{"model.safetensors"}, Token: exampleToken(t, md.ns), Rate: 1 << 20})
+
+	progressBytes := func(m map[string]any) int64 {
+		p, _ := m["progress"].(map[string]any)
+		b, _ := p["bytes"].(int64)
+		return b
+	}
+	xr := md.waitModel(t, repo, 3*time.Minute, "reporting progress", func(m map[string]any) bool { return progressBytes(m) > 0 })
+	first := statusModel(xr, repo)
+	t.Logf("while downloading: status.downloaded %v, status.models[0].progress %v", xr.Object["status"].(map[string]any)["downloaded"], first["progress"])
+	xr = md.waitModel(t, repo, 2*time.Minute, "progress growing", func(m map[string]any) bool { return progressBytes(m) > progressBytes(first) })
+	t.Logf("later: status.downloaded %v, status.models[0].progress %v; ModelsDownloaded: %v",
+		xr.Object["status"].(map[string]any)["downloaded"], statusModel(xr, repo)["progress"], condition(xr, "ModelsDownloaded")["message"])
+	if p := statusModel(xr, repo)["progress"].(map[string]any); p["totalBytes"] != int64(60<<20) {
+		t.Errorf("progress %v: want totalBytes %d", p, 60<<20)
+	}
+
+	// The pods' identity, with a real token of its own.
+	ctx := context.Background()
+	pods, err := nodePods(ctx, md.ns)
+	if err != nil || len(pods) == 0 {
+		t.Fatalf("no pod on the node (%v)", err)
+	}
+	sa := pods[0].Spec.ServiceAccountName
+	tr, err := cluster.kube.CoreV1().ServiceAccounts(md.ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("a token for %s: %v", sa, err)
+	}
+	as, err := kubernetes.NewForConfig(cluster.restConfig(tr.Status.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := as.CoreV1().ConfigMaps(md.ns).Patch(ctx, sa, types.MergePatchType, []byte(`{"data":{"e2e":"x"}}`), metav1.PatchOptions{}); err != nil {
+		t.Errorf("the pods' account cannot patch its progress ConfigMap %s: %v", sa, err)
+	}
+	for what, call := range map[string]func() error{
+		"read the token Secret": func() error {
+			_, err := as.CoreV1().Secrets(md.ns).Get(ctx, "hf-token", metav1.GetOptions{})
+			return err
+		},
+		"patch another ModelDownload's ConfigMap": func() error {
+			_, err := as.CoreV1().ConfigMaps(md.ns).Patch(ctx, "hf-dl-other-progress-0123456789", types.MergePatchType, []byte(`{"data":{"x":"y"}}`), metav1.PatchOptions{})
+			return err
+		},
+		"list pods": func() error {
+			_, err := as.CoreV1().Pods(md.ns).List(ctx, metav1.ListOptions{})
+			return err
+		},
+		"delete its own ConfigMap": func() error {
+			return as.CoreV1().ConfigMaps(md.ns).Delete(ctx, sa, metav1.DeleteOptions{})
+		},
+	} {
+		if err := call(); !apierrors.IsForbidden(err) {
+			t.Errorf("the pods' account may %s: %v (want Forbidden)", what, err)
+		}
+	}
+
+	xr = md.waitModel(t, repo, 3*time.Minute, "Completed", phaseIs("Completed"))
+	if m := statusModel(xr, repo); m["progress"] != nil || m["bytes"] != int64(60<<20) {
+		t.Errorf("once completed: %v; want no progress, the summary's bytes", m)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -58,6 +59,10 @@ type node struct {
 	kubelet    *process
 	scheduler  *process
 	hub        *hubtest.Hub
+	// apiserver is the address on the gateway through which pods reach the apiserver
+	// (there is no kube-proxy to route the kubernetes Service).
+	apiserver *net.TCPAddr
+	proxy     net.Listener
 }
 
 var (
@@ -102,6 +107,9 @@ func startNode(cp *controlPlane) (*node, error) {
 		return nil, fmt.Errorf("fake Hub on the bridge: %w", err)
 	}
 	n.hub = hubtest.New(l)
+	if n.apiserver, err = proxyAPIServer(n, cp); err != nil {
+		return nil, err
+	}
 	if err := n.startContainerd(cp); err != nil {
 		return nil, err
 	}
@@ -119,12 +127,8 @@ func startNode(cp *controlPlane) (*node, error) {
 // default route and no DNS servers: the gateway (where the fake Hub listens) is all they
 // reach.
 func (n *node) startNetwork() error {
-	subnet, err := freeSubnet()
-	if err != nil {
-		return err
-	}
-	n.gateway = subnet.IP.To4()
-	n.gateway = net.IPv4(n.gateway[0], n.gateway[1], n.gateway[2], 1).To4()
+	subnet := cluster.podSubnet
+	n.gateway = podGateway(subnet)
 	n.bridge = fmt.Sprintf("hfdl%d", os.Getpid()%100000)
 	for _, args := range [][]string{
 		{"link", "add", n.bridge, "type", "bridge"},
@@ -153,6 +157,12 @@ func (n *node) startNetwork() error {
 }
 `, n.bridge, subnet.String(), n.gateway.String(), filepath.Join(n.dir, "ipam"))
 	return os.WriteFile(filepath.Join(n.dir, "cni", "10-e2e.conflist"), []byte(conf), 0o600)
+}
+
+// podGateway is the first address of the pod network: the bridge's.
+func podGateway(subnet *net.IPNet) net.IP {
+	ip := subnet.IP.To4()
+	return net.IPv4(ip[0], ip[1], ip[2], 1).To4()
 }
 
 // freeSubnet picks a 10.x.y.0/24 that overlaps no address of this machine's interfaces.
@@ -359,6 +369,9 @@ func (n *node) teardown() {
 	if n.hub != nil {
 		n.hub.Close()
 	}
+	if n.proxy != nil {
+		_ = n.proxy.Close()
+	}
 	unmountUnder(n.dir)
 	if n.bridge != "" {
 		_ = exec.Command("ip", "link", "del", n.bridge).Run()
@@ -431,7 +444,11 @@ func applyRealNodeComposition(x *crossplane, n *node) error {
 	input["image"] = downloaderImage
 	input["imagePullPolicy"] = string(corev1.PullNever)
 	input["tolerations"] = []any{map[string]any{"key": realNodeTaint, "operator": "Exists", "effect": "NoSchedule"}}
-	input["env"] = []any{map[string]any{"name": "HF_ENDPOINT", "value": n.hub.URL()}}
+	input["env"] = []any{
+		map[string]any{"name": "HF_ENDPOINT", "value": n.hub.URL()},
+		map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": n.apiserver.IP.String()},
+		map[string]any{"name": "KUBERNETES_SERVICE_PORT", "value": strconv.Itoa(n.apiserver.Port)},
+	}
 	input["resources"] = map[string]any{"cpu": "250m", "memory": "512Mi"}
 	if err := unstructured.SetNestedSlice(comp.Object, steps, "spec", "pipeline"); err != nil {
 		return err
@@ -488,4 +505,37 @@ func nodePods(ctx context.Context, ns string) ([]corev1.Pod, error) {
 		return nil, err
 	}
 	return l.Items, nil
+}
+
+// proxyAPIServer forwards connections to the apiserver from an address on the bridge's
+// gateway, the only address pods reach, and returns that address. TLS passes through: the
+// apiserver's certificate names the gateway.
+func proxyAPIServer(n *node, cp *controlPlane) (*net.TCPAddr, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(n.gateway.String(), "0"))
+	if err != nil {
+		return nil, fmt.Errorf("apiserver proxy on the bridge: %w", err)
+	}
+	n.proxy = l
+	target := strings.TrimPrefix(cp.host, "https://")
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				up, err := net.DialTimeout("tcp", target, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer func() { _ = up.Close() }()
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+				<-done
+			}()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr), nil
 }

@@ -43,20 +43,20 @@ var (
 	// (server-side apply, the label cleanup of composed resources that go, which is an
 	// update, deletion, realtime watches) and read what the function requires: the token
 	// Secret (the chart's role already grants Secrets), the download pods and Namespaces;
-	// and the pods' ServiceAccount, Role and RoleBinding of live progress.
+	// and the Role and RoleBinding of live progress.
 	functionNeeds = concat(
 		verbs("batch", "jobs", manageVerbs...),
 		verbs("", "persistentvolumeclaims", manageVerbs...),
 		verbs("", "pods", readVerbs...),
 		verbs("", "namespaces", readVerbs...),
-		verbs("", "serviceaccounts", manageVerbs...),
 		verbs("rbac.authorization.k8s.io", "roles", manageVerbs...),
 		verbs("rbac.authorization.k8s.io", "rolebindings", manageVerbs...),
 	)
 
-	// The script's ConfigMaps, composed like the Jobs: Crossplane's own role (the chart's)
-	// already grants ConfigMaps everywhere, so the shipped role needs no rule for them.
-	chartGrants = verbs("", "configmaps", manageVerbs...)
+	// The script's and the progress ConfigMaps and the pods' ServiceAccount, composed like
+	// the Jobs: Crossplane's own role (the chart's) already grants them everywhere, so the
+	// shipped role needs no rule for them.
+	chartGrants = concat(verbs("", "configmaps", manageVerbs...), verbs("", "serviceaccounts", manageVerbs...))
 
 	// What the shipped role must not give: nothing that runs code in a pod, reads its
 	// logs, changes pods, namespaces or cluster storage, or edits Job status.
