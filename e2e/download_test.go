@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -515,6 +516,7 @@ func TestRealDownloadProgress(t *testing.T) {
 	xr = md.waitModel(t, repo, 2*time.Minute, "progress growing", func(m map[string]any) bool { return progressBytes(m) > progressBytes(first) })
 	t.Logf("later: status.downloaded %v, status.models[0].progress %v; ModelsDownloaded: %v",
 		xr.Object["status"].(map[string]any)["downloaded"], statusModel(xr, repo)["progress"], condition(xr, "ModelsDownloaded")["message"])
+	t.Logf("kubectl get modeldownloads -n %s (the apiserver's Table, as kubectl prints it):\n%s", md.ns, getTable(t, md.ns))
 	if p := statusModel(xr, repo)["progress"].(map[string]any); p["totalBytes"] != int64(60<<20) {
 		t.Errorf("progress %v: want totalBytes %d", p, 60<<20)
 	}
@@ -563,4 +565,41 @@ func TestRealDownloadProgress(t *testing.T) {
 	if m := statusModel(xr, repo); m["progress"] != nil || m["bytes"] != int64(60<<20) {
 		t.Errorf("once completed: %v; want no progress, the summary's bytes", m)
 	}
+}
+
+// getTable is what `kubectl get modeldownloads -n ns` prints: the apiserver's Table of
+// them (the XRD's printer columns), laid out in columns.
+func getTable(t *testing.T, ns string) string {
+	t.Helper()
+	raw, err := cluster.kube.Discovery().RESTClient().Get().
+		AbsPath("/apis/hfops.kamal.dev/v1alpha1/namespaces", ns, "modeldownloads").
+		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").
+		Do(context.Background()).Raw()
+	if err != nil {
+		t.Fatalf("get the ModelDownloads of %s as a Table: %v", ns, err)
+	}
+	var table metav1.Table
+	if err := json.Unmarshal(raw, &table); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 8, 3, ' ', 0)
+	var head []string
+	for _, c := range table.ColumnDefinitions {
+		if c.Priority == 0 {
+			head = append(head, strings.ToUpper(c.Name))
+		}
+	}
+	_, _ = fmt.Fprintln(w, strings.Join(head, "\t"))
+	for _, r := range table.Rows {
+		var cells []string
+		for i, c := range table.ColumnDefinitions {
+			if c.Priority == 0 {
+				cells = append(cells, fmt.Sprint(r.Cells[i]))
+			}
+		}
+		_, _ = fmt.Fprintln(w, strings.Join(cells, "\t"))
+	}
+	_ = w.Flush()
+	return b.String()
 }

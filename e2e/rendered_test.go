@@ -11,6 +11,8 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -102,6 +104,17 @@ func TestRenderedJobsAccepted(t *testing.T) {
 	jobs := renderedJobs(t)
 	if len(jobs) < 4 {
 		t.Fatalf("want the Jobs of both modes from the goldens, found %d", len(jobs))
+	}
+	// The pods' ServiceAccounts, which the function composes beside the Jobs (the Service
+	// Account admission plugin refuses a pod whose account does not exist).
+	accounts := map[string]bool{}
+	for _, job := range jobs {
+		accounts[job.Spec.Template.Spec.ServiceAccountName] = true
+	}
+	for sa := range accounts {
+		if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("create ServiceAccount %s: %v", sa, err)
+		}
 	}
 	for name, job := range jobs {
 		if _, err := kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
