@@ -108,6 +108,11 @@ const (
 	createOnly
 )
 
+// objectNameSuffix tells apart the namespaced Objects of the progress objects
+// (progress.go), whose ConfigMap, ServiceAccount, Role and RoleBinding share a
+// name: two Objects of one name in one namespace would be one.
+var objectNameSuffix = map[string]string{"ServiceAccount": "-serviceaccount", "Role": "-role", "RoleBinding": "-rolebinding"}
+
 // wrap returns what is composed for a manifest: the manifest itself, or an
 // Object carrying it. The Object repeats the manifest's labels and
 // annotations, so a later call can read them without unwrapping.
@@ -123,10 +128,11 @@ func (e envelope) wrap(manifest *unstructured.Unstructured, readyQuery string, p
 		md["annotations"] = stringsToAny(a)
 	}
 	if e.namespaced {
-		// A namespaced Object lives beside its object, under the same name;
-		// a cluster-scoped one gets a generated name, as two claims in two
-		// namespaces may compose Jobs of the same name.
-		md["name"] = manifest.GetName()
+		// A namespaced Object lives beside its object, under the same name
+		// (with its kind's suffix for the progress objects, which share one
+		// name across kinds); a cluster-scoped one gets a generated name, as
+		// two claims in two namespaces may compose Jobs of the same name.
+		md["name"] = manifest.GetName() + objectNameSuffix[manifest.GetKind()]
 		md["namespace"] = manifest.GetNamespace()
 	}
 	readiness := map[string]any{"policy": "SuccessfulCreate"}

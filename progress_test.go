@@ -163,6 +163,19 @@ func TestProgressObjects(t *testing.T) {
 		t.Fatalf("without the pods' ServiceAccount: %d Jobs, status %v; want none, waiting for it", len(jobs), statusEntry(t, rsp, "org/alpha"))
 	}
 
+	// Namespaced Objects: one name each, in the XR's namespace.
+	tr = withToken(xrYAML(oneModel))
+	tr.input = inputHeader + "mode: Object\nobject: {apiVersion: " + objectNamespacedAPI + "}\n"
+	rsp = run(t, tr.build())
+	names := map[string]string{}
+	for _, k := range []string{progressKeyConfigMap, progressKeyAccount, progressKeyRole, progressKeyBinding} {
+		n := getString(rsp.GetDesired().GetResources()[k].GetResource(), "metadata", "name")
+		if other, ok := names[n]; ok || n == "" {
+			t.Fatalf("the namespaced Objects of %s and %s are both named %q", other, k, n)
+		}
+		names[n] = k
+	}
+
 	// Object mode: provider-kubernetes makes the ConfigMap and never resets it.
 	rsp = run(t, withToken(claimXR(oneModel)).build())
 	policies := get(rsp.GetDesired().GetResources()[progressKeyConfigMap].GetResource(), "spec", "managementPolicies").AsInterface()

@@ -608,6 +608,9 @@ def report(work, final):
                 if failures:
                     log("progress reported to %s again, after %d failed reports" % (rep.target, failures))
                 failures, logged, sent = 0, None, seen
+            # And an interval after this one's answer (or failure): the API
+            # server never gets two reports closer than that.
+            tick = max(tick, time.monotonic() + interval)
         time.sleep(max(0, tick - time.monotonic()))
         if os.getppid() != parent:
             return

@@ -51,6 +51,7 @@ const (
 	api500             // 500 Internal Server Error
 	api403             // 403 Forbidden
 	apiRefused         // nothing listens: connection refused
+	apiHang            // takes the request and never answers
 )
 
 // report is one progress report the fake API server took, or refused.
@@ -179,6 +180,17 @@ func (a *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		rep.Progress = p
 	}
 	switch mode {
+	case apiHang:
+		rep.Status = http.StatusGatewayTimeout
+		a.mu.Lock()
+		a.seen = append(a.seen, rep)
+		a.mu.Unlock()
+		select {
+		case <-r.Context().Done(): // the client gave up
+		case <-time.After(time.Minute):
+			a.t.Error("fake API server: the client waited a minute for an answer")
+		}
+		return
 	case api500:
 		fail(http.StatusInternalServerError, "etcdserver: request timed out")
 		return
@@ -726,4 +738,32 @@ func TestProgressReporterOutlivesNoScript(t *testing.T) {
 	if took := time.Since(killed); took > 3*time.Second {
 		t.Errorf("the reporter ended %v after the script, want within 2 intervals (1 s)", took)
 	}
+}
+
+// TestProgressAPIServerHangs: an API server that takes a report and never
+// answers costs a download 5 s at most: the last report gives up then, says
+// so, and the download succeeds.
+func TestProgressAPIServerHangs(t *testing.T) {
+	h := newHarness(t)
+	api := newFakeAPI(t, "127.0.0.1")
+	api.set(apiHang)
+	start := time.Now()
+	r := h.run(progressEnv(t, h, api))
+	took := time.Since(start)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.out)
+	}
+	if took > 8*time.Second {
+		t.Errorf("the download took %v, want the 5 s of the last report's timeout at most, and little more", took)
+	}
+	if want := "hf-download: warning: cannot send the final progress report to " + progressNS + "/" + progressCM + ": TimeoutError: "; !strings.Contains(r.out, want) {
+		t.Errorf("the log lacks %q:\n%s", want, r.out)
+	}
+	if n := api.countStatus(http.StatusGatewayTimeout); n < 1 {
+		t.Errorf("%d reports reached the server, want the last one at least", n)
+	}
+	if _, ok := h.readSummary(); !ok {
+		t.Error("no summary")
+	}
+	checkNoToken(t, h, r.out)
 }

@@ -139,14 +139,16 @@ const PVCFile = "pvc"
 // https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/<namespace>/configmaps/<name>,
 // with "Authorization: Bearer <token>", the server's certificate verified
 // against the CA. The first goes as soon as the plan is known, then at most
-// one every EnvProgressInterval seconds, and only when Bytes or Files
-// changed since the last report the API server took. A report refused, or
+// one every EnvProgressInterval seconds (counted from the last one's start
+// and from its answer), and only when Bytes or Files changed since the last
+// report the API server took. A report refused, or
 // not answered within 5 s, is tried again at the next interval and logged
 // (without the token) the first time and then at most once a minute: it
 // never fails or slows the download. The reporter stops with hf (success,
 // failure, stall, SIGTERM) and never holds the lock. After a successful
 // download the script sends one last report, Bytes equal to TotalBytes
-// (tried once), after which the function may drop the entry. No report is
+// (tried once, within the same 5 s, whenever the one before it went), after
+// which the function may drop the entry. No report is
 // sent by a run that stops at a matching marker, and the content hash must
 // be a ConfigMap key ([-._a-zA-Z0-9]+) for any to be sent.
 const ProgressFile = "progress"
