@@ -175,6 +175,16 @@ type owner struct {
 	pvcUID string
 }
 
+// identify writes which ModelDownload o is into a hash: every name the
+// function derives from it (Jobs, the script's ConfigMap, the progress
+// objects) is its own.
+func (o owner) identify(c *canonical) {
+	c.str("namespace", o.namespace)
+	c.str("name", o.name)
+	c.str("xrName", o.xrName)
+	c.str("xrUID", o.xrUID)
+}
+
 // hashXR covers the fields of the XR that every Job shares, which XR and
 // volume they belong to (two ModelDownloads whose names read alike once
 // shortened still get Jobs of their own), and how the Jobs are composed: a
@@ -182,10 +192,7 @@ type owner struct {
 func hashXR(s *xrSpec, o owner, cpu, memory, envelope string) []byte {
 	var scratch [512]byte
 	c := newCanonical(scratch[:], "xr/v2")
-	c.str("namespace", o.namespace)
-	c.str("name", o.name)
-	c.str("xrName", o.xrName)
-	c.str("xrUID", o.xrUID)
+	o.identify(&c)
 	c.str("pvcUID", o.pvcUID)
 	c.str("envelope", envelope)
 	c.str("storagePVC", s.StoragePVC)

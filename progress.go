@@ -47,10 +47,7 @@ const (
 func progressName(o owner) string {
 	var scratch [256]byte
 	c := newCanonical(scratch[:], "progress/v1")
-	c.str("namespace", o.namespace)
-	c.str("name", o.name)
-	c.str("xrName", o.xrName)
-	c.str("xrUID", o.xrUID)
+	o.identify(&c)
 	d := c.sum()
 	return jobName(o.name, "progress", hex.EncodeToString(d[:specHashLen/2]))
 }

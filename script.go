@@ -45,10 +45,7 @@ func scriptName(o owner, pvc string) string {
 	var scratch [256]byte
 	c := newCanonical(scratch[:], "script/v1")
 	c.bytes(scriptDigest)
-	c.str("namespace", o.namespace)
-	c.str("name", o.name)
-	c.str("xrName", o.xrName)
-	c.str("xrUID", o.xrUID)
+	o.identify(&c)
 	c.str("pvc", pvc)
 	d := c.sum()
 	return jobName(o.name, "script", hex.EncodeToString(d[:specHashLen/2]))
