@@ -225,13 +225,7 @@ func TestRealHFVerification(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			hub := newHub(t)
-			hub.Set("model", "org/v", hubtest.Repo{Commit: commitV1, Files: files, LFS: []string{"model.safetensors"}})
-			h, env := newRealHarness(t, testShell(t), hub)
-			env = withEnv(env, map[string]string{EnvRepoID: "org/v"})
-			if r := h.run(env); r.code != 0 {
-				t.Fatalf("download: exit %d\n%s", r.code, r.out)
-			}
+			hub, h, env := downloadedOnce(t, "org/v", hubtest.Repo{Commit: commitV1, Files: files, LFS: []string{"model.safetensors"}})
 			// Same size, other bytes, the old times: what hf's metadata
 			// cannot tell from the file it wrote.
 			path := filepath.Join(h.dir, tc.file)
@@ -421,13 +415,7 @@ func TestSummaryFitsTerminationMessage(t *testing.T) {
 func TestRealHFEmptyPlan(t *testing.T) {
 	realHF(t)
 	files := map[string]string{"config.json": `{"model_type":"e"}`, "model.safetensors": "w"}
-	hub := newHub(t)
-	hub.Set("model", "org/e", hubtest.Repo{Commit: commitV1, Files: files})
-	h, env := newRealHarness(t, testShell(t), hub)
-	env = withEnv(env, map[string]string{EnvRepoID: "org/e"})
-	if r := h.run(env); r.code != 0 {
-		t.Fatalf("download: exit %d\n%s", r.code, r.out)
-	}
+	_, h, env := downloadedOnce(t, "org/e", hubtest.Repo{Commit: commitV1, Files: files})
 	r := h.run(withEnv(env, map[string]string{EnvInclude: "*.gguf"}))
 	h.checkFailure(r, FailedPrefix("org/e", "main")+"no file to download at commit "+commitV1+" (the include and exclude globs select none)")
 	if diff := cmp.Diff(files, tree(t, h.dir)); diff != "" {
@@ -441,13 +429,7 @@ func TestRealHFEmptyPlan(t *testing.T) {
 func TestRealHFForce(t *testing.T) {
 	realHF(t)
 	files := map[string]string{"config.json": `{"model_type":"f"}`, "model.safetensors": strings.Repeat("f", 2000)}
-	hub := newHub(t)
-	hub.Set("model", "org/f", hubtest.Repo{Commit: commitV1, Files: files, LFS: []string{"model.safetensors"}})
-	h, env := newRealHarness(t, testShell(t), hub)
-	env = withEnv(env, map[string]string{EnvRepoID: "org/f"})
-	if r := h.run(env); r.code != 0 {
-		t.Fatalf("download: exit %d\n%s", r.code, r.out)
-	}
+	hub, h, env := downloadedOnce(t, "org/f", hubtest.Repo{Commit: commitV1, Files: files, LFS: []string{"model.safetensors"}})
 	before, _ := hub.Seen()
 	if r := h.run(withEnv(env, map[string]string{EnvForce: "true"})); r.code != 0 {
 		t.Fatalf("forced: exit %d\n%s", r.code, r.out)
@@ -488,4 +470,19 @@ func TestRealHFPrivateRepo(t *testing.T) {
 		t.Errorf("no plan request among %q", reqs)
 	}
 	checkClean(t, h, r)
+}
+
+// downloadedOnce serves repo as repoID on a new fake Hub and downloads it once
+// with the real hf, which must succeed: the start of a test of what a second
+// run does.
+func downloadedOnce(t *testing.T, repoID string, repo hubtest.Repo) (*hubtest.Hub, *harness, map[string]string) {
+	t.Helper()
+	hub := newHub(t)
+	hub.Set("model", repoID, repo)
+	h, env := newRealHarness(t, testShell(t), hub)
+	env = withEnv(env, map[string]string{EnvRepoID: repoID})
+	if r := h.run(env); r.code != 0 {
+		t.Fatalf("download: exit %d\n%s", r.code, r.out)
+	}
+	return hub, h, env
 }
