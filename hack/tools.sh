@@ -5,6 +5,8 @@
 #   bin/kube-scheduler, bin/kubelet                  from tools/kube (k8s.io/kubernetes)
 #   bin/crossplane-core                              Crossplane core (cmd/crossplane) from tools/crossplane
 #   bin/crossplane                                   the Crossplane CLI (cmd/crank) from tools/crossplane
+#   bin/crossplane-core-v1                           Crossplane core v1.20 (cmd/crossplane) from tools/crossplane-v1,
+#                                                    for the claim flavour on Crossplane 1.x (e2e, XP_CORE=v1)
 #   bin/provider-kubernetes                          provider-kubernetes (cmd/provider) from tools/provider-kubernetes
 #   etcd                                             Debian's etcd-server, through apt, when not on PATH
 #
@@ -80,6 +82,12 @@ xp=$(version_of tools/crossplane github.com/crossplane/crossplane/v2)
 xp_ldflags="-s -w -X github.com/crossplane/crossplane/v2/internal/version.version=$xp"
 build crossplane-core "github.com/crossplane/crossplane/v2@$xp" tools/crossplane github.com/crossplane/crossplane/v2/cmd/crossplane "$xp_ldflags"
 build crossplane "github.com/crossplane/crossplane/v2@$xp" tools/crossplane github.com/crossplane/crossplane/v2/cmd/crank "$xp_ldflags"
+
+# Crossplane 1.x: the oldest line the claim flavour supports, run by the suite's second pass.
+# Module path without /v2, so its version variable lives at a different import path.
+xp1=$(version_of tools/crossplane-v1 github.com/crossplane/crossplane)
+xp1_ldflags="-s -w -X github.com/crossplane/crossplane/internal/version.version=$xp1"
+build crossplane-core-v1 "github.com/crossplane/crossplane@$xp1" tools/crossplane-v1 github.com/crossplane/crossplane/cmd/crossplane "$xp1_ldflags"
 
 # provider-kubernetes: applies the Jobs of Object mode in the end-to-end tests.
 pk=$(version_of tools/provider-kubernetes github.com/crossplane-contrib/provider-kubernetes)
