@@ -61,6 +61,7 @@ func TestExampleHashes(t *testing.T) {
 func exampleEntries(t *testing.T, dir string) map[string]map[string]string {
 	t.Helper()
 	req := &fnv1.RunFunctionRequest{
+		Meta:              crossplaneV22("tag"),
 		Observed:          &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(readFile(t, filepath.Join(dir, "xr.yaml")))}},
 		RequiredResources: map[string]*fnv1.Resources{requirementPods: {}, requirementPeers: {}},
 	}

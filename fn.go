@@ -108,11 +108,16 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	if plat.MaxActivePerNamespace > 0 {
 		rsp.Requirements.Resources[requirementNamespaceJobs] = namespaceJobsRequirement(namespace)
 	}
-	if !resolved(req, rsp.GetRequirements()) {
+	d := dialectOf(req)
+	required := d.answered(req, rsp.GetRequirements())
+	complete := resolved(required, rsp.GetRequirements())
+	d.ask(rsp.GetRequirements())
+	if !complete {
 		// Crossplane fetches what was asked for and calls again at once.
 		log.Debug("Waiting for Crossplane to resolve required resources")
 		return rsp, nil
 	}
+	o.readRequired(required)
 
 	token := resolveToken(o.secret, namespace, spec.Token)
 	storage := resolveStorage(o.pvc, namespace, &spec)
@@ -136,7 +141,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		desired:     map[string]*resource.DesiredComposed{},
 	}
 	if plat.MaxActivePerNamespace > 0 {
-		c.queue.namespace = share(int(plat.MaxActivePerNamespace), readNamespaceJobs(req.GetRequiredResources()[requirementNamespaceJobs]),
+		c.queue.namespace = share(int(plat.MaxActivePerNamespace), readNamespaceJobs(required[requirementNamespaceJobs]),
 			o.peers, o.xr, b.parentLabel)
 	}
 	if spec.Storage != nil {

@@ -109,7 +109,7 @@ settings:
 		"FirstCallAsksForSecretAndPods": {
 			reason: "Before Crossplane resolved the requirements the function only states them.",
 			req: &fnv1.RunFunctionRequest{
-				Meta:     &fnv1.RequestMeta{Tag: "tag"},
+				Meta:     crossplaneV22("tag"),
 				Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(xrYAML(twoModels))}},
 			},
 			want: &fnv1.RunFunctionResponse{

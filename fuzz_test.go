@@ -161,7 +161,7 @@ func xrOf(name string, spec, status *structpb.Value) *structpb.Struct {
 // the PVC exists, no other ModelDownload shares it.
 func resolvedRequest(xr *structpb.Struct, observed map[string]*fnv1.Resource, secret *fnv1.Resource, pods []*fnv1.Resource, input *structpb.Struct) *fnv1.RunFunctionRequest {
 	req := &fnv1.RunFunctionRequest{
-		Meta:     &fnv1.RequestMeta{Tag: "fuzz"},
+		Meta:     crossplaneV22("fuzz"),
 		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: xr}, Resources: observed},
 		RequiredResources: map[string]*fnv1.Resources{
 			requirementToken: {},

@@ -126,7 +126,7 @@ func withScript(req *fnv1.RunFunctionRequest) {
 		}
 		// Requirements the request left out (the Namespace of
 		// spec.storage): answered, as Crossplane would, with nothing found.
-		if resolved(probe, rsp.GetRequirements()) {
+		if resolved(probe.GetRequiredResources(), rsp.GetRequirements()) {
 			break
 		}
 		for name := range rsp.GetRequirements().GetResources() {
@@ -153,9 +153,20 @@ func withScript(req *fnv1.RunFunctionRequest) {
 	}
 }
 
+// crossplaneV22 is the RequestMeta of Crossplane v2.2 and later, which say
+// that they take requirements.resources: the dialect most tests speak
+// (dialect_test.go speaks 1.x's).
+func crossplaneV22(tag string) *fnv1.RequestMeta {
+	return &fnv1.RequestMeta{Tag: tag, Capabilities: []fnv1.Capability{
+		fnv1.Capability_CAPABILITY_CAPABILITIES,
+		fnv1.Capability_CAPABILITY_REQUIRED_RESOURCES,
+		fnv1.Capability_CAPABILITY_CONDITIONS,
+	}}
+}
+
 func (r testRequest) build() *fnv1.RunFunctionRequest {
 	req := &fnv1.RunFunctionRequest{
-		Meta:     &fnv1.RequestMeta{Tag: "tag"},
+		Meta:     crossplaneV22("tag"),
 		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(r.xr)}, Resources: r.observed},
 		RequiredResources: map[string]*fnv1.Resources{
 			requirementToken: {},

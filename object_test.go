@@ -203,7 +203,7 @@ func TestPVCJobMode(t *testing.T) {
 	if _, ok := rsp.GetRequirements().GetResources()[requirementNamespace]; !ok {
 		t.Fatal("an orphaned PVC needs the Namespace's uid: want a Namespace requirement")
 	}
-	if resolved(req, rsp.GetRequirements()) {
+	if resolved(req.GetRequiredResources(), rsp.GetRequirements()) {
 		t.Fatal("the Namespace requirement is not resolved yet")
 	}
 

@@ -91,8 +91,8 @@ type seenScript struct {
 	deleting bool
 }
 
-// observe reads the request. Required resources not asked for (or not found)
-// are left nil.
+// observe reads the request but for its required resources, which are read
+// once the function knows what it asked for (readRequired).
 func observe(req *fnv1.RunFunctionRequest) observation {
 	xr := req.GetObserved().GetComposite().GetResource()
 	md := get(xr, "metadata").GetStructValue()
@@ -113,10 +113,15 @@ func observe(req *fnv1.RunFunctionRequest) observation {
 		byKey:       map[string]*seenJob{},
 		scripts:     map[string]seenScript{},
 		deleting:    map[string]bool{},
-		reports:     podReports(req),
 	}
 	o.readComposed(req.GetObserved().GetResources())
-	required := req.GetRequiredResources()
+	return o
+}
+
+// readRequired reads the required resources Crossplane fetched, as
+// dialect.answered gives them.
+func (o *observation) readRequired(required map[string]*fnv1.Resources) {
+	o.reports = podReports(required[requirementPods])
 	if items := required[requirementToken].GetItems(); len(items) > 0 {
 		o.secret = items[0].GetResource()
 	}
@@ -125,7 +130,6 @@ func observe(req *fnv1.RunFunctionRequest) observation {
 	for _, it := range required[requirementPeers].GetItems() {
 		o.peers = append(o.peers, it.GetResource())
 	}
-	return o
 }
 
 // requiredAs is the first item of a required resource as its type; nil when

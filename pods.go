@@ -35,8 +35,8 @@ type podReport struct {
 // podReports maps a Job's uid to what its pods reported. Only a pod whose
 // controller is that Job counts: a pod that merely carries the labels (made by
 // hand, or by another Job of the same name that came before) says nothing.
-func podReports(req *fnv1.RunFunctionRequest) map[string]podReport {
-	items := req.GetRequiredResources()[requirementPods].GetItems()
+func podReports(pods *fnv1.Resources) map[string]podReport {
+	items := pods.GetItems()
 	if len(items) == 0 {
 		return nil
 	}

@@ -103,7 +103,7 @@ func (s *xrSim) reconcile() {
 	s.t.Helper()
 	s.refresh()
 	req := &fnv1.RunFunctionRequest{
-		Meta:     &fnv1.RequestMeta{Tag: "sim"},
+		Meta:     crossplaneV22("sim"),
 		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: proto.Clone(s.xr).(*structpb.Struct)}, Resources: s.observed},
 		RequiredResources: map[string]*fnv1.Resources{
 			requirementToken:         {},

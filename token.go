@@ -99,10 +99,11 @@ func requirements(namespace, parentLabel string, s *xrSpec, namespaceOwner bool)
 	return r
 }
 
-// resolved reports whether Crossplane has answered every requirement.
-func resolved(req *fnv1.RunFunctionRequest, r *fnv1.Requirements) bool {
+// resolved reports whether Crossplane has answered every requirement
+// (required: dialect.answered).
+func resolved(required map[string]*fnv1.Resources, r *fnv1.Requirements) bool {
 	for name := range r.GetResources() {
-		if _, ok := req.GetRequiredResources()[name]; !ok {
+		if _, ok := required[name]; !ok {
 			return false
 		}
 	}
