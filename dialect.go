@@ -11,34 +11,38 @@ import (
 // extra_resources (field 6, not required_resources, field 8). Its
 // ResourceSelector has no namespace (v2 added field 5): it lists by labels
 // across all namespaces, and it gets by name with no namespace, which finds no
-// namespaced object at all (internal/controller/apiextensions/composite/
-// extra_resources.go in v1.20.1). So on 1.x the token Secret and the PVC can
-// only be found by a label, and everything listed must be narrowed to the
-// claim's namespace here.
+// namespaced object: a cached kind (a PVC) is not found, an uncached one (a
+// Secret) fails the whole pipeline ("an empty namespace may not be set when a
+// resource name is provided"; internal/controller/apiextensions/composite/
+// extra_resources.go of v1.20.1). So on 1.x the token Secret and the PVC are
+// listed by a label, and what comes back is narrowed to the claim's namespace
+// here.
 //
 // Only Crossplane v2.2 and later say which protocol they speak (RequestMeta
 // capabilities). Without that, the function asks in extra_resources, which
-// every Crossplane since v1.15 answers, v2 with namespaces honoured.
+// every Crossplane since v1.15 answers (v2.0 and v2.1 honouring namespaces).
+// A namespaced XR exists only on v2, so only a cluster-scoped one (a claim's)
+// may be on 1.x and needs the label.
 
-// labelReadable on a namespaced Secret or PVC lets Crossplane 1.x hand it to
-// the function: 1.x cannot get a namespaced object by name, only list by
-// labels. On v2 it changes nothing.
+// labelReadable on the token Secret and the PVC of a claim lets Crossplane
+// before v2.2 hand them to the function.
 const labelReadable = "hfops.kamal.dev/readable"
-
-// labelledSuffix names the companion requirement that finds a by-name
-// requirement's object by labelReadable.
-const labelledSuffix = "-labelled"
 
 // dialect is how the Crossplane that called takes requirements and answers
 // them.
 type dialect struct {
-	// legacy: requirements go in extra_resources and come back there, with
-	// namespaces possibly ignored (Crossplane 1.x, v2.0, v2.1).
+	// legacy: requirements go in extra_resources and come back there
+	// (Crossplane 1.x, v2.0, v2.1).
 	legacy bool
+	// labelled: legacy, and the XR cluster-scoped, so perhaps 1.x: a
+	// namespaced object is listed by labelReadable rather than got by name.
+	labelled bool
 }
 
 func dialectOf(req *fnv1.RunFunctionRequest) dialect {
-	return dialect{legacy: !request.HasCapability(req, fnv1.Capability_CAPABILITY_REQUIRED_RESOURCES)}
+	legacy := !request.HasCapability(req, fnv1.Capability_CAPABILITY_REQUIRED_RESOURCES)
+	clusterScoped := getString(req.GetObserved().GetComposite().GetResource(), "metadata", "namespace") == ""
+	return dialect{legacy: legacy, labelled: legacy && clusterScoped}
 }
 
 // answered is what Crossplane fetched for each of want's requirements, as
@@ -52,31 +56,22 @@ func (d dialect) answered(req *fnv1.RunFunctionRequest, want *fnv1.Requirements)
 	got := req.GetExtraResources() //nolint:staticcheck // Crossplane 1.x answers nowhere else.
 	out := make(map[string]*fnv1.Resources, len(got))
 	for name, sel := range want.GetResources() {
-		rs, ok := got[name]
-		if !ok {
-			continue
+		if rs, ok := got[name]; ok {
+			out[name] = &fnv1.Resources{Items: selected(rs.GetItems(), sel)}
 		}
-		items := rs.GetItems()
-		if byNameInNamespace(sel) {
-			items = append(items[:len(items):len(items)], got[name+labelledSuffix].GetItems()...)
-		}
-		out[name] = &fnv1.Resources{Items: selected(items, sel)}
 	}
 	return out
 }
 
-// ask puts the requirements where this Crossplane reads them: for the legacy
-// dialect in extra_resources, each by-name namespaced one with its labelled
-// companion.
+// ask puts the requirements where this Crossplane reads them.
 func (d dialect) ask(r *fnv1.Requirements) {
 	if !d.legacy {
 		return
 	}
 	extra := make(map[string]*fnv1.ResourceSelector, len(r.GetResources()))
 	for name, sel := range r.GetResources() {
-		extra[name] = sel
-		if byNameInNamespace(sel) {
-			extra[name+labelledSuffix] = &fnv1.ResourceSelector{
+		if d.labelled && sel.Namespace != nil && sel.GetMatchName() != "" {
+			sel = &fnv1.ResourceSelector{
 				ApiVersion: sel.GetApiVersion(),
 				Kind:       sel.GetKind(),
 				Namespace:  sel.Namespace,
@@ -85,18 +80,29 @@ func (d dialect) ask(r *fnv1.Requirements) {
 				}},
 			}
 		}
+		extra[name] = sel
 	}
 	r.ExtraResources = extra //nolint:staticcheck // Crossplane 1.x reads nowhere else.
 	r.Resources = nil
 }
 
-func byNameInNamespace(sel *fnv1.ResourceSelector) bool {
-	return sel.Namespace != nil && sel.GetMatchName() != ""
+// explain adds to "not found" that, here, the label finds it.
+func (d dialect) explain(t *tokenState, s *storageState) {
+	if !d.labelled {
+		return
+	}
+	const hint = " (Crossplane before v2.2 finds it only by the label " + labelReadable + "=true)"
+	if t.reason == reasonSecretNotFound {
+		t.problem += hint
+	}
+	if s.reason == reasonPVCNotFound {
+		s.problem += hint
+	}
 }
 
 // selected keeps the items sel would have selected had its namespace been
-// honoured: those in its namespace and, for a by-name selector, the first of
-// that name (v2.0 and v2.1 answer both the name and its labelled companion).
+// honoured: those in its namespace and, for a by-name selector, the one of
+// that name.
 func selected(items []*fnv1.Resource, sel *fnv1.ResourceSelector) []*fnv1.Resource {
 	var out []*fnv1.Resource
 	for _, it := range items {

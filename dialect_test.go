@@ -1,9 +1,11 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -20,38 +22,48 @@ func inNamespace(r *fnv1.Resource, ns string) *fnv1.Resource {
 	return &fnv1.Resource{Resource: c}
 }
 
-// labelledSelector is the companion requirement Crossplane 1.x can answer for
-// a namespaced object it cannot get by name.
+// labelledSelector is how a claim's XR asks Crossplane before v2.2 for a
+// namespaced object that 1.x cannot get by name.
 func labelledSelector(kind string) *fnv1.ResourceSelector {
 	return &fnv1.ResourceSelector{ApiVersion: "v1", Kind: kind, Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
 		MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{labelReadable: "true"}}}}
 }
 
 // TestCrossplane1xAsksInExtraResources: a Crossplane that does not say it
-// takes requirements.resources (1.x, which ignores that field) is asked in
-// extra_resources, with a labelled companion for each namespaced object
-// asked for by name (1.x finds no namespaced object by name).
+// takes requirements.resources (1.x ignores that field) is asked in
+// extra_resources; for a claim's XR, which 1.x may be composing, the Secret
+// and the PVC by label (1.x fails on a namespaced object by name); a
+// namespaced XR is v2's, which gets them by name.
 func TestCrossplane1xAsksInExtraResources(t *testing.T) {
-	rsp := run(t, &fnv1.RunFunctionRequest{
-		Meta:     &fnv1.RequestMeta{Tag: "tag"},
-		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(claimXR(twoModels))}},
-	})
-	want := run(t, &fnv1.RunFunctionRequest{
-		Meta:     crossplaneV22("tag"),
-		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(claimXR(twoModels))}},
-	}).GetRequirements().GetResources()
-	want[requirementToken+labelledSuffix] = labelledSelector("Secret")
-	want[requirementPVC+labelledSuffix] = labelledSelector("PersistentVolumeClaim")
-	if diff := cmp.Diff(&fnv1.Requirements{ExtraResources: want}, rsp.GetRequirements(), protocmp.Transform()); diff != "" { //nolint:staticcheck // the field 1.x reads
-		t.Errorf("requirements for Crossplane 1.x; -want, +got:\n%s", diff)
+	cases := map[string]struct {
+		reason   string
+		xr       string
+		labelled bool
+	}{
+		"Claim":        {reason: "Perhaps Crossplane 1.x: the Secret and the PVC by label.", xr: claimXR(twoModels), labelled: true},
+		"NamespacedXR": {reason: "Crossplane v2.0 or v2.1: the same selectors as v2.2, in extra_resources.", xr: xrYAML(twoModels)},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			observed := &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(tc.xr)}}
+			want := run(t, &fnv1.RunFunctionRequest{Meta: crossplaneV22("tag"), Observed: observed}).GetRequirements().GetResources()
+			if tc.labelled {
+				want[requirementToken] = labelledSelector("Secret")
+				want[requirementPVC] = labelledSelector("PersistentVolumeClaim")
+			}
+			got := run(t, &fnv1.RunFunctionRequest{Meta: &fnv1.RequestMeta{Tag: "tag"}, Observed: observed}).GetRequirements()
+			if diff := cmp.Diff(&fnv1.Requirements{ExtraResources: want}, got, protocmp.Transform()); diff != "" { //nolint:staticcheck // the field 1.x reads
+				t.Errorf("%s\n-want, +got:\n%s", tc.reason, diff)
+			}
+		})
 	}
 }
 
 // TestCrossplane1xAnswers: whatever Crossplane 1.x (or v2.0, v2.1) puts in
 // extra_resources, the function decides exactly as it does on the answer
-// Crossplane v2.2 gives in required_resources for the same cluster: objects of
-// other namespaces that 1.x lists are not the claim's, and an object 1.x
-// cannot get by name is found by its label or is missing.
+// Crossplane v2.2 gives in required_resources for the same cluster: what 1.x
+// lists of other namespaces is not the claim's; a Secret or PVC without the
+// label is missing, and the message says which label finds it.
 func TestCrossplane1xAnswers(t *testing.T) {
 	secret := secretResource("token", testToken)
 	pvc := pvcResource(testPVCUID)
@@ -62,35 +74,32 @@ func TestCrossplane1xAnswers(t *testing.T) {
 		// v22 is the cluster as Crossplane v2.2 answers for it.
 		v22   testRequest
 		extra map[string]*fnv1.Resources
+		// hint: "not found" names the label.
+		hint bool
 	}{
 		"LabelledOn1x": {
-			reason: "1.x gets nothing by name and lists labelled Secrets and PVCs of every namespace: the claim's namespace's ones count.",
+			reason: "1.x lists the labelled Secrets and PVCs of every namespace: the claim's namespace's ones count.",
 			v22:    testRequest{xr: claimXR(twoModels), secret: secret, pvc: pvc},
 			extra: map[string]*fnv1.Resources{
-				requirementToken:                  nil,
-				requirementToken + labelledSuffix: {Items: []*fnv1.Resource{otherSecret, secret}},
-				requirementPVC:                    nil,
-				requirementPVC + labelledSuffix:   {Items: []*fnv1.Resource{otherPVC, pvc}},
-			},
-		},
-		"ByNameOnV20": {
-			reason: "v2.0 and v2.1 honour the namespace and the name, and answer the labelled companions too: one object each.",
-			v22:    testRequest{xr: claimXR(twoModels), secret: secret, pvc: pvc},
-			extra: map[string]*fnv1.Resources{
-				requirementToken:                  {Items: []*fnv1.Resource{secret}},
-				requirementToken + labelledSuffix: {Items: []*fnv1.Resource{secret}},
-				requirementPVC:                    {Items: []*fnv1.Resource{pvc}},
-				requirementPVC + labelledSuffix:   {Items: []*fnv1.Resource{pvc}},
+				requirementToken: {Items: []*fnv1.Resource{otherSecret, secret}},
+				requirementPVC:   {Items: []*fnv1.Resource{otherPVC, pvc}},
 			},
 		},
 		"UnlabelledOn1x": {
-			reason: "Without the label 1.x finds neither: the Secret and the PVC are missing, as on v2.2 when they do not exist.",
+			reason: "Without the label 1.x lists neither: the Secret and the PVC are missing, as on v2.2 when they do not exist, and the label is named.",
 			v22:    testRequest{xr: claimXR(twoModels), noPVC: true},
 			extra: map[string]*fnv1.Resources{
-				requirementToken:                  nil,
-				requirementToken + labelledSuffix: {Items: []*fnv1.Resource{otherSecret}},
-				requirementPVC:                    nil,
-				requirementPVC + labelledSuffix:   {Items: []*fnv1.Resource{otherPVC}},
+				requirementToken: {Items: []*fnv1.Resource{otherSecret}},
+				requirementPVC:   {Items: []*fnv1.Resource{otherPVC}},
+			},
+			hint: true,
+		},
+		"ByNameOnV20": {
+			reason: "v2.0 and v2.1 get a namespaced XR's Secret and PVC by name in its namespace.",
+			v22:    testRequest{xr: xrYAML(twoModels), secret: secret, pvc: pvc},
+			extra: map[string]*fnv1.Resources{
+				requirementToken: {Items: []*fnv1.Resource{secret}},
+				requirementPVC:   {Items: []*fnv1.Resource{pvc}},
 			},
 		},
 	}
@@ -108,11 +117,37 @@ func TestCrossplane1xAnswers(t *testing.T) {
 			}
 			got := run(t, v1)
 
-			// The same decision; only where the requirements are written differs.
+			// The same decision; only where the requirements are written
+			// differs, and the hint.
 			want.Requirements, got.Requirements = nil, nil
+			if tc.hint {
+				want = withHint(t, want, `Secret \"hf\" in namespace \"ml\" was not found`, `PersistentVolumeClaim \"models\" in namespace \"ml\" was not found; no download starts until it exists`)
+			}
 			if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 				t.Errorf("%s\n-v2.2, +1.x:\n%s", tc.reason, diff)
 			}
 		})
 	}
+}
+
+// withHint is rsp with the label's hint after each of the given "not found"
+// problems (as they appear in protojson), wherever they are said.
+func withHint(t *testing.T, rsp *fnv1.RunFunctionResponse, problems ...string) *fnv1.RunFunctionResponse {
+	t.Helper()
+	b, err := protojson.Marshal(rsp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, p := range problems {
+		if !strings.Contains(s, p) {
+			t.Fatalf("the v2.2 response never says %s", p)
+		}
+		s = strings.ReplaceAll(s, p, p+" (Crossplane before v2.2 finds it only by the label "+labelReadable+"=true)")
+	}
+	out := &fnv1.RunFunctionResponse{}
+	if err := protojson.Unmarshal([]byte(s), out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -121,6 +121,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 
 	token := resolveToken(o.secret, namespace, spec.Token)
 	storage := resolveStorage(o.pvc, namespace, &spec)
+	d.explain(&token, &storage)
 	if storage.colocate {
 		b.colocate()
 	}

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // The packages, built by the real `crossplane xpkg build`: the function
@@ -49,12 +51,21 @@ func TestPackages(t *testing.T) {
 				t.Errorf("the function package lacks %q", want)
 			}
 		}
+		// Crossplane 1.20's package manager installs it: the claim flavour runs there.
+		if got := crossplaneConstraint(t, pkg, "Function"); got != ">=v1.20.0" {
+			t.Errorf("the function package asks for Crossplane %q, want >=v1.20.0", got)
+		}
 		if !hasFile(t, xpkg, "function") {
 			t.Error("the function package does not embed the runtime image with /function")
 		}
 	})
 
-	for name, dir := range map[string]string{"v2": "example", "legacy": "example/legacy"} {
+	for name, c := range map[string]struct{ dir, crossplane string }{
+		// Namespaced XRs exist from v2 on; claims run on 1.20 too.
+		"v2":     {dir: "example", crossplane: ">=v2.0.0"},
+		"legacy": {dir: "example/legacy", crossplane: ">=v1.20.0"},
+	} {
+		dir := c.dir
 		t.Run("Configuration/"+name, func(t *testing.T) {
 			// The package root is assembled from the examples, so the XRD
 			// and Composition are written once.
@@ -82,6 +93,9 @@ func TestPackages(t *testing.T) {
 				if !strings.Contains(pkg, want) {
 					t.Errorf("the %s configuration package lacks %q", name, want)
 				}
+			}
+			if got := crossplaneConstraint(t, pkg, "Configuration"); got != c.crossplane {
+				t.Errorf("the %s configuration package asks for Crossplane %q, want %q", name, got, c.crossplane)
 			}
 		})
 	}
@@ -149,6 +163,27 @@ func packageYAML(t *testing.T, xpkg string) string {
 		t.Fatalf("%s has no package.yaml", xpkg)
 	}
 	return found
+}
+
+// crossplaneConstraint is spec.crossplane.version of the package's metadata
+// object of the given kind, the Crossplane versions it installs on.
+func crossplaneConstraint(t *testing.T, pkg, kind string) string {
+	t.Helper()
+	for _, doc := range strings.Split(pkg, "\n---") {
+		var meta struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				Crossplane struct {
+					Version string `json:"version"`
+				} `json:"crossplane"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &meta); err == nil && meta.Kind == kind {
+			return meta.Spec.Crossplane.Version
+		}
+	}
+	t.Fatalf("the package has no %s", kind)
+	return ""
 }
 
 func hasFile(t *testing.T, xpkg, want string) bool {

@@ -40,6 +40,27 @@ type crossplane struct {
 	rootCA *certAuthority
 }
 
+// coreLine is one line of Crossplane core the suite can run: its binary in bin/ and the
+// tools module (and module path) it is built from, whose cluster/crds `core init` installs.
+type coreLine struct {
+	name, bin, toolsDir, module string
+	// rbac is its Helm chart's RBAC, in testdata.
+	rbac string
+	// v1: Crossplane 1.x, which serves only the claim flavour (v1 XRDs, claims): the
+	// suite does not apply the v2 example's XRD or Compositions there.
+	v1 bool
+}
+
+var coreV2 = coreLine{name: "v2", bin: "crossplane-core", toolsDir: "tools/crossplane", module: "github.com/crossplane/crossplane/v2", rbac: "crossplane-rbac.yaml"}
+
+// core is the Crossplane the suite runs: v2 by default; with E2E_CROSSPLANE=v1, v1.20,
+// for the claim flavour on the 1.x line (the Makefile runs that pass with -run).
+var core = map[string]coreLine{
+	"":   coreV2,
+	"v2": coreV2,
+	"v1": {name: "v1", bin: "crossplane-core-v1", toolsDir: "tools/crossplane-v1", module: "github.com/crossplane/crossplane", rbac: "crossplane-v1-rbac.yaml", v1: true},
+}[os.Getenv("E2E_CROSSPLANE")]
+
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 var (
@@ -69,7 +90,7 @@ func startCrossplane(cp *controlPlane) (*crossplane, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.applyFile(ctx, filepath.Join("testdata", "crossplane-rbac.yaml")); err != nil {
+	if err := a.applyFile(ctx, filepath.Join("testdata", core.rbac)); err != nil {
 		return nil, err
 	}
 	if err := waitRule(ctx, cp, "crossplane", "apiextensions.k8s.io", "customresourcedefinitions", 2*time.Minute); err != nil {
@@ -96,10 +117,22 @@ func startCrossplane(cp *controlPlane) (*crossplane, error) {
 		"POD_NAMESPACE", crossplaneNamespace,
 		"POD_SERVICE_ACCOUNT", crossplaneServiceAccount,
 		"ENABLE_WEBHOOKS", "false",
+		// 1.x's `core init` reads only this name (v2 and 1.x's `core start`, the one above).
+		"WEBHOOK_ENABLED", "false",
 		"TLS_CA_SECRET_NAME", rootCASecret,
 		"TLS_SERVER_SECRET_NAME", serverTLSSecret,
 		"TLS_CLIENT_SECRET_NAME", clientTLSSecret,
 	)
+	if core.v1 {
+		// Crossplane 1.x reads its CRDs from /crds, where its image has them, and has no
+		// setting for another path (cmd/crossplane/core/init.go of v1.20.1); v2 reads
+		// CRDS_PATH.
+		remove, err := placeCRDs(crds)
+		if err != nil {
+			return nil, err
+		}
+		defer remove()
+	}
 	if err := crossplaneInit(cp, append(env, "CRDS_PATH="+crds)); err != nil {
 		return nil, err
 	}
@@ -136,7 +169,7 @@ func startCrossplane(cp *controlPlane) (*crossplane, error) {
 			"METRICS_PORT="+strconv.Itoa(ports[0]),
 			"HEALTH_PROBE_PORT="+strconv.Itoa(ports[1]),
 		)
-		p, err := startProcess(cp.logDir, "crossplane", startEnv, cp.bin("crossplane-core"), "core", "start", "--debug")
+		p, err := startProcess(cp.logDir, "crossplane", startEnv, cp.bin(core.bin), "core", "start", "--debug")
 		if err != nil {
 			return nil, nil, err
 		}
@@ -157,7 +190,7 @@ func crossplaneInit(cp *controlPlane, env []string) error {
 	var err error
 	for range 5 {
 		var p *process
-		if p, err = startProcess(cp.logDir, "crossplane-init", env, cp.bin("crossplane-core"), "core", "init"); err != nil {
+		if p, err = startProcess(cp.logDir, "crossplane-init", env, cp.bin(core.bin), "core", "init"); err != nil {
 			return err
 		}
 		cp.track(p)
@@ -175,10 +208,11 @@ func crossplaneInit(cp *controlPlane, env []string) error {
 	return err
 }
 
-// crossplaneCRDs is cluster/crds of the Crossplane module that tools/crossplane pins: the
-// CRDs `crossplane core init` installs (a pod has them baked into its image at /crds).
+// crossplaneCRDs is cluster/crds of the Crossplane module that the core's tools module
+// pins: the CRDs `crossplane core init` installs (a pod has them baked into its image at
+// /crds).
 func crossplaneCRDs(root string) (string, error) {
-	mod, err := moduleDir(root, "tools/crossplane", "github.com/crossplane/crossplane/v2")
+	mod, err := moduleDir(root, core.toolsDir, core.module)
 	if err != nil {
 		return "", err
 	}
@@ -187,6 +221,24 @@ func crossplaneCRDs(root string) (string, error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// v1CRDsPath is where Crossplane 1.x's `core init` reads the CRDs it installs.
+const v1CRDsPath = "/crds"
+
+// placeCRDs copies dir's CRDs to /crds for as long as `core init` needs them, and returns
+// what removes them again. A copy, not a link: init walks /crds without following links
+// (parser.NewFsReadCloser of crossplane-runtime v1.20). An existing /crds is not ours to
+// replace, and is an error.
+func placeCRDs(dir string) (func(), error) {
+	if _, err := os.Lstat(v1CRDsPath); err == nil {
+		return nil, fmt.Errorf("Crossplane 1.x reads its CRDs from %s, which is already there", v1CRDsPath)
+	}
+	if err := os.CopyFS(v1CRDsPath, os.DirFS(dir)); err != nil {
+		_ = os.RemoveAll(v1CRDsPath)
+		return nil, fmt.Errorf("Crossplane 1.x reads its CRDs from %s: %w", v1CRDsPath, err)
+	}
+	return func() { _ = os.RemoveAll(v1CRDsPath) }, nil
 }
 
 // writeSecretFiles writes the named keys of a Secret's data to dir, one file per key.

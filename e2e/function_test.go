@@ -107,14 +107,18 @@ func startFunction(cp *controlPlane, x *crossplane) error {
 	}
 
 	// What a platform team applies: the API, Crossplane's permissions on Jobs and pods, and
-	// the Composition whose pipeline calls the function.
-	if err := x.applyXRD(ctx, exampleFile("definition.yaml")); err != nil {
-		return err
-	}
-	for _, f := range []string{"rbac.yaml", "composition.yaml"} {
-		if err := x.apply.applyFile(ctx, exampleFile(f)); err != nil {
+	// the Composition whose pipeline calls the function. Crossplane 1.x has no v2 XRDs: it
+	// gets the permissions alone, and the claim flavour's API with provider-kubernetes.
+	if !core.v1 {
+		if err := x.applyXRD(ctx, exampleFile("definition.yaml")); err != nil {
 			return err
 		}
+		if err := x.apply.applyFile(ctx, exampleFile("composition.yaml")); err != nil {
+			return err
+		}
+	}
+	if err := x.apply.applyFile(ctx, exampleFile("rbac.yaml")); err != nil {
+		return err
 	}
 	// Crossplane may only compose Jobs once the aggregation controller has folded
 	// example/rbac.yaml into its ClusterRole.

@@ -22,6 +22,10 @@ func TestMain(m *testing.M) {
 
 // run is TestMain's body, so that its deferred cleanup runs before os.Exit.
 func run(m *testing.M) int {
+	if core.name == "" {
+		fmt.Fprintf(os.Stderr, "e2e: E2E_CROSSPLANE=%q: want v1, v2 or nothing\n", os.Getenv("E2E_CROSSPLANE"))
+		return 1
+	}
 	root, err := filepath.Abs("..")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

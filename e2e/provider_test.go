@@ -18,7 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 )
 
 const (
@@ -37,6 +39,7 @@ const (
 var (
 	objectResource        = schema.GroupVersionResource{Group: objectsGroup, Version: "v1alpha1", Resource: "objects"}
 	clusterObjectResource = schema.GroupVersionResource{Group: clusterObjectsGroup, Version: "v1alpha2", Resource: "objects"}
+	legacyXRResource      = schema.GroupVersionResource{Group: legacyGroup, Version: "v1alpha1", Resource: "xmodeldownloads"}
 
 	providerOnce sync.Once
 	errProvider  error
@@ -152,8 +155,11 @@ func startProviderKubernetes(cp *controlPlane, x *crossplane) error {
 			return err
 		}
 	}
-	if err := x.apply.applyFile(ctx, filepath.Join("testdata", "composition-objects.yaml")); err != nil {
-		return err
+	// The namespaced Objects' Composition is for the v2 API, which Crossplane 1.x lacks.
+	if !core.v1 {
+		if err := x.apply.applyFile(ctx, filepath.Join("testdata", "composition-objects.yaml")); err != nil {
+			return err
+		}
 	}
 	for _, g := range []string{objectsGroup, clusterObjectsGroup} {
 		if err := waitRule(ctx, cp, "crossplane", g, "*", 2*time.Minute); err != nil {
@@ -345,7 +351,16 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 	}
 	claim := claims[0]
 	claim.SetAPIVersion(legacyGroup + "/v1alpha1")
-	md := applyModelDownload(t, claim, "claim", nil)
+	ns := tokenNamespace(t, "claim")
+	pvc, _, _ := unstructured.NestedString(claim.Object, "spec", "storagePVC")
+	createPVC(t, ns, pvc)
+	if core.v1 {
+		// Crossplane 1.x gets no namespaced object by name: a 1.x user labels the token
+		// Secret and the PVC so that it can list them for the function (dialect.go).
+		labelReadable(t, ns, "secrets", "hf-token")
+		labelReadable(t, ns, "persistentvolumeclaims", pvc)
+	}
+	md := applyIn(t, ns, claim, "claim", nil)
 	ctx := context.Background()
 	objects := func() ([]unstructured.Unstructured, error) {
 		l, err := cluster.dynamic.Resource(clusterObjectResource).List(ctx, metav1.ListOptions{LabelSelector: "parent=" + md.name})
@@ -361,10 +376,30 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 		return mine, nil
 	}
 
+	var objs []unstructured.Unstructured
 	waitFor(t, 2*time.Minute, "one cluster-scoped Object per model, aimed at the claim's namespace", func() (bool, string) {
-		objs, err := objects()
+		objs, err = objects()
 		return err == nil && len(objs) == 2, fmt.Sprintf("%d Objects (%v)", len(objs), err)
 	})
+	// Crossplane labels the XR and what it composes with the claim; the function names
+	// and places the Jobs by these labels.
+	claimLabels := map[string]string{"crossplane.io/claim-name": md.name, "crossplane.io/claim-namespace": md.ns}
+	bound, err := md.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	xrName, _, _ := unstructured.NestedString(bound.Object, "spec", "resourceRef", "name")
+	xr, err := cluster.dynamic.Resource(legacyXRResource).Get(ctx, xrName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the claim's XR %q: %v", xrName, err)
+	}
+	for _, o := range append(objs, *xr) {
+		for k, v := range claimLabels {
+			if got := o.GetLabels()[k]; got != v {
+				t.Errorf("%s %s: label %s = %q, want %q", o.GetKind(), o.GetName(), k, got, v)
+			}
+		}
+	}
 	jobs := md.waitJobs(t, 2, "provider-kubernetes to create the Jobs in the claim's namespace", nil)
 	for _, job := range jobs {
 		if !strings.HasPrefix(job.Name, "hf-dl-"+md.name+"-") {
@@ -372,4 +407,25 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 		}
 	}
 	finishThroughObjects(t, md, jobs, objects)
+	got, err := md.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := yaml.Marshal(got.Object["status"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the claim's status on Crossplane %s:\n%s", core.name, status)
+}
+
+// labelReadable labels a namespaced object of the core API group so that Crossplane 1.x
+// can list it for the function (hfops.kamal.dev/readable, dialect.go).
+func labelReadable(t *testing.T, ns, resource, name string) {
+	t.Helper()
+	patch := []byte(`{"metadata":{"labels":{"hfops.kamal.dev/readable":"true"}}}`)
+	_, err := cluster.dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: resource}).Namespace(ns).
+		Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		t.Fatalf("label %s %s/%s readable: %v", resource, ns, name, err)
+	}
 }
