@@ -46,19 +46,22 @@ type coreLine struct {
 	name, bin, toolsDir, module string
 	// rbac is its Helm chart's RBAC, in testdata.
 	rbac string
+	// healthy is the condition of a healthy package revision (RevisionHealthy from v2
+	// on, Healthy in apis/pkg/v1/conditions.go of v1.20.1).
+	healthy string
 	// v1: Crossplane 1.x, which serves only the claim flavour (v1 XRDs, claims): the
 	// suite does not apply the v2 example's XRD or Compositions there.
 	v1 bool
 }
 
-var coreV2 = coreLine{name: "v2", bin: "crossplane-core", toolsDir: "tools/crossplane", module: "github.com/crossplane/crossplane/v2", rbac: "crossplane-rbac.yaml"}
+var coreV2 = coreLine{name: "v2", bin: "crossplane-core", toolsDir: "tools/crossplane", module: "github.com/crossplane/crossplane/v2", rbac: "crossplane-rbac.yaml", healthy: "RevisionHealthy"}
 
 // core is the Crossplane the suite runs: v2 by default; with E2E_CROSSPLANE=v1, v1.20,
 // for the claim flavour on the 1.x line (the Makefile runs that pass with -run).
 var core = map[string]coreLine{
 	"":   coreV2,
 	"v2": coreV2,
-	"v1": {name: "v1", bin: "crossplane-core-v1", toolsDir: "tools/crossplane-v1", module: "github.com/crossplane/crossplane", rbac: "crossplane-v1-rbac.yaml", v1: true},
+	"v1": {name: "v1", bin: "crossplane-core-v1", toolsDir: "tools/crossplane-v1", module: "github.com/crossplane/crossplane", rbac: "crossplane-v1-rbac.yaml", healthy: "Healthy", v1: true},
 }[os.Getenv("E2E_CROSSPLANE")]
 
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
