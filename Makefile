@@ -37,7 +37,7 @@ $(LINT): tools/golangci-lint/go.mod
 # flavour and package install again on Crossplane 1.20 (E2E_CROSSPLANE=v1: a
 # control plane of its own, started after the first has stopped, as
 # provider-kubernetes' fixed ports allow one at a time).
-E2E_ON_V1 := ^(TestClaimWithProviderKubernetes|TestFunctionPackageInstalls)$$
+E2E_ON_V1 := ^(TestClaimWithProviderKubernetes|TestFunctionPackageInstalls|TestLegacyConfigurationDependenciesResolve)$$
 
 test: $(CROSSPLANE) $(LINT)
 	bash hack/hf.sh

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
 )
 
 var functionResource = schema.GroupVersionResource{Group: "pkg.crossplane.io", Version: "v1", Resource: "functions"}
@@ -60,25 +63,7 @@ func buildFunctionPackage(t *testing.T) string {
 func TestFunctionPackageInstalls(t *testing.T) {
 	x := useCrossplane(t)
 	ctx := context.Background()
-	xpkg := buildFunctionPackage(t)
-
-	reg := httptest.NewServer(registry.New())
-	t.Cleanup(reg.Close)
-	ref, err := name.ParseReference(strings.TrimPrefix(reg.URL, "http://") + "/hfops/function-hf-download:v0.0.0-e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := tarball.ImageFromPath(xpkg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
-	digest, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref, digest := pushPackage(t, startRegistry(t), "hfops/function-hf-download:v0.0.0-e2e", buildFunctionPackage(t))
 
 	const fn = "function-hf-download-from-registry"
 	obj := &unstructured.Unstructured{Object: map[string]any{
@@ -128,6 +113,145 @@ func TestFunctionPackageInstalls(t *testing.T) {
 	// Package capabilities came with v2; a 1.x FunctionRevision has no such field.
 	if caps, _, _ := unstructured.NestedStringSlice(rev.Object, "status", "capabilities"); !core.v1 && !slices.Equal(caps, []string{"composition"}) {
 		t.Errorf("revision capabilities %v, want [composition] from the package's metadata", caps)
+	}
+}
+
+// startRegistry serves an OCI registry on loopback for the test and returns its host.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	reg := httptest.NewServer(registry.New())
+	t.Cleanup(reg.Close)
+	return strings.TrimPrefix(reg.URL, "http://")
+}
+
+// pushPackage pushes the xpkg at path to host as repo (with its tag), and returns its
+// reference and digest.
+func pushPackage(t *testing.T, host, repo, path string) (name.Reference, v1.Hash) {
+	t.Helper()
+	ref, err := name.ParseReference(host + "/" + repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithContext(context.Background())); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref, digest
+}
+
+// xpkgBuild builds the package whose root is dir with the Crossplane CLI, into the test's
+// temporary directory.
+func xpkgBuild(t *testing.T, dir string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(dir)+".xpkg")
+	cmd := exec.Command(cluster.bin("crossplane"), "xpkg", "build", "--package-root="+dir, "--package-file="+out)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("crossplane xpkg build %s: %v\n%s", dir, err, b)
+	}
+	return out
+}
+
+var lockResource = schema.GroupVersionResource{Group: "pkg.crossplane.io", Version: "v1beta1", Resource: "locks"}
+
+// TestLegacyConfigurationDependenciesResolve takes configuration/legacy through the package
+// manager: its crossplane.yaml as it is but for the registry its dependencies are pulled
+// from (a loopback one instead of xpkg.crossplane.io), its XRD and Composition
+// example/legacy's moved to a group of their own (legacyAPI), with the function's package tagged
+// v0.1.0 and provider-kubernetes' package metadata (its crossplane.yaml, without the CRDs
+// the suite installs itself) tagged with its version. Crossplane accepts the
+// Configuration's own Crossplane constraint and resolves both dependencies' version
+// constraints to those tags in its Lock. On Crossplane 1.20 (E2E_CROSSPLANE=v1) this is
+// the proof that the claim flavour installs there.
+func TestLegacyConfigurationDependenciesResolve(t *testing.T) {
+	x := useCrossplane(t)
+	ctx := context.Background()
+	host := startRegistry(t)
+
+	pkDir, err := moduleDir(cluster.repoRoot, "tools/provider-kubernetes", "github.com/crossplane-contrib/provider-kubernetes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkVersion := "v1.0.0"
+	provider := t.TempDir()
+	copyFile(t, filepath.Join(pkDir, "package", "crossplane.yaml"), filepath.Join(provider, "crossplane.yaml"), nil)
+	pushPackage(t, host, "crossplane-contrib/provider-kubernetes:"+pkVersion, xpkgBuild(t, provider))
+	pushPackage(t, host, "hfops/function-hf-download:v0.1.0", buildFunctionPackage(t))
+
+	config := t.TempDir()
+	repoRegistry := func(b []byte) []byte { return []byte(strings.ReplaceAll(string(b), "xpkg.crossplane.io/", host+"/")) }
+	copyFile(t, filepath.Join(cluster.repoRoot, "configuration", "legacy", "crossplane.yaml"), filepath.Join(config, "crossplane.yaml"), repoRegistry)
+	xrd, comp, err := legacyAPI("configuration.e2e.hfops.kamal.dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f, obj := range map[string]*unstructured.Unstructured{"definition.yaml": xrd, "composition.yaml": comp} {
+		b, err := yaml.Marshal(obj.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(config, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref, _ := pushPackage(t, host, "hfops/configuration-hf-download-claims:v0.0.0-e2e", xpkgBuild(t, config))
+
+	const cfg = "configuration-hf-download-claims"
+	configurations := schema.GroupVersionResource{Group: "pkg.crossplane.io", Version: "v1", Resource: "configurations"}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "pkg.crossplane.io/v1",
+		"kind":       "Configuration",
+		"metadata":   map[string]any{"name": cfg},
+		"spec":       map[string]any{"package": ref.String()},
+	}}
+	if err := x.apply.apply(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.dynamic.Resource(configurations).Delete(context.Background(), cfg, metav1.DeleteOptions{})
+	})
+
+	want := map[string]string{
+		host + "/hfops/function-hf-download":             "v0.1.0",
+		host + "/crossplane-contrib/provider-kubernetes": pkVersion,
+	}
+	waitFor(t, 3*time.Minute, "the Lock to resolve the Configuration's dependencies", func() (bool, string) {
+		lock, err := cluster.dynamic.Resource(lockResource).Get(ctx, "lock", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		pkgs, _, _ := unstructured.NestedSlice(lock.Object, "packages")
+		got := map[string]string{}
+		for _, p := range pkgs {
+			m, _ := p.(map[string]any)
+			src, _ := m["source"].(string)
+			if _, ok := want[src]; ok {
+				got[src], _ = m["version"].(string)
+			}
+		}
+		return maps.Equal(got, want), fmt.Sprintf("resolved %v, want %v", got, want)
+	})
+}
+
+// copyFile copies src to dst, through edit when it is not nil.
+func copyFile(t *testing.T, src, dst string, edit func([]byte) []byte) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		b = edit(b)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -302,20 +302,33 @@ func finishThroughObjects(t *testing.T, md *modelDownload, jobs map[string]batch
 
 // applyLegacyAPI applies example/legacy's XRD and Composition, moved to legacyGroup.
 func applyLegacyAPI(ctx context.Context, x *crossplane) error {
-	xrds, err := readObjects(exampleFile("legacy/definition.yaml"))
+	xrd, comp, err := legacyAPI(legacyGroup)
 	if err != nil {
 		return err
+	}
+	if err := x.establishXRD(ctx, xrd); err != nil {
+		return err
+	}
+	return x.apply.apply(ctx, comp)
+}
+
+// legacyAPI is example/legacy's XRD and Composition moved to group, so that they clash
+// with no other API of the suite (a claim is a ModelDownload, like the v2 XR).
+func legacyAPI(group string) (xrd, comp *unstructured.Unstructured, err error) {
+	xrds, err := readObjects(exampleFile("legacy/definition.yaml"))
+	if err != nil {
+		return nil, nil, err
 	}
 	comps, err := readObjects(exampleFile("legacy/composition.yaml"))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if len(xrds) != 1 || len(comps) != 1 {
-		return fmt.Errorf("example/legacy: want one XRD and one Composition, got %d and %d", len(xrds), len(comps))
+		return nil, nil, fmt.Errorf("example/legacy: want one XRD and one Composition, got %d and %d", len(xrds), len(comps))
 	}
-	xrd, comp := xrds[0], comps[0]
+	xrd, comp = xrds[0], comps[0]
 	plural, _, _ := unstructured.NestedString(xrd.Object, "spec", "names", "plural")
-	name := plural + "." + legacyGroup
+	name := plural + "." + group
 	xrd.SetName(name)
 	comp.SetName(name)
 	for _, f := range []struct {
@@ -323,19 +336,15 @@ func applyLegacyAPI(ctx context.Context, x *crossplane) error {
 		value string
 		path  []string
 	}{
-		{xrd, legacyGroup, []string{"spec", "group"}},
+		{xrd, group, []string{"spec", "group"}},
 		{xrd, name, []string{"spec", "defaultCompositionRef", "name"}},
-		{comp, legacyGroup + "/v1alpha1", []string{"spec", "compositeTypeRef", "apiVersion"}},
+		{comp, group + "/v1alpha1", []string{"spec", "compositeTypeRef", "apiVersion"}},
 	} {
 		if err := unstructured.SetNestedField(f.obj.Object, f.value, f.path...); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	if err := x.establishXRD(ctx, xrd); err != nil {
-		return err
-	}
-	err = x.apply.apply(ctx, comp)
-	return err
+	return xrd, comp, nil
 }
 
 // TestClaimWithProviderKubernetes runs the claim flavour for real: example/legacy's claim
