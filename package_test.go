@@ -1,91 +1,12 @@
 package main
 
 import (
-	"archive/tar"
-	"compress/gzip"
-	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-// The packages, built by the real `crossplane xpkg build`: the function
-// package with its runtime image embedded (an OCI image of the static
-// binary, made without Docker by hack/runtime-image.sh), and the two
-// Configuration packages. And `crossplane beta validate` of the examples
-// against their XRDs, offline.
-
-func runCLI(t *testing.T, dir string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(crossplaneCLI(t), args...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("crossplane %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-func TestPackages(t *testing.T) {
-	tmp := t.TempDir()
-	root, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	t.Run("Function", func(t *testing.T) {
-		image := filepath.Join(tmp, "runtime.tar")
-		if out, err := exec.Command("bash", filepath.Join(root, "hack", "runtime-image.sh"), image).CombinedOutput(); err != nil {
-			t.Fatalf("hack/runtime-image.sh: %v\n%s", err, out)
-		}
-		xpkg := filepath.Join(tmp, "function.xpkg")
-		runCLI(t, root, "xpkg", "build", "--package-root=package", "--embed-runtime-image-tarball="+image, "--package-file="+xpkg)
-		pkg := packageYAML(t, xpkg)
-		for _, want := range []string{"kind: Function", "name: function-hf-download", "kind: CustomResourceDefinition", "name: inputs.hfdownload.fn.hfops.kamal.dev"} {
-			if !strings.Contains(pkg, want) {
-				t.Errorf("the function package lacks %q", want)
-			}
-		}
-		if !hasFile(t, xpkg, "function") {
-			t.Error("the function package does not embed the runtime image with /function")
-		}
-	})
-
-	for name, dir := range map[string]string{"v2": "example", "legacy": "example/legacy"} {
-		t.Run("Configuration/"+name, func(t *testing.T) {
-			// The package root is assembled from the examples, so the XRD
-			// and Composition are written once.
-			pkgRoot := filepath.Join(tmp, "configuration-"+name)
-			if err := os.MkdirAll(pkgRoot, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			for src, dst := range map[string]string{
-				filepath.Join("configuration", name, "crossplane.yaml"): "crossplane.yaml",
-				filepath.Join(dir, "definition.yaml"):                   "definition.yaml",
-				filepath.Join(dir, "composition.yaml"):                  "composition.yaml",
-			} {
-				b, err := os.ReadFile(src)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(pkgRoot, dst), b, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			xpkg := filepath.Join(tmp, name+".xpkg")
-			runCLI(t, root, "xpkg", "build", "--package-root="+pkgRoot, "--package-file="+xpkg)
-			pkg := packageYAML(t, xpkg)
-			for _, want := range []string{"kind: Configuration", "kind: CompositeResourceDefinition", "kind: Composition", "package: xpkg.crossplane.io/hfops/function-hf-download"} {
-				if !strings.Contains(pkg, want) {
-					t.Errorf("the %s configuration package lacks %q", name, want)
-				}
-			}
-		})
-	}
-}
 
 // TestValidateExamples runs `crossplane beta validate` offline: an empty
 // cached Crossplane package stands in for the image it would pull.
@@ -130,76 +51,4 @@ func TestValidateExamples(t *testing.T) {
 			t.Errorf("the XRD must reject a bad repo id; got %v\n%s", err, out)
 		}
 	})
-}
-
-// packageYAML returns the package.yaml of an xpkg (an OCI image tarball).
-func packageYAML(t *testing.T, xpkg string) string {
-	t.Helper()
-	var found string
-	eachLayerFile(t, xpkg, func(name string, r io.Reader) {
-		if name == "package.yaml" {
-			b, err := io.ReadAll(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			found = string(b)
-		}
-	})
-	if found == "" {
-		t.Fatalf("%s has no package.yaml", xpkg)
-	}
-	return found
-}
-
-func hasFile(t *testing.T, xpkg, want string) bool {
-	found := false
-	eachLayerFile(t, xpkg, func(name string, _ io.Reader) { found = found || name == want })
-	return found
-}
-
-// eachLayerFile walks the files of every layer of an image tarball.
-func eachLayerFile(t *testing.T, tarball string, fn func(name string, r io.Reader)) {
-	t.Helper()
-	blobs := map[string][]byte{}
-	f, err := os.Open(tarball)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		blobs[h.Name] = b
-	}
-	var manifest []struct{ Layers []string }
-	if err := json.Unmarshal(blobs["manifest.json"], &manifest); err != nil || len(manifest) == 0 {
-		t.Fatalf("%s is not an image tarball: %v", tarball, err)
-	}
-	for _, l := range manifest[0].Layers {
-		zr, err := gzip.NewReader(strings.NewReader(string(blobs[l])))
-		if err != nil {
-			t.Fatalf("layer %s: %v", l, err)
-		}
-		lr := tar.NewReader(zr)
-		for {
-			h, err := lr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			fn(strings.TrimPrefix(h.Name, "/"), lr)
-		}
-	}
 }

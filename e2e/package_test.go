@@ -1,19 +1,25 @@
 package e2e
 
 import (
+	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	corev1 "k8s.io/api/core/v1"
@@ -25,66 +31,85 @@ import (
 
 var functionResource = schema.GroupVersionResource{Group: "pkg.crossplane.io", Version: "v1", Resource: "functions"}
 
-// buildFunctionPackage builds the function's xpkg as a release would: a static binary in
-// an OCI runtime image made without Docker (hack/runtime-image.sh), embedded by
-// the real `crossplane xpkg build` into the package of package/.
-func buildFunctionPackage(t *testing.T) string {
-	t.Helper()
-	tmp := t.TempDir()
-	run := func(dir string, env []string, bin string, args ...string) {
-		t.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), env...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
-		}
-	}
-	root := cluster.repoRoot
-	run(root, nil, "bash", filepath.Join(root, "hack", "runtime-image.sh"), filepath.Join(tmp, "runtime.tar"))
-	xpkg := filepath.Join(tmp, "function.xpkg")
-	run(root, nil, cluster.bin("crossplane"), "xpkg", "build", "--package-root=package",
-		"--embed-runtime-image-tarball="+filepath.Join(tmp, "runtime.tar"), "--package-file="+xpkg)
-	return xpkg
-}
-
-// TestFunctionPackageInstalls takes the package manager's path for real: the built xpkg is
-// pushed to an OCI registry on loopback (go-containerregistry's, over plain HTTP, which
-// registry clients use for loopback addresses), and a pkg.crossplane.io Function naming it
-// is applied. Crossplane pulls the package, parses and checks it (its crossplane.yaml, its
-// Crossplane version constraint), installs the Function and creates a healthy
-// FunctionRevision with the package's capabilities. With the External runtime no
-// Deployment starts: the test plays that runtime's part, and the other tests serve the
-// function themselves.
-func TestFunctionPackageInstalls(t *testing.T) {
+// TestRelease takes the release path a user takes from a clone, for real: `make package` and
+// `make push REGISTRY=127.0.0.1:<port>/hfops` against an OCI registry on loopback
+// (go-containerregistry's, over plain HTTP, which registry clients use for loopback
+// addresses), with an empty docker config as the CLI reads it. Then the package manager
+// installs exactly what was pushed: a pkg.crossplane.io Function naming it makes Crossplane
+// pull the package, parse and check it (its crossplane.yaml, its Crossplane version
+// constraint), install the Function and create a healthy FunctionRevision with the package's
+// capabilities. With the External runtime no Deployment starts: the test plays that
+// runtime's part, and the other tests serve the function themselves.
+func TestRelease(t *testing.T) {
 	x := useCrossplane(t)
 	ctx := context.Background()
-	xpkg := buildFunctionPackage(t)
 
 	reg := httptest.NewServer(registry.New())
 	t.Cleanup(reg.Close)
-	ref, err := name.ParseReference(strings.TrimPrefix(reg.URL, "http://") + "/hfops/function-hf-download:v0.0.0-e2e")
-	if err != nil {
-		t.Fatal(err)
+	const version = "v0.0.0-e2e"
+	repo := strings.TrimPrefix(reg.URL, "http://") + "/hfops"
+	out := t.TempDir()
+	dockerConfig := t.TempDir()
+	makeRelease := func(target, registry string) (string, error) {
+		cmd := exec.Command("make", "--no-print-directory", target, "REGISTRY="+registry, "VERSION="+version, "OUTPUT="+out)
+		cmd.Dir = cluster.repoRoot
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig)
+		b, err := cmd.CombinedOutput()
+		return string(b), err
 	}
-	img, err := tarball.ImageFromPath(xpkg, nil)
-	if err != nil {
-		t.Fatal(err)
+	if got, err := makeRelease("package", repo); err != nil {
+		t.Fatalf("make package: %v\n%s", err, got)
 	}
-	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
+	checkRelease(t, out, repo, version)
+
+	if got, err := makeRelease("push", "127.0.0.1:1/elsewhere"); err == nil || !strings.Contains(got, "not "+version+" for 127.0.0.1:1/elsewhere") {
+		t.Errorf("make push to another registry than the release names must refuse; got %v\n%s", err, got)
 	}
-	digest, err := img.Digest()
+	pushed, err := makeRelease("push", repo)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("make push: %v\n%s", err, pushed)
+	}
+	t.Logf("make push:\n%s", pushed)
+	for _, want := range []string{
+		"  crossplane xpkg install configuration " + repo + "/configuration-hf-download:" + version + "\n",
+		"  crossplane xpkg install configuration " + repo + "/configuration-hf-download-claims:" + version + "\n",
+		"  crossplane xpkg install function " + repo + "/function-hf-download:" + version + " function-hf-download\n",
+	} {
+		if !strings.Contains(pushed, want) {
+			t.Errorf("make push does not print %q", want)
+		}
+	}
+	for _, name := range []string{"function-hf-download", "hf-downloader"} {
+		idx, err := remote.Index(mustReference(t, repo+"/"+name+":"+version), remote.WithContext(ctx))
+		if err != nil {
+			t.Fatalf("the pushed %s: %v", name, err)
+		}
+		m, err := idx.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var platforms []string
+		for _, d := range m.Manifests {
+			platforms = append(platforms, d.Platform.String())
+		}
+		slices.Sort(platforms)
+		if want := []string{"linux/amd64", "linux/arm64"}; !slices.Equal(platforms, want) {
+			t.Errorf("the pushed %s is for %v, want %v", name, platforms, want)
+		}
+	}
+	for _, name := range []string{"configuration-hf-download", "configuration-hf-download-claims"} {
+		if _, err := remote.Image(mustReference(t, repo+"/"+name+":"+version), remote.WithContext(ctx)); err != nil {
+			t.Errorf("the pushed %s: %v", name, err)
+		}
 	}
 
+	ref := repo + "/function-hf-download:" + version
 	const fn = "function-hf-download-from-registry"
 	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "pkg.crossplane.io/v1",
 		"kind":       "Function",
 		"metadata":   map[string]any{"name": fn},
-		"spec":       map[string]any{"package": ref.String()},
+		"spec":       map[string]any{"package": ref},
 	}}
 	if err := x.apply.apply(ctx, obj); err != nil {
 		t.Fatal(err)
@@ -121,12 +146,141 @@ func TestFunctionPackageInstalls(t *testing.T) {
 		rev = r
 		return conditionStatus(rev, "RevisionHealthy") == "True", fmt.Sprint(conditions(rev))
 	})
-	if got, _, _ := unstructured.NestedString(rev.Object, "status", "resolvedImage"); !strings.HasSuffix(got, digest.String()) && got != ref.String() {
-		t.Errorf("revision resolved image %q, want the pushed %s (%s)", got, ref, digest)
+	amd64, err := tarball.ImageFromPath(filepath.Join(out, "function-hf-download-amd64.xpkg"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := amd64.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := unstructured.NestedString(rev.Object, "status", "resolvedImage"); !strings.HasSuffix(got, digest.String()) && got != ref {
+		t.Errorf("revision resolved image %q, want the pushed %s (amd64: %s)", got, ref, digest)
 	}
 	if caps, _, _ := unstructured.NestedStringSlice(rev.Object, "status", "capabilities"); !slices.Equal(caps, []string{"composition"}) {
 		t.Errorf("revision capabilities %v, want [composition] from the package's metadata", caps)
 	}
+}
+
+// checkRelease checks what `make package` wrote into out: every package and image, for
+// every platform, naming the registry and version it was built for.
+func checkRelease(t *testing.T, out, repo, version string) {
+	t.Helper()
+	var files []string
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		files = append(files, e.Name())
+	}
+	want := []string{
+		"configuration-hf-download-claims.xpkg", "configuration-hf-download.xpkg",
+		"function-hf-download-amd64.xpkg", "function-hf-download-arm64.xpkg",
+		"hf-downloader-amd64.tar", "hf-downloader-arm64.tar", "release.env",
+	}
+	if diff := cmp.Diff(want, files); diff != "" {
+		t.Fatalf("make package wrote (-want +got):\n%s", diff)
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "release.env")); err != nil || string(got) != "VERSION="+version+"\nREGISTRY="+repo+"\nARCHES=amd64 arm64\n" {
+		t.Errorf("release.env: %q, %v", got, err)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		pkg := readImage(t, filepath.Join(out, "function-hf-download-"+arch+".xpkg"), "", "package.yaml", "function")
+		for _, want := range []string{"kind: Function", "name: function-hf-download", "kind: CustomResourceDefinition", "name: inputs.hfdownload.fn.hfops.kamal.dev"} {
+			if !strings.Contains(pkg.files["package.yaml"], want) {
+				t.Errorf("the %s function package lacks %q", arch, want)
+			}
+		}
+		if pkg.arch != arch || pkg.files["function"] == "" || pkg.user != "65532:65532" {
+			t.Errorf("the %s function package embeds a runtime image for %s, user %q, with /function: %t", arch, pkg.arch, pkg.user, pkg.files["function"] != "")
+		}
+		dl := readImage(t, filepath.Join(out, "hf-downloader-"+arch+".tar"), repo+"/hf-downloader:"+version, "usr/local/bin/hf")
+		if dl.arch != arch || dl.user != "1000:1000" || dl.files["usr/local/bin/hf"] == "" {
+			t.Errorf("the %s downloader image is for %s, user %q, with hf: %t", arch, dl.arch, dl.user, dl.files["usr/local/bin/hf"] != "")
+		}
+		if arch == runtime.GOARCH {
+			// The release's own binary, as the package embeds it, names its default image.
+			bin := filepath.Join(t.TempDir(), "function")
+			if err := os.WriteFile(bin, []byte(pkg.files["function"]), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			got, err := exec.Command(bin, "--version").CombinedOutput()
+			if want := version + " (default image " + repo + "/hf-downloader:" + version + ")\n"; err != nil || string(got) != want {
+				t.Errorf("the packaged function's --version: %q, %v; want %q", got, err, want)
+			}
+		}
+	}
+	for _, name := range []string{"configuration-hf-download", "configuration-hf-download-claims"} {
+		pkg := readImage(t, filepath.Join(out, name+".xpkg"), "", "package.yaml")
+		// The package manager names the function it installs as a dependency after its
+		// repository path (xpkg.ToDNSLabel): "hfops/function-hf-download".
+		for _, want := range []string{"kind: Configuration", "kind: CompositeResourceDefinition", "kind: Composition",
+			"package: " + repo + "/function-hf-download\n    version: '>=" + version + "'\n",
+			"functionRef:\n      name: hfops-function-hf-download\n"} {
+			if !strings.Contains(pkg.files["package.yaml"], want) {
+				t.Errorf("%s lacks %q", name, want)
+			}
+		}
+	}
+}
+
+// image is what the tests read of an image tarball: its platform, user and some files.
+type image struct {
+	arch, user string
+	files      map[string]string // path: content
+}
+
+// readImage reads an image tarball and the regular files named; a non-empty tag must be the
+// one it was written with.
+func readImage(t *testing.T, path, tag string, files ...string) image {
+	t.Helper()
+	var ref *name.Tag
+	if tag != "" {
+		r, err := name.NewTag(tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref = &r
+	}
+	img, err := tarball.ImageFromPath(path, ref)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := image{arch: cfg.Architecture, user: cfg.Config.User, files: map[string]string{}}
+	rc := mutate.Extract(img)
+	defer func() { _ = rc.Close() }()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if h.Typeflag == tar.TypeReg && slices.Contains(files, strings.TrimPrefix(h.Name, "/")) {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.files[strings.TrimPrefix(h.Name, "/")] = string(b)
+		}
+	}
+	return got
+}
+
+func mustReference(t *testing.T, s string) name.Reference {
+	t.Helper()
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
 
 // actAsExternalRuntime does for a FunctionRevision what an External package runtime does
