@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -44,7 +45,8 @@ func TestRelease(t *testing.T) {
 	x := useCrossplane(t)
 	ctx := context.Background()
 
-	reg := httptest.NewServer(registry.New())
+	// Its request log would bury the test's own output.
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(reg.Close)
 	const version = "v0.0.0-e2e"
 	repo := strings.TrimPrefix(reg.URL, "http://") + "/hfops"
