@@ -3,10 +3,12 @@ package e2e
 import (
 	"archive/tar"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -33,23 +36,37 @@ import (
 var functionResource = schema.GroupVersionResource{Group: "pkg.crossplane.io", Version: "v1", Resource: "functions"}
 
 // TestRelease takes the release path a user takes from a clone, for real: `make package` and
-// `make push REGISTRY=127.0.0.1:<port>/hfops` against an OCI registry on loopback
+// `make push REGISTRY=127.0.0.1:<port>/hfops` against a private OCI registry on loopback
 // (go-containerregistry's, over plain HTTP, which registry clients use for loopback
-// addresses), with an empty docker config as the CLI reads it. Then the package manager
-// installs exactly what was pushed: a pkg.crossplane.io Function naming it makes Crossplane
-// pull the package, parse and check it (its crossplane.yaml, its Crossplane version
-// constraint), install the Function and create a healthy FunctionRevision with the package's
-// capabilities. With the External runtime no Deployment starts: the test plays that
-// runtime's part, and the other tests serve the function themselves.
+// addresses, behind basic auth), with the credentials in a docker config as `docker login`
+// writes it. Then the package manager installs exactly what was pushed: a pkg.crossplane.io
+// Function naming it, with a packagePullSecret, makes Crossplane pull the package, parse and
+// check it (its crossplane.yaml, its Crossplane version constraint), install the Function and
+// create a healthy FunctionRevision with the package's capabilities. With the External
+// runtime no Deployment starts: the test plays that runtime's part, and the other tests serve
+// the function themselves.
 func TestRelease(t *testing.T) {
 	x := useCrossplane(t)
 	ctx := context.Background()
 
 	// Its request log would bury the test's own output.
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	registryHandler := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	// A test credential for a registry that lives as long as the test.
+	login := &authn.Basic{Username: "release", Password: "e2e-registry-password"}
+	auth := base64.StdEncoding.EncodeToString([]byte(login.Username + ":" + login.Password))
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Basic "+auth {
+			w.Header().Set("WWW-Authenticate", `Basic realm="e2e"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		registryHandler.ServeHTTP(w, r)
+	}))
 	t.Cleanup(reg.Close)
+	host := strings.TrimPrefix(reg.URL, "http://")
+	dockerConfigJSON := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, host, auth)
 	const version = "v0.0.0-e2e"
-	repo := strings.TrimPrefix(reg.URL, "http://") + "/hfops"
+	repo := host + "/hfops"
 	out := t.TempDir()
 	dockerConfig := t.TempDir()
 	makeRelease := func(target, registry string) (string, error) {
@@ -67,6 +84,12 @@ func TestRelease(t *testing.T) {
 	if got, err := makeRelease("push", "127.0.0.1:1/elsewhere"); err == nil || !strings.Contains(got, "not "+version+" for 127.0.0.1:1/elsewhere") {
 		t.Errorf("make push to another registry than the release names must refuse; got %v\n%s", err, got)
 	}
+	if got, err := makeRelease("push", repo); err == nil || !strings.Contains(got, "401 Unauthorized") {
+		t.Errorf("make push without the registry's credentials in the docker config must fail; got %v\n%s", err, got)
+	}
+	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), []byte(dockerConfigJSON), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	pushed, err := makeRelease("push", repo)
 	if err != nil {
 		t.Fatalf("make push: %v\n%s", err, pushed)
@@ -82,7 +105,7 @@ func TestRelease(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"function-hf-download", "hf-downloader"} {
-		idx, err := remote.Index(mustReference(t, repo+"/"+name+":"+version), remote.WithContext(ctx))
+		idx, err := remote.Index(mustReference(t, repo+"/"+name+":"+version), remote.WithContext(ctx), remote.WithAuth(login))
 		if err != nil {
 			t.Fatalf("the pushed %s: %v", name, err)
 		}
@@ -100,18 +123,33 @@ func TestRelease(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"configuration-hf-download", "configuration-hf-download-claims"} {
-		if _, err := remote.Image(mustReference(t, repo+"/"+name+":"+version), remote.WithContext(ctx)); err != nil {
+		if _, err := remote.Image(mustReference(t, repo+"/"+name+":"+version), remote.WithContext(ctx), remote.WithAuth(login)); err != nil {
 			t.Errorf("the pushed %s: %v", name, err)
 		}
 	}
 
+	// Crossplane pulls with the same credentials, from a pull Secret of its namespace.
+	pullSecret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "release-registry", Namespace: crossplaneNamespace},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: []byte(dockerConfigJSON)},
+	}
+	if _, err := cluster.kube.CoreV1().Secrets(crossplaneNamespace).Create(ctx, pullSecret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.kube.CoreV1().Secrets(crossplaneNamespace).Delete(context.Background(), pullSecret.Name, metav1.DeleteOptions{})
+	})
 	ref := repo + "/function-hf-download:" + version
 	const fn = "function-hf-download-from-registry"
 	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "pkg.crossplane.io/v1",
 		"kind":       "Function",
 		"metadata":   map[string]any{"name": fn},
-		"spec":       map[string]any{"package": ref},
+		"spec": map[string]any{
+			"package":            ref,
+			"packagePullSecrets": []any{map[string]any{"name": pullSecret.Name}},
+		},
 	}}
 	if err := x.apply.apply(ctx, obj); err != nil {
 		t.Fatal(err)
