@@ -35,18 +35,10 @@ log() { printf 'hack/node.sh: %s\n' "$*" >&2; }
 	exit 1
 }
 
+# Build folders; hack/downloader-image.sh keeps its debootstrap mounts in folders of its own.
 tmp=''
-# remove_tree removes a build folder, first unmounting what an interrupted debootstrap may
-# have left mounted in it (/proc, /sys); --one-file-system never crosses into a mount.
-remove_tree() {
-	local m
-	while read -r m; do
-		umount -l "$m" || true
-	done < <(findmnt -rn -o TARGET | awk -v p="$1/" 'index($0, p) == 1' | sort -r)
-	rm -rf --one-file-system "$1"
-}
 cleanup() {
-	if [[ -n $tmp ]]; then remove_tree "$tmp"; fi
+	if [[ -n $tmp ]]; then rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -57,7 +49,7 @@ exec 9>"$bin/.node.lock"
 flock 9
 # What a killed run left; the lock says that no other run is using it.
 for old in "$images"/.{pause,downloader}.*; do
-	if [[ -e $old ]]; then remove_tree "$old"; fi
+	rm -rf "$old"
 done
 
 # 1. Debian's packages. policy-rc.d keeps containerd's package from starting a system
@@ -120,7 +112,7 @@ if ! fresh pause "$pause_sum"; then
 	"$bin/rootfs-image" --dir "$tmp/rootfs" --out "$tmp/pause.tar" --tag docker.io/hfops/pause:local \
 		--user 65535:65535 --entrypoint /pause --mtime 0
 	install_image pause "$pause_sum" "$tmp/pause.tar"
-	remove_tree "$tmp"
+	rm -rf "$tmp"
 	tmp=
 fi
 
@@ -130,6 +122,6 @@ if ! fresh downloader "$downloader_sum"; then
 	bash "$root/hack/downloader-image.sh" --arch "$(dpkg --print-architecture)" \
 		--tag "docker.io/hfops/downloader:$version" --out "$tmp/downloader.tar" --rootfs-image "$bin/rootfs-image"
 	install_image downloader "$downloader_sum" "$tmp/downloader.tar"
-	remove_tree "$tmp"
+	rm -rf "$tmp"
 	tmp=
 fi
