@@ -1,15 +1,27 @@
 # Two entry points, both self-contained on a fresh machine with Go and git:
 #   make render  runs the function on the example and prints what Crossplane would apply
 #   make test    runs every test (unit, script, render goldens, packages, control plane)
+# and the release path (README, "Release"):
+#   make package REGISTRY=<registry>/<org>  builds the packages and the downloader image into _output/
+#   make push REGISTRY=<registry>/<org>     pushes them there with `crossplane xpkg push`
 
 SHELL := /bin/bash
 BIN := $(CURDIR)/bin
 CROSSPLANE := $(BIN)/crossplane
 LINT := $(BIN)/golangci-lint
+ACTIONLINT := $(BIN)/actionlint
 CROSSPLANE_VERSION := v2.2.1
 RENDER_ADDRESS ?= 127.0.0.1:19443
+# A release's registry and repository prefix, and its version: the nearest v* tag (with
+# -<n>-g<sha> past it), else a Go-style pseudo-version v0.0.0-<commit time>-<sha>, as
+# function-template-go's CI makes; either ends in -dirty when the tree has local changes.
+REGISTRY ?= xpkg.crossplane.io/hfops
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || \
+	echo v0.0.0-$$(TZ=UTC git show -s --format=%cd --date=format-local:%Y%m%d%H%M%S)-$$(git rev-parse --short=12 HEAD)$$(git diff --quiet HEAD || echo -dirty))
+OUTPUT ?= $(CURDIR)/_output
+ARCHES ?= amd64 arm64
 
-.PHONY: render test
+.PHONY: render test lint unit e2e package push version
 
 # The Crossplane CLI, built from the separate tools module so its dependencies
 # never enter the function's go.mod.
@@ -26,25 +38,54 @@ render: $(CROSSPLANE)
 		--include-function-results \
 		--function-annotations=render.crossplane.io/runtime-development-target=$(RENDER_ADDRESS)
 
+# The version `make package` would build, e.g. for CI to compute it outside sudo (git refuses a
+# repository that another user owns).
+version:
+	@echo $(VERSION)
+
+package: $(CROSSPLANE)
+	VERSION=$(VERSION) REGISTRY=$(REGISTRY) OUTPUT=$(OUTPUT) ARCHES="$(ARCHES)" CROSSPLANE=$(CROSSPLANE) bash hack/package.sh
+
+push: $(CROSSPLANE)
+	VERSION=$(VERSION) REGISTRY=$(REGISTRY) OUTPUT=$(OUTPUT) CROSSPLANE=$(CROSSPLANE) bash hack/push.sh
+
 # golangci-lint, built from its own tools module like the CLI: .golangci.yml
 # says which linters and why; the formatters (gofmt, goimports) run with them.
 $(LINT): tools/golangci-lint/go.mod
 	cd tools/golangci-lint && go build -trimpath -o $(LINT) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
-# The function's module, then the control-plane suite in e2e/ (a module of
-# its own; its first run builds etcd, kube-apiserver, kube-controller-manager
-# and Crossplane core into bin/, hence the long timeout), then its claim
-# flavour and package install again on Crossplane 1.20 (E2E_CROSSPLANE=v1: a
-# control plane of its own, started after the first has stopped, as
-# provider-kubernetes' fixed ports allow one at a time).
-E2E_ON_V1 := ^(TestClaimWithProviderKubernetes|TestFunctionPackageInstalls|TestLegacyConfigurationDependenciesResolve)$$
+# actionlint checks the GitHub Actions workflow, and with Debian's shellcheck
+# (installed when missing) the shell of its run steps; shellcheck also checks
+# the hack/ scripts the Makefile runs.
+$(ACTIONLINT): tools/actionlint/go.mod
+	cd tools/actionlint && go build -trimpath -o $(ACTIONLINT) github.com/rhysd/actionlint/cmd/actionlint
 
-test: $(CROSSPLANE) $(LINT)
-	bash hack/hf.sh
+# `make test` is these three, in order; CI runs them as separate jobs.
+test: lint unit e2e
+
+lint: $(LINT) $(ACTIONLINT)
+	bash hack/apt-install.sh shellcheck
 	$(LINT) run ./...
 	cd e2e && $(LINT) run --config ../.golangci.yml ./...
 	go vet ./...
 	go vet -C e2e ./...
+	$(ACTIONLINT) -shellcheck=shellcheck
+	shellcheck hack/*.sh .ci/run .github/*.sh
+
+# The function's module: unit, script (the real hf, hack/hf.sh), render
+# goldens, example validation.
+unit: $(CROSSPLANE)
+	bash hack/hf.sh
 	go test -race -count=1 -timeout 30m ./...
+
+# The control-plane suite in e2e/ (a module of its own; its first run builds
+# etcd, kube-apiserver, kube-controller-manager, the kubelet and Crossplane core
+# into bin/, and the node's images, hence the long timeout); then its claim
+# flavour and package installs again on Crossplane 1.20 (E2E_CROSSPLANE=v1: a
+# control plane of its own, started after the first has stopped, as
+# provider-kubernetes' fixed ports allow one at a time).
+E2E_ON_V1 := ^(TestClaimWithProviderKubernetes|TestRelease|TestLegacyConfigurationDependenciesResolve)$$
+
+e2e: $(CROSSPLANE)
 	go test -C e2e -race -count=1 -timeout 60m ./...
 	E2E_CROSSPLANE=v1 go test -C e2e -race -count=1 -timeout 30m -run '$(E2E_ON_V1)' ./...

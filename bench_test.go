@@ -39,7 +39,6 @@ var benchSizes = []int{1, 10, 100, 1000}
 // users copy sets it, so every call decodes it.
 const benchInput = `apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1
 kind: Input
-image: docker.io/library/python:3.12-slim
 mountPath: /models
 nodePoolLabelKey: karpenter.sh/nodepool
 maxWorkers: 8

@@ -245,7 +245,7 @@ func TestInputValidation(t *testing.T) {
 			if diff := cmp.Diff(tc.want.ToAggregate(), errs.ToAggregate()); diff != "" {
 				t.Errorf("-want, +got:\n%s", diff)
 			}
-			if len(tc.want) == 0 && (p.Image != defaultImage || p.MountPath != defaultMountPath || p.MaxWorkers != defaultMaxWorkers ||
+			if len(tc.want) == 0 && (p.Image != defaultImage() || p.MountPath != defaultMountPath || p.MaxWorkers != defaultMaxWorkers ||
 				p.RunAsUser != defaultID || p.CPU != defaultCPU || p.Memory != defaultMemory || p.NodePoolKey != defaultNodePoolKey) {
 				t.Errorf("defaults not applied: %+v", p)
 			}

@@ -21,7 +21,6 @@ import (
 
 // Defaults of the Input, in one place; the Input CRD declares the same.
 const (
-	defaultImage       = "docker.io/library/python:3.12-slim"
 	defaultPullPolicy  = corev1.PullIfNotPresent
 	defaultMountPath   = "/models"
 	defaultNodePoolKey = "karpenter.sh/nodepool"
@@ -135,7 +134,7 @@ func jsonKind(t reflect.Type) string {
 
 func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {
 	p := &platform{
-		Image:               orDefault(in.Image, defaultImage),
+		Image:               orDefault(in.Image, defaultImage()),
 		PullPolicy:          orDefault(string(in.ImagePullPolicy), string(defaultPullPolicy)),
 		PullSecrets:         in.ImagePullSecrets,
 		MountPath:           orDefault(in.MountPath, defaultMountPath),

@@ -41,25 +41,7 @@ exec 8>"$bin/.hf.lock"
 flock 8
 
 # 1. Debian's python3 and the library's dependencies.
-missing=()
-for p in "${packages[@]}"; do
-	if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) != "install ok installed" ]]; then
-		missing+=("$p")
-	fi
-done
-if ((${#missing[@]})); then
-	sudo=()
-	if ((EUID != 0)); then
-		command -v sudo >/dev/null || {
-			log "not root and no sudo: install ${missing[*]} with apt-get"
-			exit 1
-		}
-		sudo=(sudo)
-	fi
-	log "installing ${missing[*]}"
-	"${sudo[@]}" apt-get update -qq
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash "$root/hack/apt-install.sh" "${packages[@]}"
 [[ -x $python ]] || {
 	log "$python is missing after installing python3"
 	exit 1

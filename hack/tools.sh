@@ -97,16 +97,5 @@ build provider-kubernetes "github.com/crossplane-contrib/provider-kubernetes@$pk
 # reduced PATH. policy-rc.d keeps the package's service from being started: the tests run
 # their own etcd on a free port and nothing may be left running.
 if ! command -v etcd >/dev/null 2>&1 && [[ ! -x /usr/bin/etcd ]]; then
-	log "installing etcd-server with apt"
-	sudo=()
-	if [[ $(id -u) != 0 ]]; then
-		sudo=(sudo)
-	fi
-	policy=/usr/sbin/policy-rc.d
-	if [[ ! -e $policy ]]; then
-		"${sudo[@]}" sh -c "printf '#!/bin/sh\nexit 101\n' >$policy && chmod +x $policy"
-		trap '"${sudo[@]}" rm -f "$policy"' EXIT
-	fi
-	"${sudo[@]}" apt-get update -qq
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+	bash "$root/hack/apt-install.sh" etcd-server
 fi

@@ -609,7 +609,7 @@ if ! command -v hf >/dev/null 2>&1; then
 		die "hf is not on PATH and python3 is missing, so $hub_pin cannot be installed: use an image with Python or the downloader image"
 	pydir=$(mktemp -d "${TMPDIR:-/tmp}/hf-download.XXXXXX") ||
 		die "cannot create a directory under ${TMPDIR:-/tmp} to install $hub_pin"
-	log "hf is not on PATH; installing $hub_pin $xet_pin into $pydir"
+	log "hf is not on PATH: this image is not the downloader image, so $hub_pin $xet_pin is installed now from the Python package index, into $pydir"
 	rc=0
 	# pip never needs the token: keep it away from pip and its index.
 	(

@@ -854,6 +854,10 @@ func TestInstallsPinnedHubWhenHfMissing(t *testing.T) {
 	if diff := cmp.Diff(wantPip, pip); diff != "" {
 		t.Errorf("pip call (-want +got):\n%s", diff)
 	}
+	// An install at run time trusts the index the pod reaches: the log must say it happened.
+	if want := "hf is not on PATH: this image is not the downloader image, so huggingface_hub==" + HubVersion; !strings.Contains(r.out, want) {
+		t.Errorf("the log does not say %q:\n%s", want, r.out)
+	}
 	wantHF := call{Prog: "hf", Args: wantArgs("org/name", "main", h.dir), Token: "set len=25", PythonPath: target, Marker: "absent"}
 	if diff := cmp.Diff(wantHF, r.calls[1]); diff != "" {
 		t.Errorf("hf call (-want +got):\n%s", diff)

@@ -14,7 +14,8 @@ import (
 
 // Input configures how the function builds download Jobs. A platform team sets
 // it once in the Composition so users of ModelDownload never repeat it. Every
-// field is optional; the defaults work with a public Python image.
+// field is optional; the defaults run the downloader image of the function's
+// own release.
 // +kubebuilder:object:root=true
 // +kubebuilder:storageversion
 // +kubebuilder:resource:categories=crossplane
@@ -22,10 +23,12 @@ type Input struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// Image runs the download script. It needs a POSIX sh and Python 3; when
-	// the `hf` CLI is missing the script installs a pinned huggingface_hub
-	// into /tmp at start. A baked image (downloader/Dockerfile) skips that.
-	// +kubebuilder:default="docker.io/library/python:3.12-slim"
+	// Image runs the download script. It defaults to the downloader image
+	// released with the function, at the function's version (downloader/,
+	// pushed by `make push` beside the function), which has `hf` baked in.
+	// Another image needs a POSIX sh and Python 3; when it has no `hf`, the
+	// script installs a pinned huggingface_hub into /tmp at start, from the
+	// Python package index the pod reaches, and says so in its log.
 	// +kubebuilder:validation:MinLength=1
 	// +optional
 	Image string `json:"image,omitempty"`

@@ -35,6 +35,7 @@ import (
 
 type options struct {
 	dir, out, tag, user  string
+	arch                 string
 	env, entrypoint, cmd []string
 	expose               []string
 	mtime                int64
@@ -47,6 +48,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "where to write the image tarball")
 	flag.StringVar(&o.tag, "tag", "", "the image's name, e.g. docker.io/org/name:tag")
 	flag.StringVar(&o.user, "user", "", "the config's User, e.g. 1000:1000")
+	flag.StringVar(&o.arch, "arch", runtime.GOARCH, "the config's Architecture: the GOARCH the root filesystem's programs were built for")
 	flag.Func("env", "an entry of the config's Env, NAME=value (repeatable)", appendTo(&o.env))
 	flag.Func("entrypoint", "an element of the config's Entrypoint (repeatable)", appendTo(&o.entrypoint))
 	flag.Func("cmd", "an element of the config's Cmd (repeatable)", appendTo(&o.cmd))
@@ -106,7 +108,7 @@ func run(o *options) error {
 		return err
 	}
 	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", runtime.GOARCH
+	cfg.OS, cfg.Architecture = "linux", o.arch
 	cfg.Config.User = o.user
 	cfg.Config.Env = o.env
 	cfg.Config.Entrypoint = o.entrypoint
