@@ -36,6 +36,17 @@ semver='^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$'
 	log "REGISTRY \"$REGISTRY\" is not a registry and repository path like ghcr.io/acme"
 	exit 1
 }
+for arch in $ARCHES; do
+	[[ $arch == amd64 || $arch == arm64 ]] || {
+		log "ARCHES holds \"$arch\": the images are built for amd64 and arm64"
+		exit 1
+	}
+done
+# Said now rather than after the function's builds: the downloader image needs root.
+((EUID == 0)) || {
+	log "run as root (sudo make package ...): the downloader image is built with debootstrap and chroot"
+	exit 1
+}
 function_repo=$REGISTRY/function-hf-download
 downloader_repo=$REGISTRY/hf-downloader
 
