@@ -86,17 +86,19 @@ func (d dialect) ask(r *fnv1.Requirements) {
 	r.Resources = nil
 }
 
+// readableHint follows "not found" where only the label finds the object.
+const readableHint = " (Crossplane before v2.2 finds it only by the label " + labelReadable + "=true)"
+
 // explain adds to "not found" that, here, the label finds it.
 func (d dialect) explain(t *tokenState, s *storageState) {
 	if !d.labelled {
 		return
 	}
-	const hint = " (Crossplane before v2.2 finds it only by the label " + labelReadable + "=true)"
 	if t.reason == reasonSecretNotFound {
-		t.problem += hint
+		t.problem += readableHint
 	}
 	if s.reason == reasonPVCNotFound {
-		s.problem += hint
+		s.problem += readableHint
 	}
 }
 

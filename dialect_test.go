@@ -108,14 +108,7 @@ func TestCrossplane1xAnswers(t *testing.T) {
 			v22 := tc.v22.build()
 			want := run(t, v22)
 
-			v1 := proto.Clone(v22).(*fnv1.RunFunctionRequest)
-			v1.Meta = &fnv1.RequestMeta{Tag: "tag"}
-			v1.RequiredResources = nil
-			v1.ExtraResources = tc.extra //nolint:staticcheck // what 1.x sends
-			for _, listed := range []string{requirementPods, requirementPeers} {
-				v1.ExtraResources[listed] = v22.GetRequiredResources()[listed] //nolint:staticcheck // what 1.x sends
-			}
-			got := run(t, v1)
+			got := run(t, onCrossplane1x(v22, tc.extra))
 
 			// The same decision; only where the requirements are written
 			// differs, and the hint.
@@ -143,11 +136,54 @@ func withHint(t *testing.T, rsp *fnv1.RunFunctionResponse, problems ...string) *
 		if !strings.Contains(s, p) {
 			t.Fatalf("the v2.2 response never says %s", p)
 		}
-		s = strings.ReplaceAll(s, p, p+" (Crossplane before v2.2 finds it only by the label "+labelReadable+"=true)")
+		s = strings.ReplaceAll(s, p, p+readableHint)
 	}
 	out := &fnv1.RunFunctionResponse{}
 	if err := protojson.Unmarshal([]byte(s), out); err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// onCrossplane1x is the request Crossplane 1.x sends where Crossplane v2.2 sends
+// v22: no capabilities, and every answer in extra_resources, those of extra in
+// place of v22's.
+func onCrossplane1x(v22 *fnv1.RunFunctionRequest, extra map[string]*fnv1.Resources) *fnv1.RunFunctionRequest {
+	v1 := proto.Clone(v22).(*fnv1.RunFunctionRequest)
+	v1.Meta = &fnv1.RequestMeta{Tag: v22.GetMeta().GetTag()}
+	v1.ExtraResources = v1.RequiredResources //nolint:staticcheck // what 1.x sends
+	v1.RequiredResources = nil
+	for name, rs := range extra {
+		v1.ExtraResources[name] = rs //nolint:staticcheck // what 1.x sends
+	}
+	return v1
+}
+
+// checkSameOnCrossplane1x: for a claim's XR, which Crossplane 1.x may be
+// composing, the call v22 stands for decides the same on 1.x, where the Secret
+// and the PVC are listed by label across every namespace (here another
+// namespace's ones of the same names too): only where the requirements are
+// written differs, and a "not found" names the label.
+func checkSameOnCrossplane1x(t *testing.T, v22 *fnv1.RunFunctionRequest) {
+	t.Helper()
+	listed := func(name string, other *fnv1.Resource) *fnv1.Resources {
+		return &fnv1.Resources{Items: append([]*fnv1.Resource{inNamespace(other, "other")}, v22.GetRequiredResources()[name].GetItems()...)}
+	}
+	got := run(t, onCrossplane1x(v22, map[string]*fnv1.Resources{
+		requirementToken: listed(requirementToken, secretResource("token", "another namespace's token")),
+		requirementPVC:   listed(requirementPVC, pvcResource("uid-of-another-namespace")),
+	}))
+	want := run(t, v22)
+	want.Requirements, got.Requirements = nil, nil
+	b, err := protojson.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = &fnv1.RunFunctionResponse{}
+	if err := protojson.Unmarshal([]byte(strings.ReplaceAll(string(b), readableHint, "")), got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Fatalf("Crossplane 1.x's answer for the same cluster decides otherwise (-v2.2, +1.x):\n%s", diff)
+	}
 }

@@ -137,6 +137,9 @@ func (s *xrSim) reconcile() {
 			s.t.Fatalf("unexpected Fatal: %s", r.GetMessage())
 		}
 	}
+	if s.objects {
+		checkSameOnCrossplane1x(s.t, req)
+	}
 	s.last = rsp
 	s.xr.Fields["status"] = rsp.GetDesired().GetComposite().GetResource().GetFields()["status"]
 	s.apply(rsp.GetDesired().GetResources())
