@@ -11,7 +11,6 @@ CROSSPLANE := $(BIN)/crossplane
 LINT := $(BIN)/golangci-lint
 ACTIONLINT := $(BIN)/actionlint
 CROSSPLANE_VERSION := v2.2.1
-RENDER_ADDRESS ?= 127.0.0.1:19443
 # A release's registry and repository prefix, and its version: the nearest v* tag (with
 # -<n>-g<sha> past it), else a Go-style pseudo-version v0.0.0-<commit time>-<sha>, as
 # function-template-go's CI makes; either ends in -dirty when the tree has local changes.
@@ -30,13 +29,8 @@ $(CROSSPLANE): tools/crossplane/go.mod
 
 render: $(CROSSPLANE)
 	@go build -o $(BIN)/function-hf-download .
-	@$(BIN)/function-hf-download --insecure --address=$(RENDER_ADDRESS) --metrics-address= & pid=$$!; \
-	trap 'kill $$pid' EXIT; \
-	for i in $$(seq 50); do (exec 3<>/dev/tcp/$${RENDER_ADDRESS%:*}/$${RENDER_ADDRESS#*:}) 2>/dev/null && break; sleep 0.1; done; \
-	$(CROSSPLANE) render example/xr.yaml example/composition.yaml example/functions.yaml \
-		--xrd=example/definition.yaml --required-resources=example/required --observed-resources=example/observed/script.yaml \
-		--include-function-results \
-		--function-annotations=render.crossplane.io/runtime-development-target=$(RENDER_ADDRESS)
+	@go build -o $(BIN)/render ./hack/render
+	@$(BIN)/render -crossplane=$(CROSSPLANE) -function=$(BIN)/function-hf-download $(if $(FULL),-full)
 
 # The version `make package` would build, e.g. for CI to compute it outside sudo (git refuses a
 # repository that another user owns).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -161,45 +162,53 @@ func TestRender(t *testing.T) {
 		required string
 		observed string
 		legacy   bool // the claim flavour: example/legacy's XRD and Composition
+		jobs     int  // the Jobs composed (in Object mode, carried by Objects): asserted apart from the golden, which -update rewrites
 	}{
 		"first-call": {
-			reason:   "The first call: the script's ConfigMap, and no Job until it exists.",
+			reason:   "The first call: the script's ConfigMap and the pods' ServiceAccount, and no Job until both exist.",
 			xr:       "example/xr.yaml",
 			required: "example/required",
+			jobs:     0,
 		},
 		"pending": {
-			reason:   "The script's ConfigMap exists: two Jobs with hashed names mounting it, HF_TOKEN from a secretKeyRef, both models pending.",
+			reason:   "The script's ConfigMap and the pods' ServiceAccount exist: two Jobs with hashed names mounting it, HF_TOKEN from a secretKeyRef, both models pending.",
 			xr:       "example/xr.yaml",
 			required: "example/required",
 			observed: "example/observed/script.yaml",
+			jobs:     2,
 		},
 		"complete-and-failed": {
 			reason:   "One Job Complete, one Failed: completed and failed lists, the failure reason, the XR not ready.",
 			xr:       "example/xr.yaml",
 			required: "example/required",
 			observed: "example/observed/complete-and-failed.yaml",
+			jobs:     2,
 		},
 		"all-complete": {
 			reason:   "Every Job Complete and the pods' summaries read: the XR is ready and shows the commit and bytes on disk.",
 			xr:       "example/xr.yaml",
 			required: "example/required",
 			observed: "example/observed/all-complete.yaml",
+			jobs:     2,
 		},
 		"ttl-deleted": {
 			reason:   "A Completed model whose Job the TTL controller deleted stays Completed and gets no new Job.",
 			xr:       "example/xr-after-ttl.yaml",
 			required: "example/required",
 			observed: "example/observed/ttl-deleted.yaml",
+			jobs:     1,
 		},
 		"secret-missing": {
 			reason:   "Without the token Secret: no Job, a warning and a condition naming Secret, key and namespace.",
 			xr:       "example/xr.yaml",
 			required: "example/required/pvc.yaml",
+			jobs:     0,
 		},
 		"pvc-missing": {
 			reason:   "Without the PVC: no Job, a warning and StorageReady=False naming the PVC and namespace.",
 			xr:       "example/xr.yaml",
 			required: "example/required/secret.yaml",
+			jobs:     0,
 		},
 		"legacy-pending": {
 			reason:   "A claim's XR: Objects carrying the same Jobs and the script's ConfigMap, in the claim's namespace, named after the claim.",
@@ -207,6 +216,7 @@ func TestRender(t *testing.T) {
 			required: "example/required",
 			observed: "example/legacy/observed/script.yaml",
 			legacy:   true,
+			jobs:     2,
 		},
 		"legacy-complete-and-failed": {
 			reason:   "Job status read back from the Objects' status.atProvider.manifest, folded as in Job mode; the completed Job's Object orphans it.",
@@ -214,6 +224,7 @@ func TestRender(t *testing.T) {
 			required: "example/required",
 			observed: "example/legacy/observed/complete-and-failed.yaml",
 			legacy:   true,
+			jobs:     2,
 		},
 		"legacy-all-complete": {
 			reason:   "Every Job complete: the XR is ready.",
@@ -221,6 +232,7 @@ func TestRender(t *testing.T) {
 			required: "example/required",
 			observed: "example/legacy/observed/all-complete.yaml",
 			legacy:   true,
+			jobs:     2,
 		},
 		"legacy-ttl-deleted": {
 			reason:   "A completion already recorded: the model stays Completed and its Object is not composed again.",
@@ -228,6 +240,7 @@ func TestRender(t *testing.T) {
 			required: "example/required",
 			observed: "example/legacy/observed/ttl-deleted.yaml",
 			legacy:   true,
+			jobs:     1,
 		},
 	}
 	for name, tc := range cases {
@@ -254,6 +267,9 @@ func TestRender(t *testing.T) {
 			if err != nil {
 				t.Fatalf("crossplane %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 			}
+			if got := composedJobs(t, out); got != tc.jobs {
+				t.Errorf("%s\ncrossplane render composed %d Jobs, want %d", tc.reason, got, tc.jobs)
+			}
 			got := readable(t, out)
 			golden := filepath.Join("testdata", "render", name+".yaml")
 			if *update {
@@ -270,6 +286,32 @@ func TestRender(t *testing.T) {
 			}
 		})
 	}
+}
+
+// composedJobs counts the Jobs in render's output, bare or carried by an
+// Object.
+func composedJobs(t *testing.T, out []byte) int {
+	t.Helper()
+	n := 0
+	for doc := range strings.SplitSeq(string(out), "\n---\n") {
+		var r struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				ForProvider struct {
+					Manifest struct {
+						Kind string `json:"kind"`
+					} `json:"manifest"`
+				} `json:"forProvider"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &r); err != nil {
+			t.Fatalf("render printed invalid YAML: %v\n%s", err, doc)
+		}
+		if r.Kind == "Job" || r.Kind == "Object" && r.Spec.ForProvider.Manifest.Kind == "Job" {
+			n++
+		}
+	}
+	return n
 }
 
 // filePlaceholder stands in for a file of the script's ConfigMap (the
@@ -397,4 +439,93 @@ func placeholders(v any, hashes *strings.Replacer) any {
 		}
 	}
 	return v
+}
+
+// TestMakeRender runs `make render` as a newcomer does and checks that it shows the work: one
+// Job per model of example/xr.yaml, the XR's status saying they download, and, to be readable,
+// the download script's ConfigMap in one line and the whole at most maxRenderLines.
+func TestMakeRender(t *testing.T) {
+	crossplaneCLI(t)
+	const maxRenderLines = 250
+	var xr struct {
+		Spec struct {
+			Models []struct {
+				Name string `json:"name"`
+			} `json:"models"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal([]byte(readFile(t, "example/xr.yaml")), &xr); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		full bool
+	}{
+		{name: "readable", args: []string{"render"}},
+		{name: "full", args: []string{"render", "FULL=1"}, full: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			var stderr bytes.Buffer
+			cmd := exec.CommandContext(ctx, "make", append([]string{"--no-print-directory"}, tc.args...)...)
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("make %s: %v\n%s", strings.Join(tc.args, " "), err, stderr.String())
+			}
+			text := string(out)
+
+			var status struct {
+				Status struct {
+					Conditions []struct {
+						Type   string `json:"type"`
+						Reason string `json:"reason"`
+					} `json:"conditions"`
+					Models []struct {
+						Name    string `json:"name"`
+						JobName string `json:"jobName"`
+						Phase   string `json:"phase"`
+						Message string `json:"message"`
+					} `json:"models"`
+				} `json:"status"`
+			}
+			docs := strings.Split(text, "\n---\n")
+			if err := yaml.Unmarshal([]byte(docs[1]), &status); err != nil {
+				t.Fatalf("the XR: %v\n%s", err, docs[1])
+			}
+			if len(status.Status.Models) != len(xr.Spec.Models) {
+				t.Fatalf("status.models has %d entries, example/xr.yaml %d models:\n%s", len(status.Status.Models), len(xr.Spec.Models), text)
+			}
+			for i, m := range status.Status.Models {
+				if m.Name != xr.Spec.Models[i].Name || m.Phase != "Pending" || m.Message != "" {
+					t.Errorf("status.models[%d] = %+v, want %s Pending on its Job", i, m, xr.Spec.Models[i].Name)
+				}
+				jobs := regexp.MustCompile(`(?m)^(kind: Job\n(.*\n)*?  name: |# Job [a-z0-9-]+/)` + regexp.QuoteMeta(m.JobName) + `\b`)
+				if len(jobs.FindAllString(text, -1)) != 1 {
+					t.Errorf("make %s does not show the Job %s of %s once", strings.Join(tc.args, " "), m.JobName, m.Name)
+				}
+			}
+			if n := strings.Count(text, "\nkind: Job\n") + strings.Count(text, "\n# Job "); n != len(xr.Spec.Models) {
+				t.Errorf("make %s shows %d Jobs, want one per model (%d)", strings.Join(tc.args, " "), n, len(xr.Spec.Models))
+			}
+			downloading := false
+			for _, c := range status.Status.Conditions {
+				downloading = downloading || c.Type == "ModelsDownloaded" && c.Reason == "Downloading"
+			}
+			if !downloading {
+				t.Errorf("the XR's ModelsDownloaded condition does not say Downloading: %+v", status.Status.Conditions)
+			}
+
+			script := regexp.MustCompile(`(?m)^# ConfigMap inference/hf-dl-llama-cache-script-[0-9a-f]+: data keys download\.sh, hfdl\.py`)
+			if whole := strings.Contains(text, "\n  download.sh: "); whole != tc.full || script.MatchString(text) == tc.full {
+				t.Errorf("make %s: the script's ConfigMap printed whole %v, want %v", strings.Join(tc.args, " "), whole, tc.full)
+			}
+			if lines := strings.Count(text, "\n"); !tc.full && lines > maxRenderLines {
+				t.Errorf("make render printed %d lines, want at most %d:\n%s", lines, maxRenderLines, text)
+			}
+		})
+	}
 }
