@@ -23,9 +23,10 @@ ARCHES ?= amd64 arm64
 .PHONY: render test lint unit unit-under-load e2e package push version
 
 # The Crossplane CLI, built from the separate tools module so its dependencies
-# never enter the function's go.mod.
+# never enter the function's go.mod; by hack/tools.sh, as the e2e suite's other tools are, so
+# both share one binary with its version stamped (hack/tools.sh rebuilds it only when stale).
 $(CROSSPLANE): tools/crossplane/go.mod
-	cd tools/crossplane && go build -trimpath -o $(CROSSPLANE) github.com/crossplane/crossplane/v2/cmd/crank
+	bash hack/tools.sh crossplane
 
 render: $(CROSSPLANE)
 	@go build -o $(BIN)/function-hf-download .

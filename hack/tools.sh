@@ -14,6 +14,9 @@
 # from. A binary is rebuilt only when it is missing or its stamp differs from the version
 # pinned in the tools module's go.mod, so a second run costs a few seconds.
 #
+# Given names (`hack/tools.sh crossplane`), it builds only those, and installs no etcd: the
+# Makefile builds the CLI this way, so `make render` and the e2e suite share one binary.
+#
 # Needs only Go, git and apt (as root, or sudo). Builds are static (CGO_ENABLED=0, as upstream
 # ships them), so no C toolchain is needed.
 set -euo pipefail
@@ -33,6 +36,7 @@ export CGO_ENABLED=0
 export GOFLAGS=-buildvcs=false
 
 log() { printf 'hack/tools.sh: %s\n' "$*" >&2; }
+only=("$@")
 
 # version_of DIR MODULE prints the version of MODULE that the tools module in DIR pins.
 version_of() {
@@ -49,7 +53,7 @@ fresh() {
 # half-written binary that looks current.
 build() {
 	local name=$1 want=$2 dir=$3 pkg=$4 ldflags=$5
-	if fresh "$name" "$want"; then
+	if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* ]] || fresh "$name" "$want"; then
 		return
 	fi
 	# Under go test, the binary is killed at -timeout plus a minute, and this runs inside it.
@@ -96,6 +100,6 @@ build provider-kubernetes "github.com/crossplane-contrib/provider-kubernetes@$pk
 # etcd: Debian's etcd-server. /usr/bin is checked as well as PATH because CI may run with a
 # reduced PATH. policy-rc.d keeps the package's service from being started: the tests run
 # their own etcd on a free port and nothing may be left running.
-if ! command -v etcd >/dev/null 2>&1 && [[ ! -x /usr/bin/etcd ]]; then
+if ((${#only[@]} == 0)) && ! command -v etcd >/dev/null 2>&1 && [[ ! -x /usr/bin/etcd ]]; then
 	bash "$root/hack/apt-install.sh" etcd-server
 fi
