@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
@@ -115,8 +116,13 @@ func TestProgressObjects(t *testing.T) {
 			t.Fatalf("the RoleBinding's %s (-want +got):\n%s", f, diff)
 		}
 	}
-	if sa := desired[progressKeyAccount].GetResource(); getString(sa, "metadata", "name") != name || get(sa, "automountServiceAccountToken").GetBoolValue() {
-		t.Fatalf("ServiceAccount %v; want %s, automountServiceAccountToken false", sa, name)
+	// Present and false: a missing field lets Kubernetes mount the token
+	// (its default is true), though it reads as false here.
+	sa := desired[progressKeyAccount].GetResource()
+	automount, ok := sa.GetFields()["automountServiceAccountToken"]
+	if b, isBool := automount.GetKind().(*structpb.Value_BoolValue); getString(sa, "metadata", "name") != name || !isBool || b.BoolValue {
+		t.Fatalf("ServiceAccount %s has automountServiceAccountToken %v (set: %v); want %s with automountServiceAccountToken: false",
+			getString(sa, "metadata", "name"), automount.AsInterface(), ok, name)
 	}
 	for _, r := range jobResources(rsp) {
 		job := asJob(t, r.GetResource())
