@@ -149,9 +149,8 @@ func TestQueueAdmitsInSpecOrder(t *testing.T) {
 		{name: "ReadWriteOncePod", limit: func(s *xrSim) { s.api.pvc = pvcResource(testPVCUID, "ReadWriteOncePod") }},
 		{name: "NamespaceLimit", limit: func(s *xrSim) { s.input = inputHeader + "maxActiveJobsPerNamespace: 1\n" }},
 	} {
-		for mode, toXR := range map[string]func(string) string{"JobMode": xrYAML, "ObjectMode": claimXR} {
-			t.Run(tc.name+"/"+mode, func(t *testing.T) {
-				s := newXRSim(t, newAPIServer(), toXR(spec(tc.settings)))
+		t.Run(tc.name, func(t *testing.T) {
+			specModes(t, spec(tc.settings), func(t *testing.T, s *xrSim) {
 				tc.limit(s)
 				for i, next := range order {
 					s.reconcile()
@@ -170,7 +169,7 @@ func TestQueueAdmitsInSpecOrder(t *testing.T) {
 					t.Fatalf("all three completed, one after another, yet the XR is not Ready: %v", queueState(s, order...))
 				}
 			})
-		}
+		})
 	}
 }
 
