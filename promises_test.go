@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
@@ -372,6 +373,43 @@ func TestOnlyOwnPodsSpeakForAJob(t *testing.T) {
 	s.reconcile()
 	if e := s.entry("org/alpha"); e["commit"] != "beef" {
 		t.Fatalf("the Job's own pod sets the commit: %v", e)
+	}
+}
+
+// TestPodsOfAnEarlierJobOfTheSameNameSayNothing: a Job deleted with its pods
+// orphaned (kubectl delete --cascade=orphan) before its controller marked it
+// finished is made again under the same name, by Crossplane or
+// provider-kubernetes. Its predecessor's pod names it as controller by name
+// but not by uid: what that pod reported is not the new Job's.
+func TestPodsOfAnEarlierJobOfTheSameNameSayNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ok     bool
+		report string
+		status string
+	}{
+		{name: "Completed", ok: true, report: `{"commit":"dead","files":1,"bytes":1,"seconds":1}`, status: jobComplete},
+		{name: "Failed", report: accessDenied, status: jobFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			modes(t, func(t *testing.T, s *xrSim) {
+				s.reconcile()
+				s.finish("org/alpha", tc.ok, tc.report)
+				old := s.jobOf("org/alpha")
+				name, oldUID := getString(old, "metadata", "name"), getString(old, "metadata", "uid")
+				delete(s.api.jobs, name)
+				s.reconcile()
+				j := s.jobOf("org/alpha")
+				if getString(j, "metadata", "name") != name || getString(j, "metadata", "uid") == oldUID || len(s.api.pods[oldUID]) != 1 {
+					t.Fatalf("want %s made again with a new uid beside the old pod; got uid %s (was %s)", name, getString(j, "metadata", "uid"), oldUID)
+				}
+				j.Fields["status"] = structpb.NewStructValue(mustStruct(tc.status))
+				s.reconcile()
+				if e := s.entry("org/alpha"); e["commit"] != "" || strings.Contains(e["message"], accessDenied) {
+					t.Fatalf("%s, made again, took what the pod of its predecessor (uid %s) reported: %v", name, oldUID, e)
+				}
+			})
+		})
 	}
 }
 
