@@ -604,6 +604,8 @@ func FuzzSpec(f *testing.F) {
 		"storagePVC: models\nhfTokenRef: {name: hf, key: ''}\nmodels:\n- name: \"org/\\u202egnp.exe\"\n  revision: '-x'\n  sha: 'a b'\n  retryCount: -1e300\n",
 		"storagePVC: models\nsettings: {maxParallel: 2}\nmodels:\n- name: org/a\n- name: org/b\n- name: org/c\n- name: org/d\n- name: org/e\n",
 		"storagePVC: models\nsettings: {maxParallel: 0.5}\nmodels:\n- name: org/a\n",
+		// Not in name order: admitted in spec order.
+		"storagePVC: models\nsettings: {maxParallel: 1}\nmodels:\n- name: org/c\n- name: org/a\n- name: org/b\n",
 	} {
 		f.Add(yamlJSON(f, s), "cache")
 	}
@@ -624,6 +626,10 @@ func FuzzSpec(f *testing.F) {
 		if isFatal(rsp) {
 			return
 		}
+		// The next call, once the script's ConfigMap and the pods'
+		// ServiceAccount exist: Jobs start, as the queue admits them.
+		withScript(req)
+		checkInvariants(t, req)
 		// The content hash is what lands on disk: not the token, not the
 		// Job's resources, not the Input.
 		other := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("token", testToken+"-other"), nil,
