@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -44,7 +45,9 @@ import (
 //     whose status lists every model in exactly one of pending, completed
 //     and failed;
 //   - the token (and its base64) appears neither in the marshalled response
-//     nor in the debug logs.
+//     nor in the debug logs;
+//   - the XR is Ready only when every model is Completed (never while one is
+//     queued), and queued models are admitted in spec order.
 //
 // The seeds (f.Add and testdata/fuzz/FuzzX) run with plain `go test`; run a
 // target with `go test -run='^$' -fuzz='^FuzzSpec$' -fuzztime=10m -parallel=1 .`
@@ -270,12 +273,29 @@ func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFuncti
 	checkStatusLists(t, req, rsp)
 	checkPromises(t, req, rsp)
 	checkQueue(t, req, rsp)
+	checkReadiness(t, rsp)
 	return rsp
 }
 
+// checkReadiness: the XR is Ready only when every model is Completed, so
+// never while one is queued, waiting, running or failed.
+func checkReadiness(t *testing.T, rsp *fnv1.RunFunctionResponse) {
+	t.Helper()
+	if rsp.GetDesired().GetComposite().GetReady() != fnv1.Ready_READY_TRUE {
+		return
+	}
+	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+		if m := e.GetStructValue(); getString(m, "phase") != phaseCompleted {
+			t.Fatalf("the XR is Ready while model %s is %s (%q)", getString(m, "name"), getString(m, "phase"), getString(m, "message"))
+		}
+	}
+}
+
 // checkQueue: a call starts no Job beyond what settings.maxParallel leaves
-// room for (Jobs already active are never taken away), and a queued model
-// has no Job desired.
+// room for (Jobs already active are never taken away), a queued model has no
+// Job desired, and models are admitted in spec order: walking the spec, the
+// queued ones are 0, 1, 2... ahead, and none after the first queued one
+// starts a Job.
 func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse) {
 	t.Helper()
 	observed := req.GetObserved().GetResources()
@@ -286,29 +306,48 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 			active++
 		}
 	}
-	desiredModels := map[string]bool{}
+	desiredModels, startedModels := map[string]bool{}, map[string]bool{}
 	for key, r := range jobResources(rsp) {
 		if key == pvcKey {
 			continue
-		}
-		if _, ok := observed[key]; !ok {
-			started++
 		}
 		res := r.GetResource()
 		if getString(res, "kind") == "Object" {
 			res = get(res, "spec", "forProvider", "manifest").GetStructValue()
 		}
-		desiredModels[getString(res, "metadata", "annotations", annotationModel)] = true
+		model := getString(res, "metadata", "annotations", annotationModel)
+		desiredModels[model] = true
+		if _, ok := observed[key]; !ok {
+			started++
+			startedModels[model] = true
+		}
 	}
 	limit := int(get(req.GetObserved().GetComposite().GetResource(), "spec", "settings", "maxParallel").GetNumberValue())
 	if limit > 0 && started > 0 && active+started > limit {
 		t.Fatalf("%d Jobs started with %d active, over maxParallel %d", started, active, limit)
 	}
+	messages := map[string]string{}
 	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
-		m := e.GetStructValue()
-		if name := getString(m, "name"); strings.HasPrefix(getString(m, "message"), queuedPrefix) && desiredModels[name] {
+		messages[getString(e.GetStructValue(), "name")] = getString(e.GetStructValue(), "message")
+	}
+	// The spec as the user wrote it (names are unique: a duplicate is Fatal).
+	queued := 0
+	for _, m := range get(req.GetObserved().GetComposite().GetResource(), "spec", "models").GetListValue().GetValues() {
+		name := getString(m.GetStructValue(), "name")
+		msg := messages[name]
+		if !strings.HasPrefix(msg, queuedPrefix) {
+			if startedModels[name] && queued > 0 {
+				t.Fatalf("model %s starts a Job while %d models before it in the spec stay queued: admission follows spec order", name, queued)
+			}
+			continue
+		}
+		if desiredModels[name] {
 			t.Fatalf("model %s is queued yet has a Job desired", name)
 		}
+		if want := fmt.Sprintf("%s%d ahead", queuedPrefix, queued); msg != want && !strings.HasPrefix(msg, want+"; ") {
+			t.Fatalf("model %s says %q, want %q: %d models before it in the spec are queued", name, msg, want, queued)
+		}
+		queued++
 	}
 }
 
@@ -565,6 +604,8 @@ func FuzzSpec(f *testing.F) {
 		"storagePVC: models\nhfTokenRef: {name: hf, key: ''}\nmodels:\n- name: \"org/\\u202egnp.exe\"\n  revision: '-x'\n  sha: 'a b'\n  retryCount: -1e300\n",
 		"storagePVC: models\nsettings: {maxParallel: 2}\nmodels:\n- name: org/a\n- name: org/b\n- name: org/c\n- name: org/d\n- name: org/e\n",
 		"storagePVC: models\nsettings: {maxParallel: 0.5}\nmodels:\n- name: org/a\n",
+		// Not in name order: admitted in spec order.
+		"storagePVC: models\nsettings: {maxParallel: 1}\nmodels:\n- name: org/c\n- name: org/a\n- name: org/b\n",
 	} {
 		f.Add(yamlJSON(f, s), "cache")
 	}
@@ -585,6 +626,10 @@ func FuzzSpec(f *testing.F) {
 		if isFatal(rsp) {
 			return
 		}
+		// The next call, once the script's ConfigMap and the pods'
+		// ServiceAccount exist: Jobs start, as the queue admits them.
+		withScript(req)
+		checkInvariants(t, req)
 		// The content hash is what lands on disk: not the token, not the
 		// Job's resources, not the Input.
 		other := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("token", testToken+"-other"), nil,

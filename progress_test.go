@@ -6,8 +6,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/script"
 )
 
 // TestProgressFolded drives progress as Crossplane would, in both modes: a
@@ -88,6 +91,63 @@ func TestProgressFolded(t *testing.T) {
 	})
 }
 
+// TestFinishedModelShowsNoProgress: once a model completed or failed, the
+// last report of its pod (here one that still gave a rate and time left: its
+// final report never reached the API server) is no longer its progress:
+// status shows none, the XR's bytes do not count it, and ModelsDownloaded
+// does not name it the slowest while another model still downloads.
+func TestFinishedModelShowsNoProgress(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		ok         bool
+		message    string
+		downloaded string
+	}{
+		{name: "Completed", ok: true, message: `{"commit":"abc","files":31,"bytes":140500000000,"seconds":1500}`, downloaded: "140.5/140.5 GB"},
+		{name: "Failed", message: accessDenied, downloaded: "0/0 B"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			specModes(t, twoModels, func(t *testing.T, s *xrSim) {
+				s.reconcile()
+				s.start("org/alpha")
+				s.start("org/beta")
+				s.reconcile()
+				s.report(fmt.Sprintf(`{"bytes":37200000000,"totalBytes":140500000000,"files":3,"totalFiles":31,"bytesPerSecond":95000000,"etaSeconds":1087,"updated":"2026-11-26T10:00:15Z","attempt":%q}`,
+					s.entry("org/alpha")["jobName"]+"-x7k2p"))
+				s.reconcile()
+				if msg := s.condition(conditionDownloaded).GetMessage(); !strings.Contains(msg, "slowest: org/alpha") {
+					t.Fatalf("while org/alpha downloads, ModelsDownloaded says %q; want it named the slowest", msg)
+				}
+				s.finish("org/alpha", tc.ok, tc.message)
+				s.reconcile()
+				e := s.entry("org/alpha")
+				for k := range e {
+					if strings.HasPrefix(k, "progress.") {
+						t.Fatalf("org/alpha %s shows progress: %v", e["phase"], e)
+					}
+				}
+				downloaded := getString(s.last.GetDesired().GetComposite().GetResource(), "status", "downloaded")
+				if msg := s.condition(conditionDownloaded).GetMessage(); strings.Contains(msg, "slowest") || downloaded != tc.downloaded {
+					t.Fatalf("org/alpha %s, org/beta downloading: ModelsDownloaded says %q, status.downloaded %q; want no slowest model, %s",
+						e["phase"], msg, downloaded, tc.downloaded)
+				}
+			})
+		})
+	}
+}
+
+// TestStatusShowsProgressOnlyWhileDownloading: the status entry carries
+// progress for a Pending or Running model alone, whatever the model holds.
+func TestStatusShowsProgressOnlyWhileDownloading(t *testing.T) {
+	p := &script.Progress{Bytes: 1, TotalBytes: 2, Files: 1, TotalFiles: 2, Updated: "2026-11-26T10:00:15Z"}
+	for phase, want := range map[string]bool{phasePending: true, phaseRunning: true, phaseCompleted: false, phaseFailed: false} {
+		st := statusValue([]modelStatus{{Name: "org/alpha", Phase: phase, progress: p}}, testPVCUID)
+		if _, got := st["models"].([]any)[0].(map[string]any)["progress"]; got != want {
+			t.Errorf("a %s model: progress in its status entry %v, want %v", phase, got, want)
+		}
+	}
+}
+
 // TestProgressObjects: the least privilege of the write path. Each
 // ModelDownload composes its progress ConfigMap without data, a ServiceAccount
 // that mounts no token by itself, a Role that allows get and patch of that
@@ -115,8 +175,13 @@ func TestProgressObjects(t *testing.T) {
 			t.Fatalf("the RoleBinding's %s (-want +got):\n%s", f, diff)
 		}
 	}
-	if sa := desired[progressKeyAccount].GetResource(); getString(sa, "metadata", "name") != name || get(sa, "automountServiceAccountToken").GetBoolValue() {
-		t.Fatalf("ServiceAccount %v; want %s, automountServiceAccountToken false", sa, name)
+	// Present and false: a missing field lets Kubernetes mount the token
+	// (its default is true), though it reads as false here.
+	sa := desired[progressKeyAccount].GetResource()
+	automount, ok := sa.GetFields()["automountServiceAccountToken"]
+	if b, isBool := automount.GetKind().(*structpb.Value_BoolValue); getString(sa, "metadata", "name") != name || !isBool || b.BoolValue {
+		t.Fatalf("ServiceAccount %s has automountServiceAccountToken %v (set: %v); want %s with automountServiceAccountToken: false",
+			getString(sa, "metadata", "name"), automount.AsInterface(), ok, name)
 	}
 	for _, r := range jobResources(rsp) {
 		job := asJob(t, r.GetResource())

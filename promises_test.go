@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
@@ -201,31 +202,51 @@ func TestMissingPVCStartsNothingAndSaysSo(t *testing.T) {
 	})
 }
 
+// TestReplacedPVCDownloadsAgain: a PVC of the same name with another uid is
+// another, empty volume: what was recorded on the first is not Completed on
+// it, whether a call saw the PVC missing in between or not, and whether the
+// completed Job is still there or its TTL removed it.
 func TestReplacedPVCDownloadsAgain(t *testing.T) {
-	modes(t, func(t *testing.T, s *xrSim) {
-		s.reconcile()
-		first := s.entry("org/alpha")
-		s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
-		s.reconcile()
-		s.ttl("org/alpha")
-		s.reconcile()
-		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || s.pvcUID() != testPVCUID {
-			t.Fatalf("completed on the first PVC: %v", e)
-		}
-		// Deleted: nothing is on disk, whatever was recorded.
-		s.api.pvc = nil
-		s.reconcile()
-		if e := s.entry("org/alpha"); e["phase"] == phaseCompleted || s.xrReady() {
-			t.Fatalf("with the PVC gone nothing is Completed: %v", e)
-		}
-		// Made again, empty: a new volume.
-		s.api.pvc = pvcResource("second-pvc-uid")
-		s.reconcile()
-		e := s.entry("org/alpha")
-		if e["phase"] != phasePending || s.pvcUID() != "second-pvc-uid" || e["jobName"] == first["jobName"] || len(s.desiredJobs()) != 1 {
-			t.Fatalf("on the new PVC the model downloads again under a new Job: %v, Jobs %v", e, s.desiredJobs())
-		}
-	})
+	for _, tc := range []struct {
+		name string
+		// seenMissing: a call runs while the PVC is gone.
+		seenMissing, ttl bool
+	}{
+		{name: "DeletedThenMadeAgain", seenMissing: true, ttl: true},
+		{name: "SwappedBetweenTwoCalls", ttl: true},
+		{name: "SwappedUnderItsCompletedJob"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			modes(t, func(t *testing.T, s *xrSim) {
+				s.reconcile()
+				first := s.entry("org/alpha")
+				s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
+				s.reconcile()
+				if tc.ttl {
+					s.ttl("org/alpha")
+					s.reconcile()
+				}
+				if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || s.pvcUID() != testPVCUID {
+					t.Fatalf("completed on the first PVC: %v", e)
+				}
+				if tc.seenMissing {
+					// Deleted: nothing is on disk, whatever was recorded.
+					s.api.pvc = nil
+					s.reconcile()
+					if e := s.entry("org/alpha"); e["phase"] == phaseCompleted || s.xrReady() {
+						t.Fatalf("with the PVC gone nothing is Completed: %v", e)
+					}
+				}
+				s.api.pvc = pvcResource("second-pvc-uid")
+				s.reconcile()
+				e := s.entry("org/alpha")
+				if e["phase"] != phasePending || s.xrReady() || s.pvcUID() != "second-pvc-uid" || e["jobName"] == first["jobName"] || len(s.desiredJobs()) != 1 {
+					t.Fatalf("on the new PVC the model downloads again under a new Job: %v, Ready %v, Jobs %v (the first was %s)",
+						e, s.xrReady(), s.desiredJobs(), first["jobName"])
+				}
+			})
+		})
+	}
 }
 
 func TestPVCBeingDeletedStartsNothing(t *testing.T) {
@@ -352,6 +373,43 @@ func TestOnlyOwnPodsSpeakForAJob(t *testing.T) {
 	s.reconcile()
 	if e := s.entry("org/alpha"); e["commit"] != "beef" {
 		t.Fatalf("the Job's own pod sets the commit: %v", e)
+	}
+}
+
+// TestPodsOfAnEarlierJobOfTheSameNameSayNothing: a Job deleted with its pods
+// orphaned (kubectl delete --cascade=orphan) before its controller marked it
+// finished is made again under the same name, by Crossplane or
+// provider-kubernetes. Its predecessor's pod names it as controller by name
+// but not by uid: what that pod reported is not the new Job's.
+func TestPodsOfAnEarlierJobOfTheSameNameSayNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ok     bool
+		report string
+		status string
+	}{
+		{name: "Completed", ok: true, report: `{"commit":"dead","files":1,"bytes":1,"seconds":1}`, status: jobComplete},
+		{name: "Failed", report: accessDenied, status: jobFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			modes(t, func(t *testing.T, s *xrSim) {
+				s.reconcile()
+				s.finish("org/alpha", tc.ok, tc.report)
+				old := s.jobOf("org/alpha")
+				name, oldUID := getString(old, "metadata", "name"), getString(old, "metadata", "uid")
+				delete(s.api.jobs, name)
+				s.reconcile()
+				j := s.jobOf("org/alpha")
+				if getString(j, "metadata", "name") != name || getString(j, "metadata", "uid") == oldUID || len(s.api.pods[oldUID]) != 1 {
+					t.Fatalf("want %s made again with a new uid beside the old pod; got uid %s (was %s)", name, getString(j, "metadata", "uid"), oldUID)
+				}
+				j.Fields["status"] = structpb.NewStructValue(mustStruct(tc.status))
+				s.reconcile()
+				if e := s.entry("org/alpha"); e["commit"] != "" || strings.Contains(e["message"], accessDenied) {
+					t.Fatalf("%s, made again, took what the pod of its predecessor (uid %s) reported: %v", name, oldUID, e)
+				}
+			})
+		})
 	}
 }
 

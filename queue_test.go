@@ -128,6 +128,51 @@ func TestMaxParallelQueue(t *testing.T) {
 	}
 }
 
+// TestQueueAdmitsInSpecOrder: whichever limit holds models back, they start
+// in the order the spec lists them, not by name (org/c, then org/a, then
+// org/b), each queued model counting the ones ahead of it in that order.
+func TestQueueAdmitsInSpecOrder(t *testing.T) {
+	order := []string{"org/c", "org/a", "org/b"}
+	spec := func(settings string) string {
+		s := "storagePVC: models\nhfTokenRef:\n  name: hf\n" + settings + "models:\n"
+		for _, m := range order {
+			s += "- name: " + m + "\n"
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name     string
+		settings string
+		limit    func(s *xrSim)
+	}{
+		{name: "maxParallel", settings: "settings:\n  maxParallel: 1\n", limit: func(*xrSim) {}},
+		{name: "ReadWriteOncePod", limit: func(s *xrSim) { s.api.pvc = pvcResource(testPVCUID, "ReadWriteOncePod") }},
+		{name: "NamespaceLimit", limit: func(s *xrSim) { s.input = inputHeader + "maxActiveJobsPerNamespace: 1\n" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			specModes(t, spec(tc.settings), func(t *testing.T, s *xrSim) {
+				tc.limit(s)
+				for i, next := range order {
+					s.reconcile()
+					if got := activeJobs(s.api, ""); !cmp.Equal(got, []string{next}) {
+						t.Fatalf("call %d: active Jobs of %v, want %s alone: models start in spec order %v, not by name", i+1, got, next, order)
+					}
+					for ahead, m := range order[i+1:] {
+						if msg, want := s.entry(m)["message"], fmt.Sprintf("%s%d ahead", queuedPrefix, ahead); !strings.HasPrefix(msg, want) {
+							t.Fatalf("call %d: %s says %q, want %q", i+1, m, msg, want)
+						}
+					}
+					s.finish(next, true, `{"commit":"abc","files":1,"bytes":1,"seconds":1}`)
+				}
+				s.reconcile()
+				if !s.xrReady() {
+					t.Fatalf("all three completed, one after another, yet the XR is not Ready: %v", queueState(s, order...))
+				}
+			})
+		})
+	}
+}
+
 // TestNamespaceLimitSharedFairly: two ModelDownloads of four models each under
 // an Input limit of two active Jobs in the namespace. The first to come takes
 // both slots; from then on a freed slot goes to the one with fewer active
@@ -167,6 +212,12 @@ func TestNamespaceLimitSharedFairly(t *testing.T) {
 	if m := b.entry("b/m0")["message"]; !strings.HasPrefix(m, queuedPrefix+"0 ahead") || !strings.Contains(m, namespaceLimitReached) {
 		t.Fatalf("team-b's first model: %q, want it queued for the namespace's limit", m)
 	}
+	// Every model of team-b queued, none failed: not Ready, and saying so.
+	if c := b.condition(conditionDownloaded); b.xrReady() || c.GetReason() != "Downloading" ||
+		!strings.HasSuffix(c.GetMessage(), "4 queued: b/m0, b/m1, b/m2, b/m3") {
+		t.Fatalf("team-b with every model queued: Ready %v, ModelsDownloaded %s %q; want not Ready, Downloading, 4 queued",
+			b.xrReady(), c.GetReason(), c.GetMessage())
+	}
 
 	// A slot frees; team-a is called first, yet team-b, with no active Job,
 	// gets it.
@@ -186,6 +237,36 @@ func TestNamespaceLimitSharedFairly(t *testing.T) {
 	b.reconcile()
 	a.reconcile()
 	check("a/m1 completed", []string{"a/m2"}, []string{"b/m1"})
+}
+
+// TestPeerHeldByItsOwnLimitTakesNoNamespaceSlot: team-a's maxParallel of 1
+// holds three of its models back; those could not use a namespace slot, so
+// they do not claim one: team-b takes every slot left under the namespace
+// limit of 4, and none stays idle while team-b has a model waiting.
+func TestPeerHeldByItsOwnLimitTakesNoNamespaceSlot(t *testing.T) {
+	four := func(prefix, settings string) string {
+		spec := "storagePVC: models\nhfTokenRef:\n  name: hf\n" + settings + "models:\n"
+		for i := range 4 {
+			spec += fmt.Sprintf("- name: %s/m%d\n", prefix, i)
+		}
+		return spec
+	}
+	sims := peerSims(t, four("a", "settings:\n  maxParallel: 1\n"), four("b", ""))
+	a, b := sims[0], sims[1]
+	for _, s := range sims {
+		s.input = inputHeader + "maxActiveJobsPerNamespace: 4\n"
+	}
+	a.reconcile()
+	if m := a.entry("a/m1")["message"]; m != queuedPrefix+"0 ahead" {
+		t.Fatalf("team-a's second model says %q, want it queued by team-a's own maxParallel alone", m)
+	}
+	b.reconcile()
+	if diff := cmp.Diff([]string{"a/m0", "b/m0", "b/m1", "b/m2"}, activeJobs(a.api, "")); diff != "" {
+		t.Fatalf("the namespace's active Jobs under a limit of 4 (-want +got):\n%s", diff)
+	}
+	if m := b.entry("b/m3")["message"]; !strings.Contains(m, namespaceLimitReached) {
+		t.Fatalf("b/m3 says %q, want it queued for the namespace's limit", m)
+	}
 }
 
 // TestHandOut is the fair hand-out of free slots alone.

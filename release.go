@@ -1,6 +1,6 @@
 package main
 
-// What a release build stamps in with -ldflags -X (hack/package.sh): its
+// What a release build stamps in with -ldflags -X (hack/ldflags.sh): its
 // version, and the repository its downloader image is pushed to beside the
 // function. The default download image is that image at the function's own
 // version, so a default install runs a baked, tested hf and never installs

@@ -74,7 +74,7 @@ func crossplaneCLI(t *testing.T) string {
 // returns the address and the process id. A port found free may be taken
 // again before the function binds it: then the function exits, and it is
 // started again on another port.
-func startFunction(t *testing.T, args ...string) (string, int) {
+func startFunction(t testing.TB, args ...string) (string, int) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "function")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -96,7 +96,7 @@ func startFunction(t *testing.T, args ...string) (string, int) {
 // race detector can take seconds to start a process.
 const functionStartTimeout = time.Minute
 
-func listenFunction(t *testing.T, bin string, args []string) (string, int, error) {
+func listenFunction(t testing.TB, bin string, args []string) (string, int, error) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

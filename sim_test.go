@@ -408,8 +408,11 @@ func (s *xrSim) xrReady() bool {
 
 // modes runs a sequence test of oneModel in Job mode (a namespaced XR) and
 // Object mode (a claim's cluster-scoped XR).
-func modes(t *testing.T, test func(t *testing.T, s *xrSim)) {
-	for mode, xr := range map[string]string{"JobMode": xrYAML(oneModel), "ObjectMode": claimXR(oneModel)} {
+func modes(t *testing.T, test func(t *testing.T, s *xrSim)) { specModes(t, oneModel, test) }
+
+// specModes is modes for any spec.
+func specModes(t *testing.T, spec string, test func(t *testing.T, s *xrSim)) {
+	for mode, xr := range map[string]string{"JobMode": xrYAML(spec), "ObjectMode": claimXR(spec)} {
 		t.Run(mode, func(t *testing.T) { test(t, newXRSim(t, newAPIServer(), xr)) })
 	}
 }

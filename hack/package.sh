@@ -78,7 +78,7 @@ trap 'rm -rf "$tmp"' EXIT
 rm -f "$OUTPUT"/*.xpkg "$OUTPUT"/hf-downloader-*.tar "$OUTPUT/release.env"
 
 # 1. The function, one package per platform.
-ldflags="-s -w -X main.version=$VERSION -X main.downloaderRepository=$downloader_repo"
+ldflags=$(bash "$root/hack/ldflags.sh" "$VERSION" "$downloader_repo")
 for arch in $ARCHES; do
 	bash "$root/hack/runtime-image.sh" --out "$tmp/runtime-$arch.tar" --arch "$arch" --ldflags "$ldflags"
 	(cd "$root" && "$CROSSPLANE" xpkg build --package-root=package \
