@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hfops/function-hf-download/hubtest"
 )
@@ -81,7 +82,13 @@ func TestUnderBusybox(t *testing.T) {
 	if busybox(t) == "" {
 		missingTool(t, "no busybox (run `bash hack/hf.sh` from the repository root)")
 	}
-	cmd := exec.Command(os.Args[0], "-test.count=1", "-test.run=.", "-test.skip=^(TestUnderBusybox|TestRealHF.*)$")
+	args := []string{"-test.count=1", "-test.run=.", "-test.skip=^(TestUnderBusybox|TestRealHF.*)$"}
+	// Its own timeout before this binary's, so that a hang there prints
+	// which test hangs.
+	if d, ok := t.Deadline(); ok {
+		args = append(args, "-test.timeout="+(time.Until(d)*9/10).String())
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "SCRIPT_TEST_SHELL=busybox sh")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -140,7 +147,11 @@ func newRealHarness(t *testing.T, sh []string, hub *hubtest.Hub) (*harness, map[
 		"HF_HOME":                     filepath.Join(h.root, "hf-home"),
 		"HF_HUB_DISABLE_TELEMETRY":    "1",
 		"HF_HUB_DISABLE_UPDATE_CHECK": "1",
-		EnvToken:                      realHFToken,
+		// hf's read timeout (10 s by default) must not end a body that a
+		// test holds back at the Hub's gate: the watchdog, or the run's
+		// deadline, ends a stall.
+		"HF_HUB_DOWNLOAD_TIMEOUT": "3600",
+		EnvToken:                  realHFToken,
 	}
 	return h, env
 }
