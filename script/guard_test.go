@@ -132,6 +132,35 @@ func TestLockWait(t *testing.T) {
 	}
 }
 
+// TestHFHoldsTheLock: hf holds the directory's lock itself, inherited from
+// the script, so that the script killed outright (SIGKILL: no trap runs)
+// while hf still writes cannot let another download into the directory
+// beside it. Once hf is gone too, the lock is free.
+func TestHFHoldsTheLock(t *testing.T) {
+	h := newHarness(t)
+	s := h.start(map[string]string{"HFSTUB_MODE": "hang"})
+	hf := waitPidFile(t, h.record+".pid", s)
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait reaps the script; hf, left running, still holds its output.
+	waitFor(t, "the script's end", nil, func() bool { return errors.Is(s.cmd.Process.Signal(syscall.Signal(0)), os.ErrProcessDone) })
+	f, err := os.OpenFile(filepath.Join(h.dir, LockFile), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	lock := func() error { return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) }
+	if err := lock(); !errors.Is(err, syscall.EWOULDBLOCK) {
+		t.Fatalf("the script killed, hf (pid %d) running: locking %s gives %v, want it held (%v): hf must hold the lock it inherits", hf, LockFile, err, syscall.EWOULDBLOCK)
+	}
+	// hf, in the run's process group, lives until the group is killed.
+	if err := s.kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lock free once hf is gone", nil, func() bool { return lock() == nil })
+}
+
 // smallVolume mounts a tmpfs of size bytes at dir (which it makes) until the
 // test ends: a volume that a download can fill.
 func smallVolume(t *testing.T, dir string, size int) {
