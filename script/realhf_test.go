@@ -82,7 +82,7 @@ func TestUnderBusybox(t *testing.T) {
 	if busybox(t) == "" {
 		missingTool(t, "no busybox (run `bash hack/hf.sh` from the repository root)")
 	}
-	args := []string{"-test.count=1", "-test.run=.", "-test.skip=^(TestUnderBusybox|TestRealHF.*)$"}
+	args := []string{"-test.count=1", "-test.run=.", "-test.skip=^(TestUnderBusybox|TestMissingBusybox|TestRealHF.*)$"}
 	// Its own timeout before this binary's, so that a hang there prints
 	// which test hangs.
 	if d, ok := t.Deadline(); ok {
@@ -96,6 +96,34 @@ func TestUnderBusybox(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte("PASS")) {
 		t.Fatalf("the tests under busybox sh said:\n%s", out)
+	}
+}
+
+// TestMissingBusybox: without busybox the script is not tried under its sh,
+// which fails the tests under CI and only skips them elsewhere: nothing
+// passes silently in CI.
+func TestMissingBusybox(t *testing.T) {
+	noBusybox := t.TempDir() // PATH: no busybox there, nor anything else
+	for _, tc := range []struct {
+		ci   string
+		want string // the line of go test's verdict
+	}{
+		{ci: "true", want: "--- FAIL: TestUnderBusybox"},
+		{ci: "", want: "--- SKIP: TestUnderBusybox"},
+	} {
+		t.Run("CI="+tc.ci, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.count=1", "-test.v", "-test.run=^TestUnderBusybox$")
+			for _, kv := range os.Environ() {
+				if k, _, _ := strings.Cut(kv, "="); k != "PATH" && k != "CI" && k != "SCRIPT_TEST_SHELL" {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(cmd.Env, "PATH="+noBusybox, "CI="+tc.ci)
+			out, _ := cmd.CombinedOutput()
+			if !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), "busybox is not installed") {
+				t.Errorf("the tests without busybox, CI=%q, said (want %q and why):\n%s", tc.ci, tc.want, out)
+			}
+		})
 	}
 }
 
