@@ -693,6 +693,7 @@ func TestProgressReporterStops(t *testing.T) {
 			var clock func(seconds int)
 			if tc.hangs && !tc.term {
 				clock = h.stoppedClock(0)
+				h.deadline = stallDeadline
 			}
 			s := h.start(env)
 			if tc.hangs {

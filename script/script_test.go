@@ -403,17 +403,22 @@ func (s *started) kill() error {
 func (s *started) wait() result {
 	s.h.t.Helper()
 	<-s.done
-	s.failIfKilled("its end")
+	s.failIfKilled("")
 	return s.h.finish(s.err, s.out.String())
 }
 
-// failIfKilled fails the test when the run's deadline killed it before what.
+// failIfKilled fails the test when the run's deadline killed it, before what
+// when the test waited for something.
 func (s *started) failIfKilled(what string) {
 	s.h.t.Helper()
-	if s.killed.Load() {
-		s.h.t.Fatalf("%s: the script still ran %v after it started, before %s: its process group is killed. Its output so far:\n%s",
-			s.h.t.Name(), s.h.deadline, what, s.out.String())
+	if !s.killed.Load() {
+		return
 	}
+	if what != "" {
+		what = ", before " + what
+	}
+	s.h.t.Fatalf("%s: the script still ran %v after it started%s: its process group is killed. Its output so far:\n%s",
+		s.h.t.Name(), s.h.deadline, what, s.out.String())
 }
 
 // waitFor waits until cond holds, polling. It fails the test if run (unless
