@@ -135,7 +135,8 @@ func TestLockWait(t *testing.T) {
 // TestHFHoldsTheLock: hf holds the directory's lock itself, inherited from
 // the script, so that the script killed outright (SIGKILL: no trap runs)
 // while hf still writes cannot let another download into the directory
-// beside it. Once hf is gone too, the lock is free.
+// beside it; nothing else the script started holds it (the watchdog, here,
+// lives on too), so the lock is free once hf is gone.
 func TestHFHoldsTheLock(t *testing.T) {
 	h := newHarness(t)
 	s := h.start(map[string]string{"HFSTUB_MODE": "hang"})
@@ -145,7 +146,11 @@ func TestHFHoldsTheLock(t *testing.T) {
 	}
 	// Wait reaps the script; hf, left running, still holds its output.
 	waitFor(t, "the script's end", nil, func() bool { return errors.Is(s.cmd.Process.Signal(syscall.Signal(0)), os.ErrProcessDone) })
-	f, err := os.OpenFile(filepath.Join(h.dir, LockFile), os.O_WRONLY|os.O_APPEND, 0)
+	path := filepath.Join(h.dir, LockFile)
+	if diff := cmp.Diff([]int{hf}, openedBy(t, path)); diff != "" {
+		t.Errorf("the processes with %s open, the script killed (-hf +got):\n%s", LockFile, diff)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +159,30 @@ func TestHFHoldsTheLock(t *testing.T) {
 	if err := lock(); !errors.Is(err, syscall.EWOULDBLOCK) {
 		t.Fatalf("the script killed, hf (pid %d) running: locking %s gives %v, want it held (%v): hf must hold the lock it inherits", hf, LockFile, err, syscall.EWOULDBLOCK)
 	}
-	// hf, in the run's process group, lives until the group is killed.
-	if err := s.kill(); err != nil {
+	if err := syscall.Kill(hf, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the lock free once hf is gone", nil, func() bool { return lock() == nil })
+}
+
+// openedBy are the pids of the processes, but the test's, that have path open.
+func openedBy(t *testing.T, path string) []int {
+	t.Helper()
+	var pids []int
+	for _, pid := range processesWith(t, "") {
+		fds := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+		entries, err := os.ReadDir(fds)
+		if err != nil {
+			continue // gone, or not ours to read
+		}
+		for _, e := range entries {
+			if target, err := os.Readlink(filepath.Join(fds, e.Name())); err == nil && target == path {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
 }
 
 // smallVolume mounts a tmpfs of size bytes at dir (which it makes) until the
