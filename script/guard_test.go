@@ -133,23 +133,35 @@ func TestLockWait(t *testing.T) {
 }
 
 // TestHFHoldsTheLock: hf holds the directory's lock itself, inherited from
-// the script, so that the script killed outright (SIGKILL: no trap runs)
-// while hf still writes cannot let another download into the directory
-// beside it; nothing else the script started holds it (the watchdog, here,
-// lives on too), so the lock is free once hf is gone.
+// the script, and nothing else the script started does (the tee of its
+// stderr, the watchdog), so that the script killed outright (SIGKILL: no trap
+// runs) while hf still writes cannot let another download into the directory
+// beside it, and the lock is free once hf is gone.
 func TestHFHoldsTheLock(t *testing.T) {
 	h := newHarness(t)
-	s := h.start(map[string]string{"HFSTUB_MODE": "hang"})
+	s := h.start(map[string]string{"HFSTUB_MODE": "hang", EnvStallTimeout: "600"})
 	hf := waitPidFile(t, h.record+".pid", s)
+	// Until then a fork may hold a copy of the lock on its way to exec or
+	// to closing it.
+	waitFor(t, "tee and the watchdog's sleep (every 10 s)", s, func() bool {
+		var tee, poll bool
+		for _, cmdline := range runProcesses(t, s) {
+			tee = tee || strings.HasPrefix(cmdline, "tee\x00")
+			poll = poll || cmdline == "sleep\x0010\x00"
+		}
+		return tee && poll
+	})
+	path := filepath.Join(h.dir, LockFile)
+	want := []int{s.cmd.Process.Pid, hf}
+	slices.Sort(want)
+	if diff := cmp.Diff(want, openedBy(t, path, runProcesses(t, s))); diff != "" {
+		t.Errorf("the run's processes with %s open (-the script and hf +got):\n%s", LockFile, diff)
+	}
 	if err := s.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	// Wait reaps the script; hf, left running, still holds its output.
 	waitFor(t, "the script's end", nil, func() bool { return errors.Is(s.cmd.Process.Signal(syscall.Signal(0)), os.ErrProcessDone) })
-	path := filepath.Join(h.dir, LockFile)
-	if diff := cmp.Diff([]int{hf}, openedBy(t, path)); diff != "" {
-		t.Errorf("the processes with %s open, the script killed (-hf +got):\n%s", LockFile, diff)
-	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -165,15 +177,45 @@ func TestHFHoldsTheLock(t *testing.T) {
 	waitFor(t, "the lock free once hf is gone", nil, func() bool { return lock() == nil })
 }
 
-// openedBy are the pids of the processes, but the test's, that have path open.
-func openedBy(t *testing.T, path string) []int {
+// runProcesses are the command lines, by pid, of the processes in run's
+// process group.
+func runProcesses(t *testing.T, run *started) map[int]string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs := map[int]string{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone
+		}
+		// pid (comm) state ppid pgrp ...: comm may hold anything but the last ')'.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 3 || fields[2] != strconv.Itoa(run.cmd.Process.Pid) {
+			continue
+		}
+		if cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil {
+			procs[pid] = string(cmdline)
+		}
+	}
+	return procs
+}
+
+// openedBy are the pids, sorted, of those of procs that have path open.
+func openedBy(t *testing.T, path string, procs map[int]string) []int {
 	t.Helper()
 	var pids []int
-	for _, pid := range processesWith(t, "") {
+	for pid := range procs {
 		fds := filepath.Join("/proc", strconv.Itoa(pid), "fd")
 		entries, err := os.ReadDir(fds)
 		if err != nil {
-			continue // gone, or not ours to read
+			continue // gone
 		}
 		for _, e := range entries {
 			if target, err := os.Readlink(filepath.Join(fds, e.Name())); err == nil && target == path {
@@ -182,6 +224,7 @@ func openedBy(t *testing.T, path string) []int {
 			}
 		}
 	}
+	slices.Sort(pids)
 	return pids
 }
 
