@@ -13,7 +13,7 @@
 // Repo ids have the form org/name, and every revision names the repo's one
 // commit. Anything else is answered 404 and recorded, so a test can tell
 // that hf asked for nothing unexpected. See [Repo] for failing, private,
-// slow, stalling, rate-limited repos and LFS files.
+// slow, gated, stalling, rate-limited repos and LFS files.
 //
 // The package uses the standard library only, so that any module's tests can
 // import it.

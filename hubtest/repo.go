@@ -40,6 +40,10 @@ type Repo struct {
 	// headers: nothing more is sent until the client goes away or the Hub
 	// is closed, what a stalled transfer looks like to hf.
 	Stall bool
+	// Gate, when set, holds back file bodies (GET resolve) until the test
+	// lets them through (see [Gate]); Rate is then not applied. Repos may
+	// share a gate, and Set keeps it shared: it does not copy it.
+	Gate *Gate
 	// Limit, when set, rate-limits the repo: its first Limit.Count requests
 	// on Limit.Resource's endpoints are answered 429 (see [RateLimit]).
 	Limit *RateLimit

@@ -153,7 +153,8 @@ func answerTree(repo *Repo) http.HandlerFunc {
 
 // answerFile answers HEAD with the metadata hf_hub_download checks (commit,
 // ETag, size, and for an LFS file X-Linked-Etag and X-Linked-Size), and GET
-// with the file too, paced to repo.Rate, or stalled after the headers.
+// with the file too, paced to repo.Rate, held back by repo.Gate, or stalled
+// after the headers.
 func (h *Hub) answerFile(repo *Repo, path string) http.HandlerFunc {
 	content := repo.Files[path]
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -170,6 +171,8 @@ func (h *Hub) answerFile(repo *Repo, path string) http.HandlerFunc {
 		case r.Method == http.MethodHead:
 		case repo.Stall:
 			h.stall(w, r)
+		case repo.Gate != nil:
+			h.gated(w, r, content, repo.Gate)
 		case repo.Rate > 0:
 			h.pace(w, r, content, repo.Rate)
 		default:

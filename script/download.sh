@@ -145,8 +145,12 @@ progress() {
 
 # watchdog stops hf (pid $1) when nothing under the model directory has
 # changed for stall_timeout seconds, and then exits 3; it exits 0 on TERM (hf
-# ended) or when hf is gone. It looks every stall_poll seconds.
+# ended) or when hf is gone. It looks every stall_poll seconds. It runs in a
+# subshell of its own, which must not hold the lock (fd 9): it closes it here,
+# as a redirection of the call (watchdog 9>&-) would leave the shell's copy of
+# fd 9, kept to restore it after, open in that subshell.
 watchdog() {
+	exec 9>&-
 	_ws=
 	trap 'kill "$_ws" 2>/dev/null; exit 0' TERM
 	_last=$(progress) _since=$(date +%s)
@@ -186,7 +190,7 @@ run() {
 	[ -z "$stopping" ] || kill -TERM "$hf_pid" 2>/dev/null || :
 	_wd=
 	if [ -n "$watch" ]; then
-		watchdog "$hf_pid" 9>&- &
+		watchdog "$hf_pid" &
 		_wd=$!
 	fi
 	# A trapped signal ends wait early: wait again until it is gone.

@@ -90,10 +90,11 @@ func totalBytes(files map[string]string) int64 {
 }
 
 // TestRealHFExactMirror: a download of v1, then of v2 with other globs, into
-// one directory that also holds stray files, empty directories and symlinks
-// to things outside it: the directory ends holding exactly v2's planned
-// files (and hf's .cache, the marker, the lock), every symlink removed but
-// nothing outside touched, files and bytes counting the plan only, verified.
+// one directory that also holds stray files, empty directories, symlinks to
+// things outside it, and deeper down files named as those the top keeps: the
+// directory ends holding exactly v2's planned files (and, at its top only,
+// hf's .cache, the marker, the lock), every symlink removed but nothing
+// outside touched, files and bytes counting the plan only, verified.
 // v2 ships its own .cache/huggingface/download/*.metadata claiming another,
 // newer commit: the commit reported is the Hub's.
 func TestRealHFExactMirror(t *testing.T) {
@@ -147,6 +148,11 @@ func TestRealHFExactMirror(t *testing.T) {
 			mustWrite(t, filepath.Join(h.dir, "stray.txt"), "stray")
 			mustMkdir(t, filepath.Join(h.dir, "empty", "deeper"))
 			mustWrite(t, filepath.Join(h.dir, MarkerFile+".tmp.4242"), "{")
+			// What the top keeps is kept by its path, not its name.
+			mustMkdir(t, filepath.Join(h.dir, "tokenizer", ".cache"))
+			mustWrite(t, filepath.Join(h.dir, "tokenizer", ".cache", "stale.bin"), "stray")
+			mustWrite(t, filepath.Join(h.dir, "tokenizer", MarkerFile), "{}")
+			mustWrite(t, filepath.Join(h.dir, "tokenizer", LockFile), "")
 			for name, target := range map[string]string{"link-to-file": filepath.Join(outside, "file"), "link-to-dir": filepath.Join(outside, "dir"), "tokenizer/link": "../config.json"} {
 				if err := os.Symlink(target, filepath.Join(h.dir, name)); err != nil {
 					t.Fatal(err)

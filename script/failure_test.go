@@ -1,14 +1,10 @@
 package script
 
 import (
-	"bufio"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The tests here tell failures with a stub hf that prints what the real one
@@ -247,63 +243,23 @@ func TestStderrStreamsLive(t *testing.T) {
 PATH=/usr/bin:/bin
 echo "to stdout"
 echo "Fetching 1 files: 0%" >&2
-i=0
-while [ ! -e "$HFSTUB_GATE" ] && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+while [ ! -e "$HFSTUB_GATE" ]; do sleep 0.1; done
 echo "Error: released" >&2
 exit 5
 `)
-	cmd := exec.Command(h.sh[0], append(append([]string{}, h.sh[1:]...), "-c", Text, "hf-download")...)
-	cmd.Dir = h.work
-	cmd.Env = []string{
-		"PATH=" + h.stubs + ":" + h.tools, "HOME=" + filepath.Join(h.root, "home"), "TMPDIR=" + filepath.Join(h.root, "tmp"),
-		EnvRepoID + "=org/name", EnvLocalDir + "=" + h.dir, EnvTerminationLog + "=" + h.termLog(), "HFSTUB_GATE=" + gate,
-	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	_ = pw.Close()
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		s := bufio.NewScanner(pr)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-	}()
-	var out []string
-	timeout := time.After(20 * time.Second)
-	for seen := false; !seen; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("the script ended before hf was released:\n%s", strings.Join(out, "\n"))
-			}
-			out = append(out, l)
-			seen = l == "Fetching 1 files: 0%"
-		case <-timeout:
-			t.Fatalf("hf's stderr did not reach the log while hf ran:\n%s", strings.Join(out, "\n"))
-		}
-	}
+	s := h.start(map[string]string{"HFSTUB_GATE": gate})
+	waitFor(t, "hf's stderr in the log while hf runs", s, func() bool { return strings.Contains(s.out.String(), "\nFetching 1 files: 0%\n") })
 	mustWrite(t, gate, "")
-	for l := range lines {
-		out = append(out, l)
+	r := s.wait()
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
 	}
-	err = cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 1 {
-		t.Errorf("exit %d (%v), want 1", code, err)
-	}
-	got := strings.Join(out, "\n")
 	for _, want := range []string{"to stdout", "Error: released"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("the log lacks %q:\n%s", want, got)
+		if !strings.Contains(r.out, want) {
+			t.Errorf("the log lacks %q:\n%s", want, r.out)
 		}
 	}
-	if last := out[len(out)-1]; last != "hf-download: download of org/name@main failed: released" {
+	if last := r.lastLine(); last != "hf-download: download of org/name@main failed: released" {
 		t.Errorf("last line %q", last)
 	}
 }

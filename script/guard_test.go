@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -25,51 +24,6 @@ import (
 // The tests here are of what keeps a download from going wrong: the lock,
 // the space check, the watchdog, the Hub's rate limits, and the fallback
 // without the helper.
-
-// started is a run of the script under way: wait ends it and returns its result.
-type started struct {
-	h    *harness
-	cmd  *exec.Cmd
-	out  *hubtest.SyncBuffer
-	done chan error
-}
-
-func (h *harness) start(env map[string]string) *started {
-	h.t.Helper()
-	cmd, _ := h.command(env)
-	s := &started{h: h, cmd: cmd, out: &hubtest.SyncBuffer{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = s.out, s.out
-	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	go func() { s.done <- cmd.Wait() }()
-	h.t.Cleanup(func() {
-		_ = cmd.Process.Kill() // fails once it has ended: nothing to do
-	})
-	return s
-}
-
-func (s *started) wait(timeout time.Duration) result {
-	s.h.t.Helper()
-	select {
-	case err := <-s.done:
-		return s.h.finish(err, bytes.NewBufferString(s.out.String()))
-	case <-time.After(timeout):
-		_ = s.cmd.Process.Kill()
-		s.h.t.Fatalf("the script still runs after %v:\n%s", timeout, s.out.String())
-	}
-	return result{}
-}
-
-// waitFor waits until cond holds, failing the test after 30 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 30 s", what)
-		}
-	}
-}
 
 // processesWith are the pids of the processes whose command line holds s.
 func processesWith(t *testing.T, s string) []int {
@@ -91,37 +45,38 @@ func processesWith(t *testing.T, s string) []int {
 	return pids
 }
 
-// TestRealHFExclusive: an old slow run of v1 and a new run of v2 in one
-// directory: the new one waits for the old one's lock (and says so), plans
-// only once it holds it, and both succeed in turn; the directory ends with
-// v2's files and marker.
+// TestRealHFExclusive: an old run of v1, its file held back by the Hub, and
+// a new run of v2 in one directory: the new one waits for the old one's lock
+// (and says so), plans only once it holds it, and both succeed in turn once
+// the Hub lets the old one's file through; the directory ends with v2's files
+// and marker.
 func TestRealHFExclusive(t *testing.T) {
 	realHF(t)
 	hub := newHub(t)
-	v1 := map[string]string{"big.bin": strings.Repeat("1", 256<<10)} // some 4 s at the rate
+	v1 := map[string]string{"big.bin": strings.Repeat("1", 1000)}
 	v2 := map[string]string{"config.json": `{"model_type":"v2"}`, "model.safetensors": strings.Repeat("2", 1000)}
-	hub.Set("model", "org/m", hubtest.Repo{Commit: commitV1, Files: v1, Rate: 64 << 10})
+	gate := hubtest.NewGate()
+	hub.Set("model", "org/m", hubtest.Repo{Commit: commitV1, Files: v1, Gate: gate})
 	h, env := newRealHarness(t, testShell(t), hub)
 	env = withEnv(env, map[string]string{EnvRepoID: "org/m"})
 	oldLog := filepath.Join(h.root, "old-termination-log")
 	old := h.start(withEnv(env, map[string]string{EnvRevision: "v1", EnvTerminationLog: oldLog}))
 	bigGET := "GET /org/m/resolve/" + commitV1 + "/big.bin"
-	waitFor(t, "download of v1 under way", func() bool {
+	waitFor(t, "the download of v1 under way", old, func() bool {
 		reqs, _ := hub.Seen()
 		return slices.Contains(reqs, bigGET)
 	})
 	hub.Set("model", "org/m", hubtest.Repo{Commit: commitV2, Files: v2})
 	next := h.start(withEnv(env, map[string]string{EnvRevision: "v2"}))
+	waiting := "hf-download: another download holds the lock on " + h.dir + "; waiting for it to end\n"
+	waitFor(t, "the new run waiting for the lock", next, func() bool { return strings.Contains(next.out.String(), waiting) })
+	gate.Open()
 
-	if r := old.wait(time.Minute); r.code != 0 {
+	if r := old.wait(); r.code != 0 {
 		t.Fatalf("the old run: exit %d\n%s", r.code, r.out)
 	}
-	r := next.wait(time.Minute)
-	if r.code != 0 {
+	if r := next.wait(); r.code != 0 {
 		t.Fatalf("the new run: exit %d\n%s", r.code, r.out)
-	}
-	if !strings.Contains(r.out, "hf-download: another download holds the lock on "+h.dir+"; waiting for it to end\n") {
-		t.Errorf("the new run did not wait for the lock:\n%s", r.out)
 	}
 	reqs, _ := hub.Seen()
 	if plan := slices.Index(reqs, "GET /api/models/org/m/revision/v2?blobs=true"); plan < slices.Index(reqs, bigGET) {
@@ -156,24 +111,121 @@ func TestLockWait(t *testing.T) {
 	waiting := "hf-download: another download holds the lock on " + h.dir + "; waiting for it to end\n"
 
 	s := h.start(nil)
-	waitFor(t, "log line about the lock", func() bool { return strings.Contains(s.out.String(), waiting) })
+	waitFor(t, "the log line about the lock", s, func() bool { return strings.Contains(s.out.String(), waiting) })
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	r := s.wait(5 * time.Second)
+	// The test holds the lock: only the TERM can end this run.
+	r := s.wait()
 	h.checkFailure(r, "stopped by SIGTERM")
 	if len(r.calls) != 0 {
 		t.Errorf("hf ran: %v", r.calls)
 	}
 
 	s = h.start(nil)
-	waitFor(t, "log line about the lock", func() bool { return strings.Contains(s.out.String(), waiting) })
+	waitFor(t, "the log line about the lock", s, func() bool { return strings.Contains(s.out.String(), waiting) })
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); err != nil {
 		t.Fatal(err)
 	}
-	if r := s.wait(30 * time.Second); r.code != 0 || len(r.calls) != 1 {
+	if r := s.wait(); r.code != 0 || len(r.calls) != 1 {
 		t.Errorf("after the lock was released: exit %d, hf calls %v\n%s", r.code, r.calls, r.out)
 	}
+}
+
+// TestHFHoldsTheLock: hf holds the directory's lock itself, inherited from
+// the script, and nothing else the script started does (the tee of its
+// stderr, the watchdog), so that the script killed outright (SIGKILL: no trap
+// runs) while hf still writes cannot let another download into the directory
+// beside it, and the lock is free once hf is gone.
+func TestHFHoldsTheLock(t *testing.T) {
+	h := newHarness(t)
+	s := h.start(map[string]string{"HFSTUB_MODE": "hang", EnvStallTimeout: "600"})
+	hf := waitPidFile(t, h.record+".pid", s)
+	// Until then a fork may hold a copy of the lock on its way to exec or
+	// to closing it.
+	waitFor(t, "tee and the watchdog's sleep (every 10 s)", s, func() bool {
+		var tee, poll bool
+		for _, cmdline := range runProcesses(t, s) {
+			tee = tee || strings.HasPrefix(cmdline, "tee\x00")
+			poll = poll || cmdline == "sleep\x0010\x00"
+		}
+		return tee && poll
+	})
+	path := filepath.Join(h.dir, LockFile)
+	want := []int{s.cmd.Process.Pid, hf}
+	slices.Sort(want)
+	if diff := cmp.Diff(want, openedBy(t, path, runProcesses(t, s))); diff != "" {
+		t.Errorf("the run's processes with %s open (-the script and hf +got):\n%s", LockFile, diff)
+	}
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait reaps the script; hf, left running, still holds its output.
+	waitFor(t, "the script's end", nil, func() bool { return errors.Is(s.cmd.Process.Signal(syscall.Signal(0)), os.ErrProcessDone) })
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	lock := func() error { return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) }
+	if err := lock(); !errors.Is(err, syscall.EWOULDBLOCK) {
+		t.Fatalf("the script killed, hf (pid %d) running: locking %s gives %v, want it held (%v): hf must hold the lock it inherits", hf, LockFile, err, syscall.EWOULDBLOCK)
+	}
+	if err := syscall.Kill(hf, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lock free once hf is gone", nil, func() bool { return lock() == nil })
+}
+
+// runProcesses are the command lines, by pid, of the processes in run's
+// process group.
+func runProcesses(t *testing.T, run *started) map[int]string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs := map[int]string{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone
+		}
+		// pid (comm) state ppid pgrp ...: comm may hold anything but the last ')'.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 3 || fields[2] != strconv.Itoa(run.cmd.Process.Pid) {
+			continue
+		}
+		if cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil {
+			procs[pid] = string(cmdline)
+		}
+	}
+	return procs
+}
+
+// openedBy are the pids, sorted, of those of procs that have path open.
+func openedBy(t *testing.T, path string, procs map[int]string) []int {
+	t.Helper()
+	var pids []int
+	for pid := range procs {
+		fds := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+		entries, err := os.ReadDir(fds)
+		if err != nil {
+			continue // gone
+		}
+		for _, e := range entries {
+			if target, err := os.Readlink(filepath.Join(fds, e.Name())); err == nil && target == path {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	slices.Sort(pids)
+	return pids
 }
 
 // smallVolume mounts a tmpfs of size bytes at dir (which it makes) until the
@@ -287,10 +339,16 @@ func TestRealHFNotEnoughSpace(t *testing.T) {
 	}
 }
 
-// TestRealHFStall: a Hub that sends a file's headers and then nothing: the
-// watchdog stops hf after the stall timeout (long before hf's own read
-// timeout, here 120 s), the download fails as stalled, leaving no hf
-// running and no marker; the retry, the Hub well again, completes.
+// stallDeadline ends a run whose hf stalls, with a stall timeout of a second
+// or two: the watchdog has stopped hf long before, whatever the load, and one
+// that never fires fails the test in a minute rather than at hangDeadline.
+const stallDeadline = time.Minute
+
+// TestRealHFStall: a Hub that sends a file's headers and then nothing until
+// the test opens its gate: the watchdog stops hf after the stall timeout
+// (hf's own read timeout is far longer), the download fails as stalled,
+// leaving no hf running and no marker. The retry, the gate open and the stall
+// timeout the default (600 s, which only a hang reaches), completes.
 func TestRealHFStall(t *testing.T) {
 	realHF(t)
 	files := map[string]string{"config.json": `{"model_type":"s"}`, "model.safetensors": strings.Repeat("s", 3000)}
@@ -298,14 +356,12 @@ func TestRealHFStall(t *testing.T) {
 		t.Run(shName, func(t *testing.T) {
 			t.Parallel()
 			hub := newHub(t)
-			hub.Set("model", "org/s", hubtest.Repo{Commit: commitV1, Files: files, Stall: true})
+			gate := hubtest.NewGate()
+			hub.Set("model", "org/s", hubtest.Repo{Commit: commitV1, Files: files, Gate: gate})
 			h, env := newRealHarness(t, sh, hub)
-			env = withEnv(env, map[string]string{EnvRepoID: "org/s", EnvStallTimeout: "2", "HF_HUB_DOWNLOAD_TIMEOUT": "120"})
-			start := time.Now()
-			r := h.run(env)
-			if took := time.Since(start); took > time.Minute {
-				t.Errorf("the stalled download took %v", took)
-			}
+			env = withEnv(env, map[string]string{EnvRepoID: "org/s"})
+			h.deadline = stallDeadline
+			r := h.run(withEnv(env, map[string]string{EnvStallTimeout: "2"}))
 			h.checkFailure(r, FailedPrefix("org/s", "main")+"stalled: no progress for 2 s")
 			if pids := processesWith(t, h.dir); len(pids) != 0 {
 				t.Errorf("processes still at %s: %v", h.dir, pids)
@@ -315,7 +371,8 @@ func TestRealHFStall(t *testing.T) {
 			}
 			checkClean(t, h, r)
 
-			hub.Set("model", "org/s", hubtest.Repo{Commit: commitV1, Files: files})
+			gate.Open()
+			h.deadline = hangDeadline
 			if r := h.run(env); r.code != 0 {
 				t.Fatalf("the retry: exit %d\n%s", r.code, r.out)
 			}
@@ -330,11 +387,8 @@ func TestRealHFStall(t *testing.T) {
 // watchdog after the stall timeout, and the run fails as stalled.
 func TestStallStopsHF(t *testing.T) {
 	h := newHarness(t)
-	start := time.Now()
+	h.deadline = stallDeadline
 	r := h.run(map[string]string{"HFSTUB_MODE": "hang", EnvStallTimeout: "1"})
-	if took := time.Since(start); took > 20*time.Second {
-		t.Errorf("took %v", took)
-	}
 	h.checkFailure(r, FailedPrefix("org/name", "main")+"stalled: no progress for 1 s")
 	b, err := os.ReadFile(h.record + ".pid")
 	if err != nil {
@@ -441,21 +495,21 @@ func TestWithoutHelper(t *testing.T) {
 }
 
 // TestRealHFTermDuringPlan: a TERM while the helper plans (here waiting out
-// the Hub's rate limit) stops it at once, and the run, leaving no helper
+// the Hub's rate limit, an hour) stops it, and the run, leaving no helper
 // running and no temporary files.
 func TestRealHFTermDuringPlan(t *testing.T) {
 	realHF(t)
 	hub := newHub(t)
-	hub.Set("model", "org/x", hubtest.Repo{Commit: commitV1, Files: map[string]string{"config.json": "{}"}, Limit: &hubtest.RateLimit{Resource: "api", Count: -1, Reset: 30}})
+	hub.Set("model", "org/x", hubtest.Repo{Commit: commitV1, Files: map[string]string{"config.json": "{}"}, Limit: &hubtest.RateLimit{Resource: "api", Count: -1, Reset: 3600}})
 	h, env := newRealHarness(t, testShell(t), hub)
 	s := h.start(withEnv(env, map[string]string{EnvRepoID: "org/x"}))
-	waitFor(t, "wait for the rate limit", func() bool {
-		return strings.Contains(s.out.String(), "hf-download: rate limited by the Hub (HTTP 429); retrying in 31 s [retry 1/5]\n")
+	waitFor(t, "the wait for the rate limit", s, func() bool {
+		return strings.Contains(s.out.String(), "hf-download: rate limited by the Hub (HTTP 429); retrying in 3601 s [retry 1/5]\n")
 	})
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	r := s.wait(5 * time.Second)
+	r := s.wait()
 	h.checkFailure(r, "stopped by SIGTERM before the download of org/x@main finished")
 	if pids := processesWith(t, filepath.Join(h.root, "tmp")); len(pids) != 0 {
 		t.Errorf("processes still in TMPDIR: %v", pids)

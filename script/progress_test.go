@@ -72,13 +72,15 @@ type fakeAPI struct {
 	tokens   map[string]string // bearer token -> name
 	seen     []report          // every request, taken or not
 	relisten net.Listener
+	// since is when the server started: no report can be older.
+	since time.Time
 }
 
 // newFakeAPI is a fake API server on host (127.0.0.1 or ::1), closed when
 // the test ends.
 func newFakeAPI(t *testing.T, host string) *fakeAPI {
 	t.Helper()
-	a := &fakeAPI{t: t, tokens: map[string]string{apiToken: "1", apiToken2: "2"}}
+	a := &fakeAPI{t: t, tokens: map[string]string{apiToken: "1", apiToken2: "2"}, since: time.Now()}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(a.serve))
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
@@ -172,7 +174,7 @@ func (a *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	for k, v := range patch.Data {
 		rep.Key = k
-		p, err := decodeProgress(v)
+		p, err := decodeProgress(v, a.since)
 		if err != nil {
 			fail(http.StatusBadRequest, "the value of %s: %v", k, err)
 			return
@@ -185,11 +187,7 @@ func (a *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		a.seen = append(a.seen, rep)
 		a.mu.Unlock()
-		select {
-		case <-r.Context().Done(): // the client gave up
-		case <-time.After(time.Minute):
-			a.t.Error("fake API server: the client waited a minute for an answer")
-		}
+		<-r.Context().Done() // the client gave up: nothing else ends this
 		return
 	case api500:
 		fail(http.StatusInternalServerError, "etcdserver: request timed out")
@@ -207,8 +205,8 @@ func (a *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // decodeProgress decodes a report's value strictly: one line of compact
-// JSON, every field of Progress present and none other.
-func decodeProgress(v string) (Progress, error) {
+// JSON, every field of Progress present and none other, updated since then.
+func decodeProgress(v string, since time.Time) (Progress, error) {
 	var p Progress
 	if strings.ContainsAny(v, "\n ") {
 		return p, fmt.Errorf("not one line of compact JSON: %q", v)
@@ -232,8 +230,8 @@ func decodeProgress(v string) (Progress, error) {
 		return p, err
 	}
 	at, err := time.Parse(time.RFC3339, p.Updated)
-	if err != nil || !strings.HasSuffix(p.Updated, "Z") || at.After(time.Now().Add(time.Second)) || at.Before(time.Now().Add(-10*time.Minute)) {
-		return p, fmt.Errorf("updated %q is not a recent RFC 3339 time in UTC (%w)", p.Updated, err)
+	if err != nil || !strings.HasSuffix(p.Updated, "Z") || at.After(time.Now().Add(time.Second)) || at.Before(since.Truncate(time.Second)) {
+		return p, fmt.Errorf("updated %q is not an RFC 3339 time in UTC since the API server started (%w)", p.Updated, err)
 	}
 	return p, nil
 }
@@ -353,16 +351,21 @@ func bigFile(n int) string {
 	return b.String()[:n]
 }
 
-// TestRealHFProgressGrows: a real download, slow enough for several
-// reports (24 MiB at 6 MiB/s; hf writes its partial file in 10 MiB chunks):
-// the first report comes at once, with the plan's totals; bytes grow across
-// reports, partial files counted, with a rate and an ETA; reports are an
-// interval apart at least and each says something new; the last says bytes
-// == totalBytes, files == totalFiles. Every value decodes strictly into
-// Progress, under the content hash, and the token shows nowhere.
+// hfChunk is how much hf writes of a file at a time: its partial file grows
+// by this much (huggingface_hub's DOWNLOAD_CHUNK_SIZE).
+const hfChunk = 10 << 20
+
+// TestRealHFProgressGrows: a real download whose file the Hub lets through a
+// step at a time, each once a report showed the last (hf writes its partial
+// file hfChunk at a time): the first report comes at once, with the plan's
+// totals; bytes grow across reports, partial files counted, with a rate and
+// an ETA; reports are an interval apart at least and each says something new;
+// the last says bytes == totalBytes, files == totalFiles. Every value decodes
+// strictly into Progress, under the content hash, and the token shows
+// nowhere.
 func TestRealHFProgressGrows(t *testing.T) {
 	realHF(t)
-	files := map[string]string{"config.json": `{"model_type":"p"}`, "model.safetensors": bigFile(24 << 20)}
+	files := map[string]string{"config.json": `{"model_type":"p"}`, "model.safetensors": bigFile(2*hfChunk + 4<<20)}
 	var total int64
 	for _, c := range files {
 		total += int64(len(c))
@@ -371,11 +374,25 @@ func TestRealHFProgressGrows(t *testing.T) {
 		t.Run(shName, func(t *testing.T) {
 			t.Parallel()
 			hub := newHub(t)
-			hub.Set("model", "org/p", hubtest.Repo{Commit: commitV1, Files: files, LFS: []string{"model.safetensors"}, Rate: 6 << 20})
+			gate := hubtest.NewGate()
+			hub.Set("model", "org/p", hubtest.Repo{Commit: commitV1, Files: files, LFS: []string{"model.safetensors"}, Gate: gate})
 			api := newFakeAPI(t, "127.0.0.1")
 			h, env := newRealHarness(t, sh, hub)
 			env = withEnv(withEnv(env, progressEnv(t, h, api)), map[string]string{EnvRepoID: "org/p"})
-			r := h.run(env)
+			s := h.start(env)
+			waitFor(t, "the first report", s, func() bool { return len(api.taken()) >= 1 })
+			// Each step lets a chunk more of the big file through (and
+			// config.json, whichever asks first): hf writes it whole.
+			gate.Let(int64(len(files["config.json"])))
+			for step := int64(1); step <= 2; step++ {
+				gate.Let(hfChunk)
+				waitFor(t, fmt.Sprintf("a report of %d bytes", step*hfChunk), s, func() bool {
+					reps := api.taken()
+					return reps[len(reps)-1].Progress.Bytes >= step*hfChunk
+				})
+			}
+			gate.Open()
+			r := s.wait()
 			if r.code != 0 {
 				t.Fatalf("exit %d\n%s", r.code, r.out)
 			}
@@ -443,71 +460,140 @@ func TestRealHFProgressGrows(t *testing.T) {
 
 // TestRealHFProgressSurvivesTheAPIServer: an API server that answers 500,
 // then is not there (connection refused), then refuses the token's access
-// (403), and then takes reports again, while hf downloads: the download
-// completes as ever, each failure is retried at the next interval, the log
-// says so once (not every interval) and says when reports go through again,
-// and those that do grow to the last, complete one. A token rotated
-// meanwhile (the file rewritten) is the one the next reports carry.
+// (403), and then takes reports again, while hf waits for the Hub: the
+// download completes as ever, each failure is retried at the next interval,
+// the log says so once (not every interval) and says when reports go through
+// again, counting the failures, and those that do grow to the last, complete
+// one. A token rotated meanwhile (the file replaced) is the one the next
+// reports carry. Once the API server has answered 500 twice, the test holds
+// each attempt back (see attempts) to decide what it meets.
 func TestRealHFProgressSurvivesTheAPIServer(t *testing.T) {
 	realHF(t)
-	files := map[string]string{"config.json": `{"model_type":"p"}`, "model.safetensors": bigFile(40 << 20)}
+	files := map[string]string{"config.json": `{"model_type":"p"}`, "model.safetensors": bigFile(1 << 20)}
 	var total int64
 	for _, c := range files {
 		total += int64(len(c))
 	}
 	hub := newHub(t)
-	hub.Set("model", "org/p", hubtest.Repo{Commit: commitV1, Files: files, LFS: []string{"model.safetensors"}, Rate: 4 << 20})
+	gate := hubtest.NewGate()
+	hub.Set("model", "org/p", hubtest.Repo{Commit: commitV1, Files: files, LFS: []string{"model.safetensors"}, Gate: gate})
 	api := newFakeAPI(t, "127.0.0.1")
 	h, env := newRealHarness(t, testShell(t), hub)
 	env = withEnv(withEnv(env, progressEnv(t, h, api)), map[string]string{EnvRepoID: "org/p"})
 	api.set(api500)
 	start := time.Now()
 	s := h.start(env)
-	waitFor(t, "two 500s", func() bool { return api.countStatus(http.StatusInternalServerError) >= 2 })
-	api.set(apiRefused)
-	time.Sleep(2500 * time.Millisecond)
-	api.set(api403)
-	waitFor(t, "two 403s", func() bool { return api.countStatus(http.StatusForbidden) >= 2 })
-	api.set(apiOK)
-	waitFor(t, "a report taken", func() bool { return len(api.taken()) >= 1 })
+	waitFor(t, "two 500s", s, func() bool { return api.countStatus(http.StatusInternalServerError) >= 2 })
+	attempts := heldAttempts(t, env[EnvProgressToken])
+	// Each turn: an attempt under way (the one before it over), what the
+	// API server does for it, then its token.
+	for _, mode := range []apiMode{apiRefused, api403, api403, apiOK} {
+		f := attempts.next(s)
+		api.set(mode)
+		give(t, f, apiToken)
+	}
+	waitFor(t, "a report taken", s, func() bool { return len(api.taken()) >= 1 })
+	failing := time.Since(start)
+	// Nothing changes on disk until the gate opens: no attempt is under way.
 	rotateToken(t, env, apiToken2)
-	rotated := time.Now()
-	r := s.wait(2 * time.Minute)
+	before := len(api.taken())
+	gate.Open()
+	r := s.wait()
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.out)
 	}
-	t.Logf("the download took %v", time.Since(start))
 	checkClean(t, h, r)
 	checkNoToken(t, h, r.out)
 
 	if n := strings.Count(r.out, "hf-download: warning: cannot report progress to "+progressNS+"/"+progressCM+" (1 failed so far): HTTP 500 Internal Server Error; trying again every 1 s\n"); n != 1 {
 		t.Errorf("the first failure is logged %d times, want once:\n%s", n, r.out)
 	}
-	if n := strings.Count(r.out, "cannot report progress"); n != 1 {
-		t.Errorf("%d lines on failed reports within a minute, want 1:\n%s", n, r.out)
+	// Once, and once a minute at most after that, however long it took.
+	if n, most := strings.Count(r.out, "cannot report progress"), 1+int(failing/time.Minute); n < 1 || n > most {
+		t.Errorf("%d lines on failed reports in %v, want 1 to %d:\n%s", n, failing, most, r.out)
 	}
-	if !strings.Contains(r.out, "hf-download: progress reported to "+progressNS+"/"+progressCM+" again, after ") {
-		t.Errorf("the log does not say that reports go through again:\n%s", r.out)
+	failed := api.countStatus(http.StatusInternalServerError) + 3 // refused once, 403 twice
+	if want := fmt.Sprintf("hf-download: progress reported to %s/%s again, after %d failed reports\n", progressNS, progressCM, failed); !strings.Contains(r.out, want) {
+		t.Errorf("the log lacks %q:\n%s", want, r.out)
 	}
 	reps := api.taken()
-	if len(reps) < 3 {
-		t.Fatalf("%d reports taken, want some after the recovery and the last: %+v", len(reps), reps)
-	}
 	var tokens []string
 	for i, rep := range reps {
 		tokens = append(tokens, rep.Token)
 		if i > 0 && rep.Progress.Bytes < reps[i-1].Progress.Bytes {
 			t.Errorf("report %d: bytes went down: %+v", i, reps)
 		}
-		if rep.At.After(rotated.Add(100*time.Millisecond)) && rep.Token != "2" {
-			t.Errorf("report %d, %v after the rotation, carried token %q, want the new one", i, rep.At.Sub(rotated), rep.Token)
-		}
 	}
-	if tokens[0] != "1" || tokens[len(tokens)-1] != "2" {
-		t.Errorf("the reports' tokens %q, want the first with the old token and the last with the new", tokens)
+	if want := slices.Repeat([]string{"1"}, before); len(reps) <= before || !slices.Equal(want, tokens[:before]) || slices.ContainsFunc(tokens[before:], func(tok string) bool { return tok != "2" }) {
+		t.Errorf("the reports' tokens %q, want the first %d with the old token and the rest, one at least, with the new", tokens, before)
 	}
 	if last := reps[len(reps)-1].Progress; last.Bytes != total || last.Files != 2 {
 		t.Errorf("last report %+v, want %d bytes, 2 files", last, total)
+	}
+}
+
+// attempts holds back the reporter's attempts at a report: its token file is
+// a FIFO (through a symlink, as the kubelet's projected files are links),
+// which an attempt opens first thing and reads until the test closes it.
+type attempts struct {
+	t    *testing.T
+	path string // the token file's
+	dir  string // where the FIFOs are: not under the run's root, whose files the tests read
+	n    int
+}
+
+// heldAttempts holds back the attempts that read the token file at path,
+// from the first next until rotateToken replaces the file.
+func heldAttempts(t *testing.T, path string) *attempts {
+	return &attempts{t: t, path: path, dir: t.TempDir()}
+}
+
+// next waits until an attempt of run's reporter has opened the token file,
+// a new FIFO: the attempt before it, which opened another, is over. give lets
+// it go on.
+func (a *attempts) next(run *started) *os.File {
+	a.t.Helper()
+	a.n++
+	fifo := filepath.Join(a.dir, "token-"+strconv.Itoa(a.n))
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		a.t.Fatal(err)
+	}
+	if err := os.Symlink(fifo, a.path+".new"); err != nil {
+		a.t.Fatal(err)
+	}
+	if err := os.Rename(a.path+".new", a.path); err != nil {
+		a.t.Fatal(err)
+	}
+	opened := make(chan *os.File, 1)
+	go func() {
+		// Opening for writing waits for a reader.
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			a.t.Errorf("opening %s: %v", fifo, err)
+			return
+		}
+		opened <- f
+	}()
+	var f *os.File
+	waitFor(a.t, "an attempt at a report", run, func() bool {
+		select {
+		case f = <-opened:
+			return true
+		default:
+			return false
+		}
+	})
+	return f
+}
+
+// give hands the attempt waiting at f its token.
+func give(t *testing.T, f *os.File, token string) {
+	t.Helper()
+	if _, err := f.WriteString(token + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -572,8 +658,9 @@ func TestRealHFNoProgressWithoutItsFiles(t *testing.T) {
 // way it ends (success, failure, stall, SIGTERM to the script as a process
 // and as PID 1), never holds the lock and never has the token in its argv or
 // env. While hf writes nothing (the stub hangs) the first report is the only
-// one. Without the helper's plan (the stub's python3 cannot import
-// huggingface_hub), the totals are 0 and the last report's are what is there.
+// one; the stall comes once it is in, on the test's clock. Without the
+// helper's plan (the stub's python3 cannot import huggingface_hub), the
+// totals are 0 and the last report's are what is there.
 func TestProgressReporterStops(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -603,17 +690,24 @@ func TestProgressReporterStops(t *testing.T) {
 			}
 			api := newFakeAPI(t, "127.0.0.1")
 			env := withEnv(progressEnv(t, h, api), tc.env)
+			var clock func(seconds int)
+			if tc.hangs && !tc.term {
+				clock = h.stoppedClock(0)
+				h.deadline = stallDeadline
+			}
 			s := h.start(env)
 			if tc.hangs {
-				waitFor(t, "the first report", func() bool { return len(api.taken()) >= 1 })
+				waitFor(t, "the first report", s, func() bool { return len(api.taken()) >= 1 })
 				pids := reporters(t, h)
 				if len(pids) != 1 {
 					t.Fatalf("reporters %v, want one", pids)
 				}
 				checkReporterProcess(t, pids[0])
 			}
+			if clock != nil {
+				clock(3) // the stall timeout, since hf started
+			}
 			if tc.term {
-				time.Sleep(1500 * time.Millisecond) // an interval and more: nothing changed, no report
 				shell := s.cmd.Process.Pid
 				if tc.pid1 {
 					shell = childOf(t, shell)
@@ -622,7 +716,7 @@ func TestProgressReporterStops(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			r := s.wait(30 * time.Second)
+			r := s.wait()
 			if tc.want == "" {
 				if r.code != 0 {
 					t.Fatalf("exit %d\n%s", r.code, r.out)
@@ -715,15 +809,15 @@ func TestRealHFProgressOverIPv6(t *testing.T) {
 }
 
 // TestProgressReporterOutlivesNoScript: a script killed outright (SIGKILL,
-// no trap runs) leaves its reporter, which ends within an interval or two
-// once it finds the script gone.
+// no trap runs) leaves its reporter, which ends by itself once it finds the
+// script gone (it looks every interval); hf, left running, is the test's to
+// kill.
 func TestProgressReporterOutlivesNoScript(t *testing.T) {
 	h := newHarness(t)
 	api := newFakeAPI(t, "127.0.0.1")
 	s := h.start(withEnv(progressEnv(t, h, api), map[string]string{"HFSTUB_MODE": "hang"}))
-	waitFor(t, "the first report", func() bool { return len(api.taken()) >= 1 })
-	hf := waitPidFile(t, h.record+".pid", s.done)
-	t.Cleanup(func() { _ = syscall.Kill(hf, syscall.SIGKILL) })
+	waitFor(t, "the first report", s, func() bool { return len(api.taken()) >= 1 })
+	waitPidFile(t, h.record+".pid", s)
 	if pids := reporters(t, h); len(pids) != 1 {
 		t.Fatalf("reporters %v, want one", pids)
 	}
@@ -731,30 +825,22 @@ func TestProgressReporterOutlivesNoScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait reaps the script, then waits for its output, which the stub hf
-	// (left running too) still holds: the script's end is its pid's.
-	waitFor(t, "the script's end", func() bool { return errors.Is(syscall.Kill(s.cmd.Process.Pid, 0), syscall.ESRCH) })
-	killed := time.Now()
-	waitFor(t, "the reporter's end", func() bool { return len(reporters(t, h)) == 0 })
-	if took := time.Since(killed); took > 3*time.Second {
-		t.Errorf("the reporter ended %v after the script, want within 2 intervals (1 s)", took)
-	}
+	// still holds: the script's end is its reaping.
+	waitFor(t, "the script's end", nil, func() bool { return errors.Is(s.cmd.Process.Signal(syscall.Signal(0)), os.ErrProcessDone) })
+	waitFor(t, "the reporter's end", nil, func() bool { return len(reporters(t, h)) == 0 })
 }
 
 // TestProgressAPIServerHangs: an API server that takes a report and never
-// answers costs a download 5 s at most: the last report gives up then, says
-// so, and the download succeeds.
+// answers (until the client goes away) does not hold the download: the last
+// report gives up after its timeout (5 s), says so, and the download
+// succeeds.
 func TestProgressAPIServerHangs(t *testing.T) {
 	h := newHarness(t)
 	api := newFakeAPI(t, "127.0.0.1")
 	api.set(apiHang)
-	start := time.Now()
 	r := h.run(progressEnv(t, h, api))
-	took := time.Since(start)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.out)
-	}
-	if took > 8*time.Second {
-		t.Errorf("the download took %v, want the 5 s of the last report's timeout at most, and little more", took)
 	}
 	if want := "hf-download: warning: cannot send the final progress report to " + progressNS + "/" + progressCM + ": TimeoutError: "; !strings.Contains(r.out, want) {
 		t.Errorf("the log lacks %q:\n%s", want, r.out)

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hfops/function-hf-download/hubtest"
 )
@@ -81,7 +82,13 @@ func TestUnderBusybox(t *testing.T) {
 	if busybox(t) == "" {
 		missingTool(t, "no busybox (run `bash hack/hf.sh` from the repository root)")
 	}
-	cmd := exec.Command(os.Args[0], "-test.count=1", "-test.run=.", "-test.skip=^(TestUnderBusybox|TestRealHF.*)$")
+	args := []string{"-test.count=1", "-test.run=.", "-test.skip=^(TestUnderBusybox|TestMissingBusybox|TestRealHF.*)$"}
+	// Its own timeout before this binary's, so that a hang there prints
+	// which test hangs.
+	if d, ok := t.Deadline(); ok {
+		args = append(args, "-test.timeout="+(time.Until(d)*9/10).String())
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "SCRIPT_TEST_SHELL=busybox sh")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -89,6 +96,34 @@ func TestUnderBusybox(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte("PASS")) {
 		t.Fatalf("the tests under busybox sh said:\n%s", out)
+	}
+}
+
+// TestMissingBusybox: without busybox the script is not tried under its sh,
+// which fails the tests under CI and only skips them elsewhere: nothing
+// passes silently in CI.
+func TestMissingBusybox(t *testing.T) {
+	noBusybox := t.TempDir() // PATH: no busybox there, nor anything else
+	for _, tc := range []struct {
+		ci   string
+		want string // the line of go test's verdict
+	}{
+		{ci: "true", want: "--- FAIL: TestUnderBusybox"},
+		{ci: "", want: "--- SKIP: TestUnderBusybox"},
+	} {
+		t.Run("CI="+tc.ci, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.count=1", "-test.v", "-test.run=^TestUnderBusybox$")
+			for _, kv := range os.Environ() {
+				if k, _, _ := strings.Cut(kv, "="); k != "PATH" && k != "CI" && k != "SCRIPT_TEST_SHELL" {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(cmd.Env, "PATH="+noBusybox, "CI="+tc.ci)
+			out, _ := cmd.CombinedOutput()
+			if !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), "busybox is not installed") {
+				t.Errorf("the tests without busybox, CI=%q, said (want %q and why):\n%s", tc.ci, tc.want, out)
+			}
+		})
 	}
 }
 
@@ -140,7 +175,11 @@ func newRealHarness(t *testing.T, sh []string, hub *hubtest.Hub) (*harness, map[
 		"HF_HOME":                     filepath.Join(h.root, "hf-home"),
 		"HF_HUB_DISABLE_TELEMETRY":    "1",
 		"HF_HUB_DISABLE_UPDATE_CHECK": "1",
-		EnvToken:                      realHFToken,
+		// hf's read timeout (10 s by default) must not end a body that a
+		// test holds back at the Hub's gate: the watchdog, or the run's
+		// deadline, ends a stall.
+		"HF_HUB_DOWNLOAD_TIMEOUT": "3600",
+		EnvToken:                  realHFToken,
 	}
 	return h, env
 }

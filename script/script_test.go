@@ -2,6 +2,7 @@ package script
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,10 +14,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hfops/function-hf-download/hubtest"
 )
 
 // The tests run the real script under the host's sh (dash here, as in most
@@ -26,6 +31,12 @@ import (
 // (the command line that stands for sh, split at spaces; under busybox the
 // tools are busybox's applets too). realhf_test.go runs the real hf CLI
 // against a fake Hub under both.
+
+// hangDeadline ends a run of the script, or a wait for what it does, that
+// hangs. It is far beyond what any takes on a busy machine, so that it fires
+// only on a hang, and then fails that test by name, with what the run wrote so
+// far, rather than the whole binary at its timeout.
+const hangDeadline = 3 * time.Minute
 
 const (
 	commitA = "0123456789abcdef0123456789abcdef01234567"
@@ -174,6 +185,9 @@ type harness struct {
 	dir    string // default HFDL_LOCAL_DIR
 	runs   int
 	record string // the last run's call record
+	// deadline ends each run that hangs: hangDeadline, unless a test needs
+	// a hang found sooner.
+	deadline time.Duration
 }
 
 // testShell is the command line that runs the script: SCRIPT_TEST_SHELL, or
@@ -220,6 +234,8 @@ func newHarnessShell(t *testing.T, sh []string) *harness {
 		tools: filepath.Join(root, "tools"),
 		work:  filepath.Join(root, "work"),
 		dir:   filepath.Join(root, "models", "org", "name"),
+
+		deadline: hangDeadline,
 	}
 	for _, d := range []string{h.stubs, h.tools, h.work, filepath.Join(root, "home"), filepath.Join(root, "tmp"), filepath.Join(root, "stubsrc")} {
 		mustMkdir(t, d)
@@ -256,6 +272,29 @@ func newHarnessShell(t *testing.T, sh []string) *harness {
 	return h
 }
 
+// stoppedClock makes the script's clock, `date +%s` (the watchdog's), stand
+// at seconds until the function it returns sets it; the script's other dates
+// are real. A stall then comes when the test says, however fast the machine.
+func (h *harness) stoppedClock(seconds int) func(seconds int) {
+	h.t.Helper()
+	clock := filepath.Join(h.root, "clock")
+	set := func(seconds int) {
+		mustWrite(h.t, clock+".new", strconv.Itoa(seconds)+"\n")
+		if err := os.Rename(clock+".new", clock); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	set(seconds)
+	mustWriteExec(h.t, filepath.Join(h.stubs, "date"), `#!/bin/sh
+if [ "$*" = +%s ]; then
+	read -r now <'`+clock+`' && printf '%s\n' "$now"
+	exit
+fi
+exec '`+filepath.Join(h.tools, "date")+`' "$@"
+`)
+	return set
+}
+
 func (h *harness) termLog() string { return filepath.Join(h.root, "termination-log") }
 
 func (h *harness) markerPath() string { return filepath.Join(h.dir, MarkerFile) }
@@ -273,12 +312,27 @@ func (h *harness) run(overrides map[string]string) result {
 // runKeepTermLog is run, with whatever the termination log already holds.
 func (h *harness) runKeepTermLog(overrides map[string]string) result {
 	h.t.Helper()
-	cmd, out := h.command(overrides)
-	return h.finish(cmd.Run(), out)
+	return h.start(overrides).wait()
 }
 
-// command is the script's run for overrides, not yet started, and where its output goes.
-func (h *harness) command(overrides map[string]string) (*exec.Cmd, *bytes.Buffer) {
+// started is a run of the script under way, in a process group of its own
+// (the script, hf, the watchdog, the reporter, a stub's sleep): wait ends it
+// and returns its result.
+type started struct {
+	h    *harness
+	cmd  *exec.Cmd
+	out  *hubtest.SyncBuffer // stdout and stderr, as they come
+	done chan struct{}       // closed once the script has ended and no process holds its output
+	err  error               // Wait's, once done is closed
+	// killed says that the run's deadline came first and killed the group.
+	killed atomic.Bool
+}
+
+// start starts the script as run does. When h.deadline has passed since,
+// the whole process group is killed, and wait or waitFor fail the test with
+// the output so far; the test's end kills it too.
+func (h *harness) start(overrides map[string]string) *started {
+	h.t.Helper()
 	h.runs++
 	h.record = filepath.Join(h.root, fmt.Sprintf("record-%d", h.runs))
 	env := map[string]string{
@@ -302,26 +356,109 @@ func (h *harness) command(overrides map[string]string) (*exec.Cmd, *bytes.Buffer
 		}
 		env[k] = v
 	}
-	cmd := exec.Command(h.sh[0], append(append([]string{}, h.sh[1:]...), "-c", Text, "hf-download")...)
-	cmd.Dir = h.work
+	ctx, cancel := context.WithTimeout(context.Background(), h.deadline)
+	s := &started{h: h, out: &hubtest.SyncBuffer{}, done: make(chan struct{})}
+	s.cmd = exec.CommandContext(ctx, h.sh[0], append(append([]string{}, h.sh[1:]...), "-c", Text, "hf-download")...)
+	s.cmd.Dir = h.work
 	for _, k := range sortedKeys(env) {
-		cmd.Env = append(cmd.Env, k+"="+env[k])
+		s.cmd.Env = append(s.cmd.Env, k+"="+env[k])
 	}
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	return cmd, &out
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.Cancel = func() error {
+		s.killed.Store(true)
+		return s.kill()
+	}
+	// A process the script left behind may hold its output: Wait waits for
+	// it no longer than a hang.
+	s.cmd.WaitDelay = h.deadline
+	if err := s.cmd.Start(); err != nil {
+		cancel()
+		h.t.Fatal(err)
+	}
+	go func() {
+		s.err = s.cmd.Wait()
+		cancel()
+		close(s.done)
+	}()
+	h.t.Cleanup(func() {
+		select {
+		case <-s.done:
+			// Nothing holds the group's number any more: it may be another's.
+		default:
+			_ = s.kill()
+			<-s.done
+		}
+	})
+	return s
+}
+
+// kill kills the run's process group. Only while done is open: until then
+// the script, or a process of its group, holds the group's number.
+func (s *started) kill() error {
+	return syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+}
+
+// wait waits for the run's end and returns its result.
+func (s *started) wait() result {
+	s.h.t.Helper()
+	<-s.done
+	s.failIfKilled("")
+	return s.h.finish(s.err, s.out.String())
+}
+
+// failIfKilled fails the test when the run's deadline killed it, before what
+// when the test waited for something.
+func (s *started) failIfKilled(what string) {
+	s.h.t.Helper()
+	if !s.killed.Load() {
+		return
+	}
+	if what != "" {
+		what = ", before " + what
+	}
+	s.h.t.Fatalf("%s: the script still ran %v after it started%s: its process group is killed. Its output so far:\n%s",
+		s.h.t.Name(), s.h.deadline, what, s.out.String())
+}
+
+// waitFor waits until cond holds, polling. It fails the test if run (unless
+// nil) ends first, or its deadline kills it, or after hangDeadline.
+func waitFor(t *testing.T, what string, run *started, cond func() bool) {
+	t.Helper()
+	var ended <-chan struct{}
+	if run != nil {
+		ended = run.done
+	}
+	deadline := time.NewTimer(hangDeadline)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ended:
+			if cond() {
+				return
+			}
+			run.failIfKilled(what)
+			t.Fatalf("%s: the script ended (%v) before %s; its output:\n%s", t.Name(), run.err, what, run.out.String())
+		case <-deadline.C:
+			t.Fatalf("%s: still no %s after %v", t.Name(), what, hangDeadline)
+		case <-tick.C:
+		}
+	}
 }
 
 // finish is the result of a run that ended with err.
-func (h *harness) finish(err error, out *bytes.Buffer) result {
+func (h *harness) finish(err error, out string) result {
 	h.t.Helper()
-	r := result{out: out.String(), calls: h.calls()}
+	r := result{out: out, calls: h.calls()}
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
 	case errors.As(err, &exit):
 		r.code = exit.ExitCode()
+	case errors.Is(err, exec.ErrWaitDelay):
+		h.t.Fatalf("the script ended, but a process it left still held its output %v later:\n%s", h.deadline, r.out)
 	default:
 		h.t.Fatalf("running the script: %v", err)
 	}
@@ -477,8 +614,9 @@ func checkMarker(t *testing.T, h *harness, want marker, since time.Time) {
 	} else if at.Before(since.Truncate(time.Second)) || at.After(time.Now().Add(time.Second)) {
 		t.Errorf("completedAt %s is not the time of the run (%s)", at, since)
 	}
-	if got.Seconds < 0 || got.Seconds > 30 {
-		t.Errorf("seconds = %d, want the run's duration", got.Seconds)
+	// Whole seconds of the script's clock, within the test's measure of it.
+	if took := time.Since(since); got.Seconds < 0 || time.Duration(got.Seconds)*time.Second > took+time.Second {
+		t.Errorf("seconds = %d, want the run's duration (at most %v)", got.Seconds, took)
 	}
 	got.CompletedAt, got.Seconds = "", 0
 	if diff := cmp.Diff(want, got); diff != "" {

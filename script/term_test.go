@@ -8,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // TestTermStopsHF: the kubelet stops a pod with TERM to its PID 1, the shell running the
@@ -38,29 +37,17 @@ func TestTermStopsHF(t *testing.T) {
 				// passes nothing on, so the test signals the shell through its own pid.
 				h.sh = append([]string{unshare, "--pid", "--fork", "--kill-child"}, h.sh...)
 			}
-			cmd, out := h.command(map[string]string{"HFSTUB_MODE": "hang"})
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-
-			hfPid := waitPidFile(t, h.record+".pid", done)
-			shell := cmd.Process.Pid
+			s := h.start(map[string]string{"HFSTUB_MODE": "hang"})
+			hfPid := waitPidFile(t, h.record+".pid", s)
+			shell := s.cmd.Process.Pid
 			if tc.pid1 {
-				shell = childOf(t, cmd.Process.Pid)
+				shell = childOf(t, shell)
 			}
 			if err := syscall.Kill(shell, syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			var runErr error
-			select {
-			case runErr = <-done:
-			case <-time.After(20 * time.Second):
-				_ = cmd.Process.Kill()
-				t.Fatalf("the script still runs 20 s after TERM; output:\n%s", out)
-			}
-			r := h.finish(runErr, out)
+			// hf hangs for ten minutes: only the TERM can end this run.
+			r := s.wait()
 			if r.code != 1 {
 				t.Errorf("exit code %d, want 1; output:\n%s", r.code, r.out)
 			}
@@ -75,27 +62,21 @@ func TestTermStopsHF(t *testing.T) {
 	}
 }
 
-// waitPidFile waits until the stub hf has written its pid (in its own PID namespace, when
-// there is one) to path, failing if the run ends first.
-func waitPidFile(t *testing.T, path string, done <-chan error) int {
+// waitPidFile waits until the stub hf of run has written its pid (in its own PID namespace,
+// when there is one) to path.
+func waitPidFile(t *testing.T, path string, run *started) int {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(path); err == nil && strings.HasSuffix(string(b), "\n") {
-			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return pid
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the script ended (%v) before hf started", err)
-		case <-time.After(20 * time.Millisecond):
-		}
+	var b []byte
+	waitFor(t, "hf's pid in "+path, run, func() bool {
+		var err error
+		b, err = os.ReadFile(path)
+		return err == nil && strings.HasSuffix(string(b), "\n")
+	})
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("hf did not start within 20 s")
-	return 0
+	return pid
 }
 
 // childOf is the only child of pid: the shell unshare --fork started.
