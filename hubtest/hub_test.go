@@ -300,6 +300,46 @@ func mapValues(m map[string]string) []string {
 	return out
 }
 
+// TestSeenFor: a repo's requests are those of its revision, tree and file
+// endpoints, answered or not, in order; not those of a repo whose id starts
+// alike, of the dataset of the same id, or of no repo.
+func TestSeenFor(t *testing.T) {
+	h := newHub(t)
+	h.Set("model", "org/a", Repo{Commit: commit, Files: files})
+	h.Set("model", "org/ab", Repo{Commit: commit, Files: files})
+	h.Set("dataset", "org/a", Repo{Commit: commit, Files: files})
+	for _, p := range []string{
+		"/api/agent-harnesses",
+		"/api/models/org/a/revision/main",
+		"/api/models/org/ab/revision/main",
+		"/api/datasets/org/a/revision/main",
+		"/api/models/org/a/tree/" + commit + "?recursive=true",
+		"/org/ab/resolve/main/config.json",
+		"/datasets/org/a/resolve/main/config.json",
+		"/org/a/resolve/main/nope",
+		"/org/a/resolve/" + commit + "/config.json",
+	} {
+		get(t, h, http.MethodGet, p, "")
+	}
+	for _, tc := range []struct {
+		repoType, repoID string
+		want             []string
+	}{
+		{"model", "org/a", []string{
+			"GET /api/models/org/a/revision/main",
+			"GET /api/models/org/a/tree/" + commit + "?recursive=true",
+			"GET /org/a/resolve/main/nope",
+			"GET /org/a/resolve/" + commit + "/config.json",
+		}},
+		{"dataset", "org/a", []string{"GET /api/datasets/org/a/revision/main", "GET /datasets/org/a/resolve/main/config.json"}},
+		{"model", "org/none", nil},
+	} {
+		if diff := cmp.Diff(tc.want, h.SeenFor(tc.repoType, tc.repoID)); diff != "" {
+			t.Errorf("SeenFor(%q, %q) (-want +got):\n%s", tc.repoType, tc.repoID, diff)
+		}
+	}
+}
+
 // TestSetCopies: what a test changes in a Repo after Set does not change what
 // the Hub serves.
 func TestSetCopies(t *testing.T) {
