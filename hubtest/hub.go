@@ -90,8 +90,10 @@ func (h *Hub) Close() {
 }
 
 // Set makes the Hub serve repo as repoType ("model" or "dataset") repoID
-// ("org/name"), replacing what it served there before. The Hub keeps its own
-// copy of repo. Set panics on another repo type or a repo id of another form.
+// ("org/name"), replacing what it served there before: for the requests that
+// come next, as a request already being answered keeps the repo it was routed
+// with. The Hub keeps its own copy of repo. Set panics on another repo type or
+// a repo id of another form.
 func (h *Hub) Set(repoType, repoID string, repo Repo) {
 	if repoType != "model" && repoType != "dataset" {
 		panic("hubtest: repo type " + repoType + " is neither model nor dataset")

@@ -440,6 +440,25 @@ func TestSetCopies(t *testing.T) {
 	}
 }
 
+// TestSetLeavesRequestsInFlight: what Set changes, the requests that come next
+// get; a request already being answered keeps the repo it was routed with (a
+// slow body goes on at its pace).
+func TestSetLeavesRequestsInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := pipeHub(t)
+		h.Set("model", "org/m", Repo{Commit: commit, Files: map[string]string{"f": "abc"}, Rate: 1})
+		start := time.Now()
+		slow := stream(t.Context(), t, h, "/org/m/resolve/main/f")
+		h.Set("model", "org/m", Repo{Commit: commit, Files: map[string]string{"f": "abc"}})
+		if r := get(t, h, http.MethodGet, "/org/m/resolve/main/f", ""); r.Body != "abc" || time.Since(start) != 0 {
+			t.Errorf("after Set: %q after %v, want the whole file at once", r.Body, time.Since(start))
+		}
+		if body, err := io.ReadAll(slow.Body); err != nil || string(body) != "abc" || time.Since(start) != 3*time.Second {
+			t.Errorf("the request before Set: %q (%v) after %v, want the file at a byte a second", body, err, time.Since(start))
+		}
+	})
+}
+
 // TestSetPanics: Set refuses repo types and ids the Hub could never serve.
 func TestSetPanics(t *testing.T) {
 	for _, tc := range []struct{ repoType, repoID string }{
