@@ -63,6 +63,15 @@ func applyRealDownloadOn(t *testing.T, n *node, name string, prepare func(volume
 	if prepare != nil {
 		prepare(volume)
 	}
+	// What the Hub saw of the test's repos says, when it fails, how far its pods got.
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range models {
+				repo, _ := m.(map[string]any)["name"].(string)
+				t.Logf("the Hub's requests for %s: %q", repo, n.hub.SeenFor("model", repo))
+			}
+		}
+	})
 	md := applyIn(t, ns, xr, name, func(spec map[string]any) {
 		spec["crossplane"] = map[string]any{"compositionRef": map[string]any{"name": realNodeComposition}}
 		spec["models"] = models
@@ -495,8 +504,13 @@ func TestRealDownloadStallResumes(t *testing.T) {
 	n := useNode(t)
 	repo := newRepo(t, "acme/stalling")
 	models := []any{map[string]any{"name": repo, "retryCount": int64(1)}}
+	// The watchdog's clock runs from hf's start, so an hf that takes longer than this to ask
+	// for the body (the first attempt) or write its first byte (the retry) fails the test.
+	// On a quarter of a CPU, beside the progress reporter, hf takes some 18 s to get there
+	// on a quiet machine; a busy one makes that several times longer, and 30 s was not enough.
+	const stallTimeout = 120
 	md := applyRealDownload(t, n, "real-stall", models, func(spec map[string]any) {
-		spec["settings"].(map[string]any)["stallTimeoutSeconds"] = int64(30)
+		spec["settings"].(map[string]any)["stallTimeoutSeconds"] = int64(stallTimeout)
 	})
 	commit, tok := newCommit(t), exampleToken(t, md.ns)
 	files := map[string]string{"model.safetensors": safetensors(t, 32, 32)}
@@ -516,7 +530,7 @@ func TestRealDownloadStallResumes(t *testing.T) {
 	})
 	n.hub.Set("model", repo, hubtest.Repo{Commit: commit, Files: files, LFS: []string{"model.safetensors"}, Token: tok})
 
-	xr := md.waitModel(t, repo, 3*time.Minute, "Completed by the Job's retry", phaseIs("Completed"))
+	xr := md.waitModel(t, repo, stallTimeout*time.Second+5*time.Minute, "Completed by the Job's retry", phaseIs("Completed"))
 	m := statusModel(xr, repo)
 	if m["commit"] != commit || m["verified"] != true {
 		t.Errorf("status after the retry: %v; want commit %s, verified", m, commit)
@@ -530,7 +544,7 @@ func TestRealDownloadStallResumes(t *testing.T) {
 	if cs := pods[0].Status.ContainerStatuses; len(cs) == 1 && cs[0].State.Terminated != nil {
 		stalled = cs[0].State.Terminated.Message
 	}
-	if !strings.Contains(stalled, "stalled: no progress for 30 s") {
+	if !strings.Contains(stalled, fmt.Sprintf("stalled: no progress for %d s", stallTimeout)) {
 		t.Errorf("the first pod's termination message %q, want it stalled", stalled)
 	}
 	t.Logf("the stalled pod's reason: %s", strings.TrimSpace(stalled))
