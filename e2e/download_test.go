@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
@@ -62,6 +63,15 @@ func applyRealDownloadOn(t *testing.T, n *node, name string, prepare func(volume
 	if prepare != nil {
 		prepare(volume)
 	}
+	// What the Hub saw of the test's repos says, when it fails, how far its pods got.
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range models {
+				repo, _ := m.(map[string]any)["name"].(string)
+				t.Logf("the Hub's requests for %s: %q", repo, n.hub.SeenFor("model", repo))
+			}
+		}
+	})
 	md := applyIn(t, ns, xr, name, func(spec map[string]any) {
 		spec["crossplane"] = map[string]any{"compositionRef": map[string]any{"name": realNodeComposition}}
 		spec["models"] = models
@@ -91,7 +101,21 @@ func exampleToken(t *testing.T, ns string) string {
 // newCommit is a commit id no other test's repo has.
 func newCommit(t *testing.T) string {
 	t.Helper()
-	b := make([]byte, 20)
+	return randomHex(t, 20)
+}
+
+// newRepo is a model repo id of the form org/<name>-<random>: one that no other test, nor
+// an earlier run of this one (-count), serves on the shared Hub, so that what the Hub saw of
+// it (SeenFor) is this test's alone.
+func newRepo(t *testing.T, id string) string {
+	t.Helper()
+	return id + "-" + randomHex(t, 3)
+}
+
+// randomHex is n random bytes in hex.
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +217,7 @@ func terminationMessages(t *testing.T, ns string) map[string]string {
 func TestRealDownload(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
-	const repo = "acme/tiny-chat"
+	repo := newRepo(t, "acme/tiny-chat")
 	files := map[string]string{
 		"config.json":       `{"architectures":["LlamaForCausalLM"],"model_type":"llama","torch_dtype":"bfloat16","max_position_embeddings":4096,"hidden_size":64}`,
 		"model.safetensors": safetensors(t, 64, 64),
@@ -246,7 +270,7 @@ func TestRealDownload(t *testing.T) {
 	t.Logf("the summary of the real download (its pod's termination message): %s", msgs[m["jobName"].(string)])
 
 	// The same model again, by another ModelDownload on the same volume.
-	before, _ := n.hub.Seen()
+	before := len(n.hub.SeenFor("model", repo))
 	second := applyIn(t, md.ns, exampleXR(t), "real-download-again", func(spec map[string]any) {
 		spec["crossplane"] = map[string]any{"compositionRef": map[string]any{"name": realNodeComposition}}
 		spec["models"] = models
@@ -258,8 +282,8 @@ func TestRealDownload(t *testing.T) {
 		again["verified"] != true || !cmp.Equal(again["card"], wantCard) {
 		t.Errorf("second ModelDownload's status: %v; want commit %s, 3 files, %d bytes, 0 seconds (the marker), verified, the card", again, commit, wantBytes)
 	}
-	if after, _ := n.hub.Seen(); len(after) != len(before) {
-		t.Errorf("the second download asked the Hub %v; a complete download must stop at its marker", after[len(before):])
+	if after := n.hub.SeenFor("model", repo); len(after) != before {
+		t.Errorf("the second download asked the Hub %v; a complete download must stop at its marker", after[before:])
 	}
 	second.delete(t)
 
@@ -304,7 +328,7 @@ func safetensors(t *testing.T, rows, cols int) string {
 func TestRealDownloadPrivateRepoWithoutToken(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
-	const repo = "acme/private-weights"
+	repo := newRepo(t, "acme/private-weights")
 	models := []any{map[string]any{"name": repo, "retryCount": int64(0)}}
 	md := applyRealDownload(t, n, "real-no-token", models, func(spec map[string]any) { delete(spec, "hfTokenRef") })
 	n.hub.Set("model", repo, hubtest.Repo{Commit: newCommit(t), Files: map[string]string{"config.json": "{}"}, Token: exampleToken(t, md.ns)})
@@ -326,53 +350,69 @@ func TestRealDownloadPrivateRepoWithoutToken(t *testing.T) {
 }
 
 // TestRealDownloadStopsWhenDeleted: deleting a ModelDownload whose download is running
-// stops its pod before the pod's grace period is over (the script ends hf on TERM), and
-// leaves no marker.
+// stops its pod on TERM (the script, PID 1 of its container, ends hf and exits with its
+// reason) rather than by KILL at the end of its grace period, and leaves no marker.
 func TestRealDownloadStopsWhenDeleted(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
-	const repo = "acme/huge-weights"
+	repo := newRepo(t, "acme/huge-weights")
 	big := "model.safetensors"
 	models := []any{map[string]any{"name": repo}}
 	md := applyRealDownload(t, n, "real-deleted", models, nil)
-	// 8 MiB at 64 KiB/s: two minutes, far longer than the test waits.
-	n.hub.Set("model", repo, hubtest.Repo{Commit: newCommit(t), Files: map[string]string{big: strings.Repeat("x", 8<<20)}, Token: exampleToken(t, md.ns), Rate: 64 << 10})
+	// 32 MiB at 32 KiB/s: some 17 minutes, so the download runs until the test stops it.
+	n.hub.Set("model", repo, hubtest.Repo{Commit: newCommit(t), Files: map[string]string{big: strings.Repeat("x", 32<<20)}, Token: exampleToken(t, md.ns), Rate: 32 << 10})
 
 	ctx := context.Background()
 	waitFor(t, 3*time.Minute, "the download of "+big+" under way", func() (bool, string) {
-		reqs, _ := n.hub.Seen()
-		for _, r := range reqs {
+		for _, r := range n.hub.SeenFor("model", repo) {
 			if strings.HasPrefix(r, "GET /"+repo+"/resolve/") && strings.HasSuffix(r, "/"+big) {
 				return true, ""
 			}
 		}
 		return false, describePods(md.ns)
 	})
-	pods, err := nodePods(ctx, md.ns)
-	if err != nil || len(pods) != 1 || pods[0].Status.Phase != corev1.PodRunning {
-		t.Fatalf("want one running pod on the node, got %s (%v)", describePods(md.ns), err)
+	var pod corev1.Pod
+	waitFor(t, time.Minute, "its pod Running on the node", func() (bool, string) {
+		pods, err := nodePods(ctx, md.ns)
+		if err != nil || len(pods) != 1 || pods[0].Status.Phase != corev1.PodRunning {
+			return false, fmt.Sprintf("%s (%v)", describePods(md.ns), err)
+		}
+		pod = pods[0]
+		return true, ""
+	})
+	// Watched from here on, the pod's last state, in the event of its deletion, says how
+	// its container ended.
+	w, err := cluster.kube.CoreV1().Pods(md.ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + pod.Name, ResourceVersion: pod.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
 	}
-	pod := pods[0]
-	grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
+	defer w.Stop()
 
 	if err := md.x.apply.delete(ctx, md.obj); err != nil {
 		t.Fatal(err)
 	}
-	// A pod marked for deletion carries the moment its grace period ends as its
-	// deletionTimestamp: the kubelet sends TERM at once and KILL then.
-	var deadline *metav1.Time
-	waitGone(t, 2*time.Minute, "pod "+pod.Name, func(ctx context.Context) error {
-		p, err := cluster.kube.CoreV1().Pods(md.ns).Get(ctx, pod.Name, metav1.GetOptions{})
-		if err == nil && deadline == nil {
-			deadline = p.DeletionTimestamp
+	var last *corev1.Pod
+	for hung := time.After(2 * time.Minute); last == nil; {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatalf("the watch of pod %s ended before the pod went", pod.Name)
+			}
+			if p, isPod := ev.Object.(*corev1.Pod); isPod && ev.Type == watch.Deleted {
+				last = p
+			}
+		case <-hung:
+			t.Fatalf("pod %s still there 2 minutes after its ModelDownload was deleted: %s", pod.Name, describePods(md.ns))
 		}
-		return err
-	})
-	if deadline == nil {
-		t.Fatalf("pod %s went without being seen marked for deletion", pod.Name)
 	}
-	if gone := time.Now(); !gone.Before(deadline.Time) {
-		t.Errorf("pod %s was still there at %s, the end of its grace period (%s): TERM did not stop it", pod.Name, deadline.Format(time.TimeOnly), grace)
+	var ended *corev1.ContainerStateTerminated
+	if cs := last.Status.ContainerStatuses; len(cs) == 1 {
+		ended = cs[0].State.Terminated
+	}
+	// KILL, at the end of the grace period, would end the container with 128+9 and
+	// without the script's reason.
+	if ended == nil || ended.ExitCode == 128+int32(syscall.SIGKILL) || !strings.Contains(ended.Message, "stopped by SIGTERM") {
+		t.Errorf("pod %s's container ended %+v; want it stopped by TERM with the script's reason, not killed", pod.Name, ended)
 	}
 	waitGone(t, 2*time.Minute, "the ModelDownload", func(context.Context) error {
 		_, err := md.get()
@@ -389,7 +429,7 @@ func TestRealDownloadStopsWhenDeleted(t *testing.T) {
 func TestRealRetryByRevision(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
-	const good, bad = "acme/good-model", "acme/late-model"
+	good, bad := newRepo(t, "acme/good-model"), newRepo(t, "acme/late-model")
 	models := []any{
 		map[string]any{"name": good},
 		map[string]any{"name": bad, "revision": "v1", "retryCount": int64(0)},
@@ -431,7 +471,7 @@ func TestRealRetryByRevision(t *testing.T) {
 func TestRealDownloadTooBigForTheVolume(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
-	const repo = "acme/too-big"
+	repo := newRepo(t, "acme/too-big")
 	models := []any{map[string]any{"name": repo, "retryCount": int64(0)}}
 	small := func(dir string) {
 		if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=1m,mode=0755,uid=%d,gid=%d", volumeOwner, volumeOwner)); err != nil {
@@ -446,48 +486,68 @@ func TestRealDownloadTooBigForTheVolume(t *testing.T) {
 	xr := md.waitModel(t, repo, 3*time.Minute, "Failed", phaseIs("Failed"))
 	msg, _ := statusModel(xr, repo)["message"].(string)
 	t.Logf("status message of a model too big for its volume: %s", msg)
-	if !regexp.MustCompile(`^download of acme/too-big@main failed: needs 4\.2 MB, [0-9.]+ (MB|kB) free on PVC models-pvc`).MatchString(msg) {
+	if !regexp.MustCompile(`^download of ` + regexp.QuoteMeta(repo) + `@main failed: needs 4\.2 MB, [0-9.]+ (MB|kB) free on PVC models-pvc`).MatchString(msg) {
 		t.Errorf("status message %q, want the bytes needed and free and the PVC named", msg)
 	}
-	reqs, _ := n.hub.Seen()
-	for _, r := range reqs {
+	for _, r := range n.hub.SeenFor("model", repo) {
 		if strings.HasPrefix(r, "GET /"+repo+"/resolve/") {
 			t.Errorf("the Job downloaded (%s) though the volume was too small", r)
 		}
 	}
 }
 
-// TestRealDownloadStallResumes: the Hub stalls every file body; the watchdog stops hf
-// after settings.stallTimeoutSeconds and the pod fails as stalled; the Hub recovers and
-// the Job's retry completes the download.
+// TestRealDownloadStallResumes: the first attempt's file body comes so slowly that nothing
+// lands on disk; the watchdog stops hf after settings.stallTimeoutSeconds and the pod fails
+// as stalled; the Job's retry, which the Hub serves at full speed, completes the download.
 func TestRealDownloadStallResumes(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
-	const repo = "acme/stalling"
+	repo := newRepo(t, "acme/stalling")
 	models := []any{map[string]any{"name": repo, "retryCount": int64(1)}}
+	// The watchdog's clock runs from hf's start, so an hf that takes longer than this to ask
+	// for the body (the first attempt) or write its first byte (the retry) fails the test.
+	// On a quarter of a CPU, beside the progress reporter, hf takes some 18 s to get there
+	// on a quiet machine; a busy one makes that several times longer, and 30 s was not enough.
+	const stallTimeout = 120
 	md := applyRealDownload(t, n, "real-stall", models, func(spec map[string]any) {
-		spec["settings"].(map[string]any)["stallTimeoutSeconds"] = int64(30)
+		spec["settings"].(map[string]any)["stallTimeoutSeconds"] = int64(stallTimeout)
 	})
 	commit, tok := newCommit(t), exampleToken(t, md.ns)
 	files := map[string]string{"model.safetensors": safetensors(t, 32, 32)}
-	n.hub.Set("model", repo, hubtest.Repo{Commit: commit, Files: files, LFS: []string{"model.safetensors"}, Token: tok, Stall: true})
-
-	var stalled string
-	waitFor(t, 3*time.Minute, "the first pod to fail as stalled", func() (bool, string) {
-		for _, msg := range terminationMessages(t, md.ns) {
-			if strings.Contains(msg, "stalled: no progress for 30 s") {
-				stalled = msg
+	// A byte a second: hf writes in 10 MiB steps, so nothing lands on disk and the watchdog
+	// must call it stalled, while hf's own read timeout (10 s), after which it would ask
+	// again, is never reached. A request keeps the repo it was routed with: once the first
+	// attempt has asked for the body, the Hub can serve it at full speed to whatever asks
+	// next, which can only be the retry, long before the first attempt can fail.
+	n.hub.Set("model", repo, hubtest.Repo{Commit: commit, Files: files, LFS: []string{"model.safetensors"}, Token: tok, Rate: 1})
+	waitFor(t, 3*time.Minute, "the first attempt asking for the body", func() (bool, string) {
+		for _, r := range n.hub.SeenFor("model", repo) {
+			if strings.HasPrefix(r, "GET /"+repo+"/resolve/") {
 				return true, ""
 			}
 		}
 		return false, describePods(md.ns)
 	})
-	t.Logf("the stalled pod's reason: %s", strings.TrimSpace(stalled))
 	n.hub.Set("model", repo, hubtest.Repo{Commit: commit, Files: files, LFS: []string{"model.safetensors"}, Token: tok})
-	xr := md.waitModel(t, repo, 3*time.Minute, "Completed by the Job's retry", phaseIs("Completed"))
-	if m := statusModel(xr, repo); m["commit"] != commit || m["verified"] != true {
+
+	xr := md.waitModel(t, repo, stallTimeout*time.Second+5*time.Minute, "Completed by the Job's retry", phaseIs("Completed"))
+	m := statusModel(xr, repo)
+	if m["commit"] != commit || m["verified"] != true {
 		t.Errorf("status after the retry: %v; want commit %s, verified", m, commit)
 	}
+	// The Job keeps its pods (for keepAliveSeconds): the first failed as stalled.
+	pods, err := jobPods(context.Background(), md.ns, m["jobName"].(string))
+	if err != nil || len(pods) != 2 {
+		t.Fatalf("want the Job's two pods, the stalled one and its retry: %s (%v)", describePods(md.ns), err)
+	}
+	var stalled string
+	if cs := pods[0].Status.ContainerStatuses; len(cs) == 1 && cs[0].State.Terminated != nil {
+		stalled = cs[0].State.Terminated.Message
+	}
+	if !strings.Contains(stalled, fmt.Sprintf("stalled: no progress for %d s", stallTimeout)) {
+		t.Errorf("the first pod's termination message %q, want it stalled", stalled)
+	}
+	t.Logf("the stalled pod's reason: %s", strings.TrimSpace(stalled))
 }
 
 // TestRealDownloadProgress: a large file served slowly. While it downloads, the XR shows
@@ -498,7 +558,7 @@ func TestRealDownloadStallResumes(t *testing.T) {
 func TestRealDownloadProgress(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
-	const repo = "acme/big-model"
+	repo := newRepo(t, "acme/big-model")
 	models := []any{map[string]any{"name": repo}}
 	md := applyRealDownload(t, n, "real-progress", models, nil)
 	// 60 MiB at 1 MiB/s: hf writes in 10 MiB steps, the pod reports every 15 s.

@@ -23,6 +23,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -89,8 +90,10 @@ func (h *Hub) Close() {
 }
 
 // Set makes the Hub serve repo as repoType ("model" or "dataset") repoID
-// ("org/name"), replacing what it served there before. The Hub keeps its own
-// copy of repo. Set panics on another repo type or a repo id of another form.
+// ("org/name"), replacing what it served there before: for the requests that
+// come next, as a request already being answered keeps the repo it was routed
+// with. The Hub keeps its own copy of repo. Set panics on another repo type or
+// a repo id of another form.
 func (h *Hub) Set(repoType, repoID string, repo Repo) {
 	if repoType != "model" && repoType != "dataset" {
 		panic("hubtest: repo type " + repoType + " is neither model nor dataset")
@@ -120,6 +123,29 @@ func (h *Hub) Seen() (requests, unknown []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]string(nil), h.requests...), append([]string(nil), h.unknown...)
+}
+
+// SeenFor returns the requests so far that name the repo repoType repoID, in
+// the order they came: its revision, tree and file endpoints, answered or
+// not. Tests that share a Hub read their own repos' requests with it, never
+// their neighbours'.
+func (h *Hub) SeenFor(repoType, repoID string) []string {
+	org, name, _ := strings.Cut(repoID, "/")
+	id := url.PathEscape(org) + "/" + url.PathEscape(name)
+	files := "/" + id + "/resolve/"
+	if repoType == "dataset" {
+		files = "/datasets" + files
+	}
+	api := "/api/" + repoType + "s/" + id + "/"
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, line := range h.requests {
+		if _, uri, _ := strings.Cut(line, " "); strings.HasPrefix(uri, api) || strings.HasPrefix(uri, files) {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 func (h *Hub) serve(w http.ResponseWriter, r *http.Request) {

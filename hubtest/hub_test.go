@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -29,16 +30,44 @@ var files = map[string]string{
 	"weights/model.bin": strings.Repeat("0123456789abcdef", 64),
 }
 
+// testHub is a Hub and the client that reaches it.
+type testHub struct {
+	*Hub
+	client *http.Client
+}
+
 // newHub is a Hub on loopback, closed when the test ends.
-func newHub(t *testing.T) *Hub {
+func newHub(t *testing.T) *testHub {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listening on loopback: %v", err)
 	}
+	return newHubOn(t, l)
+}
+
+// newHubOn is a Hub on l, reached over the network, closed when the test ends.
+func newHubOn(t *testing.T, l net.Listener) *testHub {
+	t.Helper()
 	h := New(l)
 	t.Cleanup(h.Close)
-	return h
+	return &testHub{Hub: h, client: http.DefaultClient}
+}
+
+// pipeHub is a Hub for a test in a synctest bubble, on a pipeListener, with a
+// client of its own that dials it; both closed when the test ends. In the
+// bubble's fake time a test sees exactly when the Hub sends what, and whether
+// it waits at all, however busy the machine.
+func pipeHub(t *testing.T) (*testHub, *pipeListener) {
+	t.Helper()
+	l := newPipeListener(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80})
+	h := New(l)
+	tr := &http.Transport{DialContext: l.dial}
+	t.Cleanup(func() {
+		h.Close()
+		tr.CloseIdleConnections()
+	})
+	return &testHub{Hub: h, client: &http.Client{Transport: tr}}, l
 }
 
 // reply is what a test compares of an answer: the status, the headers that
@@ -54,7 +83,7 @@ var replyHeaders = []string{"Content-Length", "Content-Type", "ETag", "RateLimit
 
 // get sends method path to h with the Authorization header auth (none when
 // empty) and returns the answer.
-func get(t *testing.T, h *Hub, method, path, auth string) reply {
+func get(t *testing.T, h *testHub, method, path, auth string) reply {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, h.URL()+path, http.NoBody)
 	if err != nil {
@@ -63,7 +92,7 @@ func get(t *testing.T, h *Hub, method, path, auth string) reply {
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -81,25 +110,69 @@ func get(t *testing.T, h *Hub, method, path, auth string) reply {
 	return r
 }
 
-// fakeListener is a listener at any address that accepts nothing: enough for
-// New, without binding the address.
-type fakeListener struct {
+// stream sends GET path to h in ctx and returns the answer, 200 OK, its body
+// for the test to read; closed when the test ends.
+func stream(ctx context.Context, t *testing.T, h *testHub, path string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL()+path, http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: the headers did not come: %v", path, err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d", path, resp.StatusCode)
+	}
+	return resp
+}
+
+// pipeListener is a listener at any address that accepts only what its dial
+// connects, in memory (net.Pipe): a synctest bubble's time advances only
+// while every goroutine waits on the bubble's channels and timers, which a
+// goroutine blocked on a socket does not.
+type pipeListener struct {
 	addr   net.Addr
+	conns  chan net.Conn
 	once   sync.Once
 	closed chan struct{}
 }
 
-func (l *fakeListener) Accept() (net.Conn, error) {
-	<-l.closed
-	return nil, net.ErrClosed
+func newPipeListener(addr net.Addr) *pipeListener {
+	return &pipeListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
 }
 
-func (l *fakeListener) Close() error {
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
 	l.once.Do(func() { close(l.closed) })
 	return nil
 }
 
-func (l *fakeListener) Addr() net.Addr { return l.addr }
+func (l *pipeListener) Addr() net.Addr { return l.addr }
+
+// dial connects to the listener, as an http.Transport's DialContext; it fails
+// once the listener is closed.
+func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	server, client := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
 // TestURL: the URL is http:// and the listener's address as it is, whatever
 // the address (the e2e suite listens on a bridge's gateway), and Close closes
@@ -114,7 +187,7 @@ func TestURL(t *testing.T) {
 		{&net.TCPAddr{IP: net.ParseIP("fd00::1"), Port: 443}, "http://[fd00::1]:443"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
-			l := &fakeListener{addr: tc.addr, closed: make(chan struct{})}
+			l := newPipeListener(tc.addr)
 			h := New(l)
 			if diff := cmp.Diff(tc.want, h.URL()); diff != "" {
 				t.Errorf("URL() (-want +got):\n%s", diff)
@@ -300,6 +373,46 @@ func mapValues(m map[string]string) []string {
 	return out
 }
 
+// TestSeenFor: a repo's requests are those of its revision, tree and file
+// endpoints, answered or not, in order; not those of a repo whose id starts
+// alike, of the dataset of the same id, or of no repo.
+func TestSeenFor(t *testing.T) {
+	h := newHub(t)
+	h.Set("model", "org/a", Repo{Commit: commit, Files: files})
+	h.Set("model", "org/ab", Repo{Commit: commit, Files: files})
+	h.Set("dataset", "org/a", Repo{Commit: commit, Files: files})
+	for _, p := range []string{
+		"/api/agent-harnesses",
+		"/api/models/org/a/revision/main",
+		"/api/models/org/ab/revision/main",
+		"/api/datasets/org/a/revision/main",
+		"/api/models/org/a/tree/" + commit + "?recursive=true",
+		"/org/ab/resolve/main/config.json",
+		"/datasets/org/a/resolve/main/config.json",
+		"/org/a/resolve/main/nope",
+		"/org/a/resolve/" + commit + "/config.json",
+	} {
+		get(t, h, http.MethodGet, p, "")
+	}
+	for _, tc := range []struct {
+		repoType, repoID string
+		want             []string
+	}{
+		{"model", "org/a", []string{
+			"GET /api/models/org/a/revision/main",
+			"GET /api/models/org/a/tree/" + commit + "?recursive=true",
+			"GET /org/a/resolve/main/nope",
+			"GET /org/a/resolve/" + commit + "/config.json",
+		}},
+		{"dataset", "org/a", []string{"GET /api/datasets/org/a/revision/main", "GET /datasets/org/a/resolve/main/config.json"}},
+		{"model", "org/none", nil},
+	} {
+		if diff := cmp.Diff(tc.want, h.SeenFor(tc.repoType, tc.repoID)); diff != "" {
+			t.Errorf("SeenFor(%q, %q) (-want +got):\n%s", tc.repoType, tc.repoID, diff)
+		}
+	}
+}
+
 // TestSetCopies: what a test changes in a Repo after Set does not change what
 // the Hub serves.
 func TestSetCopies(t *testing.T) {
@@ -327,6 +440,25 @@ func TestSetCopies(t *testing.T) {
 	}
 }
 
+// TestSetLeavesRequestsInFlight: what Set changes, the requests that come next
+// get; a request already being answered keeps the repo it was routed with (a
+// slow body goes on at its pace).
+func TestSetLeavesRequestsInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := pipeHub(t)
+		h.Set("model", "org/m", Repo{Commit: commit, Files: map[string]string{"f": "abc"}, Rate: 1})
+		start := time.Now()
+		slow := stream(t.Context(), t, h, "/org/m/resolve/main/f")
+		h.Set("model", "org/m", Repo{Commit: commit, Files: map[string]string{"f": "abc"}})
+		if r := get(t, h, http.MethodGet, "/org/m/resolve/main/f", ""); r.Body != "abc" || time.Since(start) != 0 {
+			t.Errorf("after Set: %q after %v, want the whole file at once", r.Body, time.Since(start))
+		}
+		if body, err := io.ReadAll(slow.Body); err != nil || string(body) != "abc" || time.Since(start) != 3*time.Second {
+			t.Errorf("the request before Set: %q (%v) after %v, want the file at a byte a second", body, err, time.Since(start))
+		}
+	})
+}
+
 // TestSetPanics: Set refuses repo types and ids the Hub could never serve.
 func TestSetPanics(t *testing.T) {
 	for _, tc := range []struct{ repoType, repoID string }{
@@ -349,47 +481,82 @@ func TestSetPanics(t *testing.T) {
 	}
 }
 
-// TestRate: a file body takes the time its size and the rate say, and comes
-// whole; the metadata (HEAD) of a slow file comes at once.
+// TestRate: a file body comes whole, on the pacer's schedule: in chunks of
+// about a tenth of a second's worth (at most 64 KiB, at least a byte), each
+// sent no sooner than the rate allows, and the next as soon as it does; the
+// metadata (HEAD) of a slow file comes at once. The bubble's fake clock makes
+// the schedule exact however busy the machine.
 func TestRate(t *testing.T) {
+	// A step is how many bytes of the body the client holds once the bubble's
+	// clock reaches At after the request.
+	type step struct {
+		At    time.Duration
+		Bytes int
+	}
 	for _, tc := range []struct {
-		name string
-		size int
-		rate int
+		name       string
+		size, rate int
+		want       []step // each At a whole microsecond: the pacer computes in floating point
 	}{
-		{"a byte a second", 1, 1},
-		{"chunks of a tenth", 3000, 10000},
-		{"chunks at most 64 KiB", 400 << 10, 2 << 20},
-		{"size not a multiple of the chunk", 2500, 4000},
+		{"a byte a second", 1, 1, []step{{time.Second, 1}}},
+		{"chunks of a tenth", 3000, 10000, []step{{100 * time.Millisecond, 1000}, {200 * time.Millisecond, 2000}, {300 * time.Millisecond, 3000}}},
+		{"chunks at most 64 KiB", 224 << 10, 2 << 20, []step{
+			{31250 * time.Microsecond, 64 << 10}, {62500 * time.Microsecond, 128 << 10}, {93750 * time.Microsecond, 192 << 10}, {109375 * time.Microsecond, 224 << 10},
+		}},
+		{"size not a multiple of the chunk", 1000, 4000, []step{{100 * time.Millisecond, 400}, {200 * time.Millisecond, 800}, {250 * time.Millisecond, 1000}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHub(t)
-			content := strings.Repeat("x", tc.size)
-			h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"f": content}, Rate: tc.rate})
+			synctest.Test(t, func(t *testing.T) {
+				h, _ := pipeHub(t)
+				content := strings.Repeat("x", tc.size)
+				h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"f": content}, Rate: tc.rate})
 
-			start := time.Now()
-			get(t, h, http.MethodHead, "/org/slow/resolve/main/f", "")
-			if took := time.Since(start); took > time.Second {
-				t.Errorf("HEAD took %v", took)
-			}
+				start := time.Now()
+				if r := get(t, h, http.MethodHead, "/org/slow/resolve/main/f", ""); r.Status != http.StatusOK {
+					t.Errorf("HEAD: status %d", r.Status)
+				}
+				if took := time.Since(start); took != 0 {
+					t.Errorf("HEAD waited %v", took)
+				}
 
-			start = time.Now()
-			r := get(t, h, http.MethodGet, "/org/slow/resolve/main/f", "")
-			took := time.Since(start)
-			if r.Status != 200 || r.Body != content {
-				t.Errorf("GET: status %d, %d bytes, want 200 and %d bytes", r.Status, len(r.Body), tc.size)
-			}
-			want := time.Duration(float64(tc.size) / float64(tc.rate) * float64(time.Second))
-			if took < want-10*time.Millisecond || took > want+2*time.Second {
-				t.Errorf("GET took %v, want about %v", took, want)
-			}
+				resp := stream(t.Context(), t, h, "/org/slow/resolve/main/f")
+				var got []step
+				var body []byte
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := resp.Body.Read(buf)
+					if n > 0 {
+						body = append(body, buf[:n]...)
+						at := time.Since(start).Round(time.Microsecond)
+						if len(got) > 0 && got[len(got)-1].At == at {
+							got[len(got)-1].Bytes = len(body)
+						} else {
+							got = append(got, step{at, len(body)})
+						}
+					}
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatalf("reading the body: %v", err)
+					}
+				}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("the body over time (-want +got):\n%s", diff)
+				}
+				if string(body) != content {
+					t.Errorf("the body: %d bytes, not the file's %d", len(body), tc.size)
+				}
+			})
 		})
 	}
 }
 
 // TestSlowBodyStops: a slow body stops as soon as the client goes away, or
-// the Hub is closed, and Close returns promptly whatever the Hub is doing.
+// the Hub is closed, and Close returns at once whatever the Hub is doing: in
+// the bubble's fake clock, neither waits on any timer (the pacer's would
+// show as time gone by).
 func TestSlowBodyStops(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -401,87 +568,85 @@ func TestSlowBodyStops(t *testing.T) {
 		{"Hub closed", func(h *Hub, _ context.CancelFunc) { h.Close() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHub(t)
-			// 1 MiB at 1 KiB/s: some 17 minutes.
-			h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"big.bin": strings.Repeat("x", 1<<20)}, Rate: 1 << 10})
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL()+"/org/slow/resolve/main/big.bin", http.NoBody)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = resp.Body.Close() }()
-			buf := make([]byte, 100)
-			if _, err := io.ReadFull(resp.Body, buf); err != nil {
-				t.Fatalf("reading the first bytes: %v", err)
-			}
-			if n := busy(h); n != 1 {
-				t.Fatalf("%d requests in flight, want 1", n)
-			}
-
-			start := time.Now()
-			tc.stop(h, cancel)
-			for busy(h) != 0 {
-				if time.Since(start) > 5*time.Second {
-					t.Fatal("the body is still being sent 5s after the stop")
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h, _ := pipeHub(t)
+				// 1 MiB at 1 KiB/s: some 17 minutes.
+				h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"big.bin": strings.Repeat("x", 1<<20)}, Rate: 1 << 10})
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				resp := stream(ctx, t, h, "/org/slow/resolve/main/big.bin")
+				if _, err := io.ReadFull(resp.Body, make([]byte, 100)); err != nil {
+					t.Fatalf("reading the first bytes: %v", err)
 				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			if _, err := io.ReadAll(resp.Body); err == nil {
-				t.Error("the client read the whole body")
-			}
-			closeStart := time.Now()
-			h.Close()
-			if took := time.Since(closeStart); took > time.Second {
-				t.Errorf("Close took %v", took)
-			}
+				if n := busy(h); n != 1 {
+					t.Fatalf("%d requests in flight, want 1", n)
+				}
+
+				start := time.Now()
+				tc.stop(h.Hub, cancel)
+				// Once whatever the stop set going has run, no request may be
+				// left in flight.
+				synctest.Wait()
+				if n := busy(h); n != 0 {
+					t.Fatalf("%d requests still answered after the stop", n)
+				}
+				if _, err := io.ReadAll(resp.Body); err == nil {
+					t.Error("the client read the whole body")
+				}
+				h.Close()
+				if took := time.Since(start); took != 0 {
+					t.Errorf("the stop and Close waited %v", took)
+				}
+			})
 		})
 	}
 }
 
-// TestClosePrompt: Close returns at once, and the Hub answers no more,
+// TestClosePrompt: Close returns at once, waiting on no timer (such as the
+// server's minute to read a request's headers), and the Hub answers no more,
 // whatever its connections are doing: none, an idle keep-alive one, one that
 // never sent a request, one in the middle of its headers.
 func TestClosePrompt(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		open func(t *testing.T, h *Hub)
+		open func(t *testing.T, h *testHub, l *pipeListener)
 	}{
-		{"no connection", func(*testing.T, *Hub) {}},
-		{"idle connection", func(t *testing.T, h *Hub) {
+		{"no connection", func(*testing.T, *testHub, *pipeListener) {}},
+		{"idle connection", func(t *testing.T, h *testHub, _ *pipeListener) {
 			get(t, h, http.MethodGet, "/api/agent-harnesses", "")
 		}},
-		{"silent connection", func(t *testing.T, h *Hub) { dial(t, h) }},
-		{"half a request", func(t *testing.T, h *Hub) {
-			if _, err := io.WriteString(dial(t, h), "GET /api/agent-harnesses HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		{"silent connection", func(t *testing.T, _ *testHub, l *pipeListener) { dial(t, l) }},
+		{"half a request", func(t *testing.T, _ *testHub, l *pipeListener) {
+			if _, err := io.WriteString(dial(t, l), "GET /api/agent-harnesses HTTP/1.1\r\nHost: x\r\n"); err != nil {
 				t.Fatal(err)
 			}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHub(t)
-			tc.open(t, h)
-			start := time.Now()
-			h.Close()
-			if took := time.Since(start); took > time.Second {
-				t.Errorf("Close took %v", took)
-			}
-			h.Close() // again: nothing
-			if c, err := net.Dial("tcp", strings.TrimPrefix(h.URL(), "http://")); err == nil {
-				_ = c.Close()
-				t.Error("the Hub still accepts connections")
-			}
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h, l := pipeHub(t)
+				tc.open(t, h, l)
+				start := time.Now()
+				h.Close()
+				if took := time.Since(start); took != 0 {
+					t.Errorf("Close waited %v", took)
+				}
+				h.Close() // again: nothing
+				if c, err := l.dial(t.Context(), "", ""); err == nil {
+					_ = c.Close()
+					t.Error("the Hub still accepts connections")
+				}
+			})
 		})
 	}
 }
 
-func dial(t *testing.T, h *Hub) net.Conn {
+// dial connects to l, closing the connection when the test ends.
+func dial(t *testing.T, l *pipeListener) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(h.URL(), "http://"))
+	c, err := l.dial(t.Context(), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +655,7 @@ func dial(t *testing.T, h *Hub) net.Conn {
 }
 
 // busy is how many requests h is answering.
-func busy(h *Hub) int {
+func busy(h *testHub) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.active
@@ -544,34 +709,32 @@ func TestRateLimit(t *testing.T) {
 }
 
 // TestStall: a stalling repo's file bodies send their headers and then
-// nothing, until the client goes away; its metadata (HEAD) comes at once.
+// nothing, until the client goes away, however long it waits (an hour of the
+// bubble's fake clock); its metadata (HEAD) comes at once.
 func TestStall(t *testing.T) {
-	h := newHub(t)
-	h.Set("model", "org/stall", Repo{Commit: commit, Files: files, Stall: true})
-	if r := get(t, h, http.MethodHead, "/org/stall/resolve/main/config.json", ""); r.Status != 200 || r.Header["Content-Length"] != "21" {
-		t.Errorf("HEAD: %+v", r)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL()+"/org/stall/resolve/main/config.json", http.NoBody)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("the headers did not come: %v", err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("status %d", resp.StatusCode)
-	}
-	data, err := io.ReadAll(resp.Body)
-	if err == nil || len(data) != 0 {
-		t.Errorf("read %q, %v; want nothing until the client gives up", data, err)
-	}
-	for start := time.Now(); busy(h) != 0; time.Sleep(10 * time.Millisecond) {
-		if time.Since(start) > 5*time.Second {
-			t.Fatal("the stalled body is still being answered 5s after the client went away")
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := pipeHub(t)
+		h.Set("model", "org/stall", Repo{Commit: commit, Files: files, Stall: true})
+		start := time.Now()
+		if r := get(t, h, http.MethodHead, "/org/stall/resolve/main/config.json", ""); r.Status != 200 || r.Header["Content-Length"] != "21" {
+			t.Errorf("HEAD: %+v", r)
 		}
-	}
+		if took := time.Since(start); took != 0 {
+			t.Errorf("HEAD waited %v", took)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		defer cancel()
+		resp := stream(ctx, t, h, "/org/stall/resolve/main/config.json")
+		data, err := io.ReadAll(resp.Body)
+		if err == nil || len(data) != 0 {
+			t.Errorf("read %q, %v; want nothing until the client gives up", data, err)
+		}
+		if took := time.Since(start); took != time.Hour {
+			t.Errorf("the body ended after %v, before the client's hour", took)
+		}
+		synctest.Wait()
+		if n := busy(h); n != 0 {
+			t.Errorf("%d stalled bodies still answered after the client went away", n)
+		}
+	})
 }

@@ -2,9 +2,12 @@ package hubtest
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +26,10 @@ import (
 // repository root, which hack/hf.sh installs) against the Hub on loopback.
 // hf reaches nothing else: its environment holds HF_ENDPOINT, no proxy
 // settings, and the update checks and telemetry are off.
+
+// hang is how long a test waits for hf, or for anything hf sets going, before
+// it fails as hung: never a measure of speed, long enough for a busy machine.
+const hang = 3 * time.Minute
 
 // realHF returns the path of bin/hf, running hack/hf.sh first when it is
 // missing.
@@ -48,11 +56,20 @@ func realHF(t *testing.T) string {
 
 // hfCommand is `hf download <args> --local-dir dir` against h, with HF_TOKEN
 // set to hfToken unless it is empty, and its HOME, HF_HOME and dir in the
-// test's temporary directory. Its output goes to out.
-func hfCommand(t *testing.T, h *Hub, hfToken, dir string, out io.Writer, args ...string) *exec.Cmd {
+// test's temporary directory. Its output goes to out. Still running after
+// hang, it is killed and the test fails.
+func hfCommand(t *testing.T, h *testHub, hfToken, dir string, out io.Writer, args ...string) *exec.Cmd {
 	t.Helper()
 	home := t.TempDir()
-	cmd := exec.Command(realHF(t), append(append([]string{"download"}, args...), "--local-dir", dir)...)
+	ctx, cancel := context.WithTimeout(context.Background(), hang)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, realHF(t), append(append([]string{"download"}, args...), "--local-dir", dir)...)
+	cmd.Cancel = func() error {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Errorf("hf download %s still ran after %v: killed", strings.Join(args, " "), hang)
+		}
+		return cmd.Process.Kill()
+	}
 	cmd.Env = []string{
 		"PATH=/usr/bin:/bin",
 		"HOME=" + home,
@@ -174,19 +191,27 @@ func TestRealHFPrivateRepo(t *testing.T) {
 }
 
 // TestRealHFRateLimited: hf downloading a large file at a low rate is still
-// at it after a while, the Hub sending the body and hf writing its incomplete
-// file; Close returns at once while it runs, and hf then fails without the
-// file. (hf reads bodies in 10 MiB chunks, constants.DOWNLOAD_CHUNK_SIZE, so
-// its incomplete file stays empty here; TestRate checks the pace itself.)
+// at it after a while (a second's worth of the body sent), the Hub sending the
+// body and hf writing its incomplete file; Close returns while it runs, long
+// before the body could end, and hf then fails without the file, having
+// received some of it and no more than the rate allows. (hf reads bodies in
+// 10 MiB chunks, constants.DOWNLOAD_CHUNK_SIZE, so its incomplete file stays
+// empty here; TestRate checks the pace itself.)
 func TestRealHFRateLimited(t *testing.T) {
 	realHF(t)
 	const rate = 64 << 10
 	big := strings.Repeat("0123456789abcdef", 1<<20) // 16 MiB: over 4 minutes at the rate
-	h := newHub(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening on loopback: %v", err)
+	}
+	counted := &countingListener{Listener: l}
+	h := newHubOn(t, counted)
 	h.Set("model", "org/slow", Repo{Commit: commit, Files: map[string]string{"big.bin": big, "config.json": "{}"}, Rate: rate})
 	dir := filepath.Join(t.TempDir(), "out")
 	var out SyncBuffer
 	cmd := hfCommand(t, h, "", dir, &out, "org/slow")
+	began := time.Now() // before hf, so before the Hub began to pace the body
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -200,58 +225,55 @@ func TestRealHFRateLimited(t *testing.T) {
 		_ = cmd.Process.Kill() // fails when hf has exited: nothing to do
 		<-done
 	})
-	running := func() bool {
+
+	// The download is under way while hf runs, has asked for the body, the
+	// Hub is sending it and hf has its incomplete file open.
+	bodyRequest := "GET /org/slow/resolve/" + commit + "/big.bin"
+	underWay := func() (bool, string) {
 		select {
 		case <-done:
-			return false
+			t.Fatalf("hf exited (%v) while the download should be under way\n%s", waitErr, out.String())
 		default:
-			return true
 		}
+		requests := h.SeenFor("model", "org/slow")
+		inc := incomplete(t, dir)
+		return slices.Contains(requests, bodyRequest) && busy(h) == 1 && len(inc) == 1,
+			fmt.Sprintf("hf asked for %q, %d requests in flight, incomplete files %q\n%s", requests, busy(h), inc, out.String())
+	}
+	waitUntil(t, "the download under way", underWay)
+	// A while later, counted in what the Hub sent: a second's worth of the body.
+	sent := counted.written.Load()
+	waitUntil(t, "a second's worth of the body sent", func() (bool, string) {
+		n := counted.written.Load()
+		return n >= sent+rate, fmt.Sprintf("%d bytes sent", n-sent)
+	})
+	if ok, state := underWay(); !ok {
+		t.Fatalf("a second's worth of the body later, the download is no longer under way: %s", state)
 	}
 
-	// The download is under way once hf has asked for the body, the Hub is
-	// sending it and hf has opened its incomplete file.
-	bodyRequest := "GET /org/slow/resolve/" + commit + "/big.bin"
-	var asked time.Time // when the test saw the request; the Hub started sending no sooner
-	underWay := func() bool {
-		requests, _ := h.Seen()
-		if asked.IsZero() && slices.Contains(requests, bodyRequest) {
-			asked = time.Now()
-		}
-		return !asked.IsZero() && busy(h) == 1 && len(incomplete(t, dir)) == 1
+	closed := make(chan struct{})
+	go func() {
+		h.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(hang):
+		t.Fatalf("Close still waits %v after it was called while hf was downloading", hang)
 	}
-	for deadline := time.Now().Add(30 * time.Second); !underWay(); time.Sleep(20 * time.Millisecond) {
-		if !running() {
-			t.Fatalf("hf exited (%v) before the download was under way\n%s", waitErr, out.String())
-		}
-		if time.Now().After(deadline) {
-			requests, _ := h.Seen()
-			t.Fatalf("no download under way after 30s: hf asked for %q, %d requests in flight, incomplete files %q\n%s",
-				requests, busy(h), incomplete(t, dir), out.String())
-		}
+	elapsed := time.Since(began)
+	// Nothing is sent once Close has returned.
+	if n := counted.written.Load(); n >= int64(len(big)) {
+		t.Errorf("Close returned once the Hub had sent %d bytes: it waited for the body", n)
 	}
-	time.Sleep(time.Second)
-	if !running() || !underWay() {
-		t.Fatalf("a second later, the download is no longer under way (hf running: %v, %d requests in flight, incomplete files %q)\n%s",
-			running(), busy(h), incomplete(t, dir), out.String())
-	}
-
-	start := time.Now()
-	h.Close()
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("Close took %v while hf was downloading", took)
-	}
-	// What hf had when the Hub stopped: some, no more than the rate allows
-	// (give or take the test's polling and a chunk).
-	most := int(start.Sub(asked).Seconds()*rate) + rate/5
 	select {
 	case <-done:
 		var exit *exec.ExitError
 		if !errors.As(waitErr, &exit) {
 			t.Errorf("hf after Close: %v, want a non-zero exit\n%s", waitErr, out.String())
 		}
-	case <-time.After(time.Minute):
-		t.Fatalf("hf still runs a minute after Close\n%s", out.String())
+	case <-time.After(hang):
+		t.Fatalf("hf still runs %v after Close\n%s", hang, out.String())
 	}
 	if _, err := os.Stat(filepath.Join(dir, "big.bin")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("big.bin after the Hub closed: %v", err)
@@ -261,9 +283,54 @@ func TestRealHFRateLimited(t *testing.T) {
 	if m == nil {
 		t.Fatalf("hf does not say the body ended early:\n%s", out.String())
 	}
-	if got, _ := strconv.Atoi(m[1]); got == 0 || got > most || m[2] != strconv.Itoa(len(big)) {
-		t.Errorf("hf received %s of %s bytes before Close, want some and at most %d (%v at %d bytes a second)", m[1], m[2], most, start.Sub(asked), rate)
+	// However slow the machine, the Hub cannot have sent more than the rate
+	// allows since before hf started: slowness only makes it send less.
+	most := min(counted.written.Load(), int64(elapsed.Seconds()*rate))
+	if got, _ := strconv.ParseInt(m[1], 10, 64); got == 0 || got > most || m[2] != strconv.Itoa(len(big)) {
+		t.Errorf("hf received %s of %s bytes before Close, want some and at most %d (sent, and %v at %d bytes a second)", m[1], m[2], most, elapsed, rate)
 	}
+}
+
+// waitUntil polls cond until it holds, failing the test with what cond last
+// described if it still does not after hang.
+func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	for deadline := time.Now().Add(hang); ; time.Sleep(20 * time.Millisecond) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after %v: %s", what, hang, state)
+		}
+	}
+}
+
+// countingListener counts the bytes the Hub writes to the connections it
+// accepted: a measure of how far a transfer got that a busy machine cannot
+// skew.
+type countingListener struct {
+	net.Listener
+	written atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, written: &l.written}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	written *atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
 }
 
 // incomplete is the files hf is downloading into dir: its .incomplete files
