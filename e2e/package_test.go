@@ -110,18 +110,7 @@ func TestRelease(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"function-hf-download", "hf-downloader"} {
-		idx, err := remote.Index(mustReference(t, repo+"/"+name+":"+version), remote.WithContext(ctx), remote.WithAuth(login))
-		if err != nil {
-			t.Fatalf("the pushed %s: %v", name, err)
-		}
-		m, err := idx.IndexManifest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var platforms []string
-		for _, d := range m.Manifests {
-			platforms = append(platforms, d.Platform.String())
-		}
+		platforms := pushedPlatforms(t, repo+"/"+name+":"+version, remote.WithContext(ctx), remote.WithAuth(login))
 		slices.Sort(platforms)
 		var want []string
 		for _, arch := range arches {
@@ -210,6 +199,40 @@ func TestRelease(t *testing.T) {
 	if caps, _, _ := unstructured.NestedStringSlice(rev.Object, "status", "capabilities"); !core.v1 && !slices.Equal(caps, []string{"composition"}) {
 		t.Errorf("revision capabilities %v, want [composition] from the package's metadata", caps)
 	}
+}
+
+// pushedPlatforms are the platforms of what ref names: an index's manifests (`crossplane xpkg
+// push` of several platforms' files), or one image's own (of one file).
+func pushedPlatforms(t *testing.T, ref string, options ...remote.Option) []string {
+	t.Helper()
+	desc, err := remote.Get(mustReference(t, ref), options...)
+	if err != nil {
+		t.Fatalf("the pushed %s: %v", ref, err)
+	}
+	if !desc.MediaType.IsIndex() {
+		img, err := desc.Image()
+		if err != nil {
+			t.Fatalf("the pushed %s: %v", ref, err)
+		}
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			t.Fatalf("the pushed %s: %v", ref, err)
+		}
+		return []string{cfg.Platform().String()}
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		t.Fatalf("the pushed %s: %v", ref, err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatalf("the pushed %s: %v", ref, err)
+	}
+	var platforms []string
+	for _, d := range m.Manifests {
+		platforms = append(platforms, d.Platform.String())
+	}
+	return platforms
 }
 
 // releaseArches are the platforms TestRelease builds, sorted: by default the machine's own,
