@@ -205,29 +205,25 @@ func TestRelease(t *testing.T) {
 // push` of several platforms' files), or one image's own (of one file).
 func pushedPlatforms(t *testing.T, ref string, options ...remote.Option) []string {
 	t.Helper()
-	desc, err := remote.Get(mustReference(t, ref), options...)
-	if err != nil {
-		t.Fatalf("the pushed %s: %v", ref, err)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("the pushed %s: %v", ref, err)
+		}
 	}
+	desc, err := remote.Get(mustReference(t, ref), options...)
+	must(err)
 	if !desc.MediaType.IsIndex() {
 		img, err := desc.Image()
-		if err != nil {
-			t.Fatalf("the pushed %s: %v", ref, err)
-		}
+		must(err)
 		cfg, err := img.ConfigFile()
-		if err != nil {
-			t.Fatalf("the pushed %s: %v", ref, err)
-		}
+		must(err)
 		return []string{cfg.Platform().String()}
 	}
 	idx, err := desc.ImageIndex()
-	if err != nil {
-		t.Fatalf("the pushed %s: %v", ref, err)
-	}
+	must(err)
 	m, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatalf("the pushed %s: %v", ref, err)
-	}
+	must(err)
 	var platforms []string
 	for _, d := range m.Manifests {
 		platforms = append(platforms, d.Platform.String())
