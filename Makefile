@@ -47,16 +47,20 @@ push: $(CROSSPLANE)
 # golangci-lint, built from its own tools module like the CLI: .golangci.yml
 # says which linters and why; the formatters (gofmt, goimports) run with them.
 $(LINT): tools/golangci-lint/go.mod
-	cd tools/golangci-lint && go build -trimpath -o $(LINT) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+	bash hack/tools.sh golangci-lint
 
 # actionlint checks the GitHub Actions workflow, and with Debian's shellcheck
 # (installed when missing) the shell of its run steps; shellcheck also checks
 # the hack/ scripts the Makefile runs.
 $(ACTIONLINT): tools/actionlint/go.mod
-	cd tools/actionlint && go build -trimpath -o $(ACTIONLINT) github.com/rhysd/actionlint/cmd/actionlint
+	bash hack/tools.sh actionlint
 
-# `make test` is these three, in order; CI runs them as separate jobs.
-test: lint unit e2e
+# `make test` is these three: lint first, as it fails fastest; then unit and e2e side by side,
+# since the e2e suite mostly waits on its control plane while the unit tests keep the CPUs
+# busy (neither depends on the machine's speed). Output is synced by line, so each go test
+# package's verdict stays whole. CI runs them as separate jobs.
+test: lint
+	@$(MAKE) --no-print-directory -j2 --output-sync=line unit e2e
 
 lint: $(LINT) $(ACTIONLINT)
 	bash hack/apt-install.sh shellcheck
@@ -85,8 +89,10 @@ unit-under-load:
 # flavour and package installs again on Crossplane 1.20 (E2E_CROSSPLANE=v1: a
 # control plane of its own, started after the first has stopped, as
 # provider-kubernetes' fixed ports allow one at a time).
+# -parallel 8: the tests spend their time waiting for controllers and pods, not on the CPU,
+# so more of them at once than go test's default (the number of CPUs) shortens the run.
 E2E_ON_V1 := ^(TestClaimWithProviderKubernetes|TestRelease|TestLegacyConfigurationDependenciesResolve)$$
 
 e2e: $(CROSSPLANE)
-	go test -C e2e -race -count=1 -timeout 60m ./...
-	E2E_CROSSPLANE=v1 go test -C e2e -race -count=1 -timeout 30m -run '$(E2E_ON_V1)' ./...
+	go test -C e2e -race -count=1 -parallel 8 -timeout 60m ./...
+	E2E_CROSSPLANE=v1 go test -C e2e -race -count=1 -parallel 8 -timeout 30m -run '$(E2E_ON_V1)' ./...

@@ -8,9 +8,9 @@
 #
 # Usage: bash hack/downloader-image.sh --arch amd64|arm64 --tag REF --out OUT.tar [--rootfs-image BIN]
 #
-# The Debian root filesystem is kept in bin/images/rootfs-<arch>-<key>/, keyed by the package
-# list and the recipe that makes it, so a change to hf alone does not bootstrap again (53 s
-# for amd64 here). Another architecture than the machine's runs its programs under Debian's
+# The Debian root filesystem is kept in the cache of hack/cache.sh, as rootfs/<arch>@<key>/,
+# keyed by the package list and the recipe that makes it, so neither a change to hf alone nor a
+# fresh clone bootstraps again (53 s for amd64 here). Another architecture than the machine's runs its programs under Debian's
 # qemu-user-static, registered with binfmt_misc for the build only (several minutes).
 #
 # Reaches only Debian's mirror (apt, debootstrap) and, to build tools/images when its modules
@@ -20,6 +20,9 @@ umask 022
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 images=$root/bin/images
+# shellcheck source=hack/cache.sh
+source "$root/hack/cache.sh"
+rootfs_cache=$cache_dir/rootfs
 log() { printf 'hack/downloader-image.sh: %s\n' "$*" >&2; }
 usage() {
 	log "usage: hack/downloader-image.sh --arch amd64|arm64 --tag REF --out OUT.tar [--rootfs-image BIN]"
@@ -47,7 +50,7 @@ esac
 	log "run as root: debootstrap, chroot and binfmt_misc need it"
 	exit 1
 }
-mkdir -p "$images"
+mkdir -p "$images" "$rootfs_cache"
 
 tmp='' binfmt=''
 # remove_tree removes a build folder, first unmounting what an interrupted debootstrap may
@@ -68,11 +71,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# One build of an architecture's root filesystem at a time (node.sh and package.sh may run at
-# once from two checkouts sharing bin/).
-exec 8>"$images/.lock-rootfs-$arch"
+# One build of an architecture's root filesystem at a time on this machine (node.sh and
+# package.sh may run at once, from one checkout or two).
+exec 8>"$rootfs_cache/.lock-$arch"
 flock 8
-for old in "$images"/.{rootfs,downloader}-"$arch".*; do
+for old in "$rootfs_cache/.$arch".* "$images/.downloader-$arch".*; do
 	if [[ -e $old ]]; then remove_tree "$old"; fi
 done
 
@@ -129,20 +132,18 @@ bootstrap() {
 		"$d"/etc/resolv.conf "$d"/etc/hostname
 }
 base_key=$(printf '%s\n' "$arch" "$suite" "$mirror" "$include" "$(declare -f bootstrap)" | sha256sum | cut -c1-16)
-base=$images/rootfs-$arch-$base_key
+base=$rootfs_cache/$arch@$base_key
 if [[ ! -d $base ]]; then
 	log "bootstrapping Debian $suite for $arch with $include (a minute or more; several under emulation)"
 	start=$SECONDS
-	tmp=$(mktemp -d "$images/.rootfs-$arch.XXXXXX")
+	tmp=$(mktemp -d "$rootfs_cache/.$arch.XXXXXX")
 	bootstrap "$tmp/rootfs"
 	mv "$tmp/rootfs" "$base"
 	remove_tree "$tmp"
 	tmp=
-	for old in "$images"/rootfs-"$arch"-*; do
-		if [[ $old != "$base" ]]; then remove_tree "$old"; fi
-	done
 	log "bootstrapped $arch in $((SECONDS - start))s"
 fi
+cache_used "$base"
 
 if [[ -z $packer ]]; then
 	packer=$images/.rootfs-image-$arch

@@ -10,12 +10,14 @@
 # and installs from Debian, when missing, what that node needs: containerd, runc,
 # containernetworking-plugins and iproute2 (hack/downloader-image.sh installs debootstrap).
 #
-# Each tarball is rebuilt only when the SHA-256 over its inputs (this script, the Go source of
-# tools/images, and for the downloader hack/downloader-image.sh, the vendored source,
-# downloader/hf and downloader/packages) differs from the one in its stamp,
-# bin/images/<name>.tar.inputs. A second run costs well under a second. Builds go to temporary
-# names that are renamed whole, and a stamp is written after its tarball, so an interrupted run
-# never leaves a tarball that looks current.
+# Each tarball is built once per machine into the cache of hack/cache.sh, as
+# images/<name>@<digest>.tar, the digest a SHA-256 over its inputs (this script, the Go source
+# of tools/images, and for the downloader hack/downloader-image.sh, the vendored source,
+# downloader/hf and downloader/packages), and linked into bin/images with that digest in its
+# stamp, bin/images/<name>.tar.inputs: a second run, or a fresh clone on a machine that built
+# them before, costs well under a second. Builds go to temporary names that are renamed whole,
+# and a stamp is written after its tarball, so an interrupted run never leaves a tarball that
+# looks current.
 #
 # Pulls no image. Reaches only Debian's mirror (apt, debootstrap) and, to build tools/images
 # when its modules are not cached yet, the Go module proxy. Needs root (debootstrap, chroot),
@@ -26,7 +28,9 @@ umask 022
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=$root/bin
 images=$bin/images
-mkdir -p "$images"
+# shellcheck source=hack/cache.sh
+source "$root/hack/cache.sh"
+mkdir -p "$images" "$cache_dir/images"
 
 log() { printf 'hack/node.sh: %s\n' "$*" >&2; }
 
@@ -79,9 +83,28 @@ digest() {
 downloader_sum=$(digest hack/node.sh hack/downloader-image.sh "${tool_sources[@]}" "$tarball" downloader/hf downloader/packages)
 pause_sum=$(digest hack/node.sh "${tool_sources[@]}")
 
-# fresh NAME SUM succeeds when bin/images/NAME.tar was built from inputs whose digest is SUM.
+# entry NAME SUM prints the cache entry of the tarball NAME built from inputs whose digest is SUM.
+entry() {
+	printf '%s\n' "$cache_dir/images/$1@${2:0:16}.tar"
+}
+# install_image NAME SUM links NAME's cache entry into bin/images/NAME.tar, then writes the stamp.
+install_image() {
+	local name=$1 sum=$2 cached
+	cached=$(entry "$name" "$sum")
+	cache_used "$cached"
+	# No stamp while the tarball changes: a stamp left from older inputs could match again.
+	rm -f "$images/$name.tar.inputs"
+	cache_link "$cached" "$images/$name.tar"
+	printf '%s\n' "$sum" >"$images/$name.tar.inputs"
+}
+# fresh NAME SUM succeeds when bin/images/NAME.tar was built from inputs whose digest is SUM,
+# linking it from the cache first when the cache has it.
 fresh() {
-	[[ -f $images/$1.tar && -f $images/$1.tar.inputs && $(<"$images/$1.tar.inputs") == "$2" ]]
+	if [[ -f $images/$1.tar && -f $images/$1.tar.inputs && $(<"$images/$1.tar.inputs") == "$2" ]]; then
+		return 0
+	fi
+	[[ -f $(entry "$1" "$2") ]] || return 1
+	install_image "$1" "$2"
 }
 if fresh downloader "$downloader_sum" && fresh pause "$pause_sum"; then
 	exit 0
@@ -94,14 +117,15 @@ for t in rootfs-image pause; do
 	mv -f "$bin/.$t.tmp" "$bin/$t"
 done
 
-# install_image NAME SUM TARBALL moves TARBALL to bin/images/NAME.tar, then writes the stamp.
-install_image() {
-	local name=$1 sum=$2
-	# No stamp while the tarball changes: a stamp left from older inputs could match again.
-	rm -f "$images/$name.tar.inputs"
-	mv -f "$3" "$images/$name.tar"
-	printf '%s\n' "$sum" >"$images/$name.tar.inputs"
-	log "built bin/images/$name.tar ($(du -h "$images/$name.tar" | cut -f1))"
+# cache_image NAME SUM TARBALL moves the built TARBALL into the cache and links it into bin/images.
+cache_image() {
+	local cached
+	cached=$(entry "$1" "$2")
+	# Through a temporary name: a move to another file system copies.
+	mv -f "$3" "$cached.tmp$$"
+	mv -f "$cached.tmp$$" "$cached"
+	install_image "$1" "$2"
+	log "built bin/images/$1.tar ($(du -h "$images/$1.tar" | cut -f1))"
 }
 
 # 4. The pause image: one static binary, mtime 0 so the same binary gives the same layer.
@@ -111,7 +135,7 @@ if ! fresh pause "$pause_sum"; then
 	install -m 0755 "$bin/pause" "$tmp/rootfs/pause"
 	"$bin/rootfs-image" --dir "$tmp/rootfs" --out "$tmp/pause.tar" --tag docker.io/hfops/pause:local \
 		--user 65535:65535 --entrypoint /pause --mtime 0
-	install_image pause "$pause_sum" "$tmp/pause.tar"
+	cache_image pause "$pause_sum" "$tmp/pause.tar"
 	rm -rf "$tmp"
 	tmp=
 fi
@@ -121,7 +145,7 @@ if ! fresh downloader "$downloader_sum"; then
 	tmp=$(mktemp -d "$images/.downloader.XXXXXX")
 	bash "$root/hack/downloader-image.sh" --arch "$(dpkg --print-architecture)" \
 		--tag "docker.io/hfops/downloader:$version" --out "$tmp/downloader.tar" --rootfs-image "$bin/rootfs-image"
-	install_image downloader "$downloader_sum" "$tmp/downloader.tar"
+	cache_image downloader "$downloader_sum" "$tmp/downloader.tar"
 	rm -rf "$tmp"
 	tmp=
 fi

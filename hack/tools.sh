@@ -8,11 +8,13 @@
 #   bin/crossplane-core-v1                           Crossplane core v1.20 (cmd/crossplane) from tools/crossplane-v1,
 #                                                    for the claim flavour on Crossplane 1.x (e2e, XP_CORE=v1)
 #   bin/provider-kubernetes                          provider-kubernetes (cmd/provider) from tools/provider-kubernetes
+#   bin/golangci-lint, bin/actionlint                the linters of `make lint`, when named
 #   etcd                                             Debian's etcd-server, through apt, when not on PATH
 #
-# Each binary has a stamp file (bin/.<name>.version) holding the module version it was built
-# from. A binary is rebuilt only when it is missing or its stamp differs from the version
-# pinned in the tools module's go.mod, so a second run costs a few seconds.
+# Each binary is built once per machine into the cache of hack/cache.sh, keyed by the module
+# version the tools module's go.mod pins, the flags and Go's version, and linked into bin/ with
+# a stamp (bin/.<name>.version) holding that key: a second run, or a fresh clone on a machine
+# that built them before, costs a few seconds.
 #
 # Given names (`hack/tools.sh crossplane`), it builds only those, and installs no etcd: the
 # Makefile builds the CLI this way, so `make render` and the e2e suite share one binary.
@@ -23,7 +25,10 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=$root/bin
-mkdir -p "$bin"
+# shellcheck source=hack/cache.sh
+source "$root/hack/cache.sh"
+mkdir -p "$bin" "$cache_dir/tools"
+go_version=$(go env GOVERSION)
 
 # Two test runs starting at once (two checkouts sharing bin/ by symlink, a re-run while a
 # build is going) must not interleave writes to the same binary.
@@ -43,26 +48,37 @@ version_of() {
 	(cd "$root/$1" && go list -m -f '{{.Version}}' "$2")
 }
 
-# fresh NAME WANT succeeds when bin/NAME exists and was built from WANT.
+# fresh NAME KEY succeeds when bin/NAME exists and was linked from the cache entry KEY.
 fresh() {
 	[[ -x $bin/$1 && -f $bin/.$1.version && $(<"$bin/.$1.version") == "$2" ]]
 }
 
-# build NAME WANT DIR PACKAGE LDFLAGS builds PACKAGE in the tools module DIR into bin/NAME.
-# It writes to a temporary name and renames, so an interrupted build never leaves a
-# half-written binary that looks current.
+# build NAME WANT DIR PACKAGE LDFLAGS puts PACKAGE of the tools module DIR, at module version
+# WANT, into bin/NAME: from the cache, or built into it first. The build writes to a temporary
+# name that is renamed, so an interrupted build never leaves a half-written binary that looks
+# current.
 build() {
 	local name=$1 want=$2 dir=$3 pkg=$4 ldflags=$5
-	if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* ]] || fresh "$name" "$want"; then
+	if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* ]]; then
 		return
 	fi
-	# Under go test, the binary is killed at -timeout plus a minute, and this runs inside it.
-	log "building $name ($want); a first build takes minutes (under go test, pass -timeout 30m)"
-	local start=$SECONDS
-	(cd "$root/$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
-	mv -f "$bin/.$name.tmp" "$bin/$name"
-	printf '%s\n' "$want" >"$bin/.$name.version"
-	log "built $name in $((SECONDS - start))s"
+	local key entry
+	key="$want $(cache_key "$want" "$pkg" "$ldflags" "$go_version")"
+	entry=$cache_dir/tools/$name@${key##* }
+	if fresh "$name" "$key"; then
+		return
+	fi
+	if [[ ! -x $entry ]]; then
+		# Under go test, the binary is killed at -timeout plus a minute, and this runs inside it.
+		log "building $name ($want); a first build takes minutes (under go test, pass -timeout 30m)"
+		local start=$SECONDS
+		(cd "$root/$dir" && go build -trimpath -ldflags "$ldflags" -o "$entry.tmp$$" "$pkg")
+		mv -f "$entry.tmp$$" "$entry"
+		log "built $name in $((SECONDS - start))s"
+	fi
+	cache_used "$entry"
+	cache_link "$entry" "$bin/$name"
+	printf '%s\n' "$key" >"$bin/.$name.version"
 }
 
 # Kubernetes: the version variables must be set or the binaries report v0.0.0-master, which
@@ -96,6 +112,14 @@ build crossplane-core-v1 "github.com/crossplane/crossplane@$xp1" tools/crossplan
 # provider-kubernetes: applies the Jobs of Object mode in the end-to-end tests.
 pk=$(version_of tools/provider-kubernetes github.com/crossplane-contrib/provider-kubernetes)
 build provider-kubernetes "github.com/crossplane-contrib/provider-kubernetes@$pk" tools/provider-kubernetes github.com/crossplane-contrib/provider-kubernetes/cmd/provider "-s -w"
+
+# The linters, which only `make lint` needs: built when named, as the Makefile does.
+if ((${#only[@]})); then
+	lint=$(version_of tools/golangci-lint github.com/golangci/golangci-lint/v2)
+	build golangci-lint "github.com/golangci/golangci-lint/v2@$lint" tools/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint ""
+	al=$(version_of tools/actionlint github.com/rhysd/actionlint)
+	build actionlint "github.com/rhysd/actionlint@$al" tools/actionlint github.com/rhysd/actionlint/cmd/actionlint ""
+fi
 
 # etcd: Debian's etcd-server. /usr/bin is checked as well as PATH because CI may run with a
 # reduced PATH. policy-rc.d keeps the package's service from being started: the tests run
