@@ -20,7 +20,7 @@ VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || 
 OUTPUT ?= $(CURDIR)/_output
 ARCHES ?= amd64 arm64
 
-.PHONY: render test lint unit unit-under-load e2e package push version
+.PHONY: render test lint unit unit-under-load e2e package push version lock
 
 # The Crossplane CLI, built from the separate tools module so its dependencies
 # never enter the function's go.mod; by hack/tools.sh, as the e2e suite's other tools are, so
@@ -43,6 +43,12 @@ package: $(CROSSPLANE)
 
 push: $(CROSSPLANE)
 	VERSION=$(VERSION) REGISTRY=$(REGISTRY) OUTPUT=$(OUTPUT) CROSSPLANE=$(CROSSPLANE) bash hack/push.sh
+
+# The downloader's hashed lock from its pins (downloader/requirements.in), with Debian's
+# python3 and the standard library only; it asks the Python package index for the hashes.
+lock:
+	/usr/bin/python3 hack/pylock.py downloader/requirements.in --python 3.11 --python 3.12 --python 3.13 \
+		--python 3.14 --glibc 2.28 --musl -o downloader/requirements.txt
 
 # golangci-lint, built from its own tools module like the CLI: .golangci.yml
 # says which linters and why; the formatters (gofmt, goimports) run with them.

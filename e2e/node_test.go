@@ -35,7 +35,7 @@ const (
 	nodeName = "e2e-node"
 	// Images are imported under the names CRI normalises to (docker.io/...), so that a pod
 	// naming them never makes containerd look for them anywhere else.
-	downloaderImage = "docker.io/hfops/downloader:1.28.0"
+	downloaderImage = "docker.io/hfops/downloader:2.4.0" // script.HubVersion, as hack/node.sh tags it
 	pauseImage      = "docker.io/hfops/pause:local"
 	// The node is tainted so that only pods tolerating this run on it: the tests that play the
 	// kubelet by hand keep their pods to themselves.

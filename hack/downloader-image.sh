@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Builds the downloader image, what downloader/Dockerfile describes, without Docker and
-# without pulling any image: a Debian bookworm root filesystem (debootstrap, minbase) with the
-# packages of downloader/packages, huggingface_hub at script.HubVersion from the source
-# vendored in ../shared/vendor, and downloader/hf as /usr/local/bin/hf; user 1000:1000. It is
-# written as an image tarball (docker-archive, which `ctr images import`, `docker load` and
-# `crossplane xpkg push` read) for one architecture.
+# without pulling any image: a Debian stable (trixie) root filesystem (debootstrap, minbase) with
+# python3 and ca-certificates, and the download engine of the lock downloader/requirements.txt
+# (huggingface_hub's hf CLI, hf_xet, every dependency) in its dist-packages, hf as
+# /usr/local/bin/hf; user 1000:1000. It is written as an image tarball (docker-archive, which
+# `ctr images import`, `docker load` and `crossplane xpkg push` read) for one architecture.
+#
+# The engine is installed by the host's pip (Debian's /usr/bin/python3, not a pyenv build) for
+# the rootfs's Python and architecture: the lock's wheels only, each checked against its hash,
+# so neither pip nor a compiler is in the image, and no Python runs under emulation but the
+# final check.
 #
 # Usage: bash hack/downloader-image.sh --arch amd64|arm64 --tag REF --out OUT.tar [--rootfs-image BIN]
 #
 # The Debian root filesystem is kept in the cache of hack/cache.sh, as rootfs/<arch>@<key>/,
-# keyed by the package list and the recipe that makes it, so neither a change to hf alone nor a
-# fresh clone bootstraps again (53 s for amd64 here). Another architecture than the machine's runs its programs under Debian's
+# keyed by the package list and the recipe that makes it, so neither a change to the lock nor a
+# fresh clone bootstraps again (about a minute for amd64 here). Another architecture than the machine's runs its programs under Debian's
 # qemu-user-static, registered with binfmt_misc for the build only (several minutes).
 #
-# Reaches only Debian's mirror (apt, debootstrap) and, to build tools/images when its modules
-# are not cached yet, the Go module proxy. Needs root (debootstrap, chroot, binfmt_misc).
+# Reaches only Debian's mirror (apt, debootstrap), the Python package index (pip) and, to build
+# tools/images when its modules are not cached yet, the Go module proxy. Needs root (debootstrap, chroot, binfmt_misc).
 set -euo pipefail
 umask 022
 
@@ -79,7 +84,7 @@ for old in "$rootfs_cache/.$arch".* "$images/.downloader-$arch".*; do
 	if [[ -e $old ]]; then remove_tree "$old"; fi
 done
 
-bash "$root/hack/apt-install.sh" debootstrap
+bash "$root/hack/apt-install.sh" debootstrap python3-pip
 if [[ $arch != "$(dpkg --print-architecture)" ]]; then
 	bash "$root/hack/apt-install.sh" qemu-user-static
 	if [[ ! -e /proc/sys/fs/binfmt_misc/register ]]; then
@@ -92,27 +97,20 @@ if [[ $arch != "$(dpkg --print-architecture)" ]]; then
 	fi
 fi
 
-# The downloader's version is script.HubVersion, the production pin.
+# The engine's version is script.HubVersion, what the lock pins (script's tests check).
 version=$(sed -n 's/^\tHubVersion *= *"\(.*\)"$/\1/p' "$root/script/script.go")
 [[ -n $version ]] || {
 	log "no HubVersion in script/script.go"
 	exit 1
 }
-source_tarball=$root/../shared/vendor/huggingface_hub-$version-src.tar.gz
-[[ -f $source_tarball ]] || {
-	log "no ../shared/vendor/huggingface_hub-$version-src.tar.gz beside the repository: the vendored huggingface_hub $version source"
-	exit 1
-}
+lock=$root/downloader/requirements.txt
 
 mirror=http://deb.debian.org/debian
-suite=bookworm
-mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$root/downloader/packages")
-include=$(
-	IFS=,
-	printf '%s' "${packages[*]},ca-certificates"
-)
+suite=trixie
+# ca-certificates: truststore (httpx2's TLS) and hf_xet read the system's CA store.
+include=python3,ca-certificates
 # bootstrap DIR makes the base root filesystem in DIR: Debian's minimal system with the
-# packages, left as debian:bookworm-slim and the Dockerfile's apt-get leave theirs (no apt
+# packages, left as debian:trixie-slim and the Dockerfile's apt-get leave theirs (no apt
 # lists or caches; no docs but copyrights, no man pages, info or translations), without the
 # logs of the bootstrap or the host's resolv.conf and hostname that debootstrap copies in.
 bootstrap() {
@@ -159,14 +157,21 @@ python=$(readlink "$rootfs/usr/bin/python3")
 	exit 1
 }
 site=$rootfs/usr/local/lib/$python/dist-packages
-mkdir -p "$site"
-tar -xzf "$source_tarball" -C "$site" --strip-components=2 --no-same-owner --no-same-permissions \
-	"huggingface_hub-$version/src/huggingface_hub"
-install -m 0755 "$root/downloader/hf" "$rootfs/usr/local/bin/hf"
-# The image's own hf must run: offline, and no bytecode written into the image.
-got=$(chroot "$rootfs" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp \
+pyver=${python#python}
+machine=$qemu
+# pip's bin/hf starts with the python that ran pip, /usr/bin/python3, which the rootfs has too.
+/usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-input --root-user-action=ignore \
+	--no-cache-dir --no-compile --target "$site" \
+	--implementation cp --python-version "$pyver" --abi "cp${pyver/./}" \
+	--platform "manylinux_2_28_$machine" --platform "manylinux2014_$machine" --platform "manylinux_2_17_$machine" \
+	--only-binary=:all: --require-hashes --no-deps -r "$lock"
+install -m 0755 "$site/bin/hf" "$rootfs/usr/local/bin/hf"
+rm -r "$site/bin"
+# The image's own hf must run, hf_xet's native library load: offline, and no bytecode written
+# into the image.
+got=$(chroot "$rootfs" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp NO_COLOR=1 \
 	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_UPDATE_CHECK=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONDONTWRITEBYTECODE=1 \
-	/usr/local/bin/hf version 2>&1) || {
+	/bin/sh -c '/usr/bin/python3 -c "import hf_xet" && /usr/local/bin/hf version' 2>&1) || {
 	log "hf version in the $arch rootfs failed: $got"
 	exit 1
 }

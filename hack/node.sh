@@ -12,8 +12,8 @@
 #
 # Each tarball is built once per machine into the cache of hack/cache.sh, as
 # images/<name>@<digest>.tar, the digest a SHA-256 over its inputs (this script, the Go source
-# of tools/images, and for the downloader hack/downloader-image.sh, the vendored source,
-# downloader/hf and downloader/packages), and linked into bin/images with that digest in its
+# of tools/images, and for the downloader hack/downloader-image.sh and the lock
+# downloader/requirements.txt), and linked into bin/images with that digest in its
 # stamp, bin/images/<name>.tar.inputs: a second run, or a fresh clone on a machine that built
 # them before, costs well under a second. Builds go to temporary names that are renamed whole,
 # and a stamp is written after its tarball, so an interrupted run never leaves a tarball that
@@ -60,16 +60,12 @@ done
 # containerd: the tests run their own, and nothing may be left running.
 bash "$root/hack/apt-install.sh" containerd runc containernetworking-plugins iproute2
 
-# 2. The inputs. The downloader's version is script.HubVersion, the production pin, so the
-# e2e suite runs what users build; its source must be vendored beside the repository.
+# 2. The inputs. The downloader is what a release builds, from the lock
+# downloader/requirements.txt, so the e2e suite runs what users run; its tag is the
+# engine's version, script.HubVersion.
 version=$(sed -n 's/^\tHubVersion *= *"\(.*\)"$/\1/p' "$root/script/script.go")
 [[ -n $version ]] || {
 	log "no HubVersion in script/script.go"
-	exit 1
-}
-tarball=../shared/vendor/huggingface_hub-$version-src.tar.gz
-[[ -f $root/$tarball ]] || {
-	log "no $tarball beside the repository: the vendored huggingface_hub $version source"
 	exit 1
 }
 mapfile -t tool_sources < <(cd "$root" && find tools/images -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort)
@@ -80,7 +76,7 @@ digest() {
 	sum=$(cd "$root" && sha256sum "$@" | sha256sum)
 	printf '%s\n' "${sum%% *}"
 }
-downloader_sum=$(digest hack/node.sh hack/downloader-image.sh "${tool_sources[@]}" "$tarball" downloader/hf downloader/packages)
+downloader_sum=$(digest hack/node.sh hack/downloader-image.sh "${tool_sources[@]}" downloader/requirements.txt)
 pause_sum=$(digest hack/node.sh "${tool_sources[@]}")
 
 # entry NAME SUM prints the cache entry of the tarball NAME built from inputs whose digest is SUM.

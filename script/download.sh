@@ -29,8 +29,8 @@ IFS=$nl
 
 marker_name=.hf-download-complete.json
 lock_name=.hf-download.lock
-hub_pin=huggingface_hub==1.28.0
-xet_pin=hf_xet==1.6.0
+hub_pin=huggingface_hub==2.4.0
+xet_pin=hf_xet==1.8.0
 
 log() { printf 'hf-download: %s\n' "$1"; }
 
@@ -606,22 +606,29 @@ if [ "$force" = false ] && [ -f "$marker" ]; then
 	log "the completion marker in $dir does not match this download; downloading again"
 fi
 
-# A Python image without a baked hf: install the pinned CLI into the writable
-# temp dir (the root filesystem is read-only) and run it from there.
+# A Python image without a baked hf: install the downloader image's exact set,
+# the hashed lock beside the helper, into the writable temp dir (the root
+# filesystem is read-only) and run it from there. Wheels only: a build from
+# source would need a compiler and could differ from what the lock was tested with.
 if ! command -v hf >/dev/null 2>&1; then
+	requirements=${helper%/*}/requirements.txt
 	command -v python3 >/dev/null 2>&1 ||
 		die "hf is not on PATH and python3 is missing, so $hub_pin cannot be installed: use an image with Python or the downloader image"
+	[ -f "$requirements" ] ||
+		die "hf is not on PATH and the lock $requirements is missing, so $hub_pin cannot be installed: use the downloader image"
+	python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null ||
+		die "hf is not on PATH and this image's python3 is older than 3.11, which $hub_pin's locked dependencies need: use the downloader image"
 	pydir=$(mktemp -d "${TMPDIR:-/tmp}/hf-download.XXXXXX") ||
 		die "cannot create a directory under ${TMPDIR:-/tmp} to install $hub_pin"
-	log "hf is not on PATH: this image is not the downloader image, so $hub_pin $xet_pin is installed now from the Python package index, into $pydir"
+	log "hf is not on PATH: this image is not the downloader image, so $hub_pin $xet_pin and their locked dependencies are installed now from the Python package index, into $pydir"
 	rc=0
 	# pip never needs the token: keep it away from pip and its index.
 	(
 		unset HF_TOKEN
-		exec python3 -m pip install --no-cache-dir --disable-pip-version-check \
-			--target "$pydir" "$hub_pin" "$xet_pin"
+		exec python3 -m pip install --no-cache-dir --disable-pip-version-check --no-input \
+			--target "$pydir" --require-hashes --no-deps --only-binary=:all: -r "$requirements"
 	) || rc=$?
-	[ "$rc" -eq 0 ] || die "installing $hub_pin $xet_pin failed (exit $rc)"
+	[ "$rc" -eq 0 ] || die "installing $hub_pin $xet_pin from $requirements failed (exit $rc)"
 	PATH=$pydir/bin:$PATH
 	PYTHONPATH=$pydir${PYTHONPATH:+:$PYTHONPATH}
 	export PATH PYTHONPATH

@@ -165,7 +165,7 @@ func newRealHarness(t *testing.T, sh []string, hub *hubtest.Hub) (*harness, map[
 	if err := os.Symlink(debianPython, filepath.Join(h.stubs, "python3")); err != nil {
 		t.Fatal(err)
 	}
-	src, err := filepath.Abs(filepath.Join("..", "bin", "hf-"+HubVersion, "src"))
+	src, err := filepath.Abs(filepath.Join("..", "bin", "hf-"+HubVersion))
 	if err != nil {
 		t.Fatal(err)
 	}

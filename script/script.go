@@ -2,7 +2,11 @@
 // names through which the function talks to it.
 package script
 
-import _ "embed" // for go:embed
+import (
+	_ "embed" // for go:embed
+
+	"github.com/hfops/function-hf-download/downloader"
+)
 
 // Text is the download script (download.sh). The function puts it verbatim,
 // with its helper (see Files), in one ConfigMap per ModelDownload, which every
@@ -26,9 +30,12 @@ var helperText string
 // looks for the helper unless EnvHelper says otherwise. Without it, or
 // without a python3 that imports huggingface_hub, the script downloads as hf
 // alone does: no plan, no space check, no pruning, Verified false, no Card.
+// requirements.txt is the downloader's hashed lock (package downloader), which
+// the script installs with pip, beside the helper, when an image has no hf.
 var Files = map[string]string{
-	"download.sh": Text,
-	"hfdl.py":     helperText,
+	"download.sh":      Text,
+	"hfdl.py":          helperText,
+	"requirements.txt": downloader.Requirements,
 }
 
 // Environment variables the script reads. It takes no positional arguments.
@@ -182,15 +189,13 @@ type Progress struct {
 // It is not a model file: never counted, never pruned.
 const LockFile = ".hf-download.lock"
 
-// HubVersion is the huggingface_hub that downloader/Dockerfile bakes in, the
-// one the e2e suite's image (hack/node.sh) and the script's tests against the
-// real hf CLI (hack/hf.sh) run, from the source vendored for them; the script
-// installs it with pip when an image has no hf. XetVersion is only for that
-// pip install: Debian packages no hf_xet, so the image downloads over plain
-// HTTP.
+// HubVersion and XetVersion are the huggingface_hub and hf_xet that the lock
+// downloader/requirements.txt pins (tested): what the downloader image carries,
+// what the e2e suite's image (hack/node.sh) and the tests' real hf CLI
+// (hack/hf.sh) run, and what the script's pip fallback installs from that lock.
 const (
-	HubVersion = "1.28.0"
-	XetVersion = "1.6.0"
+	HubVersion = "2.4.0"
+	XetVersion = "1.8.0"
 )
 
 // Summary is the one-line JSON the script writes to the termination log on

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -120,6 +121,8 @@ mkdir -p "$dir/weights" "$dir/.cache/huggingface/download/weights"
 // the real python3 (PYSTUB_PYTHON), where huggingface_hub cannot be imported
 // unless PYTHONPATH says where: an image whose hf has a Python of its own.
 const stubPython = `#!/bin/sh
+# PYSTUB_OLD plays a python3 older than the lock allows, for the script's version check.
+[ "${1:-}" = -c ] && [ -n "${PYSTUB_OLD:-}" ] && exit 1
 [ "${1:-}" = -m ] || exec "$PYSTUB_PYTHON" "$@"
 PATH=/usr/bin:/bin
 {
@@ -183,6 +186,7 @@ type harness struct {
 	tools  string // then only scriptTools
 	work   string // the script's working directory
 	dir    string // default HFDL_LOCAL_DIR
+	helper string // default HFDL_HELPER, in a folder holding the ConfigMap's files
 	runs   int
 	record string // the last run's call record
 	// deadline ends each run that hangs: hangDeadline, unless a test needs
@@ -227,13 +231,14 @@ func newHarnessShell(t *testing.T, sh []string) *harness {
 	t.Helper()
 	root := t.TempDir()
 	h := &harness{
-		t:     t,
-		sh:    sh,
-		root:  root,
-		stubs: filepath.Join(root, "stubs"),
-		tools: filepath.Join(root, "tools"),
-		work:  filepath.Join(root, "work"),
-		dir:   filepath.Join(root, "models", "org", "name"),
+		t:      t,
+		sh:     sh,
+		root:   root,
+		stubs:  filepath.Join(root, "stubs"),
+		tools:  filepath.Join(root, "tools"),
+		work:   filepath.Join(root, "work"),
+		dir:    filepath.Join(root, "models", "org", "name"),
+		helper: helperPath(t),
 
 		deadline: hangDeadline,
 	}
@@ -343,7 +348,7 @@ func (h *harness) start(overrides map[string]string) *started {
 		"HFSTUB_COMMIT":   commitA,
 		"PYSTUB_HF":       filepath.Join(h.root, "stubsrc", "hf"),
 		"PYSTUB_PYTHON":   debianPython,
-		EnvHelper:         helperPath(h.t),
+		EnvHelper:         h.helper,
 		EnvRepoID:         "org/name",
 		EnvLocalDir:       h.dir,
 		EnvContentHash:    "hash-1",
@@ -499,14 +504,17 @@ func (h *harness) calls() []call {
 	return calls
 }
 
-// helperPath is the absolute path of hfdl.py, as EnvHelper gives it.
+// helperPath is the path of hfdl.py, as EnvHelper gives it, in a folder holding every file of
+// the ConfigMap (Files), as the Job mounts it: the lock for the pip fallback sits beside it.
 func helperPath(t *testing.T) string {
 	t.Helper()
-	p, err := filepath.Abs("hfdl.py")
-	if err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	for name, text := range Files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return p
+	return filepath.Join(dir, "hfdl.py")
 }
 
 // readMarker parses the marker strictly: every field present, none unknown.
@@ -678,23 +686,28 @@ func TestConstantsMatchScript(t *testing.T) {
 			t.Errorf("hfdl.py does not contain %q", want)
 		}
 	}
-	if diff := cmp.Diff([]string{"download.sh", "hfdl.py"}, sortedKeys(Files)); diff != "" || Files["download.sh"] != Text {
+	if diff := cmp.Diff([]string{"download.sh", "hfdl.py", "requirements.txt"}, sortedKeys(Files)); diff != "" || Files["download.sh"] != Text {
 		t.Errorf("Files (-want +got):\n%s", diff)
 	}
 	if strings.Contains(Text, "huggingface-cli") || strings.Contains(Text, "eval") {
 		t.Error("the script must not use huggingface-cli or eval")
 	}
+	// The lock pins HubVersion and XetVersion, once each, with hashes; the Dockerfile installs
+	// that lock and nothing else.
+	lock := Files["requirements.txt"]
+	for name, version := range map[string]string{"huggingface_hub": HubVersion, "hf-xet": XetVersion} {
+		pins := regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(name)+`==(\S+) \\\n\s+--hash=sha256:[0-9a-f]{64}`).FindAllStringSubmatch(lock, -1)
+		if len(pins) != 1 || pins[0][1] != version {
+			t.Errorf("downloader/requirements.txt pins %s %q, want one hashed %s==%s", name, pins, name, version)
+		}
+	}
 	dockerfile, err := os.ReadFile(filepath.Join("..", "downloader", "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The image bakes in HubVersion's source, and no other version.
-	var pins []string
-	for _, m := range regexp.MustCompile(`(?m)^ARG HUB_VERSION=(.*)$`).FindAllSubmatch(dockerfile, -1) {
-		pins = append(pins, string(m[1]))
-	}
-	if len(pins) != 1 || pins[0] != HubVersion {
-		t.Errorf("downloader/Dockerfile pins huggingface_hub %q, want one ARG HUB_VERSION=%s", pins, HubVersion)
+	if !strings.Contains(string(dockerfile), "--require-hashes --no-deps --only-binary=:all: -r /tmp/requirements.txt") ||
+		strings.Contains(string(dockerfile), "HUB_VERSION") {
+		t.Error("downloader/Dockerfile must install downloader/requirements.txt, hashes required, and pin no version of its own")
 	}
 }
 
@@ -980,13 +993,15 @@ func TestInstallsPinnedHubWhenHfMissing(t *testing.T) {
 		t.Fatalf("calls %v, want python3 (pip) then hf", r.calls)
 	}
 	pip := r.calls[0]
-	target := pip.Args[len(pip.Args)-3]
+	target := pip.Args[slices.Index(pip.Args, "--target")+1]
 	if !strings.HasPrefix(target, filepath.Join(h.root, "tmp")+"/hf-download.") {
 		t.Errorf("pip target %q is not under TMPDIR", target)
 	}
+	// The lock beside the helper, hashes required, wheels only: the image's exact set.
 	wantPip := call{
-		Prog:  "python3",
-		Args:  []string{"-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--target", target, "huggingface_hub==" + HubVersion, "hf_xet==" + XetVersion},
+		Prog: "python3",
+		Args: []string{"-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input",
+			"--target", target, "--require-hashes", "--no-deps", "--only-binary=:all:", "-r", filepath.Join(filepath.Dir(h.helper), "requirements.txt")},
 		Token: "unset",
 	}
 	if diff := cmp.Diff(wantPip, pip); diff != "" {
@@ -1009,7 +1024,7 @@ func TestInstallFailures(t *testing.T) {
 	for name, tc := range map[string]struct {
 		removePython bool
 		env          map[string]string
-		want         string
+		want         string // HELPER stands for the folder of the run's helper
 	}{
 		"no python3": {
 			removePython: true,
@@ -1017,7 +1032,15 @@ func TestInstallFailures(t *testing.T) {
 		},
 		"pip fails": {
 			env:  map[string]string{"PYSTUB_FAIL": "1"},
-			want: "hf-download: installing huggingface_hub==" + HubVersion + " hf_xet==" + XetVersion + " failed (exit 2)",
+			want: "hf-download: installing huggingface_hub==" + HubVersion + " hf_xet==" + XetVersion + " from " + filepath.Join("HELPER", "requirements.txt") + " failed (exit 2)",
+		},
+		"no lock beside the helper": {
+			env:  map[string]string{EnvHelper: "/nonexistent/hfdl.py"},
+			want: "hf-download: hf is not on PATH and the lock /nonexistent/requirements.txt is missing, so huggingface_hub==" + HubVersion + " cannot be installed: use the downloader image",
+		},
+		"python3 older than the lock allows": {
+			env:  map[string]string{"PYSTUB_OLD": "1"},
+			want: "hf-download: hf is not on PATH and this image's python3 is older than 3.11, which huggingface_hub==" + HubVersion + "'s locked dependencies need: use the downloader image",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -1027,10 +1050,11 @@ func TestInstallFailures(t *testing.T) {
 				mustRemove(t, filepath.Join(h.stubs, "python3"))
 			}
 			r := h.run(tc.env)
-			if r.code == 0 || r.lastLine() != tc.want {
-				t.Errorf("exit %d, last line %q, want a failure with %q\n%s", r.code, r.lastLine(), tc.want, r.out)
+			want := strings.ReplaceAll(tc.want, "HELPER", filepath.Dir(h.helper))
+			if r.code == 0 || r.lastLine() != want {
+				t.Errorf("exit %d, last line %q, want a failure with %q\n%s", r.code, r.lastLine(), want, r.out)
 			}
-			h.checkFailure(r, strings.TrimPrefix(tc.want, "hf-download: "))
+			h.checkFailure(r, strings.TrimPrefix(want, "hf-download: "))
 			for _, c := range r.calls {
 				if c.Prog == "hf" {
 					t.Errorf("hf ran: %v", c)
