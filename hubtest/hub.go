@@ -1,5 +1,5 @@
 // Package hubtest is a fake Hugging Face Hub for tests that run the real hf
-// CLI (huggingface_hub 1.28). It plays, on the listener it is given (loopback,
+// CLI (huggingface_hub 2.4). It plays, on the listener it is given (loopback,
 // or an address pods can reach), the few endpoints that
 // `hf download <repo> [<file>...] --local-dir ...` calls:
 //
