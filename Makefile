@@ -78,7 +78,7 @@ lint: $(LINT) $(ACTIONLINT)
 	go vet ./...
 	go vet -C e2e ./...
 	$(ACTIONLINT) -shellcheck=shellcheck
-	shellcheck hack/*.sh .ci/run .github/*.sh
+	shellcheck hack/*.sh .ci/run
 
 # The function's module: unit, script (the real hf, hack/hf.sh), render
 # goldens, example validation.
