@@ -486,6 +486,34 @@ case ${HOME:-/} in
 	;;
 esac
 
+# hf_xet's download buffer holds fetched Xet data until it is written to disk,
+# and is what dominates its memory. hf_xet sizes it from the memory it sees,
+# which in a container can be the node's; so it is bounded here by the
+# container's own limit (cgroup v2's memory.max, or v1's limit): half of what
+# Python, hf and hf_xet's runtime leave (384 MiB), at least 96 MiB (hf_xet's own
+# floor, which holds the Hub's largest term, a 64 MiB xorb), shared as hf_xet
+# shares it: a base, a part per file being downloaded, a cap. Values set in the
+# environment win. Logs what hf_xet gets.
+xet_buffers() {
+	_limit=
+	for _f in "$cgroup/memory.max" "$cgroup/memory/memory.limit_in_bytes"; do
+		if [ -r "$_f" ]; then
+			_limit=$(cat "$_f") || _limit=
+			break
+		fi
+	done
+	# No limit: "max" (v2), or v1's page-rounded 2^63, beyond any machine.
+	case $_limit in '' | *[!0-9]*) return 0 ;; esac
+	[ ${#_limit} -le 15 ] || return 0
+	_total=$(((_limit - 402653184) / 2))
+	[ "$_total" -ge 100663296 ] || _total=100663296
+	: "${HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE:=$((_total / 2))}"
+	: "${HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE:=$((_total / 8))}"
+	: "${HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT:=$_total}"
+	export HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT
+	log "hf_xet's download buffer: $HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT bytes at most ($HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE, and $HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE a file), under the container's memory limit of $_limit bytes"
+}
+
 repo=${HFDL_REPO_ID:-}
 dir=${HFDL_LOCAL_DIR:-/models/${HFDL_REPO_ID:-}}
 repo_type=${HFDL_REPO_TYPE:-model}
@@ -498,6 +526,7 @@ content_hash=${HFDL_CONTENT_HASH:-}
 termlog=${HFDL_TERMINATION_LOG:-/dev/termination-log}
 helper=${HFDL_HELPER:-/opt/hf-download/hfdl.py}
 pvc=${HFDL_PVC:-}
+cgroup=${HFDL_CGROUP:-/sys/fs/cgroup}
 # The function names the PVC once, in the ConfigMap beside the helper, rather
 # than in every Job.
 [ -n "$pvc" ] || [ ! -r "${helper%/*}/pvc" ] || pvc=$(cat "${helper%/*}/pvc") || pvc=
@@ -636,6 +665,8 @@ if ! command -v hf >/dev/null 2>&1; then
 	PYTHONPATH=$pydir${PYTHONPATH:+:$PYTHONPATH}
 	export PATH PYTHONPATH
 fi
+
+xet_buffers
 
 # Whatever happens next, an old marker must not claim this download is done.
 rm -f "$marker" || die "cannot remove the old completion marker $marker"

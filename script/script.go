@@ -73,6 +73,12 @@ const (
 	// <name>"); without it the script reads PVCFile beside the helper, and
 	// without that the reason names the directory.
 	EnvPVC = "HFDL_PVC"
+	// EnvCgroup is where the container's cgroup file system is mounted,
+	// default /sys/fs/cgroup: the script bounds hf_xet's download buffer by
+	// the memory limit it finds there (memory.max, or cgroup v1's
+	// memory/memory.limit_in_bytes), unless the HF_XET_RECONSTRUCTION_
+	// DOWNLOAD_BUFFER_* variables are set.
+	EnvCgroup = "HFDL_CGROUP"
 	// EnvStallTimeout is how many seconds hf may go without a byte written
 	// under the local dir (hf's partial files included) before the watchdog
 	// stops it and the download fails as stalled: a positive integer without

@@ -62,7 +62,8 @@ var stubFiles = map[string]string{
 }
 
 // stubHF records each call (argv one per line, whether HF_TOKEN is set and
-// its length but never its value, PYTHONPATH, whether the marker existed) and
+// its length but never its value, PYTHONPATH, hf_xet's download buffer
+// bounds when set, whether the marker existed) and
 // then hangs, fails, leaves partial files and fails, or writes stubFiles plus hf's
 // local-dir metadata, as HFSTUB_MODE says. A failing stub writes HFSTUB_MSG,
 // or the file HFSTUB_STDERR, to stderr and exits with HFSTUB_EXIT.
@@ -80,6 +81,8 @@ done
 	for a; do printf 'arg=%s\n' "$a"; done
 	if [ -n "${HF_TOKEN+x}" ]; then echo "token=set len=${#HF_TOKEN}"; else echo token=unset; fi
 	echo "pythonpath=${PYTHONPATH:-}"
+	[ -z "${HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT:-}" ] ||
+		echo "xetbuffer=$HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE $HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE $HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT"
 	if [ -e "$dir/.hf-download-complete.json" ]; then echo marker=present; else echo marker=absent; fi
 } >>"$HFSTUB_RECORD"
 case ${HFSTUB_MODE:-ok} in
@@ -147,7 +150,9 @@ type call struct {
 	Args       []string
 	Token      string
 	PythonPath string
-	Marker     string
+	// XetBuffer is hf_xet's download buffer: "size perfile limit" in bytes.
+	XetBuffer string
+	Marker    string
 }
 
 type result struct {
@@ -349,6 +354,7 @@ func (h *harness) start(overrides map[string]string) *started {
 		"PYSTUB_HF":       filepath.Join(h.root, "stubsrc", "hf"),
 		"PYSTUB_PYTHON":   debianPython,
 		EnvHelper:         h.helper,
+		EnvCgroup:         filepath.Join(h.root, "cgroup"),
 		EnvRepoID:         "org/name",
 		EnvLocalDir:       h.dir,
 		EnvContentHash:    "hash-1",
@@ -495,6 +501,8 @@ func (h *harness) calls() []call {
 			c.Token = val
 		case "pythonpath":
 			c.PythonPath = val
+		case "xetbuffer":
+			c.XetBuffer = val
 		case "marker":
 			c.Marker = val
 		default:
@@ -641,7 +649,7 @@ func TestScriptSyntax(t *testing.T) {
 
 // TestConstantsMatchScript keeps the Go names, the script and the image in step.
 func TestConstantsMatchScript(t *testing.T) {
-	envs := []string{EnvRepoID, EnvRepoType, EnvRevision, EnvLocalDir, EnvInclude, EnvExclude, EnvMaxWorkers, EnvForce, EnvContentHash, EnvTerminationLog, EnvHelper, EnvPVC, EnvStallTimeout, EnvProgressToken, EnvProgressCA, EnvProgressInterval}
+	envs := []string{EnvRepoID, EnvRepoType, EnvRevision, EnvLocalDir, EnvInclude, EnvExclude, EnvMaxWorkers, EnvForce, EnvContentHash, EnvTerminationLog, EnvHelper, EnvPVC, EnvCgroup, EnvStallTimeout, EnvProgressToken, EnvProgressCA, EnvProgressInterval}
 	for _, name := range envs {
 		if !strings.Contains(Text, "${"+name+":-") {
 			t.Errorf("the script does not read $%s", name)
@@ -662,7 +670,7 @@ func TestConstantsMatchScript(t *testing.T) {
 	}
 	for _, want := range []string{"marker_name=" + MarkerFile + "\n", "lock_name=" + LockFile + "\n", "huggingface_hub==" + HubVersion + "\n", "hf_xet==" + XetVersion + "\n",
 		"repo_type=${" + EnvRepoType + ":-" + DefaultRepoType + "}\n", "revision=${" + EnvRevision + ":-" + DefaultRevision + "}\n", "dir=${" + EnvLocalDir + ":-" + DefaultMountPath + "/${" + EnvRepoID + ":-}}\n", "workers=${" + EnvMaxWorkers + ":-" + strconv.Itoa(DefaultMaxWorkers) + "}\n",
-		"stall_timeout=${" + EnvStallTimeout + ":-" + strconv.Itoa(DefaultStallTimeoutSeconds) + "}\n", "helper=${" + EnvHelper + ":-/opt/hf-download/hfdl.py}\n",
+		"stall_timeout=${" + EnvStallTimeout + ":-" + strconv.Itoa(DefaultStallTimeoutSeconds) + "}\n", "helper=${" + EnvHelper + ":-/opt/hf-download/hfdl.py}\n", "cgroup=${" + EnvCgroup + ":-/sys/fs/cgroup}\n",
 		"progress_token=${" + EnvProgressToken + ":-" + ProgressTokenPath + "}\n", "progress_ca=${" + EnvProgressCA + ":-" + ProgressCAPath + "}\n",
 		"progress_interval=${" + EnvProgressInterval + ":-" + strconv.Itoa(DefaultProgressIntervalSeconds) + "}\n", "_pf=${helper%/*}/" + ProgressFile + " "} {
 		if !strings.Contains(Text, want) {
@@ -1245,5 +1253,57 @@ func mustRemove(t *testing.T, path string) {
 	t.Helper()
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestXetBufferFollowsTheMemoryLimit: hf_xet's download buffer is bounded by the container's
+// memory limit, read from cgroup v2 or v1: half of what 384 MiB for Python, hf and hf_xet's
+// runtime leave, at least 96 MiB, a half of it as base and an eighth per file. No limit sets
+// nothing, and what the environment sets wins.
+func TestXetBufferFollowsTheMemoryLimit(t *testing.T) {
+	const mib = 1 << 20
+	bounds := func(total int64) string {
+		return fmt.Sprintf("%d %d %d", total/2, total/8, total)
+	}
+	for _, tc := range []struct {
+		name  string
+		file  string // under the cgroup mount; none: no file
+		limit string
+		env   map[string]string
+		want  string
+	}{
+		{name: "v2, 1Gi", file: "memory.max", limit: "1073741824\n", want: bounds((1024 - 384) * mib / 2)},
+		{name: "v2, 4Gi", file: "memory.max", limit: "4294967296\n", want: bounds((4096 - 384) * mib / 2)},
+		{name: "v2, no limit", file: "memory.max", limit: "max\n"},
+		{name: "v1, 2Gi", file: "memory/memory.limit_in_bytes", limit: "2147483648\n", want: bounds((2048 - 384) * mib / 2)},
+		{name: "v1, no limit", file: "memory/memory.limit_in_bytes", limit: "9223372036854771712\n"},
+		{name: "below the floor", file: "memory.max", limit: "268435456\n", want: bounds(96 * mib)},
+		{name: "no cgroup file"},
+		{name: "the environment wins", file: "memory.max", limit: "1073741824\n", env: map[string]string{
+			"HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE": "1", "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE": "2",
+			"HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT": "3"}, want: "1 2 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.file != "" {
+				p := filepath.Join(h.root, "cgroup", tc.file)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(tc.limit), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := h.run(tc.env)
+			if r.code != 0 || len(r.calls) != 1 {
+				t.Fatalf("exit %d, calls %v\n%s", r.code, r.calls, r.out)
+			}
+			if got := r.calls[0].XetBuffer; got != tc.want {
+				t.Errorf("hf_xet's download buffer %q, want %q\n%s", got, tc.want, r.out)
+			}
+			if logged := strings.Contains(r.out, "hf_xet's download buffer: "); logged != (tc.want != "") {
+				t.Errorf("the log says the buffer: %v, want %v\n%s", logged, !logged, r.out)
+			}
+		})
 	}
 }
