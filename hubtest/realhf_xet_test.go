@@ -21,23 +21,18 @@ import (
 // against the Hub's Xet-backed files.
 
 // xetRequests is what `hf download <repo>` asks the Hub for the repo at key
-// (in h.repos) when it takes the Xet path, sorted: the revision and the tree;
-// one read token; the metadata and body of each file that is not Xet-backed;
-// and for each Xet file one reconstruction of it whole and a GET of each of
-// its xorbs whole, never its resolve (and for an empty one nothing: hf_xet
-// just creates it).
+// (in h.repos) when it takes the Xet path, sorted: the revision and the tree
+// (see listingRequests); one read token; the metadata and body of each file
+// that is not Xet-backed (see plainRequests); and for each Xet file one
+// reconstruction of it whole and a GET of each of its xorbs whole, never its
+// resolve (and for an empty one nothing: hf_xet just creates it).
 func xetRequests(h *testHub, key string) []string {
-	repoType, repoID, _ := strings.Cut(key, "/")
-	repo := h.repos[key]
-	api, files := "GET /api/"+repoType+"s/"+repoID, "/"+repoID+"/resolve/"+repo.Commit+"/"
-	if repoType == "dataset" {
-		files = "/datasets" + files
-	}
-	want := []string{api + "/revision/main", api + "/tree/" + repo.Commit + "?recursive=true&expand=false", api + "/xet-read-token/" + repo.Commit}
-	for path := range repo.Files {
-		f := repo.cas.files[path]
+	api, want, resolve := listingRequests(h, key)
+	want = append(want, api+"/xet-read-token/"+commit)
+	for path, content := range h.repos[key].Files {
+		f := h.repos[key].cas.files[path]
 		if f == nil {
-			want = append(want, "HEAD "+files+path, "GET "+files+path)
+			want = append(want, plainRequests(resolve+path, content)...)
 			continue
 		}
 		if f.size > 0 {
@@ -57,24 +52,43 @@ func xetRequests(h *testHub, key string) []string {
 
 // httpRequests is what `hf download <repo>` asks the Hub for the repo at key
 // when it does not take the Xet path, sorted: the revision and the tree, and
-// the metadata and body of each file, Xet-backed or not.
+// the metadata and body of each file, Xet-backed or not (see plainRequests).
 func httpRequests(h *testHub, key string) []string {
-	repoType, repoID, _ := strings.Cut(key, "/")
-	repo := h.repos[key]
-	api, files := "GET /api/"+repoType+"s/"+repoID, "/"+repoID+"/resolve/"+repo.Commit+"/"
-	want := []string{api + "/revision/main", api + "/tree/" + repo.Commit + "?recursive=true&expand=false"}
-	for path := range repo.Files {
-		want = append(want, "HEAD "+files+path, "GET "+files+path)
+	_, want, resolve := listingRequests(h, key)
+	for path, content := range h.repos[key].Files {
+		want = append(want, plainRequests(resolve+path, content)...)
 	}
 	slices.Sort(want)
 	return want
 }
 
-// TestRealHFXet: hf downloads a repo of Xet-backed files, beside plain and
-// LFS ones, byte for byte, the Xet files from the CAS (one read token, one
-// reconstruction each, each xorb once, a xorb that two terms share too) and
-// none by resolve; with HF_HUB_DISABLE_XET=1 it takes the plain path, resolve
-// for every file, and never asks for a token.
+// listingRequests is how `hf download <repo>` lists the repo at key, whose
+// commit is commit: its revision (main) and its tree; with "GET /api/..." of
+// the repo, and the path of its files on resolve.
+func listingRequests(h *testHub, key string) (api string, listing []string, resolve string) {
+	repoType, repoID, _ := strings.Cut(key, "/")
+	api, resolve = "GET /api/"+repoType+"s/"+repoID, "/"+repoID+"/resolve/"+commit+"/"
+	if repoType == "dataset" {
+		resolve = "/datasets" + resolve
+	}
+	return api, []string{api + "/revision/main", api + "/tree/" + commit + "?recursive=true&expand=false"}, resolve
+}
+
+// plainRequests is what hf asks of resolve for a file of content, at path:
+// its metadata, and its body unless it is empty (http_get has nothing to
+// fetch then).
+func plainRequests(path, content string) []string {
+	if content == "" {
+		return []string{"HEAD " + path}
+	}
+	return []string{"HEAD " + path, "GET " + path}
+}
+
+// TestRealHFXet: hf downloads a model or dataset repo of Xet-backed files,
+// beside plain and LFS ones, byte for byte, the Xet files from the CAS (one
+// read token, one reconstruction each, each xorb once, a xorb that two terms
+// share too) and none by resolve; with HF_HUB_DISABLE_XET=1 it takes the
+// plain path, resolve for every file, and never asks for a token.
 func TestRealHFXet(t *testing.T) {
 	realHF(t)
 	mixed := map[string]string{
@@ -84,24 +98,27 @@ func TestRealHFXet(t *testing.T) {
 		"weights.bin":       randomContent(5000, 12),
 		"empty-xet.bin":     "",
 	}
+	mixedXet, mixedLFS := []string{"model.safetensors", "sub/tokenizer.bin", "empty-xet.bin"}, []string{"weights.bin"}
 	for _, tc := range []struct {
 		name     string
+		repoType string
 		files    map[string]string
 		xet, lfs []string
 		env      []string
 		want     func(h *testHub, key string) []string
 	}{
-		{"plain, LFS and Xet files", mixed, []string{"model.safetensors", "sub/tokenizer.bin", "empty-xet.bin"}, []string{"weights.bin"}, nil, xetRequests},
-		{"four terms over three xorbs", map[string]string{"four.bin": fourTerms, "config.json": "{}"}, []string{"four.bin"}, nil, nil, xetRequests},
-		{"HF_HUB_DISABLE_XET=1", mixed, []string{"model.safetensors", "sub/tokenizer.bin", "empty-xet.bin"}, []string{"weights.bin"}, []string{"HF_HUB_DISABLE_XET=1"}, httpRequests},
+		{"plain, LFS and Xet files", "model", mixed, mixedXet, mixedLFS, nil, xetRequests},
+		{"a dataset's", "dataset", mixed, mixedXet, mixedLFS, nil, xetRequests},
+		{"four terms over three xorbs", "model", map[string]string{"four.bin": fourTerms, "config.json": "{}"}, []string{"four.bin"}, nil, nil, xetRequests},
+		{"HF_HUB_DISABLE_XET=1", "model", mixed, mixedXet, mixedLFS, []string{"HF_HUB_DISABLE_XET=1"}, httpRequests},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHub(t)
-			h.Set("model", "org/xet", Repo{Commit: commit, Files: tc.files, Xet: tc.xet, LFS: tc.lfs})
+			h.Set(tc.repoType, "org/xet", Repo{Commit: commit, Files: tc.files, Xet: tc.xet, LFS: tc.lfs})
 			dir := filepath.Join(t.TempDir(), "out")
 			var out bytes.Buffer
-			cmd := hfCommand(t, h, "", dir, &out, "org/xet")
+			cmd := hfCommand(t, h, "", dir, &out, "org/xet", "--repo-type", tc.repoType)
 			cmd.Env = append(cmd.Env, tc.env...)
 			if err := cmd.Run(); err != nil {
 				t.Fatalf("hf: %v\n%s", err, out.String())
@@ -109,9 +126,9 @@ func TestRealHFXet(t *testing.T) {
 			if diff := cmp.Diff(tc.files, downloaded(t, dir)); diff != "" {
 				t.Errorf("files downloaded (-want +got):\n%s", diff)
 			}
-			got := h.SeenFor("model", "org/xet")
+			got := h.SeenFor(tc.repoType, "org/xet")
 			slices.Sort(got)
-			if diff := cmp.Diff(tc.want(h, "model/org/xet"), got); diff != "" {
+			if diff := cmp.Diff(tc.want(h, tc.repoType+"/org/xet"), got); diff != "" {
 				t.Errorf("requests (-want +got):\n%s\n%s", diff, out.String())
 			}
 			if _, unknown := h.Seen(); len(unknown) != 0 {
