@@ -22,7 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// The tests here run the real hf CLI (huggingface_hub 1.28.0, bin/hf at the
+// The tests here run the real hf CLI (huggingface_hub 2.4.0, bin/hf at the
 // repository root, which hack/hf.sh installs) against the Hub on loopback.
 // hf reaches nothing else: its environment holds HF_ENDPOINT, no proxy
 // settings, and the update checks and telemetry are off.
@@ -130,7 +130,6 @@ func TestRealHFPrivateRepo(t *testing.T) {
 	const (
 		modelNotFound   = "Error: Model 'org/priv' not found.\nIf the repo is private, make sure you are authenticated and your token has the required permissions."
 		datasetNotFound = "Error: Dataset 'org/priv-data' not found.\nIf the repo is private, make sure you are authenticated and your token has the required permissions."
-		repoNotFound    = "Error: Repository not found.\nIf the repo is private, make sure you are authenticated and your token has the required permissions."
 	)
 	data := map[string]string{"train/part-0.csv": "a,b\n1,2\n"}
 	for _, tc := range []struct {
@@ -145,7 +144,7 @@ func TestRealHFPrivateRepo(t *testing.T) {
 		{name: "branch with token", args: []string{"org/priv"}, hfToken: token, want: files},
 		{name: "commit without token", args: []string{"org/priv", "--revision", commit}, wantError: modelNotFound},
 		{name: "commit with token", args: []string{"org/priv", "--revision", commit}, hfToken: token, want: files},
-		{name: "one file without token", args: []string{"org/priv", "config.json"}, wantError: repoNotFound},
+		{name: "one file without token", args: []string{"org/priv", "config.json"}, wantError: modelNotFound},
 		{name: "one file with token", args: []string{"org/priv", "config.json"}, hfToken: token, want: map[string]string{"config.json": files["config.json"]}},
 		{name: "dataset without token", args: []string{"org/priv-data", "--repo-type", "dataset"}, wantError: datasetNotFound},
 		{name: "dataset with token", args: []string{"org/priv-data", "--repo-type", "dataset"}, hfToken: token, want: data},

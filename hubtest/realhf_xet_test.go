@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -87,8 +88,9 @@ func plainRequests(path, content string) []string {
 // TestRealHFXet: hf downloads a model or dataset repo of Xet-backed files,
 // beside plain and LFS ones, byte for byte, the Xet files from the CAS (one
 // read token, one reconstruction each, each xorb once, a xorb that two terms
-// share too) and none by resolve; with HF_HUB_DISABLE_XET=1 it takes the
-// plain path, resolve for every file, and never asks for a token.
+// share too; with telemetry on, one report each) and none by resolve; with
+// HF_HUB_DISABLE_XET=1 it takes the plain path, resolve for every file, and
+// never asks for a token.
 func TestRealHFXet(t *testing.T) {
 	realHF(t)
 	mixed := map[string]string{
@@ -106,11 +108,14 @@ func TestRealHFXet(t *testing.T) {
 		xet, lfs []string
 		env      []string
 		want     func(h *testHub, key string) []string
+		// telemetry turns hf_xet's telemetry on: a report of each Xet
+		// file's transfer as it ends.
+		telemetry bool
 	}{
-		{"plain, LFS and Xet files", "model", mixed, mixedXet, mixedLFS, nil, xetRequests},
-		{"a dataset's", "dataset", mixed, mixedXet, mixedLFS, nil, xetRequests},
-		{"four terms over three xorbs", "model", map[string]string{"four.bin": fourTerms, "config.json": "{}"}, []string{"four.bin"}, nil, nil, xetRequests},
-		{"HF_HUB_DISABLE_XET=1", "model", mixed, mixedXet, mixedLFS, []string{"HF_HUB_DISABLE_XET=1"}, httpRequests},
+		{"plain, LFS and Xet files", "model", mixed, mixedXet, mixedLFS, nil, xetRequests, true},
+		{"a dataset's", "dataset", mixed, mixedXet, mixedLFS, nil, xetRequests, false},
+		{"four terms over three xorbs", "model", map[string]string{"four.bin": fourTerms, "config.json": "{}"}, []string{"four.bin"}, nil, nil, xetRequests, false},
+		{"HF_HUB_DISABLE_XET=1", "model", mixed, mixedXet, mixedLFS, []string{"HF_HUB_DISABLE_XET=1"}, httpRequests, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -120,6 +125,17 @@ func TestRealHFXet(t *testing.T) {
 			var out bytes.Buffer
 			cmd := hfCommand(t, h, "", dir, &out, "org/xet", "--repo-type", tc.repoType)
 			cmd.Env = append(cmd.Env, tc.env...)
+			want := tc.want(h, tc.repoType+"/org/xet")
+			if tc.telemetry {
+				// hf then waits for each report's answer up to the final
+				// flush timeout, 2 s by default: a busy machine would lose
+				// some.
+				cmd.Env = append(cmd.Env, "HF_HUB_DISABLE_TELEMETRY=0", "HF_XET_TELEMETRY_FINAL_FLUSH_TIMEOUT="+hang.String())
+				for range tc.xet {
+					want = append(want, "POST /v1/telemetry")
+				}
+				slices.Sort(want)
+			}
 			if err := cmd.Run(); err != nil {
 				t.Fatalf("hf: %v\n%s", err, out.String())
 			}
@@ -128,7 +144,7 @@ func TestRealHFXet(t *testing.T) {
 			}
 			got := h.SeenFor(tc.repoType, "org/xet")
 			slices.Sort(got)
-			if diff := cmp.Diff(tc.want(h, tc.repoType+"/org/xet"), got); diff != "" {
+			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("requests (-want +got):\n%s\n%s", diff, out.String())
 			}
 			if _, unknown := h.Seen(); len(unknown) != 0 {
@@ -271,5 +287,66 @@ func TestRealHFXetPrivate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRealHFXetGate: a gated repo's Xet file comes as far as the gate lets
+// its xorb through: hf has asked the CAS for the xorb and waits, the request
+// in flight and its incomplete file open, while the Hub sends what the gate
+// lets by; once the gate opens, the file comes whole.
+func TestRealHFXetGate(t *testing.T) {
+	realHF(t)
+	files := map[string]string{"model.safetensors": randomContent(300000, 40)}
+	g := NewGate()
+	h := newHub(t)
+	h.Set("model", "org/gated", Repo{Commit: commit, Files: files, Xet: []string{"model.safetensors"}, Gate: g})
+	x := h.repos["model/org/gated"].cas.files["model.safetensors"].terms[0].xorb
+	dir := filepath.Join(t.TempDir(), "out")
+	var out SyncBuffer
+	cmd := hfCommand(t, h, "", dir, &out, "org/gated")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error // hf's, once done is closed
+	done := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // fails when hf has exited: nothing to do
+		<-done
+	})
+
+	xorbGET := fmt.Sprintf("GET /cas/xorbs/model/org/gated/%s Range: bytes=0-%d", x.hash, len(x.records)-1)
+	held := func(sent int64) func() (bool, string) {
+		return func() (bool, string) {
+			select {
+			case <-done:
+				t.Fatalf("hf exited (%v) while the gate held its file\n%s", waitErr, out.String())
+			default:
+			}
+			requests, inc := h.SeenFor("model", "org/gated"), incomplete(t, dir)
+			g.mu.Lock()
+			left := g.left
+			g.mu.Unlock()
+			return slices.Contains(requests, xorbGET) && busy(h) == 1 && len(inc) == 1 && left == 0,
+				fmt.Sprintf("hf asked for %q, %d requests in flight, incomplete files %q, %d of %d bytes let through not sent\n%s", requests, busy(h), inc, left, sent, out.String())
+		}
+	}
+	waitUntil(t, "hf waiting at the closed gate", held(0))
+	g.Let(int64(len(x.records)) / 2)
+	waitUntil(t, "hf waiting at the gate with half the xorb sent", held(int64(len(x.records))/2))
+	g.Open()
+	select {
+	case <-done:
+	case <-time.After(hang):
+		t.Fatalf("hf still runs %v after the gate opened\n%s", hang, out.String())
+	}
+	if waitErr != nil {
+		t.Fatalf("hf: %v\n%s", waitErr, out.String())
+	}
+	if diff := cmp.Diff(files, downloaded(t, dir)); diff != "" {
+		t.Errorf("files downloaded (-want +got):\n%s", diff)
 	}
 }
