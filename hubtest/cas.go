@@ -3,6 +3,7 @@ package hubtest
 import (
 	"cmp"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
@@ -114,11 +115,15 @@ func newXorb(content string) (*xorb, []merkleNode) {
 	var chunks []merkleNode
 	for off := 0; off < len(content); off += xetChunkSize {
 		chunk := content[off:min(len(content), off+xetChunkSize)]
-		n := len(chunk)
 		x.offsets = append(x.offsets, records.Len())
-		records.Write([]byte{0, byte(n), byte(n >> 8), byte(n >> 16), 0, byte(n), byte(n >> 8), byte(n >> 16)})
+		// Each length is the 3 bytes after a zero: version 0, scheme none.
+		n := uint32(len(chunk)) //nolint:gosec // at most xetChunkSize
+		var header [chunkHeaderSize]byte
+		binary.LittleEndian.PutUint32(header[:], n<<8)
+		binary.LittleEndian.PutUint32(header[4:], n<<8)
+		records.Write(header[:])
 		records.WriteString(chunk)
-		chunks = append(chunks, merkleNode{chunkHash([]byte(chunk)), n})
+		chunks = append(chunks, merkleNode{chunkHash([]byte(chunk)), len(chunk)})
 	}
 	x.offsets = append(x.offsets, records.Len())
 	x.records = records.String()

@@ -188,13 +188,13 @@ func TestXetReconstruct(t *testing.T) {
 	}
 }
 
-// xetToken is a CAS token for the repo, asked for with the Authorization
-// header auth (none when empty), as huggingface_hub asks.
-func xetToken(t *testing.T, h *testHub, repoType, repoID, auth string) string {
+// xetToken is a CAS token for the model repoID, asked for with the
+// Authorization header auth (none when empty), as huggingface_hub asks.
+func xetToken(t *testing.T, h *testHub, repoID, auth string) string {
 	t.Helper()
-	r := get(t, h, http.MethodGet, "/api/"+repoType+"s/"+repoID+"/xet-read-token/"+commit, auth)
+	r := get(t, h, http.MethodGet, "/api/models/"+repoID+"/xet-read-token/"+commit, auth)
 	if r.Status != http.StatusOK || r.Header["X-Xet-Access-Token"] == "" {
-		t.Fatalf("no CAS token for %s %s: %+v", repoType, repoID, r)
+		t.Fatalf("no CAS token for %s: %+v", repoID, r)
 	}
 	return r.Header["X-Xet-Access-Token"]
 }
@@ -287,7 +287,7 @@ func parseRecords(t *testing.T, records string) []string {
 func TestXetRead(t *testing.T) {
 	h := newHub(t)
 	h.Set("model", "org/x", Repo{Commit: commit, Files: map[string]string{"four.bin": fourTerms, "v.bin": vectorFile}, Xet: []string{"four.bin", "v.bin"}})
-	token := xetToken(t, h, "model", "org/x", "")
+	token := xetToken(t, h, "org/x", "")
 	fourHash := h.repos["model/org/x"].cas.files["four.bin"].hash
 	size := len(fourTerms)
 	for _, tc := range []struct {
@@ -335,8 +335,8 @@ func TestXetRoutes(t *testing.T) {
 	h.Set("model", "org/other", Repo{Commit: commit, Files: map[string]string{"o.bin": "other"}, Xet: []string{"o.bin"}})
 	h.Set("model", "org/fail", Repo{Fail: &Error{Status: 403, Code: "GatedRepo", Message: "Access to model org/fail is restricted."}})
 	h.Set("model", "org/rl", Repo{Commit: commit, Files: xetFiles, Xet: []string{"w.bin"}, Limit: &RateLimit{Resource: "api", Count: 1, Reset: 7, Quota: 500, Window: 300}})
-	casToken := xetToken(t, h, "model", "org/xet", "")
-	otherToken := xetToken(t, h, "model", "org/other", "")
+	casToken := xetToken(t, h, "org/xet", "")
+	otherToken := xetToken(t, h, "org/other", "")
 
 	pointer := lfsPointer(vectorFile)
 	lfs := `"lfs":{"oid":"` + SHA256(vectorFile) + `","pointerSize":` + strconv.Itoa(len(pointer)) + `,"size":200000}`
@@ -471,7 +471,7 @@ func TestXetToken(t *testing.T) {
 	if body.CasURL != h.URL()+"/cas" || body.AccessToken == "" || body.AccessToken == token {
 		t.Errorf("CAS %q, token %q", body.CasURL, body.AccessToken)
 	}
-	second := xetToken(t, h, "model", "org/priv", "Bearer "+token)
+	second := xetToken(t, h, "org/priv", "Bearer "+token)
 	if second == body.AccessToken {
 		t.Error("a second call gave the same token")
 	}
@@ -500,7 +500,7 @@ func TestXetSeenFor(t *testing.T) {
 	h.Set("model", "org/a", repo)
 	h.Set("model", "org/b", repo)
 	for _, id := range []string{"org/a", "org/b"} {
-		tok := xetToken(t, h, "model", id, "")
+		tok := xetToken(t, h, id, "")
 		xetRead(t, h, tok, vectorFileHash, "bytes=70000-150000", 80001)
 		send(t, h, http.MethodPost, "/v1/telemetry", "Bearer "+tok, "")
 	}
@@ -573,7 +573,7 @@ func TestXetBodies(t *testing.T) {
 				repo.Commit, repo.Files, repo.Xet = commit, map[string]string{"w.bin": content}, []string{"w.bin"}
 				h.Set("model", "org/x", repo)
 				start := time.Now()
-				tok := xetToken(t, h, "model", "org/x", "")
+				tok := xetToken(t, h, "org/x", "")
 				r := send(t, h, http.MethodGet, "/cas/v2/reconstructions/"+h.repos["model/org/x"].cas.files["w.bin"].hash, "Bearer "+tok, "bytes=0-9")
 				if r.Status != http.StatusOK {
 					t.Fatalf("reconstruction: %+v", r)

@@ -28,7 +28,7 @@ import (
 // reconstruction of it whole and a GET of each of its xorbs whole, never its
 // resolve (and for an empty one nothing: hf_xet just creates it).
 func xetRequests(h *testHub, key string) []string {
-	api, want, resolve := listingRequests(h, key)
+	api, want, resolve := listingRequests(key)
 	want = append(want, api+"/xet-read-token/"+commit)
 	for path, content := range h.repos[key].Files {
 		f := h.repos[key].cas.files[path]
@@ -55,7 +55,7 @@ func xetRequests(h *testHub, key string) []string {
 // when it does not take the Xet path, sorted: the revision and the tree, and
 // the metadata and body of each file, Xet-backed or not (see plainRequests).
 func httpRequests(h *testHub, key string) []string {
-	_, want, resolve := listingRequests(h, key)
+	_, want, resolve := listingRequests(key)
 	for path, content := range h.repos[key].Files {
 		want = append(want, plainRequests(resolve+path, content)...)
 	}
@@ -66,7 +66,7 @@ func httpRequests(h *testHub, key string) []string {
 // listingRequests is how `hf download <repo>` lists the repo at key, whose
 // commit is commit: its revision (main) and its tree; with "GET /api/..." of
 // the repo, and the path of its files on resolve.
-func listingRequests(h *testHub, key string) (api string, listing []string, resolve string) {
+func listingRequests(key string) (api string, listing []string, resolve string) {
 	repoType, repoID, _ := strings.Cut(key, "/")
 	api, resolve = "GET /api/"+repoType+"s/"+repoID, "/"+repoID+"/resolve/"+commit+"/"
 	if repoType == "dataset" {
