@@ -61,11 +61,14 @@ $(LINT): tools/golangci-lint/go.mod
 $(ACTIONLINT): tools/actionlint/go.mod
 	bash hack/tools.sh actionlint
 
-# `make test` is these three: lint first, as it fails fastest; then unit and e2e side by side,
-# since the e2e suite mostly waits on its control plane while the unit tests keep the CPUs
-# busy (neither depends on the machine's speed). Output is synced by line, so each go test
+# `make test` is these three: lint first, as it fails fastest; then the e2e suite's programs
+# and images (CPU-bound compiles, a no-op once built); then unit and e2e side by side, since
+# the e2e tests mostly wait on their control plane while the unit tests keep the CPUs busy
+# (neither depends on the machine's speed). Output is synced by line, so each go test
 # package's verdict stays whole. CI runs them as separate jobs.
 test: lint
+	bash hack/tools.sh
+	bash hack/node.sh
 	@$(MAKE) --no-print-directory -j2 --output-sync=line unit e2e
 
 lint: $(LINT) $(ACTIONLINT)
@@ -75,7 +78,7 @@ lint: $(LINT) $(ACTIONLINT)
 	go vet ./...
 	go vet -C e2e ./...
 	$(ACTIONLINT) -shellcheck=shellcheck
-	shellcheck hack/*.sh .ci/run .github/*.sh
+	shellcheck hack/*.sh .ci/run
 
 # The function's module: unit, script (the real hf, hack/hf.sh), render
 # goldens, example validation.

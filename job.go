@@ -119,11 +119,9 @@ func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuild
 		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvForce, Value: "true"})
 	}
 	if s.Settings.EnableHFTransfer {
-		// hf_transfer is deprecated upstream in favour of hf_xet's high
-		// performance mode; old images still read the first variable.
-		b.sharedEnv = append(b.sharedEnv,
-			corev1.EnvVar{Name: "HF_HUB_ENABLE_HF_TRANSFER", Value: "1"},
-			corev1.EnvVar{Name: "HF_XET_HIGH_PERFORMANCE", Value: "1"})
+		// hf_transfer is gone upstream: huggingface_hub reads its variable only
+		// to warn. hf_xet's high performance mode is what the setting means now.
+		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: "HF_XET_HIGH_PERFORMANCE", Value: "1"})
 	}
 	if t := s.Token; t != nil {
 		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvToken, ValueFrom: &corev1.EnvVarSource{

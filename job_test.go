@@ -177,7 +177,7 @@ models:
 			script.EnvRepoID: "org/alpha", script.EnvRepoType: "dataset", script.EnvRevision: "refs/pr/1",
 			script.EnvLocalDir: "/data/models/org/alpha", script.EnvInclude: "*.json\nsub/*.safetensors", script.EnvExclude: "*.bin",
 			script.EnvContentHash: got.Env[script.EnvContentHash], script.EnvMaxWorkers: "4", script.EnvForce: "true",
-			"HF_HUB_ENABLE_HF_TRANSFER": "1", "HF_XET_HIGH_PERFORMANCE": "1", "HF_ENDPOINT": "https://hf-mirror.example.com",
+			"HF_XET_HIGH_PERFORMANCE": "1", "HF_ENDPOINT": "https://hf-mirror.example.com",
 		},
 		TokenFrom: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "hf"}, Key: "tok"},
 	}

@@ -67,7 +67,7 @@ var inputPath = field.NewPath("input")
 // ambiguous (Kubernetes keeps the last duplicate) or would leak into the token.
 func reservedEnv(name string) bool {
 	switch name {
-	case "HF_TOKEN", "HOME", "HF_XET_HIGH_PERFORMANCE", "HF_HUB_ENABLE_HF_TRANSFER", "HF_HUB_DISABLE_UPDATE_CHECK", "HF_HUB_DISABLE_TELEMETRY":
+	case "HF_TOKEN", "HOME", "HF_XET_HIGH_PERFORMANCE", "HF_HUB_DISABLE_UPDATE_CHECK", "HF_HUB_DISABLE_TELEMETRY":
 		return true
 	}
 	return strings.HasPrefix(name, "HFDL_")

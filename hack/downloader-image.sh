@@ -166,7 +166,7 @@ machine=$qemu
 	--platform "manylinux_2_28_$machine" --platform "manylinux2014_$machine" --platform "manylinux_2_17_$machine" \
 	--only-binary=:all: --require-hashes --no-deps -r "$lock"
 install -m 0755 "$site/bin/hf" "$rootfs/usr/local/bin/hf"
-rm -r "$site/bin"
+rm -r "${site:?}/bin"
 # The image's own hf must run, hf_xet's native library load: offline, and no bytecode written
 # into the image.
 got=$(chroot "$rootfs" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp NO_COLOR=1 \

@@ -144,6 +144,7 @@ func TestRealHFPrivateRepo(t *testing.T) {
 		{name: "branch with token", args: []string{"org/priv"}, hfToken: token, want: files},
 		{name: "commit without token", args: []string{"org/priv", "--revision", commit}, wantError: modelNotFound},
 		{name: "commit with token", args: []string{"org/priv", "--revision", commit}, hfToken: token, want: files},
+		// huggingface_hub 2 names the repo here too (1.x said "Repository not found.").
 		{name: "one file without token", args: []string{"org/priv", "config.json"}, wantError: modelNotFound},
 		{name: "one file with token", args: []string{"org/priv", "config.json"}, hfToken: token, want: map[string]string{"config.json": files["config.json"]}},
 		{name: "dataset without token", args: []string{"org/priv-data", "--repo-type", "dataset"}, wantError: datasetNotFound},

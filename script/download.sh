@@ -469,12 +469,15 @@ helper_failed() {
 }
 
 # What every download sets, here once rather than in each Job: hf talks to the
-# Hub alone (no PyPI version check, no telemetry), and keeps its own files
-# under a writable HOME (a container's user without a passwd entry gets /,
-# which the read-only root filesystem cannot hold).
+# Hub alone (no PyPI version check, no telemetry, which hf_xet reads too),
+# writes plain text to the pod's log (huggingface_hub 2 colours it even when
+# no terminal reads it), and keeps its own files under a writable HOME (a
+# container's user without a passwd entry gets /, which the read-only root
+# filesystem cannot hold).
 HF_HUB_DISABLE_UPDATE_CHECK=1
 HF_HUB_DISABLE_TELEMETRY=1
-export HF_HUB_DISABLE_UPDATE_CHECK HF_HUB_DISABLE_TELEMETRY
+NO_COLOR=1
+export HF_HUB_DISABLE_UPDATE_CHECK HF_HUB_DISABLE_TELEMETRY NO_COLOR
 case ${HOME:-/} in
 /)
 	HOME=${TMPDIR:-/tmp}/home

@@ -16,9 +16,9 @@ import (
 	"github.com/hfops/function-hf-download/hubtest"
 )
 
-// The tests here run the script with the REAL hf CLI (huggingface_hub 1.28.0
-// from shared/vendor, installed into bin/ by `bash hack/hf.sh`, which `make
-// test` runs first) against the fake Hub of package hubtest on 127.0.0.1. hf
+// The tests here run the script with the REAL hf CLI (the downloader's locked
+// engine, huggingface_hub 2.4.0 with hf_xet 1.8.0, installed into bin/ by
+// `bash hack/hf.sh`, which `make test` runs first) against the fake Hub of package hubtest on 127.0.0.1. hf
 // reaches nothing else: HF_ENDPOINT points it at the fake Hub, the update
 // checks are off (HF_HUB_DISABLE_UPDATE_CHECK, see cli/_cli_utils.py and
 // cli/_skills.py), telemetry is off, and the script's env holds no proxy
