@@ -350,3 +350,45 @@ func TestRealHFXetGate(t *testing.T) {
 		t.Errorf("files downloaded (-want +got):\n%s", diff)
 	}
 }
+
+// TestRealHFXetOneFile: hf downloads one Xet file of a model or dataset by
+// its metadata: resolve's HEAD gives its Xet hash and links to the read
+// token, which hf fetches, then the file from the CAS, never its body from
+// resolve; it keeps the sha256 (X-Linked-Etag) as the file's etag.
+func TestRealHFXetOneFile(t *testing.T) {
+	realHF(t)
+	files := map[string]string{"config.json": "{}", "model.safetensors": randomContent(150000, 50)}
+	for _, repoType := range []string{"model", "dataset"} {
+		t.Run(repoType, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t)
+			h.Set(repoType, "org/xet", Repo{Commit: commit, Files: files, Xet: []string{"model.safetensors"}})
+			dir := filepath.Join(t.TempDir(), "out")
+			var out bytes.Buffer
+			if err := hfCommand(t, h, "", dir, &out, "org/xet", "model.safetensors", "--repo-type", repoType).Run(); err != nil {
+				t.Fatalf("hf: %v\n%s", err, out.String())
+			}
+			if diff := cmp.Diff(map[string]string{"model.safetensors": files["model.safetensors"]}, downloaded(t, dir)); diff != "" {
+				t.Errorf("files downloaded (-want +got):\n%s", diff)
+			}
+			api, _, resolve := listingRequests(repoType + "/org/xet")
+			f := h.repos[repoType+"/org/xet"].cas.files["model.safetensors"]
+			want := []string{
+				"HEAD " + strings.Replace(resolve, commit, "main", 1) + "model.safetensors",
+				api + "/xet-read-token/" + commit,
+				fmt.Sprintf("GET /cas/v2/reconstructions/%s Range: bytes=0-%d", f.hash, f.size-1),
+				fmt.Sprintf("GET /cas/xorbs/%s/org/xet/%s Range: bytes=0-%d", repoType, f.terms[0].xorb.hash, len(f.terms[0].xorb.records)-1),
+			}
+			if diff := cmp.Diff(want, h.SeenFor(repoType, "org/xet")); diff != "" {
+				t.Errorf("requests (-want +got):\n%s\n%s", diff, out.String())
+			}
+			meta, err := os.ReadFile(filepath.Join(dir, ".cache", "huggingface", "download", "model.safetensors.metadata"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lines := strings.Split(string(meta), "\n"); len(lines) < 2 || lines[0] != commit || lines[1] != SHA256(files["model.safetensors"]) {
+				t.Errorf("the file's metadata %q, want commit %s and etag %s", meta, commit, SHA256(files["model.safetensors"]))
+			}
+		})
+	}
+}
