@@ -6,10 +6,12 @@ import (
 	"sync"
 )
 
-// Gate holds back the file bodies of the repos that share it: each GET sends
-// its headers at once and its body only as far as the test lets it, so that
-// the test, not the machine's speed, decides when a download progresses. Make
-// one with NewGate; it lets nothing through until Let or Open.
+// Gate holds back the file bodies of the repos that share it, on resolve and,
+// for Xet files, on the CAS's xorbs: each GET sends its headers at once and
+// its body only as far as the test lets it, so that the test, not the
+// machine's speed, decides when a download progresses. A xorb body is chunk
+// records, 8 bytes of header for each 64 KiB chunk, and the gate counts them
+// all. Make one with NewGate; it lets nothing through until Let or Open.
 type Gate struct {
 	mu sync.Mutex
 	// left is how many more bytes the bodies may send, all of them together;

@@ -79,11 +79,21 @@ type reply struct {
 }
 
 // replyHeaders are the headers reply keeps.
-var replyHeaders = []string{"Content-Length", "Content-Type", "ETag", "RateLimit", "RateLimit-Policy", "X-Error-Code", "X-Error-Message", "X-Linked-Etag", "X-Linked-Size", "X-Repo-Commit"}
+var replyHeaders = []string{
+	"Content-Length", "Content-Range", "Content-Type", "ETag", "Link", "RateLimit", "RateLimit-Policy", "X-Error-Code", "X-Error-Message", "X-Linked-Etag", "X-Linked-Size", "X-Repo-Commit",
+	"X-Xet-Access-Token", "X-Xet-Cas-Url", "X-Xet-Hash", "X-Xet-Token-Expiration",
+}
 
 // get sends method path to h with the Authorization header auth (none when
 // empty) and returns the answer.
 func get(t *testing.T, h *testHub, method, path, auth string) reply {
+	t.Helper()
+	return send(t, h, method, path, auth, "")
+}
+
+// send sends method path to h with the Authorization header auth and the
+// Range header rng (none when empty), and returns the answer.
+func send(t *testing.T, h *testHub, method, path, auth, rng string) reply {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, h.URL()+path, http.NoBody)
 	if err != nil {
@@ -91,6 +101,9 @@ func get(t *testing.T, h *testHub, method, path, auth string) reply {
 	}
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
+	}
+	if rng != "" {
+		req.Header.Set("Range", rng)
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
@@ -255,6 +268,7 @@ func TestRoutes(t *testing.T) {
 	lfsFile.Header["X-Linked-Size"] = "1024"
 	lfsHead := lfsFile
 	lfsHead.Body = ""
+	harnesses := `{"harnesses":{},"standardEnvVars":[]}`
 	notFound := reply{Status: 404, Header: map[string]string{"Content-Type": "text/plain; charset=utf-8", "Content-Length": "19"}, Body: "404 page not found\n"}
 	denied := errorReply(private)
 	deniedHead := denied
@@ -268,7 +282,7 @@ func TestRoutes(t *testing.T) {
 		want    reply
 		unknown bool
 	}{
-		{name: "agent harnesses", path: "/api/agent-harnesses", want: notFound},
+		{name: "agent harnesses", path: "/api/agent-harnesses", want: reply{200, jsonHeader(harnesses), harnesses}},
 		{name: "revision", path: "/api/models/org/pub/revision/main", want: reply{200, jsonHeader(revision), revision}},
 		{name: "revision with slashes", path: "/api/models/org/pub/revision/refs%2Fpr%2F1", want: reply{200, jsonHeader(revision), revision}},
 		{name: "tree", path: "/api/models/org/pub/tree/" + commit + "?recursive=true", want: reply{200, jsonHeader(tree), tree}},

@@ -11,8 +11,9 @@ import (
 
 // Repo is a repo as the Hub serves it.
 type Repo struct {
-	// Fail, when set, is how the repo's revision endpoint answers; its tree
-	// and files are then not served.
+	// Fail, when set, is how the repo's revision and xet-read-token
+	// endpoints answer; its tree and files are then not served, nor its Xet
+	// files by the CAS.
 	Fail *Error
 	// Commit is the commit every revision names; Files are its files, by
 	// path, with their content.
@@ -26,9 +27,10 @@ type Repo struct {
 	// private, make sure you are authenticated" error. The Hub never logs or
 	// returns the token.
 	Token string
-	// Rate, when positive, is the pace of file bodies (GET resolve) in bytes
-	// per second; 0 is no limit. A paced body goes out in small chunks and
-	// stops as soon as the client goes away or the Hub is closed.
+	// Rate, when positive, is the pace of file bodies (GET resolve, and a
+	// Xet file's xorb GETs) in bytes per second, each body on its own; 0 is
+	// no limit. A paced body goes out in small chunks and stops as soon as
+	// the client goes away or the Hub is closed.
 	Rate int
 	// LFS names the files (paths in Files) stored with Git LFS, as the Hub
 	// stores weights: the tree and the revision's siblings (with ?blobs=true)
@@ -36,17 +38,32 @@ type Repo struct {
 	// their pointer file, and resolve answers with X-Linked-Etag (the sha256)
 	// and X-Linked-Size, which hf prefers to ETag and Content-Length.
 	LFS []string
-	// Stall, when set, makes file bodies (GET resolve) stop after their
-	// headers: nothing more is sent until the client goes away or the Hub
-	// is closed, what a stalled transfer looks like to hf.
+	// Xet names the files (paths in Files) stored with Xet, as the Hub
+	// stores large files now. A Xet file is an LFS file too, whether LFS
+	// names it or not, and carries its Xet hash besides: the tree gives it
+	// as xetHash, resolve as X-Xet-Hash with a Link (rel="xet-auth") to the
+	// repo's xet-read-token endpoint. hf with hf_xet then takes the Xet path:
+	// a CAS token, then the file's reconstruction and xorb ranges from the
+	// Hub's CAS; GET resolve still serves the file, for hf without hf_xet or
+	// with HF_HUB_DISABLE_XET=1. The CAS stores a file in chunks of 64 KiB,
+	// uncompressed, packed in order into xorbs of 128 chunks (8 MiB), one
+	// term each, the same xorb stored once; its hashes are Xet's own.
+	Xet []string
+	// Stall, when set, makes file bodies (GET resolve, and xorb GETs) stop
+	// after their headers: nothing more is sent until the client goes away
+	// or the Hub is closed, what a stalled transfer looks like to hf.
 	Stall bool
-	// Gate, when set, holds back file bodies (GET resolve) until the test
-	// lets them through (see [Gate]); Rate is then not applied. Repos may
-	// share a gate, and Set keeps it shared: it does not copy it.
+	// Gate, when set, holds back file bodies (GET resolve, and xorb GETs,
+	// whose bytes are chunk records: 8 bytes of header a 64 KiB chunk) until
+	// the test lets them through (see [Gate]); Rate is then not applied.
+	// Repos may share a gate, and Set keeps it shared: it does not copy it.
 	Gate *Gate
 	// Limit, when set, rate-limits the repo: its first Limit.Count requests
 	// on Limit.Resource's endpoints are answered 429 (see [RateLimit]).
 	Limit *RateLimit
+
+	// cas is the Xet files as the CAS stores them; Set makes it.
+	cas *casStore
 }
 
 // RateLimit is how the Hub rate-limits a repo's requests: with 429 Too Many
@@ -56,9 +73,12 @@ type Repo struct {
 // (utils/_http.py) retries such an answer after t+1 seconds, up to 5 times,
 // for the requests it retries (file metadata and bodies), and then fails with
 // "429 Too Many Requests: you have reached your '<Resource>' rate limit".
+//
+// The CAS is never rate-limited: hf_xet waits seconds to minutes between its
+// own retries and reads no rate-limit header.
 type RateLimit struct {
-	// Resource is "api" (the /api endpoints: revision and tree) or
-	// "resolvers" (the files: resolve, HEAD and GET).
+	// Resource is "api" (the /api endpoints: revision, tree and
+	// xet-read-token) or "resolvers" (the files: resolve, HEAD and GET).
 	Resource string
 	// Count is how many of those requests are answered 429 before the Hub
 	// serves them again; a negative Count limits them all.
@@ -111,8 +131,11 @@ func SHA256(content string) string {
 	return fmt.Sprintf("%x", sha256.Sum256([]byte(content)))
 }
 
-// isLFS reports whether the file at path is stored with LFS.
-func (repo *Repo) isLFS(path string) bool { return slices.Contains(repo.LFS, path) }
+// isLFS reports whether the file at path is stored with LFS: named by LFS, or
+// by Xet.
+func (repo *Repo) isLFS(path string) bool {
+	return slices.Contains(repo.LFS, path) || repo.cas.files[path] != nil
+}
 
 // blobID is the git blob id of the file at path as the Hub gives it: of its
 // LFS pointer for an LFS file, of its content otherwise.

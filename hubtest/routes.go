@@ -13,72 +13,94 @@ import (
 )
 
 // route returns the answer to r, or nil when none of the routes in the
-// package's doc matches it. Called with mu held: it only looks r up; the
-// answer runs without the lock.
-func (h *Hub) route(r *http.Request) http.HandlerFunc {
+// package's doc matches it, and the key of the repo (in h.repos) the request
+// is for, answered or not; "" when none. Called with mu held: it only looks r
+// up, and issues CAS tokens; the answer runs without the lock.
+func (h *Hub) route(r *http.Request) (http.HandlerFunc, string) {
 	// Split the escaped path: hf quotes the revision whole ("a/b" is a%2Fb).
 	var parts []string
 	for _, p := range strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/") {
 		u, err := url.PathUnescape(p)
 		if err != nil {
-			return nil
+			return nil, ""
 		}
 		parts = append(parts, u)
 	}
 	switch {
 	case r.Method == http.MethodGet && len(parts) == 2 && parts[0] == "api" && parts[1] == "agent-harnesses":
-		return http.NotFound
-	case r.Method == http.MethodGet && len(parts) == 6 && parts[0] == "api" && (parts[1] == "models" || parts[1] == "datasets"):
-		repoID := parts[2] + "/" + parts[3]
-		key := strings.TrimSuffix(parts[1], "s") + "/" + repoID
-		repo := h.repos[key]
-		if repo == nil || (parts[4] != "revision" && parts[4] != "tree") {
-			return nil
+		return answerAgentHarnesses, ""
+	case len(parts) >= 5 && parts[0] == "api" && (parts[1] == "models" || parts[1] == "datasets"):
+		key := strings.TrimSuffix(parts[1], "s") + "/" + parts[2] + "/" + parts[3]
+		if r.Method != http.MethodGet || len(parts) != 6 {
+			return nil, key
 		}
-		if !repo.allows(r) {
-			return answerError(private)
-		}
-		if h.limited(key, repo, "api") {
-			return answerLimited(repo.Limit)
-		}
-		if parts[4] == "revision" {
-			if repo.Fail != nil {
-				return answerError(*repo.Fail)
-			}
-			return answerRevision(repoID, repo, r.URL.Query().Get("blobs") == "true")
-		}
-		if repo.Fail != nil || parts[5] != repo.Commit || r.URL.Query().Get("recursive") != "true" {
-			return nil
-		}
-		return answerTree(repo)
-	case r.Method == http.MethodGet || r.Method == http.MethodHead:
-		repoType := "model"
-		if len(parts) > 0 && parts[0] == "datasets" {
-			repoType, parts = "dataset", parts[1:]
-		}
-		if len(parts) < 5 || parts[2] != "resolve" {
-			return nil
-		}
-		key := repoType + "/" + parts[0] + "/" + parts[1]
-		repo := h.repos[key]
-		if repo == nil {
-			return nil
-		}
-		if !repo.allows(r) {
-			return answerError(private)
-		}
-		// Any revision: snapshot_download asks by the commit it resolved,
-		// hf_hub_download (one file) by the revision it was given.
-		path := strings.Join(parts[4:], "/")
-		if _, ok := repo.Files[path]; repo.Fail != nil || !ok {
-			return nil
-		}
-		if h.limited(key, repo, "resolvers") {
-			return answerLimited(repo.Limit)
-		}
-		return h.answerFile(repo, path)
+		return h.routeAPI(r, key, parts[4], parts[5]), key
 	}
-	return nil
+	if answer, key, ok := h.routeCAS(r, parts); ok {
+		return answer, key
+	}
+	return h.routeFile(r, parts)
+}
+
+// routeFile returns the answer to r, a request for
+// /[datasets/]<repo>/resolve/<rev>/<file> split into parts, or nil, and the
+// key of the repo it is for; "" when parts are another path. Called with mu
+// held.
+func (h *Hub) routeFile(r *http.Request, parts []string) (http.HandlerFunc, string) {
+	repoType := "model"
+	if len(parts) > 0 && parts[0] == "datasets" {
+		repoType, parts = "dataset", parts[1:]
+	}
+	if len(parts) < 4 || parts[2] != "resolve" {
+		return nil, ""
+	}
+	key := repoType + "/" + parts[0] + "/" + parts[1]
+	repo := h.repos[key]
+	if repo == nil || (r.Method != http.MethodGet && r.Method != http.MethodHead) || len(parts) < 5 {
+		return nil, key
+	}
+	if !repo.allows(r) {
+		return answerError(private), key
+	}
+	// Any revision: snapshot_download asks by the commit it resolved,
+	// hf_hub_download (one file) by the revision it was given.
+	path := strings.Join(parts[4:], "/")
+	if _, ok := repo.Files[path]; repo.Fail != nil || !ok {
+		return nil, key
+	}
+	if h.limited(key, repo, "resolvers") {
+		return answerLimited(repo.Limit), key
+	}
+	return h.answerFile(key, repo, path), key
+}
+
+// routeAPI returns the answer to r, GET /api/<type>s/<repo>/<endpoint>/<rev>
+// for the repo at key, or nil. Called with mu held.
+func (h *Hub) routeAPI(r *http.Request, key, endpoint, rev string) http.HandlerFunc {
+	repo := h.repos[key]
+	if repo == nil || (endpoint != "revision" && endpoint != "tree" && endpoint != "xet-read-token") {
+		return nil
+	}
+	if !repo.allows(r) {
+		return answerError(private)
+	}
+	if h.limited(key, repo, "api") {
+		return answerLimited(repo.Limit)
+	}
+	switch {
+	case endpoint != "tree" && repo.Fail != nil:
+		return answerError(*repo.Fail)
+	case endpoint == "revision":
+		_, repoID, _ := strings.Cut(key, "/")
+		return answerRevision(repoID, repo, r.URL.Query().Get("blobs") == "true")
+	case repo.Fail != nil || rev != repo.Commit:
+		return nil
+	case endpoint == "xet-read-token":
+		return h.answerXetToken(key)
+	case r.URL.Query().Get("recursive") != "true":
+		return nil
+	}
+	return answerTree(repo)
 }
 
 // answerError answers e: its status, X-Error-Code and X-Error-Message, and
@@ -136,7 +158,7 @@ func answerRevision(repoID string, repo *Repo, blobs bool) http.HandlerFunc {
 }
 
 // answerTree answers list_repo_tree (recursive): every file, with an lfs
-// entry for the LFS ones.
+// entry for the LFS ones and its xetHash for a Xet one.
 func answerTree(repo *Repo) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		entries := []map[string]any{}
@@ -145,6 +167,9 @@ func answerTree(repo *Repo) http.HandlerFunc {
 			if repo.isLFS(name) {
 				e["lfs"] = map[string]any{"oid": SHA256(repo.Files[name]), "size": len(repo.Files[name]), "pointerSize": len(lfsPointer(repo.Files[name]))}
 			}
+			if f := repo.cas.files[name]; f != nil {
+				e["xetHash"] = f.hash
+			}
 			entries = append(entries, e)
 		}
 		writeJSON(w, http.StatusOK, entries)
@@ -152,10 +177,10 @@ func answerTree(repo *Repo) http.HandlerFunc {
 }
 
 // answerFile answers HEAD with the metadata hf_hub_download checks (commit,
-// ETag, size, and for an LFS file X-Linked-Etag and X-Linked-Size), and GET
-// with the file too, paced to repo.Rate, held back by repo.Gate, or stalled
-// after the headers.
-func (h *Hub) answerFile(repo *Repo, path string) http.HandlerFunc {
+// ETag, size, for an LFS file X-Linked-Etag and X-Linked-Size, and for a Xet
+// file X-Xet-Hash and the Link to its read token), and GET with the file too,
+// as repo sends bodies (see sendBody). The repo is at key in h.repos.
+func (h *Hub) answerFile(key string, repo *Repo, path string) http.HandlerFunc {
 	content := repo.Files[path]
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Repo-Commit", repo.Commit)
@@ -164,21 +189,39 @@ func (h *Hub) answerFile(repo *Repo, path string) http.HandlerFunc {
 			w.Header().Set("X-Linked-Etag", strconv.Quote(SHA256(content)))
 			w.Header().Set("X-Linked-Size", strconv.Itoa(len(content)))
 		}
+		if f := repo.cas.files[path]; f != nil {
+			w.Header().Set("X-Xet-Hash", f.hash)
+			w.Header().Set("Link", "<"+h.xetTokenURL(key, repo.Commit)+`>; rel="xet-auth"`)
+		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(len(content)))
 		w.WriteHeader(http.StatusOK)
-		switch {
-		case r.Method == http.MethodHead:
-		case repo.Stall:
-			h.stall(w, r)
-		case repo.Gate != nil:
-			h.gated(w, r, content, repo.Gate)
-		case repo.Rate > 0:
-			h.pace(w, r, content, repo.Rate)
-		default:
-			_, _ = io.WriteString(w, content)
+		if r.Method != http.MethodHead {
+			h.sendBody(w, r, repo, content)
 		}
 	}
+}
+
+// sendBody writes body, whose headers w has sent, as repo sends file bodies:
+// stalled, held back by its gate, paced to its rate, or at once.
+func (h *Hub) sendBody(w http.ResponseWriter, r *http.Request, repo *Repo, body string) {
+	switch {
+	case repo.Stall:
+		h.stall(w, r)
+	case repo.Gate != nil:
+		h.gated(w, r, body, repo.Gate)
+	case repo.Rate > 0:
+		h.pace(w, r, body, repo.Rate)
+	default:
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+// answerAgentHarnesses answers the CLI's agent detection with no harness, so
+// hf words its output for people; it caches the answer for a day
+// (utils/_detect_agent.py), where a 404 makes it ask on every run.
+func answerAgentHarnesses(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"standardEnvVars": []string{}, "harnesses": map[string]any{}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
