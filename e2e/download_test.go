@@ -209,6 +209,84 @@ func terminationMessages(t *testing.T, ns string) map[string]string {
 	return out
 }
 
+// TestRealXetDownload: a model whose weights the Hub stores with Xet, downloaded by the
+// image's hf_xet in a pod limited to 1Gi with settings.enableHFTransfer (hf_xet's high
+// performance mode): Completed and verified, the files exact on the volume, fetched from the
+// CAS (a read token, a reconstruction, each xorb) and never from resolve; the pod's log says
+// what the script bounded hf_xet's download buffer by: the container's own memory limit.
+func TestRealXetDownload(t *testing.T) {
+	t.Parallel()
+	n := useNode(t)
+	repo := newRepo(t, "acme/xet-chat")
+	weights := strings.Repeat("xet weights that are not all one byte\n", 24<<20/38)
+	files := map[string]string{"config.json": `{"model_type":"llama"}`, "model.safetensors": weights}
+	commit := newCommit(t)
+	models := []any{map[string]any{"name": repo}}
+	md := applyRealDownload(t, n, "real-xet", models, func(spec map[string]any) {
+		settings, _ := spec["settings"].(map[string]any)
+		if settings == nil {
+			settings = map[string]any{}
+			spec["settings"] = settings
+		}
+		settings["memory"] = "1Gi"
+		settings["enableHFTransfer"] = true
+	})
+	n.hub.Set("model", repo, hubtest.Repo{Commit: commit, Files: files, Xet: []string{"model.safetensors"}, Token: exampleToken(t, md.ns)})
+
+	// The kubelet keeps a pod's log while the pod exists: read it then.
+	const bounded = "hf_xet's download buffer: 335544320 bytes at most (167772160, and 41943040 a file), under the container's memory limit of 1073741824 bytes"
+	waitFor(t, 3*time.Minute, "the download's log saying how hf_xet's buffer is bounded", func() (bool, string) {
+		log := downloadLogs(t, md.ns)
+		return strings.Contains(log, bounded), log
+	})
+	xr := md.waitModel(t, repo, 3*time.Minute, "Completed", phaseIs("Completed"))
+	m := statusModel(xr, repo)
+	if m["commit"] != commit || m["files"] != int64(2) || m["verified"] != true {
+		t.Errorf("status says commit %v, files %v, verified %v; want %s, 2, true", m["commit"], m["files"], m["verified"], commit)
+	}
+	dir := filepath.Join(md.volume, repo)
+	for name, content := range files {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(b) != content {
+			t.Errorf("%s on the volume: %d bytes (%v), want the Hub's %d", name, len(b), err, len(content))
+		}
+	}
+	var token, reconstructions, xorbs, resolves int
+	for _, r := range n.hub.SeenFor("model", repo) {
+		switch {
+		case strings.Contains(r, "/xet-read-token/"):
+			token++
+		case strings.HasPrefix(r, "GET /cas/v2/reconstructions/"):
+			reconstructions++
+		case strings.HasPrefix(r, "GET /cas/xorbs/"):
+			xorbs++
+		case strings.HasPrefix(r, "GET /"+repo+"/resolve/") && strings.HasSuffix(r, "/model.safetensors"):
+			resolves++
+		}
+	}
+	if token == 0 || reconstructions == 0 || xorbs != 3 || resolves != 0 {
+		t.Errorf("the Hub saw %d token calls, %d reconstructions, %d xorb GETs, %d resolves of the weights; want some, some, 3, 0:\n%s",
+			token, reconstructions, xorbs, resolves, strings.Join(n.hub.SeenFor("model", repo), "\n"))
+	}
+}
+
+// downloadLogs is what the download containers of the namespace ns wrote so far, as the
+// kubelet keeps it (under its pod log directory, /var/log/pods) while their pods exist.
+func downloadLogs(t *testing.T, ns string) string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join("/var/log/pods", ns+"_*", "download", "*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	for _, p := range paths {
+		// A pod deleted meanwhile takes its log with it.
+		if b, err := os.ReadFile(p); err == nil {
+			all.Write(b)
+		}
+	}
+	return all.String()
+}
+
 // TestRealDownload: a ModelDownload applied as a user would ends with the files of its
 // globs on the volume and the model Completed with the commit, files and bytes the pod
 // reported through the real kubelet; the repo is private, so the token reached hf through

@@ -490,10 +490,11 @@ esac
 # and is what dominates its memory. hf_xet sizes it from the memory it sees,
 # which in a container can be the node's; so it is bounded here by the
 # container's own limit (cgroup v2's memory.max, or v1's limit): half of what
-# Python, hf and hf_xet's runtime leave (384 MiB), at least 96 MiB (hf_xet's own
-# floor, which holds the Hub's largest term, a 64 MiB xorb), shared as hf_xet
-# shares it: a base, a part per file being downloaded, a cap. Values set in the
-# environment win. Logs what hf_xet gets.
+# Python, hf and hf_xet's runtime leave (384 MiB), at least 128 MiB, shared as
+# hf_xet shares it: a half as base, an eighth per file being downloaded, the
+# whole as cap. hf_xet takes a term's bytes at once, so the base and one file's
+# part (80 MiB at the least, hf_xet's own floor) must hold the Hub's largest
+# term, a 64 MiB xorb. Values set in the environment win. Logs what hf_xet gets.
 xet_buffers() {
 	_limit=
 	for _f in "$cgroup/memory.max" "$cgroup/memory/memory.limit_in_bytes"; do
@@ -506,7 +507,7 @@ xet_buffers() {
 	case $_limit in '' | *[!0-9]*) return 0 ;; esac
 	[ ${#_limit} -le 15 ] || return 0
 	_total=$(((_limit - 402653184) / 2))
-	[ "$_total" -ge 100663296 ] || _total=100663296
+	[ "$_total" -ge 134217728 ] || _total=134217728
 	: "${HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE:=$((_total / 2))}"
 	: "${HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE:=$((_total / 8))}"
 	: "${HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT:=$_total}"

@@ -1258,8 +1258,9 @@ func mustRemove(t *testing.T, path string) {
 
 // TestXetBufferFollowsTheMemoryLimit: hf_xet's download buffer is bounded by the container's
 // memory limit, read from cgroup v2 or v1: half of what 384 MiB for Python, hf and hf_xet's
-// runtime leave, at least 96 MiB, a half of it as base and an eighth per file. No limit sets
-// nothing, and what the environment sets wins.
+// runtime leave, at least 128 MiB, a half of it as base and an eighth per file (so that the base
+// and one file's part hold a 64 MiB term). No limit sets nothing, and what the environment sets
+// wins.
 func TestXetBufferFollowsTheMemoryLimit(t *testing.T) {
 	const mib = 1 << 20
 	bounds := func(total int64) string {
@@ -1277,7 +1278,7 @@ func TestXetBufferFollowsTheMemoryLimit(t *testing.T) {
 		{name: "v2, no limit", file: "memory.max", limit: "max\n"},
 		{name: "v1, 2Gi", file: "memory/memory.limit_in_bytes", limit: "2147483648\n", want: bounds((2048 - 384) * mib / 2)},
 		{name: "v1, no limit", file: "memory/memory.limit_in_bytes", limit: "9223372036854771712\n"},
-		{name: "below the floor", file: "memory.max", limit: "268435456\n", want: bounds(96 * mib)},
+		{name: "below the floor", file: "memory.max", limit: "268435456\n", want: bounds(128 * mib)},
 		{name: "no cgroup file"},
 		{name: "the environment wins", file: "memory.max", limit: "1073741824\n", env: map[string]string{
 			"HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE": "1", "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE": "2",
