@@ -95,7 +95,7 @@ func TestRealHFXetStall(t *testing.T) {
 	if pids := processesWith(t, h.dir); len(pids) != 0 {
 		t.Errorf("processes still at %s: %v", h.dir, pids)
 	}
-	if _, xorbs := countXorbGETs(hub, "org/xs"); xorbs == 0 {
+	if countXorbGETs(hub, "org/xs") == 0 {
 		t.Errorf("hf never asked the CAS for the xorb: the stall was not on the Xet path\n%s", strings.Join(hub.SeenFor("model", "org/xs"), "\n"))
 	}
 	assertNoFile(t, MarkerFile, h.dir)
@@ -112,10 +112,9 @@ func TestRealHFXetStall(t *testing.T) {
 }
 
 // countXorbGETs counts the xorb GETs the Hub saw for the model repo id.
-func countXorbGETs(hub *hubtest.Hub, id string) (seen []string, xorbs int) {
-	seen = hub.SeenFor("model", id)
-	_, _, xorbs, _ = xetRequests(seen, "")
-	return seen, xorbs
+func countXorbGETs(hub *hubtest.Hub, id string) int {
+	_, _, xorbs, _ := xetRequests(hub.SeenFor("model", id), "")
+	return xorbs
 }
 
 // TestRealHFXetTermThenRetry: a TERM while hf_xet waits for a xorb (the kubelet stopping
@@ -130,10 +129,7 @@ func TestRealHFXetTermThenRetry(t *testing.T) {
 	h, env := newRealHarness(t, testShell(t), hub)
 	env = withEnv(env, map[string]string{EnvRepoID: "org/xt"})
 	s := h.start(env)
-	waitFor(t, "hf_xet asking the CAS for a xorb", s, func() bool {
-		_, xorbs := countXorbGETs(hub, "org/xt")
-		return xorbs > 0
-	})
+	waitFor(t, "hf_xet asking the CAS for a xorb", s, func() bool { return countXorbGETs(hub, "org/xt") > 0 })
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -221,10 +217,7 @@ func TestRealHFXetHighPerformance(t *testing.T) {
 	h, env := newRealHarness(t, testShell(t), hub)
 	env = withEnv(env, map[string]string{EnvRepoID: "org/xh", "HF_XET_HIGH_PERFORMANCE": "1"})
 	s := h.start(env)
-	waitFor(t, "more than 4 xorbs asked for at once", s, func() bool {
-		_, xorbs := countXorbGETs(hub, "org/xh")
-		return xorbs > 4
-	})
+	waitFor(t, "more than 4 xorbs asked for at once", s, func() bool { return countXorbGETs(hub, "org/xh") > 4 })
 	gate.Open()
 	if r := s.wait(); r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.out)
