@@ -159,31 +159,31 @@ func TestRealHFXetTermThenRetry(t *testing.T) {
 	}
 }
 
-// TestRealHFXetProgress: progress is reported while hf_xet writes a Xet-backed file: with one
-// xorb fetched at a time (HF_XET_FIXED_DOWNLOAD_CONCURRENCY=1, one file at a time), the test
-// lets the CAS send one xorb, and a report shows its bytes before the rest is let through; the
-// last report says the whole model.
+// TestRealHFXetProgress: progress is reported while hf_xet downloads: two Xet-backed files of
+// one xorb each, one file at a time (hf's --max-workers 1); the test lets the CAS send one
+// xorb, and a report shows that file's bytes before the rest is let through (which xorb of a
+// file comes first is hf_xet's choice, which file first hf's: one xorb a file leaves neither
+// to chance). The last report says the whole model, and bytes never go down.
 func TestRealHFXetProgress(t *testing.T) {
 	realHF(t)
 	hub := newHub(t)
 	gate := hubtest.NewGate()
-	files := xetFiles(24)
+	weights := bigFile(16 * xetMiB)
+	files := map[string]string{"config.json": `{"model_type":"x"}`, "a.safetensors": weights[:8*xetMiB], "b.safetensors": weights[8*xetMiB:]}
 	var total int64
 	for _, c := range files {
 		total += int64(len(c))
 	}
-	hub.Set("model", "org/xp", hubtest.Repo{Commit: commitV1, Files: files, Xet: []string{"model.safetensors"}, Gate: gate})
+	hub.Set("model", "org/xp", hubtest.Repo{Commit: commitV1, Files: files, Xet: []string{"a.safetensors", "b.safetensors"}, Gate: gate})
 	api := newFakeAPI(t, "127.0.0.1")
 	h, env := newRealHarness(t, testShell(t), hub)
-	env = withEnv(withEnv(env, progressEnv(t, h, api)), map[string]string{
-		EnvRepoID: "org/xp", EnvMaxWorkers: "1", "HF_XET_FIXED_DOWNLOAD_CONCURRENCY": "1",
-	})
+	env = withEnv(withEnv(env, progressEnv(t, h, api)), map[string]string{EnvRepoID: "org/xp", EnvMaxWorkers: "1"})
 	s := h.start(env)
 	waitFor(t, "the first report", s, func() bool { return len(api.taken()) >= 1 })
-	// The config's body and the first xorb's records (8 MiB and a header a chunk), in
-	// whichever order hf asks for them.
+	// The config's body and one xorb's records (8 MiB, and 8 bytes of header a 64 KiB chunk),
+	// in whichever order hf asks for them.
 	gate.Let(int64(len(files["config.json"])) + 8*xetMiB + 128*8)
-	waitFor(t, "a report of the first xorb's bytes", s, func() bool {
+	waitFor(t, "a report of one file's bytes", s, func() bool {
 		reps := api.taken()
 		return reps[len(reps)-1].Progress.Bytes >= 8*xetMiB
 	})
