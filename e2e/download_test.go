@@ -250,22 +250,9 @@ func TestRealXetDownload(t *testing.T) {
 			t.Errorf("%s on the volume: %d bytes (%v), want the Hub's %d", name, len(b), err, len(content))
 		}
 	}
-	var token, reconstructions, xorbs, resolves int
-	for _, r := range n.hub.SeenFor("model", repo) {
-		switch {
-		case strings.Contains(r, "/xet-read-token/"):
-			token++
-		case strings.HasPrefix(r, "GET /cas/v2/reconstructions/"):
-			reconstructions++
-		case strings.HasPrefix(r, "GET /cas/xorbs/"):
-			xorbs++
-		case strings.HasPrefix(r, "GET /"+repo+"/resolve/") && strings.HasSuffix(r, "/model.safetensors"):
-			resolves++
-		}
-	}
-	if token == 0 || reconstructions == 0 || xorbs != 3 || resolves != 0 {
-		t.Errorf("the Hub saw %d token calls, %d reconstructions, %d xorb GETs, %d resolves of the weights; want some, some, 3, 0:\n%s",
-			token, reconstructions, xorbs, resolves, strings.Join(n.hub.SeenFor("model", repo), "\n"))
+	if got := hubtest.CountXet(n.hub.SeenFor("model", repo), "model.safetensors"); got.Tokens == 0 || got.Reconstructions == 0 || got.Xorbs != 3 || got.Resolves != 0 {
+		t.Errorf("the Hub saw %+v; want token calls, reconstructions, 3 xorb GETs and no resolve of the weights:\n%s",
+			got, strings.Join(n.hub.SeenFor("model", repo), "\n"))
 	}
 }
 

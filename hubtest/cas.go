@@ -400,3 +400,29 @@ func parseRange(header string, size int) (start, end int, ok bool) {
 	}
 	return start, end, start < size
 }
+
+// XetTraffic is what a log of requests (Seen, SeenFor) shows of the Xet path: read-token
+// calls, reconstructions and xorb GETs at the CAS, and GETs of resolve, which hf sends for a
+// Xet-backed file only when it does not take that path.
+type XetTraffic struct {
+	Tokens, Reconstructions, Xorbs, Resolves int
+}
+
+// CountXet counts the Xet traffic in requests; Resolves counts the GETs of resolve of file
+// (a path in its repo) alone.
+func CountXet(requests []string, file string) XetTraffic {
+	var c XetTraffic
+	for _, r := range requests {
+		switch {
+		case strings.Contains(r, "/xet-read-token/"):
+			c.Tokens++
+		case strings.HasPrefix(r, "GET /cas/v2/reconstructions/"):
+			c.Reconstructions++
+		case strings.HasPrefix(r, "GET /cas/xorbs/"):
+			c.Xorbs++
+		case file != "" && strings.HasPrefix(r, "GET /") && strings.Contains(r, "/resolve/") && strings.HasSuffix(r, "/"+file):
+			c.Resolves++
+		}
+	}
+	return c
+}

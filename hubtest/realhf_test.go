@@ -212,19 +212,7 @@ func TestRealHFRateLimited(t *testing.T) {
 	var out SyncBuffer
 	cmd := hfCommand(t, h, "", dir, &out, "org/slow")
 	began := time.Now() // before hf, so before the Hub began to pace the body
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error // hf's, once done is closed
-	done := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // fails when hf has exited: nothing to do
-		<-done
-	})
+	done, waitErr := startHF(t, cmd)
 
 	// The download is under way while hf runs, has asked for the body, the
 	// Hub is sending it and hf has its incomplete file open.
@@ -232,7 +220,7 @@ func TestRealHFRateLimited(t *testing.T) {
 	underWay := func() (bool, string) {
 		select {
 		case <-done:
-			t.Fatalf("hf exited (%v) while the download should be under way\n%s", waitErr, out.String())
+			t.Fatalf("hf exited (%v) while the download should be under way\n%s", *waitErr, out.String())
 		default:
 		}
 		requests := h.SeenFor("model", "org/slow")
@@ -269,8 +257,8 @@ func TestRealHFRateLimited(t *testing.T) {
 	select {
 	case <-done:
 		var exit *exec.ExitError
-		if !errors.As(waitErr, &exit) {
-			t.Errorf("hf after Close: %v, want a non-zero exit\n%s", waitErr, out.String())
+		if !errors.As(*waitErr, &exit) {
+			t.Errorf("hf after Close: %v, want a non-zero exit\n%s", *waitErr, out.String())
 		}
 	case <-time.After(hang):
 		t.Fatalf("hf still runs %v after Close\n%s", hang, out.String())
@@ -410,4 +398,24 @@ func TestRealHFRateLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startHF starts cmd, an hf run, and returns a channel closed when it has exited and where its
+// exit error is then; the test's end kills it if it still runs.
+func startHF(t *testing.T, cmd *exec.Cmd) (done <-chan struct{}, waitErr *error) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var err error
+	go func() {
+		err = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // fails when hf has exited: nothing to do
+		<-exited
+	})
+	return exited, &err
 }

@@ -304,26 +304,14 @@ func TestRealHFXetGate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	var out SyncBuffer
 	cmd := hfCommand(t, h, "", dir, &out, "org/gated")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error // hf's, once done is closed
-	done := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // fails when hf has exited: nothing to do
-		<-done
-	})
+	done, waitErr := startHF(t, cmd)
 
 	xorbGET := fmt.Sprintf("GET /cas/xorbs/model/org/gated/%s Range: bytes=0-%d", x.hash, len(x.records)-1)
 	held := func(sent int64) func() (bool, string) {
 		return func() (bool, string) {
 			select {
 			case <-done:
-				t.Fatalf("hf exited (%v) while the gate held its file\n%s", waitErr, out.String())
+				t.Fatalf("hf exited (%v) while the gate held its file\n%s", *waitErr, out.String())
 			default:
 			}
 			requests, inc := h.SeenFor("model", "org/gated"), incomplete(t, dir)
@@ -343,8 +331,8 @@ func TestRealHFXetGate(t *testing.T) {
 	case <-time.After(hang):
 		t.Fatalf("hf still runs %v after the gate opened\n%s", hang, out.String())
 	}
-	if waitErr != nil {
-		t.Fatalf("hf: %v\n%s", waitErr, out.String())
+	if *waitErr != nil {
+		t.Fatalf("hf: %v\n%s", *waitErr, out.String())
 	}
 	if diff := cmp.Diff(files, downloaded(t, dir)); diff != "" {
 		t.Errorf("files downloaded (-want +got):\n%s", diff)

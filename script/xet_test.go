@@ -25,24 +25,6 @@ func xetFiles(n int) map[string]string {
 	return map[string]string{"config.json": `{"model_type":"x"}`, "model.safetensors": bigFile(n * xetMiB)}
 }
 
-// xetRequests sorts a repo's requests into those of the Xet path (the read token, the CAS) and
-// the resolve GETs of its Xet file.
-func xetRequests(seen []string, xetFile string) (token, reconstructions, xorbs, resolves int) {
-	for _, r := range seen {
-		switch {
-		case strings.Contains(r, "/xet-read-token/"):
-			token++
-		case strings.HasPrefix(r, "GET /cas/v2/reconstructions/"):
-			reconstructions++
-		case strings.HasPrefix(r, "GET /cas/xorbs/"):
-			xorbs++
-		case strings.HasPrefix(r, "GET /") && strings.Contains(r, "/resolve/") && strings.Contains(r, "/"+xetFile):
-			resolves++
-		}
-	}
-	return token, reconstructions, xorbs, resolves
-}
-
 // TestRealHFXetDownload: a model whose weights are Xet-backed (three xorbs) downloads
 // byte-exact and verified, under dash and busybox; the Hub's log shows the Xet path (a read
 // token, a reconstruction, each xorb) and no resolve of the weights.
@@ -68,10 +50,9 @@ func TestRealHFXetDownload(t *testing.T) {
 			if s, _ := h.readSummary(); !s.Verified || s.Files != 2 || s.Commit != commitV1 {
 				t.Errorf("summary %+v, want 2 files of %s, verified", s, commitV1)
 			}
-			token, reconstructions, xorbs, resolves := xetRequests(hub.SeenFor("model", "org/x"), "model.safetensors")
-			if token != 1 || reconstructions != 1 || xorbs != 3 || resolves != 0 {
-				t.Errorf("the Hub saw %d token calls, %d reconstructions, %d xorb GETs, %d resolves of the weights; want 1, 1, 3, 0:\n%s",
-					token, reconstructions, xorbs, resolves, strings.Join(hub.SeenFor("model", "org/x"), "\n"))
+			want := hubtest.XetTraffic{Tokens: 1, Reconstructions: 1, Xorbs: 3}
+			if got := hubtest.CountXet(hub.SeenFor("model", "org/x"), "model.safetensors"); got != want {
+				t.Errorf("the Hub saw %+v, want %+v:\n%s", got, want, strings.Join(hub.SeenFor("model", "org/x"), "\n"))
 			}
 		})
 	}
@@ -82,13 +63,7 @@ func TestRealHFXetDownload(t *testing.T) {
 // stalled, with no marker, no partial file and no hf left. The retry, the gate open,
 // completes.
 func TestRealHFXetStall(t *testing.T) {
-	realHF(t)
-	hub := newHub(t)
-	gate := hubtest.NewGate()
-	files := xetFiles(1)
-	hub.Set("model", "org/xs", hubtest.Repo{Commit: commitV1, Files: files, Xet: []string{"model.safetensors"}, Gate: gate})
-	h, env := newRealHarness(t, testShell(t), hub)
-	env = withEnv(env, map[string]string{EnvRepoID: "org/xs"})
+	hub, gate, h, env := gatedXetHarness(t, "org/xs", 1)
 	h.deadline = stallDeadline
 	r := h.run(withEnv(env, map[string]string{EnvStallTimeout: "2"}))
 	h.checkFailure(r, FailedPrefix("org/xs", "main")+"stalled: no progress for 2 s")
@@ -103,31 +78,31 @@ func TestRealHFXetStall(t *testing.T) {
 
 	gate.Open()
 	h.deadline = hangDeadline
-	if r := h.run(env); r.code != 0 {
-		t.Fatalf("the retry: exit %d\n%s", r.code, r.out)
-	}
-	if s, _ := h.readSummary(); !s.Verified || s.Files != 2 {
-		t.Errorf("the retry's summary %+v, want 2 files, verified", s)
-	}
+	retryCompletes(t, h, env, 2)
+}
+
+// gatedXetHarness is a harness downloading the model id, whose weights (n MiB) are
+// Xet-backed, from a Hub whose CAS holds xorb bodies at gate.
+func gatedXetHarness(t *testing.T, id string, n int) (*hubtest.Hub, *hubtest.Gate, *harness, map[string]string) {
+	t.Helper()
+	realHF(t)
+	hub := newHub(t)
+	gate := hubtest.NewGate()
+	hub.Set("model", id, hubtest.Repo{Commit: commitV1, Files: xetFiles(n), Xet: []string{"model.safetensors"}, Gate: gate})
+	h, env := newRealHarness(t, testShell(t), hub)
+	return hub, gate, h, withEnv(env, map[string]string{EnvRepoID: id})
 }
 
 // countXorbGETs counts the xorb GETs the Hub saw for the model repo id.
 func countXorbGETs(hub *hubtest.Hub, id string) int {
-	_, _, xorbs, _ := xetRequests(hub.SeenFor("model", id), "")
-	return xorbs
+	return hubtest.CountXet(hub.SeenFor("model", id), "").Xorbs
 }
 
 // TestRealHFXetTermThenRetry: a TERM while hf_xet waits for a xorb (the kubelet stopping
 // the pod) ends the run at once, failed, with no marker and no hf left; hf_xet cannot resume
 // the partial file it leaves, and the next run, the Hub answering, removes it and completes.
 func TestRealHFXetTermThenRetry(t *testing.T) {
-	realHF(t)
-	hub := newHub(t)
-	gate := hubtest.NewGate()
-	files := xetFiles(9)
-	hub.Set("model", "org/xt", hubtest.Repo{Commit: commitV1, Files: files, Xet: []string{"model.safetensors"}, Gate: gate})
-	h, env := newRealHarness(t, testShell(t), hub)
-	env = withEnv(env, map[string]string{EnvRepoID: "org/xt"})
+	hub, gate, h, env := gatedXetHarness(t, "org/xt", 9)
 	s := h.start(env)
 	waitFor(t, "hf_xet asking the CAS for a xorb", s, func() bool { return countXorbGETs(hub, "org/xt") > 0 })
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -141,14 +116,10 @@ func TestRealHFXetTermThenRetry(t *testing.T) {
 	assertNoFile(t, MarkerFile, h.dir)
 
 	gate.Open()
-	if r := h.run(env); r.code != 0 {
-		t.Fatalf("the retry: exit %d\n%s", r.code, r.out)
-	}
-	if s, _ := h.readSummary(); !s.Verified || s.Files != 2 {
-		t.Errorf("the retry's summary %+v, want 2 files, verified", s)
-	}
-	if b, err := os.ReadFile(filepath.Join(h.dir, "model.safetensors")); err != nil || string(b) != files["model.safetensors"] {
-		t.Errorf("the weights after the retry: %d bytes (%v), want the Hub's %d", len(b), err, len(files["model.safetensors"]))
+	retryCompletes(t, h, env, 2)
+	want := xetFiles(9)["model.safetensors"]
+	if b, err := os.ReadFile(filepath.Join(h.dir, "model.safetensors")); err != nil || string(b) != want {
+		t.Errorf("the weights after the retry: %d bytes (%v), want the Hub's %d", len(b), err, len(want))
 	}
 	partials, err := filepath.Glob(filepath.Join(h.dir, ".cache", "huggingface", "download", "*.incomplete"))
 	if err != nil {
@@ -209,14 +180,8 @@ func TestRealHFXetProgress(t *testing.T) {
 // asks for more xorbs at once than the 4 it starts with by default (16 in high performance
 // mode).
 func TestRealHFXetHighPerformance(t *testing.T) {
-	realHF(t)
-	hub := newHub(t)
-	gate := hubtest.NewGate()
-	files := xetFiles(8 * 8)
-	hub.Set("model", "org/xh", hubtest.Repo{Commit: commitV1, Files: files, Xet: []string{"model.safetensors"}, Gate: gate})
-	h, env := newRealHarness(t, testShell(t), hub)
-	env = withEnv(env, map[string]string{EnvRepoID: "org/xh", "HF_XET_HIGH_PERFORMANCE": "1"})
-	s := h.start(env)
+	hub, gate, h, env := gatedXetHarness(t, "org/xh", 8*8)
+	s := h.start(withEnv(env, map[string]string{"HF_XET_HIGH_PERFORMANCE": "1"}))
 	waitFor(t, "more than 4 xorbs asked for at once", s, func() bool { return countXorbGETs(hub, "org/xh") > 4 })
 	gate.Open()
 	if r := s.wait(); r.code != 0 {
