@@ -122,32 +122,45 @@ func TestLookAlikeNamesGetJobsOfTheirOwn(t *testing.T) {
 		mds = append(mds, applyIn(t, ns, xr, name, oneModel(t)))
 	}
 	model := mds[0].modelName(t, 0)
+	// The same content on the same volume: one Job at a time, in whichever order the
+	// ModelDownloads are admitted, each once the one before it completed (seen at the next
+	// reconcile). The test finishes whichever Job exists; the deadline only ends a hang.
 	names := map[string]string{}
-	for _, md := range mds {
+	finished := map[*modelDownload]bool{}
+	for len(finished) < len(mds) {
+		var md *modelDownload
 		var job batchv1.Job
-		// The same content on the same volume: each ModelDownload's Job waits for the one
-		// before it to complete, seen at its next reconcile (the function's requeue), which a
-		// busy machine delays. The deadline only ends a hang.
-		waitFor(t, 5*time.Minute, md.name+"'s own Job", func() (bool, string) {
-			xr, err := md.get()
-			if err != nil {
-				return false, err.Error()
+		waitFor(t, 5*time.Minute, "the Job of a ModelDownload not finished yet", func() (bool, string) {
+			var states []string
+			for _, m := range mds {
+				if finished[m] {
+					continue
+				}
+				xr, err := m.get()
+				if err != nil {
+					states = append(states, m.name+": "+err.Error())
+					continue
+				}
+				name, _ := statusModel(xr, model)["jobName"].(string)
+				if name == "" {
+					states = append(states, m.name+": no jobName yet")
+					continue
+				}
+				j, err := cluster.kube.BatchV1().Jobs(ns).Get(context.Background(), name, metav1.GetOptions{})
+				if err != nil {
+					states = append(states, m.name+": "+err.Error())
+					continue
+				}
+				md, job = m, *j
+				return true, ""
 			}
-			name, _ := statusModel(xr, model)["jobName"].(string)
-			if name == "" {
-				return false, "no jobName yet"
-			}
-			j, err := cluster.kube.BatchV1().Jobs(ns).Get(context.Background(), name, metav1.GetOptions{})
-			if err != nil {
-				return false, err.Error()
-			}
-			job = *j
-			return true, ""
+			return false, strings.Join(states, "; ")
 		})
 		if other, dup := names[job.Name]; dup {
 			t.Fatalf("%s and %s share the Job %s", other, md.name, job.Name)
 		}
 		names[job.Name] = md.name
+		finished[md] = true
 		finishJobPod(t, ns, job.Name, podOutcome{message: successMessage})
 	}
 	for _, md := range mds {
