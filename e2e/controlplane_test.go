@@ -371,7 +371,7 @@ var cluster *controlPlane
 
 // useCluster returns the shared control plane and, if the test fails, prints the tail of
 // every component's log with the test's output.
-func useCluster(t *testing.T) *controlPlane {
+func useCluster(t testing.TB) *controlPlane {
 	t.Helper()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -383,7 +383,7 @@ func useCluster(t *testing.T) *controlPlane {
 
 // newNamespace creates a namespace with a unique name and labels, deleted when the test
 // ends, and waits for its default ServiceAccount (pods cannot be created before it exists).
-func newNamespace(t *testing.T, prefix string, labels map[string]string) string {
+func newNamespace(t testing.TB, prefix string, labels map[string]string) string {
 	t.Helper()
 	ctx := context.Background()
 	ns, err := cluster.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
@@ -404,7 +404,7 @@ func newNamespace(t *testing.T, prefix string, labels map[string]string) string 
 
 // waitFor polls cond until it reports done, failing the test after timeout with the last
 // state cond described.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (done bool, state string)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (done bool, state string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

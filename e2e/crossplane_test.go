@@ -73,7 +73,7 @@ var (
 )
 
 // useCrossplane returns Crossplane core, starting it the first time a test needs it.
-func useCrossplane(t *testing.T) *crossplane {
+func useCrossplane(t testing.TB) *crossplane {
 	t.Helper()
 	cp := useCluster(t)
 	xpOnce.Do(func() { xp, errXP = startCrossplane(cp) })

@@ -47,14 +47,14 @@ type realDownload struct {
 // applyRealDownload applies example/xr.yaml through the real-node Composition under name,
 // its models replaced by models, in a restricted namespace with the example's token Secret
 // and a PVC bound to a static volume, after edit (if any) changed its spec.
-func applyRealDownload(t *testing.T, n *node, name string, models []any, edit func(spec map[string]any)) *realDownload {
+func applyRealDownload(t testing.TB, n *node, name string, models []any, edit func(spec map[string]any)) *realDownload {
 	t.Helper()
 	return applyRealDownloadOn(t, n, name, nil, models, edit)
 }
 
 // applyRealDownloadOn is applyRealDownload, with prepare (if any) called on the
 // volume's directory before anything can mount it.
-func applyRealDownloadOn(t *testing.T, n *node, name string, prepare func(volume string), models []any, edit func(spec map[string]any)) *realDownload {
+func applyRealDownloadOn(t testing.TB, n *node, name string, prepare func(volume string), models []any, edit func(spec map[string]any)) *realDownload {
 	t.Helper()
 	ns := tokenNamespace(t, name)
 	xr := exampleXR(t)
@@ -89,7 +89,7 @@ func applyRealDownloadOn(t *testing.T, n *node, name string, prepare func(volume
 }
 
 // exampleToken is the token example/required/secret.yaml holds, as stored in namespace ns.
-func exampleToken(t *testing.T, ns string) string {
+func exampleToken(t testing.TB, ns string) string {
 	t.Helper()
 	s, err := cluster.kube.CoreV1().Secrets(ns).Get(context.Background(), "hf-token", metav1.GetOptions{})
 	if err != nil {
@@ -99,7 +99,7 @@ func exampleToken(t *testing.T, ns string) string {
 }
 
 // newCommit is a commit id no other test's repo has.
-func newCommit(t *testing.T) string {
+func newCommit(t testing.TB) string {
 	t.Helper()
 	return randomHex(t, 20)
 }
@@ -107,13 +107,13 @@ func newCommit(t *testing.T) string {
 // newRepo is a model repo id of the form org/<name>-<random>: one that no other test, nor
 // an earlier run of this one (-count), serves on the shared Hub, so that what the Hub saw of
 // it (SeenFor) is this test's alone.
-func newRepo(t *testing.T, id string) string {
+func newRepo(t testing.TB, id string) string {
 	t.Helper()
 	return id + "-" + randomHex(t, 3)
 }
 
 // randomHex is n random bytes in hex.
-func randomHex(t *testing.T, n int) string {
+func randomHex(t testing.TB, n int) string {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -124,7 +124,7 @@ func randomHex(t *testing.T, n int) string {
 
 // waitModel waits, for up to timeout, until the named model's status entry satisfies cond,
 // and returns the XR.
-func (md *modelDownload) waitModel(t *testing.T, model string, timeout time.Duration, what string, cond func(m map[string]any) bool) *unstructured.Unstructured {
+func (md *modelDownload) waitModel(t testing.TB, model string, timeout time.Duration, what string, cond func(m map[string]any) bool) *unstructured.Unstructured {
 	t.Helper()
 	var xr *unstructured.Unstructured
 	waitFor(t, timeout, fmt.Sprintf("ModelDownload %s/%s: %s %s", md.ns, md.name, model, what), func() (bool, string) {
@@ -167,7 +167,7 @@ func phaseIs(phase string) func(map[string]any) bool {
 
 // filesUnder lists the files below dir (relative paths, sorted), leaving out what hf and
 // the script keep for themselves.
-func filesUnder(t *testing.T, dir string) []string {
+func filesUnder(t testing.TB, dir string) []string {
 	t.Helper()
 	var files []string
 	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
@@ -192,7 +192,7 @@ func filesUnder(t *testing.T, dir string) []string {
 
 // terminationMessages are the termination messages the kubelet reported for the pods in
 // ns, by Job name.
-func terminationMessages(t *testing.T, ns string) map[string]string {
+func terminationMessages(t testing.TB, ns string) map[string]string {
 	t.Helper()
 	l, err := cluster.kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
@@ -258,7 +258,7 @@ func TestRealXetDownload(t *testing.T) {
 
 // downloadLogs is what the download containers of the namespace ns wrote so far, as the
 // kubelet keeps it (under its pod log directory, /var/log/pods) while their pods exist.
-func downloadLogs(t *testing.T, ns string) string {
+func downloadLogs(t testing.TB, ns string) string {
 	t.Helper()
 	paths, err := filepath.Glob(filepath.Join("/var/log/pods", ns+"_*", "download", "*.log"))
 	if err != nil {
@@ -375,7 +375,7 @@ func TestRealDownload(t *testing.T) {
 
 // safetensors is a safetensors file of one float32 tensor of rows x cols: the
 // 8-byte little-endian length of its JSON header, the header, the data.
-func safetensors(t *testing.T, rows, cols int) string {
+func safetensors(t testing.TB, rows, cols int) string {
 	t.Helper()
 	header, err := json.Marshal(map[string]any{"weight": map[string]any{
 		"dtype": "F32", "shape": []int{rows, cols}, "data_offsets": []int{0, 4 * rows * cols},
@@ -694,7 +694,7 @@ func TestRealDownloadProgress(t *testing.T) {
 
 // getTable is what `kubectl get modeldownloads -n ns` prints: the apiserver's Table of
 // them (the XRD's printer columns), laid out in columns.
-func getTable(t *testing.T, ns string) string {
+func getTable(t testing.TB, ns string) string {
 	t.Helper()
 	raw, err := cluster.kube.Discovery().RESTClient().Get().
 		AbsPath("/apis/hfops.kamal.dev/v1alpha1/namespaces", ns, "modeldownloads").

@@ -29,7 +29,7 @@ var (
 
 // useFunction returns Crossplane with the function under test registered and the example
 // XRD, Composition and RBAC applied, setting all of that up the first time.
-func useFunction(t *testing.T) *crossplane {
+func useFunction(t testing.TB) *crossplane {
 	t.Helper()
 	x := useCrossplane(t)
 	fnOnce.Do(func() { errFn = startFunction(cluster, x) })

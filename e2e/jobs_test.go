@@ -76,7 +76,7 @@ func downloadJob(name string, ttl *int32) *batchv1.Job {
 
 // modelNamespace creates a restricted namespace holding the PVC and token Secret a
 // download Job needs.
-func modelNamespace(t *testing.T) string {
+func modelNamespace(t testing.TB) string {
 	t.Helper()
 	ctx := context.Background()
 	ns := newNamespace(t, "jobs", restrictedNamespaceLabels)

@@ -42,7 +42,7 @@ func (w *warningRecorder) take() []string {
 
 // adminWithWarnings returns an admin clientset whose warnings land in the returned recorder
 // instead of the log.
-func adminWithWarnings(t *testing.T) (kubernetes.Interface, *warningRecorder) {
+func adminWithWarnings(t testing.TB) (kubernetes.Interface, *warningRecorder) {
 	t.Helper()
 	w := &warningRecorder{}
 	cfg := rest.CopyConfig(cluster.admin)
@@ -78,7 +78,7 @@ func jobPods(ctx context.Context, ns, job string) ([]corev1.Pod, error) {
 // finished yet, then writes a terminal status to it as a kubelet would: phase Succeeded
 // or Failed, and the container terminated with the given exit code and message. It
 // returns the pod's name.
-func finishJobPod(t *testing.T, ns, job string, out podOutcome) string {
+func finishJobPod(t testing.TB, ns, job string, out podOutcome) string {
 	t.Helper()
 	ctx := context.Background()
 	var pod corev1.Pod
@@ -146,7 +146,7 @@ func jobCondition(j *batchv1.Job, typ batchv1.JobConditionType) corev1.Condition
 }
 
 // waitJobCondition waits until the Job has the condition typ with status True.
-func waitJobCondition(t *testing.T, ns, name string, typ batchv1.JobConditionType) *batchv1.Job {
+func waitJobCondition(t testing.TB, ns, name string, typ batchv1.JobConditionType) *batchv1.Job {
 	t.Helper()
 	var job *batchv1.Job
 	waitFor(t, time.Minute, fmt.Sprintf("Job %s/%s %s=True", ns, name, typ), func() (bool, string) {
@@ -161,7 +161,7 @@ func waitJobCondition(t *testing.T, ns, name string, typ batchv1.JobConditionTyp
 }
 
 // waitGone waits until get reports NotFound.
-func waitGone(t *testing.T, timeout time.Duration, what string, get func(context.Context) error) {
+func waitGone(t testing.TB, timeout time.Duration, what string, get func(context.Context) error) {
 	t.Helper()
 	waitFor(t, timeout, what+" to be deleted", func() (bool, string) {
 		err := get(context.Background())

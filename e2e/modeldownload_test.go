@@ -30,13 +30,13 @@ type modelDownload struct {
 }
 
 // newModelDownload applies example/xr.yaml as applyModelDownload does.
-func newModelDownload(t *testing.T, name string, edit func(spec map[string]any)) *modelDownload {
+func newModelDownload(t testing.TB, name string, edit func(spec map[string]any)) *modelDownload {
 	t.Helper()
 	return applyModelDownload(t, exampleXR(t), name, edit)
 }
 
 // exampleXR is the ModelDownload of example/xr.yaml.
-func exampleXR(t *testing.T) *unstructured.Unstructured {
+func exampleXR(t testing.TB) *unstructured.Unstructured {
 	t.Helper()
 	xrs, err := readObjects(exampleFile("xr.yaml"))
 	if err != nil {
@@ -51,7 +51,7 @@ func exampleXR(t *testing.T) *unstructured.Unstructured {
 // applyModelDownload creates a restricted namespace holding the PVC that xr (an XR or a
 // claim) names and the token Secret of example/required/secret.yaml, then applies xr
 // there under the given name, after edit has changed its spec.
-func applyModelDownload(t *testing.T, xr *unstructured.Unstructured, name string, edit func(spec map[string]any)) *modelDownload {
+func applyModelDownload(t testing.TB, xr *unstructured.Unstructured, name string, edit func(spec map[string]any)) *modelDownload {
 	t.Helper()
 	ns := tokenNamespace(t, name)
 	pvc, _, _ := unstructured.NestedString(xr.Object, "spec", "storagePVC")
@@ -61,7 +61,7 @@ func applyModelDownload(t *testing.T, xr *unstructured.Unstructured, name string
 
 // tokenNamespace creates a restricted namespace holding the token Secret of
 // example/required/secret.yaml.
-func tokenNamespace(t *testing.T, name string) string {
+func tokenNamespace(t testing.TB, name string) string {
 	t.Helper()
 	x := useFunction(t)
 	ctx := context.Background()
@@ -87,7 +87,7 @@ func tokenNamespace(t *testing.T, name string) string {
 }
 
 // createPVC creates a ReadWriteOnce PVC, as a user would before applying a ModelDownload.
-func createPVC(t *testing.T, ns, name string) *corev1.PersistentVolumeClaim {
+func createPVC(t testing.TB, ns, name string) *corev1.PersistentVolumeClaim {
 	t.Helper()
 	pvc, err := cluster.kube.CoreV1().PersistentVolumeClaims(ns).Create(context.Background(), &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -104,7 +104,7 @@ func createPVC(t *testing.T, ns, name string) *corev1.PersistentVolumeClaim {
 
 // applyIn applies xr (a copy) into namespace ns under the given name, after edit has
 // changed its spec.
-func applyIn(t *testing.T, ns string, xr *unstructured.Unstructured, name string, edit func(spec map[string]any)) *modelDownload {
+func applyIn(t testing.TB, ns string, xr *unstructured.Unstructured, name string, edit func(spec map[string]any)) *modelDownload {
 	t.Helper()
 	xr = xr.DeepCopy()
 	xr.SetNamespace(ns)
@@ -115,7 +115,7 @@ func applyIn(t *testing.T, ns string, xr *unstructured.Unstructured, name string
 }
 
 // update edits the XR's spec and applies it.
-func (md *modelDownload) update(t *testing.T, edit func(spec map[string]any)) {
+func (md *modelDownload) update(t testing.TB, edit func(spec map[string]any)) {
 	t.Helper()
 	if edit != nil {
 		spec, _, _ := unstructured.NestedMap(md.obj.Object, "spec")
@@ -141,7 +141,7 @@ func setModelField(spec map[string]any, i int, field string, value any) {
 }
 
 // modelName is the name of the i-th model of the example XR.
-func (md *modelDownload) modelName(t *testing.T, i int) string {
+func (md *modelDownload) modelName(t testing.TB, i int) string {
 	t.Helper()
 	ms, _, _ := unstructured.NestedSlice(md.obj.Object, "spec", "models")
 	if i >= len(ms) {
@@ -157,7 +157,7 @@ func (md *modelDownload) get() (*unstructured.Unstructured, error) {
 }
 
 // delete deletes the XR as kubectl delete does and waits until it is gone.
-func (md *modelDownload) delete(t *testing.T) {
+func (md *modelDownload) delete(t testing.TB) {
 	t.Helper()
 	if err := md.x.apply.delete(context.Background(), md.obj); err != nil {
 		t.Fatal(err)
@@ -181,7 +181,7 @@ func (md *modelDownload) jobs() ([]batchv1.Job, error) {
 
 // waitJobs waits until the XR's Jobs are exactly n, none being deleted, and returns them
 // keyed by model name (the hfops.kamal.dev/model annotation keeps it unsanitized).
-func (md *modelDownload) waitJobs(t *testing.T, n int, what string, cond func(map[string]batchv1.Job) bool) map[string]batchv1.Job {
+func (md *modelDownload) waitJobs(t testing.TB, n int, what string, cond func(map[string]batchv1.Job) bool) map[string]batchv1.Job {
 	t.Helper()
 	var byModel map[string]batchv1.Job
 	// Two minutes: Crossplane deletes a replaced Job in the foreground, and the garbage
@@ -226,7 +226,7 @@ func describeJob(j *batchv1.Job) string {
 }
 
 // waitXR waits until cond holds for the XR.
-func (md *modelDownload) waitXR(t *testing.T, what string, cond func(xr *unstructured.Unstructured) bool) *unstructured.Unstructured {
+func (md *modelDownload) waitXR(t testing.TB, what string, cond func(xr *unstructured.Unstructured) bool) *unstructured.Unstructured {
 	t.Helper()
 	var xr *unstructured.Unstructured
 	waitFor(t, time.Minute, fmt.Sprintf("ModelDownload %s/%s: %s", md.ns, md.name, what), func() (bool, string) {
@@ -275,7 +275,7 @@ func hasCondition(xr *unstructured.Unstructured, typ, status, reason string) boo
 
 // checkJobNames checks every Job is named hf-dl-<xr>-<model>-<hash> within 63 characters,
 // with the hash of its spec-hash label whole at the end, as status.models reports it.
-func checkJobNames(t *testing.T, md *modelDownload, jobs map[string]batchv1.Job, xr *unstructured.Unstructured) {
+func checkJobNames(t testing.TB, md *modelDownload, jobs map[string]batchv1.Job, xr *unstructured.Unstructured) {
 	t.Helper()
 	for model, j := range jobs {
 		hash := j.Labels["hfops.kamal.dev/spec-hash"]
@@ -294,7 +294,7 @@ func checkJobNames(t *testing.T, md *modelDownload, jobs map[string]batchv1.Job,
 
 // noPodSecurityWarnings checks Crossplane got no Pod Security warning when it created the
 // Jobs: it prints every API warning to its log.
-func noPodSecurityWarnings(t *testing.T) {
+func noPodSecurityWarnings(t testing.TB) {
 	t.Helper()
 	b, err := os.ReadFile(cluster.logPath("crossplane"))
 	if err != nil {

@@ -73,7 +73,7 @@ var (
 
 // useNode returns the real node, starting it (and Crossplane with the function) the first
 // time a test needs it.
-func useNode(t *testing.T) *node {
+func useNode(t testing.TB) *node {
 	t.Helper()
 	x := useFunction(t)
 	nodeOnce.Do(func() {
@@ -459,7 +459,7 @@ func applyRealNodeComposition(x *crossplane, n *node) error {
 // realVolume creates the PVC a ModelDownload names, bound to a static hostPath
 // PersistentVolume in the test's directory owned by the Jobs' user, and returns that
 // directory: what the pods write there, the test reads.
-func realVolume(t *testing.T, n *node, ns, pvc string) string {
+func realVolume(t testing.TB, n *node, ns, pvc string) string {
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(n.dir, "volumes", ns+"-"+pvc)

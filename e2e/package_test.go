@@ -203,7 +203,7 @@ func TestRelease(t *testing.T) {
 
 // pushedPlatforms are the platforms of what ref names: an index's manifests (`crossplane xpkg
 // push` of several platforms' files), or one image's own (of one file).
-func pushedPlatforms(t *testing.T, ref string, options ...remote.Option) []string {
+func pushedPlatforms(t testing.TB, ref string, options ...remote.Option) []string {
 	t.Helper()
 	must := func(err error) {
 		t.Helper()
@@ -235,7 +235,7 @@ func pushedPlatforms(t *testing.T, ref string, options ...remote.Option) []strin
 // as another architecture's downloader image is debootstrapped under qemu (minutes of a cold
 // run); E2E_RELEASE_ARCHES="amd64 arm64" builds both, as `make package` does by default and
 // the CI workflow's package job does on every change.
-func releaseArches(t *testing.T) []string {
+func releaseArches(t testing.TB) []string {
 	t.Helper()
 	arches := strings.Fields(os.Getenv("E2E_RELEASE_ARCHES"))
 	if len(arches) == 0 {
@@ -252,7 +252,7 @@ func releaseArches(t *testing.T) []string {
 
 // checkRelease checks what `make package` wrote into out: every package and image, for
 // every platform, naming the registry and version it was built for.
-func checkRelease(t *testing.T, out, repo, version string, arches []string) {
+func checkRelease(t testing.TB, out, repo, version string, arches []string) {
 	t.Helper()
 	var files []string
 	entries, err := os.ReadDir(out)
@@ -323,7 +323,7 @@ func checkRelease(t *testing.T, out, repo, version string, arches []string) {
 
 // crossplaneConstraint is spec.crossplane.version of the package's metadata object of the
 // given kind, the Crossplane versions it installs on.
-func crossplaneConstraint(t *testing.T, pkg, kind string) string {
+func crossplaneConstraint(t testing.TB, pkg, kind string) string {
 	t.Helper()
 	for _, doc := range strings.Split(pkg, "\n---") {
 		var meta struct {
@@ -350,7 +350,7 @@ type image struct {
 
 // readImage reads an image tarball and the regular files named; a non-empty tag must be the
 // one it was written with.
-func readImage(t *testing.T, path, tag string, files ...string) image {
+func readImage(t testing.TB, path, tag string, files ...string) image {
 	t.Helper()
 	var ref *name.Tag
 	if tag != "" {
@@ -391,7 +391,7 @@ func readImage(t *testing.T, path, tag string, files ...string) image {
 	return got
 }
 
-func mustReference(t *testing.T, s string) name.Reference {
+func mustReference(t testing.TB, s string) name.Reference {
 	t.Helper()
 	ref, err := name.ParseReference(s)
 	if err != nil {
@@ -402,7 +402,7 @@ func mustReference(t *testing.T, s string) name.Reference {
 
 // pushPackage pushes the xpkg at path to host as repo (with its tag), and returns its
 // reference.
-func pushPackage(t *testing.T, host, repo, path string) name.Reference {
+func pushPackage(t testing.TB, host, repo, path string) name.Reference {
 	t.Helper()
 	ref := mustReference(t, host+"/"+repo)
 	img, err := tarball.ImageFromPath(path, nil)
@@ -417,7 +417,7 @@ func pushPackage(t *testing.T, host, repo, path string) name.Reference {
 
 // xpkgBuild builds the package whose root is dir with the Crossplane CLI, into the test's
 // temporary directory.
-func xpkgBuild(t *testing.T, dir string) string {
+func xpkgBuild(t testing.TB, dir string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), filepath.Base(dir)+".xpkg")
 	cmd := exec.Command(cluster.bin("crossplane"), "xpkg", "build", "--package-root="+dir, "--package-file="+out)
@@ -513,7 +513,7 @@ func TestLegacyConfigurationDependenciesResolve(t *testing.T) {
 }
 
 // copyFile copies src to dst, through edit when it is not nil.
-func copyFile(t *testing.T, src, dst string, edit func([]byte) []byte) {
+func copyFile(t testing.TB, src, dst string, edit func([]byte) []byte) {
 	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
@@ -530,7 +530,7 @@ func copyFile(t *testing.T, src, dst string, edit func([]byte) []byte) {
 // actAsExternalRuntime does for a FunctionRevision what an External package runtime does
 // before Crossplane establishes the package's objects: it names, in the revision's status,
 // the Secret holding the function's server certificate (signed by Crossplane's root CA).
-func actAsExternalRuntime(t *testing.T, x *crossplane, revision, service string) {
+func actAsExternalRuntime(t testing.TB, x *crossplane, revision, service string) {
 	t.Helper()
 	ctx := context.Background()
 	crt, key, err := x.rootCA.issue(service, []string{service, service + "." + crossplaneNamespace + ".svc"}, nil)

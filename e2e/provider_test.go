@@ -47,7 +47,7 @@ var (
 
 // useProviderKubernetes makes sure Crossplane runs with the function and provider-kubernetes,
 // starting the provider the first time a test needs it.
-func useProviderKubernetes(t *testing.T) {
+func useProviderKubernetes(t testing.TB) {
 	t.Helper()
 	x := useFunction(t)
 	providerOnce.Do(func() { errProvider = startProviderKubernetes(cluster, x) })
@@ -278,7 +278,7 @@ func jobObjects(objs []unstructured.Unstructured) []unstructured.Unstructured {
 // then: the ModelDownload (XR or claim) shows each model completed with its commit, read
 // back through the Objects; the Objects go, orphaning their Jobs (provider-kubernetes would
 // otherwise re-create a Job its TTL deleted); the Jobs stay for their TTL.
-func finishThroughObjects(t *testing.T, md *modelDownload, jobs map[string]batchv1.Job, objects func() ([]unstructured.Unstructured, error)) {
+func finishThroughObjects(t testing.TB, md *modelDownload, jobs map[string]batchv1.Job, objects func() ([]unstructured.Unstructured, error)) {
 	t.Helper()
 	for _, job := range jobs {
 		finishJobPod(t, md.ns, job.Name, podOutcome{message: successMessage})
@@ -429,7 +429,7 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 
 // labelReadable labels a namespaced object of the core API group so that Crossplane 1.x
 // can list it for the function (hfops.kamal.dev/readable, dialect.go).
-func labelReadable(t *testing.T, ns, resource, name string) {
+func labelReadable(t testing.TB, ns, resource, name string) {
 	t.Helper()
 	patch := []byte(`{"metadata":{"labels":{"hfops.kamal.dev/readable":"true"}}}`)
 	_, err := cluster.dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: resource}).Namespace(ns).

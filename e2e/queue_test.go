@@ -31,7 +31,7 @@ type activeJobWatch struct {
 // starts at its version or, when the apiserver ends or refuses a watch (a
 // watch cache that has not caught up refuses a version "too large"), by a new
 // list and watch.
-func watchActiveJobs(t *testing.T, ns string) *activeJobWatch {
+func watchActiveJobs(t testing.TB, ns string) *activeJobWatch {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

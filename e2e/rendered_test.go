@@ -53,7 +53,7 @@ func realHashes(v any, salt string) any {
 // repository's examples, bare or inside a provider-kubernetes Object, decoded strictly: a
 // field batch/v1 does not know fails the test. (The script they run is in a ConfigMap, not
 // in the Jobs.)
-func renderedJobs(t *testing.T) map[string]*batchv1.Job {
+func renderedJobs(t testing.TB) map[string]*batchv1.Job {
 	t.Helper()
 	goldens, err := filepath.Glob(filepath.Join(cluster.repoRoot, "testdata", "render", "*.yaml"))
 	if err != nil || len(goldens) == 0 {

@@ -21,7 +21,7 @@ const keepAlive = int64(5)
 
 // oneModel keeps the example's first model, with no retries (one failed pod fails the
 // Job at once) and a short TTL.
-func oneModel(t *testing.T) func(spec map[string]any) {
+func oneModel(t testing.TB) func(spec map[string]any) {
 	return func(spec map[string]any) {
 		spec["models"] = models(spec)[:1]
 		setModelField(spec, 0, "retryCount", int64(0))
@@ -33,7 +33,7 @@ func oneModel(t *testing.T) func(spec map[string]any) {
 
 // noJobFor checks that no Job of the XR exists for a while: Crossplane reconciles at once
 // when a composed Job goes, so one made again would show within the window.
-func noJobFor(t *testing.T, md *modelDownload, window time.Duration, why string) {
+func noJobFor(t testing.TB, md *modelDownload, window time.Duration, why string) {
 	t.Helper()
 	deadline := time.Now().Add(window)
 	for time.Now().Before(deadline) {

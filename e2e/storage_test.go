@@ -150,7 +150,7 @@ func TestComposedPVCDeletionObjectMode(t *testing.T) {
 }
 
 // waitPVCGone waits until the PVC has been deleted with its ModelDownload.
-func waitPVCGone(t *testing.T, ns, name string) {
+func waitPVCGone(t testing.TB, ns, name string) {
 	t.Helper()
 	waitGone(t, 2*time.Minute, "the PVC, deleted with its ModelDownload", func(ctx context.Context) error {
 		_, err := cluster.kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})

@@ -338,7 +338,7 @@ func TestXetRoutes(t *testing.T) {
 	casToken := xetToken(t, h, "org/xet", "")
 	otherToken := xetToken(t, h, "org/other", "")
 
-	pointer := lfsPointer(vectorFile)
+	pointer := lfsPointer(SHA256(vectorFile), len(vectorFile))
 	lfs := `"lfs":{"oid":"` + SHA256(vectorFile) + `","pointerSize":` + strconv.Itoa(len(pointer)) + `,"size":200000}`
 	tree := `[{"oid":"` + GitBlobID(xetFiles["config.json"]) + `","path":"config.json","size":21,"type":"file"},` +
 		`{` + lfs + `,"oid":"` + GitBlobID(pointer) + `","path":"w.bin","size":200000,"type":"file","xetHash":"` + vectorFileHash + `"}]`

@@ -123,6 +123,7 @@ func (h *Hub) Set(repoType, repoID string, repo Repo) {
 	repo.LFS = slices.Clone(repo.LFS)
 	repo.Xet = slices.Clone(repo.Xet)
 	repo.cas = newCASStore(repo.Files, repo.Xet)
+	repo.identify()
 	if repo.Fail != nil {
 		fail := *repo.Fail
 		repo.Fail = &fail
@@ -134,6 +135,15 @@ func (h *Hub) Set(repoType, repoID string, repo Repo) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.repos[repoType+"/"+repoID] = &repo
+	delete(h.limitedCount, repoType+"/"+repoID)
+}
+
+// Delete stops serving the repoType repoID, and lets its files go: for the
+// requests that come next, as Set does.
+func (h *Hub) Delete(repoType, repoID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.repos, repoType+"/"+repoID)
 	delete(h.limitedCount, repoType+"/"+repoID)
 }
 

@@ -64,6 +64,34 @@ type Repo struct {
 
 	// cas is the Xet files as the CAS stores them; Set makes it.
 	cas *casStore
+	// ids is each file's ids, as Set computes them once: a request then
+	// costs the same for a GiB file as for a small one.
+	ids map[string]fileIDs
+}
+
+// fileIDs is what the Hub says to identify a file.
+type fileIDs struct {
+	// blobID is the git blob id of the file as the Hub gives it: of its LFS
+	// pointer for an LFS file, of its content otherwise.
+	blobID string
+	// sha256 is the hex sha256 of an LFS file's content, and pointerSize
+	// the size of its LFS pointer; both empty for another file.
+	sha256      string
+	pointerSize int
+}
+
+// identify computes ids of every file.
+func (repo *Repo) identify() {
+	repo.ids = make(map[string]fileIDs, len(repo.Files))
+	for path, content := range repo.Files {
+		if !repo.isLFS(path) {
+			repo.ids[path] = fileIDs{blobID: GitBlobID(content)}
+			continue
+		}
+		sum := SHA256(content)
+		pointer := lfsPointer(sum, len(content))
+		repo.ids[path] = fileIDs{blobID: GitBlobID(pointer), sha256: sum, pointerSize: len(pointer)}
+	}
 }
 
 // RateLimit is how the Hub rate-limits a repo's requests: with 429 Too Many
@@ -121,8 +149,8 @@ func GitBlobID(content string) string {
 }
 
 // lfsPointer is the Git LFS pointer file that git stores for content.
-func lfsPointer(content string) string {
-	return fmt.Sprintf("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n", SHA256(content), len(content))
+func lfsPointer(sha256 string, size int) string {
+	return fmt.Sprintf("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n", sha256, size)
 }
 
 // SHA256 is the hex sha256 of content: what the Hub sends as an LFS file's
@@ -135,15 +163,6 @@ func SHA256(content string) string {
 // by Xet.
 func (repo *Repo) isLFS(path string) bool {
 	return slices.Contains(repo.LFS, path) || repo.cas.files[path] != nil
-}
-
-// blobID is the git blob id of the file at path as the Hub gives it: of its
-// LFS pointer for an LFS file, of its content otherwise.
-func (repo *Repo) blobID(path string) string {
-	if repo.isLFS(path) {
-		return GitBlobID(lfsPointer(repo.Files[path]))
-	}
-	return GitBlobID(repo.Files[path])
 }
 
 // allows reports whether r may read the repo: always for a public one, and

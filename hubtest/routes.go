@@ -146,9 +146,10 @@ func answerRevision(repoID string, repo *Repo, blobs bool) http.HandlerFunc {
 			s := map[string]any{"rfilename": name}
 			if blobs {
 				s["size"] = len(repo.Files[name])
-				s["blobId"] = repo.blobID(name)
+				ids := repo.ids[name]
+				s["blobId"] = ids.blobID
 				if repo.isLFS(name) {
-					s["lfs"] = map[string]any{"sha256": SHA256(repo.Files[name]), "size": len(repo.Files[name]), "pointerSize": len(lfsPointer(repo.Files[name]))}
+					s["lfs"] = map[string]any{"sha256": ids.sha256, "size": len(repo.Files[name]), "pointerSize": ids.pointerSize}
 				}
 			}
 			siblings = append(siblings, s)
@@ -163,9 +164,10 @@ func answerTree(repo *Repo) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		entries := []map[string]any{}
 		for _, name := range slices.Sorted(maps.Keys(repo.Files)) {
-			e := map[string]any{"type": "file", "path": name, "size": len(repo.Files[name]), "oid": repo.blobID(name)}
+			ids := repo.ids[name]
+			e := map[string]any{"type": "file", "path": name, "size": len(repo.Files[name]), "oid": ids.blobID}
 			if repo.isLFS(name) {
-				e["lfs"] = map[string]any{"oid": SHA256(repo.Files[name]), "size": len(repo.Files[name]), "pointerSize": len(lfsPointer(repo.Files[name]))}
+				e["lfs"] = map[string]any{"oid": ids.sha256, "size": len(repo.Files[name]), "pointerSize": ids.pointerSize}
 			}
 			if f := repo.cas.files[name]; f != nil {
 				e["xetHash"] = f.hash
@@ -184,9 +186,9 @@ func (h *Hub) answerFile(key string, repo *Repo, path string) http.HandlerFunc {
 	content := repo.Files[path]
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Repo-Commit", repo.Commit)
-		w.Header().Set("ETag", strconv.Quote(repo.blobID(path)))
+		w.Header().Set("ETag", strconv.Quote(repo.ids[path].blobID))
 		if repo.isLFS(path) {
-			w.Header().Set("X-Linked-Etag", strconv.Quote(SHA256(content)))
+			w.Header().Set("X-Linked-Etag", strconv.Quote(repo.ids[path].sha256))
 			w.Header().Set("X-Linked-Size", strconv.Itoa(len(content)))
 		}
 		if f := repo.cas.files[path]; f != nil {

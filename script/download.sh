@@ -48,6 +48,7 @@ oneline() {
 # changes nothing: the exit code stays 1, and the log line is still there.
 die() {
 	reporter_stop
+	hasher_stop kill
 	[ -z "${work:-}" ] || rm -rf "$work"
 	_reason=$(oneline "$1")
 	printf 'hf-download: %s\n' "$_reason" >&2
@@ -215,7 +216,7 @@ run() {
 # would run on until the grace period ends and it is killed, hf still writing.
 # While hf or the helper runs, run stops it and then the run; otherwise (the
 # wait for the lock, say) the run ends here.
-stopping= hf_pid= watch= work= reporter= reporting= finished=
+stopping= hf_pid= watch= work= reporter= reporting= finished= hasher=
 on_term() {
 	stopping=1
 	if [ -n "$finished" ]; then
@@ -342,6 +343,28 @@ reporter_start() {
 	log "reporting progress to ConfigMap $_target every $progress_interval s at most"
 	python3 "$helper" progress "$work" </dev/null 9>&- &
 	reporter=$!
+}
+
+# hasher_start starts `hfdl.py hash` (see there) in the background, without
+# the lock or any input, when there is a plan: it hashes the files while hf
+# writes them, so that the verification after hf reads again only what it
+# could not follow.
+hasher_start() {
+	[ -n "$planned" ] || return 0
+	python3 "$helper" hash "$work" </dev/null 9>&- &
+	hasher=$!
+}
+
+# hasher_stop tells the hasher, if it runs, that hf has ended ($1 done: it
+# catches up and writes what it hashed) or stops it ($1 kill), and waits
+# until it is gone.
+hasher_stop() {
+	[ -n "${hasher:-}" ] || return 0
+	if [ "$1" != done ] || ! : >"$work/hf-ended"; then
+		kill -TERM "$hasher" 2>/dev/null || :
+	fi
+	wait "$hasher" 2>/dev/null || :
+	hasher=
 }
 
 # reporter_stop stops the reporter, if it runs, and waits until it is gone.
@@ -731,6 +754,7 @@ if [ "$force" = true ]; then
 fi
 
 log "downloading $repo_type $repo@$revision${commit:+ (commit $commit)} into $dir"
+hasher_start
 prog=hf watch=1
 run hf "$@"
 watch=
@@ -743,6 +767,7 @@ fi
 [ -n "$why" ] || [ "$rc" -eq 0 ] || why="hf exited with code $rc"
 [ -z "$why" ] || die "download of $repo@$revision failed: $why"
 reporter_stop
+hasher_stop done
 
 verified=false card=
 if [ -n "$planned" ]; then

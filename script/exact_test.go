@@ -31,7 +31,7 @@ const (
 
 // safetensors is a safetensors file: the 8-byte little-endian length of its
 // JSON header, the header, then dataLen bytes of tensor data.
-func safetensors(t *testing.T, header map[string]any, dataLen int) string {
+func safetensors(t testing.TB, header map[string]any, dataLen int) string {
 	t.Helper()
 	h, err := json.Marshal(header)
 	if err != nil {
@@ -44,7 +44,7 @@ func safetensors(t *testing.T, header map[string]any, dataLen int) string {
 
 // tree is every file under dir, by slash path, but for hf's .cache, the
 // marker and the lock; a symlink shows as "-> target".
-func tree(t *testing.T, dir string) map[string]string {
+func tree(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	got := map[string]string{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -202,7 +202,7 @@ func TestRealHFExactMirror(t *testing.T) {
 	}
 }
 
-func readOrEmpty(t *testing.T, path string) string {
+func readOrEmpty(t testing.TB, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -386,7 +386,7 @@ func TestRealHFModelCard(t *testing.T) {
 	}
 }
 
-func mustJSON(t *testing.T, v any) string {
+func mustJSON(t testing.TB, v any) string {
 	t.Helper()
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -481,7 +481,7 @@ func TestRealHFPrivateRepo(t *testing.T) {
 // downloadedOnce serves repo as repoID on a new fake Hub and downloads it once
 // with the real hf, which must succeed: the start of a test of what a second
 // run does.
-func downloadedOnce(t *testing.T, repoID string, repo hubtest.Repo) (*hubtest.Hub, *harness, map[string]string) {
+func downloadedOnce(t testing.TB, repoID string, repo hubtest.Repo) (*hubtest.Hub, *harness, map[string]string) {
 	t.Helper()
 	hub := newHub(t)
 	hub.Set("model", repoID, repo)

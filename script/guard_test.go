@@ -26,7 +26,7 @@ import (
 // without the helper.
 
 // processesWith are the pids of the processes whose command line holds s.
-func processesWith(t *testing.T, s string) []int {
+func processesWith(t testing.TB, s string) []int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -179,7 +179,7 @@ func TestHFHoldsTheLock(t *testing.T) {
 
 // runProcesses are the command lines, by pid, of the processes in run's
 // process group.
-func runProcesses(t *testing.T, run *started) map[int]string {
+func runProcesses(t testing.TB, run *started) map[int]string {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -208,7 +208,7 @@ func runProcesses(t *testing.T, run *started) map[int]string {
 }
 
 // openedBy are the pids, sorted, of those of procs that have path open.
-func openedBy(t *testing.T, path string, procs map[int]string) []int {
+func openedBy(t testing.TB, path string, procs map[int]string) []int {
 	t.Helper()
 	var pids []int
 	for pid := range procs {
@@ -230,7 +230,7 @@ func openedBy(t *testing.T, path string, procs map[int]string) []int {
 
 // smallVolume mounts a tmpfs of size bytes at dir (which it makes) until the
 // test ends: a volume that a download can fill.
-func smallVolume(t *testing.T, dir string, size int) {
+func smallVolume(t testing.TB, dir string, size int) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		missingTool(t, "mounting a tmpfs needs root")
@@ -363,8 +363,8 @@ func TestRealHFStall(t *testing.T) {
 			h.deadline = stallDeadline
 			r := h.run(withEnv(env, map[string]string{EnvStallTimeout: "2"}))
 			h.checkFailure(r, FailedPrefix("org/s", "main")+"stalled: no progress for 2 s")
-			if pids := processesWith(t, h.dir); len(pids) != 0 {
-				t.Errorf("processes still at %s: %v", h.dir, pids)
+			if pids := processesWith(t, h.root); len(pids) != 0 {
+				t.Errorf("processes still at %s: %v", h.root, pids)
 			}
 			if _, err := os.Stat(h.markerPath()); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("marker after a stall: %v", err)
@@ -379,7 +379,7 @@ func TestRealHFStall(t *testing.T) {
 }
 
 // retryCompletes runs the script again with env: it must complete, verified, with files files.
-func retryCompletes(t *testing.T, h *harness, env map[string]string, files int64) {
+func retryCompletes(t testing.TB, h *harness, env map[string]string, files int64) {
 	t.Helper()
 	if r := h.run(env); r.code != 0 {
 		t.Fatalf("the retry: exit %d\n%s", r.code, r.out)

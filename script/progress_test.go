@@ -64,7 +64,7 @@ type report struct {
 }
 
 type fakeAPI struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *httptest.Server
 	addr     string
 	mu       sync.Mutex
@@ -78,7 +78,7 @@ type fakeAPI struct {
 
 // newFakeAPI is a fake API server on host (127.0.0.1 or ::1), closed when
 // the test ends.
-func newFakeAPI(t *testing.T, host string) *fakeAPI {
+func newFakeAPI(t testing.TB, host string) *fakeAPI {
 	t.Helper()
 	a := &fakeAPI{t: t, tokens: map[string]string{apiToken: "1", apiToken2: "2"}, since: time.Now()}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(a.serve))
@@ -271,7 +271,7 @@ func (a *fakeAPI) countStatus(status int) int {
 // progressEnv sets up h for progress reports to api: the helper in a
 // directory of its own with the progress file beside it, the token and the
 // CA in files, the API server's address, a pod name and a 1 s interval.
-func progressEnv(t *testing.T, h *harness, api *fakeAPI) map[string]string {
+func progressEnv(t testing.TB, h *harness, api *fakeAPI) map[string]string {
 	t.Helper()
 	opt := filepath.Join(h.root, "opt", "hf-download")
 	secrets := filepath.Join(h.root, "secrets")
@@ -304,7 +304,7 @@ func progressEnv(t *testing.T, h *harness, api *fakeAPI) map[string]string {
 
 // rotateToken rewrites the token file as the kubelet does: a new file
 // renamed into place.
-func rotateToken(t *testing.T, env map[string]string, token string) {
+func rotateToken(t testing.TB, env map[string]string, token string) {
 	t.Helper()
 	tmp := env[EnvProgressToken] + ".new"
 	mustWrite(t, tmp, token+"\n")
@@ -314,14 +314,14 @@ func rotateToken(t *testing.T, env map[string]string, token string) {
 }
 
 // reporters are the pids of the processes that run h's copy of the helper.
-func reporters(t *testing.T, h *harness) []int {
+func reporters(t testing.TB, h *harness) []int {
 	t.Helper()
 	return processesWith(t, filepath.Join(h.root, "opt", "hf-download", "hfdl.py"))
 }
 
 // checkNoToken checks that the API token shows nowhere but in its file and
 // the requests: not in the output, nor any file the run wrote.
-func checkNoToken(t *testing.T, h *harness, out string) {
+func checkNoToken(t testing.TB, h *harness, out string) {
 	t.Helper()
 	for _, tok := range []string{apiToken, apiToken2} {
 		if strings.Contains(out, tok) {
@@ -536,7 +536,7 @@ func TestRealHFProgressSurvivesTheAPIServer(t *testing.T) {
 // a FIFO (through a symlink, as the kubelet's projected files are links),
 // which an attempt opens first thing and reads until the test closes it.
 type attempts struct {
-	t    *testing.T
+	t    testing.TB
 	path string // the token file's
 	dir  string // where the FIFOs are: not under the run's root, whose files the tests read
 	n    int
@@ -544,7 +544,7 @@ type attempts struct {
 
 // heldAttempts holds back the attempts that read the token file at path,
 // from the first next until rotateToken replaces the file.
-func heldAttempts(t *testing.T, path string) *attempts {
+func heldAttempts(t testing.TB, path string) *attempts {
 	return &attempts{t: t, path: path, dir: t.TempDir()}
 }
 
@@ -587,7 +587,7 @@ func (a *attempts) next(run *started) *os.File {
 }
 
 // give hands the attempt waiting at f its token.
-func give(t *testing.T, f *os.File, token string) {
+func give(t testing.TB, f *os.File, token string) {
 	t.Helper()
 	if _, err := f.WriteString(token + "\n"); err != nil {
 		t.Fatal(err)
@@ -763,7 +763,7 @@ func TestProgressReporterStops(t *testing.T) {
 
 // checkReporterProcess checks a running reporter: no lock file among its
 // open files, no token in its argv or env.
-func checkReporterProcess(t *testing.T, pid int) {
+func checkReporterProcess(t testing.TB, pid int) {
 	t.Helper()
 	proc := filepath.Join("/proc", strconv.Itoa(pid))
 	fds, err := os.ReadDir(filepath.Join(proc, "fd"))

@@ -30,7 +30,7 @@ const realHFToken = "hf_RealCliTestTokenNeverShown0123456789"
 
 // realHF returns the path of bin/hf. Where CI is set, a missing one fails the
 // test; elsewhere it skips it.
-func realHF(t *testing.T) string {
+func realHF(t testing.TB) string {
 	t.Helper()
 	p, err := filepath.Abs(filepath.Join("..", "bin", "hf"))
 	if err != nil {
@@ -44,7 +44,7 @@ func realHF(t *testing.T) string {
 
 // realShells are the shells the real-hf tests run the script under: the sh
 // on PATH (or SCRIPT_TEST_SHELL), and busybox's sh (with busybox's tools).
-func realShells(t *testing.T) map[string][]string {
+func realShells(t testing.TB) map[string][]string {
 	t.Helper()
 	sh := testShell(t)
 	shells := map[string][]string{"sh": sh}
@@ -58,7 +58,7 @@ func realShells(t *testing.T) map[string][]string {
 
 // busybox returns the path of busybox (hack/hf.sh installs it). Where CI is
 // set, a missing one fails the test; elsewhere the caller goes without.
-func busybox(t *testing.T) string {
+func busybox(t testing.TB) string {
 	t.Helper()
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
@@ -128,7 +128,7 @@ func TestMissingBusybox(t *testing.T) {
 }
 
 // newHub is a fake Hub on loopback, closed when the test ends.
-func newHub(t *testing.T) *hubtest.Hub {
+func newHub(t testing.TB) *hubtest.Hub {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -152,7 +152,7 @@ func revisionRequests(reqs []string) []string {
 }
 
 // newRealHarness is a harness whose hf is the real CLI, talking to hub.
-func newRealHarness(t *testing.T, sh []string, hub *hubtest.Hub) (*harness, map[string]string) {
+func newRealHarness(t testing.TB, sh []string, hub *hubtest.Hub) (*harness, map[string]string) {
 	t.Helper()
 	hf := realHF(t)
 	h := newHarnessShell(t, sh)
@@ -197,7 +197,7 @@ func withEnv(base map[string]string, more map[string]string) map[string]string {
 
 // checkClean checks what every real-hf run must leave: no temporary files of
 // the script's, and the token nowhere but in hf's requests.
-func checkClean(t *testing.T, h *harness, r result) {
+func checkClean(t testing.TB, h *harness, r result) {
 	t.Helper()
 	if entries, err := os.ReadDir(filepath.Join(h.root, "tmp")); err != nil || len(entries) != 0 {
 		t.Errorf("TMPDIR holds %v (%v), want nothing left", entries, err)

@@ -184,7 +184,7 @@ type marker struct {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	sh     []string // the command that runs the script as sh would
 	root   string
 	stubs  string // first on PATH: stub hf and python3
@@ -201,7 +201,7 @@ type harness struct {
 
 // testShell is the command line that runs the script: SCRIPT_TEST_SHELL, or
 // the sh on PATH.
-func testShell(t *testing.T) []string {
+func testShell(t testing.TB) []string {
 	t.Helper()
 	if v := strings.Fields(os.Getenv("SCRIPT_TEST_SHELL")); len(v) > 0 {
 		p, err := exec.LookPath(v[0])
@@ -219,7 +219,7 @@ func testShell(t *testing.T) []string {
 
 // missingTool fails the test under CI, where the test command installs every
 // tool, and skips it elsewhere: nothing passes silently in CI.
-func missingTool(t *testing.T, msg string) {
+func missingTool(t testing.TB, msg string) {
 	t.Helper()
 	if os.Getenv("CI") != "" {
 		t.Fatal(msg)
@@ -227,12 +227,12 @@ func missingTool(t *testing.T, msg string) {
 	t.Skip(msg)
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	return newHarnessShell(t, testShell(t))
 }
 
-func newHarnessShell(t *testing.T, sh []string) *harness {
+func newHarnessShell(t testing.TB, sh []string) *harness {
 	t.Helper()
 	root := t.TempDir()
 	h := &harness{
@@ -434,7 +434,7 @@ func (s *started) failIfKilled(what string) {
 
 // waitFor waits until cond holds, polling. It fails the test if run (unless
 // nil) ends first, or its deadline kills it, or after hangDeadline.
-func waitFor(t *testing.T, what string, run *started, cond func() bool) {
+func waitFor(t testing.TB, what string, run *started, cond func() bool) {
 	t.Helper()
 	var ended <-chan struct{}
 	if run != nil {
@@ -514,7 +514,7 @@ func (h *harness) calls() []call {
 
 // helperPath is the path of hfdl.py, as EnvHelper gives it, in a folder holding every file of
 // the ConfigMap (Files), as the Job mounts it: the lock for the pip fallback sits beside it.
-func helperPath(t *testing.T) string {
+func helperPath(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, text := range Files {
@@ -621,7 +621,7 @@ func stubBytes() int64 {
 
 // checkMarker compares the marker with want, after checking the fields that
 // depend on the clock.
-func checkMarker(t *testing.T, h *harness, want marker, since time.Time) {
+func checkMarker(t testing.TB, h *harness, want marker, since time.Time) {
 	t.Helper()
 	got := h.readMarker()
 	at, err := time.Parse(time.RFC3339, got.CompletedAt)
@@ -1204,7 +1204,7 @@ func TestMissingTerminationLogIsNotFatal(t *testing.T) {
 	h.readMarker()
 }
 
-func assertNoFile(t *testing.T, name string, dirs ...string) {
+func assertNoFile(t testing.TB, name string, dirs ...string) {
 	t.Helper()
 	for _, dir := range dirs {
 		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -1228,28 +1228,28 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func mustMkdir(t *testing.T, dir string) {
+func mustMkdir(t testing.TB, dir string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func mustWrite(t *testing.T, path, content string) {
+func mustWrite(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func mustWriteExec(t *testing.T, path, content string) {
+func mustWriteExec(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o755); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func mustRemove(t *testing.T, path string) {
+func mustRemove(t testing.TB, path string) {
 	t.Helper()
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)

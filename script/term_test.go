@@ -64,7 +64,7 @@ func TestTermStopsHF(t *testing.T) {
 
 // waitPidFile waits until the stub hf of run has written its pid (in its own PID namespace,
 // when there is one) to path.
-func waitPidFile(t *testing.T, path string, run *started) int {
+func waitPidFile(t testing.TB, path string, run *started) int {
 	t.Helper()
 	var b []byte
 	waitFor(t, "hf's pid in "+path, run, func() bool {
@@ -80,7 +80,7 @@ func waitPidFile(t *testing.T, path string, run *started) int {
 }
 
 // childOf is the only child of pid: the shell unshare --fork started.
-func childOf(t *testing.T, pid int) int {
+func childOf(t testing.TB, pid int) int {
 	t.Helper()
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
 	if err != nil {

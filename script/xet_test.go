@@ -67,8 +67,8 @@ func TestRealHFXetStall(t *testing.T) {
 	h.deadline = stallDeadline
 	r := h.run(withEnv(env, map[string]string{EnvStallTimeout: "2"}))
 	h.checkFailure(r, FailedPrefix("org/xs", "main")+"stalled: no progress for 2 s")
-	if pids := processesWith(t, h.dir); len(pids) != 0 {
-		t.Errorf("processes still at %s: %v", h.dir, pids)
+	if pids := processesWith(t, h.root); len(pids) != 0 {
+		t.Errorf("processes still at %s: %v", h.root, pids)
 	}
 	if countXorbGETs(hub, "org/xs") == 0 {
 		t.Errorf("hf never asked the CAS for the xorb: the stall was not on the Xet path\n%s", strings.Join(hub.SeenFor("model", "org/xs"), "\n"))
@@ -83,7 +83,7 @@ func TestRealHFXetStall(t *testing.T) {
 
 // gatedXetHarness is a harness downloading the model id, whose weights (n MiB) are
 // Xet-backed, from a Hub whose CAS holds xorb bodies at gate.
-func gatedXetHarness(t *testing.T, id string, n int) (*hubtest.Hub, *hubtest.Gate, *harness, map[string]string) {
+func gatedXetHarness(t testing.TB, id string, n int) (*hubtest.Hub, *hubtest.Gate, *harness, map[string]string) {
 	t.Helper()
 	realHF(t)
 	hub := newHub(t)
@@ -110,8 +110,8 @@ func TestRealHFXetTermThenRetry(t *testing.T) {
 	}
 	r := s.wait()
 	h.checkFailure(r, "stopped by SIGTERM before the download of org/xt@main finished")
-	if pids := processesWith(t, h.dir); len(pids) != 0 {
-		t.Errorf("processes still at %s: %v", h.dir, pids)
+	if pids := processesWith(t, h.root); len(pids) != 0 {
+		t.Errorf("processes still at %s: %v", h.root, pids)
 	}
 	assertNoFile(t, MarkerFile, h.dir)
 
