@@ -53,7 +53,7 @@ func BenchmarkRealHFThroughput(b *testing.B) {
 	realHF(b)
 	hub := newHub(b)
 	for _, shape := range []struct {
-		name        string
+		name         string
 		shards, size int
 	}{{"1x1GiB", 1, 1 << 30}, {"8x128MiB", 8, 128 << 20}} {
 		files, shards := randomShards(shape.shards, shape.size)
