@@ -255,13 +255,14 @@ func xetUnderLimit(t testing.TB, n *node, name, limit string, highPerformance bo
 	return took, m
 }
 
-// TestXetDownloadWithinOneGiB: a 2 GiB Xet-backed model, in high-performance mode, downloads
-// in a container limited to 1Gi without the kernel killing anything, its processes' peak
-// resident memory under the limit.
+// TestXetDownloadWithinOneGiB: a Xet-backed model larger than the container's 1Gi memory
+// limit (2 shards of 640 MiB), in high-performance mode, downloads without the kernel
+// killing anything, its processes' peak resident memory under the limit. BenchmarkXetMemory
+// measures 2 GiB at 1Gi and 4Gi.
 func TestXetDownloadWithinOneGiB(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
-	files, xet := largeXetModel(2, 1<<30)
+	files, xet := largeXetModel(2, 640<<20)
 	_, m := xetUnderLimit(t, n, "xet-1gi", "1Gi", true, files, xet)
 	t.Logf("the download container under 1Gi: %v", m)
 	if m.OOMKills != 0 || m.PeakRSS == 0 || m.PeakRSS >= 1<<30 {

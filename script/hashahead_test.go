@@ -104,7 +104,7 @@ func TestHashAheadVerifiesWhatIsOnDisk(t *testing.T) {
 }
 
 // helperCommand is hfdl.py's command cmd on the work directory, downloading into root.
-func helperCommand(t *testing.T, root, cmd, work string) *exec.Cmd {
+func helperCommand(t testing.TB, root, cmd, work string) *exec.Cmd {
 	t.Helper()
 	site, err := filepath.Abs(filepath.Join("..", "bin", "hf-"+HubVersion))
 	if err != nil {
