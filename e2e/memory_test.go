@@ -27,7 +27,7 @@ import (
 // neither repeats nor compresses (so the CAS stores every xorb and hf_xet fetches every one).
 func largeXetModel(shards, size int) (files map[string]string, xet []string) {
 	files = map[string]string{"config.json": `{"model_type":"llama"}`}
-	//nolint:gosec // content, not a secret: a fixed seed makes every run the same bytes
+	// A fixed seed: every run the same bytes.
 	r := rand.NewChaCha8([32]byte{'x', 'e', 't'})
 	for i := range shards {
 		var b strings.Builder
