@@ -502,7 +502,7 @@ func queuedPeer(p, n int) *fnv1.Resource {
 	}
 	b.WriteString("status:\n  models:\n")
 	for i := range n {
-		fmt.Fprintf(&b, "  - {name: peer-%d/m-%d, phase: Pending, message: \"%s%d ahead; %s (10)\"}\n", p, i, queuedPrefix, i, namespaceLimitReached)
+		fmt.Fprintf(&b, "  - {name: peer-%d/m-%d, phase: Pending, queue: Namespace, message: \"%s%d ahead; %s (10)\"}\n", p, i, queuedPrefix, i, namespaceLimitReached)
 	}
 	return &fnv1.Resource{Resource: mustStruct(b.String())}
 }

@@ -326,9 +326,15 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 	if limit > 0 && started > 0 && active+started > limit {
 		t.Fatalf("%d Jobs started with %d active, over maxParallel %d", started, active, limit)
 	}
-	messages := map[string]string{}
+	messages, queues := map[string]string{}, map[string]string{}
 	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
-		messages[getString(e.GetStructValue(), "name")] = getString(e.GetStructValue(), "message")
+		name := getString(e.GetStructValue(), "name")
+		messages[name], queues[name] = getString(e.GetStructValue(), "message"), getString(e.GetStructValue(), "queue")
+		// The limit a status names and its message say one thing: queued or not.
+		if q := queues[name]; (q != "") != strings.HasPrefix(messages[name], queuedPrefix) ||
+			q != "" && q != string(queueVolume) && q != string(queueModelDownload) && q != string(queueNamespace) {
+			t.Fatalf("model %s: queue %q with message %q", name, q, messages[name])
+		}
 	}
 	// The spec as the user wrote it (names are unique: a duplicate is Fatal).
 	queued := 0

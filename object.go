@@ -1,6 +1,8 @@
 package main
 
 import (
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -30,7 +32,8 @@ const (
 // never fires (Jobs have no Ready condition) and AllTrue calls a failed Job
 // ready. The function sets readiness itself too; this is for people reading
 // the Object.
-const jobReadyQuery = `object.status.conditions.exists(c, c.type == 'Complete' && c.status == 'True')`
+const jobReadyQuery = "object.status.conditions.exists(c, c.type == '" + string(batchv1.JobComplete) +
+	"' && c.status == '" + string(corev1.ConditionTrue) + "')"
 
 // envelope is how desired objects are composed.
 type envelope struct {

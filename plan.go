@@ -141,8 +141,8 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 		return c.remembered(st, rec)
 	}
 	if oj == nil {
-		if why := c.mustWait(m, verdict); why != "" {
-			st.Message = why
+		if why, queue := c.mustWait(m, verdict); why != "" {
+			st.Message, st.Queue = why, queue
 			return st
 		}
 	} else {
@@ -197,28 +197,27 @@ func (c *composer) lastAttempt(m *modelSpec, rec modelStatus) int64 {
 	return min(n, maxAttempt-1)
 }
 
-// mustWait says why a model may not start a new Job now, if it may not.
-func (c *composer) mustWait(m *modelSpec, v dirVerdict) string {
+// mustWait says why a model may not start a new Job now, if it may not, and
+// which limit queues it, if one does.
+func (c *composer) mustWait(m *modelSpec, v dirVerdict) (string, queueLimit) {
 	for _, oj := range c.jobs[m.Name] {
 		// One writer per directory: a Job being deleted may still run.
 		if oj.deleting && !terminal(oj.phase) {
-			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", oj.manifest.GetName())
+			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", oj.manifest.GetName()), ""
 		}
 	}
 	if w := v.waitFor; w != nil {
-		return fmt.Sprintf("ModelDownload %q is downloading the same content into this directory; waiting for it to finish", w.name)
+		return fmt.Sprintf("ModelDownload %q is downloading the same content into this directory; waiting for it to finish", w.name), ""
 	}
 	if !c.scriptReady {
-		return fmt.Sprintf("waiting for the ConfigMap %q that holds the download script to be created", c.builder.scriptMap)
+		return fmt.Sprintf("waiting for the ConfigMap %q that holds the download script to be created", c.builder.scriptMap), ""
 	}
 	if c.builder.platform.ServiceAccount == "" && !c.accountObserved {
-		return fmt.Sprintf("waiting for the ServiceAccount %q of the download pods to be created", c.builder.progressMap)
+		return fmt.Sprintf("waiting for the ServiceAccount %q of the download pods to be created", c.builder.progressMap), ""
 	}
 	// Last: only a model that could start now takes a slot.
-	if ok, why := c.queue.admit(); !ok {
-		return why
-	}
-	return ""
+	queue, why := c.queue.admit()
+	return why, queue
 }
 
 // remembered is a model as its recorded outcome left it.

@@ -2,9 +2,10 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"google.golang.org/protobuf/types/known/structpb"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
@@ -32,19 +33,31 @@ import (
 const requirementNamespaceJobs = "namespace-download-jobs"
 
 // queuedPrefix starts the message of every queued model, and
-// namespaceLimitReached is in it when the namespace's limit holds it back:
-// peers read both to tell who waits for one of the namespace's slots.
+// namespaceLimitReached is in it when the namespace's limit holds it back;
+// for people: status.models[].queue says the same for peers and tools.
 const (
 	queuedPrefix          = "queued: "
 	namespaceLimitReached = "the namespace's limit of active download Jobs is reached"
 )
 
+// queueLimit is the limit that holds a queued model back, as
+// status.models[].queue names it ("" when the model is not queued). Peers
+// count the models that wait for the namespace's slots by it.
+type queueLimit string
+
+const (
+	queueVolume        queueLimit = "Volume"        // a ReadWriteOncePod PVC: one download at a time
+	queueModelDownload queueLimit = "ModelDownload" // settings.maxParallel
+	queueNamespace     queueLimit = "Namespace"     // the Input's maxActiveJobsPerNamespace
+)
+
 // downloadQueue decides, model by model in spec order, whether a new Job may
 // start now.
 type downloadQueue struct {
-	// limit bounds this ModelDownload's active Jobs; 0: none. why says where
-	// it comes from, for the message.
+	// limit bounds this ModelDownload's active Jobs; 0: none. by is where
+	// it comes from, and why says so in the message.
 	limit int
+	by    queueLimit
 	why   string
 	// active counts this ModelDownload's Jobs running or about to.
 	active int
@@ -67,29 +80,31 @@ type namespaceShare struct {
 func newDownloadQueue(pvc string, rwop bool, maxParallel int64) *downloadQueue {
 	q := &downloadQueue{}
 	if maxParallel > 0 {
-		q.limit = int(maxParallel)
+		q.limit, q.by = int(maxParallel), queueModelDownload
 	}
 	if rwop && (q.limit == 0 || q.limit > 1) {
-		q.limit, q.why = 1, fmt.Sprintf("PersistentVolumeClaim %q is ReadWriteOncePod, so its downloads run one at a time", pvc)
+		q.limit, q.by = 1, queueVolume
+		q.why = fmt.Sprintf("PersistentVolumeClaim %q is ReadWriteOncePod, so its downloads run one at a time", pvc)
 	}
 	return q
 }
 
 // admit says whether a model may start a new Job now and, if it may not,
-// returns its queued message. A model admitted counts as active at once.
-func (q *downloadQueue) admit() (bool, string) {
+// which limit holds it back and its queued message. A model admitted counts
+// as active at once.
+func (q *downloadQueue) admit() (queueLimit, string) {
 	ns := q.namespace
 	switch {
 	case q.limit > 0 && q.active >= q.limit:
-		return false, q.wait(q.why)
+		return q.by, q.wait(q.why)
 	case ns != nil && ns.used >= ns.granted:
-		return false, q.wait(fmt.Sprintf("%s (%d)", namespaceLimitReached, ns.limit))
+		return queueNamespace, q.wait(fmt.Sprintf("%s (%d)", namespaceLimitReached, ns.limit))
 	}
 	q.active++
 	if ns != nil {
 		ns.used++
 	}
-	return true, ""
+	return "", ""
 }
 
 func (q *downloadQueue) wait(why string) string {
@@ -185,15 +200,19 @@ func readNamespaceJobs(r *fnv1.Resources) []namespaceJob {
 	return out
 }
 
-// finishedJob: a Job whose Complete or Failed condition is true.
+// finishedJob: a Job that ended, as jobEnd reads its conditions.
 func finishedJob(j *structpb.Struct) bool {
-	for _, c := range get(j, "status", "conditions").GetListValue().GetValues() {
+	values := get(j, "status", "conditions").GetListValue().GetValues()
+	conditions := make([]batchv1.JobCondition, 0, len(values))
+	for _, c := range values {
 		s := c.GetStructValue()
-		if t := getString(s, "type"); (t == "Complete" || t == "Failed") && getString(s, "status") == "True" {
-			return true
-		}
+		conditions = append(conditions, batchv1.JobCondition{
+			Type:   batchv1.JobConditionType(getString(s, "type")),
+			Status: corev1.ConditionStatus(getString(s, "status")),
+		})
 	}
-	return false
+	phase, _ := jobEnd(conditions)
+	return terminal(phase)
 }
 
 // share is this ModelDownload's share (self, its Jobs' parent label) of the
@@ -239,14 +258,13 @@ func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR iden
 }
 
 // queuedForNamespace counts a peer's models that its status says wait for the
-// namespace's limit. A model held back by its own ModelDownload's limit could
-// not use a slot, so it does not count.
+// namespace's limit (queue: Namespace). A model held back by its own
+// ModelDownload's limit could not use a slot, so it does not count.
 func queuedForNamespace(xr *structpb.Struct) int {
 	n := 0
 	for _, e := range get(xr, "status", "models").GetListValue().GetValues() {
 		m := e.GetStructValue()
-		msg := getString(m, "message")
-		if getString(m, "phase") == phasePending && strings.HasPrefix(msg, queuedPrefix) && strings.Contains(msg, namespaceLimitReached) {
+		if getString(m, "phase") == phasePending && queueLimit(getString(m, "queue")) == queueNamespace {
 			n++
 		}
 	}

@@ -39,14 +39,15 @@ func activeJobs(api *apiServer, parent string) []string {
 	return out
 }
 
-// queueState is each model's phase, and its message when queued.
+// queueState is each model's phase, and when queued the limit its status
+// names and its message.
 func queueState(s *xrSim, models ...string) map[string]string {
 	out := map[string]string{}
 	for _, m := range models {
 		e := s.entry(m)
 		out[m] = e["phase"]
-		if strings.HasPrefix(e["message"], queuedPrefix) {
-			out[m] += " " + e["message"]
+		if e["queue"] != "" || strings.HasPrefix(e["message"], queuedPrefix) {
+			out[m] += " " + e["queue"] + " " + e["message"]
 		}
 	}
 	return out
@@ -74,7 +75,9 @@ func TestMaxParallelQueue(t *testing.T) {
 					t.Fatalf("%s: models (-want +got):\n%s", what, diff)
 				}
 			}
-			queued := func(ahead int) string { return fmt.Sprintf("%s %s%d ahead", phasePending, queuedPrefix, ahead) }
+			queued := func(ahead int) string {
+				return fmt.Sprintf("%s %s %s%d ahead", phasePending, queueModelDownload, queuedPrefix, ahead)
+			}
 
 			step("first call", map[string]string{"org/a": phasePending, "org/b": phasePending,
 				"org/c": queued(0), "org/d": queued(1), "org/e": queued(2)})
@@ -144,10 +147,11 @@ func TestQueueAdmitsInSpecOrder(t *testing.T) {
 		name     string
 		settings string
 		limit    func(s *xrSim)
+		queue    queueLimit
 	}{
-		{name: "maxParallel", settings: "settings:\n  maxParallel: 1\n", limit: func(*xrSim) {}},
-		{name: "ReadWriteOncePod", limit: func(s *xrSim) { s.api.pvc = pvcResource(testPVCUID, "ReadWriteOncePod") }},
-		{name: "NamespaceLimit", limit: func(s *xrSim) { s.input = inputHeader + "maxActiveJobsPerNamespace: 1\n" }},
+		{name: "maxParallel", settings: "settings:\n  maxParallel: 1\n", limit: func(*xrSim) {}, queue: queueModelDownload},
+		{name: "ReadWriteOncePod", limit: func(s *xrSim) { s.api.pvc = pvcResource(testPVCUID, "ReadWriteOncePod") }, queue: queueVolume},
+		{name: "NamespaceLimit", limit: func(s *xrSim) { s.input = inputHeader + "maxActiveJobsPerNamespace: 1\n" }, queue: queueNamespace},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			specModes(t, spec(tc.settings), func(t *testing.T, s *xrSim) {
@@ -160,6 +164,9 @@ func TestQueueAdmitsInSpecOrder(t *testing.T) {
 					for ahead, m := range order[i+1:] {
 						if msg, want := s.entry(m)["message"], fmt.Sprintf("%s%d ahead", queuedPrefix, ahead); !strings.HasPrefix(msg, want) {
 							t.Fatalf("call %d: %s says %q, want %q", i+1, m, msg, want)
+						}
+						if got := s.entry(m)["queue"]; got != string(tc.queue) {
+							t.Fatalf("call %d: %s is queued by %q, want %q", i+1, m, got, tc.queue)
 						}
 					}
 					s.finish(next, true, `{"commit":"abc","files":1,"bytes":1,"seconds":1}`)
@@ -310,5 +317,29 @@ func TestFinishedJob(t *testing.T) {
 		if got := finishedJob(j); got != want {
 			t.Errorf("finishedJob(%s) = %v, want %v", status, got, want)
 		}
+	}
+}
+
+// TestQueuedForNamespace: a peer's models that wait for the namespace's slots are read from
+// the limit its status names (status.models[].queue), never from their message.
+func TestQueuedForNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		models string
+		want   int
+	}{
+		{name: "queued for the namespace", models: `[{name: a, phase: Pending, queue: Namespace, message: "queued: 0 ahead"}]`, want: 1},
+		{name: "queued by its own limit", models: `[{name: a, phase: Pending, queue: ModelDownload, message: "queued: 0 ahead"}]`, want: 0},
+		{name: "a message alone", models: `[{name: a, phase: Pending, message: "queued: 0 ahead; ` + namespaceLimitReached + ` (1)"}]`, want: 0},
+		{name: "no longer pending", models: `[{name: a, phase: Running, queue: Namespace}]`, want: 0},
+		{name: "two of three", models: `[{name: a, phase: Pending, queue: Namespace}, {name: b, phase: Pending, queue: Volume}, {name: c, phase: Pending, queue: Namespace}]`, want: 2},
+		{name: "no status", models: `[]`, want: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			xr := mustStruct("metadata: {name: peer}\nstatus:\n  models: " + tc.models)
+			if got := queuedForNamespace(xr); got != tc.want {
+				t.Errorf("queuedForNamespace = %d, want %d", got, tc.want)
+			}
+		})
 	}
 }

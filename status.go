@@ -42,16 +42,34 @@ type modelStatus struct {
 	// Retry is the retry annotation's value when the model failed: a
 	// different value asks for a new attempt.
 	Retry string
+	// Queue is the limit that holds the model back while it is queued.
+	Queue queueLimit
 	// summary is set once the download pod reported what is on disk;
 	// progress while it downloads.
 	summary  *script.Summary
 	progress *script.Progress
 }
 
-// jobPhase reads a Job's conditions. Jobs have no Ready condition: Complete
-// and Failed are the terminal ones; anything else is still on its way.
+// jobPhase is a Job's phase: how it ended (jobEnd), else Running while it
+// has an active pod.
 func jobPhase(job *batchv1.Job) (phase, message string) {
-	for _, c := range job.Status.Conditions {
+	if phase, message = jobEnd(job.Status.Conditions); phase != phasePending || message != "" {
+		return phase, message
+	}
+	if job.Status.Active > 0 {
+		return phaseRunning, ""
+	}
+	return phasePending, ""
+}
+
+// jobEnd is the one place that reads whether, and how, a Job ended: from
+// its conditions, as the Job controller sets them. Jobs have no Ready
+// condition: Complete and Failed (True) are the terminal ones; Suspended
+// holds it; anything else is Pending here. The namespace queue, the status
+// and readiness all take a Job's end from it, and jobReadyQuery says the same
+// to people reading an Object.
+func jobEnd(conditions []batchv1.JobCondition) (phase, message string) {
+	for _, c := range conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
 		}
@@ -63,9 +81,6 @@ func jobPhase(job *batchv1.Job) (phase, message string) {
 		case batchv1.JobSuspended:
 			return phasePending, "the Job is suspended"
 		}
-	}
-	if job.Status.Active > 0 {
-		return phaseRunning, ""
 	}
 	return phasePending, ""
 }
@@ -141,6 +156,7 @@ func statusValue(models []modelStatus, pvcUID string) map[string]any {
 		setIf(e, "message", m.Message)
 		setIf(e, "path", m.Path)
 		setIf(e, "contentHash", m.ContentHash)
+		setIf(e, "queue", string(m.Queue))
 		if m.Phase == phaseFailed {
 			setIf(e, "retry", m.Retry)
 		}
@@ -213,7 +229,7 @@ func summary(models []modelStatus) (fnv1.Status, string, string) {
 
 // isQueued: the model waits for a download slot (queue.go).
 func isQueued(m modelStatus) bool {
-	return m.Phase == phasePending && strings.HasPrefix(m.Message, queuedPrefix)
+	return m.Phase == phasePending && m.Queue != ""
 }
 
 func validSummary(s script.Summary) bool {

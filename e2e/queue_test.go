@@ -115,8 +115,16 @@ func TestMaxParallelOnTheControlPlane(t *testing.T) {
 	for done := range 5 {
 		want := min(2, 5-done)
 		jobs := md.waitJobs(t, done+want, fmt.Sprintf("%d Jobs, %d of them active", done+want, want), nil)
-		xr := md.waitXR(t, "the rest queued", func(xr *unstructured.Unstructured) bool {
-			return len(statusList(xr, "completed")) == done && len(statusList(xr, "pending")) == 5-done
+		// The API server keeps the limit each queued model names (the XRD's schema has it).
+		xr := md.waitXR(t, "the rest queued by the ModelDownload's limit", func(xr *unstructured.Unstructured) bool {
+			queued := 0
+			models, _, _ := unstructured.NestedSlice(xr.Object, "status", "models")
+			for _, m := range models {
+				if q, _ := m.(map[string]any)["queue"].(string); q == "ModelDownload" {
+					queued++
+				}
+			}
+			return len(statusList(xr, "completed")) == done && len(statusList(xr, "pending")) == 5-done && queued == 5-done-want
 		})
 		if c := condition(xr, "Ready"); c == nil || c["status"] != "False" {
 			t.Fatalf("Ready with models still to download: %v", c)
