@@ -14,7 +14,8 @@ import (
 // in a provider-kubernetes Object, for claims on cluster-scoped XRs or
 // clusters that route every object through provider-kubernetes. Everything
 // else, the Jobs themselves and the folding of their status, is shared: the
-// only difference is the envelope, added in wrap and removed in unwrap.
+// only difference is the envelope, added in wrap and taken off when
+// observe.go's readComposed reads an Object's manifest and the Job it applied.
 
 const (
 	modeJob    = "Job"

@@ -14,11 +14,13 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
 
-// Reading the request, in one place: the XR's identity and recorded status,
-// the observed Jobs (bare or in their Objects) and script ConfigMaps, the
-// download pods, the token Secret, the PVC, the Namespace and the other
-// ModelDownloads, each into the Kubernetes type it is. Everything after this
-// file decides over these values; nothing else reads the request.
+// Reading what Crossplane observed and fetched: the XR's identity and recorded
+// status, the observed Jobs (bare or in their Objects, unwrapped in
+// readComposed) and script ConfigMaps, the download pods, the token Secret,
+// the PVC, the Namespace and the other ModelDownloads. Other parts of the
+// request are read where they are used: the Input and the spec in fn.go, the
+// required resources' dialect in dialect.go, and the peers' status and the
+// namespace's Jobs, as structs, in queue.go and conflict.go.
 
 // identity is the observed XR's metadata the function uses.
 type identity struct {

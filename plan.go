@@ -13,7 +13,8 @@ import (
 
 // The state machine: model by model, from what Crossplane observed and what
 // status recorded, to the Job that is desired (or none) and the model's
-// status. What status promises (DESIGN.md) lives here:
+// status. What status promises (the README's "What status promises") lives
+// here:
 //
 //   - A model is Completed only if a Job of the current attempt completed on
 //     the current volume, or the recorded completion names that attempt. An

@@ -14,8 +14,9 @@ import (
 	"github.com/hfops/function-hf-download/script"
 )
 
-// Status folding: what the observed Jobs (and pods) say becomes the XR's
-// status. This is the only place that decides a model's phase.
+// Status folding: how a Job ended (jobEnd) and the XR's status, written
+// (statusValue) and read back (recordedStatus). plan.go decides each model's
+// phase from these.
 
 // Phases of a model in status.models[].phase.
 const (
