@@ -5,16 +5,21 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/hfops/function-hf-download/script"
 )
 
-// Defaults of the ModelDownload API (also declared in the XRD, but render and
-// older XRDs may not apply them, so the function applies them too).
+// Defaults of the ModelDownload API. The XRD declares them too, but render and
+// older XRDs may not apply them, so the function applies them; the script's
+// own (script.go, checked against download.sh) are these very values, and
+// TestXRDDefaultsAreTheFunctions checks the XRDs'.
 const (
-	defaultRevision         = "main"
-	defaultRepoType         = "model"
+	defaultRevision         = script.DefaultRevision
+	defaultRepoType         = script.DefaultRepoType
 	defaultRetryCount       = 2
 	defaultKeepAliveSeconds = 3600
 	defaultTokenKey         = "token"
+	defaultVolumeMode       = "Filesystem"
 
 	deletionOrphan = "Orphan"
 	deletionDelete = "Delete"
@@ -131,7 +136,7 @@ func parseSpec(xr *structpb.Struct) (xrSpec, field.ErrorList) {
 
 	if st, ok := r.object(storagePath, f["storage"]); ok {
 		sf := st.GetFields()
-		out.Storage = &storageSpec{VolumeMode: "Filesystem", DeletionPolicy: deletionOrphan}
+		out.Storage = &storageSpec{VolumeMode: defaultVolumeMode, DeletionPolicy: deletionOrphan}
 		out.Storage.Size, _ = r.string(storagePath.Child("size"), sf["size"])
 		if c, ok := r.string(storagePath.Child("storageClassName"), sf["storageClassName"]); ok {
 			out.Storage.StorageClassName = &c

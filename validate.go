@@ -237,8 +237,8 @@ func validateStorage(st *storageSpec) field.ErrorList {
 			errs = append(errs, field.Invalid(storagePath.Child("accessModes").Index(i), m, "the download Jobs write to the PVC"))
 		}
 	}
-	if st.VolumeMode != "Filesystem" {
-		errs = append(errs, field.NotSupported(storagePath.Child("volumeMode"), shown(st.VolumeMode), []string{"Filesystem"}))
+	if st.VolumeMode != defaultVolumeMode {
+		errs = append(errs, field.NotSupported(storagePath.Child("volumeMode"), shown(st.VolumeMode), []string{defaultVolumeMode}))
 	}
 	if !slices.Contains(supportedDeletionPolicies, st.DeletionPolicy) {
 		errs = append(errs, field.NotSupported(storagePath.Child("deletionPolicy"), shown(st.DeletionPolicy), supportedDeletionPolicies))
