@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,27 +21,6 @@ import (
 // kserve#4726, kserve#5326). The script sizes hf_xet's buffers from the container's limit;
 // these measure, from the container's own cgroup on the real node, what a multi-GiB
 // Xet-backed download then takes.
-
-// largeXetModel is a model of shards Xet-backed files of size bytes each, with content that
-// neither repeats nor compresses (so the CAS stores every xorb and hf_xet fetches every one).
-func largeXetModel(shards, size int) (files map[string]string, xet []string) {
-	files = map[string]string{"config.json": `{"model_type":"llama"}`}
-	// A fixed seed: every run the same bytes.
-	r := rand.NewChaCha8([32]byte{'x', 'e', 't'})
-	for i := range shards {
-		var b strings.Builder
-		b.Grow(size)
-		buf := make([]byte, 1<<20)
-		for b.Len() < size {
-			_, _ = r.Read(buf)
-			b.Write(buf[:min(len(buf), size-b.Len())])
-		}
-		name := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, shards)
-		files[name] = b.String()
-		xet = append(xet, name)
-	}
-	return files, xet
-}
 
 // containerMemory is what a download container took, sampled from its cgroup while it ran.
 type containerMemory struct {
@@ -262,7 +240,7 @@ func xetUnderLimit(t testing.TB, n *node, name, limit string, highPerformance bo
 func TestXetDownloadWithinOneGiB(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
-	files, xet := largeXetModel(2, 640<<20)
+	files, xet := hubtest.Shards(2, 640<<20)
 	_, m := xetUnderLimit(t, n, "xet-1gi", "1Gi", true, files, xet)
 	t.Logf("the download container under 1Gi: %v", m)
 	if m.OOMKills != 0 || m.PeakRSS == 0 || m.PeakRSS >= 1<<30 {
@@ -276,7 +254,7 @@ func TestXetDownloadWithinOneGiB(t *testing.T) {
 //	make tools && cd e2e && go test -run '^$' -bench XetMemory -benchtime 1x -timeout 60m .
 func BenchmarkXetMemory(b *testing.B) {
 	n := useNode(b)
-	files, xet := largeXetModel(2, 1<<30)
+	files, xet := hubtest.Shards(2, 1<<30)
 	size := 0
 	for _, f := range xet {
 		size += len(files[f])

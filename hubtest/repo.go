@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 )
 
 // Repo is a repo as the Hub serves it.
@@ -172,4 +174,27 @@ func (repo *Repo) allows(r *http.Request) bool {
 		return true
 	}
 	return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+repo.Token)) == 1
+}
+
+// Shards is a model of n weight files of size bytes each, named as the Hub
+// names shards, whose content neither repeats nor compresses (so that a Xet
+// file is every xorb of its own, and a transfer moves every byte), beside a
+// config; and the shards' names. A fixed seed makes it the same bytes in every
+// run.
+func Shards(n, size int) (files map[string]string, shards []string) {
+	files = map[string]string{"config.json": `{"model_type":"llama"}`}
+	r := rand.NewChaCha8([32]byte{'s', 'h', 'a', 'r', 'd', 's'})
+	buf := make([]byte, 1<<20)
+	for i := range n {
+		var b strings.Builder
+		b.Grow(size)
+		for b.Len() < size {
+			_, _ = r.Read(buf)
+			b.Write(buf[:min(len(buf), size-b.Len())])
+		}
+		name := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, n)
+		files[name] = b.String()
+		shards = append(shards, name)
+	}
+	return files, shards
 }
