@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hfops/function-hf-download/hubtest"
@@ -84,28 +85,35 @@ type cgroupFiles struct {
 	v2  bool
 }
 
-// downloadCgroup finds the memory cgroup of a container named download in a pod of ns, not
-// among those sampled (by container id), once the kubelet has started it.
+// downloadCgroup finds the memory cgroup of a running container named download in a pod of
+// ns, not among those sampled (by container id): it watches the namespace's pods until the
+// kubelet reports one.
 func downloadCgroup(ctx context.Context, ns string, sampled map[string]bool) (*cgroupFiles, string) {
 	for ctx.Err() == nil {
-		pods, err := cluster.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err == nil {
-			for _, p := range pods.Items {
-				for _, s := range p.Status.ContainerStatuses {
-					if s.Name != "download" || s.ContainerID == "" {
-						continue
-					}
-					id := s.ContainerID[strings.Index(s.ContainerID, "://")+3:]
-					if sampled[id] {
-						continue
-					}
-					if cg := cgroupOfContainer(id); cg != nil {
-						return cg, id
-					}
+		// A watch from no resource version starts with every pod there is.
+		w, err := cluster.kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, "" // nothing sampled: the test that asked says so
+		}
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			for _, st := range p.Status.ContainerStatuses {
+				if st.Name != "download" || st.State.Running == nil {
+					continue
+				}
+				id := st.ContainerID[strings.Index(st.ContainerID, "://")+3:]
+				if sampled[id] {
+					continue
+				}
+				if cg := cgroupOfContainer(id); cg != nil {
+					w.Stop()
+					return cg, id
 				}
 			}
 		}
-		time.Sleep(10 * time.Millisecond) // the container starts between two samples
 	}
 	return nil, ""
 }
