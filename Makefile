@@ -10,7 +10,6 @@ BIN := $(CURDIR)/bin
 CROSSPLANE := $(BIN)/crossplane
 LINT := $(BIN)/golangci-lint
 ACTIONLINT := $(BIN)/actionlint
-CROSSPLANE_VERSION := v2.2.1
 # A release's registry and repository prefix, and its version: the nearest v* tag (with
 # -<n>-g<sha> past it), else a Go-style pseudo-version v0.0.0-<commit time>-<sha>, as
 # function-template-go's CI makes; either ends in -dirty when the tree has local changes.

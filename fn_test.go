@@ -289,9 +289,10 @@ func TestRunFunctionJobs(t *testing.T) {
 		}
 		return m
 	}
-	content := map[string]string{}
+	content, intent := map[string]string{}, map[string]string{}
 	for _, m := range first.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue().GetFields()["models"].GetListValue().GetValues() {
 		content[getString(m.GetStructValue(), "name")] = getString(m.GetStructValue(), "contentHash")
+		intent[getString(m.GetStructValue(), "name")] = getString(m.GetStructValue(), "intentHash")
 	}
 	// modelEntry is a model's status entry at the given attempt (1 unless
 	// extra says otherwise).
@@ -300,7 +301,7 @@ func TestRunFunctionJobs(t *testing.T) {
 			extra = "  attempt: 1\n" + extra
 		}
 		return "- name: " + name + "\n  jobName: " + job + "\n  hash: " + hash + "\n  phase: " + phase +
-			"\n  path: /models/" + name + "\n  contentHash: " + content[name] + "\n" + extra
+			"\n  path: /models/" + name + "\n  contentHash: " + content[name] + "\n  intentHash: " + intent[name] + "\n" + extra
 	}
 	allValid := "STATUS_CONDITION_TRUE/AllModelsValid"
 	tokenOK := "STATUS_CONDITION_TRUE/SecretFound"
@@ -424,9 +425,42 @@ func TestRunFunctionJobs(t *testing.T) {
 			},
 		},
 		"CompletedUnderAnOldHash": {
-			reason: "A Completed record under another hash is no memory: the model is downloaded again, in an attempt after the recorded one.",
+			reason: "A Completed record under another hash, of no recorded volume, is no memory: the model is downloaded again, in an attempt after the recorded one.",
 			req: testRequest{
-				xr:     xrYAML(twoModels) + "status:\n  models:\n" + indent(modelEntry("org/alpha", "old-job", "0000000000", "Completed", "")),
+				xr:     xrYAML(twoModels) + "status:\n  models:\n" + indent(modelEntry("org/alpha", "hf-dl-cache-org-alpha-abcdef0123", "abcdef0123", "Completed", "")),
+				secret: secretResource("token", testToken),
+			},
+			want: outcome{
+				Jobs: map[string]jobOutcome{"job-org-alpha-" + ha2: {"hf-dl-cache-org-alpha-" + ha2, fnv1.Ready_READY_FALSE}, kb: {nb, fnv1.Ready_READY_FALSE}},
+				Status: statusOf("[org/alpha, org/beta]", "[]", "[]", "0/2",
+					modelEntry("org/alpha", "hf-dl-cache-org-alpha-"+ha2, ha2, "Pending", "  attempt: 2\n"), modelEntry("org/beta", nb, hb, "Pending", "")),
+				XRReady:    fnv1.Ready_READY_FALSE,
+				Conditions: conds("STATUS_CONDITION_FALSE/Downloading", allValid),
+				TTL:        ttlDownloading,
+			},
+		},
+		"CompletedBeforeAnUpgrade": {
+			reason: "A Completed record under another hash but the same intent, on the volume it names, is what an upgrade of the function leaves: it stays Completed, and no Job comes back.",
+			req: testRequest{
+				xr: xrYAML(twoModels) + "status:\n  pvcUID: " + testPVCUID + "\n  models:\n" +
+					indent(modelEntry("org/alpha", "hf-dl-cache-org-alpha-abcdef0123", "abcdef0123", "Completed", "")),
+				secret: secretResource("token", testToken),
+			},
+			want: outcome{
+				Jobs: map[string]jobOutcome{kb: {nb, fnv1.Ready_READY_FALSE}},
+				Status: statusOf("[org/beta]", "[org/alpha]", "[]", "1/2",
+					modelEntry("org/alpha", "hf-dl-cache-org-alpha-abcdef0123", "abcdef0123", "Completed", ""), modelEntry("org/beta", nb, hb, "Pending", "")),
+				XRReady:    fnv1.Ready_READY_FALSE,
+				Conditions: conds("STATUS_CONDITION_FALSE/Downloading", allValid),
+				TTL:        ttlDownloading,
+			},
+		},
+		"CompletedUnderAnotherIntent": {
+			reason: "A Completed record under another intent (what the user or the platform asked for changed) is downloaded again, even on the same volume.",
+			req: testRequest{
+				xr: xrYAML(twoModels) + "status:\n  pvcUID: " + testPVCUID + "\n  models:\n" +
+					indent(strings.Replace(modelEntry("org/alpha", "hf-dl-cache-org-alpha-abcdef0123", "abcdef0123", "Completed", ""),
+						"intentHash: ", "intentHash: 0", 1)),
 				secret: secretResource("token", testToken),
 			},
 			want: outcome{

@@ -3,6 +3,10 @@ package main
 import (
 	"reflect"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/hfops/function-hf-download/input/v1beta1"
 )
 
 // rollsJobs is, for every field of the spec as the function reads it, the choice a field's
@@ -56,11 +60,11 @@ func TestEveryFieldRollsJobsAsChosen(t *testing.T) {
 			Settings:   downloadSettings{TimeoutMillis: 1000, KeepAliveSeconds: 3600, CPU: "1", Memory: "1Gi", StallTimeoutSeconds: 600, MaxParallel: 2},
 		}
 	}
-	jobOf := func(s xrSpec) string {
+	hashesOf := func(s xrSpec) modelHashes {
 		xr := hashXR(&s, owner{namespace: "ns", name: "md", xrName: "md", xrUID: "uid", pvcUID: "pvc"}, s.Settings.CPU, s.Settings.Memory, "")
-		return hashModel(&s.Models[0], xr, nil, nil).spec
+		return hashModel(&s.Models[0], xr, &platform{}, nil)
 	}
-	want := jobOf(base())
+	want := hashesOf(base())
 
 	seen := map[string]bool{}
 	// visit changes every field under v (addressable, in a fresh base spec each time).
@@ -95,8 +99,14 @@ func TestEveryFieldRollsJobsAsChosen(t *testing.T) {
 			}
 			changed := base()
 			change(t, name, field(&changed))
-			if got := jobOf(changed) != want; got != rolls {
-				t.Errorf("changing %s changes the Job hash: %v, want %v (rollsJobs)", name, got, rolls)
+			got := hashesOf(changed)
+			if rolled := got.spec != want.spec; rolled != rolls {
+				t.Errorf("changing %s changes the Job hash: %v, want %v (rollsJobs)", name, rolled, rolls)
+			}
+			// What the user asks for is intent: a completion under another
+			// intent must never be kept across an upgrade.
+			if moved := got.intent != want.intent; moved != rolls {
+				t.Errorf("changing %s changes the intent hash: %v, want %v, as the Job hash", name, moved, rolls)
 			}
 		}
 	}
@@ -126,5 +136,47 @@ func change(t *testing.T, name string, v reflect.Value) {
 		v.Set(p)
 	default:
 		t.Fatalf("%s: no way to change a %s", name, v.Kind())
+	}
+}
+
+// TestOnlyTheImageLeavesIntent changes each field of the platform, one at a time: each
+// changes the Job hash, and each but the image (which the function's version defaults) the
+// intent hash that keeps a completion across upgrades.
+func TestOnlyTheImageLeavesIntent(t *testing.T) {
+	base := func() platform {
+		return platform{Image: "img", PullPolicy: "IfNotPresent", PullSecrets: []string{"p"}, ServiceAccount: "sa",
+			MountPath: "/models", NodePoolKey: "pool", Tolerations: []corev1.Toleration{{Key: "k"}},
+			Env: []v1beta1.EnvVar{{Name: "A", Value: "b"}}, CPU: "1", Memory: "1Gi", RunAsUser: 1, RunAsGroup: 1,
+			FSGroup: 1, MaxWorkers: 8, StallTimeoutSeconds: 600}
+	}
+	m := modelSpec{Name: "org/m", Revision: "main", RepoType: "model"}
+	hashesOf := func(p platform) modelHashes {
+		p.digest, p.intentDigest = p.hash(p.Image), p.hash("")
+		return hashModel(&m, nil, &p, nil)
+	}
+	want := hashesOf(base())
+	typ := reflect.TypeFor[platform]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if !f.IsExported() || f.Name == "MaxActivePerNamespace" {
+			continue
+		}
+		p := base()
+		v := reflect.ValueOf(&p).Elem().Field(i)
+		switch f.Type {
+		case reflect.TypeFor[[]corev1.Toleration]():
+			v.Set(reflect.ValueOf([]corev1.Toleration{{Key: "other"}}))
+		case reflect.TypeFor[[]v1beta1.EnvVar]():
+			v.Set(reflect.ValueOf([]v1beta1.EnvVar{{Name: "A", Value: "c"}}))
+		default:
+			change(t, f.Name, v)
+		}
+		got := hashesOf(p)
+		if got.spec == want.spec {
+			t.Errorf("changing platform.%s leaves the Job hash as it was", f.Name)
+		}
+		if moved, want := got.intent != want.intent, f.Name != "Image"; moved != want {
+			t.Errorf("changing platform.%s changes the intent hash: %v, want %v", f.Name, moved, want)
+		}
 	}
 }

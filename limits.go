@@ -11,8 +11,8 @@ import (
 // Message size limits. A request or response grows by about 1.5 KB a model
 // (the script is in one ConfigMap; docs/performance.md):
 //
-//   - The RESPONSE is received by Crossplane's gRPC client. Crossplane v2.2.1
-//     (internal/xfn/function_runner.go) dials functions without
+//   - The RESPONSE is received by Crossplane's gRPC client. Crossplane, v1.20
+//     to v2.4.2 (internal/xfn/function_runner.go), dials functions without
 //     MaxCallRecvMsgSize, so grpc-go's default applies: 4 MiB, and no flag of
 //     Crossplane raises it. Over it, Crossplane fails the step with
 //     "ResourceExhausted: grpc: received message larger than max". Nothing
@@ -27,7 +27,7 @@ const crossplaneMaxResponseBytes = 4 << 20
 
 // checkResponseSize returns an error when the response cannot reach
 // Crossplane whole: its size is over limitBytes (crossplaneMaxResponseBytes
-// for Crossplane v2.2.1). The caller then answers with that error as a Fatal
+// for Crossplane). The caller then answers with that error as a Fatal
 // result and no desired state, never with some of the Jobs: a desired state
 // missing Jobs would make Crossplane delete them.
 func checkResponseSize(rsp *fnv1.RunFunctionResponse, models, limitBytes int) error {
@@ -36,7 +36,7 @@ func checkResponseSize(rsp *fnv1.RunFunctionResponse, models, limitBytes int) er
 		return nil
 	}
 	return fmt.Errorf("the response for %d models is %s, over the %s gRPC message limit of Crossplane's client "+
-		"(Crossplane v2.2.1 has no flag to raise it; the function's --max-recv-message-size governs only requests): "+
+		"(Crossplane has no flag to raise it; the function's --max-recv-message-size governs only requests): "+
 		"split the models across several ModelDownloads", models, mb(n), mb(limitBytes))
 }
 

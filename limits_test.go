@@ -31,7 +31,7 @@ func TestCheckResponseSize(t *testing.T) {
 		t.Fatal("a response one byte over the limit passed")
 	}
 	want := fmt.Sprintf("the response for 100 models is %s, over the %s gRPC message limit of Crossplane's client "+
-		"(Crossplane v2.2.1 has no flag to raise it; the function's --max-recv-message-size governs only requests): "+
+		"(Crossplane has no flag to raise it; the function's --max-recv-message-size governs only requests): "+
 		"split the models across several ModelDownloads", mb(size), mb(size-1))
 	if err.Error() != want {
 		t.Errorf("message:\n got %s\nwant %s", err, want)
@@ -94,7 +94,7 @@ func TestResponseLimitEndToEnd(t *testing.T) {
 	r := rsp.GetResults()[0]
 	msg := r.GetMessage()
 	if r.GetSeverity() != fnv1.Severity_SEVERITY_FATAL || !strings.HasPrefix(msg, fmt.Sprintf("the response for %d models is %s,", n, mb(proto.Size(first.rsp)))) ||
-		!strings.HasSuffix(msg, "over the 4 MB gRPC message limit of Crossplane's client (Crossplane v2.2.1 has no flag to raise it; "+
+		!strings.HasSuffix(msg, "over the 4 MB gRPC message limit of Crossplane's client (Crossplane has no flag to raise it; "+
 			"the function's --max-recv-message-size governs only requests): split the models across several ModelDownloads") {
 		t.Errorf("result = %v %q", r.GetSeverity(), msg)
 	}

@@ -91,11 +91,17 @@ type modelHashes struct {
 	// rotated token included, is a new spec. jobHash salts it with the
 	// attempt to name the Job.
 	spec string
+	// intent is spec without what the function itself brings (the script,
+	// the Job's template, the default image): what the user and the
+	// platform asked for. A model completed under the same intent on the
+	// same volume stays completed when only the function changed, so an
+	// upgrade re-runs nothing that is done.
+	intent string
 }
 
 // hashModel computes a model's hashes. xrDigest covers the XR-wide fields and
 // platform the Input; both are computed once per request.
-func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) modelHashes {
+func hashModel(m *modelSpec, xrDigest []byte, plat *platform, tokenDigest []byte) modelHashes {
 	var scratch [512]byte
 	c := newCanonical(scratch[:], "content/v1")
 	content := m.contentDigest(&c)
@@ -106,7 +112,7 @@ func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) model
 	c.str("sha", m.SHA)
 	c.int("retryCount", m.RetryCount)
 	c.bytes(xrDigest)
-	c.bytes(platformDigest)
+	c.bytes(plat.digest)
 	c.bytes(scriptDigest)
 	c.bytes(templateDigest())
 	config := c.sum()
@@ -117,16 +123,28 @@ func hashModel(m *modelSpec, xrDigest, platformDigest, tokenDigest []byte) model
 	c.bytes(tokenDigest)
 	spec := c.sum()
 
-	// One string holds the three hex hashes; each field is a slice of it.
-	var hx [3 * 16]byte
+	c.buf = c.buf[:0]
+	c.str("domain", "intent/v1")
+	c.bytes(content[:])
+	c.str("sha", m.SHA)
+	c.int("retryCount", m.RetryCount)
+	c.bytes(xrDigest)
+	c.bytes(plat.intentDigest)
+	c.bytes(tokenDigest)
+	intent := c.sum()
+
+	// One string holds the four hex hashes; each field is a slice of it.
+	var hx [4 * 16]byte
 	hex.Encode(hx[:16], content[:8])
 	hex.Encode(hx[16:32], config[:8])
-	hex.Encode(hx[32:], spec[:8])
+	hex.Encode(hx[32:48], spec[:8])
+	hex.Encode(hx[48:], intent[:8])
 	all := string(hx[:])
 	return modelHashes{
 		content: all[:16],
 		config:  all[16:32],
-		spec:    all[32:],
+		spec:    all[32:48],
+		intent:  all[48:],
 	}
 }
 

@@ -106,7 +106,7 @@ func (c *composer) wait(m *modelSpec, rec modelStatus, why string) modelStatus {
 }
 
 func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) modelStatus {
-	h := hashModel(m, c.xrDigest, c.builder.platform.digest, c.token.digest)
+	h := hashModel(m, c.xrDigest, c.builder.platform, c.token.digest)
 	c.self.content, c.self.describe = h.content, describeContent(m)
 	verdict := c.dirs.judge(c.self, m.Name)
 	c.conflict = append(c.conflict, verdict.notes(m.Name, c.builder.spec.StoragePVC, c.self)...)
@@ -114,10 +114,13 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 		// Not this one's directory: no Job, and the Jobs it had go.
 		return modelStatus{Name: m.Name, Path: c.builder.localDir(m), Phase: phasePending,
 			Message:     "directory conflict: " + verdict.notes(m.Name, c.builder.spec.StoragePVC, c.self)[0],
-			ContentHash: h.content, Attempt: c.lastAttempt(m, rec)}
+			ContentHash: h.content, IntentHash: h.intent, Attempt: c.lastAttempt(m, rec)}
 	}
 	if !c.token.usable() {
 		return c.keepWhileTokenMissing(m, h, rec)
+	}
+	if st, kept := c.keepAcrossUpgrade(m, h, rec, hasRec); kept {
+		return st
 	}
 
 	a := c.attemptFor(m, h, rec, hasRec)
@@ -130,6 +133,7 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 		Path:        c.builder.localDir(m),
 		Phase:       phasePending,
 		ContentHash: h.content,
+		IntentHash:  h.intent,
 	}
 	sameAttempt := hasRec && rec.Hash == a.hash
 	oj := c.byKey[key]
@@ -155,6 +159,51 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 		st.progress = readProgress(c.progress, &st)
 	}
 	return st
+}
+
+// keepAcrossUpgrade keeps a model's recorded attempt when only the function
+// changed (its version, the script, the Job's template, the default image)
+// since it was recorded: a completed model stays completed, with its commit
+// and no new Job; one whose Job still runs (or just completed) finishes on
+// that Job, kept as it is. Anything else the user or the platform changed
+// moves the intent, and then the attempt moves on as attemptFor says. A
+// record that an older version wrote has no intent: for it, as while the
+// token is unreadable, the content and the volume decide.
+func (c *composer) keepAcrossUpgrade(m *modelSpec, h modelHashes, rec modelStatus, hasRec bool) (modelStatus, bool) {
+	if !hasRec || rec.Attempt == 0 || !isSpecHash(rec.Hash) || jobHash(h.spec, rec.Attempt) == rec.Hash ||
+		c.recordedPVC != c.storage.uid {
+		return modelStatus{}, false
+	}
+	if rec.IntentHash != h.intent && (rec.IntentHash != "" || rec.ContentHash != h.content) {
+		return modelStatus{}, false
+	}
+	oj := c.byKey[resourceKey(m.Name, rec.Hash)]
+	onJob := oj != nil && !oj.deleting && oj.phase != phaseFailed
+	if rec.Phase != phaseCompleted && !onJob {
+		return modelStatus{}, false
+	}
+	st := modelStatus{
+		Name:        m.Name,
+		JobName:     jobName(c.builder.nameBase, m.Name, rec.Hash),
+		Hash:        rec.Hash,
+		Attempt:     rec.Attempt,
+		Path:        c.builder.localDir(m),
+		Phase:       phasePending,
+		ContentHash: h.content,
+		IntentHash:  h.intent,
+	}
+	if oj != nil {
+		c.keep(oj, rec)
+	}
+	if rec.Phase == phaseCompleted {
+		return c.remembered(st, rec), true
+	}
+	st.Phase, st.Message = oj.phase, oj.message
+	c.outcome(&st, oj, rec, true)
+	if !terminal(st.Phase) {
+		st.progress = readProgress(c.progress, &st)
+	}
+	return st, true
 }
 
 // attemptFor decides which attempt is current. The recorded one goes on
@@ -283,6 +332,9 @@ func (c *composer) keepWhileTokenMissing(m *modelSpec, h modelHashes, rec modelS
 	if current != nil {
 		st.JobName, st.Hash, st.Attempt = jobName(c.builder.nameBase, m.Name, current.hash), current.hash, current.attempt
 		same := rec.Hash == current.hash
+		if same {
+			st.IntentHash = rec.IntentHash
+		}
 		if same && terminal(rec.Phase) && (current.deleting || c.envelope.object) {
 			return c.remembered(st, rec)
 		}

@@ -54,6 +54,10 @@ type platform struct {
 	// digest covers every field above; it is part of each model's spec
 	// hash, so a platform change rolls every Job.
 	digest []byte
+	// intentDigest is digest without the image: the image the function
+	// defaults to comes with its version, and a new version must not take a
+	// completed model for a changed one (see modelHashes.intent).
+	intentDigest []byte
 
 	// MaxActivePerNamespace bounds the namespace's active download Jobs (0:
 	// no limit). It decides when Jobs start, not what they are, so it is
@@ -177,7 +181,8 @@ func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	p.digest = p.hash()
+	p.digest = p.hash(p.Image)
+	p.intentDigest = p.hash("")
 	return p, nil
 }
 
@@ -272,10 +277,12 @@ func validateToleration(p *field.Path, t corev1.Toleration) field.ErrorList {
 	return errs
 }
 
-func (p *platform) hash() []byte {
+// hash is the digest of the platform's fields, with image in place of the
+// image (never empty once defaulted, so "" stands for none).
+func (p *platform) hash(image string) []byte {
 	var scratch [1024]byte
 	h := newCanonical(scratch[:], "platform/v1")
-	h.str("image", p.Image)
+	h.str("image", image)
 	h.str("pullPolicy", p.PullPolicy)
 	h.strs("pullSecrets", p.PullSecrets)
 	h.str("serviceAccount", p.ServiceAccount)

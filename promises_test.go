@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
@@ -567,4 +568,65 @@ func TestModelDownloadMadeAgainGetsJobsOfItsOwn(t *testing.T) {
 	if names[0] == names[1] {
 		t.Fatalf("an XR made again under the same name reuses the Job name %s", names[0])
 	}
+}
+
+// TestUpgradeRerunsNothingDone upgrades the function under a ModelDownload as a new release
+// does: the default image (and with it every Job's hash) changes, nothing the user or the
+// platform asked for does. A completed model stays completed with its commit and gets no Job;
+// a running one finishes on the Job it has; a failed one moves to the new template. A rotated
+// token afterwards still re-runs the downloads.
+func TestUpgradeRerunsNothingDone(t *testing.T) {
+	const three = "storagePVC: models\nhfTokenRef:\n  name: hf\nmodels:\n- name: org/alpha\n- name: org/beta\n- name: org/gamma\n"
+	release := func(image string) string { return inputHeader + "image: " + image + "\n" }
+	specModes(t, three, func(t *testing.T, s *xrSim) {
+		s.input = release("registry.example/hf-downloader:v1")
+		s.reconcile()
+		for _, m := range []string{"org/alpha", "org/beta", "org/gamma"} {
+			s.start(m)
+		}
+		s.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
+		s.finish("org/gamma", false, "download of org/gamma@main failed: access denied")
+		s.reconcile()
+		s.ttl("org/alpha")
+		s.reconcile()
+		before := map[string]map[string]string{}
+		for _, m := range []string{"org/alpha", "org/beta", "org/gamma"} {
+			before[m] = s.entry(m)
+		}
+
+		s.input = release("registry.example/hf-downloader:v2")
+		s.reconcile()
+		alpha, beta, gamma := s.entry("org/alpha"), s.entry("org/beta"), s.entry("org/gamma")
+		if alpha["phase"] != phaseCompleted || alpha["commit"] != "aaaa" || alpha["jobName"] != before["org/alpha"]["jobName"] {
+			t.Errorf("the completed model after the upgrade: %v, want Completed as recorded before it (%v)", alpha, before["org/alpha"])
+		}
+		if beta["phase"] != phaseRunning || beta["jobName"] != before["org/beta"]["jobName"] {
+			t.Errorf("the running model after the upgrade: %v, want Running on its Job %s", beta, before["org/beta"]["jobName"])
+		}
+		if gamma["phase"] != phasePending || gamma["jobName"] == before["org/gamma"]["jobName"] || gamma["attempt"] != "2" {
+			t.Errorf("the failed model after the upgrade: %v, want Pending in attempt 2 on a new Job", gamma)
+		}
+		if diff := cmp.Diff([]string{beta["jobName"], gamma["jobName"]}, s.desiredJobs(), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+			t.Errorf("Jobs desired after the upgrade (-want +got): the running one as it is and the failed one's next\n%s", diff)
+		}
+
+		s.finish("org/beta", true, `{"commit":"bbbb","files":1,"bytes":1,"seconds":1}`)
+		s.finish("org/gamma", true, `{"commit":"cccc","files":1,"bytes":1,"seconds":1}`)
+		s.reconcile()
+		s.reconcile()
+		if beta := s.entry("org/beta"); beta["phase"] != phaseCompleted || beta["commit"] != "bbbb" || beta["jobName"] != before["org/beta"]["jobName"] {
+			t.Errorf("the model that ran through the upgrade: %v, want Completed on the Job it had", beta)
+		}
+		if !s.xrReady() {
+			t.Errorf("every model is complete: want the XR Ready")
+		}
+
+		s.secret = secretResource("token", testToken+"-rotated")
+		s.reconcile()
+		for _, m := range []string{"org/alpha", "org/beta", "org/gamma"} {
+			if e := s.entry(m); e["phase"] != phasePending {
+				t.Errorf("after the token rotated, %s: %v, want Pending on a new Job (a rotated token re-runs the downloads)", m, e)
+			}
+		}
+	})
 }

@@ -40,6 +40,10 @@ type modelStatus struct {
 	// unreadable it, and the volume status.pvcUID names, alone tell whether a
 	// recorded completion still holds.
 	ContentHash string
+	// IntentHash says what the user and the platform asked for
+	// (modelHashes.intent): a completion recorded under the current intent
+	// holds when only the function changed.
+	IntentHash string
 	// Retry is the retry annotation's value when the model failed: a
 	// different value asks for a new attempt.
 	Retry string
@@ -104,6 +108,7 @@ func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
 			Message:     getString(s, "message"),
 			Path:        getString(s, "path"),
 			ContentHash: getString(s, "contentHash"),
+			IntentHash:  getString(s, "intentHash"),
 			Retry:       getString(s, "retry"),
 		}
 		// Only a whole positive number is an attempt; anything else, as if
@@ -157,6 +162,7 @@ func statusValue(models []modelStatus, pvcUID string) map[string]any {
 		setIf(e, "message", m.Message)
 		setIf(e, "path", m.Path)
 		setIf(e, "contentHash", m.ContentHash)
+		setIf(e, "intentHash", m.IntentHash)
 		setIf(e, "queue", string(m.Queue))
 		if m.Phase == phaseFailed {
 			setIf(e, "retry", m.Retry)

@@ -54,7 +54,7 @@ type coreLine struct {
 	v1 bool
 }
 
-var coreV2 = coreLine{name: "v2", bin: "crossplane-core", toolsDir: "tools/crossplane", module: "github.com/crossplane/crossplane/v2", rbac: "crossplane-rbac.yaml", healthy: "RevisionHealthy"}
+var coreV2 = coreLine{name: "v2", bin: "crossplane-core", toolsDir: "tools/controlplane", module: "github.com/crossplane/crossplane/v2", rbac: "crossplane-rbac.yaml", healthy: "RevisionHealthy"}
 
 // core is the Crossplane the suite runs: v2 by default; with E2E_CROSSPLANE=v1, v1.20,
 // for the claim flavour on the 1.x line (the Makefile runs that pass with -run).

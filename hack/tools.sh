@@ -2,8 +2,8 @@
 # Builds, once, the programs the e2e tests run, into bin/ (git-ignored):
 #
 #   bin/kube-apiserver, bin/kube-controller-manager,
-#   bin/kube-scheduler, bin/kubelet                  from tools/kube (k8s.io/kubernetes)
-#   bin/crossplane-core                              Crossplane core (cmd/crossplane) from tools/crossplane
+#   bin/kube-scheduler, bin/kubelet                  from tools/controlplane (k8s.io/kubernetes)
+#   bin/crossplane-core                              Crossplane core v2 (cmd/crossplane) from tools/controlplane
 #   bin/crossplane                                   the Crossplane CLI (cmd/crank) from tools/crossplane
 #   bin/crossplane-core-v1                           Crossplane core v1.20 (cmd/crossplane) from tools/crossplane-v1,
 #                                                    for the claim flavour on Crossplane 1.x (e2e, XP_CORE=v1)
@@ -54,7 +54,8 @@ fresh() {
 }
 
 # build NAME WANT DIR PACKAGE LDFLAGS puts PACKAGE of the tools module DIR, at module version
-# WANT, into bin/NAME: from the cache, or built into it first. The build writes to a temporary
+# WANT, into bin/NAME: from the cache, or built into it first. The key covers the module's
+# go.mod and go.sum too: a dependency moved (a shared module's upgrade) is a different binary. The build writes to a temporary
 # name that is renamed, so an interrupted build never leaves a half-written binary that looks
 # current.
 build() {
@@ -63,7 +64,7 @@ build() {
 		return
 	fi
 	local key entry
-	key="$want $(cache_key "$want" "$pkg" "$ldflags" "$go_version")"
+	key="$want $(cache_key "$want" "$pkg" "$ldflags" "$go_version" "$(cat "$root/$dir/go.mod" "$root/$dir/go.sum" | sha256sum)")"
 	entry=$cache_dir/tools/$name@${key##* }
 	if fresh "$name" "$key"; then
 		return
@@ -81,33 +82,54 @@ build() {
 	printf '%s\n' "$key" >"$bin/.$name.version"
 }
 
+# stamped NAME VERSION ARG... fails unless bin/NAME, run with ARG..., reports VERSION.
+stamped() {
+	local name=$1 want=$2 got
+	shift 2
+	if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* ]]; then
+		return
+	fi
+	got=$("$bin/$name" "$@" 2>&1) || true
+	[[ $got == *"$want"* ]] || {
+		log "bin/$name reports ${got:-nothing} as its version, not $want: is its -X name right?"
+		exit 1
+	}
+}
+
 # Kubernetes: the version variables must be set or the binaries report v0.0.0-master, which
 # clients (client-go's discovery, Crossplane) cannot compare with anything. Both packages
 # carry them, as in upstream's hack/lib/version.sh.
-kube=$(version_of tools/kube k8s.io/kubernetes)
+kube=$(version_of tools/controlplane k8s.io/kubernetes)
 kube_minor=${kube#v1.}
 kube_minor=${kube_minor%%.*}
 kube_ldflags="-s -w"
 for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
 	kube_ldflags+=" -X $pkg.gitVersion=$kube -X $pkg.gitMajor=1 -X $pkg.gitMinor=$kube_minor -X $pkg.gitTreeState=clean"
 done
-build kube-apiserver "k8s.io/kubernetes@$kube" tools/kube k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
-build kube-controller-manager "k8s.io/kubernetes@$kube" tools/kube k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags"
-build kube-scheduler "k8s.io/kubernetes@$kube" tools/kube k8s.io/kubernetes/cmd/kube-scheduler "$kube_ldflags"
-build kubelet "k8s.io/kubernetes@$kube" tools/kube k8s.io/kubernetes/cmd/kubelet "$kube_ldflags"
+build kube-apiserver "k8s.io/kubernetes@$kube" tools/controlplane k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
+build kube-controller-manager "k8s.io/kubernetes@$kube" tools/controlplane k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags"
+build kube-scheduler "k8s.io/kubernetes@$kube" tools/controlplane k8s.io/kubernetes/cmd/kube-scheduler "$kube_ldflags"
+build kubelet "k8s.io/kubernetes@$kube" tools/controlplane k8s.io/kubernetes/cmd/kubelet "$kube_ldflags"
 
 # Crossplane: its version variable feeds `crossplane version` and the package manager's
-# dependency constraints (a Configuration may require crossplane >= some version).
-xp=$(version_of tools/crossplane github.com/crossplane/crossplane/v2)
-xp_ldflags="-s -w -X github.com/crossplane/crossplane/v2/internal/version.version=$xp"
-build crossplane-core "github.com/crossplane/crossplane/v2@$xp" tools/crossplane github.com/crossplane/crossplane/v2/cmd/crossplane "$xp_ldflags"
-build crossplane "github.com/crossplane/crossplane/v2@$xp" tools/crossplane github.com/crossplane/crossplane/v2/cmd/crank "$xp_ldflags"
+# dependency constraints (a Configuration may require crossplane >= some version). From v2.3
+# it is crossplane-runtime's (as upstream's nix/build.nix sets it); before, Crossplane's own.
+# A misspelt -X name is ignored by the linker, so stamped() checks what the binary reports.
+xp=$(version_of tools/controlplane github.com/crossplane/crossplane/v2)
+build crossplane-core "github.com/crossplane/crossplane/v2@$xp" tools/controlplane github.com/crossplane/crossplane/v2/cmd/crossplane \
+	"-s -w -X github.com/crossplane/crossplane-runtime/v2/pkg/version.version=$xp"
+stamped crossplane-core "$xp" --version
+cli=$(version_of tools/crossplane github.com/crossplane/crossplane/v2)
+build crossplane "github.com/crossplane/crossplane/v2@$cli" tools/crossplane github.com/crossplane/crossplane/v2/cmd/crank \
+	"-s -w -X github.com/crossplane/crossplane/v2/internal/version.version=$cli"
+stamped crossplane "$cli" version --client
 
 # Crossplane 1.x: the oldest line the claim flavour supports, run by the suite's second pass.
 # Module path without /v2, so its version variable lives at a different import path.
 xp1=$(version_of tools/crossplane-v1 github.com/crossplane/crossplane)
 xp1_ldflags="-s -w -X github.com/crossplane/crossplane/internal/version.version=$xp1"
 build crossplane-core-v1 "github.com/crossplane/crossplane@$xp1" tools/crossplane-v1 github.com/crossplane/crossplane/cmd/crossplane "$xp1_ldflags"
+stamped crossplane-core-v1 "$xp1" --version
 
 # provider-kubernetes: applies the Jobs of Object mode in the end-to-end tests.
 pk=$(version_of tools/provider-kubernetes github.com/crossplane-contrib/provider-kubernetes)

@@ -1,13 +1,12 @@
-// Tools module for the Crossplane CLI (crank) and Crossplane core, kept apart from the
-// function's own go.mod so their dependencies never leak into it.
+// Tools module for the Crossplane CLI (crank, built as bin/crossplane), kept apart from the
+// function's own go.mod so its dependencies never leak into it. v2.2.1 is the last release
+// with the CLI in this module: from v2.3.0 it lives in github.com/crossplane/cli/v2, which
+// the Go module proxy does not serve. Crossplane core is in tools/controlplane.
 module github.com/hfops/function-hf-download/tools/crossplane
 
 go 1.26
 
-tool (
-	github.com/crossplane/crossplane/v2/cmd/crank
-	github.com/crossplane/crossplane/v2/cmd/crossplane
-)
+tool github.com/crossplane/crossplane/v2/cmd/crank
 
 require github.com/google/go-containerregistry v0.20.7 // indirect
 
@@ -179,7 +178,6 @@ require (
 	github.com/prometheus/procfs v0.19.2 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
 	github.com/riywo/loginshell v0.0.0-20200815045211-7d26008be1ab // indirect
-	github.com/robfig/cron/v3 v3.0.1 // indirect
 	github.com/sassoftware/relic v7.2.1+incompatible // indirect
 	github.com/secure-systems-lab/go-securesystemslib v0.10.0 // indirect
 	github.com/sergi/go-diff v1.4.0 // indirect

@@ -1,6 +1,7 @@
 // Tools module for provider-kubernetes, which the end-to-end tests run to apply the Jobs of
-// Object mode for real. Apart from tools/crossplane: it pins older Kubernetes and
-// controller-runtime modules of its own.
+// Object mode for real. Apart from tools/controlplane: it pins older Kubernetes and
+// controller-runtime modules of its own. v1.0.0 stays: v1.3.0, the first on Kubernetes 0.35,
+// needs github.com/nebius/gosdk, which the Go module proxy does not serve.
 module github.com/hfops/function-hf-download/tools/provider-kubernetes
 
 go 1.26
