@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -19,9 +20,10 @@ import (
 	"github.com/crossplane/function-sdk-go/response"
 )
 
-// How soon Crossplane should call again. While a download runs, status
-// follows within 20 s even where realtime compositions are off (hf-operator
-// requeued every 20 s); a missing token is checked again sooner.
+// How soon Crossplane should call again, by default (the --ttl-* flags). While
+// a download runs, status follows within 20 s even where realtime
+// compositions are off (hf-operator requeued every 20 s); a missing token is
+// checked again sooner.
 const (
 	ttlSettled     = response.DefaultTTL
 	ttlDownloading = 20 * time.Second
@@ -51,6 +53,9 @@ type Function struct {
 	// maxResponseBytes is the largest response Crossplane can receive;
 	// zero means crossplaneMaxResponseBytes.
 	maxResponseBytes int
+	// ttlWaiting and ttlDownloading replace the defaults of the same names
+	// when set.
+	ttlWaiting, ttlDownloading time.Duration
 }
 
 // RunFunction runs the Function: read the request, check the Input and the
@@ -160,9 +165,9 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	case !token.usable() || !storage.ready() || slices.ContainsFunc(models, isQueued):
 		// A queued model may start as soon as a slot frees, in another
 		// ModelDownload too, whose Jobs Crossplane does not watch for this one.
-		rsp.Meta.Ttl = durationpb.New(ttlWaiting)
+		rsp.Meta.Ttl = durationpb.New(cmp.Or(f.ttlWaiting, ttlWaiting))
 	case anyUnsettled(models):
-		rsp.Meta.Ttl = durationpb.New(ttlDownloading)
+		rsp.Meta.Ttl = durationpb.New(cmp.Or(f.ttlDownloading, ttlDownloading))
 	}
 	limit := f.maxResponseBytes
 	if limit == 0 {

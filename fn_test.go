@@ -807,3 +807,32 @@ func TestNames(t *testing.T) {
 	sort.Strings(names)
 	t.Logf("names: %v", names)
 }
+
+// TestTTLFlags: --ttl-waiting and --ttl-downloading replace how soon Crossplane is asked to
+// call again, each in its own case, and nothing else; unset, the defaults hold.
+func TestTTLFlags(t *testing.T) {
+	cases := map[string]struct {
+		fn   *Function
+		req  testRequest
+		want time.Duration
+	}{
+		"WaitingDefault":     {&Function{}, testRequest{xr: xrYAML(twoModels)}, ttlWaiting},
+		"WaitingSet":         {&Function{ttlWaiting: time.Hour}, testRequest{xr: xrYAML(twoModels)}, time.Hour},
+		"WaitingNotDownload": {&Function{ttlDownloading: time.Hour}, testRequest{xr: xrYAML(twoModels)}, ttlWaiting},
+		"DownloadingDefault": {&Function{}, withToken(xrYAML(twoModels)), ttlDownloading},
+		"DownloadingSet":     {&Function{ttlDownloading: time.Hour}, withToken(xrYAML(twoModels)), time.Hour},
+		"DownloadingNotWait": {&Function{ttlWaiting: time.Hour}, withToken(xrYAML(twoModels)), ttlDownloading},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			tc.fn.log = newTestFunction().log
+			rsp, err := tc.fn.RunFunction(context.Background(), tc.req.build())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rsp.GetMeta().GetTtl().AsDuration(); got != tc.want {
+				t.Errorf("TTL %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

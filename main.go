@@ -5,6 +5,7 @@ package main
 import (
 	"runtime/debug"
 	"strconv"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -23,6 +24,13 @@ type CLI struct {
 	MetricsAddress     string `default:":8080" help:"Address at which to serve Prometheus metrics; empty disables them."`
 	GCPercent          int    `default:"100"   help:"Go's GOGC: how much the heap may grow between collections, in percent of what is live. 30 trades about 40% more CPU for 15% less resident memory (docs/performance.md)."`
 
+	// Crossplane v2.4 and later watch what a function requires (the Secret, the PVC, the
+	// namespace's Jobs, the peers) and call again as soon as it changes; older versions
+	// only call again at the response's TTL. So these are the fallback there, and may be
+	// raised to poll less.
+	TTLWaiting     time.Duration `default:"${ttlWaiting}"     name:"ttl-waiting"     help:"How soon Crossplane is asked to call again while a model waits for a Secret, a PVC or a queue slot. Crossplane v2.4 and later call at once when those change."`
+	TTLDownloading time.Duration `default:"${ttlDownloading}" name:"ttl-downloading" help:"How soon Crossplane is asked to call again while a download runs, to follow its progress. Crossplane with realtime compositions calls at once when a Job changes."`
+
 	Version kong.VersionFlag `help:"Print the version and the default download image, then exit."`
 }
 
@@ -35,7 +43,7 @@ func (c *CLI) Run() error {
 	}
 	log.Info("Starting", "version", version, "default-image", defaultImage())
 
-	return function.Serve(&Function{log: log},
+	return function.Serve(&Function{log: log, ttlWaiting: c.TTLWaiting, ttlDownloading: c.TTLDownloading},
 		function.Listen(c.Network, c.Address),
 		function.MTLSCertificates(c.TLSCertsDir),
 		function.Insecure(c.Insecure),
@@ -49,6 +57,7 @@ const defaultMaxRecvMB = 16
 
 func main() {
 	ctx := kong.Parse(&CLI{}, kong.Description("Downloads Hugging Face models onto Kubernetes storage: one Job per model of a ModelDownload."),
-		kong.Vars{"maxRecvMB": strconv.Itoa(defaultMaxRecvMB), "version": version + " (default image " + defaultImage() + ")"})
+		kong.Vars{"maxRecvMB": strconv.Itoa(defaultMaxRecvMB), "version": version + " (default image " + defaultImage() + ")",
+			"ttlWaiting": ttlWaiting.String(), "ttlDownloading": ttlDownloading.String()})
 	ctx.FatalIfErrorf(ctx.Run())
 }

@@ -427,6 +427,12 @@ func (cp *controlPlane) imagePulls() (int, error) {
 // applyRealNodeComposition applies the example's Composition under realNodeComposition, its
 // Input set for the real node.
 func applyRealNodeComposition(x *crossplane, n *node) error {
+	return applyNodeComposition(x, n, realNodeComposition, functionName, nil)
+}
+
+// applyNodeComposition applies the example's Composition under name, its Input set for the
+// real node, then by edit (if any), and its pipeline calling the function package function.
+func applyNodeComposition(x *crossplane, n *node, name, function string, edit func(input map[string]any)) error {
 	objs, err := readObjects(exampleFile("composition.yaml"))
 	if err != nil {
 		return err
@@ -435,11 +441,12 @@ func applyRealNodeComposition(x *crossplane, n *node) error {
 		return fmt.Errorf("example/composition.yaml: want one Composition, got %d objects", len(objs))
 	}
 	comp := objs[0]
-	comp.SetName(realNodeComposition)
+	comp.SetName(name)
 	steps, _, _ := unstructured.NestedSlice(comp.Object, "spec", "pipeline")
 	if len(steps) != 1 {
 		return fmt.Errorf("example/composition.yaml: want one pipeline step, got %d", len(steps))
 	}
+	steps[0].(map[string]any)["functionRef"] = map[string]any{"name": function}
 	input := steps[0].(map[string]any)["input"].(map[string]any)
 	input["image"] = downloaderImage
 	input["imagePullPolicy"] = string(corev1.PullNever)
@@ -450,6 +457,9 @@ func applyRealNodeComposition(x *crossplane, n *node) error {
 		map[string]any{"name": "KUBERNETES_SERVICE_PORT", "value": strconv.Itoa(n.apiserver.Port)},
 	}
 	input["resources"] = map[string]any{"cpu": "250m", "memory": "512Mi"}
+	if edit != nil {
+		edit(input)
+	}
 	if err := unstructured.SetNestedSlice(comp.Object, steps, "spec", "pipeline"); err != nil {
 		return err
 	}
