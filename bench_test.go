@@ -24,6 +24,8 @@ import (
 	function "github.com/crossplane/function-sdk-go"
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/input/v1beta1"
 )
 
 // Benchmarks of RunFunction against the protobuf floor: what Crossplane and
@@ -505,4 +507,41 @@ func queuedPeer(p, n int) *fnv1.Resource {
 		fmt.Fprintf(&b, "  - {name: peer-%d/m-%d, phase: Pending, queue: Namespace, message: \"%s%d ahead; %s (10)\"}\n", p, i, queuedPrefix, i, namespaceLimitReached)
 	}
 	return &fnv1.Resource{Resource: mustStruct(b.String())}
+}
+
+// BenchmarkJobManifest: the Jobs of 100 models made as RunFunction makes them (manifest,
+// sharing what they have in common) against converting each typed Job (asUnstructured of
+// build), in one run, so the ratio holds whatever the machine. Each op makes all 100.
+func BenchmarkJobManifest(b *testing.B) {
+	var models strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&models, "- name: org/model-%d\n  include: ['*.json', '*.safetensors']\n", i)
+	}
+	spec, errs := parseSpec(mustStruct("apiVersion: hfops.kamal.dev/v1alpha1\nkind: ModelDownload\nmetadata: {name: md, namespace: ns}\nspec:\n" +
+		indent("storagePVC: models\nhfTokenRef: {name: hf, key: token}\nmodels:\n"+models.String())))
+	if len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	plat, errs := resolvePlatform(&v1beta1.Input{})
+	if len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	h := modelHashes{content: "c", config: "c", spec: "s"}
+	for _, way := range []string{"typed", "shared"} {
+		b.Run("way="+way, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				jb := newJobBuilder("md", "ns", &spec, plat)
+				jb.scriptMap, jb.progressMap = "script", "progress"
+				for i := range spec.Models {
+					m := &spec.Models[i]
+					if way == "typed" {
+						_ = asUnstructured(jb.build(m, "job", h, attempt{1, "h"}))
+					} else {
+						_ = jb.manifest(m, "job", h, attempt{1, "h"})
+					}
+				}
+			}
+		})
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hfops/function-hf-download/hubtest"
+	"github.com/hfops/function-hf-download/input/v1beta1"
 
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
@@ -143,9 +144,9 @@ func fieldJSON(tb testing.TB, obj, field string) string {
 	return string(b)
 }
 
-// xrOf is a ModelDownload named name in namespace ml with the given spec and
-// status (either may be nil).
-func xrOf(name string, spec, status *structpb.Value) *structpb.Struct {
+// xrOf is a ModelDownload named name in namespace ml with the given spec (nil:
+// none) and no status.
+func xrOf(name string, spec *structpb.Value) *structpb.Struct {
 	xr := &structpb.Struct{Fields: fields{
 		"apiVersion": str("hfops.kamal.dev/v1alpha1"),
 		"kind":       str("ModelDownload"),
@@ -153,9 +154,6 @@ func xrOf(name string, spec, status *structpb.Value) *structpb.Struct {
 	}}
 	if spec != nil {
 		xr.Fields["spec"] = spec
-	}
-	if status != nil {
-		xr.Fields["status"] = status
 	}
 	return xr
 }
@@ -631,7 +629,7 @@ func FuzzSpec(f *testing.F) {
 		if !ok || !utf8.ValidString(xrName) { // protobuf strings are UTF-8
 			return
 		}
-		req := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("token", testToken), nil, nil)
+		req := resolvedRequest(xrOf(xrName, v), nil, secretResource("token", testToken), nil, nil)
 		rsp := checkInvariants(t, req)
 		if isFatal(rsp) {
 			return
@@ -640,9 +638,14 @@ func FuzzSpec(f *testing.F) {
 		// ServiceAccount exist: Jobs start, as the queue admits them.
 		withScript(req)
 		checkInvariants(t, req)
+		// The Jobs made by sharing what they have in common are the typed Jobs.
+		if parsed, errs := parseSpec(xrOf(xrName, v)); len(errs) == 0 && len(validateSpec(&parsed)) == 0 {
+			plat, _ := resolvePlatform(&v1beta1.Input{})
+			checkManifests(t, &parsed, plat, false)
+		}
 		// The content hash is what lands on disk: not the token, not the
 		// Job's resources, not the Input.
-		other := resolvedRequest(xrOf(xrName, v, nil), nil, secretResource("token", testToken+"-other"), nil,
+		other := resolvedRequest(xrOf(xrName, v), nil, secretResource("token", testToken+"-other"), nil,
 			mustStruct(inputHeader+"resources: {cpu: '7', memory: 3Gi}\nmaxWorkers: 3\nimage: example.com/other:1\n"))
 		want := contentHashes(rsp)
 		for model, got := range contentHashes(checkInvariants(t, other)) {
@@ -659,7 +662,7 @@ func FuzzSpec(f *testing.F) {
 		changed := proto.Clone(v).(*structpb.Value)
 		m0 := changed.GetStructValue().Fields["models"].GetListValue().GetValues()[0].GetStructValue()
 		m0.Fields["revision"] = str(orDefault(getString(m0, "revision"), defaultRevision) + "-other")
-		after := contentHashes(checkInvariants(t, resolvedRequest(xrOf(xrName, changed, nil), nil, secretResource("token", testToken), nil, nil)))
+		after := contentHashes(checkInvariants(t, resolvedRequest(xrOf(xrName, changed), nil, secretResource("token", testToken), nil, nil)))
 		if b, a := want[model], after[model]; b != "" && a != "" && a == b {
 			t.Fatalf("model %s: another revision kept the content hash %s", model, a)
 		}

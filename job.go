@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/json"
+	"maps"
 	"path"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
@@ -64,6 +66,9 @@ type jobBuilder struct {
 	// progressMap the ModelDownload's progress ConfigMap, and its pods'
 	// ServiceAccount unless the Input names one (progress.go).
 	scriptMap, progressMap string
+	// template is what manifest shares between the Jobs of a call, made at
+	// its first use, once the builder is complete.
+	template map[string]any
 }
 
 // podServiceAccount is the account the download pods run as.
@@ -164,9 +169,10 @@ func (b *jobBuilder) labels(m *modelSpec, jobHash string) map[string]string {
 	}
 }
 
-// build returns the Job of one attempt at a model.
-func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) *batchv1.Job {
-	st := &b.spec.Settings
+// modelEnv is the part of a Job's environment that is the model's own, each
+// entry a name and a value; sharedEnv, the same for every Job of the call,
+// follows it.
+func (b *jobBuilder) modelEnv(m *modelSpec, h modelHashes) []corev1.EnvVar {
 	env := make([]corev1.EnvVar, 0, 8+len(b.sharedEnv))
 	env = append(env,
 		corev1.EnvVar{Name: script.EnvRepoID, Value: m.Name},
@@ -193,7 +199,13 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 			env = append(env, e)
 		}
 	}
-	env = append(env, b.sharedEnv...)
+	return env
+}
+
+// build returns the Job of one attempt at a model.
+func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) *batchv1.Job {
+	st := &b.spec.Settings
+	env := append(b.modelEnv(m, h), b.sharedEnv...)
 
 	job := &batchv1.Job{
 		TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
@@ -267,4 +279,47 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 		job.Spec.ActiveDeadlineSeconds = ptr.To((st.TimeoutMillis + 999) / 1000)
 	}
 	return job
+}
+
+// manifest is build's Job as asUnstructured makes it, made for many models
+// at a fraction of the cost: what every Job of the call shares is converted
+// once, from a Job built for a stand-in model, and shared by reference
+// between the manifests; only the maps on the way to what is the model's own
+// (its metadata, backoffLimit, its environment) are made per model. Nothing
+// downstream changes a manifest in place (wrap and Crossplane's conversion
+// read them), so the sharing is safe. TestManifestIsTheTypedJob, and the
+// spec fuzzer, hold it to asUnstructured(build(...)); BenchmarkRunFunction
+// shows what it buys.
+func (b *jobBuilder) manifest(m *modelSpec, name string, h modelHashes, a attempt) *unstructured.Unstructured {
+	if b.template == nil {
+		b.template = asUnstructured(b.build(&modelSpec{Name: "stand-in"}, "stand-in", modelHashes{content: "stand-in"}, attempt{})).Object
+	}
+	t := b.template
+	spec := maps.Clone(t["spec"].(map[string]any))
+	spec["backoffLimit"] = m.RetryCount
+	tmpl := maps.Clone(spec["template"].(map[string]any))
+	spec["template"] = tmpl
+	pod := maps.Clone(tmpl["spec"].(map[string]any))
+	tmpl["spec"] = pod
+	container := maps.Clone(pod["containers"].([]any)[0].(map[string]any))
+	pod["containers"] = []any{container}
+
+	shared := container["env"].([]any)
+	shared = shared[len(shared)-len(b.sharedEnv):]
+	own := b.modelEnv(m, h)
+	env := make([]any, 0, len(own)+len(shared))
+	for _, e := range own {
+		env = append(env, map[string]any{"name": e.Name, "value": e.Value})
+	}
+	container["env"] = append(env, shared...)
+
+	job := maps.Clone(t)
+	job["metadata"] = map[string]any{
+		"name":        name,
+		"namespace":   b.namespace,
+		"labels":      stringsToAny(b.labels(m, a.hash)),
+		"annotations": map[string]any{annotationModel: m.Name, annotationConfigHash: h.config, annotationAttempt: itoa(a.number)},
+	}
+	job["spec"] = spec
+	return &unstructured.Unstructured{Object: job}
 }

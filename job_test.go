@@ -353,3 +353,65 @@ func TestOldScriptStaysWhileMounted(t *testing.T) {
 		t.Error("the old script's ConfigMap stays with no Job mounting it")
 	}
 }
+
+// checkManifests fails unless manifest makes, for every valid model of spec, in order, what
+// asUnstructured(build(...)) makes: the same map, key for key.
+func checkManifests(t *testing.T, spec *xrSpec, plat *platform, colocate bool) {
+	t.Helper()
+	b := newJobBuilder("md", "ns", spec, plat)
+	b.scriptMap, b.progressMap = "script", "progress"
+	if colocate {
+		b.colocate()
+	}
+	for i := range spec.Models {
+		m := &spec.Models[i]
+		if len(m.errs) > 0 {
+			continue
+		}
+		h := modelHashes{content: "content" + itoa(int64(i)), config: "config" + itoa(int64(i)), spec: "spec"}
+		a := attempt{int64(i + 1), "hash" + itoa(int64(i))}
+		want := asUnstructured(b.build(m, "job-"+itoa(int64(i)), h, a))
+		if diff := cmp.Diff(want.Object, b.manifest(m, "job-"+itoa(int64(i)), h, a).Object); diff != "" {
+			t.Fatalf("model %d (%s): manifest differs from the typed Job (-typed +manifest):\n%s", i, m.Name, diff)
+		}
+	}
+}
+
+// TestManifestIsTheTypedJob: the Jobs manifest makes by sharing what a call's Jobs have in
+// common are the Jobs build makes, converted one by one, whatever the spec and the Input set.
+func TestManifestIsTheTypedJob(t *testing.T) {
+	specs := map[string]string{
+		"Defaults": "storagePVC: models\nmodels:\n- name: org/a\n- name: org/b\n",
+		"Everything": "storagePVC: models\nnodePool: gpu\nhfTokenRef: {name: hf, key: token}\nmodels:\n" +
+			"- name: org/a\n  revision: refs/pr/1\n  retryCount: 7\n  include: ['*.json', 'sub/**']\n  exclude: ['*.bin']\n  repoType: dataset\n" +
+			"- name: org/b\n- name: org/c\n  repoType: space\n  revision: v2\n" +
+			"settings:\n  timeoutMillis: 2592000000\n  keepAliveSeconds: 0\n  cpu: 500m\n  memory: 1Gi\n  forceReload: true\n  enableHFTransfer: true\n  stallTimeoutSeconds: 60\n",
+	}
+	inputs := map[string]string{
+		"DefaultInput": "",
+		"EveryInputField": "image: example.com/dl:1\nimagePullPolicy: Always\nimagePullSecrets: [regcred]\nserviceAccountName: dl\nmountPath: /data\n" +
+			"nodePoolLabelKey: pool\ntolerations: [{key: gpu, operator: Exists, effect: NoSchedule}]\nenv: [{name: HTTPS_PROXY, value: 'http://proxy:3128'}]\n" +
+			"resources: {cpu: '2', memory: 4Gi}\nsecurityContext: {runAsUser: 2000, runAsGroup: 2000, fsGroup: 2000}\nmaxWorkers: 3\nstallTimeoutSeconds: 120\n",
+	}
+	for sname, specYAML := range specs {
+		for iname, inputYAML := range inputs {
+			for _, colocate := range []bool{false, true} {
+				t.Run(sname+"/"+iname+"/colocate="+map[bool]string{true: "yes", false: "no"}[colocate], func(t *testing.T) {
+					spec, errs := parseSpec(mustStruct("apiVersion: hfops.kamal.dev/v1alpha1\nkind: ModelDownload\nmetadata: {name: md, namespace: ns}\nspec:\n" + indent(specYAML)))
+					if len(errs) > 0 {
+						t.Fatal(errs)
+					}
+					in, err := decodeInput(mustStruct(inputHeader + inputYAML))
+					if err != nil {
+						t.Fatal(err)
+					}
+					plat, errs := resolvePlatform(in)
+					if len(errs) > 0 {
+						t.Fatal(errs)
+					}
+					checkManifests(t, &spec, plat, colocate)
+				})
+			}
+		}
+	}
+}

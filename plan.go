@@ -153,7 +153,7 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 	} else {
 		st.Phase, st.Message = oj.phase, oj.message
 	}
-	c.desireJob(key, asUnstructured(c.builder.build(m, st.JobName, h, a)), st.Phase)
+	c.desireJob(key, c.builder.manifest(m, st.JobName, h, a), st.Phase)
 	c.outcome(&st, oj, rec, sameAttempt)
 	if !terminal(st.Phase) {
 		st.progress = readProgress(c.progress, &st)

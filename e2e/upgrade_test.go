@@ -110,7 +110,7 @@ func TestUpgradeRerunsNothingDone(t *testing.T) {
 	}
 
 	gate.Open()
-	xr = md.waitModel(t, running, 3*time.Minute, "Completed on the Job it had", func(m map[string]any) bool {
+	md.waitModel(t, running, 3*time.Minute, "Completed on the Job it had", func(m map[string]any) bool {
 		return m["phase"] == "Completed" && m["jobName"] == before[running]["jobName"]
 	})
 	md.waitModel(t, failed, 3*time.Minute, "Completed", phaseIs("Completed"))
