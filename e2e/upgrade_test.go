@@ -24,9 +24,6 @@ import (
 // this build's script and Job template, an upgrade changes no Job at all.
 const previousRelease = "5f9132baf66b4d43a5d913ee41066f5f7e1a6a09"
 
-// upgradePackage is the function package the upgrade test installs, and upgrades, apart
-// from the one the other tests share.
-const upgradePackage = "function-hf-download-upgrade"
 
 // TestUpgradeRerunsNothingDone installs the previous release of the function, downloads
 // with it until one model is complete, one failed and one still running, then upgrades the
@@ -41,12 +38,15 @@ func TestUpgradeRerunsNothingDone(t *testing.T) {
 	x := useFunction(t)
 	previous := buildPreviousRelease(t)
 
-	old, err := serveFunctionRevision(cluster, x, previous, upgradePackage, 1)
+	// A package and Composition of this run's own, apart from those the other tests share,
+	// and from an earlier run's (-count), whose revisions stay Active.
+	pkg := "function-hf-download-upgrade-" + randomHex(t, 3)
+	old, err := serveFunctionRevision(cluster, x, previous, pkg, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const composition = "modeldownloads-upgrade"
-	if err := applyNodeComposition(x, n, composition, upgradePackage, nil); err != nil {
+	composition := "modeldownloads-" + pkg
+	if err := applyNodeComposition(x, n, composition, pkg, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -81,10 +81,10 @@ func TestUpgradeRerunsNothingDone(t *testing.T) {
 	// Active. The old server goes, so nothing can be answered by it after this.
 	ctx := context.Background()
 	inactive := []byte(`{"spec":{"desiredState":"Inactive"}}`)
-	if _, err := cluster.dynamic.Resource(functionRevisionResource).Patch(ctx, upgradePackage+"-e2e", types.MergePatchType, inactive, metav1.PatchOptions{}); err != nil {
+	if _, err := cluster.dynamic.Resource(functionRevisionResource).Patch(ctx, pkg+"-e2e", types.MergePatchType, inactive, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := serveFunctionRevision(cluster, x, filepath.Join(cluster.dir, "function"), upgradePackage, 2); err != nil {
+	if _, err := serveFunctionRevision(cluster, x, filepath.Join(cluster.dir, "function"), pkg, 2); err != nil {
 		t.Fatal(err)
 	}
 	old.stop()

@@ -14,10 +14,6 @@ import (
 	"github.com/hfops/function-hf-download/hubtest"
 )
 
-// watchPackage is a function package running this build with its TTLs made an hour long:
-// anything it reacts to sooner, Crossplane told it about by watching what it required.
-const watchPackage = "function-hf-download-watch"
-
 // TestWatchesReactWithinSeconds: on Crossplane v2.4, which watches the resources a function
 // required and reconciles the XR when one changes, the function's TTLs are only a fallback.
 // With them an hour long: a ModelDownload waiting for its PVC gets its first Job once the
@@ -29,12 +25,15 @@ func TestWatchesReactWithinSeconds(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
 	x := useFunction(t)
-	if _, err := serveFunctionRevision(cluster, x, filepath.Join(cluster.dir, "function"), watchPackage, 1,
+	// A function package of this run's own running this build with its TTLs an hour long:
+	// anything it reacts to sooner, Crossplane told it about by watching what it required.
+	pkg := "function-hf-download-watch-" + randomHex(t, 3)
+	if _, err := serveFunctionRevision(cluster, x, filepath.Join(cluster.dir, "function"), pkg, 1,
 		"--ttl-waiting=1h", "--ttl-downloading=1h"); err != nil {
 		t.Fatal(err)
 	}
-	const composition = "modeldownloads-watch"
-	if err := applyNodeComposition(x, n, composition, watchPackage, func(input map[string]any) {
+	composition := "modeldownloads-" + pkg
+	if err := applyNodeComposition(x, n, composition, pkg, func(input map[string]any) {
 		input["maxActiveJobsPerNamespace"] = int64(1)
 	}); err != nil {
 		t.Fatal(err)
