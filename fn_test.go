@@ -314,6 +314,15 @@ func TestRunFunctionJobs(t *testing.T) {
 			"\nprogress: " + progress + "\npvcUID: " + testPVCUID + "\nmodels:\n" + strings.Join(models, ""))
 	}
 
+	// downloadedAgain: org/alpha in its second attempt, org/beta in its first.
+	downloadedAgain := outcome{
+		Jobs: map[string]jobOutcome{"job-org-alpha-" + ha2: {"hf-dl-cache-org-alpha-" + ha2, fnv1.Ready_READY_FALSE}, kb: {nb, fnv1.Ready_READY_FALSE}},
+		Status: statusOf("[org/alpha, org/beta]", "[]", "[]", "0/2",
+			modelEntry("org/alpha", "hf-dl-cache-org-alpha-"+ha2, ha2, "Pending", "  attempt: 2\n"), modelEntry("org/beta", nb, hb, "Pending", "")),
+		XRReady:    fnv1.Ready_READY_FALSE,
+		Conditions: conds("STATUS_CONDITION_FALSE/Downloading", allValid),
+		TTL:        ttlDownloading,
+	}
 	cases := map[string]struct {
 		reason string
 		req    testRequest
@@ -430,14 +439,7 @@ func TestRunFunctionJobs(t *testing.T) {
 				xr:     xrYAML(twoModels) + "status:\n  models:\n" + indent(modelEntry("org/alpha", "hf-dl-cache-org-alpha-abcdef0123", "abcdef0123", "Completed", "")),
 				secret: secretResource("token", testToken),
 			},
-			want: outcome{
-				Jobs: map[string]jobOutcome{"job-org-alpha-" + ha2: {"hf-dl-cache-org-alpha-" + ha2, fnv1.Ready_READY_FALSE}, kb: {nb, fnv1.Ready_READY_FALSE}},
-				Status: statusOf("[org/alpha, org/beta]", "[]", "[]", "0/2",
-					modelEntry("org/alpha", "hf-dl-cache-org-alpha-"+ha2, ha2, "Pending", "  attempt: 2\n"), modelEntry("org/beta", nb, hb, "Pending", "")),
-				XRReady:    fnv1.Ready_READY_FALSE,
-				Conditions: conds("STATUS_CONDITION_FALSE/Downloading", allValid),
-				TTL:        ttlDownloading,
-			},
+			want: downloadedAgain,
 		},
 		"CompletedBeforeAnUpgrade": {
 			reason: "A Completed record under another hash but the same intent, on the volume it names, is what an upgrade of the function leaves: it stays Completed, and no Job comes back.",
@@ -463,14 +465,7 @@ func TestRunFunctionJobs(t *testing.T) {
 						"intentHash: ", "intentHash: 0", 1)),
 				secret: secretResource("token", testToken),
 			},
-			want: outcome{
-				Jobs: map[string]jobOutcome{"job-org-alpha-" + ha2: {"hf-dl-cache-org-alpha-" + ha2, fnv1.Ready_READY_FALSE}, kb: {nb, fnv1.Ready_READY_FALSE}},
-				Status: statusOf("[org/alpha, org/beta]", "[]", "[]", "0/2",
-					modelEntry("org/alpha", "hf-dl-cache-org-alpha-"+ha2, ha2, "Pending", "  attempt: 2\n"), modelEntry("org/beta", nb, hb, "Pending", "")),
-				XRReady:    fnv1.Ready_READY_FALSE,
-				Conditions: conds("STATUS_CONDITION_FALSE/Downloading", allValid),
-				TTL:        ttlDownloading,
-			},
+			want: downloadedAgain,
 		},
 		"RemovedModelLeavesNothing": {
 			reason: "A model removed from the spec leaves no status and its Job leaves the desired state.",

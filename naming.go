@@ -106,13 +106,7 @@ func hashModel(m *modelSpec, xrDigest []byte, plat *platform, tokenDigest []byte
 	c := newCanonical(scratch[:], "content/v1")
 	content := m.contentDigest(&c)
 
-	c.buf = c.buf[:0]
-	c.str("domain", "config/v1")
-	c.bytes(content[:])
-	c.str("sha", m.SHA)
-	c.int("retryCount", m.RetryCount)
-	c.bytes(xrDigest)
-	c.bytes(plat.digest)
+	c.asked("config/v1", content[:], m, xrDigest, plat.digest)
 	c.bytes(scriptDigest)
 	c.bytes(templateDigest())
 	config := c.sum()
@@ -123,13 +117,7 @@ func hashModel(m *modelSpec, xrDigest []byte, plat *platform, tokenDigest []byte
 	c.bytes(tokenDigest)
 	spec := c.sum()
 
-	c.buf = c.buf[:0]
-	c.str("domain", "intent/v1")
-	c.bytes(content[:])
-	c.str("sha", m.SHA)
-	c.int("retryCount", m.RetryCount)
-	c.bytes(xrDigest)
-	c.bytes(plat.intentDigest)
+	c.asked("intent/v1", content[:], m, xrDigest, plat.intentDigest)
 	c.bytes(tokenDigest)
 	intent := c.sum()
 
@@ -146,6 +134,18 @@ func hashModel(m *modelSpec, xrDigest []byte, plat *platform, tokenDigest []byte
 		spec:    all[32:48],
 		intent:  all[48:],
 	}
+}
+
+// asked starts c over, in domain, with what the user and the platform asked
+// of a model beyond its content: the config and the intent begin alike.
+func (c *canonical) asked(domain string, content []byte, m *modelSpec, xrDigest, platformDigest []byte) {
+	c.buf = c.buf[:0]
+	c.str("domain", domain)
+	c.bytes(content)
+	c.str("sha", m.SHA)
+	c.int("retryCount", m.RetryCount)
+	c.bytes(xrDigest)
+	c.bytes(platformDigest)
 }
 
 // contentDigest covers what lands on disk: the repo, its type, the revision

@@ -24,7 +24,6 @@ import (
 // this build's script and Job template, an upgrade changes no Job at all.
 const previousRelease = "5f9132baf66b4d43a5d913ee41066f5f7e1a6a09"
 
-
 // TestUpgradeRerunsNothingDone installs the previous release of the function, downloads
 // with it until one model is complete, one failed and one still running, then upgrades the
 // function package to this build (a new Active FunctionRevision, the old one Inactive and its
