@@ -233,8 +233,16 @@ func (o *observation) readJob(key string, composed, manifest, applied *unstructu
 		j.attempt = n
 	}
 	if applied != nil {
+		// Only what is read of a Job is converted: its metadata (the uid)
+		// and its status. The pod template, most of it, is not.
+		read := make(map[string]any, 2)
+		for _, k := range []string{"metadata", "status"} {
+			if v, ok := applied.Object[k]; ok {
+				read[k] = v
+			}
+		}
 		job := &batchv1.Job{}
-		if err := runtimeFromUnstructured(applied.Object, job); err != nil {
+		if err := runtimeFromUnstructured(read, job); err != nil {
 			// The apiserver never serves such a Job; say so rather than guess.
 			j.message = "cannot read the Job's status: " + firstLine(err.Error())
 		} else {
