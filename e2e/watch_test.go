@@ -20,7 +20,7 @@ import (
 // PVC is made; a model queued behind another ModelDownload's Job (one active Job per
 // namespace) starts once that Job completes. Each is waited for as long as any Job is (two
 // minutes, far under the hour): what the test asserts is that they came at all. The reaction
-// times are logged; the README's "Watches" gives them.
+// times are logged; the README gives them ("Crossplane v2.4: watches, and upgrading the function").
 func TestWatchesReactWithinSeconds(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
