@@ -164,7 +164,8 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	switch {
 	case !token.usable() || !storage.ready() || slices.ContainsFunc(models, isQueued):
 		// A queued model may start as soon as a slot frees, in another
-		// ModelDownload too, whose Jobs Crossplane does not watch for this one.
+		// ModelDownload too, whose Jobs only Crossplane v2.4 and later watch
+		// for this one (as required resources).
 		rsp.Meta.Ttl = durationpb.New(cmp.Or(f.ttlWaiting, ttlWaiting))
 	case anyUnsettled(models):
 		rsp.Meta.Ttl = durationpb.New(cmp.Or(f.ttlDownloading, ttlDownloading))

@@ -170,8 +170,7 @@ func (c *composer) composeModel(m *modelSpec, rec modelStatus, hasRec bool) mode
 // record that an older version wrote has no intent: for it, as while the
 // token is unreadable, the content and the volume decide.
 func (c *composer) keepAcrossUpgrade(m *modelSpec, h modelHashes, rec modelStatus, hasRec bool) (modelStatus, bool) {
-	if !hasRec || rec.Attempt == 0 || !isSpecHash(rec.Hash) || jobHash(h.spec, rec.Attempt) == rec.Hash ||
-		c.recordedPVC != c.storage.uid {
+	if !hasRec || rec.Attempt == 0 || !isSpecHash(rec.Hash) || c.recordedPVC != c.storage.uid {
 		return modelStatus{}, false
 	}
 	if rec.IntentHash != h.intent && (rec.IntentHash != "" || rec.ContentHash != h.content) {
@@ -179,7 +178,9 @@ func (c *composer) keepAcrossUpgrade(m *modelSpec, h modelHashes, rec modelStatu
 	}
 	oj := c.byKey[resourceKey(m.Name, rec.Hash)]
 	onJob := oj != nil && !oj.deleting && oj.phase != phaseFailed
-	if rec.Phase != phaseCompleted && !onJob {
+	// Last, as it hashes: when the function did not change either, the
+	// attempt goes on as attemptFor says.
+	if rec.Phase != phaseCompleted && !onJob || jobHash(h.spec, rec.Attempt) == rec.Hash {
 		return modelStatus{}, false
 	}
 	st := modelStatus{

@@ -151,6 +151,12 @@ func jobNames(t testing.TB, md *realDownload) []string {
 // history (git archive, so no worktree is left behind), and returns the binary.
 func buildPreviousRelease(t testing.TB) string {
 	t.Helper()
+	// A shallow clone lacks the commit: fetch it from where the clone came from.
+	if exec.Command("git", "-C", cluster.repoRoot, "cat-file", "-e", previousRelease+"^{commit}").Run() != nil {
+		if out, err := exec.Command("git", "-C", cluster.repoRoot, "fetch", "--quiet", "origin", previousRelease).CombinedOutput(); err != nil {
+			t.Fatalf("the clone lacks %s and fetching it from origin failed: %v %s", previousRelease, err, out)
+		}
+	}
 	src := t.TempDir()
 	archive := exec.Command("git", "-C", cluster.repoRoot, "archive", "--format=tar", previousRelease)
 	untar := exec.Command("tar", "-x", "-C", src)
@@ -166,7 +172,7 @@ func buildPreviousRelease(t testing.TB) string {
 		t.Fatal(err)
 	}
 	if err := archive.Run(); err != nil {
-		t.Fatalf("git archive %s: %v %s (a shallow clone lacks it: fetch the history)", previousRelease, err, &stderr)
+		t.Fatalf("git archive %s: %v %s", previousRelease, err, &stderr)
 	}
 	if err := untar.Wait(); err != nil {
 		t.Fatalf("untar %s: %v %s", previousRelease, err, &stderr)

@@ -48,6 +48,11 @@ version_of() {
 	(cd "$root/$1" && go list -m -f '{{.Version}}' "$2")
 }
 
+# wanted NAME succeeds unless names were given and NAME is not one of them.
+wanted() {
+	((${#only[@]} == 0)) || [[ " ${only[*]} " == *" $1 "* ]]
+}
+
 # fresh NAME KEY succeeds when bin/NAME exists and was linked from the cache entry KEY.
 fresh() {
 	[[ -x $bin/$1 && -f $bin/.$1.version && $(<"$bin/.$1.version") == "$2" ]]
@@ -60,9 +65,7 @@ fresh() {
 # current.
 build() {
 	local name=$1 want=$2 dir=$3 pkg=$4 ldflags=$5
-	if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* ]]; then
-		return
-	fi
+	wanted "$name" || return 0
 	local key entry
 	key="$want $(cache_key "$want" "$pkg" "$ldflags" "$go_version" "$(cat "$root/$dir/go.mod" "$root/$dir/go.sum" | sha256sum)")"
 	entry=$cache_dir/tools/$name@${key##* }
@@ -86,9 +89,7 @@ build() {
 stamped() {
 	local name=$1 want=$2 got
 	shift 2
-	if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* ]]; then
-		return
-	fi
+	wanted "$name" || return 0
 	got=$("$bin/$name" "$@" 2>&1) || true
 	[[ $got == *"$want"* ]] || {
 		log "bin/$name reports ${got:-nothing} as its version, not $want: is its -X name right?"
