@@ -4,22 +4,29 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/script"
 )
 
-// TestXRDDefaultsAreTheFunctions: every default the XRDs declare is the function's own
-// (spec.go, whose script defaults are script.go's, which TestConstantsMatchScript checks
-// against download.sh), and the XRDs declare no default the function does not apply.
-func TestXRDDefaultsAreTheFunctions(t *testing.T) {
+// TestAPIDefaults: the defaults of the API are its schema's (the markers of
+// apis/v1alpha1), the ones both XRDs declare, the ones the function applies
+// when decoding a spec that leaves everything out, and, where the script has
+// a default of its own, the script's (script.go, which TestConstantsMatchScript
+// checks against download.sh).
+func TestAPIDefaults(t *testing.T) {
 	want := map[string]any{
-		"spec.models[].revision":         defaultRevision,
-		"spec.models[].retryCount":       float64(defaultRetryCount),
-		"spec.models[].repoType":         defaultRepoType,
-		"spec.storage.volumeMode":        defaultVolumeMode,
+		"spec.models[].revision":         script.DefaultRevision,
+		"spec.models[].retryCount":       float64(2),
+		"spec.models[].repoType":         script.DefaultRepoType,
+		"spec.storage.accessModes":       []any{"ReadWriteOnce"},
+		"spec.storage.volumeMode":        volumeModeFilesystem,
 		"spec.storage.deletionPolicy":    deletionOrphan,
-		"spec.hfTokenRef.key":            defaultTokenKey,
-		"spec.settings.keepAliveSeconds": float64(defaultKeepAliveSeconds),
+		"spec.hfTokenRef.key":            "token",
+		"spec.settings":                  map[string]any{},
+		"spec.settings.keepAliveSeconds": float64(3600),
 	}
-	for _, path := range []string{"example/definition.yaml", "example/legacy/definition.yaml"} {
+	for _, path := range []string{modelDownloadCRD, "example/definition.yaml", "example/legacy/definition.yaml"} {
 		t.Run(path, func(t *testing.T) {
 			xrd := readYAML(t, path)
 			versions, _ := xrd["spec"].(map[string]any)["versions"].([]any)
@@ -31,11 +38,30 @@ func TestXRDDefaultsAreTheFunctions(t *testing.T) {
 				got := map[string]any{}
 				schemaDefaults(schema, "", got)
 				if diff := cmp.Diff(want, got); diff != "" {
-					t.Errorf("%s: defaults (-the function's +the XRD's):\n%s", path, diff)
+					t.Errorf("%s: defaults (-want +the schema's):\n%s", path, diff)
 				}
 			}
 		})
 	}
+
+	t.Run("applied", func(t *testing.T) {
+		spec, errs := parseSpec(mustStruct("spec:\n  storagePVC: p\n  models: [{name: m}]\n  storage: {size: 1Gi}\n  hfTokenRef: {name: s}\n"))
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		got := spec.ModelDownloadSpec
+		got.Models = []v1alpha1.Model{spec.Models[0].Model}
+		wantSpec := v1alpha1.ModelDownloadSpec{
+			StoragePVC: "p",
+			Models:     []v1alpha1.Model{{Name: "m", Revision: script.DefaultRevision, RepoType: script.DefaultRepoType, RetryCount: 2}},
+			HFTokenRef: &v1alpha1.TokenRef{Name: "s", Key: "token"},
+			Storage:    &v1alpha1.Storage{Size: "1Gi", AccessModes: []string{"ReadWriteOnce"}, VolumeMode: volumeModeFilesystem, DeletionPolicy: deletionOrphan},
+			Settings:   v1alpha1.Settings{KeepAliveSeconds: 3600},
+		}
+		if diff := cmp.Diff(wantSpec, got); diff != "" {
+			t.Errorf("the spec as decoded (-want +got):\n%s", diff)
+		}
+	})
 }
 
 // schemaDefaults collects the default of every property under an OpenAPI schema, by its

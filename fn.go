@@ -124,7 +124,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}
 	o.readRequired(required)
 
-	token := resolveToken(o.secret, namespace, spec.Token)
+	token := resolveToken(o.secret, namespace, spec.HFTokenRef)
 	storage := resolveStorage(o.pvc, namespace, &spec)
 	d.explain(&token, &storage)
 	if storage.colocate {
@@ -255,13 +255,13 @@ func reportModels(rsp *fnv1.RunFunctionResponse, spec *xrSpec) {
 
 func reportToken(rsp *fnv1.RunFunctionResponse, spec *xrSpec, token tokenState) {
 	switch {
-	case spec.Token == nil:
+	case spec.HFTokenRef == nil:
 	case !token.usable():
 		response.Warning(rsp, errors.New("no new download Jobs start until the token is readable: "+token.problem)).TargetCompositeAndClaim()
 		condition(rsp, conditionTokenAvailable, fnv1.Status_STATUS_CONDITION_FALSE, token.reason, token.problem)
 	default:
 		condition(rsp, conditionTokenAvailable, fnv1.Status_STATUS_CONDITION_TRUE, token.reason,
-			fmt.Sprintf("Secret %q key %q holds a token", spec.Token.Name, spec.Token.Key))
+			fmt.Sprintf("Secret %q key %q holds a token", spec.HFTokenRef.Name, spec.HFTokenRef.Key))
 	}
 }
 

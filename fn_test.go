@@ -17,6 +17,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 )
 
 var (
@@ -129,7 +131,7 @@ settings:
 			req:    testRequest{xr: xrYAML(twoModels)}.build(),
 			want: &fnv1.RunFunctionResponse{
 				Meta:         &fnv1.ResponseMeta{Tag: "tag", Ttl: durationpb.New(ttlWaiting)},
-				Requirements: withPeers(requirements("ml", "cache", &xrSpec{StoragePVC: "models", Token: &tokenRef{Name: "hf", Key: "token"}}, false)),
+				Requirements: withPeers(requirements("ml", "cache", &xrSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "models", HFTokenRef: &v1alpha1.TokenRef{Name: "hf", Key: "token"}}}, false)),
 				Desired: &fnv1.State{
 					Composite: &fnv1.Resource{Resource: mustStruct(`status:
   pending: [org/alpha, org/beta]

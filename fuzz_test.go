@@ -661,7 +661,7 @@ func FuzzSpec(f *testing.F) {
 		model := getString(first[0].GetStructValue(), "name")
 		changed := proto.Clone(v).(*structpb.Value)
 		m0 := changed.GetStructValue().Fields["models"].GetListValue().GetValues()[0].GetStructValue()
-		m0.Fields["revision"] = str(orDefault(getString(m0, "revision"), defaultRevision) + "-other")
+		m0.Fields["revision"] = str(orDefault(getString(m0, "revision"), script.DefaultRevision) + "-other")
 		after := contentHashes(checkInvariants(t, resolvedRequest(xrOf(xrName, changed), nil, secretResource("token", testToken), nil, nil)))
 		if b, a := want[model], after[model]; b != "" && a != "" && a == b {
 			t.Fatalf("model %s: another revision kept the content hash %s", model, a)

@@ -2,62 +2,35 @@ package main
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
 )
 
-// rollsJobs is, for every field of the spec as the function reads it, the choice a field's
-// author made: true when a change of it must make new Jobs (it is hashed into their names),
-// false when it must not (it decides when Jobs start, or what is composed beside them, not
-// what a Job does). A field added to one of these types without a choice here fails
-// TestEveryFieldRollsJobsAsChosen, and so does a choice that the hashes do not keep.
-var rollsJobs = map[string]bool{
-	"xrSpec.StoragePVC": true,
-	"xrSpec.NodePool":   true,
-	// The PVC's own fields: a new volume is a new pvcUID, which the hash covers.
-	"storageSpec.Size":             false,
-	"storageSpec.StorageClassName": false,
-	"storageSpec.AccessModes":      false,
-	"storageSpec.VolumeMode":       false,
-	"storageSpec.DeletionPolicy":   false,
-	"tokenRef.Name":                true,
-	"tokenRef.Key":                 true,
-
-	"downloadSettings.TimeoutMillis":       true,
-	"downloadSettings.EnableHFTransfer":    true,
-	"downloadSettings.KeepAliveSeconds":    true,
-	"downloadSettings.CPU":                 true,
-	"downloadSettings.Memory":              true,
-	"downloadSettings.ForceReload":         true,
-	"downloadSettings.StallTimeoutSeconds": true,
-	// When Jobs start, not what they are.
-	"downloadSettings.MaxParallel": false,
-
-	"modelSpec.Name":       true,
-	"modelSpec.Revision":   true,
-	"modelSpec.SHA":        true,
-	"modelSpec.RetryCount": true,
-	"modelSpec.Include":    true,
-	"modelSpec.Exclude":    true,
-	"modelSpec.RepoType":   true,
-}
-
-// TestEveryFieldRollsJobsAsChosen changes each field of a spec, one at a time, and checks
-// that the model's Job hash changes exactly when rollsJobs says the field rolls Jobs. The
-// struct fields that hold other fields (Models, Storage, Token, Settings) are walked into.
-func TestEveryFieldRollsJobsAsChosen(t *testing.T) {
+// TestEveryFieldChoosesWhetherItRollsJobs walks every field of the API's spec
+// (apis/v1alpha1). Each must carry the choice its author made, as a hash tag:
+// whether a change of it makes new Jobs. Then it changes each field, one at a
+// time, and checks that the model's Job hash and intent change exactly when
+// the field rolls Jobs, and its content hash exactly when the field says what
+// lands on disk. Objects and models are walked into.
+func TestEveryFieldChoosesWhetherItRollsJobs(t *testing.T) {
 	base := func() xrSpec {
 		return xrSpec{
-			Models: []modelSpec{{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2,
-				Include: []string{"*.json"}, Exclude: []string{"*.bin"}}},
-			StoragePVC: "models",
-			Storage:    &storageSpec{Size: "10Gi", StorageClassName: new("fast"), AccessModes: []string{"ReadWriteOnce"}, VolumeMode: "Filesystem", DeletionPolicy: deletionOrphan},
-			Token:      &tokenRef{Name: "hf", Key: "token"},
-			NodePool:   "gpu",
-			Settings:   downloadSettings{TimeoutMillis: 1000, KeepAliveSeconds: 3600, CPU: "1", Memory: "1Gi", StallTimeoutSeconds: 600, MaxParallel: 2},
+			ModelDownloadSpec: v1alpha1.ModelDownloadSpec{
+				StoragePVC: "models",
+				Storage: &v1alpha1.Storage{Size: "10Gi", StorageClassName: new("fast"), AccessModes: []string{"ReadWriteOnce"},
+					VolumeMode: "Filesystem", DeletionPolicy: deletionOrphan},
+				HFTokenRef: &v1alpha1.TokenRef{Name: "hf", Key: "token"},
+				NodePool:   "gpu",
+				Settings: v1alpha1.Settings{TimeoutMillis: 1000, KeepAliveSeconds: 3600, CPU: "1", Memory: "1Gi",
+					StallTimeoutSeconds: 600, MaxParallel: 2},
+			},
+			Models: []modelSpec{{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2,
+				Include: []string{"*.json"}, Exclude: []string{"*.bin"}}}},
 		}
 	}
 	hashesOf := func(s xrSpec) modelHashes {
@@ -66,55 +39,52 @@ func TestEveryFieldRollsJobsAsChosen(t *testing.T) {
 	}
 	want := hashesOf(base())
 
-	seen := map[string]bool{}
-	// visit changes every field under v (addressable, in a fresh base spec each time).
-	var visit func(path func(*xrSpec) reflect.Value)
-	visit = func(path func(*xrSpec) reflect.Value) {
-		s := base()
-		v := path(&s)
-		typ := v.Type()
+	var leaves int
+	var visit func(typ reflect.Type, path func(*xrSpec) reflect.Value)
+	visit = func(typ reflect.Type, path func(*xrSpec) reflect.Value) {
 		for i := range typ.NumField() {
 			f := typ.Field(i)
-			if !f.IsExported() {
+			name := typ.Name() + "." + f.Name
+			tag, chosen := f.Tag.Lookup("hash")
+			if !chosen {
+				t.Errorf("%s has no hash tag: say whether a change of it makes new Jobs (apis/v1alpha1)", name)
 				continue
 			}
-			name := typ.Name() + "." + f.Name
+			key, opt, _ := strings.Cut(tag, ",")
 			field := func(s *xrSpec) reflect.Value { return path(s).Field(i) }
 			switch {
+			case key == "per-model":
+				visit(f.Type.Elem(), func(s *xrSpec) reflect.Value { return reflect.ValueOf(&s.Models[0].Model).Elem() })
+				continue
 			case f.Type.Kind() == reflect.Struct:
-				visit(field)
+				visit(f.Type, field)
 				continue
 			case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct:
-				visit(func(s *xrSpec) reflect.Value { return field(s).Elem() })
-				continue
-			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
-				visit(func(s *xrSpec) reflect.Value { return field(s).Index(0) })
+				visit(f.Type.Elem(), func(s *xrSpec) reflect.Value { return field(s).Elem() })
 				continue
 			}
-			seen[name] = true
-			rolls, chosen := rollsJobs[name]
-			if !chosen {
-				t.Errorf("%s has no choice in rollsJobs: say whether a change of it makes new Jobs (and hash it in naming.go if it does)", name)
-				continue
-			}
+			leaves++
+			rolls := key != "-"
 			changed := base()
 			change(t, name, field(&changed))
 			got := hashesOf(changed)
 			if rolled := got.spec != want.spec; rolled != rolls {
-				t.Errorf("changing %s changes the Job hash: %v, want %v (rollsJobs)", name, rolled, rolls)
+				t.Errorf("changing %s changes the Job hash: %v, want %v (its tag is %q)", name, rolled, rolls, tag)
 			}
 			// What the user asks for is intent: a completion under another
 			// intent must never be kept across an upgrade.
 			if moved := got.intent != want.intent; moved != rolls {
 				t.Errorf("changing %s changes the intent hash: %v, want %v, as the Job hash", name, moved, rolls)
 			}
+			if moved := got.content != want.content; moved != (opt == "content") {
+				t.Errorf("changing %s changes the content hash: %v, want %v (its tag is %q)", name, moved, !moved, tag)
+			}
 		}
 	}
-	visit(func(s *xrSpec) reflect.Value { return reflect.ValueOf(s).Elem() })
-	for name := range rollsJobs {
-		if !seen[name] {
-			t.Errorf("rollsJobs names %s, which is no field of the spec", name)
-		}
+	visit(reflect.TypeFor[v1alpha1.ModelDownloadSpec](), func(s *xrSpec) reflect.Value { return reflect.ValueOf(&s.ModelDownloadSpec).Elem() })
+	// Every field of the spec as it is today: a walk that stops early passes nothing.
+	if leaves != 24 {
+		t.Errorf("walked %d fields of the spec, want 24", leaves)
 	}
 }
 
@@ -149,7 +119,7 @@ func TestOnlyTheImageLeavesIntent(t *testing.T) {
 			Env: []v1beta1.EnvVar{{Name: "A", Value: "b"}}, CPU: "1", Memory: "1Gi", RunAsUser: 1, RunAsGroup: 1,
 			FSGroup: 1, MaxWorkers: 8, StallTimeoutSeconds: 600}
 	}
-	m := modelSpec{Name: "org/m", Revision: "main", RepoType: "model"}
+	m := modelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model"}}
 	hashesOf := func(p platform) modelHashes {
 		p.digest, p.intentDigest = p.hash(p.Image), p.hash("")
 		return hashModel(&m, nil, &p, nil)

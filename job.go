@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
 	"github.com/hfops/function-hf-download/script"
 )
@@ -82,15 +83,16 @@ func (b *jobBuilder) podServiceAccount() string {
 // spec cannot change in place), whose downloads exit at their markers.
 var templateDigest = sync.OnceValue(func() []byte {
 	toleration := &corev1.Toleration{Key: "k", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
-	spec := &xrSpec{StoragePVC: "pvc", NodePool: "pool", Token: &tokenRef{Name: "s", Key: "k"},
-		Settings: downloadSettings{TimeoutMillis: 1, EnableHFTransfer: true, KeepAliveSeconds: 1, ForceReload: true}}
+	spec := &xrSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "pvc", NodePool: "pool",
+		HFTokenRef: &v1alpha1.TokenRef{Name: "s", Key: "k"},
+		Settings:   v1alpha1.Settings{TimeoutMillis: 1, EnableHFTransfer: true, KeepAliveSeconds: 1, ForceReload: true}}}
 	p := &platform{Image: "i", PullPolicy: "Always", PullSecrets: []string{"p"}, ServiceAccount: "sa", MountPath: "/m",
 		NodePoolKey: "n", Tolerations: []corev1.Toleration{*toleration}, Env: []v1beta1.EnvVar{{Name: "E", Value: "v"}},
 		CPU: "1", Memory: "1Gi", RunAsUser: 1, RunAsGroup: 1, FSGroup: 1, MaxWorkers: 1}
 	b := newJobBuilder("xr", "ns", spec, p)
 	b.scriptMap, b.progressMap = "script", "progress"
 	b.colocate()
-	m := &modelSpec{Name: "o/m", Revision: "r", RepoType: "dataset", RetryCount: 1, Include: []string{"i"}, Exclude: []string{"e"}}
+	m := &modelSpec{Model: v1alpha1.Model{Name: "o/m", Revision: "r", RepoType: "dataset", RetryCount: 1, Include: []string{"i"}, Exclude: []string{"e"}}}
 	j, err := json.Marshal(b.build(m, "job", modelHashes{content: "c", config: "c", spec: "s"}, attempt{1, "h"}))
 	if err != nil {
 		panic(err)
@@ -128,7 +130,7 @@ func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuild
 		// to warn. hf_xet's high performance mode is what the setting means now.
 		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: "HF_XET_HIGH_PERFORMANCE", Value: "1"})
 	}
-	if t := s.Token; t != nil {
+	if t := s.HFTokenRef; t != nil {
 		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvToken, ValueFrom: &corev1.EnvVarSource{
 			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: t.Name}, Key: t.Key},
 		}})
@@ -292,7 +294,7 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 // shows what it buys.
 func (b *jobBuilder) manifest(m *modelSpec, name string, h modelHashes, a attempt) *unstructured.Unstructured {
 	if b.template == nil {
-		b.template = asUnstructured(b.build(&modelSpec{Name: "stand-in"}, "stand-in", modelHashes{content: "stand-in"}, attempt{})).Object
+		b.template = asUnstructured(b.build(&modelSpec{Model: v1alpha1.Model{Name: "stand-in"}}, "stand-in", modelHashes{content: "stand-in"}, attempt{})).Object
 	}
 	t := b.template
 	spec := maps.Clone(t["spec"].(map[string]any))

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"reflect"
 	"strings"
+	"sync"
 )
 
 // Names and hashes. Every name here reaches Kubernetes, so each is built to
@@ -142,8 +144,7 @@ func (c *canonical) asked(domain string, content []byte, m *modelSpec, xrDigest,
 	c.buf = c.buf[:0]
 	c.str("domain", domain)
 	c.bytes(content)
-	c.str("sha", m.SHA)
-	c.int("retryCount", m.RetryCount)
+	c.fields(reflect.ValueOf(&m.Model).Elem(), false)
 	c.bytes(xrDigest)
 	c.bytes(platformDigest)
 }
@@ -151,11 +152,7 @@ func (c *canonical) asked(domain string, content []byte, m *modelSpec, xrDigest,
 // contentDigest covers what lands on disk: the repo, its type, the revision
 // and the globs. c holds the domain already.
 func (m *modelSpec) contentDigest(c *canonical) [sha256.Size]byte {
-	c.str("name", m.Name)
-	c.str("repoType", m.RepoType)
-	c.str("revision", m.Revision)
-	c.strs("include", m.Include)
-	c.strs("exclude", m.Exclude)
+	c.fields(reflect.ValueOf(&m.Model).Elem(), true)
 	return c.sum()
 }
 
@@ -206,29 +203,86 @@ func (o owner) identify(c *canonical) {
 // hashXR covers the fields of the XR that every Job shares, which XR and
 // volume they belong to (two ModelDownloads whose names read alike once
 // shortened still get Jobs of their own), and how the Jobs are composed: a
-// Job and the Object carrying it must never share a key.
+// Job and the Object carrying it must never share a key. cpu and memory are
+// the resources the Jobs get, the platform's when the spec leaves them out.
 func hashXR(s *xrSpec, o owner, cpu, memory, envelope string) []byte {
 	var scratch [512]byte
 	c := newCanonical(scratch[:], "xr/v2")
 	o.identify(&c)
 	c.str("pvcUID", o.pvcUID)
 	c.str("envelope", envelope)
-	c.str("storagePVC", s.StoragePVC)
-	c.str("nodePool", s.NodePool)
-	if s.Token != nil {
-		c.str("tokenSecret", s.Token.Name)
-		c.str("tokenKey", s.Token.Key)
-	}
-	st := &s.Settings
-	c.int("timeoutMillis", st.TimeoutMillis)
-	c.bool("enableHFTransfer", st.EnableHFTransfer)
-	c.int("keepAliveSeconds", st.KeepAliveSeconds)
-	c.str("cpu", cpu)
-	c.str("memory", memory)
-	c.bool("forceReload", st.ForceReload)
-	c.int("stallTimeoutSeconds", st.StallTimeoutSeconds)
+	spec := s.ModelDownloadSpec
+	spec.Settings.CPU, spec.Settings.Memory = cpu, memory
+	c.fields(reflect.ValueOf(&spec).Elem(), false)
 	d := c.sum()
 	return d[:]
+}
+
+// hashField is a field of the API that rolls Jobs, by its hash tag (see
+// apis/v1alpha1).
+type hashField struct {
+	index   int
+	key     string
+	inline  bool // its fields are hashed in place
+	content bool // it says what lands on disk
+}
+
+var hashFields sync.Map // reflect.Type → []hashField
+
+// hashFieldsOf reads a type's hash tags once. A field without one is a
+// choice not made: TestEveryFieldChoosesWhetherItRollsJobs fails for it, and
+// it would roll nothing.
+func hashFieldsOf(t reflect.Type) []hashField {
+	if f, ok := hashFields.Load(t); ok {
+		return f.([]hashField)
+	}
+	var out []hashField
+	for i := range t.NumField() {
+		tag, ok := t.Field(i).Tag.Lookup("hash")
+		key, opt, _ := strings.Cut(tag, ",")
+		if !ok || key == "-" || key == "per-model" {
+			continue
+		}
+		out = append(out, hashField{index: i, key: key, inline: opt == "inline", content: opt == "content"})
+	}
+	hashFields.Store(t, out)
+	return out
+}
+
+// fields writes the fields of v, a struct of the API, that roll Jobs, in
+// their order: those of a model's content, or all the others.
+func (c *canonical) fields(v reflect.Value, content bool) {
+	for _, f := range hashFieldsOf(v.Type()) {
+		fv := v.Field(f.index)
+		if f.inline {
+			if fv.Kind() == reflect.Pointer {
+				if fv.IsNil() {
+					continue
+				}
+				fv = fv.Elem()
+			}
+			c.fields(fv, content)
+			continue
+		}
+		if f.content != content {
+			continue
+		}
+		switch fv.Kind() {
+		case reflect.String:
+			c.str(f.key, fv.String())
+		case reflect.Int64:
+			c.int(f.key, fv.Int())
+		case reflect.Bool:
+			c.bool(f.key, fv.Bool())
+		case reflect.Slice: // of strings
+			c.int(f.key, int64(fv.Len()))
+			for i := range fv.Len() {
+				c.str(f.key, fv.Index(i).String())
+			}
+		default:
+			panic("hash: no encoding for " + fv.Type().String())
+		}
+	}
 }
 
 // tokenDigest is the SHA-256 of the token value. Only this digest, never the

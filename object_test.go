@@ -12,6 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 )
 
 // A cluster-scoped XR bound to a claim, as Crossplane passes it.
@@ -49,7 +51,7 @@ func observedObject(desired *fnv1.Resource, jobStatus string) *fnv1.Resource {
 // from status.atProvider.manifest exactly as in Job mode.
 func TestObjectMode(t *testing.T) {
 	first := run(t, withToken(claimXR(twoModels)).build())
-	want := requirements("ml", "cache", &xrSpec{StoragePVC: "models", Token: &tokenRef{Name: "hf", Key: "token"}}, false)
+	want := requirements("ml", "cache", &xrSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "models", HFTokenRef: &v1alpha1.TokenRef{Name: "hf", Key: "token"}}}, false)
 	want.Resources[requirementPeers] = &fnv1.ResourceSelector{ApiVersion: "hfops.kamal.dev/v1alpha1", Kind: "XModelDownload",
 		Match: &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{claimNamespaceLabel: "ml"}}}}
 	if diff := cmp.Diff(want, first.GetRequirements(), protocmp.Transform()); diff != "" {

@@ -8,6 +8,8 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 )
 
 // The token Secret is a required resource: Crossplane fetches it and calls
@@ -81,12 +83,12 @@ func requirements(namespace, parentLabel string, s *xrSpec, namespaceOwner bool)
 		Namespace:  &ns,
 		Match:      &fnv1.ResourceSelector_MatchName{MatchName: s.StoragePVC},
 	}
-	if s.Token != nil {
+	if s.HFTokenRef != nil {
 		r.Resources[requirementToken] = &fnv1.ResourceSelector{
 			ApiVersion: "v1",
 			Kind:       "Secret",
 			Namespace:  &ns,
-			Match:      &fnv1.ResourceSelector_MatchName{MatchName: s.Token.Name},
+			Match:      &fnv1.ResourceSelector_MatchName{MatchName: s.HFTokenRef.Name},
 		}
 	}
 	if namespaceOwner {
@@ -111,7 +113,7 @@ func resolved(required map[string]*fnv1.Resources, r *fnv1.Requirements) bool {
 }
 
 // resolveToken reads the token from the required Secret (nil: not found).
-func resolveToken(secret *structpb.Struct, namespace string, ref *tokenRef) tokenState {
+func resolveToken(secret *structpb.Struct, namespace string, ref *v1alpha1.TokenRef) tokenState {
 	if ref == nil {
 		return tokenState{}
 	}

@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 )
 
 // Validation runs before anything is built. Problems with the whole spec are
@@ -50,7 +52,7 @@ func validateSpec(s *xrSpec) field.ErrorList {
 	} else {
 		errs = append(errs, dnsSubdomain(specPath.Child("storagePVC"), s.StoragePVC)...)
 	}
-	if t := s.Token; t != nil {
+	if t := s.HFTokenRef; t != nil {
 		p := specPath.Child("hfTokenRef")
 		if t.Name == "" {
 			errs = append(errs, field.Required(p.Child("name"), "the name of a Secret in the XR's namespace"))
@@ -219,7 +221,7 @@ var (
 	supportedDeletionPolicies = []string{deletionOrphan, deletionDelete}
 )
 
-func validateStorage(st *storageSpec) field.ErrorList {
+func validateStorage(st *v1alpha1.Storage) field.ErrorList {
 	var errs field.ErrorList
 	if st.Size == "" {
 		errs = append(errs, field.Required(storagePath.Child("size"), "the capacity of the PVC to create, such as 100Gi"))
@@ -237,8 +239,8 @@ func validateStorage(st *storageSpec) field.ErrorList {
 			errs = append(errs, field.Invalid(storagePath.Child("accessModes").Index(i), m, "the download Jobs write to the PVC"))
 		}
 	}
-	if st.VolumeMode != defaultVolumeMode {
-		errs = append(errs, field.NotSupported(storagePath.Child("volumeMode"), shown(st.VolumeMode), []string{defaultVolumeMode}))
+	if st.VolumeMode != volumeModeFilesystem {
+		errs = append(errs, field.NotSupported(storagePath.Child("volumeMode"), shown(st.VolumeMode), []string{volumeModeFilesystem}))
 	}
 	if !slices.Contains(supportedDeletionPolicies, st.DeletionPolicy) {
 		errs = append(errs, field.NotSupported(storagePath.Child("deletionPolicy"), shown(st.DeletionPolicy), supportedDeletionPolicies))
