@@ -122,6 +122,19 @@ func TestCatalogue(t *testing.T) {
 		{"ForceReloadWrongType", testRequest{xr: xrYAML("storagePVC: models\nmodels:\n- name: org/a\nsettings: {forceReload: 'yes'}\n")}, []string{
 			"Fatal: invalid ModelDownload spec: spec.settings.forceReload: Invalid value: \"string\": must be a boolean",
 		}},
+		// Strict: a field the API does not have (a typo, a wrong case) is
+		// named, never ignored; Crossplane's own fields are not the API's.
+		{"SpecFieldUnknown", testRequest{xr: xrYAML("storagePVC: models\nmodels:\n- name: org/a\nsetings: {cpu: '2'}\n")}, []string{
+			"Fatal: invalid ModelDownload spec: spec.setings: Forbidden: unknown field (field names are case-sensitive)",
+		}},
+		{"SettingsFieldWrongCase", testRequest{xr: xrYAML("storagePVC: models\nmodels:\n- name: org/a\nsettings: {CPU: '2'}\n")}, []string{
+			"Fatal: invalid ModelDownload spec: spec.settings.CPU: Forbidden: unknown field (field names are case-sensitive)",
+		}},
+		{"CrossplaneFieldsAreNotTheAPIs", testRequest{xr: xrYAML("storagePVC: models\nmodels:\n- name: org/a\n" +
+			"crossplane: {compositionRef: {name: c}}\nclaimRef: {name: md}\nresourceRefs: []\nwriteConnectionSecretToRef: {name: s}\n")}, []string{
+			"ModelsDownloaded=False Downloading: 0/1 models downloaded; in progress: org/a",
+			"ModelsValid=True AllModelsValid: ",
+		}},
 		{"CPUNotAQuantity", testRequest{xr: xrYAML("storagePVC: models\nmodels:\n- name: org/a\nsettings: {cpu: two}\n")}, []string{
 			"Fatal: invalid ModelDownload spec: spec.settings.cpu: Invalid value: \"two\": must be a Kubernetes quantity such as 500m, 2 or 8Gi",
 		}},
@@ -283,6 +296,12 @@ func TestCatalogue(t *testing.T) {
 			"Warning: spec.models[2].include: Invalid value: \"string\": must be an array",
 			"ModelsDownloaded=False DownloadFailed: 0/3 models downloaded; failed: org/bad",
 			"ModelsValid=False InvalidModels: skipped invalid models: spec.models[2].include: Invalid value: \"string\": must be an array",
+			"HFTokenAvailable=True SecretFound: Secret \"hf\" key \"token\" holds a token",
+		}},
+		{"ModelFieldUnknown", withModel("- name: org/bad\n  revison: v1\n"), []string{
+			"Warning: spec.models[2].revison: Forbidden: unknown field (field names are case-sensitive)",
+			"ModelsDownloaded=False DownloadFailed: 0/3 models downloaded; failed: org/bad",
+			"ModelsValid=False InvalidModels: skipped invalid models: spec.models[2].revison: Forbidden: unknown field (field names are case-sensitive)",
 			"HFTokenAvailable=True SecretFound: Secret \"hf\" key \"token\" holds a token",
 		}},
 		{"RepoTypeUnsupported", withModel("- name: org/bad\n  repoType: space\n"), []string{

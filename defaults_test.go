@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -80,6 +81,46 @@ func schemaDefaults(schema map[string]any, path string, into map[string]any) {
 				name = path + "." + name
 			}
 			schemaDefaults(ps, name, into)
+		}
+	}
+}
+
+// TestAPIBoundsAreTheFunctions: where validate.go checks a bound of its own
+// (with a message that says more than the schema's), or the Input shares one
+// with the spec, the schema says the same.
+func TestAPIBoundsAreTheFunctions(t *testing.T) {
+	crd := readYAML(t, modelDownloadCRD)
+	spec := crd["spec"].(map[string]any)["versions"].([]any)[0].(map[string]any)["schema"].(map[string]any)["openAPIV3Schema"].(map[string]any)["properties"].(map[string]any)["spec"].(map[string]any)
+	at := func(path ...string) map[string]any {
+		s := spec
+		for _, p := range path {
+			if p == "[]" {
+				s = s["items"].(map[string]any)
+				continue
+			}
+			s = s["properties"].(map[string]any)[p].(map[string]any)
+		}
+		return s
+	}
+	for _, c := range []struct {
+		path    []string
+		keyword string
+		want    float64
+	}{
+		{[]string{"models", "[]", "revision"}, "maxLength", maxRevision},
+		{[]string{"models", "[]", "sha"}, "maxLength", maxSHA},
+		{[]string{"models", "[]", "include"}, "maxItems", maxGlobs},
+		{[]string{"models", "[]", "include", "[]"}, "maxLength", maxGlob},
+		{[]string{"models", "[]", "exclude"}, "maxItems", maxGlobs},
+		{[]string{"models", "[]", "exclude", "[]"}, "maxLength", maxGlob},
+		{[]string{"models", "[]", "name"}, "maxLength", 2*maxRepoPart + 1},
+		{[]string{"settings", "stallTimeoutSeconds"}, "minimum", minStallTimeoutSeconds},
+		{[]string{"settings", "stallTimeoutSeconds"}, "maximum", maxStallTimeoutSeconds},
+		{[]string{"settings", "maxParallel"}, "maximum", maxInt32},
+		{[]string{"settings", "keepAliveSeconds"}, "maximum", maxInt32},
+	} {
+		if got := at(c.path...)[c.keyword]; got != c.want {
+			t.Errorf("spec.%s: %s is %v in the schema, %v in the function", strings.Join(c.path, "."), c.keyword, got, c.want)
 		}
 	}
 }

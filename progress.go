@@ -130,14 +130,6 @@ func readProgress(reports map[string]string, st *modelStatus) *script.Progress {
 	return &p
 }
 
-// progressValue is a model's progress as status shows it.
-func progressValue(p *script.Progress) map[string]any {
-	return map[string]any{
-		"bytes": p.Bytes, "totalBytes": p.TotalBytes, "files": p.Files, "totalFiles": p.TotalFiles,
-		"bytesPerSecond": p.BytesPerSecond, "etaSeconds": p.ETASeconds, "updated": p.Updated,
-	}
-}
-
 // downloaded is the XR's bytes on disk out of all it will hold, in the
 // decimal unit of the total (37.2/140.5 GB), for `kubectl get
 // modeldownloads`: a completed model counts its summary, a running one its

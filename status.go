@@ -1,21 +1,25 @@
 package main
 
 import (
-	"math"
+	"reflect"
 	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/structpb"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/script"
 )
 
 // Status folding: how a Job ended (jobEnd) and the XR's status, written
-// (statusValue) and read back (recordedStatus). plan.go decides each model's
+// (statusValue) and read back (recordedStatus), both as the API's types. plan.go decides each model's
 // phase from these.
 
 // Phases of a model in status.models[].phase.
@@ -90,42 +94,49 @@ func jobEnd(conditions []batchv1.JobCondition) (phase, message string) {
 	return phasePending, ""
 }
 
+// statusModelsPath is where the function's memory lives in the XR.
+var statusModelsPath = field.NewPath("status", "models")
+
 // recordedStatus reads status.models[] of the observed XR: the function's
-// memory of what it saw before, keyed by model name.
+// memory of what it saw before, keyed by model name. It is read leniently: a
+// value of the wrong type (a status edited by hand) is read as absent.
 func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
-	entries := get(xr, "status", "models").GetListValue().GetValues()
-	if len(entries) == 0 {
+	v := get(xr, "status", "models")
+	if len(v.GetListValue().GetValues()) == 0 {
 		return nil
 	}
+	var entries []v1alpha1.ModelStatus
+	d := &decoder{}
+	d.value(statusModelsPath, v, apiSchema().Properties["status"].Properties["models"], reflect.ValueOf(&entries).Elem())
 	out := make(map[string]modelStatus, len(entries))
-	for _, e := range entries {
-		s := e.GetStructValue()
+	for i := range entries {
+		e := &entries[i]
 		ms := modelStatus{
-			Name:        getString(s, "name"),
-			JobName:     getString(s, "jobName"),
-			Hash:        getString(s, "hash"),
-			Phase:       getString(s, "phase"),
-			Message:     getString(s, "message"),
-			Path:        getString(s, "path"),
-			ContentHash: getString(s, "contentHash"),
-			IntentHash:  getString(s, "intentHash"),
-			Retry:       getString(s, "retry"),
+			Name:        e.Name,
+			JobName:     e.JobName,
+			Hash:        e.Hash,
+			Phase:       e.Phase,
+			Message:     e.Message,
+			Path:        e.Path,
+			ContentHash: e.ContentHash,
+			IntentHash:  e.IntentHash,
+			Retry:       e.Retry,
 		}
-		// Only a whole positive number is an attempt; anything else, as if
-		// none was recorded.
-		if a := get(s, "attempt").GetNumberValue(); a >= 1 && a <= maxAttempt && a == math.Trunc(a) {
-			ms.Attempt = int64(a)
+		// Only a positive attempt is one; anything else, as if none was
+		// recorded.
+		if e.Attempt >= 1 && e.Attempt <= maxAttempt {
+			ms.Attempt = e.Attempt
 		}
-		if c := get(s, "commit"); present(c) {
+		if e.Commit != "" || e.Files != nil {
 			// A status edited by hand may hold anything; only a summary
 			// that would pass parseSummary's checks is carried over.
 			sum := script.Summary{
-				Commit:   c.GetStringValue(),
-				Files:    int64(get(s, "files").GetNumberValue()),
-				Bytes:    int64(get(s, "bytes").GetNumberValue()),
-				Seconds:  int64(get(s, "durationSeconds").GetNumberValue()),
-				Verified: get(s, "verified").GetBoolValue(),
-				Card:     recordedCard(get(s, "card").GetStructValue()),
+				Commit:   e.Commit,
+				Files:    ptr.Deref(e.Files, 0),
+				Bytes:    ptr.Deref(e.Bytes, 0),
+				Seconds:  ptr.Deref(e.DurationSeconds, 0),
+				Verified: ptr.Deref(e.Verified, false),
+				Card:     scriptCard(e.Card),
 			}
 			if validSummary(sum) {
 				ms.summary = &sum
@@ -142,62 +153,53 @@ func recordedPVC(xr *structpb.Struct) string { return getString(xr, "status", "p
 // statusValue renders the XR status the function owns. pvcUID names the
 // volume every entry speaks of: a completion is recorded only on it.
 func statusValue(models []modelStatus, pvcUID string) map[string]any {
-	pending, completed, failed := []any{}, []any{}, []any{}
-	entries := make([]any, len(models))
-	for i, m := range models {
+	st := v1alpha1.ModelDownloadStatus{
+		Pending: []string{}, Completed: []string{}, Failed: []string{},
+		Models: make([]v1alpha1.ModelStatus, len(models)),
+		PVCUID: pvcUID,
+	}
+	for i := range models {
+		m := &models[i]
 		switch m.Phase {
 		case phaseCompleted:
-			completed = append(completed, m.Name)
+			st.Completed = append(st.Completed, m.Name)
 		case phaseFailed:
-			failed = append(failed, m.Name)
+			st.Failed = append(st.Failed, m.Name)
 		default:
-			pending = append(pending, m.Name)
+			st.Pending = append(st.Pending, m.Name)
 		}
-		e := map[string]any{"name": m.Name, "phase": m.Phase}
-		setIf(e, "jobName", m.JobName)
-		setIf(e, "hash", m.Hash)
-		if m.Attempt > 0 {
-			e["attempt"] = m.Attempt
-		}
-		setIf(e, "message", m.Message)
-		setIf(e, "path", m.Path)
-		setIf(e, "contentHash", m.ContentHash)
-		setIf(e, "intentHash", m.IntentHash)
-		setIf(e, "queue", string(m.Queue))
-		if m.Phase == phaseFailed {
-			setIf(e, "retry", m.Retry)
-		}
-		if m.progress != nil && !terminal(m.Phase) {
-			e["progress"] = progressValue(m.progress)
-		}
-		if s := m.summary; s != nil && m.Phase == phaseCompleted {
-			e["commit"] = s.Commit
-			e["files"] = s.Files
-			e["bytes"] = s.Bytes
-			e["durationSeconds"] = s.Seconds
-			e["verified"] = s.Verified
-			if c := cardValue(s.Card); c != nil {
-				e["card"] = c
-			}
-		}
-		entries[i] = e
+		st.Models[i] = m.api()
 	}
-	out := map[string]any{
-		"pending":    pending,
-		"completed":  completed,
-		"failed":     failed,
-		"models":     entries,
-		"progress":   strconv.Itoa(len(completed)) + "/" + strconv.Itoa(len(models)),
-		"downloaded": downloaded(models),
+	st.Progress = strconv.Itoa(len(st.Completed)) + "/" + strconv.Itoa(len(models))
+	st.Downloaded = downloaded(models)
+	out, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&st)
+	if err != nil {
+		// Only a type the converter cannot take fails, and the API has none.
+		panic(err)
 	}
-	setIf(out, "pvcUID", pvcUID)
 	return out
 }
 
-func setIf(m map[string]any, k, v string) {
-	if v != "" {
-		m[k] = v
+// api is a model's entry in status.models[]: what the model has is shown
+// only in the phases it speaks of.
+func (m *modelStatus) api() v1alpha1.ModelStatus {
+	e := v1alpha1.ModelStatus{
+		Name: m.Name, JobName: m.JobName, Hash: m.Hash, Attempt: m.Attempt, Phase: m.Phase, Message: m.Message,
+		Path: m.Path, ContentHash: m.ContentHash, IntentHash: m.IntentHash, Queue: string(m.Queue),
 	}
+	if m.Phase == phaseFailed {
+		e.Retry = m.Retry
+	}
+	if p := m.progress; p != nil && !terminal(m.Phase) {
+		e.Progress = &v1alpha1.Progress{Bytes: p.Bytes, TotalBytes: p.TotalBytes, Files: p.Files, TotalFiles: p.TotalFiles,
+			BytesPerSecond: p.BytesPerSecond, ETASeconds: p.ETASeconds, Updated: p.Updated}
+	}
+	if s := m.summary; s != nil && m.Phase == phaseCompleted {
+		e.Commit = s.Commit
+		e.Files, e.Bytes, e.DurationSeconds, e.Verified = &s.Files, &s.Bytes, &s.Seconds, &s.Verified
+		e.Card = apiCard(s.Card)
+	}
+	return e
 }
 
 // summary is the ModelsDownloaded condition: its status, reason and message.
@@ -263,45 +265,22 @@ func validCard(c *script.Card) bool {
 
 func notPrintableASCII(r rune) bool { return r < ' ' || r > '~' }
 
-// cardValue is a card as status shows it: only what is known; nil for none.
-func cardValue(c *script.Card) map[string]any {
-	if c == nil {
+// apiCard is a card as status shows it: nil for one that knows nothing.
+func apiCard(c *script.Card) *v1alpha1.Card {
+	if c == nil || *c == (script.Card{}) {
 		return nil
 	}
-	out := map[string]any{}
-	setIf(out, "architecture", c.Architecture)
-	setIf(out, "modelType", c.ModelType)
-	setIf(out, "dtype", c.Dtype)
-	setIf(out, "license", c.License)
-	if c.ContextLength > 0 {
-		out["contextLength"] = c.ContextLength
-	}
-	if c.Parameters > 0 {
-		out["parameters"] = c.Parameters
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return &v1alpha1.Card{Architecture: c.Architecture, ModelType: c.ModelType, Dtype: c.Dtype,
+		ContextLength: c.ContextLength, Parameters: c.Parameters, License: c.License}
 }
 
-// recordedCard reads back a card that status shows.
-func recordedCard(s *structpb.Struct) *script.Card {
-	if s == nil {
+// scriptCard reads back a card that status shows.
+func scriptCard(c *v1alpha1.Card) *script.Card {
+	if c == nil || *c == (v1alpha1.Card{}) {
 		return nil
 	}
-	c := &script.Card{
-		Architecture:  getString(s, "architecture"),
-		ModelType:     getString(s, "modelType"),
-		Dtype:         getString(s, "dtype"),
-		License:       getString(s, "license"),
-		ContextLength: int64(get(s, "contextLength").GetNumberValue()),
-		Parameters:    int64(get(s, "parameters").GetNumberValue()),
-	}
-	if cardValue(c) == nil {
-		return nil
-	}
-	return c
+	return &script.Card{Architecture: c.Architecture, ModelType: c.ModelType, Dtype: c.Dtype,
+		ContextLength: c.ContextLength, Parameters: c.Parameters, License: c.License}
 }
 
 func joinNonEmpty(sep string, parts ...string) string {

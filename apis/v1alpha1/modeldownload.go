@@ -207,13 +207,13 @@ type Settings struct {
 type ModelDownloadStatus struct {
 	// Pending are the models whose download has not finished.
 	// +optional
-	Pending []string `json:"pending,omitempty"`
+	Pending []string `json:"pending"`
 	// Completed are the models on disk.
 	// +optional
-	Completed []string `json:"completed,omitempty"`
+	Completed []string `json:"completed"`
 	// Failed are the models whose download failed or whose spec is invalid.
 	// +optional
-	Failed []string `json:"failed,omitempty"`
+	Failed []string `json:"failed"`
 	// Progress is the models downloaded out of all models, such as 1/2.
 	// +optional
 	Progress string `json:"progress,omitempty"`
