@@ -97,7 +97,7 @@ func readPeers(peers []*structpb.Struct, self identity, pvc string) directories 
 				xrName:   name,
 				content:  content,
 				describe: describeContent(m),
-				running:  ok && rec.Phase == phaseRunning && rec.ContentHash == content,
+				running:  ok && rec.state == stateRunning && rec.ContentHash == content,
 			})
 		}
 	}

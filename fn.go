@@ -134,17 +134,20 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	b.scriptMap = scriptName(who, spec.StoragePVC)
 	b.progressMap = progressName(who)
 	c := &composer{
-		observation: &o,
-		builder:     b,
-		envelope:    env,
-		token:       token,
-		storage:     storage,
-		xrDigest:    hashXR(&spec, who, b.cpu, b.memory, env.apiVersion),
-		retry:       o.xr.annotations[annotationRetry],
-		dirs:        readPeers(o.peers, o.xr, spec.StoragePVC),
-		self:        dirUser{name: base, created: o.xr.created, xrName: o.xr.name},
-		queue:       newDownloadQueue(spec.StoragePVC, storage.oneAtATime, spec.Settings.MaxParallel),
-		desired:     map[string]*resource.DesiredComposed{},
+		callFacts: callFacts{
+			observation: &o,
+			builder:     b,
+			token:       token,
+			storage:     storage,
+			xrDigest:    hashXR(&spec, who, b.cpu, b.memory, env.apiVersion),
+			retry:       o.xr.annotations[annotationRetry],
+			dirs:        readPeers(o.peers, o.xr, spec.StoragePVC),
+			self:        dirUser{name: base, created: o.xr.created, xrName: o.xr.name},
+			objectMode:  env.object,
+		},
+		envelope: env,
+		queue:    newDownloadQueue(spec.StoragePVC, storage.oneAtATime, spec.Settings.MaxParallel),
+		desired:  map[string]*resource.DesiredComposed{},
 	}
 	if plat.MaxActivePerNamespace > 0 {
 		c.queue.namespace = share(int(plat.MaxActivePerNamespace), readNamespaceJobs(required[requirementNamespaceJobs]),
@@ -226,7 +229,7 @@ func report(rsp *fnv1.RunFunctionResponse, name string, spec *xrSpec, models []m
 	s, reason, msg := summary(models)
 	condition(rsp, conditionDownloaded, s, reason, msg)
 	for _, m := range models {
-		if m.Phase == phaseFailed && m.Hash != "" {
+		if m.state == stateFailed {
 			response.Warning(rsp, errors.Errorf("model %s failed: %s (to try again as it is: kubectl annotate --overwrite modeldownload %s %s=<a new value>)",
 				m.Name, orDefault(m.Message, "no reason given"), name, annotationRetry)).TargetCompositeAndClaim()
 		}
@@ -295,7 +298,7 @@ func condition(rsp *fnv1.RunFunctionResponse, typ string, s fnv1.Status, reason,
 
 func anyUnsettled(models []modelStatus) bool {
 	for _, m := range models {
-		if m.Phase == phasePending || m.Phase == phaseRunning {
+		if !m.state.terminal() {
 			return true
 		}
 	}

@@ -417,7 +417,7 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		// A completion kept from the record (an upgrade of the function
 		// changes every hash but not the intent) is one of the same intent:
 		// what the user or the platform changed is never hidden by memory.
-		byRecord := hasRec && rec.Phase == phaseCompleted && rec.Hash == hash && recordedPVC(req.GetObserved().GetComposite().GetResource()) == pvcUID &&
+		byRecord := hasRec && rec.state == stateCompleted && rec.Hash == hash && recordedPVC(req.GetObserved().GetComposite().GetResource()) == pvcUID &&
 			(rec.IntentHash == "" || rec.IntentHash == getString(m, "intentHash"))
 		if !byJob && !byRecord {
 			t.Fatalf("model %s is Completed under hash %q, but no Job of that hash completed and no completion of it under this intent on PVC %q was recorded", name, hash, pvcUID)
@@ -435,11 +435,11 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		}
 		model, hash := getString(res, "metadata", "annotations", annotationModel), getString(res, "metadata", "labels", labelSpecHash)
 		rec, ok := recorded[model]
-		if !ok || rec.Hash != hash || !terminal(rec.Phase) {
+		if !ok || rec.Hash != hash || !rec.state.terminal() {
 			continue
 		}
 		if s := observed[model+"@"+hash]; !s.alive || objects {
-			t.Fatalf("model %s: the Job of a finished attempt (%s, hash %s) is desired again", model, rec.Phase, hash)
+			t.Fatalf("model %s: the Job of a finished attempt (%s, hash %s) is desired again", model, rec.state.phase(), hash)
 		}
 	}
 }

@@ -138,7 +138,7 @@ func downloaded(models []modelStatus) string {
 	var done, total int64
 	for _, m := range models {
 		switch {
-		case m.Phase == phaseCompleted && m.summary != nil:
+		case m.state == stateCompleted && m.summary != nil:
 			done += m.summary.Bytes
 			total += m.summary.Bytes
 		case m.progress != nil:

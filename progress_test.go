@@ -141,7 +141,7 @@ func TestFinishedModelShowsNoProgress(t *testing.T) {
 func TestStatusShowsProgressOnlyWhileDownloading(t *testing.T) {
 	p := &script.Progress{Bytes: 1, TotalBytes: 2, Files: 1, TotalFiles: 2, Updated: "2026-11-26T10:00:15Z"}
 	for phase, want := range map[string]bool{phasePending: true, phaseRunning: true, phaseCompleted: false, phaseFailed: false} {
-		st := statusValue([]modelStatus{{Name: "org/alpha", Phase: phase, progress: p}}, testPVCUID)
+		st := statusValue([]modelStatus{{Name: "org/alpha", state: phaseState(phase), progress: p}}, testPVCUID)
 		if _, got := st["models"].([]any)[0].(map[string]any)["progress"]; got != want {
 			t.Errorf("a %s model: progress in its status entry %v, want %v", phase, got, want)
 		}

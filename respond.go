@@ -40,7 +40,7 @@ func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desire
 	// The XR is Ready only when every model is on disk.
 	xr.Ready = resource.ReadyTrue
 	for _, m := range models {
-		if m.Phase != phaseCompleted {
+		if m.state != stateCompleted {
 			xr.Ready = resource.ReadyFalse
 			break
 		}

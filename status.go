@@ -37,7 +37,9 @@ type modelStatus struct {
 	// Hash names the Job of the current attempt; Attempt numbers it.
 	Hash    string
 	Attempt int64
-	Phase   string
+	// state is where the model stands (decide.go); status shows its phase.
+	// A recorded entry's is what its phase says (phaseState).
+	state   modelState
 	Message string
 	Path    string
 	// ContentHash says what the Job puts on disk: while the token is
@@ -115,7 +117,7 @@ func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
 			Name:        e.Name,
 			JobName:     e.JobName,
 			Hash:        e.Hash,
-			Phase:       e.Phase,
+			state:       phaseState(e.Phase),
 			Message:     e.Message,
 			Path:        e.Path,
 			ContentHash: e.ContentHash,
@@ -160,7 +162,7 @@ func statusValue(models []modelStatus, pvcUID string) map[string]any {
 	}
 	for i := range models {
 		m := &models[i]
-		switch m.Phase {
+		switch m.state.phase() {
 		case phaseCompleted:
 			st.Completed = append(st.Completed, m.Name)
 		case phaseFailed:
@@ -184,17 +186,17 @@ func statusValue(models []modelStatus, pvcUID string) map[string]any {
 // only in the phases it speaks of.
 func (m *modelStatus) api() v1alpha1.ModelStatus {
 	e := v1alpha1.ModelStatus{
-		Name: m.Name, JobName: m.JobName, Hash: m.Hash, Attempt: m.Attempt, Phase: m.Phase, Message: m.Message,
+		Name: m.Name, JobName: m.JobName, Hash: m.Hash, Attempt: m.Attempt, Phase: m.state.phase(), Message: m.Message,
 		Path: m.Path, ContentHash: m.ContentHash, IntentHash: m.IntentHash, Queue: string(m.Queue),
 	}
-	if m.Phase == phaseFailed {
+	if m.state == stateFailed {
 		e.Retry = m.Retry
 	}
-	if p := m.progress; p != nil && !terminal(m.Phase) {
+	if p := m.progress; p != nil && !m.state.terminal() {
 		e.Progress = &v1alpha1.Progress{Bytes: p.Bytes, TotalBytes: p.TotalBytes, Files: p.Files, TotalFiles: p.TotalFiles,
 			BytesPerSecond: p.BytesPerSecond, ETASeconds: p.ETASeconds, Updated: p.Updated}
 	}
-	if s := m.summary; s != nil && m.Phase == phaseCompleted {
+	if s := m.summary; s != nil && m.state == stateCompleted {
 		e.Commit = s.Commit
 		e.Files, e.Bytes, e.DurationSeconds, e.Verified = &s.Files, &s.Bytes, &s.Seconds, &s.Verified
 		e.Card = apiCard(s.Card)
@@ -208,9 +210,9 @@ func summary(models []modelStatus) (fnv1.Status, string, string) {
 	var failed, waiting, queued []string
 	for _, m := range models {
 		switch {
-		case m.Phase == phaseCompleted:
+		case m.state == stateCompleted:
 			done++
-		case m.Phase == phaseFailed:
+		case m.state.terminal():
 			failed = append(failed, m.Name)
 		case isQueued(m):
 			queued = append(queued, m.Name)
@@ -237,9 +239,7 @@ func summary(models []modelStatus) (fnv1.Status, string, string) {
 }
 
 // isQueued: the model waits for a download slot (queue.go).
-func isQueued(m modelStatus) bool {
-	return m.Phase == phasePending && m.Queue != ""
-}
+func isQueued(m modelStatus) bool { return m.state == stateQueued }
 
 func validSummary(s script.Summary) bool {
 	return len(s.Commit) <= 64 && strings.IndexFunc(s.Commit, notHex) < 0 && s.Files >= 0 && s.Bytes >= 0 && s.Seconds >= 0 &&

@@ -1,0 +1,432 @@
+package main
+
+import (
+	"fmt"
+)
+
+// The state machine of one model. decide is a pure function: from the facts
+// of a call (what Crossplane observed and fetched, what status recorded) to
+// the model's state, its current attempt, the Jobs it keeps as observed and
+// whether the current attempt's Job is composed. The composer (plan.go) does
+// what a decision says, and the queue (queue.go) admits the models that want
+// to start a Job, in spec order. What status promises (the README's "What
+// status promises") is decided here:
+//
+//   - A model is Completed only if a Job of the current attempt completed on
+//     the current volume, or the recorded completion names that attempt. An
+//     attempt's Job name is its own (jobHash): a spec that comes back to an
+//     earlier value, a Job killed or lost mid-run, and a retry each start a
+//     new attempt, so an old Job, orphaned or lingering, is never taken for
+//     the current one.
+//   - Completed and Failed are remembered: a finished Job that its TTL (or
+//     anyone) removed is not made again for the same attempt.
+//   - Nothing is hidden while the function waits (token unreadable, PVC
+//     missing, directory taken): a model whose content or volume changed is
+//     not Completed.
+
+// modelState is where a model stands. Its phase in status, whether it is
+// settled and whether the XR may be Ready follow from it alone.
+type modelState int
+
+const (
+	// stateInvalid: the model's spec is invalid; it is skipped.
+	stateInvalid modelState = iota + 1
+	// stateWaitingForStorage: the PVC is not there (or not bound) yet.
+	stateWaitingForStorage
+	// stateBlocked: an older ModelDownload puts other content into the
+	// model's directory.
+	stateBlocked
+	// stateWaitingForToken: the token is unreadable and no Job of the
+	// model's spec exists.
+	stateWaitingForToken
+	// stateWaiting: a new Job cannot start yet: the script's ConfigMap or
+	// the pods' ServiceAccount is not there, a Job of the model is being
+	// deleted, or another ModelDownload downloads the same content into
+	// the directory.
+	stateWaiting
+	// stateQueued: a new Job could start, but a limit holds it back.
+	stateQueued
+	// stateStarting: the Job is composed, no pod of it runs yet.
+	stateStarting
+	stateRunning
+	stateCompleted
+	stateFailed
+)
+
+// phase is the state as status.models[].phase shows it.
+func (s modelState) phase() string {
+	switch s {
+	case stateRunning:
+		return phaseRunning
+	case stateCompleted:
+		return phaseCompleted
+	case stateFailed, stateInvalid:
+		return phaseFailed
+	default:
+		return phasePending
+	}
+}
+
+// jobState is the state a Job of the current attempt puts a model in, by
+// the Job's phase (jobPhase).
+func jobState(phase string) modelState {
+	switch phase {
+	case phaseRunning:
+		return stateRunning
+	case phaseCompleted:
+		return stateCompleted
+	case phaseFailed:
+		return stateFailed
+	default:
+		return stateStarting
+	}
+}
+
+// terminal: the model's download ended, as it will stay.
+func (s modelState) terminal() bool { return terminal(s.phase()) }
+
+// phaseState is what a recorded phase says of a model: how its download
+// ended, that it ran, or that it waited (0 for what is no phase).
+func phaseState(phase string) modelState {
+	switch phase {
+	case phasePending:
+		return stateWaiting
+	case phaseRunning:
+		return stateRunning
+	case phaseCompleted:
+		return stateCompleted
+	case phaseFailed:
+		return stateFailed
+	}
+	return 0
+}
+
+// callFacts are the facts every model of a call shares.
+type callFacts struct {
+	*observation
+	builder    *jobBuilder
+	token      tokenState
+	storage    storageState
+	xrDigest   []byte
+	dirs       directories
+	self       dirUser
+	retry      string
+	objectMode bool
+	// prerequisite says why no new Job may start yet, whatever the model:
+	// the script's ConfigMap or the pods' ServiceAccount is not there.
+	prerequisite string
+}
+
+// attempt is one try at a model's spec: its number and the hash that names
+// its Job.
+type attempt struct {
+	number int64
+	hash   string
+}
+
+// decision is what the function does about one model.
+type decision struct {
+	// status is the model's entry; status.state says where it stands.
+	status modelStatus
+	// attempt is the current attempt, and job its Job as observed (nil:
+	// none yet).
+	attempt attempt
+	job     *seenJob
+	// compose: the current attempt's Job is composed as the function
+	// builds it (a new one when job is nil). Then hashes are the model's.
+	compose bool
+	hashes  modelHashes
+	// keep are observed Jobs composed again as they are.
+	keep []*seenJob
+	// conflicts are the notes on the model's directory, for the
+	// DirectoryConflict condition.
+	conflicts []string
+}
+
+// wantsSlot: the decision starts a new Job, which the queue may hold back.
+func (d *decision) wantsSlot() bool { return d.compose && d.job == nil }
+
+// queued holds a model back that wanted to start a Job.
+func (d *decision) queued(limit queueLimit, why string) {
+	d.compose = false
+	d.status.state, d.status.Message, d.status.Queue, d.status.progress = stateQueued, why, limit, nil
+}
+
+// decide is the one decision about model m (rec, hasRec: its recorded
+// status).
+func (f *callFacts) decide(m *modelSpec, rec modelStatus, hasRec bool) decision {
+	if len(m.errs) > 0 {
+		return decision{status: modelStatus{Name: m.Name, state: stateInvalid, Message: joinErrors(m.errs)}}
+	}
+	path := f.builder.localDir(m)
+	if !f.storage.ready() {
+		// No volume, so nothing is Completed; the Jobs the model has stay.
+		return decision{
+			status: modelStatus{Name: m.Name, Path: path, state: stateWaitingForStorage, Message: f.storage.problem,
+				Attempt: f.lastAttempt(m, rec)},
+			keep: f.jobs[m.Name],
+		}
+	}
+
+	h := hashModel(m, f.xrDigest, f.builder.platform, f.token.digest)
+	self := f.self
+	self.content, self.describe = h.content, describeContent(m)
+	verdict := f.dirs.judge(self, m.Name)
+	notes := verdict.notes(m.Name, f.builder.spec.StoragePVC, self)
+	if verdict.blockedBy != nil {
+		// Not this one's directory: no Job, and the Jobs it had go.
+		return decision{
+			status: modelStatus{Name: m.Name, Path: path, state: stateBlocked, Message: "directory conflict: " + notes[0],
+				ContentHash: h.content, IntentHash: h.intent, Attempt: f.lastAttempt(m, rec)},
+			conflicts: notes,
+		}
+	}
+	var d decision
+	switch {
+	case !f.token.usable():
+		d = f.withoutToken(m, h, rec)
+	default:
+		var kept bool
+		if d, kept = f.acrossUpgrade(m, h, rec, hasRec); !kept {
+			d = f.current(m, h, rec, hasRec, verdict)
+		}
+	}
+	// A kept record says where its files are.
+	d.status.Path = orDefault(d.status.Path, path)
+	d.conflicts = notes
+	return d
+}
+
+// current decides on the current attempt (attemptFor): its recorded outcome
+// when its Job is gone, the Job as observed, or a new Job once nothing
+// stands in the way.
+func (f *callFacts) current(m *modelSpec, h modelHashes, rec modelStatus, hasRec bool, verdict dirVerdict) decision {
+	a := f.attemptFor(m, h, rec, hasRec)
+	d := decision{
+		attempt: a,
+		hashes:  h,
+		job:     f.byKey[resourceKey(m.Name, a.hash)],
+		status: modelStatus{
+			Name:        m.Name,
+			JobName:     jobName(f.builder.nameBase, m.Name, a.hash),
+			Hash:        a.hash,
+			Attempt:     a.number,
+			ContentHash: h.content,
+			IntentHash:  h.intent,
+		},
+	}
+	sameAttempt := hasRec && rec.Hash == a.hash
+	if oj := d.job; sameAttempt && rec.state.terminal() && (oj == nil || oj.deleting || f.objectMode) {
+		// The Job is gone (its TTL, or anyone), going, or, in Object mode,
+		// left to its TTL: provider-kubernetes would make a deleted Job
+		// again while its Object manages it, so the Object goes once the
+		// outcome is recorded (desireJob made it observe only). Status
+		// is the memory: the model stays as it ended and no Job comes back.
+		d.job = nil
+		remembered(&d.status, rec)
+		return d
+	}
+	if d.job == nil {
+		if why := f.mustWait(m, verdict); why != "" {
+			d.status.state, d.status.Message = stateWaiting, why
+			return d
+		}
+		d.status.state = stateStarting
+	} else {
+		d.status.state, d.status.Message = jobState(d.job.phase), d.job.message
+	}
+	d.compose = true
+	f.outcome(&d.status, d.job, rec, sameAttempt)
+	return d
+}
+
+// acrossUpgrade keeps a model's recorded attempt when only the function
+// changed (its version, the script, the Job's template, the default image)
+// since it was recorded: a completed model stays completed, with its commit
+// and no new Job; one whose Job still runs (or just completed) finishes on
+// that Job, kept as it is. Anything else the user or the platform changed
+// moves the intent, and then the attempt moves on as attemptFor says. A
+// record that an older version wrote has no intent: for it, as while the
+// token is unreadable, the content and the volume decide.
+func (f *callFacts) acrossUpgrade(m *modelSpec, h modelHashes, rec modelStatus, hasRec bool) (decision, bool) {
+	if !hasRec || rec.Attempt == 0 || !isSpecHash(rec.Hash) || f.recordedPVC != f.storage.uid {
+		return decision{}, false
+	}
+	if rec.IntentHash != h.intent && (rec.IntentHash != "" || rec.ContentHash != h.content) {
+		return decision{}, false
+	}
+	oj := f.byKey[resourceKey(m.Name, rec.Hash)]
+	onJob := oj != nil && !oj.deleting && oj.phase != phaseFailed
+	// Last, as it hashes: when the function did not change either, the
+	// attempt goes on as attemptFor says.
+	if rec.state != stateCompleted && !onJob || jobHash(h.spec, rec.Attempt) == rec.Hash {
+		return decision{}, false
+	}
+	d := decision{
+		attempt: attempt{rec.Attempt, rec.Hash},
+		job:     oj,
+		status: modelStatus{
+			Name:        m.Name,
+			JobName:     jobName(f.builder.nameBase, m.Name, rec.Hash),
+			Hash:        rec.Hash,
+			Attempt:     rec.Attempt,
+			ContentHash: h.content,
+			IntentHash:  h.intent,
+		},
+	}
+	if oj != nil {
+		d.keep = []*seenJob{oj}
+	}
+	if rec.state == stateCompleted {
+		remembered(&d.status, rec)
+		return d, true
+	}
+	d.status.state, d.status.Message = jobState(oj.phase), oj.message
+	f.outcome(&d.status, oj, rec, true)
+	return d, true
+}
+
+// withoutToken starts no new Job (the token is unreadable) but keeps the
+// ones that exist: the newest Job of the current spec (the token aside) as
+// it is, and Jobs of older specs until their successor can start. A
+// recorded completion holds only for the same content on the same volume.
+func (f *callFacts) withoutToken(m *modelSpec, h modelHashes, rec modelStatus) decision {
+	why := "waiting for the Hugging Face token: " + f.token.problem
+	var current *seenJob
+	for _, oj := range f.jobs[m.Name] {
+		if oj.config != h.config || !isSpecHash(oj.hash) {
+			continue
+		}
+		if current == nil || oj.hash == rec.Hash || current.hash != rec.Hash && oj.attempt > current.attempt {
+			current = oj
+		}
+	}
+	var d decision
+	for _, oj := range f.jobs[m.Name] {
+		// Only one Job of the current spec is kept (an older token's may
+		// linger); a hand-edited spec-hash label names no Job, so such a
+		// Job is kept as one of an older spec.
+		if oj == current || oj.config != h.config || !isSpecHash(oj.hash) {
+			d.keep = append(d.keep, oj)
+		}
+	}
+	d.status = modelStatus{Name: m.Name, state: stateWaitingForToken, Message: why, ContentHash: h.content,
+		Attempt: f.lastAttempt(m, rec)}
+	if current != nil {
+		d.attempt, d.job = attempt{current.attempt, current.hash}, current
+		d.status.JobName, d.status.Hash, d.status.Attempt = jobName(f.builder.nameBase, m.Name, current.hash), current.hash, current.attempt
+		same := rec.Hash == current.hash
+		if same {
+			d.status.IntentHash = rec.IntentHash
+		}
+		if same && rec.state.terminal() && (current.deleting || f.objectMode) {
+			remembered(&d.status, rec)
+			return d
+		}
+		d.status.state = jobState(current.phase)
+		f.outcome(&d.status, current, rec, same)
+		if d.status.state != stateFailed {
+			d.status.Message = why
+		}
+		return d
+	}
+	if rec.state.terminal() && rec.Hash != "" && rec.ContentHash == h.content && f.recordedPVC == f.storage.uid {
+		// What is on disk has not changed; without the token the function
+		// cannot tell whether the token did, so it keeps what it recorded
+		// and says why nothing new starts.
+		d.status = rec
+		d.status.Message = why
+	}
+	return d
+}
+
+// attemptFor decides which attempt is current. The recorded one goes on
+// unless it failed and a retry was asked for, or its Job was killed or lost
+// before it finished; a new spec starts the attempt after every one recorded
+// or observed. With no record at all (status not written yet, or written by
+// an older version), a Job observed for this very spec is the current one.
+func (f *callFacts) attemptFor(m *modelSpec, h modelHashes, rec modelStatus, hasRec bool) attempt {
+	cur := attempt{rec.Attempt, rec.Hash}
+	state := rec.state
+	if !hasRec || rec.Attempt == 0 {
+		cur, state = attempt{}, 0
+		for _, oj := range f.jobs[m.Name] {
+			if oj.attempt > cur.number && jobHash(h.spec, oj.attempt) == oj.hash {
+				cur, state = attempt{oj.attempt, oj.hash}, jobState(oj.phase)
+			}
+		}
+	}
+	if cur.number == 0 || jobHash(h.spec, cur.number) != cur.hash {
+		n := f.lastAttempt(m, rec) + 1
+		return attempt{n, jobHash(h.spec, n)}
+	}
+	oj := f.byKey[resourceKey(m.Name, cur.hash)]
+	switch {
+	case state == stateFailed && rec.Retry != f.retry && hasRec:
+	case oj != nil && oj.deleting && !terminal(oj.phase):
+	case oj == nil && state == stateRunning:
+	default:
+		return cur
+	}
+	n := cur.number + 1
+	return attempt{n, jobHash(h.spec, n)}
+}
+
+// lastAttempt is the highest attempt recorded or observed for a model.
+func (f *callFacts) lastAttempt(m *modelSpec, rec modelStatus) int64 {
+	n := rec.Attempt
+	for _, oj := range f.jobs[m.Name] {
+		n = max(n, oj.attempt)
+	}
+	return min(n, maxAttempt-1)
+}
+
+// mustWait says why a model may not start a new Job now, if something other
+// than a queue's limit stands in the way.
+func (f *callFacts) mustWait(m *modelSpec, v dirVerdict) string {
+	for _, oj := range f.jobs[m.Name] {
+		// One writer per directory: a Job being deleted may still run.
+		if oj.deleting && !terminal(oj.phase) {
+			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", oj.manifest.GetName())
+		}
+	}
+	if w := v.waitFor; w != nil {
+		return fmt.Sprintf("ModelDownload %q is downloading the same content into this directory; waiting for it to finish", w.name)
+	}
+	return f.prerequisite
+}
+
+// remembered is a model as its recorded outcome left it.
+func remembered(st *modelStatus, rec modelStatus) {
+	st.state, st.Message, st.summary, st.Retry = rec.state, rec.Message, rec.summary, rec.Retry
+}
+
+// outcome adds what the pods of the model's Job reported: the summary of a
+// completion, the reason of a failure; and, while it runs, its progress.
+func (f *callFacts) outcome(st *modelStatus, oj *seenJob, rec modelStatus, sameAttempt bool) {
+	var r podReport
+	if oj != nil && oj.job != nil && oj.job.UID != "" {
+		r = f.reports[string(oj.job.UID)]
+	}
+	switch st.state {
+	case stateCompleted:
+		if r.summary != nil {
+			st.summary = r.summary
+		} else if sameAttempt {
+			// The pod is gone; what it reported stays recorded.
+			st.summary = rec.summary
+		}
+	case stateFailed:
+		if r.failure != "" {
+			st.Message = joinNonEmpty("; ", f.token.scrub(r.failure), "Job "+st.Message)
+		} else if sameAttempt && rec.state == stateFailed {
+			st.Message = rec.Message
+		}
+		st.Retry = f.retry
+		if sameAttempt && rec.state == stateFailed {
+			st.Retry = rec.Retry
+		}
+	default:
+		st.progress = readProgress(f.progress, st)
+	}
+}

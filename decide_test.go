@@ -1,0 +1,181 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/script"
+)
+
+// TestDecideTransitions is the state machine of one model as a table: from
+// the facts of a call (the recorded status, the observed Jobs, the token,
+// the volume, the directory, the ConfigMap) to the state, the attempt, and
+// what is composed: the current attempt's Job (anew, or as observed) and the
+// Jobs kept as they are. The simulator and the promise tests drive the same
+// decisions through whole calls.
+func TestDecideTransitions(t *testing.T) {
+	spec := &xrSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "pvc"}}
+	m := &modelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2}}
+	plat, errs := resolvePlatform(&v1beta1.Input{})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	b := newJobBuilder("md", "ns", spec, plat)
+	token := tokenState{digest: tokenDigest([]byte("hf_token"))}
+	xrDigest := hashXR(spec, owner{namespace: "ns", name: "md", xrUID: "uid", pvcUID: "vol"}, b.cpu, b.memory, "")
+	h := hashModel(m, xrDigest, plat, token.digest)
+	hashOf := func(n int64) string { return jobHash(h.spec, n) }
+
+	// job is attempt n of the current spec, observed in phase.
+	job := func(n int64, phase string, mods ...func(*seenJob)) *seenJob {
+		j := &seenJob{
+			key: resourceKey(m.Name, hashOf(n)), model: m.Name, config: h.config, hash: hashOf(n), attempt: n, phase: phase,
+			manifest: &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": jobName("md", m.Name, hashOf(n))}}},
+			job:      &batchv1.Job{ObjectMeta: metav1.ObjectMeta{UID: types.UID("uid-" + itoa(n))}},
+		}
+		for _, mod := range mods {
+			mod(j)
+		}
+		return j
+	}
+	deleting := func(j *seenJob) { j.deleting = true }
+	ofAnotherToken := func(j *seenJob) {
+		j.config, j.hash, j.key = "0ther0c0nf1g", "abcdef0123", resourceKey(m.Name, "abcdef0123")
+	}
+	// rec is the recorded entry of attempt n.
+	rec := func(n int64, phase string) modelStatus {
+		return modelStatus{Name: m.Name, Hash: hashOf(n), Attempt: n, state: phaseState(phase), ContentHash: h.content, IntentHash: h.intent,
+			summary: &script.Summary{Commit: "c0ffee"}}
+	}
+	olderPeer := directories{m.Name: {{name: "older", created: "2000-01-01T00:00:00Z", xrName: "older", content: "other"}}}
+	sameContentRunning := directories{m.Name: {{name: "older", created: "2000-01-01T00:00:00Z", xrName: "older", content: h.content, running: true}}}
+
+	// want is what a decision comes to: the job and keep fields name Jobs
+	// by their attempt (0: none).
+	type want struct {
+		state   modelState
+		attempt int64
+		compose bool
+		job     int64
+		keep    []int64
+	}
+	cases := []struct {
+		name    string
+		invalid bool
+		facts   func(*callFacts)
+		rec     *modelStatus
+		jobs    []*seenJob
+		want    want
+	}{
+		{name: "NewModelStarts", want: want{state: stateStarting, attempt: 1, compose: true}},
+		{name: "ItsJobRuns", jobs: []*seenJob{job(1, phaseRunning)},
+			want: want{state: stateRunning, attempt: 1, compose: true, job: 1}},
+		{name: "ItsJobCompletes", rec: new(rec(1, phaseRunning)), jobs: []*seenJob{job(1, phaseCompleted)},
+			want: want{state: stateCompleted, attempt: 1, compose: true, job: 1}},
+		{name: "ItsJobFails", rec: new(rec(1, phaseRunning)), jobs: []*seenJob{job(1, phaseFailed)},
+			want: want{state: stateFailed, attempt: 1, compose: true, job: 1}},
+		{name: "CompletedStaysWhenTheTTLDeletedItsJob", rec: new(rec(1, phaseCompleted)),
+			want: want{state: stateCompleted, attempt: 1}},
+		{name: "CompletedStaysWhileTheTTLDeletesItsJob", rec: new(rec(1, phaseCompleted)), jobs: []*seenJob{job(1, phaseCompleted, deleting)},
+			want: want{state: stateCompleted, attempt: 1}},
+		{name: "FailedStaysWhenItsJobIsGone", rec: new(rec(1, phaseFailed)),
+			want: want{state: stateFailed, attempt: 1}},
+		{name: "ARetryStartsTheNextAttempt", rec: new(rec(1, phaseFailed)), facts: func(f *callFacts) { f.retry = "again" },
+			want: want{state: stateStarting, attempt: 2, compose: true}},
+		{name: "AJobLostMidRunStartsTheNextAttempt", rec: new(rec(1, phaseRunning)),
+			want: want{state: stateStarting, attempt: 2, compose: true}},
+		{name: "AJobKilledMidRunIsWaitedFor", rec: new(rec(1, phaseRunning)), jobs: []*seenJob{job(1, phaseRunning, deleting)},
+			want: want{state: stateWaiting, attempt: 2}},
+		{name: "ANewSpecStartsTheNextAttempt", rec: &modelStatus{Name: m.Name, Hash: "0123456789", Attempt: 3, state: stateCompleted, ContentHash: "other", IntentHash: "other"},
+			want: want{state: stateStarting, attempt: 4, compose: true}},
+		{name: "InObjectModeACompletedJobIsLeftToItsTTL", rec: new(rec(1, phaseCompleted)), jobs: []*seenJob{job(1, phaseCompleted)},
+			facts: func(f *callFacts) { f.objectMode = true }, want: want{state: stateCompleted, attempt: 1}},
+		{name: "AnUpgradeKeepsACompletion", rec: &modelStatus{Name: m.Name, Hash: "0123456789", Attempt: 1, state: stateCompleted, ContentHash: h.content, IntentHash: h.intent},
+			want: want{state: stateCompleted, attempt: 1}},
+		{name: "InvalidModel", invalid: true, want: want{state: stateInvalid}},
+		{name: "NoVolumeKeepsItsJobs", rec: new(rec(1, phaseCompleted)), jobs: []*seenJob{job(1, phaseRunning)},
+			facts: func(f *callFacts) { f.storage.problem = "no PVC" }, want: want{state: stateWaitingForStorage, attempt: 1, keep: []int64{1}}},
+		{name: "AnOlderModelDownloadsDirectoryBlocks", jobs: []*seenJob{job(1, phaseRunning)},
+			facts: func(f *callFacts) { f.dirs = olderPeer }, want: want{state: stateBlocked, attempt: 1}},
+		{name: "TheSameContentDownloadingElsewhereIsWaitedFor", facts: func(f *callFacts) { f.dirs = sameContentRunning },
+			want: want{state: stateWaiting, attempt: 1}},
+		{name: "NoScriptYet", facts: func(f *callFacts) { f.prerequisite = "waiting for the ConfigMap" },
+			want: want{state: stateWaiting, attempt: 1}},
+		{name: "NoTokenNoJob", facts: func(f *callFacts) { f.token.problem = "no Secret" },
+			want: want{state: stateWaitingForToken}},
+		{name: "NoTokenItsJobRunsOn", jobs: []*seenJob{job(1, phaseRunning)}, facts: func(f *callFacts) { f.token.problem = "no Secret" },
+			want: want{state: stateRunning, attempt: 1, job: 1, keep: []int64{1}}},
+		{name: "NoTokenAnOlderTokensJobRunsOn", jobs: []*seenJob{job(1, phaseRunning, ofAnotherToken)}, facts: func(f *callFacts) { f.token.problem = "no Secret" },
+			want: want{state: stateWaitingForToken, attempt: 1, keep: []int64{1}}},
+		{name: "NoTokenACompletionOnTheVolumeHolds", rec: new(rec(1, phaseCompleted)), facts: func(f *callFacts) { f.token.problem = "no Secret" },
+			want: want{state: stateCompleted, attempt: 1}},
+		{name: "NoTokenACompletionOnAnotherVolumeDoesNot", rec: new(rec(1, phaseCompleted)),
+			facts: func(f *callFacts) { f.token.problem, f.recordedPVC = "no Secret", "old-vol" }, want: want{state: stateWaitingForToken, attempt: 1}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := &observation{jobs: map[string][]*seenJob{}, byKey: map[string]*seenJob{}, recordedPVC: "vol"}
+			for _, j := range c.jobs {
+				o.jobs[m.Name] = append(o.jobs[m.Name], j)
+				o.byKey[j.key] = j
+			}
+			f := &callFacts{observation: o, builder: b, token: token, storage: storageState{uid: "vol"}, xrDigest: xrDigest,
+				self: dirUser{name: "md", created: "2010-01-01T00:00:00Z", xrName: "md"}}
+			model := *m
+			if c.invalid {
+				model.errs = field.ErrorList{field.Invalid(modelsPath.Index(0).Child("revision"), "-x", "must not start with '-'")}
+			}
+			if c.facts != nil {
+				c.facts(f)
+			}
+			var r modelStatus
+			if c.rec != nil {
+				r = *c.rec
+			}
+			d := f.decide(&model, r, c.rec != nil)
+
+			got := want{state: d.status.state, attempt: d.status.Attempt, compose: d.compose}
+			if d.job != nil {
+				got.job = d.job.attempt
+			}
+			for _, k := range d.keep {
+				got.keep = append(got.keep, k.attempt)
+			}
+			if diff := cmp.Diff(c.want, got, cmp.AllowUnexported(want{})); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+			if d.compose && d.status.Hash != hashOf(d.attempt.number) {
+				t.Errorf("composes attempt %d under hash %q, want %q", d.attempt.number, d.status.Hash, hashOf(d.attempt.number))
+			}
+			if d.wantsSlot() != (d.compose && c.want.job == 0) {
+				t.Errorf("wants a slot: %v, want it exactly when it starts a new Job", d.wantsSlot())
+			}
+		})
+	}
+}
+
+// TestStatesRender: every state shows as one phase, and only a completed
+// model lets the XR be Ready.
+func TestStatesRender(t *testing.T) {
+	want := map[modelState]string{
+		stateInvalid: phaseFailed, stateWaitingForStorage: phasePending, stateBlocked: phasePending,
+		stateWaitingForToken: phasePending, stateWaiting: phasePending, stateQueued: phasePending,
+		stateStarting: phasePending, stateRunning: phaseRunning, stateCompleted: phaseCompleted, stateFailed: phaseFailed,
+	}
+	for s := stateInvalid; s <= stateFailed; s++ {
+		if got := s.phase(); got != want[s] {
+			t.Errorf("state %d shows as %q, want %q", s, got, want[s])
+		}
+	}
+	if len(want) != int(stateFailed) {
+		t.Errorf("the table covers %d states of %d", len(want), stateFailed)
+	}
+}
