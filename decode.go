@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -98,7 +100,8 @@ func (d *decoder) object(p *field.Path, v *structpb.Value, s *schema, out reflec
 	given := obj.GetFields()
 	fields := fieldsOf(out.Type())
 	if d.strict {
-		for name := range given {
+		// In name order: the same spec gets the same message every time.
+		for _, name := range slices.Sorted(maps.Keys(given)) {
 			if !skip[name] && !hasField(fields, name) {
 				d.errs = append(d.errs, field.Forbidden(p.Child(name), "unknown field (field names are case-sensitive)"))
 			}
