@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/structpb"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -355,7 +356,8 @@ func TestOldScriptStaysWhileMounted(t *testing.T) {
 }
 
 // checkManifests fails unless manifest makes, for every valid model of spec, in order, what
-// asUnstructured(build(...)) makes: the same map, key for key.
+// asUnstructured(build(...)) makes: the same map, key for key; and unless their protobuf,
+// converted by one sharingConverter as a response's are, is what structpb makes of each.
 func checkManifests(t *testing.T, spec *xrSpec, plat *platform, colocate bool) {
 	t.Helper()
 	b := newJobBuilder("md", "ns", spec, plat)
@@ -363,6 +365,7 @@ func checkManifests(t *testing.T, spec *xrSpec, plat *platform, colocate bool) {
 	if colocate {
 		b.colocate()
 	}
+	conv := newSharingConverter()
 	for i := range spec.Models {
 		m := &spec.Models[i]
 		if len(m.errs) > 0 {
@@ -371,9 +374,48 @@ func checkManifests(t *testing.T, spec *xrSpec, plat *platform, colocate bool) {
 		h := modelHashes{content: "content" + itoa(int64(i)), config: "config" + itoa(int64(i)), spec: "spec"}
 		a := attempt{int64(i + 1), "hash" + itoa(int64(i))}
 		want := asUnstructured(b.build(m, "job-"+itoa(int64(i)), h, a))
-		if diff := cmp.Diff(want.Object, b.manifest(m, "job-"+itoa(int64(i)), h, a).Object); diff != "" {
+		got := b.manifest(m, "job-"+itoa(int64(i)), h, a)
+		if diff := cmp.Diff(want.Object, got.Object); diff != "" {
 			t.Fatalf("model %d (%s): manifest differs from the typed Job (-typed +manifest):\n%s", i, m.Name, diff)
 		}
+		wantPB, err := structpb.NewStruct(want.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotPB, err := conv.structOf(got.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(wantPB, gotPB, protocmp.Transform()); diff != "" {
+			t.Fatalf("model %d (%s): the shared protobuf differs from structpb's (-structpb +shared):\n%s", i, m.Name, diff)
+		}
+	}
+}
+
+// TestSharingConverterIsNewValue: whatever a value shares with another, the sharing converter
+// makes of it what structpb.NewValue does, and refuses what it refuses.
+func TestSharingConverterIsNewValue(t *testing.T) {
+	shared := map[string]any{"a": []any{"x", int64(1), 2.5, true, nil}, "empty": map[string]any{}}
+	list := []any{shared, "y"}
+	for name, v := range map[string]any{
+		"Nested":           map[string]any{"one": shared, "two": shared, "list": list, "prefix": list[:1], "none": []any{}, "null": nil},
+		"EmptyListsApart":  map[string]any{"a": []any{}, "b": make([]any, 0, 4)},
+		"ListOfShared":     []any{shared, shared, list, list},
+		"Scalars":          []any{"s", 1, int32(2), int64(3), uint(4), float32(1.5), 2.5, false},
+		"NilMapAndList":    map[string]any{"m": map[string]any(nil), "l": []any(nil)},
+		"InvalidUTF8Value": map[string]any{"k": "\xff"},
+		"InvalidUTF8Key":   map[string]any{"\xff": "v"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			want, wantErr := structpb.NewValue(v)
+			got, gotErr := newSharingConverter().value(v)
+			if (wantErr != nil) != (gotErr != nil) {
+				t.Fatalf("error %v, want %v", gotErr, wantErr)
+			}
+			if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+				t.Errorf("(-structpb +shared):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/crossplane/function-sdk-go/errors"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"github.com/crossplane/function-sdk-go/request"
 	"github.com/crossplane/function-sdk-go/resource"
@@ -14,11 +15,7 @@ import (
 // status the function owns joins the desired XR's.
 
 func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desired map[string]*resource.DesiredComposed, models []modelStatus, pvcUID string) error {
-	named := make(map[resource.Name]*resource.DesiredComposed, len(desired))
-	for k, d := range desired {
-		named[resource.Name(k)] = d
-	}
-	if err := response.SetDesiredComposedResources(rsp, named); err != nil {
+	if err := setDesiredComposed(rsp, desired); err != nil {
 		return err
 	}
 
@@ -46,4 +43,31 @@ func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desire
 		}
 	}
 	return response.SetDesiredCompositeResource(rsp, xr)
+}
+
+// setDesiredComposed is the SDK's response.SetDesiredComposedResources,
+// converting what the Jobs share once (sharingConverter).
+func setDesiredComposed(rsp *fnv1.RunFunctionResponse, desired map[string]*resource.DesiredComposed) error {
+	if rsp.GetDesired() == nil {
+		rsp.Desired = &fnv1.State{}
+	}
+	if rsp.GetDesired().GetResources() == nil {
+		rsp.Desired.Resources = make(map[string]*fnv1.Resource, len(desired))
+	}
+	conv := newSharingConverter()
+	for k, d := range desired {
+		s, err := conv.structOf(d.Resource.UnstructuredContent())
+		if err != nil {
+			return errors.Wrapf(err, "cannot convert the desired resource %q", k)
+		}
+		r := &fnv1.Resource{Resource: s, Ready: fnv1.Ready_READY_UNSPECIFIED}
+		switch d.Ready {
+		case resource.ReadyFalse:
+			r.Ready = fnv1.Ready_READY_FALSE
+		case resource.ReadyTrue:
+			r.Ready = fnv1.Ready_READY_TRUE
+		}
+		rsp.Desired.Resources[k] = r
+	}
+	return nil
 }
