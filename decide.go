@@ -387,7 +387,7 @@ func (f *callFacts) mustWait(m *modelSpec, v dirVerdict) string {
 	for _, oj := range f.jobs[m.Name] {
 		// One writer per directory: a Job being deleted may still run.
 		if oj.deleting && !terminal(oj.phase) {
-			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", oj.manifest.GetName())
+			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", oj.name())
 		}
 	}
 	if w := v.waitFor; w != nil {

@@ -6,7 +6,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -38,7 +37,7 @@ func TestDecideTransitions(t *testing.T) {
 	job := func(n int64, phase string, mods ...func(*seenJob)) *seenJob {
 		j := &seenJob{
 			key: resourceKey(m.Name, hashOf(n)), model: m.Name, config: h.config, hash: hashOf(n), attempt: n, phase: phase,
-			manifest: &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": jobName("md", m.Name, hashOf(n))}}},
+			manifest: mustStruct("metadata: {name: " + jobName("md", m.Name, hashOf(n)) + "}"),
 			job:      &batchv1.Job{ObjectMeta: metav1.ObjectMeta{UID: types.UID("uid-" + itoa(n))}},
 		}
 		for _, mod := range mods {

@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -129,7 +127,7 @@ func sameHashes(t *testing.T, job, like *structpb.Struct) *structpb.Struct {
 		// The script's ConfigMap and the pods' ServiceAccount are named after
 		// the XR, whose uid differs.
 		func(s *structpb.Struct) string {
-			return (&seenJob{manifest: &unstructured.Unstructured{Object: s.AsMap()}}).scriptMap()
+			return (&seenJob{manifest: s}).scriptMap()
 		},
 		func(s *structpb.Struct) string { return getString(s, "spec", "template", "spec", "serviceAccountName") },
 	} {

@@ -4,11 +4,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
@@ -66,12 +66,10 @@ type observation struct {
 // Crossplane observed it.
 type seenJob struct {
 	key string
-	// composed is what Crossplane observed under key: the Job, or the Object
-	// carrying it. manifest is what was applied: the Job, or the Object's
-	// spec.forProvider.manifest; both are kept as they are, to be applied
-	// again unchanged.
-	composed *unstructured.Unstructured
-	manifest *unstructured.Unstructured
+	// manifest is what was applied: the Job, or the Object's
+	// spec.forProvider.manifest, as Crossplane observed it; nil when an
+	// Object holds none. It is applied again unchanged (keepAsObserved).
+	manifest *structpb.Struct
 	// job is the Job as the apiserver has it: nil until provider-kubernetes
 	// made an Object's Job, or when its status cannot be read.
 	job          *batchv1.Job
@@ -87,7 +85,7 @@ type seenJob struct {
 // seenScript is an observed script ConfigMap: as applied (manifest), and
 // whether it exists (an Object's once the provider made it).
 type seenScript struct {
-	manifest *unstructured.Unstructured
+	manifest *structpb.Struct
 	name     string
 	exists   bool
 	deleting bool
@@ -159,7 +157,9 @@ func runtimeFromUnstructured(m map[string]any, into runtime.Object) error {
 
 // readComposed sorts what Crossplane observed: download Jobs (bare or in an
 // Object), script ConfigMaps, the composed PVC. What another step composed is
-// not touched, whatever its labels.
+// not touched, whatever its labels. It reads the protobuf as it came: only
+// what decides something is converted (a Job's status), and a manifest is
+// converted only when it is composed again as it is (keepAsObserved).
 func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
 	keys := make([]string, 0, len(observed))
 	for k := range observed {
@@ -167,32 +167,26 @@ func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		s := observed[key].GetResource()
-		if s == nil {
+		composed := observed[key].GetResource()
+		if composed == nil {
 			continue
 		}
-		composed := &unstructured.Unstructured{Object: s.AsMap()}
-		kind := composed.GetKind()
+		kind := getString(composed, "kind")
 		if kind != "Job" && kind != "Object" && kind != "ConfigMap" && kind != "PersistentVolumeClaim" && kind != "ServiceAccount" ||
-			composed.GetLabels()[labelApp] != appName {
+			nestedStrings(composed, "metadata", "labels")[labelApp] != appName {
 			continue
 		}
 		manifest, applied := composed, composed
 		isObject := kind == "Object"
 		if isObject {
-			m, _, _ := unstructured.NestedMap(composed.Object, "spec", "forProvider", "manifest")
-			manifest = &unstructured.Unstructured{Object: m}
-			a, ok, _ := unstructured.NestedMap(composed.Object, "status", "atProvider", "manifest")
-			applied = nil
-			if ok {
-				applied = &unstructured.Unstructured{Object: a}
-			}
+			manifest = get(composed, "spec", "forProvider", "manifest").GetStructValue()
+			applied = get(composed, "status", "atProvider", "manifest").GetStructValue()
 		}
-		deleting := composed.GetDeletionTimestamp() != nil || applied != nil && applied.GetDeletionTimestamp() != nil
+		deleting := beingDeleted(composed) || applied != nil && beingDeleted(applied)
 		o.deleting[key] = deleting
-		what := manifest.GetKind()
+		what := getString(manifest, "kind")
 		if what == "" && applied != nil {
-			what = applied.GetKind()
+			what = getString(applied, "kind")
 		}
 		switch {
 		case key == pvcKey:
@@ -201,31 +195,29 @@ func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
 			o.accountObserved = applied != nil && !deleting
 		case key == progressKeyConfigMap:
 			if applied != nil {
-				data, _, _ := unstructured.NestedStringMap(applied.Object, "data")
-				o.progress = data
+				o.progress = nestedStrings(applied, "data")
 			}
 		case what == "ConfigMap":
-			o.scripts[key] = seenScript{manifest: manifest, name: manifest.GetName(), exists: applied != nil, deleting: deleting}
+			o.scripts[key] = seenScript{manifest: manifest, name: getString(manifest, "metadata", "name"), exists: applied != nil, deleting: deleting}
 		case what == "Job":
 			o.readJob(key, composed, manifest, applied, isObject, deleting)
 		}
 	}
 }
 
-func (o *observation) readJob(key string, composed, manifest, applied *unstructured.Unstructured, isObject, deleting bool) {
-	ann := composed.GetAnnotations()
+func (o *observation) readJob(key string, composed, manifest, applied *structpb.Struct, isObject, deleting bool) {
+	ann := nestedStrings(composed, "metadata", "annotations")
 	model := ann[annotationModel]
 	if model == "" {
 		return
 	}
 	j := &seenJob{
 		key:      key,
-		composed: composed,
 		manifest: manifest,
 		object:   isObject,
 		model:    model,
 		config:   ann[annotationConfigHash],
-		hash:     composed.GetLabels()[labelSpecHash],
+		hash:     nestedStrings(composed, "metadata", "labels")[labelSpecHash],
 		deleting: deleting,
 		phase:    phasePending,
 	}
@@ -233,13 +225,14 @@ func (o *observation) readJob(key string, composed, manifest, applied *unstructu
 		j.attempt = n
 	}
 	if applied != nil {
-		// Only what is read of a Job is converted: its metadata (the uid)
-		// and its status. The pod template, most of it, is not.
-		read := make(map[string]any, 2)
-		for _, k := range []string{"metadata", "status"} {
-			if v, ok := applied.Object[k]; ok {
-				read[k] = v
-			}
+		// Only what is read of a Job is converted: its uid and its status.
+		// The pod template, most of it, is not.
+		read := map[string]any{}
+		if uid := get(applied, "metadata", "uid"); uid != nil {
+			read["metadata"] = map[string]any{"uid": uid.AsInterface()}
+		}
+		if st := applied.GetFields()["status"]; st != nil {
+			read["status"] = st.AsInterface()
 		}
 		job := &batchv1.Job{}
 		if err := runtimeFromUnstructured(read, job); err != nil {
@@ -252,6 +245,32 @@ func (o *observation) readJob(key string, composed, manifest, applied *unstructu
 	}
 	o.jobs[model] = append(o.jobs[model], j)
 	o.byKey[key] = j
+}
+
+// beingDeleted: the object's metadata.deletionTimestamp is set, as
+// apimachinery reads it (a value that is no time is none).
+func beingDeleted(obj *structpb.Struct) bool {
+	t, err := time.Parse(time.RFC3339, getString(obj, "metadata", "deletionTimestamp"))
+	return err == nil && !t.IsZero()
+}
+
+// nestedStrings reads a map of strings (labels, annotations, a ConfigMap's
+// data) as apimachinery's NestedStringMap does: nil unless every value is a
+// string.
+func nestedStrings(obj *structpb.Struct, path ...string) map[string]string {
+	f := get(obj, path...).GetStructValue().GetFields()
+	if len(f) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(f))
+	for k, v := range f {
+		s, ok := v.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			return nil
+		}
+		out[k] = s.StringValue
+	}
+	return out
 }
 
 // stringMap reads labels or annotations; values that are not strings are
@@ -277,25 +296,24 @@ func firstLine(s string) string {
 
 // scriptMap is the name of the script ConfigMap the Job mounts, if any.
 func (j *seenJob) scriptMap() string {
-	vols, _, _ := unstructured.NestedSlice(j.manifest.Object, "spec", "template", "spec", "volumes")
-	for _, v := range vols {
-		m, ok := v.(map[string]any)
-		if !ok || m["name"] != "script" {
+	for _, v := range get(j.manifest, "spec", "template", "spec", "volumes").GetListValue().GetValues() {
+		vol := v.GetStructValue()
+		if getString(vol, "name") != "script" {
 			continue
 		}
 		// A ConfigMap volume (Jobs of earlier versions), or the first
 		// ConfigMap of the projected one (progress.go).
-		if name, ok, _ := unstructured.NestedString(m, "configMap", "name"); ok {
-			return name
+		if name := get(vol, "configMap", "name"); name != nil {
+			return name.GetStringValue()
 		}
-		sources, _, _ := unstructured.NestedSlice(m, "projected", "sources")
-		for _, src := range sources {
-			if sm, ok := src.(map[string]any); ok {
-				if name, ok, _ := unstructured.NestedString(sm, "configMap", "name"); ok {
-					return name
-				}
+		for _, src := range get(vol, "projected", "sources").GetListValue().GetValues() {
+			if name := get(src.GetStructValue(), "configMap", "name"); name != nil {
+				return name.GetStringValue()
 			}
 		}
 	}
 	return ""
 }
+
+// name is the Job's name, as applied.
+func (j *seenJob) name() string { return getString(j.manifest, "metadata", "name") }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"google.golang.org/protobuf/types/known/structpb"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -93,7 +94,7 @@ func (c *composer) keep(oj *seenJob, rec modelStatus) {
 	if c.envelope.object && rec.Hash == oj.hash && rec.state.terminal() {
 		return
 	}
-	if len(oj.manifest.Object) == 0 {
+	if len(oj.manifest.GetFields()) == 0 {
 		return
 	}
 	c.desireJob(oj.key, keepAsObserved(oj.manifest), oj.phase)
@@ -132,18 +133,17 @@ func (c *composer) desire(key string, obj *unstructured.Unstructured, ready reso
 
 // keepAsObserved re-applies exactly what exists, so server-side apply
 // changes nothing on an immutable Job (or on the Object that carries it).
-func keepAsObserved(u *unstructured.Unstructured) *unstructured.Unstructured {
+func keepAsObserved(observed *structpb.Struct) *unstructured.Unstructured {
+	f := observed.GetFields()
 	md := map[string]any{}
-	if m, ok := u.Object["metadata"].(map[string]any); ok {
-		for _, k := range []string{"name", "namespace", "labels", "annotations"} {
-			if v, ok := m[k]; ok {
-				md[k] = v
-			}
+	for k, v := range get(observed, "metadata").GetStructValue().GetFields() {
+		if k == "name" || k == "namespace" || k == "labels" || k == "annotations" {
+			md[k] = v.AsInterface()
 		}
 	}
-	out := map[string]any{"apiVersion": u.Object["apiVersion"], "kind": u.Object["kind"], "metadata": md}
-	if spec, ok := u.Object["spec"]; ok {
-		out["spec"] = spec
+	out := map[string]any{"apiVersion": f["apiVersion"].AsInterface(), "kind": f["kind"].AsInterface(), "metadata": md}
+	if spec, ok := f["spec"]; ok {
+		out["spec"] = spec.AsInterface()
 	}
 	return &unstructured.Unstructured{Object: out}
 }

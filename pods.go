@@ -42,8 +42,18 @@ func podReports(pods *fnv1.Resources) map[string]podReport {
 	}
 	out := make(map[string]podReport, len(items))
 	for _, it := range items {
+		// Only what is read is converted: who owns the pod, and how its
+		// containers ended. Its spec, most of it, is not.
+		p := it.GetResource()
+		read := map[string]any{}
+		if owners := get(p, "metadata", "ownerReferences"); owners != nil {
+			read["metadata"] = map[string]any{"ownerReferences": owners.AsInterface()}
+		}
+		if statuses := get(p, "status", "containerStatuses"); statuses != nil {
+			read["status"] = map[string]any{"containerStatuses": statuses.AsInterface()}
+		}
 		pod := &corev1.Pod{}
-		if err := runtimeFromUnstructured(it.GetResource().AsMap(), pod); err != nil {
+		if err := runtimeFromUnstructured(read, pod); err != nil {
 			continue
 		}
 		owner := metav1.GetControllerOf(pod)
