@@ -250,7 +250,31 @@ func run(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
 			t.Fatalf("RunFunction: unexpected Fatal: %s", r.GetMessage())
 		}
 	}
+	checkResponseSizeIsProtos(t, rsp)
 	return rsp
+}
+
+// checkResponseSizeIsProtos: the size check's responseSize is what protobuf
+// counts, for every response a test makes.
+func checkResponseSizeIsProtos(t *testing.T, rsp *fnv1.RunFunctionResponse) {
+	t.Helper()
+	if got, want := responseSize(rsp), proto.Size(rsp); got != want {
+		t.Fatalf("responseSize gives %d bytes, protobuf %d", got, want)
+	}
+}
+
+// TestResponseSizeIsProtos: the memoized size of responses whose Jobs share most of
+// their messages is protobuf's own, in Job and Object mode, first and steady.
+func TestResponseSizeIsProtos(t *testing.T) {
+	for _, n := range []int{1, 10, 100} {
+		first, steady := benchRequests(t, n)
+		for _, req := range []*fnv1.RunFunctionRequest{first.req, steady.req} {
+			checkResponseSizeIsProtos(t, run(t, req))
+			obj := proto.Clone(req).(*fnv1.RunFunctionRequest)
+			obj.Input = mustStruct(namespacedObjectInput)
+			checkResponseSizeIsProtos(t, run(t, obj))
+		}
+	}
 }
 
 // keyOf returns the resource key of the model's Job in a response.

@@ -229,6 +229,7 @@ func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFuncti
 	if err2 != nil || !proto.Equal(rsp, again) {
 		t.Fatalf("the same request gave different responses")
 	}
+	checkResponseSizeIsProtos(t, rsp)
 
 	checkNoLeak(t, req, rsp, logs)
 

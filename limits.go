@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
 
@@ -31,7 +29,7 @@ const crossplaneMaxResponseBytes = 4 << 20
 // result and no desired state, never with some of the Jobs: a desired state
 // missing Jobs would make Crossplane delete them.
 func checkResponseSize(rsp *fnv1.RunFunctionResponse, models, limitBytes int) error {
-	n := proto.Size(rsp)
+	n := responseSize(rsp)
 	if n <= limitBytes {
 		return nil
 	}
