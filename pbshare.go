@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"reflect"
 	"unicode/utf8"
-	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -26,9 +25,11 @@ type sharingConverter struct {
 }
 
 // sharedKey is a map's or list's identity: where its data lives (and, for a
-// list, its length: a list and its prefix share an array).
+// list, its length: a list and its prefix share an array). Every map and
+// list converted stays referenced by the response until it is sent, so no
+// address is reused meanwhile.
 type sharedKey struct {
-	at unsafe.Pointer
+	at uintptr
 	n  int
 }
 
@@ -48,7 +49,7 @@ func (c *sharingConverter) structOf(m map[string]any) (*structpb.Struct, error) 
 func (c *sharingConverter) value(v any) (*structpb.Value, error) {
 	switch v := v.(type) {
 	case map[string]any:
-		key := sharedKey{at: reflect.ValueOf(v).UnsafePointer()}
+		key := sharedKey{at: reflect.ValueOf(v).Pointer()}
 		if pv, ok := c.seen[key]; ok {
 			return pv, nil
 		}
@@ -67,7 +68,7 @@ func (c *sharingConverter) value(v any) (*structpb.Value, error) {
 		c.seen[key] = pv
 		return pv, nil
 	case []any:
-		key := sharedKey{at: unsafe.Pointer(unsafe.SliceData(v)), n: len(v)}
+		key := sharedKey{at: reflect.ValueOf(v).Pointer(), n: len(v)}
 		if pv, ok := c.seen[key]; ok && len(v) > 0 {
 			return pv, nil
 		}
@@ -170,7 +171,7 @@ func (s *sizer) listSize(l *structpb.ListValue) int {
 func (s *sizer) valueSize(v *structpb.Value) int {
 	switch k := v.GetKind().(type) {
 	case *structpb.Value_NullValue:
-		return protowire.SizeTag(1) + protowire.SizeVarint(uint64(k.NullValue))
+		return proto.Size(v) // only NULL_VALUE, and rare
 	case *structpb.Value_NumberValue:
 		return protowire.SizeTag(2) + protowire.SizeFixed64()
 	case *structpb.Value_StringValue:

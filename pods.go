@@ -6,8 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
@@ -42,37 +41,26 @@ func podReports(pods *fnv1.Resources) map[string]podReport {
 	}
 	out := make(map[string]podReport, len(items))
 	for _, it := range items {
-		// Only what is read is converted: who owns the pod, and how its
-		// containers ended. Its spec, most of it, is not.
+		// Read from the protobuf as it came: a pod is mostly spec, and
+		// only its owner and how its container ended are read.
 		p := it.GetResource()
-		read := map[string]any{}
-		if owners := get(p, "metadata", "ownerReferences"); owners != nil {
-			read["metadata"] = map[string]any{"ownerReferences": owners.AsInterface()}
-		}
-		if statuses := get(p, "status", "containerStatuses"); statuses != nil {
-			read["status"] = map[string]any{"containerStatuses": statuses.AsInterface()}
-		}
-		pod := &corev1.Pod{}
-		if err := runtimeFromUnstructured(read, pod); err != nil {
+		job := controllingJob(p)
+		if job == "" {
 			continue
 		}
-		owner := metav1.GetControllerOf(pod)
-		if owner == nil || owner.Kind != "Job" || !strings.HasPrefix(owner.APIVersion, "batch/") || owner.UID == "" {
-			continue
-		}
-		job := string(owner.UID)
-		for _, c := range pod.Status.ContainerStatuses {
-			term := c.State.Terminated
-			if c.Name != containerName || term == nil {
+		for _, c := range get(p, "status", "containerStatuses").GetListValue().GetValues() {
+			term := get(c.GetStructValue(), "state", "terminated").GetStructValue()
+			if getString(c.GetStructValue(), "name") != containerName || term == nil {
 				continue
 			}
 			r := out[job]
-			if term.ExitCode == 0 {
-				if s, ok := parseSummary(term.Message); ok {
+			message := getString(term, "message")
+			if get(term, "exitCode").GetNumberValue() == 0 {
+				if s, ok := parseSummary(message); ok {
 					r.summary = &s
 				}
-			} else if at := term.FinishedAt.UTC().Format(time.RFC3339Nano); r.failure == "" || at >= r.failedAt {
-				if line := lastLine(term.Message); line != "" {
+			} else if at := finishedAt(term); r.failure == "" || at >= r.failedAt {
+				if line := lastLine(message); line != "" {
 					r.failure, r.failedAt = line, at
 				}
 			}
@@ -80,6 +68,29 @@ func podReports(pods *fnv1.Resources) map[string]podReport {
 		}
 	}
 	return out
+}
+
+// controllingJob is the uid of the Job that controls a pod, as
+// metav1.GetControllerOf finds it; "" when a Job does not.
+func controllingJob(pod *structpb.Struct) string {
+	for _, o := range get(pod, "metadata", "ownerReferences").GetListValue().GetValues() {
+		ref := o.GetStructValue()
+		if !get(ref, "controller").GetBoolValue() {
+			continue
+		}
+		if getString(ref, "kind") != "Job" || !strings.HasPrefix(getString(ref, "apiVersion"), "batch/") {
+			return ""
+		}
+		return getString(ref, "uid")
+	}
+	return ""
+}
+
+// finishedAt orders failures: when a container ended, in UTC, RFC 3339 with
+// nanoseconds (the zero time when it does not say).
+func finishedAt(term *structpb.Struct) string {
+	t, _ := time.Parse(time.RFC3339, getString(term, "finishedAt"))
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // maxFailureBytes bounds the failure reason a pod's last line gives; the
