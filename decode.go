@@ -216,6 +216,19 @@ func (d *decoder) integer(p *field.Path, v *structpb.Value, s *schema) (int64, b
 	return int64(f), true
 }
 
+// optionalString reads a string that may be absent ("").
+func (d *decoder) optionalString(p *field.Path, v *structpb.Value) string {
+	if !present(v) {
+		return ""
+	}
+	s, ok := v.GetKind().(*structpb.Value_StringValue)
+	if !ok {
+		d.wrongType(p, v, "a string")
+		return ""
+	}
+	return s.StringValue
+}
+
 func (d *decoder) asObject(p *field.Path, v *structpb.Value) (*structpb.Struct, bool) {
 	if s := v.GetStructValue(); s != nil {
 		return s, true

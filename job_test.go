@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -417,6 +418,22 @@ func TestSharingConverterIsNewValue(t *testing.T) {
 			}
 		})
 	}
+	// A map the caller dropped is never taken for a new one at its address.
+	t.Run("FreshMapsAtOldAddresses", func(t *testing.T) {
+		conv := newSharingConverter()
+		for i := range 2000 {
+			v, err := conv.value(map[string]any{"i": int64(i), "l": []any{int64(i)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := get(v.GetStructValue(), "i").GetNumberValue(); got != float64(i) {
+				t.Fatalf("map %d converted as map %v", i, got)
+			}
+			if i%100 == 0 {
+				runtime.GC()
+			}
+		}
+	})
 }
 
 // TestManifestIsTheTypedJob: the Jobs manifest makes by sharing what a call's Jobs have in

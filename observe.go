@@ -1,15 +1,17 @@
 package main
 
 import (
+	"math"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
@@ -225,19 +227,8 @@ func (o *observation) readJob(key string, composed, manifest, applied *structpb.
 		j.attempt = n
 	}
 	if applied != nil {
-		// Only what is read of a Job is converted: its uid and its status.
-		// The pod template, most of it, is not.
-		read := map[string]any{}
-		if uid := get(applied, "metadata", "uid"); uid != nil {
-			read["metadata"] = map[string]any{"uid": uid.AsInterface()}
-		}
-		if st := applied.GetFields()["status"]; st != nil {
-			read["status"] = st.AsInterface()
-		}
-		job := &batchv1.Job{}
-		if err := runtimeFromUnstructured(read, job); err != nil {
-			// The apiserver never serves such a Job; say so rather than guess.
-			j.message = "cannot read the Job's status: " + firstLine(err.Error())
+		if job, err := readJobStatus(applied); err != nil {
+			j.message = shown("cannot read the Job's status: " + err.Error())
 		} else {
 			j.job = job
 			j.phase, j.message = jobPhase(job)
@@ -245,6 +236,40 @@ func (o *observation) readJob(key string, composed, manifest, applied *structpb.
 	}
 	o.jobs[model] = append(o.jobs[model], j)
 	o.byKey[key] = j
+}
+
+// readJobStatus is a Job as the function reads it: its uid, its active
+// pods and its conditions, read from the protobuf as it came (the pod
+// template, most of a Job, is not read). jobPhase decides from it. A field
+// of the wrong type, which no apiserver serves, makes the status unreadable
+// rather than guessed at.
+func readJobStatus(applied *structpb.Struct) (*batchv1.Job, error) {
+	r := &decoder{}
+	job := &batchv1.Job{}
+	job.UID = types.UID(r.optionalString(field.NewPath("metadata", "uid"), get(applied, "metadata", "uid")))
+	status := field.NewPath("status")
+	if v := get(applied, "status", "active"); present(v) {
+		n, _ := r.integer(status.Child("active"), v, &schema{Minimum: new(0.0), Maximum: new(float64(math.MaxInt32))})
+		job.Status.Active = int32(n) //nolint:gosec // bounded just above
+	}
+	if v := get(applied, "status", "conditions"); present(v) {
+		conditions, _ := r.asList(status.Child("conditions"), v)
+		for i, c := range conditions {
+			p := status.Child("conditions").Index(i)
+			cs, ok := r.asObject(p, c)
+			if !ok {
+				continue
+			}
+			f := cs.GetFields()
+			job.Status.Conditions = append(job.Status.Conditions, batchv1.JobCondition{
+				Type:    batchv1.JobConditionType(r.optionalString(p.Child("type"), f["type"])),
+				Status:  corev1.ConditionStatus(r.optionalString(p.Child("status"), f["status"])),
+				Reason:  r.optionalString(p.Child("reason"), f["reason"]),
+				Message: r.optionalString(p.Child("message"), f["message"]),
+			})
+		}
+	}
+	return job, r.errs.ToAggregate()
 }
 
 // beingDeleted: the object's metadata.deletionTimestamp is set, as
@@ -287,11 +312,6 @@ func stringMap(v *structpb.Value) map[string]string {
 		}
 	}
 	return out
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return shown(s)
 }
 
 // scriptMap is the name of the script ConfigMap the Job mounts, if any.

@@ -21,20 +21,25 @@ import (
 // messages once made. BenchmarkRunFunction shows what it buys;
 // TestSharingConverterIsNewValue holds it to structpb.NewValue.
 type sharingConverter struct {
-	seen map[sharedKey]*structpb.Value
+	seen map[sharedKey]converted
 }
 
 // sharedKey is a map's or list's identity: where its data lives (and, for a
-// list, its length: a list and its prefix share an array). Every map and
-// list converted stays referenced by the response until it is sent, so no
-// address is reused meanwhile.
+// list, its length: a list and its prefix share an array).
 type sharedKey struct {
 	at uintptr
 	n  int
 }
 
+// converted is what a map or list became; it holds the map or list itself,
+// so that its address is not reused while the converter may look it up.
+type converted struct {
+	from any
+	to   *structpb.Value
+}
+
 func newSharingConverter() *sharingConverter {
-	return &sharingConverter{seen: map[sharedKey]*structpb.Value{}}
+	return &sharingConverter{seen: map[sharedKey]converted{}}
 }
 
 // structOf converts an object.
@@ -50,8 +55,8 @@ func (c *sharingConverter) value(v any) (*structpb.Value, error) {
 	switch v := v.(type) {
 	case map[string]any:
 		key := sharedKey{at: reflect.ValueOf(v).Pointer()}
-		if pv, ok := c.seen[key]; ok {
-			return pv, nil
+		if c, ok := c.seen[key]; ok {
+			return c.to, nil
 		}
 		fields := make(map[string]*structpb.Value, len(v))
 		for k, e := range v {
@@ -65,12 +70,12 @@ func (c *sharingConverter) value(v any) (*structpb.Value, error) {
 			fields[k] = pe
 		}
 		pv := structpb.NewStructValue(&structpb.Struct{Fields: fields})
-		c.seen[key] = pv
+		c.seen[key] = converted{v, pv}
 		return pv, nil
 	case []any:
 		key := sharedKey{at: reflect.ValueOf(v).Pointer(), n: len(v)}
-		if pv, ok := c.seen[key]; ok && len(v) > 0 {
-			return pv, nil
+		if c, ok := c.seen[key]; ok && len(v) > 0 {
+			return c.to, nil
 		}
 		values := make([]*structpb.Value, len(v))
 		for i, e := range v {
@@ -82,7 +87,7 @@ func (c *sharingConverter) value(v any) (*structpb.Value, error) {
 		}
 		pv := structpb.NewListValue(&structpb.ListValue{Values: values})
 		if len(v) > 0 {
-			c.seen[key] = pv
+			c.seen[key] = converted{v, pv}
 		}
 		return pv, nil
 	default:

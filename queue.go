@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/types/known/structpb"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
@@ -200,18 +198,14 @@ func readNamespaceJobs(r *fnv1.Resources) []namespaceJob {
 	return out
 }
 
-// finishedJob: a Job that ended, as jobEnd reads its conditions.
+// finishedJob: a Job that ended, as jobPhase reads it (an unreadable
+// status: not ended, so its slot stays taken).
 func finishedJob(j *structpb.Struct) bool {
-	values := get(j, "status", "conditions").GetListValue().GetValues()
-	conditions := make([]batchv1.JobCondition, 0, len(values))
-	for _, c := range values {
-		s := c.GetStructValue()
-		conditions = append(conditions, batchv1.JobCondition{
-			Type:   batchv1.JobConditionType(getString(s, "type")),
-			Status: corev1.ConditionStatus(getString(s, "status")),
-		})
+	job, err := readJobStatus(j)
+	if err != nil {
+		return false
 	}
-	phase, _ := jobEnd(conditions)
+	phase, _ := jobPhase(job)
 	return terminal(phase)
 }
 
