@@ -352,18 +352,24 @@ func TestBenchRequestsAreSteady(t *testing.T) {
 
 // BenchmarkRSS is the resident memory of the function's binary, built and
 // started as a process (--insecure, no metrics, at each --gc-percent), while
-// it serves b.N gRPC calls of the 10-model steady-state request one after
-// another: VmRSS before the first call (idle-MiB), then VmHWM, the peak
-// (peak-MiB), and VmRSS (rss-MiB) after the last. What is resident depends on
-// when the collector and the scavenger ran, so on the machine's load: these
-// are figures to read (docs/performance.md); TestCallsRetainNoMemory is the
-// bound a test can hold.
+// it serves b.N gRPC calls of the 10-model (at each --gc-percent) or the
+// 1000-model (at Go's default) steady-state request one after another: VmRSS
+// before the first call (idle-MiB), then VmHWM, the peak (peak-MiB), and
+// VmRSS (rss-MiB) after the last. What is resident depends on when the
+// collector and the scavenger ran, so on the machine's load: these are
+// figures to read (docs/performance.md); TestCallsRetainNoMemory is the bound
+// a test can hold.
 //
-//	go test -run '^$' -bench '^BenchmarkRSS$' -benchtime 10000x -benchmem .
+//	go test -run '^$' -bench '^BenchmarkRSS$/models=10/' -benchtime 10000x -benchmem .
+//	go test -run '^$' -bench '^BenchmarkRSS$/models=1000/' -benchtime 50x -benchmem .
 func BenchmarkRSS(b *testing.B) {
-	_, steady := benchRequests(b, 10)
-	for _, gc := range []string{"100", "50", "30"} {
-		b.Run("gc-percent="+gc, func(b *testing.B) {
+	for _, c := range []struct {
+		models int
+		gc     string
+	}{{10, "100"}, {10, "50"}, {10, "30"}, {1000, "100"}} {
+		_, steady := benchRequests(b, c.models)
+		gc := c.gc
+		b.Run(fmt.Sprintf("models=%d/gc-percent=%s", c.models, gc), func(b *testing.B) {
 			addr, pid := startFunction(b, "--gc-percent="+gc)
 			mib := func(field string) float64 {
 				b.Helper()

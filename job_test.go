@@ -105,7 +105,8 @@ func TestRestrictedProfile(t *testing.T) {
 }
 
 // TestJobFromSpecAndInput: each spec field and each Input field lands where
-// DESIGN says, and user strings reach the script only as environment values.
+// the README's "The download Job" says, and user strings reach the script only as
+// environment values.
 func TestJobFromSpecAndInput(t *testing.T) {
 	spec := `storagePVC: models
 hfTokenRef: {name: hf, key: tok}

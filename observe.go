@@ -17,12 +17,12 @@ import (
 )
 
 // Reading what Crossplane observed and fetched: the XR's identity and recorded
-// status, the observed Jobs (bare or in their Objects, unwrapped in
-// readComposed) and script ConfigMaps, the download pods, the token Secret,
-// the PVC, the Namespace and the other ModelDownloads. Other parts of the
-// request are read where they are used: the Input and the spec in fn.go, the
-// required resources' dialect in dialect.go, and the peers' status and the
-// namespace's Jobs, as structs, in queue.go and conflict.go.
+// status, the observed Jobs (bare or in their Objects, whose manifests
+// readComposed reads) and script ConfigMaps, the download pods, the token
+// Secret, the PVC, the Namespace and the other ModelDownloads. Other parts of
+// the request are read where they are used: the Input and the spec in fn.go
+// (decode.go), the required resources' dialect in dialect.go, and the peers'
+// status and the namespace's Jobs, as structs, in queue.go and conflict.go.
 
 // identity is the observed XR's metadata the function uses.
 type identity struct {

@@ -12,7 +12,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
 
-// What status promises (DESIGN.md), each tested as Crossplane drives the
+// What status promises (the README's "What status promises"), each tested as Crossplane drives the
 // function: several calls through the simulator of sim_test.go, status
 // carried over, the desired set becoming the observed set, Jobs finishing and
 // removed by their TTL, provider-kubernetes adopting and orphaning.
