@@ -26,6 +26,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // Benchmarks of RunFunction against the protobuf floor: what Crossplane and
@@ -532,7 +533,7 @@ func BenchmarkJobManifest(b *testing.B) {
 	if len(errs) > 0 {
 		b.Fatal(errs)
 	}
-	h := modelHashes{content: "c", config: "c", spec: "s"}
+	h := naming.Hashes{Content: "c", Config: "c", Spec: "s"}
 	for _, way := range []string{"typed", "shared"} {
 		b.Run("way="+way, func(b *testing.B) {
 			b.ReportAllocs()

@@ -7,6 +7,8 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // Two ModelDownloads, one directory. A model lands in <name> on its PVC, so
@@ -89,7 +91,7 @@ func readPeers(peers []*structpb.Struct, self identity, pvc string) directories 
 			if len(m.errs) > 0 {
 				continue
 			}
-			content := m.contentHash()
+			content := naming.ContentHash(&m.Model)
 			rec, ok := recorded[m.Name]
 			dirs[m.Name] = append(dirs[m.Name], dirUser{
 				name:     shown,

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // The state machine of one model. decide is a pure function: from the facts
@@ -135,7 +137,7 @@ type decision struct {
 	// compose: the current attempt's Job is composed as the function
 	// builds it (a new one when job is nil). Then hashes are the model's.
 	compose bool
-	hashes  modelHashes
+	hashes  naming.Hashes
 	// keep are observed Jobs composed again as they are.
 	keep []*seenJob
 	// conflicts are the notes on the model's directory, for the
@@ -170,14 +172,14 @@ func (f *callFacts) decide(m *modelSpec, rec modelStatus, hasRec bool) decision 
 
 	h := hashModel(m, f.xrDigest, f.builder.platform, f.token.digest)
 	self := f.self
-	self.content, self.describe = h.content, describeContent(m)
+	self.content, self.describe = h.Content, describeContent(m)
 	verdict := f.dirs.judge(self, m.Name)
 	notes := verdict.notes(m.Name, f.builder.spec.StoragePVC, self)
 	if verdict.blockedBy != nil {
 		// Not this one's directory: no Job, and the Jobs it had go.
 		return decision{
 			status: modelStatus{Name: m.Name, Path: path, state: stateBlocked, Message: "directory conflict: " + notes[0],
-				ContentHash: h.content, IntentHash: h.intent, Attempt: f.lastAttempt(m, rec)},
+				ContentHash: h.Content, IntentHash: h.Intent, Attempt: f.lastAttempt(m, rec)},
 			conflicts: notes,
 		}
 	}
@@ -200,19 +202,19 @@ func (f *callFacts) decide(m *modelSpec, rec modelStatus, hasRec bool) decision 
 // current decides on the current attempt (attemptFor): its recorded outcome
 // when its Job is gone, the Job as observed, or a new Job once nothing
 // stands in the way.
-func (f *callFacts) current(m *modelSpec, h modelHashes, rec modelStatus, hasRec bool, verdict dirVerdict) decision {
+func (f *callFacts) current(m *modelSpec, h naming.Hashes, rec modelStatus, hasRec bool, verdict dirVerdict) decision {
 	a := f.attemptFor(m, h, rec, hasRec)
 	d := decision{
 		attempt: a,
 		hashes:  h,
-		job:     f.byKey[resourceKey(m.Name, a.hash)],
+		job:     f.byKey[naming.ResourceKey(m.Name, a.hash)],
 		status: modelStatus{
 			Name:        m.Name,
-			JobName:     jobName(f.builder.nameBase, m.Name, a.hash),
+			JobName:     naming.JobName(f.builder.nameBase, m.Name, a.hash),
 			Hash:        a.hash,
 			Attempt:     a.number,
-			ContentHash: h.content,
-			IntentHash:  h.intent,
+			ContentHash: h.Content,
+			IntentHash:  h.Intent,
 		},
 	}
 	sameAttempt := hasRec && rec.Hash == a.hash
@@ -248,18 +250,18 @@ func (f *callFacts) current(m *modelSpec, h modelHashes, rec modelStatus, hasRec
 // moves the intent, and then the attempt moves on as attemptFor says. A
 // record that an older version wrote has no intent: for it, as while the
 // token is unreadable, the content and the volume decide.
-func (f *callFacts) acrossUpgrade(m *modelSpec, h modelHashes, rec modelStatus, hasRec bool) (decision, bool) {
-	if !hasRec || rec.Attempt == 0 || !isSpecHash(rec.Hash) || f.recordedPVC != f.storage.uid {
+func (f *callFacts) acrossUpgrade(m *modelSpec, h naming.Hashes, rec modelStatus, hasRec bool) (decision, bool) {
+	if !hasRec || rec.Attempt == 0 || !naming.IsSpecHash(rec.Hash) || f.recordedPVC != f.storage.uid {
 		return decision{}, false
 	}
-	if rec.IntentHash != h.intent && (rec.IntentHash != "" || rec.ContentHash != h.content) {
+	if rec.IntentHash != h.Intent && (rec.IntentHash != "" || rec.ContentHash != h.Content) {
 		return decision{}, false
 	}
-	oj := f.byKey[resourceKey(m.Name, rec.Hash)]
+	oj := f.byKey[naming.ResourceKey(m.Name, rec.Hash)]
 	onJob := oj != nil && !oj.deleting && oj.phase != phaseFailed
 	// Last, as it hashes: when the function did not change either, the
 	// attempt goes on as attemptFor says.
-	if rec.state != stateCompleted && !onJob || jobHash(h.spec, rec.Attempt) == rec.Hash {
+	if rec.state != stateCompleted && !onJob || naming.JobHash(h.Spec, rec.Attempt) == rec.Hash {
 		return decision{}, false
 	}
 	d := decision{
@@ -267,11 +269,11 @@ func (f *callFacts) acrossUpgrade(m *modelSpec, h modelHashes, rec modelStatus, 
 		job:     oj,
 		status: modelStatus{
 			Name:        m.Name,
-			JobName:     jobName(f.builder.nameBase, m.Name, rec.Hash),
+			JobName:     naming.JobName(f.builder.nameBase, m.Name, rec.Hash),
 			Hash:        rec.Hash,
 			Attempt:     rec.Attempt,
-			ContentHash: h.content,
-			IntentHash:  h.intent,
+			ContentHash: h.Content,
+			IntentHash:  h.Intent,
 		},
 	}
 	if oj != nil {
@@ -290,11 +292,11 @@ func (f *callFacts) acrossUpgrade(m *modelSpec, h modelHashes, rec modelStatus, 
 // ones that exist: the newest Job of the current spec (the token aside) as
 // it is, and Jobs of older specs until their successor can start. A
 // recorded completion holds only for the same content on the same volume.
-func (f *callFacts) withoutToken(m *modelSpec, h modelHashes, rec modelStatus) decision {
+func (f *callFacts) withoutToken(m *modelSpec, h naming.Hashes, rec modelStatus) decision {
 	why := "waiting for the Hugging Face token: " + f.token.problem
 	var current *seenJob
 	for _, oj := range f.jobs[m.Name] {
-		if oj.config != h.config || !isSpecHash(oj.hash) {
+		if oj.config != h.Config || !naming.IsSpecHash(oj.hash) {
 			continue
 		}
 		if current == nil || oj.hash == rec.Hash || current.hash != rec.Hash && oj.attempt > current.attempt {
@@ -306,15 +308,15 @@ func (f *callFacts) withoutToken(m *modelSpec, h modelHashes, rec modelStatus) d
 		// Only one Job of the current spec is kept (an older token's may
 		// linger); a hand-edited spec-hash label names no Job, so such a
 		// Job is kept as one of an older spec.
-		if oj == current || oj.config != h.config || !isSpecHash(oj.hash) {
+		if oj == current || oj.config != h.Config || !naming.IsSpecHash(oj.hash) {
 			d.keep = append(d.keep, oj)
 		}
 	}
-	d.status = modelStatus{Name: m.Name, state: stateWaitingForToken, Message: why, ContentHash: h.content,
+	d.status = modelStatus{Name: m.Name, state: stateWaitingForToken, Message: why, ContentHash: h.Content,
 		Attempt: f.lastAttempt(m, rec)}
 	if current != nil {
 		d.attempt, d.job = attempt{current.attempt, current.hash}, current
-		d.status.JobName, d.status.Hash, d.status.Attempt = jobName(f.builder.nameBase, m.Name, current.hash), current.hash, current.attempt
+		d.status.JobName, d.status.Hash, d.status.Attempt = naming.JobName(f.builder.nameBase, m.Name, current.hash), current.hash, current.attempt
 		same := rec.Hash == current.hash
 		if same {
 			d.status.IntentHash = rec.IntentHash
@@ -330,7 +332,7 @@ func (f *callFacts) withoutToken(m *modelSpec, h modelHashes, rec modelStatus) d
 		}
 		return d
 	}
-	if rec.state.terminal() && rec.Hash != "" && rec.ContentHash == h.content && f.recordedPVC == f.storage.uid {
+	if rec.state.terminal() && rec.Hash != "" && rec.ContentHash == h.Content && f.recordedPVC == f.storage.uid {
 		// What is on disk has not changed; without the token the function
 		// cannot tell whether the token did, so it keeps what it recorded
 		// and says why nothing new starts.
@@ -345,22 +347,22 @@ func (f *callFacts) withoutToken(m *modelSpec, h modelHashes, rec modelStatus) d
 // before it finished; a new spec starts the attempt after every one recorded
 // or observed. With no record at all (status not written yet, or written by
 // an older version), a Job observed for this very spec is the current one.
-func (f *callFacts) attemptFor(m *modelSpec, h modelHashes, rec modelStatus, hasRec bool) attempt {
+func (f *callFacts) attemptFor(m *modelSpec, h naming.Hashes, rec modelStatus, hasRec bool) attempt {
 	cur := attempt{rec.Attempt, rec.Hash}
 	state := rec.state
 	if !hasRec || rec.Attempt == 0 {
 		cur, state = attempt{}, 0
 		for _, oj := range f.jobs[m.Name] {
-			if oj.attempt > cur.number && jobHash(h.spec, oj.attempt) == oj.hash {
+			if oj.attempt > cur.number && naming.JobHash(h.Spec, oj.attempt) == oj.hash {
 				cur, state = attempt{oj.attempt, oj.hash}, jobState(oj.phase)
 			}
 		}
 	}
-	if cur.number == 0 || jobHash(h.spec, cur.number) != cur.hash {
+	if cur.number == 0 || naming.JobHash(h.Spec, cur.number) != cur.hash {
 		n := f.lastAttempt(m, rec) + 1
-		return attempt{n, jobHash(h.spec, n)}
+		return attempt{n, naming.JobHash(h.Spec, n)}
 	}
-	oj := f.byKey[resourceKey(m.Name, cur.hash)]
+	oj := f.byKey[naming.ResourceKey(m.Name, cur.hash)]
 	switch {
 	case state == stateFailed && rec.Retry != f.retry && hasRec:
 	case oj != nil && oj.deleting && !terminal(oj.phase):
@@ -369,7 +371,7 @@ func (f *callFacts) attemptFor(m *modelSpec, h modelHashes, rec modelStatus, has
 		return cur
 	}
 	n := cur.number + 1
-	return attempt{n, jobHash(h.spec, n)}
+	return attempt{n, naming.JobHash(h.Spec, n)}
 }
 
 // lastAttempt is the highest attempt recorded or observed for a model.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -28,16 +29,16 @@ func TestDecideTransitions(t *testing.T) {
 		t.Fatal(errs)
 	}
 	b := newJobBuilder("md", "ns", spec, plat)
-	token := tokenState{digest: tokenDigest([]byte("hf_token"))}
-	xrDigest := hashXR(spec, owner{namespace: "ns", name: "md", xrUID: "uid", pvcUID: "vol"}, b.cpu, b.memory, "")
+	token := tokenState{digest: naming.TokenDigest([]byte("hf_token"))}
+	xrDigest := naming.HashXR(&spec.ModelDownloadSpec, naming.Owner{Namespace: "ns", Name: "md", XRUID: "uid", PVCUID: "vol"}, b.cpu, b.memory, "")
 	h := hashModel(m, xrDigest, plat, token.digest)
-	hashOf := func(n int64) string { return jobHash(h.spec, n) }
+	hashOf := func(n int64) string { return naming.JobHash(h.Spec, n) }
 
 	// job is attempt n of the current spec, observed in phase.
 	job := func(n int64, phase string, mods ...func(*seenJob)) *seenJob {
 		j := &seenJob{
-			key: resourceKey(m.Name, hashOf(n)), model: m.Name, config: h.config, hash: hashOf(n), attempt: n, phase: phase,
-			manifest: mustStruct("metadata: {name: " + jobName("md", m.Name, hashOf(n)) + "}"),
+			key: naming.ResourceKey(m.Name, hashOf(n)), model: m.Name, config: h.Config, hash: hashOf(n), attempt: n, phase: phase,
+			manifest: mustStruct("metadata: {name: " + naming.JobName("md", m.Name, hashOf(n)) + "}"),
 			job:      &batchv1.Job{ObjectMeta: metav1.ObjectMeta{UID: types.UID("uid-" + itoa(n))}},
 		}
 		for _, mod := range mods {
@@ -47,15 +48,15 @@ func TestDecideTransitions(t *testing.T) {
 	}
 	deleting := func(j *seenJob) { j.deleting = true }
 	ofAnotherToken := func(j *seenJob) {
-		j.config, j.hash, j.key = "0ther0c0nf1g", "abcdef0123", resourceKey(m.Name, "abcdef0123")
+		j.config, j.hash, j.key = "0ther0c0nf1g", "abcdef0123", naming.ResourceKey(m.Name, "abcdef0123")
 	}
 	// rec is the recorded entry of attempt n.
 	rec := func(n int64, phase string) modelStatus {
-		return modelStatus{Name: m.Name, Hash: hashOf(n), Attempt: n, state: phaseState(phase), ContentHash: h.content, IntentHash: h.intent,
+		return modelStatus{Name: m.Name, Hash: hashOf(n), Attempt: n, state: phaseState(phase), ContentHash: h.Content, IntentHash: h.Intent,
 			summary: &script.Summary{Commit: "c0ffee"}}
 	}
 	olderPeer := directories{m.Name: {{name: "older", created: "2000-01-01T00:00:00Z", xrName: "older", content: "other"}}}
-	sameContentRunning := directories{m.Name: {{name: "older", created: "2000-01-01T00:00:00Z", xrName: "older", content: h.content, running: true}}}
+	sameContentRunning := directories{m.Name: {{name: "older", created: "2000-01-01T00:00:00Z", xrName: "older", content: h.Content, running: true}}}
 
 	// want is what a decision comes to: the job and keep fields name Jobs
 	// by their attempt (0: none).
@@ -97,7 +98,7 @@ func TestDecideTransitions(t *testing.T) {
 			want: want{state: stateStarting, attempt: 4, compose: true}},
 		{name: "InObjectModeACompletedJobIsLeftToItsTTL", rec: new(rec(1, phaseCompleted)), jobs: []*seenJob{job(1, phaseCompleted)},
 			facts: func(f *callFacts) { f.objectMode = true }, want: want{state: stateCompleted, attempt: 1}},
-		{name: "AnUpgradeKeepsACompletion", rec: &modelStatus{Name: m.Name, Hash: "0123456789", Attempt: 1, state: stateCompleted, ContentHash: h.content, IntentHash: h.intent},
+		{name: "AnUpgradeKeepsACompletion", rec: &modelStatus{Name: m.Name, Hash: "0123456789", Attempt: 1, state: stateCompleted, ContentHash: h.Content, IntentHash: h.Intent},
 			want: want{state: stateCompleted, attempt: 1}},
 		{name: "InvalidModel", invalid: true, want: want{state: stateInvalid}},
 		{name: "NoVolumeKeepsItsJobs", rec: new(rec(1, phaseCompleted)), jobs: []*seenJob{job(1, phaseRunning)},

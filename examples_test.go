@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // The example's observed Jobs, pods and recorded status name Jobs by their
@@ -96,7 +98,7 @@ func exampleEntries(t *testing.T, dir string) map[string]map[string]string {
 			if getString(r.GetResource(), "kind") == "Object" {
 				name = getString(r.GetResource(), "spec", "forProvider", "manifest", "metadata", "name")
 			}
-			out[scriptKey(name)] = map[string]string{"hash": name[len(name)-specHashLen:], "jobName": name}
+			out[scriptKey(name)] = map[string]string{"hash": name[len(name)-naming.SpecHashLen:], "jobName": name}
 		}
 	}
 	return out

@@ -18,6 +18,8 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"github.com/crossplane/function-sdk-go/resource"
 	"github.com/crossplane/function-sdk-go/response"
+
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // How soon Crossplane should call again, by default (the --ttl-* flags). While
@@ -130,7 +132,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	if storage.colocate {
 		b.colocate()
 	}
-	who := owner{namespace: namespace, name: base, xrName: o.xr.name, xrUID: o.xr.uid, pvcUID: storage.uid}
+	who := naming.Owner{Namespace: namespace, Name: base, XRName: o.xr.name, XRUID: o.xr.uid, PVCUID: storage.uid}
 	b.scriptMap = scriptName(who, spec.StoragePVC)
 	b.progressMap = progressName(who)
 	c := &composer{
@@ -139,7 +141,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 			builder:     b,
 			token:       token,
 			storage:     storage,
-			xrDigest:    hashXR(&spec, who, b.cpu, b.memory, env.apiVersion),
+			xrDigest:    naming.HashXR(&spec.ModelDownloadSpec, who, b.cpu, b.memory, env.apiVersion),
 			retry:       o.xr.annotations[annotationRetry],
 			dirs:        readPeers(o.peers, o.xr, spec.StoragePVC),
 			self:        dirUser{name: base, created: o.xr.created, xrName: o.xr.name},

@@ -19,6 +19,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 var (
@@ -303,7 +304,7 @@ func TestRunFunctionJobs(t *testing.T) {
 	ka, kb := keyOf(t, first, "org/alpha"), keyOf(t, first, "org/beta")
 	na := getString(jobResources(first)[ka].GetResource(), "metadata", "name")
 	nb := getString(jobResources(first)[kb].GetResource(), "metadata", "name")
-	ha, hb := na[len(na)-specHashLen:], nb[len(nb)-specHashLen:]
+	ha, hb := na[len(na)-naming.SpecHashLen:], nb[len(nb)-naming.SpecHashLen:]
 	ha2 := hashAt(t, withToken(xrYAML(twoModels)), "org/alpha", 2)
 	observe := func(a, b string) map[string]*fnv1.Resource {
 		m := map[string]*fnv1.Resource{}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // TestEveryFieldChoosesWhetherItRollsJobs walks every field of the API's spec
@@ -33,8 +34,8 @@ func TestEveryFieldChoosesWhetherItRollsJobs(t *testing.T) {
 				Include: []string{"*.json"}, Exclude: []string{"*.bin"}}}},
 		}
 	}
-	hashesOf := func(s xrSpec) modelHashes {
-		xr := hashXR(&s, owner{namespace: "ns", name: "md", xrName: "md", xrUID: "uid", pvcUID: "pvc"}, s.Settings.CPU, s.Settings.Memory, "")
+	hashesOf := func(s xrSpec) naming.Hashes {
+		xr := naming.HashXR(&s.ModelDownloadSpec, naming.Owner{Namespace: "ns", Name: "md", XRName: "md", XRUID: "uid", PVCUID: "pvc"}, s.Settings.CPU, s.Settings.Memory, "")
 		return hashModel(&s.Models[0], xr, &platform{}, nil)
 	}
 	want := hashesOf(base())
@@ -68,15 +69,15 @@ func TestEveryFieldChoosesWhetherItRollsJobs(t *testing.T) {
 			changed := base()
 			change(t, name, field(&changed))
 			got := hashesOf(changed)
-			if rolled := got.spec != want.spec; rolled != rolls {
+			if rolled := got.Spec != want.Spec; rolled != rolls {
 				t.Errorf("changing %s changes the Job hash: %v, want %v (its tag is %q)", name, rolled, rolls, tag)
 			}
 			// What the user asks for is intent: a completion under another
 			// intent must never be kept across an upgrade.
-			if moved := got.intent != want.intent; moved != rolls {
+			if moved := got.Intent != want.Intent; moved != rolls {
 				t.Errorf("changing %s changes the intent hash: %v, want %v, as the Job hash", name, moved, rolls)
 			}
-			if moved := got.content != want.content; moved != (opt == "content") {
+			if moved := got.Content != want.Content; moved != (opt == "content") {
 				t.Errorf("changing %s changes the content hash: %v, want %v (its tag is %q)", name, moved, !moved, tag)
 			}
 		}
@@ -120,7 +121,7 @@ func TestOnlyTheImageLeavesIntent(t *testing.T) {
 			FSGroup: 1, MaxWorkers: 8, StallTimeoutSeconds: 600}
 	}
 	m := modelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model"}}
-	hashesOf := func(p platform) modelHashes {
+	hashesOf := func(p platform) naming.Hashes {
 		p.digest, p.intentDigest = p.hash(p.Image), p.hash("")
 		return hashModel(&m, nil, &p, nil)
 	}
@@ -142,10 +143,10 @@ func TestOnlyTheImageLeavesIntent(t *testing.T) {
 			change(t, f.Name, v)
 		}
 		got := hashesOf(p)
-		if got.spec == want.spec {
+		if got.Spec == want.Spec {
 			t.Errorf("changing platform.%s leaves the Job hash as it was", f.Name)
 		}
-		if moved, want := got.intent != want.intent, f.Name != "Image"; moved != want {
+		if moved, want := got.Intent != want.Intent, f.Name != "Image"; moved != want {
 			t.Errorf("changing platform.%s changes the intent hash: %v, want %v", f.Name, moved, want)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -77,6 +78,16 @@ func (b *jobBuilder) podServiceAccount() string {
 	return orDefault(b.platform.ServiceAccount, b.progressMap)
 }
 
+// hashModel computes a model's hashes: over the model, the XR-wide fields
+// (xrDigest), the Input (the platform's digests), the function's own script
+// and Job template, and the token (tokenDigest).
+func hashModel(m *modelSpec, xrDigest []byte, plat *platform, tokenDigest []byte) naming.Hashes {
+	return naming.HashModel(&m.Model, naming.Digests{
+		XR: xrDigest, Platform: plat.digest, PlatformIntent: plat.intentDigest,
+		Script: scriptDigest, Template: templateDigest(), Token: tokenDigest,
+	})
+}
+
 // templateDigest stands for the code that builds a Job: the digest of a Job
 // built from a sample with every option on. It is part of every config hash,
 // so a function version that builds Jobs differently makes new Jobs (a Job's
@@ -93,7 +104,7 @@ var templateDigest = sync.OnceValue(func() []byte {
 	b.scriptMap, b.progressMap = "script", "progress"
 	b.colocate()
 	m := &modelSpec{Model: v1alpha1.Model{Name: "o/m", Revision: "r", RepoType: "dataset", RetryCount: 1, Include: []string{"i"}, Exclude: []string{"e"}}}
-	j, err := json.Marshal(b.build(m, "job", modelHashes{content: "c", config: "c", spec: "s"}, attempt{1, "h"}))
+	j, err := json.Marshal(b.build(m, "job", naming.Hashes{Content: "c", Config: "c", Spec: "s"}, attempt{1, "h"}))
 	if err != nil {
 		panic(err)
 	}
@@ -103,7 +114,7 @@ var templateDigest = sync.OnceValue(func() []byte {
 
 func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuilder {
 	b := &jobBuilder{nameBase: nameBase, namespace: namespace, spec: s, platform: p,
-		parentLabel: labelValue(nameBase), pvcLabel: pvcLabelValue(s.StoragePVC)}
+		parentLabel: naming.LabelValue(nameBase), pvcLabel: pvcLabelValue(s.StoragePVC)}
 
 	b.cpu, b.memory = orDefault(s.Settings.CPU, p.CPU), orDefault(s.Settings.Memory, p.Memory)
 	// Both parse: validation checked them.
@@ -166,7 +177,7 @@ func (b *jobBuilder) labels(m *modelSpec, jobHash string) map[string]string {
 	return map[string]string{
 		labelApp:      appName,
 		labelParent:   b.parentLabel,
-		labelModel:    labelValue(m.Name),
+		labelModel:    naming.LabelValue(m.Name),
 		labelSpecHash: jobHash,
 	}
 }
@@ -174,11 +185,11 @@ func (b *jobBuilder) labels(m *modelSpec, jobHash string) map[string]string {
 // modelEnv is the part of a Job's environment that is the model's own, each
 // entry a name and a value; sharedEnv, the same for every Job of the call,
 // follows it.
-func (b *jobBuilder) modelEnv(m *modelSpec, h modelHashes) []corev1.EnvVar {
+func (b *jobBuilder) modelEnv(m *modelSpec, h naming.Hashes) []corev1.EnvVar {
 	env := make([]corev1.EnvVar, 0, 8+len(b.sharedEnv))
 	env = append(env,
 		corev1.EnvVar{Name: script.EnvRepoID, Value: m.Name},
-		corev1.EnvVar{Name: script.EnvContentHash, Value: h.content})
+		corev1.EnvVar{Name: script.EnvContentHash, Value: h.Content})
 	repoType, revision, dir := m.RepoType, m.Revision, b.localDir(m)
 	if repoType == script.DefaultRepoType {
 		repoType = ""
@@ -205,7 +216,7 @@ func (b *jobBuilder) modelEnv(m *modelSpec, h modelHashes) []corev1.EnvVar {
 }
 
 // build returns the Job of one attempt at a model.
-func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) *batchv1.Job {
+func (b *jobBuilder) build(m *modelSpec, name string, h naming.Hashes, a attempt) *batchv1.Job {
 	st := &b.spec.Settings
 	env := append(b.modelEnv(m, h), b.sharedEnv...)
 
@@ -217,7 +228,7 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 			Labels:    b.labels(m, a.hash),
 			Annotations: map[string]string{
 				annotationModel:      m.Name,
-				annotationConfigHash: h.config,
+				annotationConfigHash: h.Config,
 				annotationAttempt:    itoa(a.number),
 			},
 		},
@@ -292,9 +303,9 @@ func (b *jobBuilder) build(m *modelSpec, name string, h modelHashes, a attempt) 
 // read them), so the sharing is safe. TestManifestIsTheTypedJob, and the
 // spec fuzzer, hold it to asUnstructured(build(...)); BenchmarkRunFunction
 // shows what it buys.
-func (b *jobBuilder) manifest(m *modelSpec, name string, h modelHashes, a attempt) *unstructured.Unstructured {
+func (b *jobBuilder) manifest(m *modelSpec, name string, h naming.Hashes, a attempt) *unstructured.Unstructured {
 	if b.template == nil {
-		b.template = asUnstructured(b.build(&modelSpec{Model: v1alpha1.Model{Name: "stand-in"}}, "stand-in", modelHashes{content: "stand-in"}, attempt{})).Object
+		b.template = asUnstructured(b.build(&modelSpec{Model: v1alpha1.Model{Name: "stand-in"}}, "stand-in", naming.Hashes{Content: "stand-in"}, attempt{})).Object
 	}
 	t := b.template
 	spec := maps.Clone(t["spec"].(map[string]any))
@@ -320,7 +331,7 @@ func (b *jobBuilder) manifest(m *modelSpec, name string, h modelHashes, a attemp
 		"name":        name,
 		"namespace":   b.namespace,
 		"labels":      stringsToAny(b.labels(m, a.hash)),
-		"annotations": map[string]any{annotationModel: m.Name, annotationConfigHash: h.config, annotationAttempt: itoa(a.number)},
+		"annotations": map[string]any{annotationModel: m.Name, annotationConfigHash: h.Config, annotationAttempt: itoa(a.number)},
 	}
 	job["spec"] = spec
 	return &unstructured.Unstructured{Object: job}

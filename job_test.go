@@ -21,6 +21,7 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -373,7 +374,7 @@ func checkManifests(t *testing.T, spec *xrSpec, plat *platform, colocate bool) {
 		if len(m.errs) > 0 {
 			continue
 		}
-		h := modelHashes{content: "content" + itoa(int64(i)), config: "config" + itoa(int64(i)), spec: "spec"}
+		h := naming.Hashes{Content: "content" + itoa(int64(i)), Config: "config" + itoa(int64(i)), Spec: "spec"}
 		a := attempt{int64(i + 1), "hash" + itoa(int64(i))}
 		want := asUnstructured(b.build(m, "job-"+itoa(int64(i)), h, a))
 		got := b.manifest(m, "job-"+itoa(int64(i)), h, a)

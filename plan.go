@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"google.golang.org/protobuf/types/known/structpb"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/crossplane/function-sdk-go/resource"
 	"github.com/crossplane/function-sdk-go/resource/composed"
+
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // Composing: the decisions of decide.go, model by model in spec order, done.
@@ -81,7 +82,7 @@ func (c *composer) enact(m *modelSpec, d *decision, rec modelStatus) {
 		c.keep(oj, rec)
 	}
 	if d.compose {
-		c.desireJob(resourceKey(m.Name, d.attempt.hash), c.builder.manifest(m, d.status.JobName, d.hashes, d.attempt), d.status.state.phase())
+		c.desireJob(naming.ResourceKey(m.Name, d.attempt.hash), c.builder.manifest(m, d.status.JobName, d.hashes, d.attempt), d.status.state.phase())
 	}
 }
 
@@ -98,11 +99,6 @@ func (c *composer) keep(oj *seenJob, rec modelStatus) {
 		return
 	}
 	c.desireJob(oj.key, keepAsObserved(oj.manifest), oj.phase)
-}
-
-// isSpecHash reports whether s is a Job hash as jobName needs it.
-func isSpecHash(s string) bool {
-	return len(s) == specHashLen && strings.IndexFunc(s, notHex) < 0
 }
 
 // desireJob composes a Job, in its envelope. It is ready when it completed.

@@ -16,6 +16,7 @@ import (
 	sigsjson "sigs.k8s.io/json"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -56,7 +57,7 @@ type platform struct {
 	digest []byte
 	// intentDigest is digest without the image: the image the function
 	// defaults to comes with its version, and a new version must not take a
-	// completed model for a changed one (see modelHashes.intent).
+	// completed model for a changed one (see naming.Hashes.intent).
 	intentDigest []byte
 
 	// MaxActivePerNamespace bounds the namespace's active download Jobs (0:
@@ -281,38 +282,38 @@ func validateToleration(p *field.Path, t corev1.Toleration) field.ErrorList {
 // image (never empty once defaulted, so "" stands for none).
 func (p *platform) hash(image string) []byte {
 	var scratch [1024]byte
-	h := newCanonical(scratch[:], "platform/v1")
-	h.str("image", image)
-	h.str("pullPolicy", p.PullPolicy)
-	h.strs("pullSecrets", p.PullSecrets)
-	h.str("serviceAccount", p.ServiceAccount)
-	h.str("mountPath", p.MountPath)
-	h.str("nodePoolKey", p.NodePoolKey)
-	h.int("tolerations", int64(len(p.Tolerations)))
+	h := naming.NewCanonical(scratch[:], "platform/v1")
+	h.Str("image", image)
+	h.Str("pullPolicy", p.PullPolicy)
+	h.Strs("pullSecrets", p.PullSecrets)
+	h.Str("serviceAccount", p.ServiceAccount)
+	h.Str("mountPath", p.MountPath)
+	h.Str("nodePoolKey", p.NodePoolKey)
+	h.Int("tolerations", int64(len(p.Tolerations)))
 	for _, t := range p.Tolerations {
-		h.str("key", t.Key)
-		h.str("operator", string(t.Operator))
-		h.str("value", t.Value)
-		h.str("effect", string(t.Effect))
+		h.Str("key", t.Key)
+		h.Str("operator", string(t.Operator))
+		h.Str("value", t.Value)
+		h.Str("effect", string(t.Effect))
 		if t.TolerationSeconds != nil {
-			h.int("seconds", *t.TolerationSeconds)
+			h.Int("seconds", *t.TolerationSeconds)
 		} else {
-			h.str("seconds", "")
+			h.Str("seconds", "")
 		}
 	}
-	h.int("env", int64(len(p.Env)))
+	h.Int("env", int64(len(p.Env)))
 	for _, e := range p.Env {
-		h.str("name", e.Name)
-		h.str("value", e.Value)
+		h.Str("name", e.Name)
+		h.Str("value", e.Value)
 	}
-	h.str("cpu", p.CPU)
-	h.str("memory", p.Memory)
-	h.int("runAsUser", p.RunAsUser)
-	h.int("runAsGroup", p.RunAsGroup)
-	h.int("fsGroup", p.FSGroup)
-	h.int("maxWorkers", p.MaxWorkers)
-	h.int("stallTimeoutSeconds", p.StallTimeoutSeconds)
-	d := h.sum()
+	h.Str("cpu", p.CPU)
+	h.Str("memory", p.Memory)
+	h.Int("runAsUser", p.RunAsUser)
+	h.Int("runAsGroup", p.RunAsGroup)
+	h.Int("fsGroup", p.FSGroup)
+	h.Int("maxWorkers", p.MaxWorkers)
+	h.Int("stallTimeoutSeconds", p.StallTimeoutSeconds)
+	d := h.Sum()
 	return d[:]
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/crossplane/function-sdk-go/resource"
 
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -44,12 +45,12 @@ const (
 
 // progressName names the ConfigMap, ServiceAccount, Role and RoleBinding of
 // one ModelDownload: hf-dl-<xr>-progress-<hash>.
-func progressName(o owner) string {
+func progressName(o naming.Owner) string {
 	var scratch [256]byte
-	c := newCanonical(scratch[:], "progress/v1")
-	o.identify(&c)
-	d := c.sum()
-	return jobName(o.name, "progress", hex.EncodeToString(d[:specHashLen/2]))
+	c := naming.NewCanonical(scratch[:], "progress/v1")
+	o.Identify(&c)
+	d := c.Sum()
+	return naming.JobName(o.Name, "progress", hex.EncodeToString(d[:naming.SpecHashLen/2]))
 }
 
 // scriptVolumeSource is the one volume at /opt/hf-download: the script's

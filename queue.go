@@ -6,6 +6,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // The download queue, without a controller: the function decides on every
@@ -236,7 +238,7 @@ func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR iden
 			present(get(xr, "metadata", "deletionTimestamp")) {
 			continue
 		}
-		parent := labelValue(orDefault(getString(xr, "metadata", "labels", claimNameLabel), name))
+		parent := naming.LabelValue(orDefault(getString(xr, "metadata", "labels", claimNameLabel), name))
 		if parent == self {
 			continue
 		}

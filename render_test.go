@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/yaml"
 
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -383,7 +384,7 @@ func renderedHashes(t *testing.T, docs []any) *strings.Replacer {
 				e, _ := e.(map[string]any)
 				name, _ := e["name"].(string)
 				h, _ := e["hash"].(string)
-				add(h, hashPlaceholder(name), specHashLen)
+				add(h, hashPlaceholder(name), naming.SpecHashLen)
 			}
 		}
 		job := m
@@ -392,8 +393,8 @@ func renderedHashes(t *testing.T, docs []any) *strings.Replacer {
 		}
 		if job["kind"] == "ConfigMap" {
 			name, _ := nested(job, "metadata", "name").(string)
-			if len(name) > specHashLen {
-				add(name[len(name)-specHashLen:], hashPlaceholder("the script"), specHashLen)
+			if len(name) > naming.SpecHashLen {
+				add(name[len(name)-naming.SpecHashLen:], hashPlaceholder("the script"), naming.SpecHashLen)
 			}
 		}
 		if job["kind"] == "Job" {

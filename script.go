@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -41,18 +42,18 @@ var scriptDigest = func() []byte {
 
 // scriptName is the ConfigMap's name for this XR: hf-dl-<xr>-script-<hash>,
 // at most 63 characters, like a Job's.
-func scriptName(o owner, pvc string) string {
+func scriptName(o naming.Owner, pvc string) string {
 	var scratch [256]byte
-	c := newCanonical(scratch[:], "script/v1")
-	c.bytes(scriptDigest)
-	o.identify(&c)
-	c.str("pvc", pvc)
-	d := c.sum()
-	return jobName(o.name, "script", hex.EncodeToString(d[:specHashLen/2]))
+	c := naming.NewCanonical(scratch[:], "script/v1")
+	c.Bytes(scriptDigest)
+	o.Identify(&c)
+	c.Str("pvc", pvc)
+	d := c.Sum()
+	return naming.JobName(o.Name, "script", hex.EncodeToString(d[:naming.SpecHashLen/2]))
 }
 
 // scriptKey is the composition resource name of the ConfigMap named name.
-func scriptKey(name string) string { return scriptKeyPrefix + name[len(name)-specHashLen:] }
+func scriptKey(name string) string { return scriptKeyPrefix + name[len(name)-naming.SpecHashLen:] }
 
 // scriptData is the ConfigMap's files: the script's, the PVC's name, and
 // where the pods report progress.

@@ -47,7 +47,7 @@ type modelStatus struct {
 	// recorded completion still holds.
 	ContentHash string
 	// IntentHash says what the user and the platform asked for
-	// (modelHashes.intent): a completion recorded under the current intent
+	// (naming.Hashes.intent): a completion recorded under the current intent
 	// holds when only the function changed.
 	IntentHash string
 	// Retry is the retry annotation's value when the model failed: a

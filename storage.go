@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // Optional PVC provisioning: with spec.storage the function composes the PVC
@@ -107,11 +109,11 @@ func (s storageState) message(pvc string) string {
 // valid label value) when it fits, else a cut name and a hash of the whole,
 // so two PVCs never share a value.
 func pvcLabelValue(name string) string {
-	if len(name) <= maxLabelValue {
+	if len(name) <= naming.MaxLabelValue {
 		return name
 	}
 	d := sha256.Sum256([]byte(name))
-	return strings.TrimRight(name[:maxLabelValue-11], "-.") + "-" + hex.EncodeToString(d[:5])
+	return strings.TrimRight(name[:naming.MaxLabelValue-11], "-.") + "-" + hex.EncodeToString(d[:5])
 }
 
 // needsNamespaceOwner reports whether the PVC must name its Namespace as an

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // The token Secret is a required resource: Crossplane fetches it and calls
@@ -131,7 +132,7 @@ func resolveToken(secret *structpb.Struct, namespace string, ref *v1alpha1.Token
 	if len(value) == 0 {
 		return tokenState{reason: reasonTokenEmpty, problem: fmt.Sprintf("%s key %q is empty", where, ref.Key)}
 	}
-	return tokenState{digest: tokenDigest(value), reason: reasonSecretFound, value: value}
+	return tokenState{digest: naming.TokenDigest(value), reason: reasonSecretFound, value: value}
 }
 
 // secretValue reads data (base64, as the API serves it) or, for Secrets

@@ -1,4 +1,7 @@
-package main
+// Package naming makes the names and hashes of what the function composes.
+// It is beneath every other package: it knows the API's types and nothing of
+// the function's.
+package naming
 
 import (
 	"crypto/sha256"
@@ -7,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 )
 
 // Names and hashes. Every name here reaches Kubernetes, so each is built to
@@ -15,113 +20,132 @@ import (
 
 const (
 	jobPrefix = "hf-dl-"
-	// specHashLen hex characters (40 bits) end every Job name and key.
-	specHashLen = 10
+	// SpecHashLen hex characters (40 bits) end every Job name and key.
+	SpecHashLen = 10
 	// maxJobName: a Job's name becomes its pods' job-name label, so it must
 	// be a DNS-1123 label, not merely a subdomain.
 	maxJobName = 63
-	// maxLabelValue is Kubernetes' limit for label values.
-	maxLabelValue = 63
+	// MaxLabelValue is Kubernetes' limit for label values.
+	MaxLabelValue = 63
 )
 
-// canonical writes length-prefixed key/value pairs, so no two different field
+// Canonical writes length-prefixed key/value pairs, so no two different field
 // lists can encode to the same bytes. It collects the encoding in one buffer
 // and hashes it once with SHA-256: the same digest as writing each piece into
 // a hash.Hash, without an allocation per field.
-type canonical struct {
+type Canonical struct {
 	buf []byte
 }
 
-// newCanonical starts an encoding in buf, usually a caller's array on the
+// NewCanonical starts an encoding in buf, usually a caller's array on the
 // stack; append moves it to the heap only if it outgrows that.
-func newCanonical(buf []byte, domain string) canonical {
-	c := canonical{buf: buf[:0]}
-	c.str("domain", domain)
+func NewCanonical(buf []byte, domain string) Canonical {
+	c := Canonical{buf: buf[:0]}
+	c.Str("domain", domain)
 	return c
 }
 
-func (c *canonical) bytes(b []byte) {
+// Bytes writes b.
+func (c *Canonical) Bytes(b []byte) {
 	c.buf = binary.AppendUvarint(c.buf, uint64(len(b)))
 	c.buf = append(c.buf, b...)
 }
 
-func (c *canonical) str(k, v string) {
+// Str writes a key and its value.
+func (c *Canonical) Str(k, v string) {
 	c.string(k)
 	c.string(v)
 }
 
 // string is bytes([]byte(s)) without the copy.
-func (c *canonical) string(s string) {
+func (c *Canonical) string(s string) {
 	c.buf = binary.AppendUvarint(c.buf, uint64(len(s)))
 	c.buf = append(c.buf, s...)
 }
 
-func (c *canonical) strs(k string, vs []string) {
-	c.int(k, int64(len(vs)))
+// Strs writes a key and its values.
+func (c *Canonical) Strs(k string, vs []string) {
+	c.Int(k, int64(len(vs)))
 	for _, v := range vs {
-		c.str(k, v)
+		c.Str(k, v)
 	}
 }
 
-func (c *canonical) int(k string, v int64) {
+// Int writes a key and its value.
+func (c *Canonical) Int(k string, v int64) {
 	c.string(k)
 	var b [binary.MaxVarintLen64]byte
 	n := binary.PutVarint(b[:], v)
-	c.bytes(b[:n])
+	c.Bytes(b[:n])
 }
 
-func (c *canonical) bool(k string, v bool) {
+// Bool writes a key and its value.
+func (c *Canonical) Bool(k string, v bool) {
 	if v {
-		c.str(k, "true")
+		c.Str(k, "true")
 	} else {
-		c.str(k, "false")
+		c.Str(k, "false")
 	}
 }
 
-func (c *canonical) sum() [sha256.Size]byte { return sha256.Sum256(c.buf) }
+// Sum is the SHA-256 of what was written.
+func (c *Canonical) Sum() [sha256.Size]byte { return sha256.Sum256(c.buf) }
 
-// modelHashes are the hashes of one model.
-type modelHashes struct {
-	// content covers what lands on disk (repo, type, revision, globs). The
+// Hashes are the hashes of one model.
+type Hashes struct {
+	// Content covers what lands on disk (repo, type, revision, globs). The
 	// download script compares it with its completion marker, so a Job that
 	// re-runs for any other reason (a rotated token, more memory) exits at
 	// once for a complete model.
-	content string
-	// config covers everything that shapes the Job except the token.
-	config string
-	// spec is config plus the SHA-256 of the token: any relevant change, a
-	// rotated token included, is a new spec. jobHash salts it with the
+	Content string
+	// Config covers everything that shapes the Job except the token.
+	Config string
+	// Spec is Config plus the SHA-256 of the token: any relevant change, a
+	// rotated token included, is a new spec. JobHash salts it with the
 	// attempt to name the Job.
-	spec string
-	// intent is spec without what the function itself brings (the script,
+	Spec string
+	// Intent is Spec without what the function itself brings (the script,
 	// the Job's template, the default image): what the user and the
 	// platform asked for. A model completed under the same intent on the
 	// same volume stays completed when only the function changed, so an
 	// upgrade re-runs nothing that is done.
-	intent string
+	Intent string
 }
 
-// hashModel computes a model's hashes. xrDigest covers the XR-wide fields and
-// platform the Input; both are computed once per request.
-func hashModel(m *modelSpec, xrDigest []byte, plat *platform, tokenDigest []byte) modelHashes {
-	var scratch [512]byte
-	c := newCanonical(scratch[:], "content/v1")
-	content := m.contentDigest(&c)
+// Digests are what a model's hashes cover besides the model, each computed
+// once per call.
+type Digests struct {
+	// XR covers the XR-wide fields (HashXR).
+	XR []byte
+	// Platform covers the Input; PlatformIntent the Input but the image.
+	Platform, PlatformIntent []byte
+	// Script and Template are the function's own: the download script and
+	// the Job's template.
+	Script, Template []byte
+	// Token is the SHA-256 of the token (TokenDigest), nil without one.
+	Token []byte
+}
 
-	c.asked("config/v1", content[:], m, xrDigest, plat.digest)
-	c.bytes(scriptDigest)
-	c.bytes(templateDigest())
-	config := c.sum()
+// HashModel computes a model's hashes.
+func HashModel(m *v1alpha1.Model, d Digests) Hashes {
+	var scratch [512]byte
+	c := NewCanonical(scratch[:], "content/v1")
+	content := contentDigest(&c, m)
+
+	c.asked("config/v1", content[:], m, d.XR, d.Platform)
+	c.Bytes(d.Script)
+	c.Bytes(d.Template)
+	config := c.Sum()
 
 	c.buf = c.buf[:0]
-	c.str("domain", "spec/v1")
-	c.bytes(config[:])
-	c.bytes(tokenDigest)
-	spec := c.sum()
+	c.Str("domain", "spec/v1")
+	c.Bytes(config[:])
+	c.Bytes(d.Token)
+	spec := c.Sum()
 
-	c.asked("intent/v1", content[:], m, xrDigest, plat.intentDigest)
-	c.bytes(tokenDigest)
-	intent := c.sum()
+	c.asked("intent/v1", content[:], m, d.XR, d.PlatformIntent)
+	c.Bytes(d.Token)
+	intent := c.Sum()
 
 	// One string holds the four hex hashes; each field is a slice of it.
 	var hx [4 * 16]byte
@@ -130,91 +154,91 @@ func hashModel(m *modelSpec, xrDigest []byte, plat *platform, tokenDigest []byte
 	hex.Encode(hx[32:48], spec[:8])
 	hex.Encode(hx[48:], intent[:8])
 	all := string(hx[:])
-	return modelHashes{
-		content: all[:16],
-		config:  all[16:32],
-		spec:    all[32:48],
-		intent:  all[48:],
+	return Hashes{
+		Content: all[:16],
+		Config:  all[16:32],
+		Spec:    all[32:48],
+		Intent:  all[48:],
 	}
 }
 
 // asked starts c over, in domain, with what the user and the platform asked
 // of a model beyond its content: the config and the intent begin alike.
-func (c *canonical) asked(domain string, content []byte, m *modelSpec, xrDigest, platformDigest []byte) {
+func (c *Canonical) asked(domain string, content []byte, m *v1alpha1.Model, xrDigest, platformDigest []byte) {
 	c.buf = c.buf[:0]
-	c.str("domain", domain)
-	c.bytes(content)
-	c.fields(reflect.ValueOf(&m.Model).Elem(), false)
-	c.bytes(xrDigest)
-	c.bytes(platformDigest)
+	c.Str("domain", domain)
+	c.Bytes(content)
+	c.fields(reflect.ValueOf(m).Elem(), false)
+	c.Bytes(xrDigest)
+	c.Bytes(platformDigest)
 }
 
 // contentDigest covers what lands on disk: the repo, its type, the revision
 // and the globs. c holds the domain already.
-func (m *modelSpec) contentDigest(c *canonical) [sha256.Size]byte {
-	c.fields(reflect.ValueOf(&m.Model).Elem(), true)
-	return c.sum()
+func contentDigest(c *Canonical, m *v1alpha1.Model) [sha256.Size]byte {
+	c.fields(reflect.ValueOf(m).Elem(), true)
+	return c.Sum()
 }
 
-// contentHash is the content hash of hashModel alone.
-func (m *modelSpec) contentHash() string {
+// ContentHash is the content hash of HashModel alone.
+func ContentHash(m *v1alpha1.Model) string {
 	var scratch [512]byte
-	c := newCanonical(scratch[:], "content/v1")
-	d := m.contentDigest(&c)
+	c := NewCanonical(scratch[:], "content/v1")
+	d := contentDigest(&c, m)
 	return hex.EncodeToString(d[:8])
 }
 
-// jobHash names one attempt at a spec: the hash at the end of the Job's name
+// JobHash names one attempt at a spec: the hash at the end of the Job's name
 // and key. Every attempt gets a name of its own, so an old Job (orphaned by
 // its Object, or lingering while it is deleted) can never be taken for the
 // current one, even when a spec comes back to an earlier value.
-func jobHash(spec string, attempt int64) string {
+func JobHash(spec string, attempt int64) string {
 	var scratch [64]byte
-	c := newCanonical(scratch[:], "job/v1")
-	c.str("spec", spec)
-	c.int("attempt", attempt)
-	d := c.sum()
-	return hex.EncodeToString(d[:specHashLen/2])
+	c := NewCanonical(scratch[:], "job/v1")
+	c.Str("spec", spec)
+	c.Int("attempt", attempt)
+	d := c.Sum()
+	return hex.EncodeToString(d[:SpecHashLen/2])
 }
 
-// owner identifies the ModelDownload and the volume its Jobs write to.
-type owner struct {
-	// namespace and name are where the Jobs go and what they are named
+// Owner identifies the ModelDownload and the volume its Jobs write to.
+type Owner struct {
+	// Namespace and Name are where the Jobs go and what they are named
 	// after: the XR's, or its claim's.
-	namespace, name string
-	// xrName and xrUID are the XR's own: a claim's XR has a generated name,
+	Namespace, Name string
+	// XRName and XRUID are the XR's own: a claim's XR has a generated name,
 	// and an XR deleted and made again is a new owner.
-	xrName, xrUID string
-	// pvcUID is the volume's: a PVC deleted and made again, empty, is a new
+	XRName, XRUID string
+	// PVCUID is the volume's: a PVC deleted and made again, empty, is a new
 	// volume whose models must be downloaded again.
-	pvcUID string
+	PVCUID string
 }
 
-// identify writes which ModelDownload o is into a hash: every name the
+// Identify writes which ModelDownload o is into a hash: every name the
 // function derives from it (Jobs, the script's ConfigMap, the progress
 // objects) is its own.
-func (o owner) identify(c *canonical) {
-	c.str("namespace", o.namespace)
-	c.str("name", o.name)
-	c.str("xrName", o.xrName)
-	c.str("xrUID", o.xrUID)
+func (o Owner) Identify(c *Canonical) {
+	c.Str("namespace", o.Namespace)
+	c.Str("name", o.Name)
+	c.Str("xrName", o.XRName)
+	c.Str("xrUID", o.XRUID)
 }
 
-// hashXR covers the fields of the XR that every Job shares, which XR and
+// HashXR covers the fields of the XR that every Job shares, which XR and
 // volume they belong to (two ModelDownloads whose names read alike once
 // shortened still get Jobs of their own), and how the Jobs are composed: a
 // Job and the Object carrying it must never share a key. cpu and memory are
 // the resources the Jobs get, the platform's when the spec leaves them out.
-func hashXR(s *xrSpec, o owner, cpu, memory, envelope string) []byte {
+func HashXR(s *v1alpha1.ModelDownloadSpec, o Owner, cpu, memory, envelope string) []byte {
 	var scratch [512]byte
-	c := newCanonical(scratch[:], "xr/v2")
-	o.identify(&c)
-	c.str("pvcUID", o.pvcUID)
-	c.str("envelope", envelope)
-	spec := s.ModelDownloadSpec
+	c := NewCanonical(scratch[:], "xr/v2")
+	o.Identify(&c)
+	c.Str("pvcUID", o.PVCUID)
+	c.Str("envelope", envelope)
+	spec := *s
 	spec.Settings.CPU, spec.Settings.Memory = cpu, memory
 	c.fields(reflect.ValueOf(&spec).Elem(), false)
-	d := c.sum()
+	d := c.Sum()
 	return d[:]
 }
 
@@ -251,7 +275,7 @@ func hashFieldsOf(t reflect.Type) []hashField {
 
 // fields writes the fields of v, a struct of the API, that roll Jobs, in
 // their order: those of a model's content, or all the others.
-func (c *canonical) fields(v reflect.Value, content bool) {
+func (c *Canonical) fields(v reflect.Value, content bool) {
 	for _, f := range hashFieldsOf(v.Type()) {
 		fv := v.Field(f.index)
 		if f.inline {
@@ -269,15 +293,15 @@ func (c *canonical) fields(v reflect.Value, content bool) {
 		}
 		switch fv.Kind() {
 		case reflect.String:
-			c.str(f.key, fv.String())
+			c.Str(f.key, fv.String())
 		case reflect.Int64:
-			c.int(f.key, fv.Int())
+			c.Int(f.key, fv.Int())
 		case reflect.Bool:
-			c.bool(f.key, fv.Bool())
+			c.Bool(f.key, fv.Bool())
 		case reflect.Slice: // of strings
-			c.int(f.key, int64(fv.Len()))
+			c.Int(f.key, int64(fv.Len()))
 			for i := range fv.Len() {
-				c.str(f.key, fv.Index(i).String())
+				c.Str(f.key, fv.Index(i).String())
 			}
 		default:
 			panic("hash: no encoding for " + fv.Type().String())
@@ -285,19 +309,19 @@ func (c *canonical) fields(v reflect.Value, content bool) {
 	}
 }
 
-// tokenDigest is the SHA-256 of the token value. Only this digest, never the
+// TokenDigest is the SHA-256 of the token value. Only this digest, never the
 // value, enters a hash; and the hash that leaves the function is cut to 40
 // bits of a hash over it, which says nothing about the token.
-func tokenDigest(token []byte) []byte {
+func TokenDigest(token []byte) []byte {
 	d := sha256.Sum256(token)
 	return d[:]
 }
 
-// dnsLabel turns any string into lowercase letters, digits and single
+// DNSLabel turns any string into lowercase letters, digits and single
 // dashes, trimmed of dashes: the alphabet of a DNS-1123 label. Lowercasing
 // comes first, as it may change a letter's length or even make it ASCII
 // (the Kelvin sign lowercases to 'k').
-func dnsLabel(s string) string {
+func DNSLabel(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	dash := false
@@ -315,30 +339,30 @@ func dnsLabel(s string) string {
 	return b.String()
 }
 
-// cut shortens a dnsLabel to at most n bytes without leaving a trailing dash.
-func cut(s string, n int) string {
+// Cut shortens a DNSLabel to at most n bytes without leaving a trailing dash.
+func Cut(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	return strings.TrimRight(s[:n], "-")
 }
 
-// jobName is hf-dl-<xr>-<model>-<hash>, at most 63 characters. When it is
+// JobName is hf-dl-<xr>-<model>-<hash>, at most 63 characters. When it is
 // too long, the XR and model parts share the room, each keeping at least half
 // of it when it needs it; the hash is always whole, so two models never share
 // a name however alike their cut parts are.
-func jobName(xr, model, specHash string) string {
-	x, m := dnsLabel(xr), dnsLabel(model)
+func JobName(xr, model, specHash string) string {
+	x, m := DNSLabel(xr), DNSLabel(model)
 	room := maxJobName - len(jobPrefix) - len(specHash) - 2 // two joining dashes
 	if len(x)+len(m) > room {
 		half := room / 2
 		switch {
 		case len(x) <= half:
-			m = cut(m, room-len(x))
+			m = Cut(m, room-len(x))
 		case len(m) <= half:
-			x = cut(x, room-len(m))
+			x = Cut(x, room-len(m))
 		default:
-			x, m = cut(x, half), cut(m, room-half)
+			x, m = Cut(x, half), Cut(m, room-half)
 		}
 	}
 	var b strings.Builder
@@ -354,12 +378,19 @@ func jobName(xr, model, specHash string) string {
 	return b.String()
 }
 
-// resourceKey is the composition resource name of a model's Job. It carries
+// ResourceKey is the composition resource name of a model's Job. It carries
 // the spec hash because Crossplane keeps the name it observed for a key: only
 // a new key makes Crossplane delete the old Job and create the new one.
-func resourceKey(model, specHash string) string {
-	return "job-" + dnsLabel(model) + "-" + specHash
+func ResourceKey(model, specHash string) string {
+	return "job-" + DNSLabel(model) + "-" + specHash
 }
 
-// labelValue makes a label value of a name (for parent and model labels).
-func labelValue(s string) string { return cut(dnsLabel(s), maxLabelValue) }
+// LabelValue makes a label value of a name (for parent and model labels).
+func LabelValue(s string) string { return Cut(DNSLabel(s), MaxLabelValue) }
+
+// IsSpecHash reports whether s is a Job hash as JobName needs it.
+func IsSpecHash(s string) bool {
+	return len(s) == SpecHashLen && strings.IndexFunc(s, notLowerHex) < 0
+}
+
+func notLowerHex(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }
