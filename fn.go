@@ -162,7 +162,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	c.composeProgress()
 	models := c.compose()
 
-	if err := respond(rsp, req, c.desired, models, storage.uid); err != nil {
+	if err := respond(rsp, req, c.desired, c.builder.template, models, storage.uid); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	report(rsp, base, &spec, models, token, storage, c.conflict)

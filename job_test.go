@@ -15,6 +15,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
@@ -368,7 +369,7 @@ func checkManifests(t *testing.T, spec *xrSpec, plat *platform, colocate bool) {
 	if colocate {
 		b.colocate()
 	}
-	conv := newSharingConverter()
+	var typed, made []*unstructured.Unstructured
 	for i := range spec.Models {
 		m := &spec.Models[i]
 		if len(m.errs) > 0 {
@@ -381,17 +382,28 @@ func checkManifests(t *testing.T, spec *xrSpec, plat *platform, colocate bool) {
 		if diff := cmp.Diff(want.Object, got.Object); diff != "" {
 			t.Fatalf("model %d (%s): manifest differs from the typed Job (-typed +manifest):\n%s", i, m.Name, diff)
 		}
-		wantPB, err := structpb.NewStruct(want.Object)
+		typed, made = append(typed, want), append(made, got)
+	}
+	conv := newSharingConverter(b.template)
+	var volumes *structpb.Value
+	for i := range made {
+		wantPB, err := structpb.NewStruct(typed[i].Object)
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotPB, err := conv.structOf(got.Object)
+		gotPB, err := conv.structOf(made[i].Object)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff(wantPB, gotPB, protocmp.Transform()); diff != "" {
-			t.Fatalf("model %d (%s): the shared protobuf differs from structpb's (-structpb +shared):\n%s", i, m.Name, diff)
+			t.Fatalf("Job %d: the shared protobuf differs from structpb's (-structpb +shared):\n%s", i, diff)
 		}
+		// What the Jobs share is one message.
+		v := get(gotPB, "spec", "template", "spec", "volumes")
+		if i > 0 && v != volumes {
+			t.Fatalf("Job %d: its volumes are a message of their own, not the one the Jobs share", i)
+		}
+		volumes = v
 	}
 }
 
@@ -411,7 +423,7 @@ func TestSharingConverterIsNewValue(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			want, wantErr := structpb.NewValue(v)
-			got, gotErr := newSharingConverter().value(v)
+			got, gotErr := newSharingConverter(shared, list).value(v)
 			if (wantErr != nil) != (gotErr != nil) {
 				t.Fatalf("error %v, want %v", gotErr, wantErr)
 			}
@@ -422,7 +434,7 @@ func TestSharingConverterIsNewValue(t *testing.T) {
 	}
 	// A map the caller dropped is never taken for a new one at its address.
 	t.Run("FreshMapsAtOldAddresses", func(t *testing.T) {
-		conv := newSharingConverter()
+		conv := newSharingConverter(shared)
 		for i := range 2000 {
 			v, err := conv.value(map[string]any{"i": int64(i), "l": []any{int64(i)}})
 			if err != nil {

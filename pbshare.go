@@ -14,14 +14,18 @@ import (
 )
 
 // sharingConverter turns the maps of a response into protobuf as
-// structpb.NewValue does, once per map and list: the Jobs of a call share
-// most of their maps (jobBuilder.manifest), and so their protobuf shares the
+// structpb.NewValue does, and the maps and lists that the Jobs of a call
+// share (jobBuilder.manifest's template) once: their protobuf then shares the
 // messages made of them. A response is marshaled as a tree, so a shared
 // message is written out wherever it appears; nothing changes a response's
 // messages once made. BenchmarkRunFunction shows what it buys;
 // TestSharingConverterIsNewValue holds it to structpb.NewValue.
 type sharingConverter struct {
-	seen map[sharedKey]converted
+	// shared are the maps and lists registered as shared, by identity;
+	// roots holds them, so that no address is reused while the converter
+	// looks them up.
+	shared map[sharedKey]*structpb.Value
+	roots  []any
 }
 
 // sharedKey is a map's or list's identity: where its data lives (and, for a
@@ -31,15 +35,30 @@ type sharedKey struct {
 	n  int
 }
 
-// converted is what a map or list became; it holds the map or list itself,
-// so that its address is not reused while the converter may look it up.
-type converted struct {
-	from any
-	to   *structpb.Value
+// newSharingConverter converts once each map and list under the roots given.
+func newSharingConverter(roots ...any) *sharingConverter {
+	c := &sharingConverter{shared: map[sharedKey]*structpb.Value{}, roots: roots}
+	for _, r := range roots {
+		c.register(r)
+	}
+	return c
 }
 
-func newSharingConverter() *sharingConverter {
-	return &sharingConverter{seen: map[sharedKey]converted{}}
+func (c *sharingConverter) register(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		c.shared[sharedKey{at: reflect.ValueOf(v).Pointer()}] = nil
+		for _, e := range v {
+			c.register(e)
+		}
+	case []any:
+		if len(v) > 0 {
+			c.shared[sharedKey{at: reflect.ValueOf(v).Pointer(), n: len(v)}] = nil
+		}
+		for _, e := range v {
+			c.register(e)
+		}
+	}
 }
 
 // structOf converts an object.
@@ -52,14 +71,31 @@ func (c *sharingConverter) structOf(m map[string]any) (*structpb.Struct, error) 
 }
 
 func (c *sharingConverter) value(v any) (*structpb.Value, error) {
+	var key sharedKey
 	switch v := v.(type) {
 	case map[string]any:
-		key := sharedKey{at: reflect.ValueOf(v).Pointer()}
-		if c, ok := c.seen[key]; ok {
-			return c.to, nil
-		}
-		fields := make(map[string]*structpb.Value, len(v))
-		for k, e := range v {
+		key = sharedKey{at: reflect.ValueOf(v).Pointer()}
+	case []any:
+		key = sharedKey{at: reflect.ValueOf(v).Pointer(), n: len(v)}
+	default:
+		return structpb.NewValue(v)
+	}
+	done, shared := c.shared[key]
+	if done != nil {
+		return done, nil
+	}
+	pv, err := c.convert(v)
+	if err == nil && shared {
+		c.shared[key] = pv
+	}
+	return pv, err
+}
+
+// convert converts a map or a list, its elements by value.
+func (c *sharingConverter) convert(v any) (*structpb.Value, error) {
+	if m, ok := v.(map[string]any); ok {
+		fields := make(map[string]*structpb.Value, len(m))
+		for k, e := range m {
 			if !utf8.ValidString(k) {
 				return nil, fmt.Errorf("invalid UTF-8 in string: %q", k)
 			}
@@ -69,30 +105,18 @@ func (c *sharingConverter) value(v any) (*structpb.Value, error) {
 			}
 			fields[k] = pe
 		}
-		pv := structpb.NewStructValue(&structpb.Struct{Fields: fields})
-		c.seen[key] = converted{v, pv}
-		return pv, nil
-	case []any:
-		key := sharedKey{at: reflect.ValueOf(v).Pointer(), n: len(v)}
-		if c, ok := c.seen[key]; ok && len(v) > 0 {
-			return c.to, nil
-		}
-		values := make([]*structpb.Value, len(v))
-		for i, e := range v {
-			pe, err := c.value(e)
-			if err != nil {
-				return nil, err
-			}
-			values[i] = pe
-		}
-		pv := structpb.NewListValue(&structpb.ListValue{Values: values})
-		if len(v) > 0 {
-			c.seen[key] = converted{v, pv}
-		}
-		return pv, nil
-	default:
-		return structpb.NewValue(v)
+		return structpb.NewStructValue(&structpb.Struct{Fields: fields}), nil
 	}
+	l := v.([]any)
+	values := make([]*structpb.Value, len(l))
+	for i, e := range l {
+		pe, err := c.value(e)
+		if err != nil {
+			return nil, err
+		}
+		values[i] = pe
+	}
+	return structpb.NewListValue(&structpb.ListValue{Values: values}), nil
 }
 
 // responseSize is proto.Size(rsp), each message the desired resources share

@@ -14,8 +14,8 @@ import (
 // ConfigMaps join whatever earlier steps of the pipeline desired, and the
 // status the function owns joins the desired XR's.
 
-func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desired map[string]*resource.DesiredComposed, models []modelStatus, pvcUID string) error {
-	if err := setDesiredComposed(rsp, desired); err != nil {
+func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desired map[string]*resource.DesiredComposed, shared any, models []modelStatus, pvcUID string) error {
+	if err := setDesiredComposed(rsp, desired, shared); err != nil {
 		return err
 	}
 
@@ -46,15 +46,15 @@ func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desire
 }
 
 // setDesiredComposed is the SDK's response.SetDesiredComposedResources,
-// converting what the Jobs share once (sharingConverter).
-func setDesiredComposed(rsp *fnv1.RunFunctionResponse, desired map[string]*resource.DesiredComposed) error {
+// converting what the Jobs share (shared, the Jobs' template) once.
+func setDesiredComposed(rsp *fnv1.RunFunctionResponse, desired map[string]*resource.DesiredComposed, shared any) error {
 	if rsp.GetDesired() == nil {
 		rsp.Desired = &fnv1.State{}
 	}
 	if rsp.GetDesired().GetResources() == nil {
 		rsp.Desired.Resources = make(map[string]*fnv1.Resource, len(desired))
 	}
-	conv := newSharingConverter()
+	conv := newSharingConverter(shared)
 	for k, d := range desired {
 		s, err := conv.structOf(d.Resource.UnstructuredContent())
 		if err != nil {
