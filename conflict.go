@@ -8,6 +8,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
 )
 
@@ -77,7 +78,7 @@ func readPeers(peers []*structpb.Struct, self identity, pvc string) directories 
 	for _, xr := range peers {
 		name := getString(xr, "metadata", "name")
 		if uid := getString(xr, "metadata", "uid"); name == self.name || uid != "" && uid == self.uid ||
-			present(get(xr, "metadata", "deletionTimestamp")) {
+			decode.Present(get(xr, "metadata", "deletionTimestamp")) {
 			continue
 		}
 		spec, errs := parseSpec(xr)

@@ -29,6 +29,7 @@ import (
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -379,7 +380,7 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 	t.Helper()
 	pvcUID := ""
 	if items := req.GetRequiredResources()[requirementPVC].GetItems(); len(items) > 0 &&
-		!present(get(items[0].GetResource(), "metadata", "deletionTimestamp")) {
+		!decode.Present(get(items[0].GetResource(), "metadata", "deletionTimestamp")) {
 		pvcUID = orDefault(getString(items[0].GetResource(), "metadata", "uid"), "-")
 	}
 	recorded := recordedStatus(req.GetObserved().GetComposite().GetResource())

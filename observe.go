@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/internal/decode"
 )
 
 // Reading what Crossplane observed and fetched: the XR's identity and recorded
@@ -244,32 +246,32 @@ func (o *observation) readJob(key string, composed, manifest, applied *structpb.
 // of the wrong type, which no apiserver serves, makes the status unreadable
 // rather than guessed at.
 func readJobStatus(applied *structpb.Struct) (*batchv1.Job, error) {
-	r := &decoder{}
+	r := &decode.Decoder{}
 	job := &batchv1.Job{}
-	job.UID = types.UID(r.optionalString(field.NewPath("metadata", "uid"), get(applied, "metadata", "uid")))
+	job.UID = types.UID(r.OptionalString(field.NewPath("metadata", "uid"), get(applied, "metadata", "uid")))
 	status := field.NewPath("status")
-	if v := get(applied, "status", "active"); present(v) {
-		n, _ := r.integer(status.Child("active"), v, &schema{Minimum: new(0.0), Maximum: new(float64(math.MaxInt32))})
+	if v := get(applied, "status", "active"); decode.Present(v) {
+		n, _ := r.Integer(status.Child("active"), v, &decode.Schema{Minimum: new(0.0), Maximum: new(float64(math.MaxInt32))})
 		job.Status.Active = int32(n) //nolint:gosec // bounded just above
 	}
-	if v := get(applied, "status", "conditions"); present(v) {
-		conditions, _ := r.asList(status.Child("conditions"), v)
+	if v := get(applied, "status", "conditions"); decode.Present(v) {
+		conditions, _ := r.AsList(status.Child("conditions"), v)
 		for i, c := range conditions {
 			p := status.Child("conditions").Index(i)
-			cs, ok := r.asObject(p, c)
+			cs, ok := r.AsObject(p, c)
 			if !ok {
 				continue
 			}
 			f := cs.GetFields()
 			job.Status.Conditions = append(job.Status.Conditions, batchv1.JobCondition{
-				Type:    batchv1.JobConditionType(r.optionalString(p.Child("type"), f["type"])),
-				Status:  corev1.ConditionStatus(r.optionalString(p.Child("status"), f["status"])),
-				Reason:  r.optionalString(p.Child("reason"), f["reason"]),
-				Message: r.optionalString(p.Child("message"), f["message"]),
+				Type:    batchv1.JobConditionType(r.OptionalString(p.Child("type"), f["type"])),
+				Status:  corev1.ConditionStatus(r.OptionalString(p.Child("status"), f["status"])),
+				Reason:  r.OptionalString(p.Child("reason"), f["reason"]),
+				Message: r.OptionalString(p.Child("message"), f["message"]),
 			})
 		}
 	}
-	return job, r.errs.ToAggregate()
+	return job, r.Errs.ToAggregate()
 }
 
 // beingDeleted: the object's metadata.deletionTimestamp is set, as

@@ -16,6 +16,7 @@ import (
 	sigsjson "sigs.k8s.io/json"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
@@ -176,7 +177,7 @@ func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {
 	if n := in.MaxActiveJobsPerNamespace; n != nil {
 		p.MaxActivePerNamespace = int64(*n)
 		if *n < 1 {
-			errs = append(errs, field.Invalid(inputPath.Child("maxActiveJobsPerNamespace"), *n, rangeDetail(1, maxInt32)))
+			errs = append(errs, field.Invalid(inputPath.Child("maxActiveJobsPerNamespace"), *n, decode.RangeDetail(1, maxInt32)))
 		}
 	}
 	if len(errs) > 0 {
@@ -238,10 +239,10 @@ func (p *platform) validate() field.ErrorList {
 		}
 	}
 	if p.MaxWorkers < 1 || p.MaxWorkers > maxMaxWorkers {
-		errs = append(errs, field.Invalid(inputPath.Child("maxWorkers"), p.MaxWorkers, rangeDetail(1, maxMaxWorkers)))
+		errs = append(errs, field.Invalid(inputPath.Child("maxWorkers"), p.MaxWorkers, decode.RangeDetail(1, maxMaxWorkers)))
 	}
 	if p.StallTimeoutSeconds < minStallTimeoutSeconds || p.StallTimeoutSeconds > maxStallTimeoutSeconds {
-		errs = append(errs, field.Invalid(inputPath.Child("stallTimeoutSeconds"), p.StallTimeoutSeconds, rangeDetail(minStallTimeoutSeconds, maxStallTimeoutSeconds)))
+		errs = append(errs, field.Invalid(inputPath.Child("stallTimeoutSeconds"), p.StallTimeoutSeconds, decode.RangeDetail(minStallTimeoutSeconds, maxStallTimeoutSeconds)))
 	}
 	return errs
 }

@@ -7,6 +7,7 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
 )
 
@@ -194,7 +195,7 @@ func readNamespaceJobs(r *fnv1.Resources) []namespaceJob {
 		out = append(out, namespaceJob{
 			parent:  getString(j, "metadata", "labels", labelParent),
 			created: getString(j, "metadata", "creationTimestamp"),
-			active:  !present(get(j, "metadata", "deletionTimestamp")) && !finishedJob(j),
+			active:  !decode.Present(get(j, "metadata", "deletionTimestamp")) && !finishedJob(j),
 		})
 	}
 	return out
@@ -235,7 +236,7 @@ func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR iden
 	for _, xr := range peers {
 		name := getString(xr, "metadata", "name")
 		if uid := getString(xr, "metadata", "uid"); name == selfXR.name || uid != "" && uid == selfXR.uid ||
-			present(get(xr, "metadata", "deletionTimestamp")) {
+			decode.Present(get(xr, "metadata", "deletionTimestamp")) {
 			continue
 		}
 		parent := naming.LabelValue(orDefault(getString(xr, "metadata", "labels", claimNameLabel), name))

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/hfops/function-hf-download/internal/decode"
 )
 
 // fiveModels is a ModelDownload of five models, org/a to org/e, with settings
@@ -32,7 +34,7 @@ func activeJobs(api *apiServer, parent string) []string {
 		if parent != "" && getString(j, "metadata", "labels", labelParent) != parent {
 			continue
 		}
-		if !finishedJob(j) && !present(get(j, "metadata", "deletionTimestamp")) {
+		if !finishedJob(j) && !decode.Present(get(j, "metadata", "deletionTimestamp")) {
 			out = append(out, getString(j, "metadata", "annotations", annotationModel))
 		}
 	}

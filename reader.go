@@ -24,13 +24,3 @@ func get(s *structpb.Struct, path ...string) *structpb.Value {
 }
 
 func getString(s *structpb.Struct, path ...string) string { return get(s, path...).GetStringValue() }
-
-// present reports whether a field holds a value; an explicit null counts as
-// absent, as it does for Kubernetes.
-func present(v *structpb.Value) bool {
-	if v == nil {
-		return false
-	}
-	_, isNull := v.GetKind().(*structpb.Value_NullValue)
-	return !isNull
-}

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/decode"
 )
 
 // The script's defaults (script.go, checked against download.sh) are the
@@ -51,6 +52,15 @@ var (
 	storagePath  = specPath.Child("storage")
 )
 
+// crossplaneSpecFields are the fields Crossplane adds to an XR's spec, on
+// v2 (crossplane) and on 1.x and legacy XRs: not the API's, not unknown.
+var crossplaneSpecFields = map[string]bool{
+	"crossplane": true, "claimRef": true, "compositionRef": true, "compositionRevisionRef": true,
+	"compositionRevisionSelector": true, "compositionSelector": true, "compositionUpdatePolicy": true,
+	"environmentConfigRefs": true, "publishConnectionDetailsTo": true, "resourceRefs": true,
+	"writeConnectionSecretToRef": true,
+}
+
 // specSkips: what parseSpec leaves to others, besides Crossplane's own fields.
 var specSkips = func() map[string]bool {
 	m := map[string]bool{"models": true}
@@ -67,18 +77,18 @@ var modelSkips = map[string]bool{"name": true}
 // parseSpec decodes the XR's spec. Errors in the returned list make the whole
 // spec unusable; errors of a single model are kept on that model.
 func parseSpec(xr *structpb.Struct) (xrSpec, field.ErrorList) {
-	d := &decoder{strict: true}
+	d := &decode.Decoder{Strict: true}
 	var out xrSpec
-	specSchema := apiSchema().Properties["spec"]
+	specSchema := decode.ModelDownload().Properties["spec"]
 	v := xr.GetFields()["spec"]
-	if !present(v) {
+	if !decode.Present(v) {
 		return out, field.ErrorList{field.Required(specPath, "")}
 	}
-	if !d.object(specPath, v, specSchema, reflect.ValueOf(&out.ModelDownloadSpec).Elem(), specSkips) {
-		return out, d.errs
+	if !d.Object(specPath, v, specSchema, reflect.ValueOf(&out.ModelDownloadSpec).Elem(), specSkips) {
+		return out, d.Errs
 	}
-	if models := v.GetStructValue().GetFields()["models"]; present(models) {
-		if items, ok := d.asList(modelsPath, models); ok {
+	if models := v.GetStructValue().GetFields()["models"]; decode.Present(models) {
+		if items, ok := d.AsList(modelsPath, models); ok {
 			out.Models = make([]modelSpec, 0, len(items))
 			for i, m := range items {
 				if ms, ok := parseModel(d, modelsPath.Index(i), m, specSchema.Properties["models"].Items); ok {
@@ -87,33 +97,33 @@ func parseSpec(xr *structpb.Struct) (xrSpec, field.ErrorList) {
 			}
 		}
 	}
-	return out, d.errs
+	return out, d.Errs
 }
 
 // parseModel decodes one model. A model that is not an object, or has no
 // usable name, cannot even be reported in status, so it fails the spec; any
 // other problem stays with the model.
-func parseModel(spec *decoder, p *field.Path, v *structpb.Value, s *schema) (modelSpec, bool) {
-	if !present(v) {
-		spec.errs = append(spec.errs, field.Required(p, "must be an object with a name"))
+func parseModel(spec *decode.Decoder, p *field.Path, v *structpb.Value, s *decode.Schema) (modelSpec, bool) {
+	if !decode.Present(v) {
+		spec.Errs = append(spec.Errs, field.Required(p, "must be an object with a name"))
 		return modelSpec{}, false
 	}
-	obj, ok := spec.asObject(p, v)
+	obj, ok := spec.AsObject(p, v)
 	if !ok {
 		return modelSpec{}, false
 	}
 	var m modelSpec
 	name := obj.GetFields()["name"]
-	spec.value(p.Child("name"), name, s.Properties["name"], reflect.ValueOf(&m.Name).Elem())
+	spec.Value(p.Child("name"), name, s.Properties["name"], reflect.ValueOf(&m.Name).Elem())
 	if m.Name == "" {
-		if !present(name) || name.GetStringValue() == "" && kindName(name) == "string" {
-			spec.errs = append(spec.errs, field.Required(p.Child("name"), "the Hugging Face repo id, such as org/name"))
+		if !decode.Present(name) || name.GetStringValue() == "" && decode.KindName(name) == "string" {
+			spec.Errs = append(spec.Errs, field.Required(p.Child("name"), "the Hugging Face repo id, such as org/name"))
 		}
 		return modelSpec{}, false
 	}
-	d := &decoder{strict: true}
-	d.object(p, v, s, reflect.ValueOf(&m.Model).Elem(), modelSkips)
-	m.errs = d.errs
+	d := &decode.Decoder{Strict: true}
+	d.Object(p, v, s, reflect.ValueOf(&m.Model).Elem(), modelSkips)
+	m.errs = d.Errs
 	return m, true
 }
 

@@ -15,6 +15,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -108,8 +109,8 @@ func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
 		return nil
 	}
 	var entries []v1alpha1.ModelStatus
-	d := &decoder{}
-	d.value(statusModelsPath, v, apiSchema().Properties["status"].Properties["models"], reflect.ValueOf(&entries).Elem())
+	d := &decode.Decoder{}
+	d.Value(statusModelsPath, v, decode.ModelDownload().Properties["status"].Properties["models"], reflect.ValueOf(&entries).Elem())
 	out := make(map[string]modelStatus, len(entries))
 	for i := range entries {
 		e := &entries[i]

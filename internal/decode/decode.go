@@ -1,4 +1,8 @@
-package main
+// Package decode reads protobuf Structs, as Crossplane sends objects, into Go
+// types: by an OpenAPI schema (its defaults and integer bounds), reporting
+// every value of the wrong type, and in strict mode every field the type
+// does not have, by its field path.
+package decode
 
 import (
 	"fmt"
@@ -6,6 +10,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -16,30 +21,31 @@ import (
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 )
 
-// Decoding a ModelDownload: its spec and status are read straight from the
-// protobuf Struct into the API's Go types, by the API's own schema (the CRD
+// The ModelDownload's spec and status are read straight from the protobuf
+// Struct into the API's Go types, by the API's own schema (the CRD
 // controller-gen makes of apis/v1alpha1, embedded). So the function applies
 // the defaults and integer bounds the API server applies, also under
 // crossplane render, where none does; and one pass reports every value of
 // the wrong type, and every field the API does not have, by the path the
 // user wrote.
 
-// schema is what the decoder applies of an OpenAPI schema.
-type schema struct {
-	Properties map[string]*schema `json:"properties"`
-	Items      *schema            `json:"items"`
+// Schema is what the decoder applies of an OpenAPI schema.
+type Schema struct {
+	Properties map[string]*Schema `json:"properties"`
+	Items      *Schema            `json:"items"`
 	Minimum    *float64           `json:"minimum"`
 	Maximum    *float64           `json:"maximum"`
 	Default    any                `json:"default"`
 }
 
-// apiSchema is the ModelDownload's schema: its spec and status properties.
-var apiSchema = sync.OnceValue(func() *schema {
+// ModelDownload is the ModelDownload's schema: its spec and status
+// properties.
+var ModelDownload = sync.OnceValue(func() *Schema {
 	var crd struct {
 		Spec struct {
 			Versions []struct {
 				Schema struct {
-					OpenAPIV3Schema schema `json:"openAPIV3Schema"`
+					OpenAPIV3Schema Schema `json:"openAPIV3Schema"`
 				} `json:"schema"`
 			} `json:"versions"`
 		} `json:"spec"`
@@ -50,21 +56,12 @@ var apiSchema = sync.OnceValue(func() *schema {
 	return &crd.Spec.Versions[0].Schema.OpenAPIV3Schema
 })
 
-// crossplaneSpecFields are the fields Crossplane adds to an XR's spec, on
-// v2 (crossplane) and on 1.x and legacy XRs: not the API's, not unknown.
-var crossplaneSpecFields = map[string]bool{
-	"crossplane": true, "claimRef": true, "compositionRef": true, "compositionRevisionRef": true,
-	"compositionRevisionSelector": true, "compositionSelector": true, "compositionUpdatePolicy": true,
-	"environmentConfigRefs": true, "publishConnectionDetailsTo": true, "resourceRefs": true,
-	"writeConnectionSecretToRef": true,
-}
-
-// decoder records a field error for each value it cannot take, and goes on.
-type decoder struct {
-	errs field.ErrorList
-	// strict makes a field the type does not have an error; status is read
+// Decoder records a field error for each value it cannot take, and goes on.
+type Decoder struct {
+	Errs field.ErrorList
+	// Strict makes a field the type does not have an error; status is read
 	// leniently (it holds Crossplane's fields too, and may be edited by hand).
-	strict bool
+	Strict bool
 }
 
 // jsonField is a struct field by its JSON name.
@@ -90,20 +87,20 @@ func fieldsOf(t reflect.Type) []jsonField {
 	return out
 }
 
-// object decodes v, an object, into out, a struct, by s; the fields named by
+// Object decodes v, an object, into out, a struct, by s; the fields named by
 // skip are left to the caller.
-func (d *decoder) object(p *field.Path, v *structpb.Value, s *schema, out reflect.Value, skip map[string]bool) bool {
-	obj, ok := d.asObject(p, v)
+func (d *Decoder) Object(p *field.Path, v *structpb.Value, s *Schema, out reflect.Value, skip map[string]bool) bool {
+	obj, ok := d.AsObject(p, v)
 	if !ok {
 		return false
 	}
 	given := obj.GetFields()
 	fields := fieldsOf(out.Type())
-	if d.strict {
+	if d.Strict {
 		// In name order: the same spec gets the same message every time.
 		for _, name := range slices.Sorted(maps.Keys(given)) {
 			if !skip[name] && !hasField(fields, name) {
-				d.errs = append(d.errs, field.Forbidden(p.Child(name), "unknown field (field names are case-sensitive)"))
+				d.Errs = append(d.Errs, field.Forbidden(p.Child(name), "unknown field (field names are case-sensitive)"))
 			}
 		}
 	}
@@ -111,11 +108,11 @@ func (d *decoder) object(p *field.Path, v *structpb.Value, s *schema, out reflec
 		if skip[f.name] {
 			continue
 		}
-		var fs *schema
+		var fs *Schema
 		if s != nil {
 			fs = s.Properties[f.name]
 		}
-		d.value(p.Child(f.name), given[f.name], fs, out.Field(f.index))
+		d.Value(p.Child(f.name), given[f.name], fs, out.Field(f.index))
 	}
 	return true
 }
@@ -129,17 +126,17 @@ func hasField(fields []jsonField, name string) bool {
 	return false
 }
 
-// value decodes v into out by s; an absent value (or null, which Kubernetes
+// Value decodes v into out by s; an absent value (or null, which Kubernetes
 // takes for absent) gets the schema's default. So does an empty string or
 // list where the schema has one: crossplane render applies no schema, and
 // an empty revision means the default one to the function as it always has.
-func (d *decoder) value(p *field.Path, v *structpb.Value, s *schema, out reflect.Value) {
-	if !present(v) || s != nil && s.Default != nil && emptyStringOrList(v) {
+func (d *Decoder) Value(p *field.Path, v *structpb.Value, s *Schema, out reflect.Value) {
+	if !Present(v) || s != nil && s.Default != nil && emptyStringOrList(v) {
 		switch {
 		case out.Kind() == reflect.Struct:
 			// An object the API always has (settings) gets its fields'
 			// defaults when left out, as the schema's default {} gives it.
-			d.object(p, emptyObject, s, out, nil)
+			d.Object(p, emptyObject, s, out, nil)
 		case s != nil && s.Default != nil:
 			setDefault(out, s.Default)
 		}
@@ -147,23 +144,27 @@ func (d *decoder) value(p *field.Path, v *structpb.Value, s *schema, out reflect
 	}
 	switch out.Kind() {
 	case reflect.Pointer:
+		if out.Type().Elem().Kind() == reflect.Struct && v.GetStructValue() == nil {
+			d.wrongType(p, v, "an object") // and no object is made of it
+			return
+		}
 		e := reflect.New(out.Type().Elem())
-		d.value(p, v, s, e.Elem())
+		d.Value(p, v, s, e.Elem())
 		out.Set(e)
 	case reflect.Struct:
-		d.object(p, v, s, out, nil)
+		d.Object(p, v, s, out, nil)
 	case reflect.Slice:
-		items, ok := d.asList(p, v)
+		items, ok := d.AsList(p, v)
 		if !ok {
 			return
 		}
-		var is *schema
+		var is *Schema
 		if s != nil {
 			is = s.Items
 		}
 		sl := reflect.MakeSlice(out.Type(), len(items), len(items))
 		for i, it := range items {
-			d.value(p.Index(i), it, is, sl.Index(i))
+			d.Value(p.Index(i), it, is, sl.Index(i))
 		}
 		out.Set(sl)
 	case reflect.String:
@@ -179,7 +180,7 @@ func (d *decoder) value(p *field.Path, v *structpb.Value, s *schema, out reflect
 			d.wrongType(p, v, "a boolean")
 		}
 	case reflect.Int64:
-		if n, ok := d.integer(p, v, s); ok {
+		if n, ok := d.Integer(p, v, s); ok {
 			out.SetInt(n)
 		}
 	default:
@@ -187,10 +188,10 @@ func (d *decoder) value(p *field.Path, v *structpb.Value, s *schema, out reflect
 	}
 }
 
-// integer reads a whole number within the schema's bounds. JSON numbers
+// Integer reads a whole number within the schema's bounds. JSON numbers
 // arrive as float64, so 1.5, NaN and 1e300 are rejected here rather than
 // silently truncated.
-func (d *decoder) integer(p *field.Path, v *structpb.Value, s *schema) (int64, bool) {
+func (d *Decoder) Integer(p *field.Path, v *structpb.Value, s *Schema) (int64, bool) {
 	n, ok := v.GetKind().(*structpb.Value_NumberValue)
 	if !ok {
 		d.wrongType(p, v, "an integer")
@@ -198,7 +199,7 @@ func (d *decoder) integer(p *field.Path, v *structpb.Value, s *schema) (int64, b
 	}
 	f := n.NumberValue
 	if math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f) {
-		d.errs = append(d.errs, field.Invalid(p, f, "must be a whole number"))
+		d.Errs = append(d.Errs, field.Invalid(p, f, "must be a whole number"))
 		return 0, false
 	}
 	lo, hi := float64(math.MinInt64), float64(math.MaxInt64)
@@ -210,15 +211,15 @@ func (d *decoder) integer(p *field.Path, v *structpb.Value, s *schema) (int64, b
 	}
 	// float64(MaxInt64) is 2^63, which int64 cannot hold.
 	if f < lo || f > hi || f >= math.MaxInt64 {
-		d.errs = append(d.errs, field.Invalid(p, f, rangeDetail(int64(lo), int64(min(hi, math.MaxInt64-1)))))
+		d.Errs = append(d.Errs, field.Invalid(p, f, RangeDetail(int64(lo), int64(min(hi, math.MaxInt64-1)))))
 		return 0, false
 	}
 	return int64(f), true
 }
 
-// optionalString reads a string that may be absent ("").
-func (d *decoder) optionalString(p *field.Path, v *structpb.Value) string {
-	if !present(v) {
+// OptionalString reads a string that may be absent ("").
+func (d *Decoder) OptionalString(p *field.Path, v *structpb.Value) string {
+	if !Present(v) {
 		return ""
 	}
 	s, ok := v.GetKind().(*structpb.Value_StringValue)
@@ -229,7 +230,7 @@ func (d *decoder) optionalString(p *field.Path, v *structpb.Value) string {
 	return s.StringValue
 }
 
-func (d *decoder) asObject(p *field.Path, v *structpb.Value) (*structpb.Struct, bool) {
+func (d *Decoder) AsObject(p *field.Path, v *structpb.Value) (*structpb.Struct, bool) {
 	if s := v.GetStructValue(); s != nil {
 		return s, true
 	}
@@ -237,7 +238,7 @@ func (d *decoder) asObject(p *field.Path, v *structpb.Value) (*structpb.Struct, 
 	return nil, false
 }
 
-func (d *decoder) asList(p *field.Path, v *structpb.Value) ([]*structpb.Value, bool) {
+func (d *Decoder) AsList(p *field.Path, v *structpb.Value) ([]*structpb.Value, bool) {
 	if l := v.GetListValue(); l != nil {
 		return l.GetValues(), true
 	}
@@ -245,8 +246,8 @@ func (d *decoder) asList(p *field.Path, v *structpb.Value) ([]*structpb.Value, b
 	return nil, false
 }
 
-func (d *decoder) wrongType(p *field.Path, v *structpb.Value, want string) {
-	d.errs = append(d.errs, field.TypeInvalid(p, kindName(v), "must be "+want))
+func (d *Decoder) wrongType(p *field.Path, v *structpb.Value, want string) {
+	d.Errs = append(d.Errs, field.TypeInvalid(p, KindName(v), "must be "+want))
 }
 
 func emptyStringOrList(v *structpb.Value) bool {
@@ -281,7 +282,8 @@ func setDefault(out reflect.Value, def any) {
 	}
 }
 
-func kindName(v *structpb.Value) string {
+// KindName is the JSON kind of a value, for messages.
+func KindName(v *structpb.Value) string {
 	switch v.GetKind().(type) {
 	case *structpb.Value_StringValue:
 		return "string"
@@ -298,6 +300,17 @@ func kindName(v *structpb.Value) string {
 	}
 }
 
-func rangeDetail(lo, hi int64) string {
-	return "must be between " + itoa(lo) + " and " + itoa(hi)
+// RangeDetail says which whole numbers a field takes.
+func RangeDetail(lo, hi int64) string {
+	return "must be between " + strconv.FormatInt(lo, 10) + " and " + strconv.FormatInt(hi, 10)
+}
+
+// Present reports whether a field holds a value; an explicit null counts as
+// absent, as it does for Kubernetes.
+func Present(v *structpb.Value) bool {
+	if v == nil {
+		return false
+	}
+	_, isNull := v.GetKind().(*structpb.Value_NullValue)
+	return !isNull
 }
