@@ -69,30 +69,21 @@ func (s modelState) phase() string {
 	}
 }
 
-// jobState is the state a Job of the current attempt puts a model in, by
-// the Job's phase (jobPhase).
-func jobState(phase string) modelState {
-	switch phase {
-	case phaseRunning:
-		return stateRunning
-	case phaseCompleted:
-		return stateCompleted
-	case phaseFailed:
-		return stateFailed
-	default:
-		return stateStarting
-	}
-}
-
 // terminal: the model's download ended, as it will stay.
 func (s modelState) terminal() bool { return terminal(s.phase()) }
 
-// phaseState is what a recorded phase says of a model: how its download
-// ended, that it ran, or that it waited (0 for what is no phase).
-func phaseState(phase string) modelState {
+// jobState is the state a Job of the current attempt puts a model in, by
+// the Job's phase (jobPhase): Pending is starting.
+func jobState(phase string) modelState { return stateOfPhase(phase, stateStarting) }
+
+// phaseState is what a recorded phase says of a model: Pending is waiting
+// (0 for what is no phase).
+func phaseState(phase string) modelState { return stateOfPhase(phase, stateWaiting) }
+
+func stateOfPhase(phase string, pending modelState) modelState {
 	switch phase {
 	case phasePending:
-		return stateWaiting
+		return pending
 	case phaseRunning:
 		return stateRunning
 	case phaseCompleted:

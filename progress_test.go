@@ -10,6 +10,7 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -139,7 +140,7 @@ func TestFinishedModelShowsNoProgress(t *testing.T) {
 // TestStatusShowsProgressOnlyWhileDownloading: the status entry carries
 // progress for a Pending or Running model alone, whatever the model holds.
 func TestStatusShowsProgressOnlyWhileDownloading(t *testing.T) {
-	p := &script.Progress{Bytes: 1, TotalBytes: 2, Files: 1, TotalFiles: 2, Updated: "2026-11-26T10:00:15Z"}
+	p := &script.Progress{Progress: v1alpha1.Progress{Bytes: 1, TotalBytes: 2, Files: 1, TotalFiles: 2, Updated: "2026-11-26T10:00:15Z"}}
 	for phase, want := range map[string]bool{phasePending: true, phaseRunning: true, phaseCompleted: false, phaseFailed: false} {
 		st := statusValue([]modelStatus{{Name: "org/alpha", state: phaseState(phase), progress: p}}, testPVCUID)
 		if _, got := st["models"].([]any)[0].(map[string]any)["progress"]; got != want {

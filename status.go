@@ -139,7 +139,7 @@ func recordedStatus(xr *structpb.Struct) map[string]modelStatus {
 				Bytes:    ptr.Deref(e.Bytes, 0),
 				Seconds:  ptr.Deref(e.DurationSeconds, 0),
 				Verified: ptr.Deref(e.Verified, false),
-				Card:     scriptCard(e.Card),
+				Card:     shownCard(e.Card),
 			}
 			if validSummary(sum) {
 				ms.summary = &sum
@@ -194,13 +194,12 @@ func (m *modelStatus) api() v1alpha1.ModelStatus {
 		e.Retry = m.Retry
 	}
 	if p := m.progress; p != nil && !m.state.terminal() {
-		e.Progress = &v1alpha1.Progress{Bytes: p.Bytes, TotalBytes: p.TotalBytes, Files: p.Files, TotalFiles: p.TotalFiles,
-			BytesPerSecond: p.BytesPerSecond, ETASeconds: p.ETASeconds, Updated: p.Updated}
+		e.Progress = &p.Progress
 	}
 	if s := m.summary; s != nil && m.state == stateCompleted {
 		e.Commit = s.Commit
 		e.Files, e.Bytes, e.DurationSeconds, e.Verified = &s.Files, &s.Bytes, &s.Seconds, &s.Verified
-		e.Card = apiCard(s.Card)
+		e.Card = shownCard(s.Card)
 	}
 	return e
 }
@@ -266,22 +265,12 @@ func validCard(c *script.Card) bool {
 
 func notPrintableASCII(r rune) bool { return r < ' ' || r > '~' }
 
-// apiCard is a card as status shows it: nil for one that knows nothing.
-func apiCard(c *script.Card) *v1alpha1.Card {
+// shownCard is a card as status shows it: nil for one that knows nothing.
+func shownCard(c *script.Card) *script.Card {
 	if c == nil || *c == (script.Card{}) {
 		return nil
 	}
-	return &v1alpha1.Card{Architecture: c.Architecture, ModelType: c.ModelType, Dtype: c.Dtype,
-		ContextLength: c.ContextLength, Parameters: c.Parameters, License: c.License}
-}
-
-// scriptCard reads back a card that status shows.
-func scriptCard(c *v1alpha1.Card) *script.Card {
-	if c == nil || *c == (v1alpha1.Card{}) {
-		return nil
-	}
-	return &script.Card{Architecture: c.Architecture, ModelType: c.ModelType, Dtype: c.Dtype,
-		ContextLength: c.ContextLength, Parameters: c.Parameters, License: c.License}
+	return c
 }
 
 func joinNonEmpty(sep string, parts ...string) string {

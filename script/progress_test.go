@@ -26,6 +26,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/hubtest"
 )
 
@@ -125,6 +126,21 @@ func (a *fakeAPI) set(mode apiMode) {
 	a.mode = mode
 }
 
+// jsonNames are the JSON names of a struct's fields, an embedded struct's
+// in its place, as encoding/json writes them.
+func jsonNames(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			out = append(out, jsonNames(f.Type)...)
+			continue
+		}
+		out = append(out, f.Tag.Get("json"))
+	}
+	return out
+}
+
 func (a *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	mode := a.mode
@@ -215,11 +231,7 @@ func decodeProgress(v string, since time.Time) (Progress, error) {
 	if err := json.Unmarshal([]byte(v), &fields); err != nil {
 		return p, err
 	}
-	var want []string
-	typ := reflect.TypeOf(p)
-	for i := range typ.NumField() {
-		want = append(want, typ.Field(i).Tag.Get("json"))
-	}
+	want := jsonNames(reflect.TypeOf(p))
 	sort.Strings(want)
 	if diff := cmp.Diff(want, sortedKeys(fields)); diff != "" {
 		return p, fmt.Errorf("fields (-want +got):\n%s", diff)
@@ -743,7 +755,8 @@ func TestProgressReporterStops(t *testing.T) {
 				// The last report; before it, whatever the reporter saw.
 				before := got[:max(0, len(got)-1)]
 				want = append(slices.Clone(before), Progress{
-					Bytes: stubBytes(), TotalBytes: stubBytes(), Files: int64(len(stubFiles)), TotalFiles: int64(len(stubFiles)), Attempt: progressPod,
+					Progress: v1alpha1.Progress{Bytes: stubBytes(), TotalBytes: stubBytes(), Files: int64(len(stubFiles)), TotalFiles: int64(len(stubFiles))},
+					Attempt:  progressPod,
 				})
 			default:
 				want = got // the stub fails at once: zero reports or one

@@ -5,6 +5,7 @@ package script
 import (
 	_ "embed" // for go:embed
 
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/downloader"
 )
 
@@ -177,15 +178,10 @@ const ProgressFile = "progress"
 // rounded up (0 when unknown). Updated is when Bytes or Files last changed,
 // RFC 3339 in UTC to the second; Attempt is the pod's name (HOSTNAME), so
 // that a new pod's reports can be told from an old one's.
+// The report is status.models[].progress (the API's Progress) and Attempt.
 type Progress struct {
-	Bytes          int64  `json:"bytes"`
-	TotalBytes     int64  `json:"totalBytes"`
-	Files          int64  `json:"files"`
-	TotalFiles     int64  `json:"totalFiles"`
-	BytesPerSecond int64  `json:"bytesPerSecond"`
-	ETASeconds     int64  `json:"etaSeconds"`
-	Updated        string `json:"updated"`
-	Attempt        string `json:"attempt"`
+	v1alpha1.Progress
+	Attempt string `json:"attempt"`
 }
 
 // LockFile is the file in the local dir on which a download holds an
@@ -234,15 +230,8 @@ type Summary struct {
 // shapes in the safetensors headers (only the headers are read); License from
 // README.md's front matter. Strings are printable ASCII of at most 64 bytes;
 // what is missing or unreadable is left out (nil when all is), and never
-// fails a download.
-type Card struct {
-	Architecture  string `json:"architecture,omitempty"`
-	ModelType     string `json:"modelType,omitempty"`
-	Dtype         string `json:"dtype,omitempty"`
-	ContextLength int64  `json:"contextLength,omitempty"`
-	Parameters    int64  `json:"parameters,omitempty"`
-	License       string `json:"license,omitempty"`
-}
+// fails a download. It is status.models[].card as the API has it.
+type Card = v1alpha1.Card
 
 // On failure the script writes one line of plain text, its reason, as the
 // whole termination log (and, after LogPrefix, as the last line of the pod
