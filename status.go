@@ -76,11 +76,13 @@ func jobPhase(job *batchv1.Job) (phase, message string) {
 
 // jobEnd is the one place that reads whether, and how, a Job ended: from
 // its conditions, as the Job controller sets them. Jobs have no Ready
-// condition: Complete and Failed (True) are the terminal ones; Suspended
-// holds it; anything else is Pending here. The namespace queue, the status
+// condition: Complete and Failed (True) are the terminal ones, whatever
+// else the list holds and in whatever order; Suspended holds a Job that has
+// not ended; anything else is Pending here. The namespace queue, the status
 // and readiness all take a Job's end from it, and jobReadyQuery says the same
-// to people reading an Object.
+// to people reading an Object (TestJobReadyQueryIsJobEnd).
 func jobEnd(conditions []batchv1.JobCondition) (phase, message string) {
+	suspended := false
 	for _, c := range conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -91,8 +93,11 @@ func jobEnd(conditions []batchv1.JobCondition) (phase, message string) {
 		case batchv1.JobFailed:
 			return phaseFailed, joinNonEmpty(": ", c.Reason, c.Message)
 		case batchv1.JobSuspended:
-			return phasePending, "the Job is suspended"
+			suspended = true
 		}
+	}
+	if suspended {
+		return phasePending, "the Job is suspended"
 	}
 	return phasePending, ""
 }
