@@ -20,6 +20,7 @@ import (
 	"github.com/crossplane/function-sdk-go/response"
 
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/respond"
 )
 
 // How soon Crossplane should call again, by default (the --ttl-* flags). While
@@ -53,7 +54,7 @@ type Function struct {
 
 	log logging.Logger
 	// maxResponseBytes is the largest response Crossplane can receive;
-	// zero means crossplaneMaxResponseBytes.
+	// zero means respond.CrossplaneMaxResponseBytes.
 	maxResponseBytes int
 	// ttlWaiting and ttlDownloading replace the defaults of the same names
 	// when set.
@@ -162,7 +163,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	c.composeProgress()
 	models := c.compose()
 
-	if err := respond(rsp, req, c.desired, c.builder.template, models, storage.uid); err != nil {
+	if err := respond.Respond(rsp, req, c.desired, c.builder.template, statusValue(models, storage.uid), allCompleted(models)); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	report(rsp, base, &spec, models, token, storage, c.conflict)
@@ -177,13 +178,13 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}
 	limit := f.maxResponseBytes
 	if limit == 0 {
-		limit = crossplaneMaxResponseBytes
+		limit = respond.CrossplaneMaxResponseBytes
 	}
-	if err := checkResponseSize(rsp, len(models), limit); err != nil {
+	if err := respond.CheckSize(rsp, len(models), limit); err != nil {
 		// Never a desired state with some Jobs missing: Crossplane would
 		// delete those.
 		log.Info("Response is over Crossplane's gRPC message limit", "models", len(models))
-		return oversizeResponse(req, err), nil
+		return respond.Oversize(req, err), nil
 	}
 	log.Debug("Composed download Jobs", "models", len(models), "resources", len(c.desired))
 	return rsp, nil
@@ -296,6 +297,16 @@ func condition(rsp *fnv1.RunFunctionResponse, typ string, s fnv1.Status, reason,
 		c.Message = &msg
 	}
 	rsp.Conditions = append(rsp.Conditions, c)
+}
+
+// allCompleted: the XR is Ready only when every model is on disk.
+func allCompleted(models []modelStatus) bool {
+	for _, m := range models {
+		if m.state != stateCompleted {
+			return false
+		}
+	}
+	return true
 }
 
 func anyUnsettled(models []modelStatus) bool {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/respond"
 )
 
 var (
@@ -259,7 +260,7 @@ func run(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
 // counts, for every response a test makes.
 func checkResponseSizeIsProtos(t *testing.T, rsp *fnv1.RunFunctionResponse) {
 	t.Helper()
-	if got, want := responseSize(rsp), proto.Size(rsp); got != want {
+	if got, want := respond.Size(rsp), proto.Size(rsp); got != want {
 		t.Fatalf("responseSize gives %d bytes, protobuf %d", got, want)
 	}
 }

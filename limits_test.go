@@ -12,6 +12,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/internal/respond"
 )
 
 // TestCheckResponseSize: a response over the limit becomes one Fatal that
@@ -20,31 +22,31 @@ import (
 func TestCheckResponseSize(t *testing.T) {
 	_, steady := benchRequests(t, 100)
 	size := proto.Size(steady.rsp)
-	if err := checkResponseSize(steady.rsp, 100, crossplaneMaxResponseBytes); err != nil {
+	if err := respond.CheckSize(steady.rsp, 100, respond.CrossplaneMaxResponseBytes); err != nil {
 		t.Fatalf("100 models must fit: %v", err)
 	}
-	if err := checkResponseSize(steady.rsp, 100, size); err != nil {
+	if err := respond.CheckSize(steady.rsp, 100, size); err != nil {
 		t.Fatalf("a response of exactly the limit fits: %v", err)
 	}
-	err := checkResponseSize(steady.rsp, 100, size-1)
+	err := respond.CheckSize(steady.rsp, 100, size-1)
 	if err == nil {
 		t.Fatal("a response one byte over the limit passed")
 	}
 	want := fmt.Sprintf("the response for 100 models is %s, over the %s gRPC message limit of Crossplane's client "+
 		"(Crossplane has no flag to raise it; the function's --max-recv-message-size governs only requests): "+
-		"split the models across several ModelDownloads", mb(size), mb(size-1))
+		"split the models across several ModelDownloads", respond.MB(size), respond.MB(size-1))
 	if err.Error() != want {
 		t.Errorf("message:\n got %s\nwant %s", err, want)
 	}
 
-	rsp := oversizeResponse(steady.req, err)
+	rsp := respond.Oversize(steady.req, err)
 	if rsp.GetDesired() != nil || len(rsp.GetResults()) != 1 || rsp.GetResults()[0].GetSeverity() != fnv1.Severity_SEVERITY_FATAL ||
 		rsp.GetResults()[0].GetMessage() != want || rsp.GetMeta().GetTag() != steady.req.GetMeta().GetTag() {
 		t.Errorf("oversizeResponse = %v, want a Fatal result alone", rsp)
 	}
 
-	if got := mb(crossplaneMaxResponseBytes); got != "4 MB" {
-		t.Errorf("mb(4 MiB) = %q", got)
+	if got := respond.MB(respond.CrossplaneMaxResponseBytes); got != "4 MB" {
+		t.Errorf("respond.MB(4 MiB) = %q", got)
 	}
 }
 
@@ -85,15 +87,15 @@ func TestResponseLimitEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkResponseSize(first.rsp, n, crossplaneMaxResponseBytes); err == nil {
-		t.Fatalf("%d models (%s) fit in 4 MB: raise n", n, mb(proto.Size(first.rsp)))
+	if err := respond.CheckSize(first.rsp, n, respond.CrossplaneMaxResponseBytes); err == nil {
+		t.Fatalf("%d models (%s) fit in 4 MB: raise n", n, respond.MB(proto.Size(first.rsp)))
 	}
 	if rsp.GetDesired() != nil || len(rsp.GetResults()) != 1 {
 		t.Fatalf("RunFunction answered %d Jobs and results %v; want the Fatal alone", len(jobResources(rsp)), rsp.GetResults())
 	}
 	r := rsp.GetResults()[0]
 	msg := r.GetMessage()
-	if r.GetSeverity() != fnv1.Severity_SEVERITY_FATAL || !strings.HasPrefix(msg, fmt.Sprintf("the response for %d models is %s,", n, mb(proto.Size(first.rsp)))) ||
+	if r.GetSeverity() != fnv1.Severity_SEVERITY_FATAL || !strings.HasPrefix(msg, fmt.Sprintf("the response for %d models is %s,", n, respond.MB(proto.Size(first.rsp)))) ||
 		!strings.HasSuffix(msg, "over the 4 MB gRPC message limit of Crossplane's client (Crossplane has no flag to raise it; "+
 			"the function's --max-recv-message-size governs only requests): split the models across several ModelDownloads") {
 		t.Errorf("result = %v %q", r.GetSeverity(), msg)
@@ -118,12 +120,12 @@ func TestMessageLimits(t *testing.T) {
 	perRsp := float64(rs-proto.Size(small.rsp)) / float64(maxModels-100)
 	t.Logf("%d models, steady state: request %d bytes, response %d bytes; each model adds %.0f to the request, %.0f to the response",
 		maxModels, rq, rs, perReq, perRsp)
-	t.Logf("largest response within 4 MB: about %d models", maxModels+int(float64(crossplaneMaxResponseBytes-rs)/perRsp))
-	if rs > crossplaneMaxResponseBytes {
-		t.Errorf("the XRD allows %d models, but their response is %s, over Crossplane's 4 MB", maxModels, mb(rs))
+	t.Logf("largest response within 4 MB: about %d models", maxModels+int(float64(respond.CrossplaneMaxResponseBytes-rs)/perRsp))
+	if rs > respond.CrossplaneMaxResponseBytes {
+		t.Errorf("the XRD allows %d models, but their response is %s, over Crossplane's 4 MB", maxModels, respond.MB(rs))
 	}
 	if rq > defaultMaxRecvMB<<20 {
-		t.Errorf("the XRD allows %d models, but their request is %s, over the function's default %d MB", maxModels, mb(rq), defaultMaxRecvMB)
+		t.Errorf("the XRD allows %d models, but their request is %s, over the function's default %d MB", maxModels, respond.MB(rq), defaultMaxRecvMB)
 	}
 }
 

@@ -23,7 +23,7 @@ import (
 // readComposed reads) and script ConfigMaps, the download pods, the token
 // Secret, the PVC, the Namespace and the other ModelDownloads. Other parts of
 // the request are read where they are used: the Input and the spec in fn.go
-// (decode.go), the required resources' dialect in dialect.go, and the peers'
+// (internal/decode), the required resources' dialect in dialect.go, and the peers'
 // status and the namespace's Jobs, as structs, in queue.go and conflict.go.
 
 // identity is the observed XR's metadata the function uses.

@@ -1,4 +1,9 @@
-package main
+// Package respond makes the response: the desired resources, converted to
+// protobuf once per shared map (share.go), the status the function owns
+// joined to the desired XR's, and the check that the whole reaches
+// Crossplane (limits.go). It is the last stage: it knows the SDK's types and
+// nothing of how the function decided.
+package respond
 
 import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -10,11 +15,13 @@ import (
 	"github.com/crossplane/function-sdk-go/response"
 )
 
-// The edge out: the decisions become the response. The desired Jobs, PVC and
-// ConfigMaps join whatever earlier steps of the pipeline desired, and the
-// status the function owns joins the desired XR's.
-
-func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desired map[string]*resource.DesiredComposed, shared any, models []modelStatus, pvcUID string) error {
+// Respond writes the decisions into the response: the desired Jobs, PVC and
+// ConfigMaps join whatever earlier steps of the pipeline desired (shared is
+// what the Jobs share: their template), and status, the part of the XR's
+// status the function owns, joins the desired XR's, which is Ready when
+// ready says so.
+func Respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desired map[string]*resource.DesiredComposed, shared any,
+	status map[string]any, ready bool) error {
 	if err := setDesiredComposed(rsp, desired, shared); err != nil {
 		return err
 	}
@@ -30,17 +37,13 @@ func respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desire
 	if st == nil {
 		st = map[string]any{}
 	}
-	for k, v := range statusValue(models, pvcUID) {
+	for k, v := range status {
 		st[k] = v
 	}
 	xr.Resource.Object["status"] = st
-	// The XR is Ready only when every model is on disk.
-	xr.Ready = resource.ReadyTrue
-	for _, m := range models {
-		if m.state != stateCompleted {
-			xr.Ready = resource.ReadyFalse
-			break
-		}
+	xr.Ready = resource.ReadyFalse
+	if ready {
+		xr.Ready = resource.ReadyTrue
 	}
 	return response.SetDesiredCompositeResource(rsp, xr)
 }
@@ -54,9 +57,9 @@ func setDesiredComposed(rsp *fnv1.RunFunctionResponse, desired map[string]*resou
 	if rsp.GetDesired().GetResources() == nil {
 		rsp.Desired.Resources = make(map[string]*fnv1.Resource, len(desired))
 	}
-	conv := newSharingConverter(shared)
+	conv := NewSharingConverter(shared)
 	for k, d := range desired {
-		s, err := conv.structOf(d.Resource.UnstructuredContent())
+		s, err := conv.StructOf(d.Resource.UnstructuredContent())
 		if err != nil {
 			return errors.Wrapf(err, "cannot convert the desired resource %q", k)
 		}

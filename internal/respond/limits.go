@@ -1,4 +1,4 @@
-package main
+package respond
 
 import (
 	"fmt"
@@ -15,32 +15,34 @@ import (
 //     Crossplane raises it. Over it, Crossplane fails the step with
 //     "ResourceExhausted: grpc: received message larger than max". Nothing
 //     is applied then, but the message names neither the XR's models nor a
-//     remedy; checkResponseSize makes it a Fatal result that does.
+//     remedy; CheckSize makes it a Fatal result that does.
 //   - The REQUEST is received by this function's gRPC server: its limit is
 //     the function's --max-recv-message-size flag (MB, default 16; Crossplane
 //     sends without limit). Over it, the call is refused before RunFunction
 //     runs, so only the flag helps; raise it with a
 //     DeploymentRuntimeConfig's container args.
-const crossplaneMaxResponseBytes = 4 << 20
+//
+// CrossplaneMaxResponseBytes is the limit of Crossplane's gRPC client.
+const CrossplaneMaxResponseBytes = 4 << 20
 
-// checkResponseSize returns an error when the response cannot reach
-// Crossplane whole: its size is over limitBytes (crossplaneMaxResponseBytes
+// CheckSize returns an error when the response cannot reach
+// Crossplane whole: its size is over limitBytes (CrossplaneMaxResponseBytes
 // for Crossplane). The caller then answers with that error as a Fatal
 // result and no desired state, never with some of the Jobs: a desired state
 // missing Jobs would make Crossplane delete them.
-func checkResponseSize(rsp *fnv1.RunFunctionResponse, models, limitBytes int) error {
-	n := responseSize(rsp)
+func CheckSize(rsp *fnv1.RunFunctionResponse, models, limitBytes int) error {
+	n := Size(rsp)
 	if n <= limitBytes {
 		return nil
 	}
 	return fmt.Errorf("the response for %d models is %s, over the %s gRPC message limit of Crossplane's client "+
 		"(Crossplane has no flag to raise it; the function's --max-recv-message-size governs only requests): "+
-		"split the models across several ModelDownloads", models, mb(n), mb(limitBytes))
+		"split the models across several ModelDownloads", models, MB(n), MB(limitBytes))
 }
 
-// oversizeResponse is what the function answers instead of a response that
+// Oversize is what the function answers instead of a response that
 // is too big: the Fatal result alone, no desired state.
-func oversizeResponse(req *fnv1.RunFunctionRequest, err error) *fnv1.RunFunctionResponse {
+func Oversize(req *fnv1.RunFunctionRequest, err error) *fnv1.RunFunctionResponse {
 	return &fnv1.RunFunctionResponse{
 		Meta: &fnv1.ResponseMeta{Tag: req.GetMeta().GetTag()},
 		Results: []*fnv1.Result{{
@@ -51,7 +53,8 @@ func oversizeResponse(req *fnv1.RunFunctionRequest, err error) *fnv1.RunFunction
 	}
 }
 
-func mb(n int) string {
+// MB says n bytes in MiB, as the messages name them.
+func MB(n int) string {
 	if n%(1<<20) == 0 {
 		return fmt.Sprintf("%d MB", n>>20)
 	}

@@ -1,4 +1,4 @@
-package main
+package respond
 
 import (
 	"fmt"
@@ -13,14 +13,14 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
 
-// sharingConverter turns the maps of a response into protobuf as
+// SharingConverter turns the maps of a response into protobuf as
 // structpb.NewValue does, and the maps and lists that the Jobs of a call
 // share (jobBuilder.manifest's template) once: their protobuf then shares the
 // messages made of them. A response is marshaled as a tree, so a shared
 // message is written out wherever it appears; nothing changes a response's
 // messages once made. BenchmarkRunFunction shows what it buys;
 // TestSharingConverterIsNewValue holds it to structpb.NewValue.
-type sharingConverter struct {
+type SharingConverter struct {
 	// shared are the maps and lists registered as shared, by identity;
 	// roots holds them, so that no address is reused while the converter
 	// looks them up.
@@ -35,16 +35,16 @@ type sharedKey struct {
 	n  int
 }
 
-// newSharingConverter converts once each map and list under the roots given.
-func newSharingConverter(roots ...any) *sharingConverter {
-	c := &sharingConverter{shared: map[sharedKey]*structpb.Value{}, roots: roots}
+// NewSharingConverter converts once each map and list under the roots given.
+func NewSharingConverter(roots ...any) *SharingConverter {
+	c := &SharingConverter{shared: map[sharedKey]*structpb.Value{}, roots: roots}
 	for _, r := range roots {
 		c.register(r)
 	}
 	return c
 }
 
-func (c *sharingConverter) register(v any) {
+func (c *SharingConverter) register(v any) {
 	switch v := v.(type) {
 	case map[string]any:
 		c.shared[sharedKey{at: reflect.ValueOf(v).Pointer()}] = nil
@@ -61,16 +61,17 @@ func (c *sharingConverter) register(v any) {
 	}
 }
 
-// structOf converts an object.
-func (c *sharingConverter) structOf(m map[string]any) (*structpb.Struct, error) {
-	v, err := c.value(m)
+// StructOf converts an object.
+func (c *SharingConverter) StructOf(m map[string]any) (*structpb.Struct, error) {
+	v, err := c.Value(m)
 	if err != nil {
 		return nil, err
 	}
 	return v.GetStructValue(), nil
 }
 
-func (c *sharingConverter) value(v any) (*structpb.Value, error) {
+// Value converts any value structpb.NewValue takes.
+func (c *SharingConverter) Value(v any) (*structpb.Value, error) {
 	var key sharedKey
 	switch v := v.(type) {
 	case map[string]any:
@@ -92,14 +93,14 @@ func (c *sharingConverter) value(v any) (*structpb.Value, error) {
 }
 
 // convert converts a map or a list, its elements by value.
-func (c *sharingConverter) convert(v any) (*structpb.Value, error) {
+func (c *SharingConverter) convert(v any) (*structpb.Value, error) {
 	if m, ok := v.(map[string]any); ok {
 		fields := make(map[string]*structpb.Value, len(m))
 		for k, e := range m {
 			if !utf8.ValidString(k) {
 				return nil, fmt.Errorf("invalid UTF-8 in string: %q", k)
 			}
-			pe, err := c.value(e)
+			pe, err := c.Value(e)
 			if err != nil {
 				return nil, err
 			}
@@ -110,7 +111,7 @@ func (c *sharingConverter) convert(v any) (*structpb.Value, error) {
 	l := v.([]any)
 	values := make([]*structpb.Value, len(l))
 	for i, e := range l {
-		pe, err := c.value(e)
+		pe, err := c.Value(e)
 		if err != nil {
 			return nil, err
 		}
@@ -119,11 +120,11 @@ func (c *sharingConverter) convert(v any) (*structpb.Value, error) {
 	return structpb.NewListValue(&structpb.ListValue{Values: values}), nil
 }
 
-// responseSize is proto.Size(rsp), each message the desired resources share
+// Size is proto.Size(rsp), each message the desired resources share
 // sized once: protobuf sizes a message anew wherever it appears, which made
 // the size check a fifth of a call. TestResponseSizeIsProtos holds it to
 // proto.Size on every response the tests make.
-func responseSize(rsp *fnv1.RunFunctionResponse) int {
+func Size(rsp *fnv1.RunFunctionResponse) int {
 	desired := rsp.GetDesired()
 	resources := desired.GetResources()
 	if len(resources) == 0 {
