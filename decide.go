@@ -16,7 +16,7 @@ import (
 //
 //   - A model is Completed only if a Job of the current attempt completed on
 //     the current volume, or the recorded completion names that attempt. An
-//     attempt's Job name is its own (jobHash): a spec that comes back to an
+//     attempt's Job name is its own (naming.JobHash): a spec that comes back to an
 //     earlier value, a Job killed or lost mid-run, and a retry each start a
 //     new attempt, so an old Job, orphaned or lingering, is never taken for
 //     the current one.

@@ -20,8 +20,8 @@ import (
 )
 
 // Status folding: how a Job ended (jobEnd) and the XR's status, written
-// (statusValue) and read back (recordedStatus), both as the API's types. plan.go decides each model's
-// phase from these.
+// (statusValue) and read back (recordedStatus), both as the API's types.
+// decide.go decides each model's state from these.
 
 // Phases of a model in status.models[].phase.
 const (

@@ -151,7 +151,7 @@ func Size(rsp *fnv1.RunFunctionResponse) int {
 	return n + protowire.SizeTag(responseDesiredField) + protowire.SizeBytes(state)
 }
 
-// The field numbers responseSize writes, from the messages' descriptors.
+// The field numbers Size writes, from the messages' descriptors.
 var (
 	responseDesiredField = fieldNumber(&fnv1.RunFunctionResponse{}, "desired")
 	stateResourcesField  = fieldNumber(&fnv1.State{}, "resources")
