@@ -283,7 +283,7 @@ func TestResponseSizeIsProtos(t *testing.T) {
 func keyOf(t *testing.T, rsp *fnv1.RunFunctionResponse, model string) string {
 	t.Helper()
 	for k, r := range jobResources(rsp) {
-		if getString(r.GetResource(), "metadata", "annotations", annotationModel) == model {
+		if getString(r.GetResource(), "metadata", "annotations", naming.AnnotationModel) == model {
 			return k
 		}
 	}
@@ -814,7 +814,7 @@ func TestNames(t *testing.T) {
 			t.Errorf("two models share the Job name %q", name)
 		}
 		seen[name] = true
-		for _, l := range []string{labelParent, labelModel, labelSpecHash} {
+		for _, l := range []string{naming.LabelParent, naming.LabelModel, naming.LabelSpecHash} {
 			if msgs := labelValueProblems(getString(r.GetResource(), "metadata", "labels", l)); len(msgs) > 0 {
 				t.Errorf("label %s of %s: %v", l, key, msgs)
 			}

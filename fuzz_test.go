@@ -30,6 +30,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/internal/decode"
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -301,7 +302,7 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 	observed := req.GetObserved().GetResources()
 	active, started := 0, 0
 	for key, r := range observed {
-		if phase, deleting := observedPhase(r.GetResource()); getString(r.GetResource(), "metadata", "labels", labelApp) == appName &&
+		if phase, deleting := observedPhase(r.GetResource()); getString(r.GetResource(), "metadata", "labels", naming.LabelApp) == naming.AppName &&
 			!strings.HasPrefix(key, scriptKeyPrefix) && !strings.HasPrefix(key, progressKeyPrefix) && key != pvcKey && !deleting && !terminal(phase) {
 			active++
 		}
@@ -315,7 +316,7 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 		if getString(res, "kind") == "Object" {
 			res = get(res, "spec", "forProvider", "manifest").GetStructValue()
 		}
-		model := getString(res, "metadata", "annotations", annotationModel)
+		model := getString(res, "metadata", "annotations", naming.AnnotationModel)
 		desiredModels[model] = true
 		if _, ok := observed[key]; !ok {
 			started++
@@ -392,10 +393,10 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 	observed := map[string]seen{}
 	for _, r := range req.GetObserved().GetResources() {
 		composed := r.GetResource()
-		if getString(composed, "metadata", "labels", labelApp) != appName {
+		if getString(composed, "metadata", "labels", naming.LabelApp) != naming.AppName {
 			continue
 		}
-		k := getString(composed, "metadata", "annotations", annotationModel) + "@" + getString(composed, "metadata", "labels", labelSpecHash)
+		k := getString(composed, "metadata", "annotations", naming.AnnotationModel) + "@" + getString(composed, "metadata", "labels", naming.LabelSpecHash)
 		phase, deleting := observedPhase(composed)
 		// Labels are mutable: two Jobs may claim one hash.
 		s := observed[k]
@@ -435,7 +436,7 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		if key == pvcKey {
 			continue
 		}
-		model, hash := getString(res, "metadata", "annotations", annotationModel), getString(res, "metadata", "labels", labelSpecHash)
+		model, hash := getString(res, "metadata", "annotations", naming.AnnotationModel), getString(res, "metadata", "labels", naming.LabelSpecHash)
 		rec, ok := recorded[model]
 		if !ok || rec.Hash != hash || !rec.state.terminal() {
 			continue
@@ -540,7 +541,7 @@ func checkNewJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFuncti
 	if p := jobProblems(job, pvc, mountPath); len(p) > 0 {
 		t.Fatalf("Job %s: %v", key, p)
 	}
-	model := job.Annotations[annotationModel]
+	model := job.Annotations[naming.AnnotationModel]
 	var env string
 	for _, e := range job.Spec.Template.Spec.Containers[0].Env {
 		if e.Name == script.EnvContentHash {
@@ -745,7 +746,7 @@ func FuzzObserved(f *testing.F) {
 	// live Job are mutable), observed while the token is missing.
 	base := fuzzBase()
 	alpha := proto.Clone(jobResources(base)[sortedKeys(jobResources(base))[0]].GetResource()).(*structpb.Struct)
-	get(alpha, "metadata", "labels").GetStructValue().Fields[labelSpecHash] = str("Hand_Edited.Value")
+	get(alpha, "metadata", "labels").GetStructValue().Fields[naming.LabelSpecHash] = str("Hand_Edited.Value")
 	alpha.Fields["metadata"].GetStructValue().Fields["name"] = str("hf-dl-cache-org-alpha-0123456789")
 	edited, err := alpha.MarshalJSON()
 	if err != nil {
@@ -868,7 +869,7 @@ func FuzzObserved(f *testing.F) {
 			if _, deleting := observedPhase(fr); deleting {
 				t.Fatalf("a resource being deleted was desired again: %s", getString(got.GetResource(), "metadata", "name"))
 			}
-			if getString(fr, "metadata", "labels", labelApp) != appName {
+			if getString(fr, "metadata", "labels", naming.LabelApp) != naming.AppName {
 				t.Fatalf("a resource that is not ours was re-applied: %s %s", getString(got.GetResource(), "kind"), getString(got.GetResource(), "metadata", "name"))
 			}
 		}

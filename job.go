@@ -22,23 +22,7 @@ import (
 	"github.com/hfops/function-hf-download/script"
 )
 
-// Labels and annotations on every Job and its pods.
 const (
-	labelApp      = "app"
-	labelParent   = "parent"
-	labelModel    = "model"
-	labelSpecHash = "hfops.kamal.dev/spec-hash"
-	appName       = "hf-downloader"
-
-	// annotationModel keeps the exact repo id, which the model label can
-	// only keep in a sanitized form.
-	annotationModel = "hfops.kamal.dev/model"
-	// annotationConfigHash lets a later call recognise a Job it can keep
-	// while the token Secret is missing (see token.go).
-	annotationConfigHash = "hfops.kamal.dev/config-hash"
-	// annotationAttempt numbers the attempts at a model (see plan.go).
-	annotationAttempt = "hfops.kamal.dev/attempt"
-
 	// minKeepAliveSeconds: a finished Job must stay long enough for the
 	// function to see how it ended (it is called at least every 20 s while
 	// a download runs), or its outcome would be lost and the model tried
@@ -175,10 +159,10 @@ func (b *jobBuilder) localDir(m *modelSpec) string { return path.Join(b.platform
 
 func (b *jobBuilder) labels(m *modelSpec, jobHash string) map[string]string {
 	return map[string]string{
-		labelApp:      appName,
-		labelParent:   b.parentLabel,
-		labelModel:    naming.LabelValue(m.Name),
-		labelSpecHash: jobHash,
+		naming.LabelApp:      naming.AppName,
+		naming.LabelParent:   b.parentLabel,
+		naming.LabelModel:    naming.LabelValue(m.Name),
+		naming.LabelSpecHash: jobHash,
 	}
 }
 
@@ -227,9 +211,9 @@ func (b *jobBuilder) build(m *modelSpec, name string, h naming.Hashes, a attempt
 			Namespace: b.namespace,
 			Labels:    b.labels(m, a.hash),
 			Annotations: map[string]string{
-				annotationModel:      m.Name,
-				annotationConfigHash: h.Config,
-				annotationAttempt:    itoa(a.number),
+				naming.AnnotationModel:      m.Name,
+				naming.AnnotationConfigHash: h.Config,
+				naming.AnnotationAttempt:    itoa(a.number),
 			},
 		},
 		Spec: batchv1.JobSpec{
@@ -239,7 +223,7 @@ func (b *jobBuilder) build(m *modelSpec, name string, h naming.Hashes, a attempt
 			Template: corev1.PodTemplateSpec{
 				// The pods' labels: what the function selects them by, and
 				// what co-locates them (the Job controller adds the Job's name).
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{labelApp: appName, labelParent: b.parentLabel, labelPVC: b.pvcLabel}},
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.parentLabel, labelPVC: b.pvcLabel}},
 				Spec: corev1.PodSpec{
 					RestartPolicy:                corev1.RestartPolicyNever,
 					AutomountServiceAccountToken: ptr.To(false),
@@ -331,7 +315,7 @@ func (b *jobBuilder) manifest(m *modelSpec, name string, h naming.Hashes, a atte
 		"name":        name,
 		"namespace":   b.namespace,
 		"labels":      stringsToAny(b.labels(m, a.hash)),
-		"annotations": map[string]any{annotationModel: m.Name, annotationConfigHash: h.Config, annotationAttempt: itoa(a.number)},
+		"annotations": map[string]any{naming.AnnotationModel: m.Name, naming.AnnotationConfigHash: h.Config, naming.AnnotationAttempt: itoa(a.number)},
 	}
 	job["spec"] = spec
 	return &unstructured.Unstructured{Object: job}

@@ -344,7 +344,7 @@ func TestOldScriptStaysWhileMounted(t *testing.T) {
 		}
 	}
 	job.Fields["metadata"].GetStructValue().Fields["name"] = str("hf-dl-cache-org-alpha-9999999999")
-	job.Fields["metadata"].GetStructValue().Fields["labels"].GetStructValue().Fields[labelSpecHash] = str("9999999999")
+	job.Fields["metadata"].GetStructValue().Fields["labels"].GetStructValue().Fields[naming.LabelSpecHash] = str("9999999999")
 	req.Observed.Resources[oldKey] = &fnv1.Resource{Resource: old}
 	req.Observed.Resources["job-org-alpha-9999999999"] = observedJob(&fnv1.Resource{Resource: job}, jobRunning)
 

@@ -15,6 +15,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // A cluster-scoped XR bound to a claim, as Crossplane passes it.
@@ -70,7 +71,7 @@ func TestObjectMode(t *testing.T) {
 		// The envelope is part of the hash (a Job and its Object never share
 		// a key), so compare with the hashes of the Job-mode twin put in.
 		manifest := get(o, "spec", "forProvider", "manifest").GetStructValue()
-		model := getString(manifest, "metadata", "annotations", annotationModel)
+		model := getString(manifest, "metadata", "annotations", naming.AnnotationModel)
 		twin := jobResources(jobMode)[keyOf(t, jobMode, model)].GetResource()
 		if diff := cmp.Diff(sameHashes(t, twin, manifest), manifest, protocmp.Transform()); diff != "" {
 			t.Errorf("%s: the Object must carry the very Job of Job mode (claim cache in namespace ml is XR cache in ml); -want, +got:\n%s", key, diff)
@@ -125,8 +126,10 @@ func sameHashes(t *testing.T, job, like *structpb.Struct) *structpb.Struct {
 	}
 	js := string(b)
 	for _, h := range []func(*structpb.Struct) string{
-		func(s *structpb.Struct) string { return getString(s, "metadata", "labels", labelSpecHash) },
-		func(s *structpb.Struct) string { return getString(s, "metadata", "annotations", annotationConfigHash) },
+		func(s *structpb.Struct) string { return getString(s, "metadata", "labels", naming.LabelSpecHash) },
+		func(s *structpb.Struct) string {
+			return getString(s, "metadata", "annotations", naming.AnnotationConfigHash)
+		},
 		// The script's ConfigMap and the pods' ServiceAccount are named after
 		// the XR, whose uid differs.
 		func(s *structpb.Struct) string {

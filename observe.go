@@ -16,6 +16,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/internal/decode"
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // Reading what Crossplane observed and fetched: the XR's identity and recorded
@@ -177,7 +178,7 @@ func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
 		}
 		kind := getString(composed, "kind")
 		if kind != "Job" && kind != "Object" && kind != "ConfigMap" && kind != "PersistentVolumeClaim" && kind != "ServiceAccount" ||
-			nestedStrings(composed, "metadata", "labels")[labelApp] != appName {
+			nestedStrings(composed, "metadata", "labels")[naming.LabelApp] != naming.AppName {
 			continue
 		}
 		manifest, applied := composed, composed
@@ -211,7 +212,7 @@ func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
 
 func (o *observation) readJob(key string, composed, manifest, applied *structpb.Struct, isObject, deleting bool) {
 	ann := nestedStrings(composed, "metadata", "annotations")
-	model := ann[annotationModel]
+	model := ann[naming.AnnotationModel]
 	if model == "" {
 		return
 	}
@@ -220,12 +221,12 @@ func (o *observation) readJob(key string, composed, manifest, applied *structpb.
 		manifest: manifest,
 		object:   isObject,
 		model:    model,
-		config:   ann[annotationConfigHash],
-		hash:     nestedStrings(composed, "metadata", "labels")[labelSpecHash],
+		config:   ann[naming.AnnotationConfigHash],
+		hash:     nestedStrings(composed, "metadata", "labels")[naming.LabelSpecHash],
 		deleting: deleting,
 		phase:    phasePending,
 	}
-	if n, err := strconv.ParseInt(ann[annotationAttempt], 10, 64); err == nil && n > 0 && n <= maxAttempt {
+	if n, err := strconv.ParseInt(ann[naming.AnnotationAttempt], 10, 64); err == nil && n > 0 && n <= maxAttempt {
 		j.attempt = n
 	}
 	if applied != nil {

@@ -78,7 +78,7 @@ func (b *jobBuilder) scriptVolumeSource() corev1.VolumeSource {
 func (c *composer) composeProgress() {
 	b := c.builder
 	name, ns := b.progressMap, b.namespace
-	labels := map[string]string{labelApp: appName, labelParent: b.parentLabel}
+	labels := map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.parentLabel}
 	meta := func(kind, apiVersion string) (metav1.TypeMeta, metav1.ObjectMeta) {
 		return metav1.TypeMeta{Kind: kind, APIVersion: apiVersion}, metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}
 	}

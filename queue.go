@@ -174,7 +174,7 @@ func namespaceJobsRequirement(namespace string) *fnv1.ResourceSelector {
 		ApiVersion: "batch/v1",
 		Kind:       "Job",
 		Namespace:  &namespace,
-		Match:      &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{labelApp: appName}}},
+		Match:      &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{naming.LabelApp: naming.AppName}}},
 	}
 }
 
@@ -193,7 +193,7 @@ func readNamespaceJobs(r *fnv1.Resources) []namespaceJob {
 	for _, it := range items {
 		j := it.GetResource()
 		out = append(out, namespaceJob{
-			parent:  getString(j, "metadata", "labels", labelParent),
+			parent:  getString(j, "metadata", "labels", naming.LabelParent),
 			created: getString(j, "metadata", "creationTimestamp"),
 			active:  !decode.Present(get(j, "metadata", "deletionTimestamp")) && !finishedJob(j),
 		})

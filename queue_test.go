@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/hfops/function-hf-download/internal/decode"
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // fiveModels is a ModelDownload of five models, org/a to org/e, with settings
@@ -31,11 +32,11 @@ func activeJobs(api *apiServer, parent string) []string {
 	var out []string
 	for _, name := range sortedKeys(api.jobs) {
 		j := api.jobs[name]
-		if parent != "" && getString(j, "metadata", "labels", labelParent) != parent {
+		if parent != "" && getString(j, "metadata", "labels", naming.LabelParent) != parent {
 			continue
 		}
 		if !finishedJob(j) && !decode.Present(get(j, "metadata", "deletionTimestamp")) {
-			out = append(out, getString(j, "metadata", "annotations", annotationModel))
+			out = append(out, getString(j, "metadata", "annotations", naming.AnnotationModel))
 		}
 	}
 	return out

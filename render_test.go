@@ -399,8 +399,8 @@ func renderedHashes(t *testing.T, docs []any) *strings.Replacer {
 		}
 		if job["kind"] == "Job" {
 			ann, _ := nested(job, "metadata", "annotations").(map[string]any)
-			model, _ := ann[annotationModel].(string)
-			config, _ := ann[annotationConfigHash].(string)
+			model, _ := ann[naming.AnnotationModel].(string)
+			config, _ := ann[naming.AnnotationConfigHash].(string)
 			add(config, configPlaceholder(model), 16)
 		}
 	}

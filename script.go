@@ -71,7 +71,7 @@ func (b *jobBuilder) buildScriptMap() *corev1.ConfigMap {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      b.scriptMap,
 			Namespace: b.namespace,
-			Labels:    map[string]string{labelApp: appName, labelParent: b.parentLabel},
+			Labels:    map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.parentLabel},
 		},
 		Data:      b.scriptData(),
 		Immutable: ptr.To(true),

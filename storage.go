@@ -131,7 +131,7 @@ func (b *jobBuilder) buildPVC(ns *corev1.Namespace) *corev1.PersistentVolumeClai
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      b.spec.StoragePVC,
 			Namespace: b.namespace,
-			Labels:    map[string]string{labelApp: appName, labelParent: b.parentLabel},
+			Labels:    map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.parentLabel},
 		},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			VolumeMode:       ptr.To(corev1.PersistentVolumeMode(st.VolumeMode)),

@@ -74,7 +74,7 @@ func requirements(namespace, parentLabel string, s *xrSpec, namespaceOwner bool)
 			Kind:       "Pod",
 			Namespace:  &ns,
 			Match: &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{
-				Labels: map[string]string{labelApp: appName, labelParent: parentLabel},
+				Labels: map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: parentLabel},
 			}},
 		},
 	}}

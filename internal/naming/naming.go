@@ -29,6 +29,25 @@ const (
 	MaxLabelValue = 63
 )
 
+// Labels and annotations on every Job and its pods: what the function
+// writes and reads back.
+const (
+	LabelApp      = "app"
+	LabelParent   = "parent"
+	LabelModel    = "model"
+	LabelSpecHash = "hfops.kamal.dev/spec-hash"
+	AppName       = "hf-downloader"
+
+	// AnnotationModel keeps the exact repo id, which the model label can
+	// only keep in a sanitized form.
+	AnnotationModel = "hfops.kamal.dev/model"
+	// AnnotationConfigHash lets a later call recognise a Job it can keep
+	// while the token Secret is missing.
+	AnnotationConfigHash = "hfops.kamal.dev/config-hash"
+	// AnnotationAttempt numbers the attempts at a model.
+	AnnotationAttempt = "hfops.kamal.dev/attempt"
+)
+
 // Canonical writes length-prefixed key/value pairs, so no two different field
 // lists can encode to the same bytes. It collects the encoding in one buffer
 // and hashes it once with SHA-256: the same digest as writing each piece into
