@@ -361,8 +361,8 @@ func TestBenchRequestsAreSteady(t *testing.T) {
 // figures to read (docs/performance.md); TestCallsRetainNoMemory is the bound
 // a test can hold.
 //
-//	go test -run '^$' -bench '^BenchmarkRSS$/models=10/' -benchtime 10000x -benchmem .
-//	go test -run '^$' -bench '^BenchmarkRSS$/models=1000/' -benchtime 50x -benchmem .
+//	go test -run '^$' -bench '^BenchmarkRSS$/^models=10$/' -benchtime 10000x -benchmem .
+//	go test -run '^$' -bench '^BenchmarkRSS$/^models=1000$/' -benchtime 30x -benchmem .
 func BenchmarkRSS(b *testing.B) {
 	for _, c := range []struct {
 		models int
