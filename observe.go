@@ -252,7 +252,7 @@ func readJobStatus(applied *structpb.Struct) (*batchv1.Job, error) {
 	job.UID = types.UID(r.OptionalString(field.NewPath("metadata", "uid"), get(applied, "metadata", "uid")))
 	status := field.NewPath("status")
 	if v := get(applied, "status", "active"); decode.Present(v) {
-		n, _ := r.Integer(status.Child("active"), v, &decode.Schema{Minimum: new(0.0), Maximum: new(float64(math.MaxInt32))})
+		n, _ := r.Integer(status.Child("active"), v, activePods)
 		job.Status.Active = int32(n) //nolint:gosec // bounded just above
 	}
 	if v := get(applied, "status", "conditions"); decode.Present(v) {
@@ -274,6 +274,9 @@ func readJobStatus(applied *structpb.Struct) (*batchv1.Job, error) {
 	}
 	return job, r.Errs.ToAggregate()
 }
+
+// activePods bounds a Job's status.active as its type does.
+var activePods = &decode.Schema{Minimum: new(0.0), Maximum: new(float64(math.MaxInt32))}
 
 // beingDeleted: the object's metadata.deletionTimestamp is set, as
 // apimachinery reads it (a value that is no time is none).

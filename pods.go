@@ -157,5 +157,3 @@ func parseSummary(msg string) (script.Summary, bool) {
 	}
 	return s, validSummary(s)
 }
-
-func notHex(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }

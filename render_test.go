@@ -367,7 +367,7 @@ func renderedHashes(t *testing.T, docs []any) *strings.Replacer {
 		if value == "" {
 			return
 		}
-		if len(value) != length || strings.IndexFunc(value, notHex) >= 0 {
+		if len(value) != length || strings.IndexFunc(value, naming.NotLowerHex) >= 0 {
 			t.Fatalf("%s is %q, not %d hex digits", placeholder, value, length)
 		}
 		if other, ok := seen[value]; ok && other != placeholder {

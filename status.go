@@ -16,6 +16,7 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/internal/decode"
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -247,7 +248,7 @@ func summary(models []modelStatus) (fnv1.Status, string, string) {
 func isQueued(m modelStatus) bool { return m.state == stateQueued }
 
 func validSummary(s script.Summary) bool {
-	return len(s.Commit) <= 64 && strings.IndexFunc(s.Commit, notHex) < 0 && s.Files >= 0 && s.Bytes >= 0 && s.Seconds >= 0 &&
+	return len(s.Commit) <= 64 && strings.IndexFunc(s.Commit, naming.NotLowerHex) < 0 && s.Files >= 0 && s.Bytes >= 0 && s.Seconds >= 0 &&
 		validCard(s.Card)
 }
 

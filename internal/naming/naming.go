@@ -409,7 +409,8 @@ func LabelValue(s string) string { return Cut(DNSLabel(s), MaxLabelValue) }
 
 // IsSpecHash reports whether s is a Job hash as JobName needs it.
 func IsSpecHash(s string) bool {
-	return len(s) == SpecHashLen && strings.IndexFunc(s, notLowerHex) < 0
+	return len(s) == SpecHashLen && strings.IndexFunc(s, NotLowerHex) < 0
 }
 
-func notLowerHex(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }
+// NotLowerHex is true for a rune that is no lowercase hex digit.
+func NotLowerHex(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }
