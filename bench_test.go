@@ -529,7 +529,7 @@ func BenchmarkJobManifest(b *testing.B) {
 	if len(errs) > 0 {
 		b.Fatal(errs)
 	}
-	plat, errs := resolvePlatform(&v1beta1.Input{})
+	plat, errs := resolvePlatform(&v1beta1.Input{}, defaultImage())
 	if len(errs) > 0 {
 		b.Fatal(errs)
 	}

@@ -22,8 +22,6 @@ import (
 // Job for that model until one of them changes, and both say so.
 
 const (
-	requirementPeers = "modeldownloads"
-
 	conditionConflict = "DirectoryConflict"
 	reasonNoConflict  = "NoConflict"
 	reasonConflicting = "ConflictingModelDownloads"
@@ -100,7 +98,7 @@ func readPeers(peers []*structpb.Struct, self identity, pvc string) directories 
 				xrName:   name,
 				content:  content,
 				describe: describeContent(m),
-				running:  ok && rec.state == stateRunning && rec.ContentHash == content,
+				running:  ok && phaseState(rec.Phase) == stateRunning && rec.ContentHash == content,
 			})
 		}
 	}

@@ -147,7 +147,7 @@ func (d *decision) queued(limit queueLimit, why string) {
 
 // decide is the one decision about model m (rec, hasRec: its recorded
 // status).
-func (f *callFacts) decide(m *modelSpec, rec modelStatus, hasRec bool) decision {
+func (f *callFacts) decide(m *modelSpec, rec recordedModel, hasRec bool) decision {
 	if len(m.errs) > 0 {
 		return decision{status: modelStatus{Name: m.Name, state: stateInvalid, Message: joinErrors(m.errs)}}
 	}
@@ -193,7 +193,7 @@ func (f *callFacts) decide(m *modelSpec, rec modelStatus, hasRec bool) decision 
 // current decides on the current attempt (attemptFor): its recorded outcome
 // when its Job is gone, the Job as observed, or a new Job once nothing
 // stands in the way.
-func (f *callFacts) current(m *modelSpec, h naming.Hashes, rec modelStatus, hasRec bool, verdict dirVerdict) decision {
+func (f *callFacts) current(m *modelSpec, h naming.Hashes, rec recordedModel, hasRec bool, verdict dirVerdict) decision {
 	a := f.attemptFor(m, h, rec, hasRec)
 	d := decision{
 		attempt: a,
@@ -209,7 +209,7 @@ func (f *callFacts) current(m *modelSpec, h naming.Hashes, rec modelStatus, hasR
 		},
 	}
 	sameAttempt := hasRec && rec.Hash == a.hash
-	if oj := d.job; sameAttempt && rec.state.terminal() && (oj == nil || oj.deleting || f.objectMode) {
+	if oj := d.job; sameAttempt && phaseState(rec.Phase).terminal() && (oj == nil || oj.deleting || f.objectMode) {
 		// The Job is gone (its TTL, or anyone), going, or, in Object mode,
 		// left to its TTL: provider-kubernetes would make a deleted Job
 		// again while its Object manages it, so the Object goes once the
@@ -241,7 +241,7 @@ func (f *callFacts) current(m *modelSpec, h naming.Hashes, rec modelStatus, hasR
 // moves the intent, and then the attempt moves on as attemptFor says. A
 // record that an older version wrote has no intent: for it, as while the
 // token is unreadable, the content and the volume decide.
-func (f *callFacts) acrossUpgrade(m *modelSpec, h naming.Hashes, rec modelStatus, hasRec bool) (decision, bool) {
+func (f *callFacts) acrossUpgrade(m *modelSpec, h naming.Hashes, rec recordedModel, hasRec bool) (decision, bool) {
 	if !hasRec || rec.Attempt == 0 || !naming.IsSpecHash(rec.Hash) || f.recordedPVC != f.storage.uid {
 		return decision{}, false
 	}
@@ -252,7 +252,7 @@ func (f *callFacts) acrossUpgrade(m *modelSpec, h naming.Hashes, rec modelStatus
 	onJob := oj != nil && !oj.deleting && oj.phase != phaseFailed
 	// Last, as it hashes: when the function did not change either, the
 	// attempt goes on as attemptFor says.
-	if rec.state != stateCompleted && !onJob || naming.JobHash(h.Spec, rec.Attempt) == rec.Hash {
+	if phaseState(rec.Phase) != stateCompleted && !onJob || naming.JobHash(h.Spec, rec.Attempt) == rec.Hash {
 		return decision{}, false
 	}
 	d := decision{
@@ -270,7 +270,7 @@ func (f *callFacts) acrossUpgrade(m *modelSpec, h naming.Hashes, rec modelStatus
 	if oj != nil {
 		d.keep = []*seenJob{oj}
 	}
-	if rec.state == stateCompleted {
+	if phaseState(rec.Phase) == stateCompleted {
 		remembered(&d.status, rec)
 		return d, true
 	}
@@ -283,7 +283,7 @@ func (f *callFacts) acrossUpgrade(m *modelSpec, h naming.Hashes, rec modelStatus
 // ones that exist: the newest Job of the current spec (the token aside) as
 // it is, and Jobs of older specs until their successor can start. A
 // recorded completion holds only for the same content on the same volume.
-func (f *callFacts) withoutToken(m *modelSpec, h naming.Hashes, rec modelStatus) decision {
+func (f *callFacts) withoutToken(m *modelSpec, h naming.Hashes, rec recordedModel) decision {
 	why := "waiting for the Hugging Face token: " + f.token.problem
 	var current *seenJob
 	for _, oj := range f.jobs[m.Name] {
@@ -312,7 +312,7 @@ func (f *callFacts) withoutToken(m *modelSpec, h naming.Hashes, rec modelStatus)
 		if same {
 			d.status.IntentHash = rec.IntentHash
 		}
-		if same && rec.state.terminal() && (current.deleting || f.objectMode) {
+		if same && phaseState(rec.Phase).terminal() && (current.deleting || f.objectMode) {
 			remembered(&d.status, rec)
 			return d
 		}
@@ -323,12 +323,13 @@ func (f *callFacts) withoutToken(m *modelSpec, h naming.Hashes, rec modelStatus)
 		}
 		return d
 	}
-	if rec.state.terminal() && rec.Hash != "" && rec.ContentHash == h.Content && f.recordedPVC == f.storage.uid {
+	if phaseState(rec.Phase).terminal() && rec.Hash != "" && rec.ContentHash == h.Content && f.recordedPVC == f.storage.uid {
 		// What is on disk has not changed; without the token the function
 		// cannot tell whether the token did, so it keeps what it recorded
 		// and says why nothing new starts.
-		d.status = rec
-		d.status.Message = why
+		d.status = modelStatus{Name: rec.Name, JobName: rec.JobName, Hash: rec.Hash, Attempt: rec.Attempt,
+			state: phaseState(rec.Phase), Message: why, Path: rec.Path, ContentHash: rec.ContentHash,
+			IntentHash: rec.IntentHash, Retry: rec.Retry, summary: rec.summary}
 	}
 	return d
 }
@@ -338,9 +339,9 @@ func (f *callFacts) withoutToken(m *modelSpec, h naming.Hashes, rec modelStatus)
 // before it finished; a new spec starts the attempt after every one recorded
 // or observed. With no record at all (status not written yet, or written by
 // an older version), a Job observed for this very spec is the current one.
-func (f *callFacts) attemptFor(m *modelSpec, h naming.Hashes, rec modelStatus, hasRec bool) attempt {
+func (f *callFacts) attemptFor(m *modelSpec, h naming.Hashes, rec recordedModel, hasRec bool) attempt {
 	cur := attempt{rec.Attempt, rec.Hash}
-	state := rec.state
+	state := phaseState(rec.Phase)
 	if !hasRec || rec.Attempt == 0 {
 		cur, state = attempt{}, 0
 		for _, oj := range f.jobs[m.Name] {
@@ -366,7 +367,7 @@ func (f *callFacts) attemptFor(m *modelSpec, h naming.Hashes, rec modelStatus, h
 }
 
 // lastAttempt is the highest attempt recorded or observed for a model.
-func (f *callFacts) lastAttempt(m *modelSpec, rec modelStatus) int64 {
+func (f *callFacts) lastAttempt(m *modelSpec, rec recordedModel) int64 {
 	n := rec.Attempt
 	for _, oj := range f.jobs[m.Name] {
 		n = max(n, oj.attempt)
@@ -390,13 +391,13 @@ func (f *callFacts) mustWait(m *modelSpec, v dirVerdict) string {
 }
 
 // remembered is a model as its recorded outcome left it.
-func remembered(st *modelStatus, rec modelStatus) {
-	st.state, st.Message, st.summary, st.Retry = rec.state, rec.Message, rec.summary, rec.Retry
+func remembered(st *modelStatus, rec recordedModel) {
+	st.state, st.Message, st.summary, st.Retry = phaseState(rec.Phase), rec.Message, rec.summary, rec.Retry
 }
 
 // outcome adds what the pods of the model's Job reported: the summary of a
 // completion, the reason of a failure; and, while it runs, its progress.
-func (f *callFacts) outcome(st *modelStatus, oj *seenJob, rec modelStatus, sameAttempt bool) {
+func (f *callFacts) outcome(st *modelStatus, oj *seenJob, rec recordedModel, sameAttempt bool) {
 	var r podReport
 	if oj != nil && oj.job != nil && oj.job.UID != "" {
 		r = f.reports[string(oj.job.UID)]
@@ -412,11 +413,11 @@ func (f *callFacts) outcome(st *modelStatus, oj *seenJob, rec modelStatus, sameA
 	case stateFailed:
 		if r.failure != "" {
 			st.Message = joinNonEmpty("; ", f.token.scrub(r.failure), "Job "+st.Message)
-		} else if sameAttempt && rec.state == stateFailed {
+		} else if sameAttempt && phaseState(rec.Phase) == stateFailed {
 			st.Message = rec.Message
 		}
 		st.Retry = f.retry
-		if sameAttempt && rec.state == stateFailed {
+		if sameAttempt && phaseState(rec.Phase) == stateFailed {
 			st.Retry = rec.Retry
 		}
 	default:

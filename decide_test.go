@@ -24,7 +24,7 @@ import (
 func TestDecideTransitions(t *testing.T) {
 	spec := &xrSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "pvc"}}
 	m := &modelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2}}
-	plat, errs := resolvePlatform(&v1beta1.Input{})
+	plat, errs := resolvePlatform(&v1beta1.Input{}, defaultImage())
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -51,8 +51,8 @@ func TestDecideTransitions(t *testing.T) {
 		j.config, j.hash, j.key = "0ther0c0nf1g", "abcdef0123", naming.ResourceKey(m.Name, "abcdef0123")
 	}
 	// rec is the recorded entry of attempt n.
-	rec := func(n int64, phase string) modelStatus {
-		return modelStatus{Name: m.Name, Hash: hashOf(n), Attempt: n, state: phaseState(phase), ContentHash: h.Content, IntentHash: h.Intent,
+	rec := func(n int64, phase string) recordedModel {
+		return recordedModel{Name: m.Name, Hash: hashOf(n), Attempt: n, Phase: phase, ContentHash: h.Content, IntentHash: h.Intent,
 			summary: &script.Summary{Commit: "c0ffee"}}
 	}
 	olderPeer := directories{m.Name: {{name: "older", created: "2000-01-01T00:00:00Z", xrName: "older", content: "other"}}}
@@ -71,7 +71,7 @@ func TestDecideTransitions(t *testing.T) {
 		name    string
 		invalid bool
 		facts   func(*callFacts)
-		rec     *modelStatus
+		rec     *recordedModel
 		jobs    []*seenJob
 		want    want
 	}{
@@ -94,11 +94,11 @@ func TestDecideTransitions(t *testing.T) {
 			want: want{state: stateStarting, attempt: 2, compose: true}},
 		{name: "AJobKilledMidRunIsWaitedFor", rec: new(rec(1, phaseRunning)), jobs: []*seenJob{job(1, phaseRunning, deleting)},
 			want: want{state: stateWaiting, attempt: 2}},
-		{name: "ANewSpecStartsTheNextAttempt", rec: &modelStatus{Name: m.Name, Hash: "0123456789", Attempt: 3, state: stateCompleted, ContentHash: "other", IntentHash: "other"},
+		{name: "ANewSpecStartsTheNextAttempt", rec: &recordedModel{Name: m.Name, Hash: "0123456789", Attempt: 3, Phase: phaseCompleted, ContentHash: "other", IntentHash: "other"},
 			want: want{state: stateStarting, attempt: 4, compose: true}},
 		{name: "InObjectModeACompletedJobIsLeftToItsTTL", rec: new(rec(1, phaseCompleted)), jobs: []*seenJob{job(1, phaseCompleted)},
 			facts: func(f *callFacts) { f.objectMode = true }, want: want{state: stateCompleted, attempt: 1}},
-		{name: "AnUpgradeKeepsACompletion", rec: &modelStatus{Name: m.Name, Hash: "0123456789", Attempt: 1, state: stateCompleted, ContentHash: h.Content, IntentHash: h.Intent},
+		{name: "AnUpgradeKeepsACompletion", rec: &recordedModel{Name: m.Name, Hash: "0123456789", Attempt: 1, Phase: phaseCompleted, ContentHash: h.Content, IntentHash: h.Intent},
 			want: want{state: stateCompleted, attempt: 1}},
 		{name: "InvalidModel", invalid: true, want: want{state: stateInvalid}},
 		{name: "NoVolumeKeepsItsJobs", rec: new(rec(1, phaseCompleted)), jobs: []*seenJob{job(1, phaseRunning)},
@@ -136,7 +136,7 @@ func TestDecideTransitions(t *testing.T) {
 			if c.facts != nil {
 				c.facts(f)
 			}
-			var r modelStatus
+			var r recordedModel
 			if c.rec != nil {
 				r = *c.rec
 			}

@@ -84,7 +84,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		response.Fatal(rsp, errors.Wrap(err, "invalid function input"))
 		return rsp, nil
 	}
-	plat, errs := resolvePlatform(in)
+	plat, errs := resolvePlatform(in, defaultImage())
 	env, envErrs := resolveEnvelope(in, o.xr.namespace != "")
 	if errs = append(errs, envErrs...); len(errs) > 0 {
 		response.Fatal(rsp, errors.Wrap(errs.ToAggregate(), "invalid function input"))

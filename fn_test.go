@@ -174,7 +174,7 @@ settings:
 			// The script's ConfigMap and the progress objects have tests of
 			// their own.
 			for k := range got.GetDesired().GetResources() {
-				if strings.HasPrefix(k, scriptKeyPrefix) || strings.HasPrefix(k, progressKeyPrefix) {
+				if strings.HasPrefix(k, scriptKeyPrefix) || strings.HasPrefix(k, naming.ProgressKeyPrefix) {
 					delete(got.Desired.Resources, k)
 				}
 			}
@@ -234,7 +234,7 @@ func outcomeOf(t *testing.T, rsp *fnv1.RunFunctionResponse) outcome {
 func jobResources(rsp *fnv1.RunFunctionResponse) map[string]*fnv1.Resource {
 	out := map[string]*fnv1.Resource{}
 	for k, r := range rsp.GetDesired().GetResources() {
-		if !strings.HasPrefix(k, scriptKeyPrefix) && !strings.HasPrefix(k, progressKeyPrefix) {
+		if !strings.HasPrefix(k, scriptKeyPrefix) && !strings.HasPrefix(k, naming.ProgressKeyPrefix) {
 			out[k] = r
 		}
 	}

@@ -303,7 +303,7 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 	active, started := 0, 0
 	for key, r := range observed {
 		if phase, deleting := observedPhase(r.GetResource()); getString(r.GetResource(), "metadata", "labels", naming.LabelApp) == naming.AppName &&
-			!strings.HasPrefix(key, scriptKeyPrefix) && !strings.HasPrefix(key, progressKeyPrefix) && key != pvcKey && !deleting && !terminal(phase) {
+			!strings.HasPrefix(key, scriptKeyPrefix) && !strings.HasPrefix(key, naming.ProgressKeyPrefix) && key != pvcKey && !deleting && !terminal(phase) {
 			active++
 		}
 	}
@@ -420,7 +420,7 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		// A completion kept from the record (an upgrade of the function
 		// changes every hash but not the intent) is one of the same intent:
 		// what the user or the platform changed is never hidden by memory.
-		byRecord := hasRec && rec.state == stateCompleted && rec.Hash == hash && recordedPVC(req.GetObserved().GetComposite().GetResource()) == pvcUID &&
+		byRecord := hasRec && rec.Phase == phaseCompleted && rec.Hash == hash && recordedPVC(req.GetObserved().GetComposite().GetResource()) == pvcUID &&
 			(rec.IntentHash == "" || rec.IntentHash == getString(m, "intentHash"))
 		if !byJob && !byRecord {
 			t.Fatalf("model %s is Completed under hash %q, but no Job of that hash completed and no completion of it under this intent on PVC %q was recorded", name, hash, pvcUID)
@@ -438,11 +438,11 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		}
 		model, hash := getString(res, "metadata", "annotations", naming.AnnotationModel), getString(res, "metadata", "labels", naming.LabelSpecHash)
 		rec, ok := recorded[model]
-		if !ok || rec.Hash != hash || !rec.state.terminal() {
+		if !ok || rec.Hash != hash || !terminal(rec.Phase) {
 			continue
 		}
 		if s := observed[model+"@"+hash]; !s.alive || objects {
-			t.Fatalf("model %s: the Job of a finished attempt (%s, hash %s) is desired again", model, rec.state.phase(), hash)
+			t.Fatalf("model %s: the Job of a finished attempt (%s, hash %s) is desired again", model, rec.Phase, hash)
 		}
 	}
 }
@@ -643,7 +643,7 @@ func FuzzSpec(f *testing.F) {
 		checkInvariants(t, req)
 		// The Jobs made by sharing what they have in common are the typed Jobs.
 		if parsed, errs := parseSpec(xrOf(xrName, v)); len(errs) == 0 && len(validateSpec(&parsed)) == 0 {
-			plat, _ := resolvePlatform(&v1beta1.Input{})
+			plat, _ := resolvePlatform(&v1beta1.Input{}, defaultImage())
 			checkManifests(t, &parsed, plat, false)
 		}
 		// The content hash is what lands on disk: not the token, not the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // Builders shared by the tests: requests are written as YAML, as a user
@@ -136,7 +137,7 @@ func withScript(req *fnv1.RunFunctionRequest) {
 		}
 	}
 	for k, r := range rsp.GetDesired().GetResources() {
-		if !strings.HasPrefix(k, scriptKeyPrefix) && !strings.HasPrefix(k, progressKeyPrefix) {
+		if !strings.HasPrefix(k, scriptKeyPrefix) && !strings.HasPrefix(k, naming.ProgressKeyPrefix) {
 			continue
 		}
 		if req.Observed.Resources == nil {

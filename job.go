@@ -28,8 +28,6 @@ const (
 	// a download runs), or its outcome would be lost and the model tried
 	// again, forever with a TTL of zero.
 	minKeepAliveSeconds = 30
-
-	containerName = "download"
 )
 
 // jobBuilder holds what all Jobs of one XR share, built once per request.
@@ -241,7 +239,7 @@ func (b *jobBuilder) build(m *modelSpec, name string, h naming.Hashes, a attempt
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
 					Containers: []corev1.Container{{
-						Name:            containerName,
+						Name:            naming.ContainerName,
 						Image:           b.platform.Image,
 						ImagePullPolicy: corev1.PullPolicy(b.platform.PullPolicy),
 						// The script comes from the ConfigMap, read-only;

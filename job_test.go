@@ -246,7 +246,7 @@ func TestInputValidation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, errs := resolvePlatform(in)
+			p, errs := resolvePlatform(in, defaultImage())
 			if diff := cmp.Diff(tc.want.ToAggregate(), errs.ToAggregate()); diff != "" {
 				t.Errorf("-want, +got:\n%s", diff)
 			}
@@ -435,7 +435,7 @@ func TestManifestIsTheTypedJob(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					plat, errs := resolvePlatform(in)
+					plat, errs := resolvePlatform(in, defaultImage())
 					if len(errs) > 0 {
 						t.Fatal(errs)
 					}

@@ -39,7 +39,7 @@ type identity struct {
 // observation is the request, read.
 type observation struct {
 	xr       identity
-	recorded map[string]modelStatus
+	recorded map[string]recordedModel
 	// recordedPVC is the uid of the volume the recorded status speaks of.
 	recordedPVC string
 
@@ -196,9 +196,9 @@ func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
 		switch {
 		case key == pvcKey:
 			o.pvcObserved = applied != nil
-		case key == progressKeyAccount:
+		case key == naming.ProgressKeyAccount:
 			o.accountObserved = applied != nil && !deleting
-		case key == progressKeyConfigMap:
+		case key == naming.ProgressKeyConfigMap:
 			if applied != nil {
 				o.progress = nestedStrings(applied, "data")
 			}

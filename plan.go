@@ -20,9 +20,6 @@ import (
 // new attempt (kubectl annotate modeldownload x hfops.kamal.dev/retry=$(date +%s)).
 const annotationRetry = "hfops.kamal.dev/retry"
 
-// maxAttempt bounds the attempt numbers read back from status.
-const maxAttempt = 1 << 31
-
 func terminal(phase string) bool { return phase == phaseCompleted || phase == phaseFailed }
 
 // composer composes what the models' decisions ask for: their Jobs, and the
@@ -77,7 +74,7 @@ func (c *composer) compose() []modelStatus {
 }
 
 // enact composes what a decision asks for.
-func (c *composer) enact(m *modelSpec, d *decision, rec modelStatus) {
+func (c *composer) enact(m *modelSpec, d *decision, rec recordedModel) {
 	for _, oj := range d.keep {
 		c.keep(oj, rec)
 	}
@@ -88,11 +85,11 @@ func (c *composer) enact(m *modelSpec, d *decision, rec modelStatus) {
 
 // keep desires an observed Job as it is. In Object mode the Object of a
 // finished Job only observes it, and goes once its outcome is recorded.
-func (c *composer) keep(oj *seenJob, rec modelStatus) {
+func (c *composer) keep(oj *seenJob, rec recordedModel) {
 	if oj.object != c.envelope.object {
 		return
 	}
-	if c.envelope.object && rec.Hash == oj.hash && rec.state.terminal() {
+	if c.envelope.object && rec.Hash == oj.hash && phaseState(rec.Phase).terminal() {
 		return
 	}
 	if len(oj.manifest.GetFields()) == 0 {

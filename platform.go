@@ -138,9 +138,11 @@ func jsonKind(t reflect.Type) string {
 	}
 }
 
-func resolvePlatform(in *v1beta1.Input) (*platform, field.ErrorList) {
+// resolvePlatform reads the Input; image is the download image of a
+// Composition that names none.
+func resolvePlatform(in *v1beta1.Input, image string) (*platform, field.ErrorList) {
 	p := &platform{
-		Image:               orDefault(in.Image, defaultImage()),
+		Image:               orDefault(in.Image, image),
 		PullPolicy:          orDefault(string(in.ImagePullPolicy), string(defaultPullPolicy)),
 		PullSecrets:         in.ImagePullSecrets,
 		MountPath:           orDefault(in.MountPath, defaultMountPath),

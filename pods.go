@@ -10,6 +10,7 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -50,7 +51,7 @@ func podReports(pods *fnv1.Resources) map[string]podReport {
 		}
 		for _, c := range get(p, "status", "containerStatuses").GetListValue().GetValues() {
 			term := get(c.GetStructValue(), "state", "terminated").GetStructValue()
-			if getString(c.GetStructValue(), "name") != containerName || term == nil {
+			if getString(c.GetStructValue(), "name") != naming.ContainerName || term == nil {
 				continue
 			}
 			r := out[job]

@@ -31,13 +31,6 @@ import (
 // what they patch, and reads it back from the observed ConfigMap.
 
 const (
-	// progressKeyPrefix starts the composition resource names of the four.
-	progressKeyPrefix    = "progress-"
-	progressKeyConfigMap = progressKeyPrefix + "configmap"
-	progressKeyAccount   = progressKeyPrefix + "serviceaccount"
-	progressKeyRole      = progressKeyPrefix + "role"
-	progressKeyBinding   = progressKeyPrefix + "rolebinding"
-
 	// progressTokenSeconds is the shortest lifetime the API server grants a
 	// projected token; the kubelet renews it at 80 %.
 	progressTokenSeconds = 600
@@ -85,22 +78,22 @@ func (c *composer) composeProgress() {
 	cmType, cmMeta := meta("ConfigMap", "v1")
 	// createOnly: provider-kubernetes would otherwise reset the pods' data
 	// to the empty manifest on every update.
-	c.desire(progressKeyConfigMap, c.envelope.wrap(asUnstructured(&corev1.ConfigMap{TypeMeta: cmType, ObjectMeta: cmMeta}), "", createOnly), resource.ReadyTrue)
+	c.desire(naming.ProgressKeyConfigMap, c.envelope.wrap(asUnstructured(&corev1.ConfigMap{TypeMeta: cmType, ObjectMeta: cmMeta}), "", createOnly), resource.ReadyTrue)
 
 	subject := b.platform.ServiceAccount
 	if subject == "" {
 		subject = name
 		saType, saMeta := meta("ServiceAccount", "v1")
-		c.desire(progressKeyAccount, c.envelope.wrap(asUnstructured(&corev1.ServiceAccount{
+		c.desire(naming.ProgressKeyAccount, c.envelope.wrap(asUnstructured(&corev1.ServiceAccount{
 			TypeMeta: saType, ObjectMeta: saMeta, AutomountServiceAccountToken: ptr.To(false),
 		}), "", manage), resource.ReadyTrue)
 	}
 	roleType, roleMeta := meta("Role", rbacv1.SchemeGroupVersion.String())
-	c.desire(progressKeyRole, c.envelope.wrap(asUnstructured(&rbacv1.Role{TypeMeta: roleType, ObjectMeta: roleMeta,
+	c.desire(naming.ProgressKeyRole, c.envelope.wrap(asUnstructured(&rbacv1.Role{TypeMeta: roleType, ObjectMeta: roleMeta,
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{name}, Verbs: []string{"get", "patch"}}},
 	}), "", manage), resource.ReadyTrue)
 	bindingType, bindingMeta := meta("RoleBinding", rbacv1.SchemeGroupVersion.String())
-	c.desire(progressKeyBinding, c.envelope.wrap(asUnstructured(&rbacv1.RoleBinding{TypeMeta: bindingType, ObjectMeta: bindingMeta,
+	c.desire(naming.ProgressKeyBinding, c.envelope.wrap(asUnstructured(&rbacv1.RoleBinding{TypeMeta: bindingType, ObjectMeta: bindingMeta,
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: subject, Namespace: ns}},
 	}), "", manage), resource.ReadyTrue)

@@ -11,6 +11,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -159,17 +160,17 @@ func TestStatusShowsProgressOnlyWhileDownloading(t *testing.T) {
 func TestProgressObjects(t *testing.T) {
 	rsp := run(t, withToken(xrYAML(oneModel)).build())
 	desired := rsp.GetDesired().GetResources()
-	cm := desired[progressKeyConfigMap].GetResource()
+	cm := desired[naming.ProgressKeyConfigMap].GetResource()
 	name := getString(cm, "metadata", "name")
 	if !strings.HasPrefix(name, "hf-dl-cache-progress-") || get(cm, "data") != nil {
 		t.Fatalf("progress ConfigMap %s with data %v; want hf-dl-cache-progress-<hash>, no data", name, get(cm, "data"))
 	}
-	role := desired[progressKeyRole].GetResource()
+	role := desired[naming.ProgressKeyRole].GetResource()
 	wantRules := mustStruct("rules: [{apiGroups: [''], resources: [configmaps], resourceNames: [" + name + "], verbs: [get, patch]}]")
 	if diff := cmp.Diff(wantRules.GetFields()["rules"].AsInterface(), role.GetFields()["rules"].AsInterface()); diff != "" {
 		t.Fatalf("the Role's rules (-want +got):\n%s", diff)
 	}
-	binding := desired[progressKeyBinding].GetResource()
+	binding := desired[naming.ProgressKeyBinding].GetResource()
 	wantBinding := mustStruct("roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: " + name + "}\nsubjects: [{kind: ServiceAccount, name: " + name + ", namespace: ml}]")
 	for _, f := range []string{"roleRef", "subjects"} {
 		if diff := cmp.Diff(wantBinding.GetFields()[f].AsInterface(), binding.GetFields()[f].AsInterface()); diff != "" {
@@ -178,7 +179,7 @@ func TestProgressObjects(t *testing.T) {
 	}
 	// Present and false: a missing field lets Kubernetes mount the token
 	// (its default is true), though it reads as false here.
-	sa := desired[progressKeyAccount].GetResource()
+	sa := desired[naming.ProgressKeyAccount].GetResource()
 	automount, ok := sa.GetFields()["automountServiceAccountToken"]
 	if b, isBool := automount.GetKind().(*structpb.Value_BoolValue); getString(sa, "metadata", "name") != name || !isBool || b.BoolValue {
 		t.Fatalf("ServiceAccount %s has automountServiceAccountToken %v (set: %v); want %s with automountServiceAccountToken: false",
@@ -214,16 +215,16 @@ func TestProgressObjects(t *testing.T) {
 	tr := withToken(xrYAML(oneModel))
 	tr.input = inputHeader + "serviceAccountName: downloader\n"
 	rsp = run(t, tr.build())
-	if _, ok := rsp.GetDesired().GetResources()[progressKeyAccount]; ok {
+	if _, ok := rsp.GetDesired().GetResources()[naming.ProgressKeyAccount]; ok {
 		t.Fatal("a ServiceAccount is composed though the Input names one")
 	}
-	if got := getString(get(rsp.GetDesired().GetResources()[progressKeyBinding].GetResource(), "subjects").GetListValue().GetValues()[0].GetStructValue(), "name"); got != "downloader" {
+	if got := getString(get(rsp.GetDesired().GetResources()[naming.ProgressKeyBinding].GetResource(), "subjects").GetListValue().GetValues()[0].GetStructValue(), "name"); got != "downloader" {
 		t.Fatalf("the RoleBinding binds %q, want the Input's downloader", got)
 	}
 
 	// No Job before the pods' account exists.
 	req := withToken(xrYAML(oneModel)).build()
-	delete(req.Observed.Resources, progressKeyAccount)
+	delete(req.Observed.Resources, naming.ProgressKeyAccount)
 	rsp = run(t, req)
 	if jobs := jobResources(rsp); len(jobs) != 0 || !strings.Contains(statusEntry(t, rsp, "org/alpha")["message"], "ServiceAccount") {
 		t.Fatalf("without the pods' ServiceAccount: %d Jobs, status %v; want none, waiting for it", len(jobs), statusEntry(t, rsp, "org/alpha"))
@@ -234,7 +235,7 @@ func TestProgressObjects(t *testing.T) {
 	tr.input = inputHeader + "mode: Object\nobject: {apiVersion: " + objectNamespacedAPI + "}\n"
 	rsp = run(t, tr.build())
 	names := map[string]string{}
-	for _, k := range []string{progressKeyConfigMap, progressKeyAccount, progressKeyRole, progressKeyBinding} {
+	for _, k := range []string{naming.ProgressKeyConfigMap, naming.ProgressKeyAccount, naming.ProgressKeyRole, naming.ProgressKeyBinding} {
 		n := getString(rsp.GetDesired().GetResources()[k].GetResource(), "metadata", "name")
 		if other, ok := names[n]; ok || n == "" {
 			t.Fatalf("the namespaced Objects of %s and %s are both named %q", other, k, n)
@@ -244,7 +245,7 @@ func TestProgressObjects(t *testing.T) {
 
 	// Object mode: provider-kubernetes makes the ConfigMap and never resets it.
 	rsp = run(t, withToken(claimXR(oneModel)).build())
-	policies := get(rsp.GetDesired().GetResources()[progressKeyConfigMap].GetResource(), "spec", "managementPolicies").AsInterface()
+	policies := get(rsp.GetDesired().GetResources()[naming.ProgressKeyConfigMap].GetResource(), "spec", "managementPolicies").AsInterface()
 	if diff := cmp.Diff([]any{"Observe", "Create", "Delete"}, policies); diff != "" {
 		t.Fatalf("the progress ConfigMap's Object policies (-want +got):\n%s", diff)
 	}

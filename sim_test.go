@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"github.com/hfops/function-hf-download/internal/naming"
 )
 
 // A small simulator of what drives the function: Crossplane (the observed XR
@@ -233,7 +234,7 @@ func (s *xrSim) refresh() {
 // refreshProgress puts the pods' reports into the observed progress
 // ConfigMap (or its Object's observed manifest), as the API server has them.
 func (s *xrSim) refreshProgress() {
-	o, ok := s.observed[progressKeyConfigMap]
+	o, ok := s.observed[naming.ProgressKeyConfigMap]
 	if !ok || len(s.progress) == 0 {
 		return
 	}

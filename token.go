@@ -20,6 +20,7 @@ import (
 const (
 	requirementToken = "hf-token-secret"
 	requirementPods  = "download-pods"
+	requirementPeers = "modeldownloads"
 )
 
 // Reasons of the HFTokenAvailable condition.

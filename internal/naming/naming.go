@@ -29,6 +29,15 @@ const (
 	MaxLabelValue = 63
 )
 
+// The composition resource names of the progress objects (progress.go).
+const (
+	ProgressKeyPrefix    = "progress-"
+	ProgressKeyConfigMap = ProgressKeyPrefix + "configmap"
+	ProgressKeyAccount   = ProgressKeyPrefix + "serviceaccount"
+	ProgressKeyRole      = ProgressKeyPrefix + "role"
+	ProgressKeyBinding   = ProgressKeyPrefix + "rolebinding"
+)
+
 // Labels and annotations on every Job and its pods: what the function
 // writes and reads back.
 const (
@@ -37,6 +46,9 @@ const (
 	LabelModel    = "model"
 	LabelSpecHash = "hfops.kamal.dev/spec-hash"
 	AppName       = "hf-downloader"
+	// ContainerName is the download container of every Job's pod: its
+	// termination message is the pod's report.
+	ContainerName = "download"
 
 	// AnnotationModel keeps the exact repo id, which the model label can
 	// only keep in a sanitized form.
