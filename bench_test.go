@@ -27,6 +27,7 @@ import (
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // Benchmarks of RunFunction against the protobuf floor: what Crossplane and
@@ -125,7 +126,7 @@ func benchRequests(tb testing.TB, n int) (first, steady benchCase) {
 	for i, k := range keys {
 		if i%2 == 0 {
 			tr.observed[k] = observedJob(jobs[k], jobComplete)
-			name := getString(jobs[k].GetResource(), "metadata", "name")
+			name := read.GetString(jobs[k].GetResource(), "metadata", "name")
 			tr.pods = append(tr.pods, succeededPod(name, fmt.Sprintf(`{"commit":"%040x","files":%d,"bytes":%d,"seconds":%d,"verified":true,"card":%s}`, i, 7+i%5, 1<<30+i, 60+i, benchCard)))
 		} else {
 			tr.observed[k] = observedJob(jobs[k], jobRunning)
@@ -337,7 +338,7 @@ func BenchmarkGRPC(b *testing.B) {
 func TestBenchRequestsAreSteady(t *testing.T) {
 	_, steady := benchRequests(t, 10)
 	st := steady.req.GetObserved().GetComposite().GetResource().GetFields()["status"].GetStructValue()
-	if got := getString(st, "progress"); got != "5/10" {
+	if got := read.GetString(st, "progress"); got != "5/10" {
 		t.Fatalf("steady XR progress = %q, want 5/10", got)
 	}
 	if n := len(steady.req.GetObserved().GetResources()); n != 15 {
@@ -346,7 +347,7 @@ func TestBenchRequestsAreSteady(t *testing.T) {
 	if n := len(jobResources(steady.rsp)); n != 10 {
 		t.Fatalf("steady response desires %d Jobs, want 10", n)
 	}
-	if got := getString(steady.rsp.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue(), "progress"); got != "5/10" {
+	if got := read.GetString(steady.rsp.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue(), "progress"); got != "5/10" {
 		t.Fatalf("steady response progress = %q, want 5/10", got)
 	}
 }
@@ -459,18 +460,18 @@ func BenchmarkQueue(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		_, steady := benchRequests(b, n)
 		on := proto.Clone(steady.req).(*fnv1.RunFunctionRequest)
-		settings := get(on.GetObserved().GetComposite().GetResource(), "spec", "settings").GetStructValue()
+		settings := read.Get(on.GetObserved().GetComposite().GetResource(), "spec", "settings").GetStructValue()
 		settings.Fields["maxParallel"] = structpb.NewNumberValue(float64(n))
 		on.Input.Fields["maxActiveJobsPerNamespace"] = structpb.NewNumberValue(float64(10 * n))
 		jobs := &fnv1.Resources{}
 		for _, k := range sortedKeys(on.GetObserved().GetResources()) {
-			if r := on.GetObserved().GetResources()[k]; getString(r.GetResource(), "kind") == "Job" {
+			if r := on.GetObserved().GetResources()[k]; read.GetString(r.GetResource(), "kind") == "Job" {
 				jobs.Items = append(jobs.Items, r)
 			}
 		}
 		on.RequiredResources[requirementNamespaceJobs] = jobs
 		for p := range 10 {
-			on.RequiredResources[requirementPeers].Items = append(on.RequiredResources[requirementPeers].Items, queuedPeer(p, n/10))
+			on.RequiredResources[read.RequirementPeers].Items = append(on.RequiredResources[read.RequirementPeers].Items, queuedPeer(p, n/10))
 		}
 		f := newTestFunction()
 		want, err := f.RunFunction(context.Background(), steady.req)
@@ -524,12 +525,12 @@ func BenchmarkJobManifest(b *testing.B) {
 	for i := range 100 {
 		fmt.Fprintf(&models, "- name: org/model-%d\n  include: ['*.json', '*.safetensors']\n", i)
 	}
-	spec, errs := parseSpec(mustStruct("apiVersion: hfops.kamal.dev/v1alpha1\nkind: ModelDownload\nmetadata: {name: md, namespace: ns}\nspec:\n" +
+	spec, errs := read.ParseSpec(mustStruct("apiVersion: hfops.kamal.dev/v1alpha1\nkind: ModelDownload\nmetadata: {name: md, namespace: ns}\nspec:\n" +
 		indent("storagePVC: models\nhfTokenRef: {name: hf, key: token}\nmodels:\n"+models.String())))
 	if len(errs) > 0 {
 		b.Fatal(errs)
 	}
-	plat, errs := resolvePlatform(&v1beta1.Input{}, defaultImage())
+	plat, errs := read.ResolvePlatform(&v1beta1.Input{}, defaultImage())
 	if len(errs) > 0 {
 		b.Fatal(errs)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // Two ModelDownloads, one directory. A model lands in <name> on its PVC, so
@@ -30,10 +31,10 @@ const (
 // peerRequirement asks for the ModelDownloads that may share the PVC: those
 // of the namespace (for a claim's cluster-scoped XR, those of the claim's
 // namespace).
-func peerRequirement(xr identity, namespace string) *fnv1.ResourceSelector {
-	sel := &fnv1.ResourceSelector{ApiVersion: xr.apiVersion, Kind: xr.kind}
+func peerRequirement(xr read.Identity, namespace string) *fnv1.ResourceSelector {
+	sel := &fnv1.ResourceSelector{ApiVersion: xr.APIVersion, Kind: xr.Kind}
 	labels := map[string]string{}
-	if xr.namespace != "" {
+	if xr.Namespace != "" {
 		ns := namespace
 		sel.Namespace = &ns
 	} else {
@@ -68,33 +69,33 @@ type directories map[string][]dirUser
 // readPeers reads the other ModelDownloads of the namespace that use the
 // same PVC. One that is being deleted, or whose spec is unusable, claims
 // nothing.
-func readPeers(peers []*structpb.Struct, self identity, pvc string) directories {
+func readPeers(peers []*structpb.Struct, self read.Identity, pvc string) directories {
 	if len(peers) == 0 {
 		return nil
 	}
 	dirs := directories{}
 	for _, xr := range peers {
-		name := getString(xr, "metadata", "name")
-		if uid := getString(xr, "metadata", "uid"); name == self.name || uid != "" && uid == self.uid ||
-			decode.Present(get(xr, "metadata", "deletionTimestamp")) {
+		name := read.GetString(xr, "metadata", "name")
+		if uid := read.GetString(xr, "metadata", "uid"); name == self.Name || uid != "" && uid == self.UID ||
+			decode.Present(read.Get(xr, "metadata", "deletionTimestamp")) {
 			continue
 		}
-		spec, errs := parseSpec(xr)
-		if errs = append(errs, validateSpec(&spec)...); len(errs) > 0 || spec.StoragePVC != pvc {
+		spec, errs := read.ParseSpec(xr)
+		if errs = append(errs, read.ValidateSpec(&spec)...); len(errs) > 0 || spec.StoragePVC != pvc {
 			continue
 		}
-		recorded := recordedStatus(xr)
-		shown := orDefault(getString(xr, "metadata", "labels", claimNameLabel), name)
+		recorded := read.RecordedStatus(xr)
+		shown := read.OrDefault(read.GetString(xr, "metadata", "labels", claimNameLabel), name)
 		for i := range spec.Models {
 			m := &spec.Models[i]
-			if len(m.errs) > 0 {
+			if len(m.Errs) > 0 {
 				continue
 			}
 			content := naming.ContentHash(&m.Model)
 			rec, ok := recorded[m.Name]
 			dirs[m.Name] = append(dirs[m.Name], dirUser{
 				name:     shown,
-				created:  getString(xr, "metadata", "creationTimestamp"),
+				created:  read.GetString(xr, "metadata", "creationTimestamp"),
 				xrName:   name,
 				content:  content,
 				describe: describeContent(m),
@@ -106,7 +107,7 @@ func readPeers(peers []*structpb.Struct, self identity, pvc string) directories 
 }
 
 // describeContent says what a model puts in its directory, for messages.
-func describeContent(m *modelSpec) string {
+func describeContent(m *read.ModelSpec) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s@%s", m.RepoType, m.Name, m.Revision)
 	if len(m.Include) > 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // The state machine of one model. decide is a pure function: from the facts
@@ -59,13 +60,13 @@ const (
 func (s modelState) phase() string {
 	switch s {
 	case stateRunning:
-		return phaseRunning
+		return read.PhaseRunning
 	case stateCompleted:
-		return phaseCompleted
+		return read.PhaseCompleted
 	case stateFailed, stateInvalid:
-		return phaseFailed
+		return read.PhaseFailed
 	default:
-		return phasePending
+		return read.PhasePending
 	}
 }
 
@@ -82,13 +83,13 @@ func phaseState(phase string) modelState { return stateOfPhase(phase, stateWaiti
 
 func stateOfPhase(phase string, pending modelState) modelState {
 	switch phase {
-	case phasePending:
+	case read.PhasePending:
 		return pending
-	case phaseRunning:
+	case read.PhaseRunning:
 		return stateRunning
-	case phaseCompleted:
+	case read.PhaseCompleted:
 		return stateCompleted
-	case phaseFailed:
+	case read.PhaseFailed:
 		return stateFailed
 	}
 	return 0
@@ -96,10 +97,10 @@ func stateOfPhase(phase string, pending modelState) modelState {
 
 // callFacts are the facts every model of a call shares.
 type callFacts struct {
-	*observation
+	*read.Observation
 	builder    *jobBuilder
-	token      tokenState
-	storage    storageState
+	token      read.TokenState
+	storage    read.StorageState
 	xrDigest   []byte
 	dirs       directories
 	self       dirUser
@@ -124,13 +125,13 @@ type decision struct {
 	// attempt is the current attempt, and job its Job as observed (nil:
 	// none yet).
 	attempt attempt
-	job     *seenJob
+	job     *read.SeenJob
 	// compose: the current attempt's Job is composed as the function
 	// builds it (a new one when job is nil). Then hashes are the model's.
 	compose bool
 	hashes  naming.Hashes
 	// keep are observed Jobs composed again as they are.
-	keep []*seenJob
+	keep []*read.SeenJob
 	// conflicts are the notes on the model's directory, for the
 	// DirectoryConflict condition.
 	conflicts []string
@@ -147,21 +148,21 @@ func (d *decision) queued(limit queueLimit, why string) {
 
 // decide is the one decision about model m (rec, hasRec: its recorded
 // status).
-func (f *callFacts) decide(m *modelSpec, rec recordedModel, hasRec bool) decision {
-	if len(m.errs) > 0 {
-		return decision{status: modelStatus{Name: m.Name, state: stateInvalid, Message: joinErrors(m.errs)}}
+func (f *callFacts) decide(m *read.ModelSpec, rec read.RecordedModel, hasRec bool) decision {
+	if len(m.Errs) > 0 {
+		return decision{status: modelStatus{Name: m.Name, state: stateInvalid, Message: joinErrors(m.Errs)}}
 	}
 	path := f.builder.localDir(m)
-	if !f.storage.ready() {
+	if !f.storage.Ready() {
 		// No volume, so nothing is Completed; the Jobs the model has stay.
 		return decision{
-			status: modelStatus{Name: m.Name, Path: path, state: stateWaitingForStorage, Message: f.storage.problem,
+			status: modelStatus{Name: m.Name, Path: path, state: stateWaitingForStorage, Message: f.storage.Problem,
 				Attempt: f.lastAttempt(m, rec)},
-			keep: f.jobs[m.Name],
+			keep: f.Jobs[m.Name],
 		}
 	}
 
-	h := hashModel(m, f.xrDigest, f.builder.platform, f.token.digest)
+	h := hashModel(m, f.xrDigest, f.builder.platform, f.token.Digest)
 	self := f.self
 	self.content, self.describe = h.Content, describeContent(m)
 	verdict := f.dirs.judge(self, m.Name)
@@ -176,7 +177,7 @@ func (f *callFacts) decide(m *modelSpec, rec recordedModel, hasRec bool) decisio
 	}
 	var d decision
 	switch {
-	case !f.token.usable():
+	case !f.token.Usable():
 		d = f.withoutToken(m, h, rec)
 	default:
 		var kept bool
@@ -185,7 +186,7 @@ func (f *callFacts) decide(m *modelSpec, rec recordedModel, hasRec bool) decisio
 		}
 	}
 	// A kept record says where its files are.
-	d.status.Path = orDefault(d.status.Path, path)
+	d.status.Path = read.OrDefault(d.status.Path, path)
 	d.conflicts = notes
 	return d
 }
@@ -193,12 +194,12 @@ func (f *callFacts) decide(m *modelSpec, rec recordedModel, hasRec bool) decisio
 // current decides on the current attempt (attemptFor): its recorded outcome
 // when its Job is gone, the Job as observed, or a new Job once nothing
 // stands in the way.
-func (f *callFacts) current(m *modelSpec, h naming.Hashes, rec recordedModel, hasRec bool, verdict dirVerdict) decision {
+func (f *callFacts) current(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool, verdict dirVerdict) decision {
 	a := f.attemptFor(m, h, rec, hasRec)
 	d := decision{
 		attempt: a,
 		hashes:  h,
-		job:     f.byKey[naming.ResourceKey(m.Name, a.hash)],
+		job:     f.ByKey[naming.ResourceKey(m.Name, a.hash)],
 		status: modelStatus{
 			Name:        m.Name,
 			JobName:     naming.JobName(f.builder.nameBase, m.Name, a.hash),
@@ -209,7 +210,7 @@ func (f *callFacts) current(m *modelSpec, h naming.Hashes, rec recordedModel, ha
 		},
 	}
 	sameAttempt := hasRec && rec.Hash == a.hash
-	if oj := d.job; sameAttempt && phaseState(rec.Phase).terminal() && (oj == nil || oj.deleting || f.objectMode) {
+	if oj := d.job; sameAttempt && phaseState(rec.Phase).terminal() && (oj == nil || oj.Deleting || f.objectMode) {
 		// The Job is gone (its TTL, or anyone), going, or, in Object mode,
 		// left to its TTL: provider-kubernetes would make a deleted Job
 		// again while its Object manages it, so the Object goes once the
@@ -226,7 +227,7 @@ func (f *callFacts) current(m *modelSpec, h naming.Hashes, rec recordedModel, ha
 		}
 		d.status.state = stateStarting
 	} else {
-		d.status.state, d.status.Message = jobState(d.job.phase), d.job.message
+		d.status.state, d.status.Message = jobState(d.job.Phase), d.job.Message
 	}
 	d.compose = true
 	f.outcome(&d.status, d.job, rec, sameAttempt)
@@ -241,15 +242,15 @@ func (f *callFacts) current(m *modelSpec, h naming.Hashes, rec recordedModel, ha
 // moves the intent, and then the attempt moves on as attemptFor says. A
 // record that an older version wrote has no intent: for it, as while the
 // token is unreadable, the content and the volume decide.
-func (f *callFacts) acrossUpgrade(m *modelSpec, h naming.Hashes, rec recordedModel, hasRec bool) (decision, bool) {
-	if !hasRec || rec.Attempt == 0 || !naming.IsSpecHash(rec.Hash) || f.recordedPVC != f.storage.uid {
+func (f *callFacts) acrossUpgrade(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool) (decision, bool) {
+	if !hasRec || rec.Attempt == 0 || !naming.IsSpecHash(rec.Hash) || f.RecordedPVC != f.storage.UID {
 		return decision{}, false
 	}
 	if rec.IntentHash != h.Intent && (rec.IntentHash != "" || rec.ContentHash != h.Content) {
 		return decision{}, false
 	}
-	oj := f.byKey[naming.ResourceKey(m.Name, rec.Hash)]
-	onJob := oj != nil && !oj.deleting && oj.phase != phaseFailed
+	oj := f.ByKey[naming.ResourceKey(m.Name, rec.Hash)]
+	onJob := oj != nil && !oj.Deleting && oj.Phase != read.PhaseFailed
 	// Last, as it hashes: when the function did not change either, the
 	// attempt goes on as attemptFor says.
 	if phaseState(rec.Phase) != stateCompleted && !onJob || naming.JobHash(h.Spec, rec.Attempt) == rec.Hash {
@@ -268,13 +269,13 @@ func (f *callFacts) acrossUpgrade(m *modelSpec, h naming.Hashes, rec recordedMod
 		},
 	}
 	if oj != nil {
-		d.keep = []*seenJob{oj}
+		d.keep = []*read.SeenJob{oj}
 	}
 	if phaseState(rec.Phase) == stateCompleted {
 		remembered(&d.status, rec)
 		return d, true
 	}
-	d.status.state, d.status.Message = jobState(oj.phase), oj.message
+	d.status.state, d.status.Message = jobState(oj.Phase), oj.Message
 	f.outcome(&d.status, oj, rec, true)
 	return d, true
 }
@@ -283,53 +284,53 @@ func (f *callFacts) acrossUpgrade(m *modelSpec, h naming.Hashes, rec recordedMod
 // ones that exist: the newest Job of the current spec (the token aside) as
 // it is, and Jobs of older specs until their successor can start. A
 // recorded completion holds only for the same content on the same volume.
-func (f *callFacts) withoutToken(m *modelSpec, h naming.Hashes, rec recordedModel) decision {
-	why := "waiting for the Hugging Face token: " + f.token.problem
-	var current *seenJob
-	for _, oj := range f.jobs[m.Name] {
-		if oj.config != h.Config || !naming.IsSpecHash(oj.hash) {
+func (f *callFacts) withoutToken(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel) decision {
+	why := "waiting for the Hugging Face token: " + f.token.Problem
+	var current *read.SeenJob
+	for _, oj := range f.Jobs[m.Name] {
+		if oj.Config != h.Config || !naming.IsSpecHash(oj.Hash) {
 			continue
 		}
-		if current == nil || oj.hash == rec.Hash || current.hash != rec.Hash && oj.attempt > current.attempt {
+		if current == nil || oj.Hash == rec.Hash || current.Hash != rec.Hash && oj.Attempt > current.Attempt {
 			current = oj
 		}
 	}
 	var d decision
-	for _, oj := range f.jobs[m.Name] {
+	for _, oj := range f.Jobs[m.Name] {
 		// Only one Job of the current spec is kept (an older token's may
 		// linger); a hand-edited spec-hash label names no Job, so such a
 		// Job is kept as one of an older spec.
-		if oj == current || oj.config != h.Config || !naming.IsSpecHash(oj.hash) {
+		if oj == current || oj.Config != h.Config || !naming.IsSpecHash(oj.Hash) {
 			d.keep = append(d.keep, oj)
 		}
 	}
 	d.status = modelStatus{Name: m.Name, state: stateWaitingForToken, Message: why, ContentHash: h.Content,
 		Attempt: f.lastAttempt(m, rec)}
 	if current != nil {
-		d.attempt, d.job = attempt{current.attempt, current.hash}, current
-		d.status.JobName, d.status.Hash, d.status.Attempt = naming.JobName(f.builder.nameBase, m.Name, current.hash), current.hash, current.attempt
-		same := rec.Hash == current.hash
+		d.attempt, d.job = attempt{current.Attempt, current.Hash}, current
+		d.status.JobName, d.status.Hash, d.status.Attempt = naming.JobName(f.builder.nameBase, m.Name, current.Hash), current.Hash, current.Attempt
+		same := rec.Hash == current.Hash
 		if same {
 			d.status.IntentHash = rec.IntentHash
 		}
-		if same && phaseState(rec.Phase).terminal() && (current.deleting || f.objectMode) {
+		if same && phaseState(rec.Phase).terminal() && (current.Deleting || f.objectMode) {
 			remembered(&d.status, rec)
 			return d
 		}
-		d.status.state = jobState(current.phase)
+		d.status.state = jobState(current.Phase)
 		f.outcome(&d.status, current, rec, same)
 		if d.status.state != stateFailed {
 			d.status.Message = why
 		}
 		return d
 	}
-	if phaseState(rec.Phase).terminal() && rec.Hash != "" && rec.ContentHash == h.Content && f.recordedPVC == f.storage.uid {
+	if phaseState(rec.Phase).terminal() && rec.Hash != "" && rec.ContentHash == h.Content && f.RecordedPVC == f.storage.UID {
 		// What is on disk has not changed; without the token the function
 		// cannot tell whether the token did, so it keeps what it recorded
 		// and says why nothing new starts.
 		d.status = modelStatus{Name: rec.Name, JobName: rec.JobName, Hash: rec.Hash, Attempt: rec.Attempt,
 			state: phaseState(rec.Phase), Message: why, Path: rec.Path, ContentHash: rec.ContentHash,
-			IntentHash: rec.IntentHash, Retry: rec.Retry, summary: rec.summary}
+			IntentHash: rec.IntentHash, Retry: rec.Retry, summary: rec.Summary}
 	}
 	return d
 }
@@ -339,14 +340,14 @@ func (f *callFacts) withoutToken(m *modelSpec, h naming.Hashes, rec recordedMode
 // before it finished; a new spec starts the attempt after every one recorded
 // or observed. With no record at all (status not written yet, or written by
 // an older version), a Job observed for this very spec is the current one.
-func (f *callFacts) attemptFor(m *modelSpec, h naming.Hashes, rec recordedModel, hasRec bool) attempt {
+func (f *callFacts) attemptFor(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool) attempt {
 	cur := attempt{rec.Attempt, rec.Hash}
 	state := phaseState(rec.Phase)
 	if !hasRec || rec.Attempt == 0 {
 		cur, state = attempt{}, 0
-		for _, oj := range f.jobs[m.Name] {
-			if oj.attempt > cur.number && naming.JobHash(h.Spec, oj.attempt) == oj.hash {
-				cur, state = attempt{oj.attempt, oj.hash}, jobState(oj.phase)
+		for _, oj := range f.Jobs[m.Name] {
+			if oj.Attempt > cur.number && naming.JobHash(h.Spec, oj.Attempt) == oj.Hash {
+				cur, state = attempt{oj.Attempt, oj.Hash}, jobState(oj.Phase)
 			}
 		}
 	}
@@ -354,10 +355,10 @@ func (f *callFacts) attemptFor(m *modelSpec, h naming.Hashes, rec recordedModel,
 		n := f.lastAttempt(m, rec) + 1
 		return attempt{n, naming.JobHash(h.Spec, n)}
 	}
-	oj := f.byKey[naming.ResourceKey(m.Name, cur.hash)]
+	oj := f.ByKey[naming.ResourceKey(m.Name, cur.hash)]
 	switch {
 	case state == stateFailed && rec.Retry != f.retry && hasRec:
-	case oj != nil && oj.deleting && !terminal(oj.phase):
+	case oj != nil && oj.Deleting && !terminal(oj.Phase):
 	case oj == nil && state == stateRunning:
 	default:
 		return cur
@@ -367,21 +368,21 @@ func (f *callFacts) attemptFor(m *modelSpec, h naming.Hashes, rec recordedModel,
 }
 
 // lastAttempt is the highest attempt recorded or observed for a model.
-func (f *callFacts) lastAttempt(m *modelSpec, rec recordedModel) int64 {
+func (f *callFacts) lastAttempt(m *read.ModelSpec, rec read.RecordedModel) int64 {
 	n := rec.Attempt
-	for _, oj := range f.jobs[m.Name] {
-		n = max(n, oj.attempt)
+	for _, oj := range f.Jobs[m.Name] {
+		n = max(n, oj.Attempt)
 	}
-	return min(n, maxAttempt-1)
+	return min(n, read.MaxAttempt-1)
 }
 
 // mustWait says why a model may not start a new Job now, if something other
 // than a queue's limit stands in the way.
-func (f *callFacts) mustWait(m *modelSpec, v dirVerdict) string {
-	for _, oj := range f.jobs[m.Name] {
+func (f *callFacts) mustWait(m *read.ModelSpec, v dirVerdict) string {
+	for _, oj := range f.Jobs[m.Name] {
 		// One writer per directory: a Job being deleted may still run.
-		if oj.deleting && !terminal(oj.phase) {
-			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", oj.name())
+		if oj.Deleting && !terminal(oj.Phase) {
+			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", oj.Name())
 		}
 	}
 	if w := v.waitFor; w != nil {
@@ -391,28 +392,28 @@ func (f *callFacts) mustWait(m *modelSpec, v dirVerdict) string {
 }
 
 // remembered is a model as its recorded outcome left it.
-func remembered(st *modelStatus, rec recordedModel) {
-	st.state, st.Message, st.summary, st.Retry = phaseState(rec.Phase), rec.Message, rec.summary, rec.Retry
+func remembered(st *modelStatus, rec read.RecordedModel) {
+	st.state, st.Message, st.summary, st.Retry = phaseState(rec.Phase), rec.Message, rec.Summary, rec.Retry
 }
 
 // outcome adds what the pods of the model's Job reported: the summary of a
 // completion, the reason of a failure; and, while it runs, its progress.
-func (f *callFacts) outcome(st *modelStatus, oj *seenJob, rec recordedModel, sameAttempt bool) {
-	var r podReport
-	if oj != nil && oj.job != nil && oj.job.UID != "" {
-		r = f.reports[string(oj.job.UID)]
+func (f *callFacts) outcome(st *modelStatus, oj *read.SeenJob, rec read.RecordedModel, sameAttempt bool) {
+	var r read.PodReport
+	if oj != nil && oj.Job != nil && oj.Job.UID != "" {
+		r = f.Reports[string(oj.Job.UID)]
 	}
 	switch st.state {
 	case stateCompleted:
-		if r.summary != nil {
-			st.summary = r.summary
+		if r.Summary != nil {
+			st.summary = r.Summary
 		} else if sameAttempt {
 			// The pod is gone; what it reported stays recorded.
-			st.summary = rec.summary
+			st.summary = rec.Summary
 		}
 	case stateFailed:
-		if r.failure != "" {
-			st.Message = joinNonEmpty("; ", f.token.scrub(r.failure), "Job "+st.Message)
+		if r.Failure != "" {
+			st.Message = read.JoinNonEmpty("; ", f.token.Scrub(r.Failure), "Job "+st.Message)
 		} else if sameAttempt && phaseState(rec.Phase) == stateFailed {
 			st.Message = rec.Message
 		}
@@ -421,6 +422,6 @@ func (f *callFacts) outcome(st *modelStatus, oj *seenJob, rec recordedModel, sam
 			st.Retry = rec.Retry
 		}
 	default:
-		st.progress = readProgress(f.progress, st)
+		st.progress = readProgress(f.Progress, st)
 	}
 }

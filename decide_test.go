@@ -12,6 +12,7 @@ import (
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -22,38 +23,38 @@ import (
 // Jobs kept as they are. The simulator and the promise tests drive the same
 // decisions through whole calls.
 func TestDecideTransitions(t *testing.T) {
-	spec := &xrSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "pvc"}}
-	m := &modelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2}}
-	plat, errs := resolvePlatform(&v1beta1.Input{}, defaultImage())
+	spec := &read.XRSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "pvc"}}
+	m := &read.ModelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2}}
+	plat, errs := read.ResolvePlatform(&v1beta1.Input{}, defaultImage())
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	b := newJobBuilder("md", "ns", spec, plat)
-	token := tokenState{digest: naming.TokenDigest([]byte("hf_token"))}
+	token := read.TokenState{Digest: naming.TokenDigest([]byte("hf_token"))}
 	xrDigest := naming.HashXR(&spec.ModelDownloadSpec, naming.Owner{Namespace: "ns", Name: "md", XRUID: "uid", PVCUID: "vol"}, b.cpu, b.memory, "")
-	h := hashModel(m, xrDigest, plat, token.digest)
+	h := hashModel(m, xrDigest, plat, token.Digest)
 	hashOf := func(n int64) string { return naming.JobHash(h.Spec, n) }
 
 	// job is attempt n of the current spec, observed in phase.
-	job := func(n int64, phase string, mods ...func(*seenJob)) *seenJob {
-		j := &seenJob{
-			key: naming.ResourceKey(m.Name, hashOf(n)), model: m.Name, config: h.Config, hash: hashOf(n), attempt: n, phase: phase,
-			manifest: mustStruct("metadata: {name: " + naming.JobName("md", m.Name, hashOf(n)) + "}"),
-			job:      &batchv1.Job{ObjectMeta: metav1.ObjectMeta{UID: types.UID("uid-" + itoa(n))}},
+	job := func(n int64, phase string, mods ...func(*read.SeenJob)) *read.SeenJob {
+		j := &read.SeenJob{
+			Key: naming.ResourceKey(m.Name, hashOf(n)), Model: m.Name, Config: h.Config, Hash: hashOf(n), Attempt: n, Phase: phase,
+			Manifest: mustStruct("metadata: {name: " + naming.JobName("md", m.Name, hashOf(n)) + "}"),
+			Job:      &batchv1.Job{ObjectMeta: metav1.ObjectMeta{UID: types.UID("uid-" + read.Itoa(n))}},
 		}
 		for _, mod := range mods {
 			mod(j)
 		}
 		return j
 	}
-	deleting := func(j *seenJob) { j.deleting = true }
-	ofAnotherToken := func(j *seenJob) {
-		j.config, j.hash, j.key = "0ther0c0nf1g", "abcdef0123", naming.ResourceKey(m.Name, "abcdef0123")
+	deleting := func(j *read.SeenJob) { j.Deleting = true }
+	ofAnotherToken := func(j *read.SeenJob) {
+		j.Config, j.Hash, j.Key = "0ther0c0nf1g", "abcdef0123", naming.ResourceKey(m.Name, "abcdef0123")
 	}
 	// rec is the recorded entry of attempt n.
-	rec := func(n int64, phase string) recordedModel {
-		return recordedModel{Name: m.Name, Hash: hashOf(n), Attempt: n, Phase: phase, ContentHash: h.Content, IntentHash: h.Intent,
-			summary: &script.Summary{Commit: "c0ffee"}}
+	rec := func(n int64, phase string) read.RecordedModel {
+		return read.RecordedModel{Name: m.Name, Hash: hashOf(n), Attempt: n, Phase: phase, ContentHash: h.Content, IntentHash: h.Intent,
+			Summary: &script.Summary{Commit: "c0ffee"}}
 	}
 	olderPeer := directories{m.Name: {{name: "older", created: "2000-01-01T00:00:00Z", xrName: "older", content: "other"}}}
 	sameContentRunning := directories{m.Name: {{name: "older", created: "2000-01-01T00:00:00Z", xrName: "older", content: h.Content, running: true}}}
@@ -71,72 +72,72 @@ func TestDecideTransitions(t *testing.T) {
 		name    string
 		invalid bool
 		facts   func(*callFacts)
-		rec     *recordedModel
-		jobs    []*seenJob
+		rec     *read.RecordedModel
+		jobs    []*read.SeenJob
 		want    want
 	}{
 		{name: "NewModelStarts", want: want{state: stateStarting, attempt: 1, compose: true}},
-		{name: "ItsJobRuns", jobs: []*seenJob{job(1, phaseRunning)},
+		{name: "ItsJobRuns", jobs: []*read.SeenJob{job(1, read.PhaseRunning)},
 			want: want{state: stateRunning, attempt: 1, compose: true, job: 1}},
-		{name: "ItsJobCompletes", rec: new(rec(1, phaseRunning)), jobs: []*seenJob{job(1, phaseCompleted)},
+		{name: "ItsJobCompletes", rec: new(rec(1, read.PhaseRunning)), jobs: []*read.SeenJob{job(1, read.PhaseCompleted)},
 			want: want{state: stateCompleted, attempt: 1, compose: true, job: 1}},
-		{name: "ItsJobFails", rec: new(rec(1, phaseRunning)), jobs: []*seenJob{job(1, phaseFailed)},
+		{name: "ItsJobFails", rec: new(rec(1, read.PhaseRunning)), jobs: []*read.SeenJob{job(1, read.PhaseFailed)},
 			want: want{state: stateFailed, attempt: 1, compose: true, job: 1}},
-		{name: "CompletedStaysWhenTheTTLDeletedItsJob", rec: new(rec(1, phaseCompleted)),
+		{name: "CompletedStaysWhenTheTTLDeletedItsJob", rec: new(rec(1, read.PhaseCompleted)),
 			want: want{state: stateCompleted, attempt: 1}},
-		{name: "CompletedStaysWhileTheTTLDeletesItsJob", rec: new(rec(1, phaseCompleted)), jobs: []*seenJob{job(1, phaseCompleted, deleting)},
+		{name: "CompletedStaysWhileTheTTLDeletesItsJob", rec: new(rec(1, read.PhaseCompleted)), jobs: []*read.SeenJob{job(1, read.PhaseCompleted, deleting)},
 			want: want{state: stateCompleted, attempt: 1}},
-		{name: "FailedStaysWhenItsJobIsGone", rec: new(rec(1, phaseFailed)),
+		{name: "FailedStaysWhenItsJobIsGone", rec: new(rec(1, read.PhaseFailed)),
 			want: want{state: stateFailed, attempt: 1}},
-		{name: "ARetryStartsTheNextAttempt", rec: new(rec(1, phaseFailed)), facts: func(f *callFacts) { f.retry = "again" },
+		{name: "ARetryStartsTheNextAttempt", rec: new(rec(1, read.PhaseFailed)), facts: func(f *callFacts) { f.retry = "again" },
 			want: want{state: stateStarting, attempt: 2, compose: true}},
-		{name: "AJobLostMidRunStartsTheNextAttempt", rec: new(rec(1, phaseRunning)),
+		{name: "AJobLostMidRunStartsTheNextAttempt", rec: new(rec(1, read.PhaseRunning)),
 			want: want{state: stateStarting, attempt: 2, compose: true}},
-		{name: "AJobKilledMidRunIsWaitedFor", rec: new(rec(1, phaseRunning)), jobs: []*seenJob{job(1, phaseRunning, deleting)},
+		{name: "AJobKilledMidRunIsWaitedFor", rec: new(rec(1, read.PhaseRunning)), jobs: []*read.SeenJob{job(1, read.PhaseRunning, deleting)},
 			want: want{state: stateWaiting, attempt: 2}},
-		{name: "ANewSpecStartsTheNextAttempt", rec: &recordedModel{Name: m.Name, Hash: "0123456789", Attempt: 3, Phase: phaseCompleted, ContentHash: "other", IntentHash: "other"},
+		{name: "ANewSpecStartsTheNextAttempt", rec: &read.RecordedModel{Name: m.Name, Hash: "0123456789", Attempt: 3, Phase: read.PhaseCompleted, ContentHash: "other", IntentHash: "other"},
 			want: want{state: stateStarting, attempt: 4, compose: true}},
-		{name: "InObjectModeACompletedJobIsLeftToItsTTL", rec: new(rec(1, phaseCompleted)), jobs: []*seenJob{job(1, phaseCompleted)},
+		{name: "InObjectModeACompletedJobIsLeftToItsTTL", rec: new(rec(1, read.PhaseCompleted)), jobs: []*read.SeenJob{job(1, read.PhaseCompleted)},
 			facts: func(f *callFacts) { f.objectMode = true }, want: want{state: stateCompleted, attempt: 1}},
-		{name: "AnUpgradeKeepsACompletion", rec: &recordedModel{Name: m.Name, Hash: "0123456789", Attempt: 1, Phase: phaseCompleted, ContentHash: h.Content, IntentHash: h.Intent},
+		{name: "AnUpgradeKeepsACompletion", rec: &read.RecordedModel{Name: m.Name, Hash: "0123456789", Attempt: 1, Phase: read.PhaseCompleted, ContentHash: h.Content, IntentHash: h.Intent},
 			want: want{state: stateCompleted, attempt: 1}},
 		{name: "InvalidModel", invalid: true, want: want{state: stateInvalid}},
-		{name: "NoVolumeKeepsItsJobs", rec: new(rec(1, phaseCompleted)), jobs: []*seenJob{job(1, phaseRunning)},
-			facts: func(f *callFacts) { f.storage.problem = "no PVC" }, want: want{state: stateWaitingForStorage, attempt: 1, keep: []int64{1}}},
-		{name: "AnOlderModelDownloadsDirectoryBlocks", jobs: []*seenJob{job(1, phaseRunning)},
+		{name: "NoVolumeKeepsItsJobs", rec: new(rec(1, read.PhaseCompleted)), jobs: []*read.SeenJob{job(1, read.PhaseRunning)},
+			facts: func(f *callFacts) { f.storage.Problem = "no PVC" }, want: want{state: stateWaitingForStorage, attempt: 1, keep: []int64{1}}},
+		{name: "AnOlderModelDownloadsDirectoryBlocks", jobs: []*read.SeenJob{job(1, read.PhaseRunning)},
 			facts: func(f *callFacts) { f.dirs = olderPeer }, want: want{state: stateBlocked, attempt: 1}},
 		{name: "TheSameContentDownloadingElsewhereIsWaitedFor", facts: func(f *callFacts) { f.dirs = sameContentRunning },
 			want: want{state: stateWaiting, attempt: 1}},
 		{name: "NoScriptYet", facts: func(f *callFacts) { f.prerequisite = "waiting for the ConfigMap" },
 			want: want{state: stateWaiting, attempt: 1}},
-		{name: "NoTokenNoJob", facts: func(f *callFacts) { f.token.problem = "no Secret" },
+		{name: "NoTokenNoJob", facts: func(f *callFacts) { f.token.Problem = "no Secret" },
 			want: want{state: stateWaitingForToken}},
-		{name: "NoTokenItsJobRunsOn", jobs: []*seenJob{job(1, phaseRunning)}, facts: func(f *callFacts) { f.token.problem = "no Secret" },
+		{name: "NoTokenItsJobRunsOn", jobs: []*read.SeenJob{job(1, read.PhaseRunning)}, facts: func(f *callFacts) { f.token.Problem = "no Secret" },
 			want: want{state: stateRunning, attempt: 1, job: 1, keep: []int64{1}}},
-		{name: "NoTokenAnOlderTokensJobRunsOn", jobs: []*seenJob{job(1, phaseRunning, ofAnotherToken)}, facts: func(f *callFacts) { f.token.problem = "no Secret" },
+		{name: "NoTokenAnOlderTokensJobRunsOn", jobs: []*read.SeenJob{job(1, read.PhaseRunning, ofAnotherToken)}, facts: func(f *callFacts) { f.token.Problem = "no Secret" },
 			want: want{state: stateWaitingForToken, attempt: 1, keep: []int64{1}}},
-		{name: "NoTokenACompletionOnTheVolumeHolds", rec: new(rec(1, phaseCompleted)), facts: func(f *callFacts) { f.token.problem = "no Secret" },
+		{name: "NoTokenACompletionOnTheVolumeHolds", rec: new(rec(1, read.PhaseCompleted)), facts: func(f *callFacts) { f.token.Problem = "no Secret" },
 			want: want{state: stateCompleted, attempt: 1}},
-		{name: "NoTokenACompletionOnAnotherVolumeDoesNot", rec: new(rec(1, phaseCompleted)),
-			facts: func(f *callFacts) { f.token.problem, f.recordedPVC = "no Secret", "old-vol" }, want: want{state: stateWaitingForToken, attempt: 1}},
+		{name: "NoTokenACompletionOnAnotherVolumeDoesNot", rec: new(rec(1, read.PhaseCompleted)),
+			facts: func(f *callFacts) { f.token.Problem, f.RecordedPVC = "no Secret", "old-vol" }, want: want{state: stateWaitingForToken, attempt: 1}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			o := &observation{jobs: map[string][]*seenJob{}, byKey: map[string]*seenJob{}, recordedPVC: "vol"}
+			o := &read.Observation{Jobs: map[string][]*read.SeenJob{}, ByKey: map[string]*read.SeenJob{}, RecordedPVC: "vol"}
 			for _, j := range c.jobs {
-				o.jobs[m.Name] = append(o.jobs[m.Name], j)
-				o.byKey[j.key] = j
+				o.Jobs[m.Name] = append(o.Jobs[m.Name], j)
+				o.ByKey[j.Key] = j
 			}
-			f := &callFacts{observation: o, builder: b, token: token, storage: storageState{uid: "vol"}, xrDigest: xrDigest,
+			f := &callFacts{Observation: o, builder: b, token: token, storage: read.StorageState{UID: "vol"}, xrDigest: xrDigest,
 				self: dirUser{name: "md", created: "2010-01-01T00:00:00Z", xrName: "md"}}
 			model := *m
 			if c.invalid {
-				model.errs = field.ErrorList{field.Invalid(modelsPath.Index(0).Child("revision"), "-x", "must not start with '-'")}
+				model.Errs = field.ErrorList{field.Invalid(read.ModelsPath.Index(0).Child("revision"), "-x", "must not start with '-'")}
 			}
 			if c.facts != nil {
 				c.facts(f)
 			}
-			var r recordedModel
+			var r read.RecordedModel
 			if c.rec != nil {
 				r = *c.rec
 			}
@@ -144,10 +145,10 @@ func TestDecideTransitions(t *testing.T) {
 
 			got := want{state: d.status.state, attempt: d.status.Attempt, compose: d.compose}
 			if d.job != nil {
-				got.job = d.job.attempt
+				got.job = d.job.Attempt
 			}
 			for _, k := range d.keep {
-				got.keep = append(got.keep, k.attempt)
+				got.keep = append(got.keep, k.Attempt)
 			}
 			if diff := cmp.Diff(c.want, got, cmp.AllowUnexported(want{})); diff != "" {
 				t.Errorf("decision (-want +got):\n%s", diff)
@@ -166,9 +167,9 @@ func TestDecideTransitions(t *testing.T) {
 // model lets the XR be Ready.
 func TestStatesRender(t *testing.T) {
 	want := map[modelState]string{
-		stateInvalid: phaseFailed, stateWaitingForStorage: phasePending, stateBlocked: phasePending,
-		stateWaitingForToken: phasePending, stateWaiting: phasePending, stateQueued: phasePending,
-		stateStarting: phasePending, stateRunning: phaseRunning, stateCompleted: phaseCompleted, stateFailed: phaseFailed,
+		stateInvalid: read.PhaseFailed, stateWaitingForStorage: read.PhasePending, stateBlocked: read.PhasePending,
+		stateWaitingForToken: read.PhasePending, stateWaiting: read.PhasePending, stateQueued: read.PhasePending,
+		stateStarting: read.PhasePending, stateRunning: read.PhaseRunning, stateCompleted: read.PhaseCompleted, stateFailed: read.PhaseFailed,
 	}
 	for s := stateInvalid; s <= stateFailed; s++ {
 		if got := s.phase(); got != want[s] {

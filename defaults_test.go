@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -21,8 +22,8 @@ func TestAPIDefaults(t *testing.T) {
 		"spec.models[].retryCount":       float64(2),
 		"spec.models[].repoType":         script.DefaultRepoType,
 		"spec.storage.accessModes":       []any{"ReadWriteOnce"},
-		"spec.storage.volumeMode":        volumeModeFilesystem,
-		"spec.storage.deletionPolicy":    deletionOrphan,
+		"spec.storage.volumeMode":        read.VolumeModeFilesystem,
+		"spec.storage.deletionPolicy":    read.DeletionOrphan,
 		"spec.hfTokenRef.key":            "token",
 		"spec.settings":                  map[string]any{},
 		"spec.settings.keepAliveSeconds": float64(3600),
@@ -46,7 +47,7 @@ func TestAPIDefaults(t *testing.T) {
 	}
 
 	t.Run("applied", func(t *testing.T) {
-		spec, errs := parseSpec(mustStruct("spec:\n  storagePVC: p\n  models: [{name: m}]\n  storage: {size: 1Gi}\n  hfTokenRef: {name: s}\n"))
+		spec, errs := read.ParseSpec(mustStruct("spec:\n  storagePVC: p\n  models: [{name: m}]\n  storage: {size: 1Gi}\n  hfTokenRef: {name: s}\n"))
 		if len(errs) > 0 {
 			t.Fatal(errs)
 		}
@@ -56,7 +57,7 @@ func TestAPIDefaults(t *testing.T) {
 			StoragePVC: "p",
 			Models:     []v1alpha1.Model{{Name: "m", Revision: script.DefaultRevision, RepoType: script.DefaultRepoType, RetryCount: 2}},
 			HFTokenRef: &v1alpha1.TokenRef{Name: "s", Key: "token"},
-			Storage:    &v1alpha1.Storage{Size: "1Gi", AccessModes: []string{"ReadWriteOnce"}, VolumeMode: volumeModeFilesystem, DeletionPolicy: deletionOrphan},
+			Storage:    &v1alpha1.Storage{Size: "1Gi", AccessModes: []string{"ReadWriteOnce"}, VolumeMode: read.VolumeModeFilesystem, DeletionPolicy: read.DeletionOrphan},
 			Settings:   v1alpha1.Settings{KeepAliveSeconds: 3600},
 		}
 		if diff := cmp.Diff(wantSpec, got); diff != "" {
@@ -107,17 +108,17 @@ func TestAPIBoundsAreTheFunctions(t *testing.T) {
 		keyword string
 		want    float64
 	}{
-		{[]string{"models", "[]", "revision"}, "maxLength", maxRevision},
-		{[]string{"models", "[]", "sha"}, "maxLength", maxSHA},
-		{[]string{"models", "[]", "include"}, "maxItems", maxGlobs},
-		{[]string{"models", "[]", "include", "[]"}, "maxLength", maxGlob},
-		{[]string{"models", "[]", "exclude"}, "maxItems", maxGlobs},
-		{[]string{"models", "[]", "exclude", "[]"}, "maxLength", maxGlob},
-		{[]string{"models", "[]", "name"}, "maxLength", 2*maxRepoPart + 1},
-		{[]string{"settings", "stallTimeoutSeconds"}, "minimum", minStallTimeoutSeconds},
-		{[]string{"settings", "stallTimeoutSeconds"}, "maximum", maxStallTimeoutSeconds},
-		{[]string{"settings", "maxParallel"}, "maximum", maxInt32},
-		{[]string{"settings", "keepAliveSeconds"}, "maximum", maxInt32},
+		{[]string{"models", "[]", "revision"}, "maxLength", read.MaxRevision},
+		{[]string{"models", "[]", "sha"}, "maxLength", read.MaxSHA},
+		{[]string{"models", "[]", "include"}, "maxItems", read.MaxGlobs},
+		{[]string{"models", "[]", "include", "[]"}, "maxLength", read.MaxGlob},
+		{[]string{"models", "[]", "exclude"}, "maxItems", read.MaxGlobs},
+		{[]string{"models", "[]", "exclude", "[]"}, "maxLength", read.MaxGlob},
+		{[]string{"models", "[]", "name"}, "maxLength", 2*read.MaxRepoPart + 1},
+		{[]string{"settings", "stallTimeoutSeconds"}, "minimum", read.MinStallTimeoutSeconds},
+		{[]string{"settings", "stallTimeoutSeconds"}, "maximum", read.MaxStallTimeoutSeconds},
+		{[]string{"settings", "maxParallel"}, "maximum", read.MaxInt32},
+		{[]string{"settings", "keepAliveSeconds"}, "maximum", read.MaxInt32},
 	} {
 		if got := at(c.path...)[c.keyword]; got != c.want {
 			t.Errorf("spec.%s: %s is %v in the schema, %v in the function", strings.Join(c.path, "."), c.keyword, got, c.want)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hfops/function-hf-download/internal/read"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -26,7 +27,7 @@ func inNamespace(r *fnv1.Resource, ns string) *fnv1.Resource {
 // namespaced object that 1.x cannot get by name.
 func labelledSelector(kind string) *fnv1.ResourceSelector {
 	return &fnv1.ResourceSelector{ApiVersion: "v1", Kind: kind, Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
-		MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{labelReadable: "true"}}}}
+		MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{read.LabelReadable: "true"}}}}
 }
 
 // TestCrossplane1xAsksInExtraResources: a Crossplane that does not say it
@@ -48,8 +49,8 @@ func TestCrossplane1xAsksInExtraResources(t *testing.T) {
 			observed := &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(tc.xr)}}
 			want := run(t, &fnv1.RunFunctionRequest{Meta: crossplaneV22("tag"), Observed: observed}).GetRequirements().GetResources()
 			if tc.labelled {
-				want[requirementToken] = labelledSelector("Secret")
-				want[requirementPVC] = labelledSelector("PersistentVolumeClaim")
+				want[read.RequirementToken] = labelledSelector("Secret")
+				want[read.RequirementPVC] = labelledSelector("PersistentVolumeClaim")
 			}
 			got := run(t, &fnv1.RunFunctionRequest{Meta: &fnv1.RequestMeta{Tag: "tag"}, Observed: observed}).GetRequirements()
 			if diff := cmp.Diff(&fnv1.Requirements{ExtraResources: want}, got, protocmp.Transform()); diff != "" { //nolint:staticcheck // the field 1.x reads
@@ -81,16 +82,16 @@ func TestCrossplane1xAnswers(t *testing.T) {
 			reason: "1.x lists the labelled Secrets and PVCs of every namespace: the claim's namespace's ones count.",
 			v22:    testRequest{xr: claimXR(twoModels), secret: secret, pvc: pvc},
 			extra: map[string]*fnv1.Resources{
-				requirementToken: {Items: []*fnv1.Resource{otherSecret, secret}},
-				requirementPVC:   {Items: []*fnv1.Resource{otherPVC, pvc}},
+				read.RequirementToken: {Items: []*fnv1.Resource{otherSecret, secret}},
+				read.RequirementPVC:   {Items: []*fnv1.Resource{otherPVC, pvc}},
 			},
 		},
 		"UnlabelledOn1x": {
 			reason: "Without the label 1.x lists neither: the Secret and the PVC are missing, as on v2.2 when they do not exist, and the label is named.",
 			v22:    testRequest{xr: claimXR(twoModels), noPVC: true},
 			extra: map[string]*fnv1.Resources{
-				requirementToken: {Items: []*fnv1.Resource{otherSecret}},
-				requirementPVC:   {Items: []*fnv1.Resource{otherPVC}},
+				read.RequirementToken: {Items: []*fnv1.Resource{otherSecret}},
+				read.RequirementPVC:   {Items: []*fnv1.Resource{otherPVC}},
 			},
 			hint: true,
 		},
@@ -98,8 +99,8 @@ func TestCrossplane1xAnswers(t *testing.T) {
 			reason: "v2.0 and v2.1 get a namespaced XR's Secret and PVC by name in its namespace.",
 			v22:    testRequest{xr: xrYAML(twoModels), secret: secret, pvc: pvc},
 			extra: map[string]*fnv1.Resources{
-				requirementToken: {Items: []*fnv1.Resource{secret}},
-				requirementPVC:   {Items: []*fnv1.Resource{pvc}},
+				read.RequirementToken: {Items: []*fnv1.Resource{secret}},
+				read.RequirementPVC:   {Items: []*fnv1.Resource{pvc}},
 			},
 		},
 	}
@@ -136,7 +137,7 @@ func withHint(t *testing.T, rsp *fnv1.RunFunctionResponse, problems ...string) *
 		if !strings.Contains(s, p) {
 			t.Fatalf("the v2.2 response never says %s", p)
 		}
-		s = strings.ReplaceAll(s, p, p+readableHint)
+		s = strings.ReplaceAll(s, p, p+read.ReadableHint)
 	}
 	out := &fnv1.RunFunctionResponse{}
 	if err := protojson.Unmarshal([]byte(s), out); err != nil {
@@ -170,8 +171,8 @@ func checkSameOnCrossplane1x(t *testing.T, v22 *fnv1.RunFunctionRequest) {
 		return &fnv1.Resources{Items: append([]*fnv1.Resource{inNamespace(other, "other")}, v22.GetRequiredResources()[name].GetItems()...)}
 	}
 	got := run(t, onCrossplane1x(v22, map[string]*fnv1.Resources{
-		requirementToken: listed(requirementToken, secretResource("token", "another namespace's token")),
-		requirementPVC:   listed(requirementPVC, pvcResource("uid-of-another-namespace")),
+		read.RequirementToken: listed(read.RequirementToken, secretResource("token", "another namespace's token")),
+		read.RequirementPVC:   listed(read.RequirementPVC, pvcResource("uid-of-another-namespace")),
 	}))
 	want := run(t, v22)
 	want.Requirements, got.Requirements = nil, nil
@@ -180,7 +181,7 @@ func checkSameOnCrossplane1x(t *testing.T, v22 *fnv1.RunFunctionRequest) {
 		t.Fatal(err)
 	}
 	got = &fnv1.RunFunctionResponse{}
-	if err := protojson.Unmarshal([]byte(strings.ReplaceAll(string(b), readableHint, "")), got); err != nil {
+	if err := protojson.Unmarshal([]byte(strings.ReplaceAll(string(b), read.ReadableHint, "")), got); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {

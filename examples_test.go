@@ -11,6 +11,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // The example's observed Jobs, pods and recorded status name Jobs by their
@@ -65,15 +66,15 @@ func exampleEntries(t *testing.T, dir string) map[string]map[string]string {
 	req := &fnv1.RunFunctionRequest{
 		Meta:              crossplaneV22("tag"),
 		Observed:          &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(readFile(t, filepath.Join(dir, "xr.yaml")))}},
-		RequiredResources: map[string]*fnv1.Resources{requirementPods: {}, requirementPeers: {}},
+		RequiredResources: map[string]*fnv1.Resources{read.RequirementPods: {}, read.RequirementPeers: {}},
 	}
 
-	for name, file := range map[string]string{requirementToken: "secret.yaml", requirementPVC: "pvc.yaml"} {
+	for name, file := range map[string]string{read.RequirementToken: "secret.yaml", read.RequirementPVC: "pvc.yaml"} {
 		req.RequiredResources[name] = &fnv1.Resources{Items: []*fnv1.Resource{{Resource: mustStruct(readFile(t, filepath.Join("example", "required", file)))}}}
 	}
 	comp := mustStruct(readFile(t, filepath.Join(dir, "composition.yaml")))
-	for _, step := range get(comp, "spec", "pipeline").GetListValue().GetValues() {
-		if in := get(step.GetStructValue(), "input").GetStructValue(); in != nil {
+	for _, step := range read.Get(comp, "spec", "pipeline").GetListValue().GetValues() {
+		if in := read.Get(step.GetStructValue(), "input").GetStructValue(); in != nil {
 			req.Input = in
 		}
 	}
@@ -83,10 +84,10 @@ func exampleEntries(t *testing.T, dir string) map[string]map[string]string {
 		t.Fatal(err)
 	}
 	out := map[string]map[string]string{}
-	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+	for _, e := range read.Get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
 		m := e.GetStructValue()
-		out[getString(m, "name")] = map[string]string{"hash": getString(m, "hash"), "contentHash": getString(m, "contentHash"),
-			"jobName": getString(m, "jobName")}
+		out[read.GetString(m, "name")] = map[string]string{"hash": read.GetString(m, "hash"), "contentHash": read.GetString(m, "contentHash"),
+			"jobName": read.GetString(m, "jobName")}
 	}
 	if len(out) == 0 || out[firstModel(out)]["hash"] == "" {
 		t.Fatalf("%s: the function composed no Jobs: %v", dir, rsp.GetResults())
@@ -94,9 +95,9 @@ func exampleEntries(t *testing.T, dir string) map[string]map[string]string {
 	// The script's ConfigMap, as if it were one more model.
 	for k, r := range rsp.GetDesired().GetResources() {
 		if strings.HasPrefix(k, scriptKeyPrefix) {
-			name := getString(r.GetResource(), "metadata", "name")
-			if getString(r.GetResource(), "kind") == "Object" {
-				name = getString(r.GetResource(), "spec", "forProvider", "manifest", "metadata", "name")
+			name := read.GetString(r.GetResource(), "metadata", "name")
+			if read.GetString(r.GetResource(), "kind") == "Object" {
+				name = read.GetString(r.GetResource(), "spec", "forProvider", "manifest", "metadata", "name")
 			}
 			out[scriptKey(name)] = map[string]string{"hash": name[len(name)-naming.SpecHashLen:], "jobName": name}
 		}

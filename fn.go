@@ -20,6 +20,7 @@ import (
 	"github.com/crossplane/function-sdk-go/response"
 
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/internal/respond"
 )
 
@@ -76,22 +77,22 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}()
 
 	rsp = response.To(req, ttlSettled)
-	o := observe(req)
-	log := f.log.WithValues("xr-kind", o.xr.kind, "xr-name", o.xr.name)
+	o := read.Observe(req)
+	log := f.log.WithValues("xr-kind", o.XR.Kind, "xr-name", o.XR.Name)
 
-	in, err := decodeInput(req.GetInput())
+	in, err := read.DecodeInput(req.GetInput())
 	if err != nil {
 		response.Fatal(rsp, errors.Wrap(err, "invalid function input"))
 		return rsp, nil
 	}
-	plat, errs := resolvePlatform(in, defaultImage())
-	env, envErrs := resolveEnvelope(in, o.xr.namespace != "")
+	plat, errs := read.ResolvePlatform(in, defaultImage())
+	env, envErrs := resolveEnvelope(in, o.XR.Namespace != "")
 	if errs = append(errs, envErrs...); len(errs) > 0 {
 		response.Fatal(rsp, errors.Wrap(errs.ToAggregate(), "invalid function input"))
 		return rsp, nil
 	}
-	spec, errs := parseSpec(req.GetObserved().GetComposite().GetResource())
-	errs = append(errs, notCoveredBy(errs, validateSpec(&spec))...)
+	spec, errs := read.ParseSpec(req.GetObserved().GetComposite().GetResource())
+	errs = append(errs, read.NotCoveredBy(errs, read.ValidateSpec(&spec))...)
 	if len(errs) > 0 {
 		log.Debug("Spec is unusable", "errors", len(errs))
 		response.Fatal(rsp, errors.Wrap(errs.ToAggregate(), "invalid ModelDownload spec"))
@@ -100,61 +101,61 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 
 	// A claim's Jobs, token and PVC live in the claim's namespace, under
 	// the claim's name, as they would for a namespaced XR.
-	namespace, base := o.xr.namespace, o.xr.name
+	namespace, base := o.XR.Namespace, o.XR.Name
 	if namespace == "" {
-		namespace = o.xr.labels[claimNamespaceLabel]
-		base = orDefault(o.xr.labels[claimNameLabel], o.xr.name)
+		namespace = o.XR.Labels[claimNamespaceLabel]
+		base = read.OrDefault(o.XR.Labels[claimNameLabel], o.XR.Name)
 	}
 	if namespace == "" {
-		response.Fatal(rsp, errors.Errorf("cannot tell where the Jobs go: the XR %q has no namespace and no %s label", o.xr.name, claimNamespaceLabel))
+		response.Fatal(rsp, errors.Errorf("cannot tell where the Jobs go: the XR %q has no namespace and no %s label", o.XR.Name, claimNamespaceLabel))
 		return rsp, nil
 	}
 
 	b := newJobBuilder(base, namespace, &spec, plat)
-	rsp.Requirements = requirements(namespace, b.parentLabel, &spec, needsNamespaceOwner(&spec, env))
-	rsp.Requirements.Resources[requirementPeers] = peerRequirement(o.xr, namespace)
+	rsp.Requirements = read.Requirements(namespace, b.parentLabel, &spec, needsNamespaceOwner(&spec, env))
+	rsp.Requirements.Resources[read.RequirementPeers] = peerRequirement(o.XR, namespace)
 	if plat.MaxActivePerNamespace > 0 {
 		rsp.Requirements.Resources[requirementNamespaceJobs] = namespaceJobsRequirement(namespace)
 	}
-	d := dialectOf(req)
-	required := d.answered(req, rsp.GetRequirements())
-	complete := resolved(required, rsp.GetRequirements())
-	d.ask(rsp.GetRequirements())
+	d := read.DialectOf(req)
+	required := d.Answered(req, rsp.GetRequirements())
+	complete := read.Resolved(required, rsp.GetRequirements())
+	d.Ask(rsp.GetRequirements())
 	if !complete {
 		// Crossplane fetches what was asked for and calls again at once.
 		log.Debug("Waiting for Crossplane to resolve required resources")
 		return rsp, nil
 	}
-	o.readRequired(required)
+	o.ReadRequired(required)
 
-	token := resolveToken(o.secret, namespace, spec.HFTokenRef)
-	storage := resolveStorage(o.pvc, namespace, &spec)
-	d.explain(&token, &storage)
-	if storage.colocate {
+	token := read.ResolveToken(o.Secret, namespace, spec.HFTokenRef)
+	storage := read.ResolveStorage(o.PVC, namespace, &spec)
+	d.Explain(&token, &storage)
+	if storage.Colocate {
 		b.colocate()
 	}
-	who := naming.Owner{Namespace: namespace, Name: base, XRName: o.xr.name, XRUID: o.xr.uid, PVCUID: storage.uid}
+	who := naming.Owner{Namespace: namespace, Name: base, XRName: o.XR.Name, XRUID: o.XR.UID, PVCUID: storage.UID}
 	b.scriptMap = scriptName(who, spec.StoragePVC)
 	b.progressMap = progressName(who)
 	c := &composer{
 		callFacts: callFacts{
-			observation: &o,
+			Observation: &o,
 			builder:     b,
 			token:       token,
 			storage:     storage,
 			xrDigest:    naming.HashXR(&spec.ModelDownloadSpec, who, b.cpu, b.memory, env.apiVersion),
-			retry:       o.xr.annotations[annotationRetry],
-			dirs:        readPeers(o.peers, o.xr, spec.StoragePVC),
-			self:        dirUser{name: base, created: o.xr.created, xrName: o.xr.name},
+			retry:       o.XR.Annotations[annotationRetry],
+			dirs:        readPeers(o.Peers, o.XR, spec.StoragePVC),
+			self:        dirUser{name: base, created: o.XR.Created, xrName: o.XR.Name},
 			objectMode:  env.object,
 		},
 		envelope: env,
-		queue:    newDownloadQueue(spec.StoragePVC, storage.oneAtATime, spec.Settings.MaxParallel),
+		queue:    newDownloadQueue(spec.StoragePVC, storage.OneAtATime, spec.Settings.MaxParallel),
 		desired:  map[string]*resource.DesiredComposed{},
 	}
 	if plat.MaxActivePerNamespace > 0 {
 		c.queue.namespace = share(int(plat.MaxActivePerNamespace), readNamespaceJobs(required[requirementNamespaceJobs]),
-			o.peers, o.xr, b.parentLabel)
+			o.Peers, o.XR, b.parentLabel)
 	}
 	if spec.Storage != nil {
 		c.composePVC()
@@ -163,12 +164,12 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	c.composeProgress()
 	models := c.compose()
 
-	if err := respond.Respond(rsp, req, c.desired, c.builder.template, statusValue(models, storage.uid), allCompleted(models)); err != nil {
+	if err := respond.Respond(rsp, req, c.desired, c.builder.template, statusValue(models, storage.UID), allCompleted(models)); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	report(rsp, base, &spec, models, token, storage, c.conflict)
 	switch {
-	case !token.usable() || !storage.ready() || slices.ContainsFunc(models, isQueued):
+	case !token.Usable() || !storage.Ready() || slices.ContainsFunc(models, isQueued):
 		// A queued model may start as soon as a slot frees, in another
 		// ModelDownload too, whose Jobs only Crossplane v2.4 and later watch
 		// for this one (as required resources).
@@ -195,14 +196,14 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 func (c *composer) composePVC() {
 	st := c.builder.spec.Storage
 	policy := manage
-	if st.DeletionPolicy == deletionOrphan {
+	if st.DeletionPolicy == read.DeletionOrphan {
 		policy = keepOnDelete
 	}
 	ready := resource.ReadyFalse
-	if c.pvcObserved && c.storage.ready() {
+	if c.PVCObserved && c.storage.Ready() {
 		ready = resource.ReadyTrue
 	}
-	c.desire(pvcKey, c.envelope.wrap(asUnstructured(c.builder.buildPVC(c.namespace)), "", policy), ready)
+	c.desire(read.PVCKey, c.envelope.wrap(asUnstructured(c.builder.buildPVC(c.Namespace)), "", policy), ready)
 }
 
 // composeScripts composes the ConfigMap of the current script, and keeps
@@ -211,30 +212,30 @@ func (c *composer) composeScripts() {
 	name := c.builder.scriptMap
 	key := scriptKey(name)
 	c.desire(key, c.envelope.wrap(asUnstructured(c.builder.buildScriptMap()), "", manage), resource.ReadyTrue)
-	s, ok := c.scripts[key]
-	c.scriptReady = ok && s.exists && s.name == name && !s.deleting
+	s, ok := c.Scripts[key]
+	c.scriptReady = ok && s.Exists && s.Name == name && !s.Deleting
 	mounted := map[string]bool{}
-	for _, js := range c.jobs {
+	for _, js := range c.Jobs {
 		for _, j := range js {
-			mounted[j.scriptMap()] = true
+			mounted[j.ScriptMap()] = true
 		}
 	}
-	for k, s := range c.scripts {
-		if k != key && mounted[s.name] {
-			c.desire(k, c.envelope.wrap(keepAsObserved(s.manifest), "", manage), resource.ReadyTrue)
+	for k, s := range c.Scripts {
+		if k != key && mounted[s.Name] {
+			c.desire(k, c.envelope.wrap(keepAsObserved(s.Manifest), "", manage), resource.ReadyTrue)
 		}
 	}
 }
 
 // report adds the conditions and warnings a user reads on the XR.
 // name is the ModelDownload as its user knows it (a claim's name for a claim's XR).
-func report(rsp *fnv1.RunFunctionResponse, name string, spec *xrSpec, models []modelStatus, token tokenState, storage storageState, conflicts []string) {
+func report(rsp *fnv1.RunFunctionResponse, name string, spec *read.XRSpec, models []modelStatus, token read.TokenState, storage read.StorageState, conflicts []string) {
 	s, reason, msg := summary(models)
 	condition(rsp, conditionDownloaded, s, reason, msg)
 	for _, m := range models {
 		if m.state == stateFailed {
 			response.Warning(rsp, errors.Errorf("model %s failed: %s (to try again as it is: kubectl annotate --overwrite modeldownload %s %s=<a new value>)",
-				m.Name, orDefault(m.Message, "no reason given"), name, annotationRetry)).TargetCompositeAndClaim()
+				m.Name, read.OrDefault(m.Message, "no reason given"), name, annotationRetry)).TargetCompositeAndClaim()
 		}
 	}
 	reportModels(rsp, spec)
@@ -243,10 +244,10 @@ func report(rsp *fnv1.RunFunctionResponse, name string, spec *xrSpec, models []m
 	reportConflicts(rsp, conflicts)
 }
 
-func reportModels(rsp *fnv1.RunFunctionResponse, spec *xrSpec) {
+func reportModels(rsp *fnv1.RunFunctionResponse, spec *read.XRSpec) {
 	var invalid []string
 	for i := range spec.Models {
-		for _, e := range spec.Models[i].errs {
+		for _, e := range spec.Models[i].Errs {
 			response.Warning(rsp, e).TargetCompositeAndClaim()
 			invalid = append(invalid, e.Error())
 		}
@@ -259,25 +260,25 @@ func reportModels(rsp *fnv1.RunFunctionResponse, spec *xrSpec) {
 	condition(rsp, conditionModelsValid, fnv1.Status_STATUS_CONDITION_TRUE, "AllModelsValid", "")
 }
 
-func reportToken(rsp *fnv1.RunFunctionResponse, spec *xrSpec, token tokenState) {
+func reportToken(rsp *fnv1.RunFunctionResponse, spec *read.XRSpec, token read.TokenState) {
 	switch {
 	case spec.HFTokenRef == nil:
-	case !token.usable():
-		response.Warning(rsp, errors.New("no new download Jobs start until the token is readable: "+token.problem)).TargetCompositeAndClaim()
-		condition(rsp, conditionTokenAvailable, fnv1.Status_STATUS_CONDITION_FALSE, token.reason, token.problem)
+	case !token.Usable():
+		response.Warning(rsp, errors.New("no new download Jobs start until the token is readable: "+token.Problem)).TargetCompositeAndClaim()
+		condition(rsp, conditionTokenAvailable, fnv1.Status_STATUS_CONDITION_FALSE, token.Reason, token.Problem)
 	default:
-		condition(rsp, conditionTokenAvailable, fnv1.Status_STATUS_CONDITION_TRUE, token.reason,
+		condition(rsp, conditionTokenAvailable, fnv1.Status_STATUS_CONDITION_TRUE, token.Reason,
 			fmt.Sprintf("Secret %q key %q holds a token", spec.HFTokenRef.Name, spec.HFTokenRef.Key))
 	}
 }
 
-func reportStorage(rsp *fnv1.RunFunctionResponse, spec *xrSpec, storage storageState) {
-	if storage.ready() {
-		condition(rsp, conditionStorageReady, fnv1.Status_STATUS_CONDITION_TRUE, storage.reason, storage.message(spec.StoragePVC))
+func reportStorage(rsp *fnv1.RunFunctionResponse, spec *read.XRSpec, storage read.StorageState) {
+	if storage.Ready() {
+		condition(rsp, read.ConditionStorageReady, fnv1.Status_STATUS_CONDITION_TRUE, storage.Reason, storage.Message(spec.StoragePVC))
 		return
 	}
-	response.Warning(rsp, errors.New(storage.problem)).TargetCompositeAndClaim()
-	condition(rsp, conditionStorageReady, fnv1.Status_STATUS_CONDITION_FALSE, storage.reason, storage.problem)
+	response.Warning(rsp, errors.New(storage.Problem)).TargetCompositeAndClaim()
+	condition(rsp, read.ConditionStorageReady, fnv1.Status_STATUS_CONDITION_FALSE, storage.Reason, storage.Problem)
 }
 
 func reportConflicts(rsp *fnv1.RunFunctionResponse, conflicts []string) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/internal/respond"
 )
 
@@ -119,11 +120,11 @@ settings:
 			want: &fnv1.RunFunctionResponse{
 				Meta: &fnv1.ResponseMeta{Tag: "tag", Ttl: durationpb.New(ttlSettled)},
 				Requirements: &fnv1.Requirements{Resources: map[string]*fnv1.ResourceSelector{
-					requirementToken: {ApiVersion: "v1", Kind: "Secret", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchName{MatchName: "hf"}},
-					requirementPods: {ApiVersion: "v1", Kind: "Pod", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
+					read.RequirementToken: {ApiVersion: "v1", Kind: "Secret", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchName{MatchName: "hf"}},
+					read.RequirementPods: {ApiVersion: "v1", Kind: "Pod", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
 						MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{"app": "hf-downloader", "parent": "cache"}}}},
-					requirementPVC: {ApiVersion: "v1", Kind: "PersistentVolumeClaim", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchName{MatchName: "models"}},
-					requirementPeers: {ApiVersion: "hfops.kamal.dev/v1alpha1", Kind: "ModelDownload", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
+					read.RequirementPVC: {ApiVersion: "v1", Kind: "PersistentVolumeClaim", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchName{MatchName: "models"}},
+					read.RequirementPeers: {ApiVersion: "hfops.kamal.dev/v1alpha1", Kind: "ModelDownload", Namespace: ptr.To("ml"), Match: &fnv1.ResourceSelector_MatchLabels{
 						MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{}}}},
 				}},
 			},
@@ -133,7 +134,7 @@ settings:
 			req:    testRequest{xr: xrYAML(twoModels)}.build(),
 			want: &fnv1.RunFunctionResponse{
 				Meta:         &fnv1.ResponseMeta{Tag: "tag", Ttl: durationpb.New(ttlWaiting)},
-				Requirements: withPeers(requirements("ml", "cache", &xrSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "models", HFTokenRef: &v1alpha1.TokenRef{Name: "hf", Key: "token"}}}, false)),
+				Requirements: withPeers(read.Requirements("ml", "cache", &read.XRSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "models", HFTokenRef: &v1alpha1.TokenRef{Name: "hf", Key: "token"}}}, false)),
 				Desired: &fnv1.State{
 					Composite: &fnv1.Resource{Resource: mustStruct(`status:
   pending: [org/alpha, org/beta]
@@ -161,8 +162,8 @@ settings:
 				Conditions: []*fnv1.Condition{
 					{Type: conditionDownloaded, Status: condF, Reason: "Downloading", Target: both, Message: ptr.To("0/2 models downloaded; in progress: org/alpha, org/beta")},
 					{Type: conditionModelsValid, Status: condT, Reason: "AllModelsValid", Target: both},
-					{Type: conditionTokenAvailable, Status: condF, Reason: reasonSecretNotFound, Target: both, Message: ptr.To(`Secret "hf" in namespace "ml" was not found`)},
-					{Type: conditionStorageReady, Status: condT, Reason: reasonPVCFound, Target: both, Message: ptr.To(`PersistentVolumeClaim "models" is there`)},
+					{Type: conditionTokenAvailable, Status: condF, Reason: read.ReasonSecretNotFound, Target: both, Message: ptr.To(`Secret "hf" in namespace "ml" was not found`)},
+					{Type: read.ConditionStorageReady, Status: condT, Reason: read.ReasonPVCFound, Target: both, Message: ptr.To(`PersistentVolumeClaim "models" is there`)},
 					{Type: conditionConflict, Status: condF, Reason: reasonNoConflict, Target: both},
 				},
 			},
@@ -221,7 +222,7 @@ func outcomeOf(t *testing.T, rsp *fnv1.RunFunctionResponse) outcome {
 		TTL:        rsp.GetMeta().GetTtl().AsDuration(),
 	}
 	for k, r := range jobResources(rsp) {
-		o.Jobs[k] = jobOutcome{Name: getString(r.GetResource(), "metadata", "name"), Ready: r.GetReady()}
+		o.Jobs[k] = jobOutcome{Name: read.GetString(r.GetResource(), "metadata", "name"), Ready: r.GetReady()}
 	}
 	for _, c := range rsp.GetConditions() {
 		o.Conditions[c.GetType()] = c.GetStatus().String() + "/" + c.GetReason()
@@ -283,7 +284,7 @@ func TestResponseSizeIsProtos(t *testing.T) {
 func keyOf(t *testing.T, rsp *fnv1.RunFunctionResponse, model string) string {
 	t.Helper()
 	for k, r := range jobResources(rsp) {
-		if getString(r.GetResource(), "metadata", "annotations", naming.AnnotationModel) == model {
+		if read.GetString(r.GetResource(), "metadata", "annotations", naming.AnnotationModel) == model {
 			return k
 		}
 	}
@@ -303,8 +304,8 @@ const (
 func TestRunFunctionJobs(t *testing.T) {
 	first := run(t, withToken(xrYAML(twoModels)).build())
 	ka, kb := keyOf(t, first, "org/alpha"), keyOf(t, first, "org/beta")
-	na := getString(jobResources(first)[ka].GetResource(), "metadata", "name")
-	nb := getString(jobResources(first)[kb].GetResource(), "metadata", "name")
+	na := read.GetString(jobResources(first)[ka].GetResource(), "metadata", "name")
+	nb := read.GetString(jobResources(first)[kb].GetResource(), "metadata", "name")
 	ha, hb := na[len(na)-naming.SpecHashLen:], nb[len(nb)-naming.SpecHashLen:]
 	ha2 := hashAt(t, withToken(xrYAML(twoModels)), "org/alpha", 2)
 	observe := func(a, b string) map[string]*fnv1.Resource {
@@ -319,8 +320,8 @@ func TestRunFunctionJobs(t *testing.T) {
 	}
 	content, intent := map[string]string{}, map[string]string{}
 	for _, m := range first.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue().GetFields()["models"].GetListValue().GetValues() {
-		content[getString(m.GetStructValue(), "name")] = getString(m.GetStructValue(), "contentHash")
-		intent[getString(m.GetStructValue(), "name")] = getString(m.GetStructValue(), "intentHash")
+		content[read.GetString(m.GetStructValue(), "name")] = read.GetString(m.GetStructValue(), "contentHash")
+		intent[read.GetString(m.GetStructValue(), "name")] = read.GetString(m.GetStructValue(), "intentHash")
 	}
 	// modelEntry is a model's status entry at the given attempt (1 unless
 	// extra says otherwise).
@@ -335,7 +336,7 @@ func TestRunFunctionJobs(t *testing.T) {
 	tokenOK := "STATUS_CONDITION_TRUE/SecretFound"
 	conds := func(downloaded, valid string) map[string]string {
 		return map[string]string{conditionDownloaded: downloaded, conditionModelsValid: valid, conditionTokenAvailable: tokenOK,
-			conditionStorageReady: "STATUS_CONDITION_TRUE/PVCFound", conditionConflict: "STATUS_CONDITION_FALSE/NoConflict"}
+			read.ConditionStorageReady: "STATUS_CONDITION_TRUE/PVCFound", conditionConflict: "STATUS_CONDITION_FALSE/NoConflict"}
 	}
 	statusOf := func(pending, completed, failed, progress string, models ...string) *structpb.Struct {
 		return mustStruct("pending: " + pending + "\ncompleted: " + completed + "\nfailed: " + failed +
@@ -540,7 +541,7 @@ func TestRunFunctionJobs(t *testing.T) {
 // withPeers adds the requirement of the namespace's ModelDownloads, as
 // RunFunction does for the test XR.
 func withPeers(r *fnv1.Requirements) *fnv1.Requirements {
-	r.Resources[requirementPeers] = peerRequirement(identity{apiVersion: "hfops.kamal.dev/v1alpha1", kind: "ModelDownload", namespace: "ml"}, "ml")
+	r.Resources[read.RequirementPeers] = peerRequirement(read.Identity{APIVersion: "hfops.kamal.dev/v1alpha1", Kind: "ModelDownload", Namespace: "ml"}, "ml")
 	return r
 }
 
@@ -562,7 +563,7 @@ func hashAt(t *testing.T, r testRequest, model string, n int64) string {
 func statusEntry(t *testing.T, rsp *fnv1.RunFunctionResponse, model string) map[string]string {
 	t.Helper()
 	for _, m := range rsp.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue().GetFields()["models"].GetListValue().GetValues() {
-		if getString(m.GetStructValue(), "name") != model {
+		if read.GetString(m.GetStructValue(), "name") != model {
 			continue
 		}
 		out := map[string]string{}
@@ -652,10 +653,10 @@ func TestTokenMissingKeepsJobs(t *testing.T) {
 		t.Errorf("TTL: want %v, got %v", ttlWaiting, got)
 	}
 	models := rsp.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue().GetFields()["models"].GetListValue().GetValues()
-	if got := getString(models[0].GetStructValue(), "phase"); got != phaseRunning {
+	if got := read.GetString(models[0].GetStructValue(), "phase"); got != read.PhaseRunning {
 		t.Errorf("alpha: want Running from its kept Job, got %s", got)
 	}
-	if got := getString(models[1].GetStructValue(), "phase"); got != phasePending {
+	if got := read.GetString(models[1].GetStructValue(), "phase"); got != read.PhasePending {
 		t.Errorf("beta: want Pending until the token is back, got %s", got)
 	}
 }
@@ -667,10 +668,10 @@ func TestSecretProblems(t *testing.T) {
 		reason string
 		want   string
 	}{
-		"KeyMissing": {secretResource("other", testToken), reasonKeyNotFound, `Secret "hf" in namespace "ml" has no key "token"`},
-		"EmptyToken": {secretResource("token", ""), reasonTokenEmpty, `Secret "hf" in namespace "ml" key "token" is empty`},
+		"KeyMissing": {secretResource("other", testToken), read.ReasonKeyNotFound, `Secret "hf" in namespace "ml" has no key "token"`},
+		"EmptyToken": {secretResource("token", ""), read.ReasonTokenEmpty, `Secret "hf" in namespace "ml" key "token" is empty`},
 		"NotBase64": {&fnv1.Resource{Resource: mustStruct("apiVersion: v1\nkind: Secret\nmetadata: {name: hf}\ndata: {token: '%%%'}\n")},
-			reasonTokenInvalid, `Secret "hf" in namespace "ml" key "token" is not valid base64`},
+			read.ReasonTokenInvalid, `Secret "hf" in namespace "ml" key "token" is not valid base64`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -714,7 +715,7 @@ func TestHashedFields(t *testing.T) {
 		out := map[string]string{}
 		for _, m := range []string{"org/alpha", "org/beta"} {
 			k := keyOf(t, rsp, m)
-			out[m] = k + " " + getString(jobResources(rsp)[k].GetResource(), "metadata", "name")
+			out[m] = k + " " + read.GetString(jobResources(rsp)[k].GetResource(), "metadata", "name")
 		}
 		return out
 	}
@@ -766,7 +767,7 @@ func TestHashedFields(t *testing.T) {
 			rsp := run(t, r.build())
 			for _, m := range []string{"org/alpha", "org/beta"} {
 				k := keyOf(t, rsp, m)
-				if got := k + " " + getString(jobResources(rsp)[k].GetResource(), "metadata", "name"); got == before[m] {
+				if got := k + " " + read.GetString(jobResources(rsp)[k].GetResource(), "metadata", "name"); got == before[m] {
 					t.Errorf("changing %s did not change %s's key and name", f, m)
 				}
 			}
@@ -806,7 +807,7 @@ func TestNames(t *testing.T) {
 	rsp := run(t, testRequest{xr: xr}.build())
 	seen := map[string]bool{}
 	for key, r := range jobResources(rsp) {
-		name := getString(r.GetResource(), "metadata", "name")
+		name := read.GetString(r.GetResource(), "metadata", "name")
 		if msgs := dnsLabelProblems(name); len(msgs) > 0 {
 			t.Errorf("Job name %q is not a DNS-1123 label: %v", name, msgs)
 		}
@@ -815,7 +816,7 @@ func TestNames(t *testing.T) {
 		}
 		seen[name] = true
 		for _, l := range []string{naming.LabelParent, naming.LabelModel, naming.LabelSpecHash} {
-			if msgs := labelValueProblems(getString(r.GetResource(), "metadata", "labels", l)); len(msgs) > 0 {
+			if msgs := labelValueProblems(read.GetString(r.GetResource(), "metadata", "labels", l)); len(msgs) > 0 {
 				t.Errorf("label %s of %s: %v", l, key, msgs)
 			}
 		}

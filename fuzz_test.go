@@ -31,6 +31,7 @@ import (
 
 	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -167,15 +168,15 @@ func resolvedRequest(xr *structpb.Struct, observed map[string]*fnv1.Resource, se
 		Meta:     crossplaneV22("fuzz"),
 		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: xr}, Resources: observed},
 		RequiredResources: map[string]*fnv1.Resources{
-			requirementToken: {},
-			requirementPods:  {Items: pods},
-			requirementPVC:   {Items: []*fnv1.Resource{pvcResource(testPVCUID)}},
-			requirementPeers: {},
+			read.RequirementToken: {},
+			read.RequirementPods:  {Items: pods},
+			read.RequirementPVC:   {Items: []*fnv1.Resource{pvcResource(testPVCUID)}},
+			read.RequirementPeers: {},
 		},
 		Input: input,
 	}
 	if secret != nil {
-		req.RequiredResources[requirementToken].Items = []*fnv1.Resource{secret}
+		req.RequiredResources[read.RequirementToken].Items = []*fnv1.Resource{secret}
 	}
 	return req
 }
@@ -185,7 +186,7 @@ func resolvedRequest(xr *structpb.Struct, observed map[string]*fnv1.Resource, se
 func secretData(secret *fnv1.Resource) []string {
 	var out []string
 	for _, section := range []string{"data", "stringData"} {
-		for _, v := range get(secret.GetResource(), section).GetStructValue().GetFields() {
+		for _, v := range read.Get(secret.GetResource(), section).GetStructValue().GetFields() {
 			s := v.GetStringValue()
 			out = append(out, s)
 			if section == "data" {
@@ -285,9 +286,9 @@ func checkReadiness(t *testing.T, rsp *fnv1.RunFunctionResponse) {
 	if rsp.GetDesired().GetComposite().GetReady() != fnv1.Ready_READY_TRUE {
 		return
 	}
-	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
-		if m := e.GetStructValue(); getString(m, "phase") != phaseCompleted {
-			t.Fatalf("the XR is Ready while model %s is %s (%q)", getString(m, "name"), getString(m, "phase"), getString(m, "message"))
+	for _, e := range read.Get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+		if m := e.GetStructValue(); read.GetString(m, "phase") != read.PhaseCompleted {
+			t.Fatalf("the XR is Ready while model %s is %s (%q)", read.GetString(m, "name"), read.GetString(m, "phase"), read.GetString(m, "message"))
 		}
 	}
 }
@@ -302,35 +303,35 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 	observed := req.GetObserved().GetResources()
 	active, started := 0, 0
 	for key, r := range observed {
-		if phase, deleting := observedPhase(r.GetResource()); getString(r.GetResource(), "metadata", "labels", naming.LabelApp) == naming.AppName &&
-			!strings.HasPrefix(key, scriptKeyPrefix) && !strings.HasPrefix(key, naming.ProgressKeyPrefix) && key != pvcKey && !deleting && !terminal(phase) {
+		if phase, deleting := observedPhase(r.GetResource()); read.GetString(r.GetResource(), "metadata", "labels", naming.LabelApp) == naming.AppName &&
+			!strings.HasPrefix(key, scriptKeyPrefix) && !strings.HasPrefix(key, naming.ProgressKeyPrefix) && key != read.PVCKey && !deleting && !terminal(phase) {
 			active++
 		}
 	}
 	desiredModels, startedModels := map[string]bool{}, map[string]bool{}
 	for key, r := range jobResources(rsp) {
-		if key == pvcKey {
+		if key == read.PVCKey {
 			continue
 		}
 		res := r.GetResource()
-		if getString(res, "kind") == "Object" {
-			res = get(res, "spec", "forProvider", "manifest").GetStructValue()
+		if read.GetString(res, "kind") == "Object" {
+			res = read.Get(res, "spec", "forProvider", "manifest").GetStructValue()
 		}
-		model := getString(res, "metadata", "annotations", naming.AnnotationModel)
+		model := read.GetString(res, "metadata", "annotations", naming.AnnotationModel)
 		desiredModels[model] = true
 		if _, ok := observed[key]; !ok {
 			started++
 			startedModels[model] = true
 		}
 	}
-	limit := int(get(req.GetObserved().GetComposite().GetResource(), "spec", "settings", "maxParallel").GetNumberValue())
+	limit := int(read.Get(req.GetObserved().GetComposite().GetResource(), "spec", "settings", "maxParallel").GetNumberValue())
 	if limit > 0 && started > 0 && active+started > limit {
 		t.Fatalf("%d Jobs started with %d active, over maxParallel %d", started, active, limit)
 	}
 	messages, queues := map[string]string{}, map[string]string{}
-	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
-		name := getString(e.GetStructValue(), "name")
-		messages[name], queues[name] = getString(e.GetStructValue(), "message"), getString(e.GetStructValue(), "queue")
+	for _, e := range read.Get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+		name := read.GetString(e.GetStructValue(), "name")
+		messages[name], queues[name] = read.GetString(e.GetStructValue(), "message"), read.GetString(e.GetStructValue(), "queue")
 		// The limit a status names and its message say one thing: queued or not.
 		if q := queues[name]; (q != "") != strings.HasPrefix(messages[name], queuedPrefix) ||
 			q != "" && q != string(queueVolume) && q != string(queueModelDownload) && q != string(queueNamespace) {
@@ -339,8 +340,8 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 	}
 	// The spec as the user wrote it (names are unique: a duplicate is Fatal).
 	queued := 0
-	for _, m := range get(req.GetObserved().GetComposite().GetResource(), "spec", "models").GetListValue().GetValues() {
-		name := getString(m.GetStructValue(), "name")
+	for _, m := range read.Get(req.GetObserved().GetComposite().GetResource(), "spec", "models").GetListValue().GetValues() {
+		name := read.GetString(m.GetStructValue(), "name")
 		msg := messages[name]
 		if !strings.HasPrefix(msg, queuedPrefix) {
 			if startedModels[name] && queued > 0 {
@@ -361,12 +362,12 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 // observedPhase reads a composed Job, or the Job of an Object, as observe
 // does: its phase, and whether it (or its Object) is being deleted.
 func observedPhase(composed *structpb.Struct) (string, bool) {
-	o := observation{jobs: map[string][]*seenJob{}, byKey: map[string]*seenJob{}, scripts: map[string]seenScript{}, deleting: map[string]bool{}}
-	o.readComposed(map[string]*fnv1.Resource{"k": {Resource: composed}})
-	if j := o.byKey["k"]; j != nil {
-		return j.phase, j.deleting
+	o := read.Observation{Jobs: map[string][]*read.SeenJob{}, ByKey: map[string]*read.SeenJob{}, Scripts: map[string]read.SeenScript{}, Deleting: map[string]bool{}}
+	o.ReadComposed(map[string]*fnv1.Resource{"k": {Resource: composed}})
+	if j := o.ByKey["k"]; j != nil {
+		return j.Phase, j.Deleting
 	}
-	return "", o.deleting["k"]
+	return "", o.Deleting["k"]
 }
 
 // checkPromises: what status promises holds for any request.
@@ -380,12 +381,12 @@ func observedPhase(composed *structpb.Struct) (string, bool) {
 func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse) {
 	t.Helper()
 	pvcUID := ""
-	if items := req.GetRequiredResources()[requirementPVC].GetItems(); len(items) > 0 &&
-		!decode.Present(get(items[0].GetResource(), "metadata", "deletionTimestamp")) {
-		pvcUID = orDefault(getString(items[0].GetResource(), "metadata", "uid"), "-")
+	if items := req.GetRequiredResources()[read.RequirementPVC].GetItems(); len(items) > 0 &&
+		!decode.Present(read.Get(items[0].GetResource(), "metadata", "deletionTimestamp")) {
+		pvcUID = read.OrDefault(read.GetString(items[0].GetResource(), "metadata", "uid"), "-")
 	}
-	recorded := recordedStatus(req.GetObserved().GetComposite().GetResource())
-	if u := getString(rsp.GetDesired().GetComposite().GetResource(), "status", "pvcUID"); u != pvcUID {
+	recorded := read.RecordedStatus(req.GetObserved().GetComposite().GetResource())
+	if u := read.GetString(rsp.GetDesired().GetComposite().GetResource(), "status", "pvcUID"); u != pvcUID {
 		t.Fatalf("status.pvcUID is %q, the PVC is %q", u, pvcUID)
 	}
 	// Observed Jobs of ours, by model and hash.
@@ -393,23 +394,23 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 	observed := map[string]seen{}
 	for _, r := range req.GetObserved().GetResources() {
 		composed := r.GetResource()
-		if getString(composed, "metadata", "labels", naming.LabelApp) != naming.AppName {
+		if read.GetString(composed, "metadata", "labels", naming.LabelApp) != naming.AppName {
 			continue
 		}
-		k := getString(composed, "metadata", "annotations", naming.AnnotationModel) + "@" + getString(composed, "metadata", "labels", naming.LabelSpecHash)
+		k := read.GetString(composed, "metadata", "annotations", naming.AnnotationModel) + "@" + read.GetString(composed, "metadata", "labels", naming.LabelSpecHash)
 		phase, deleting := observedPhase(composed)
 		// Labels are mutable: two Jobs may claim one hash.
 		s := observed[k]
-		observed[k] = seen{complete: s.complete || phase == phaseCompleted, failed: s.failed || phase == phaseFailed,
+		observed[k] = seen{complete: s.complete || phase == read.PhaseCompleted, failed: s.failed || phase == read.PhaseFailed,
 			alive: s.alive || !deleting}
 	}
-	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+	for _, e := range read.Get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
 		m := e.GetStructValue()
-		name, hash, phase := getString(m, "name"), getString(m, "hash"), getString(m, "phase")
-		if phase == phaseCompleted && observed[name+"@"+hash].failed {
+		name, hash, phase := read.GetString(m, "name"), read.GetString(m, "hash"), read.GetString(m, "phase")
+		if phase == read.PhaseCompleted && observed[name+"@"+hash].failed {
 			t.Fatalf("model %s is Completed while a Job of its hash %s failed", name, hash)
 		}
-		if phase != phaseCompleted {
+		if phase != read.PhaseCompleted {
 			continue
 		}
 		if pvcUID == "" {
@@ -420,8 +421,8 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		// A completion kept from the record (an upgrade of the function
 		// changes every hash but not the intent) is one of the same intent:
 		// what the user or the platform changed is never hidden by memory.
-		byRecord := hasRec && rec.Phase == phaseCompleted && rec.Hash == hash && recordedPVC(req.GetObserved().GetComposite().GetResource()) == pvcUID &&
-			(rec.IntentHash == "" || rec.IntentHash == getString(m, "intentHash"))
+		byRecord := hasRec && rec.Phase == read.PhaseCompleted && rec.Hash == hash && read.RecordedPVC(req.GetObserved().GetComposite().GetResource()) == pvcUID &&
+			(rec.IntentHash == "" || rec.IntentHash == read.GetString(m, "intentHash"))
 		if !byJob && !byRecord {
 			t.Fatalf("model %s is Completed under hash %q, but no Job of that hash completed and no completion of it under this intent on PVC %q was recorded", name, hash, pvcUID)
 		}
@@ -429,14 +430,14 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 	objects := false
 	for key, r := range jobResources(rsp) {
 		res := r.GetResource()
-		if getString(res, "kind") == "Object" {
+		if read.GetString(res, "kind") == "Object" {
 			objects = true
-			res = get(res, "spec", "forProvider", "manifest").GetStructValue()
+			res = read.Get(res, "spec", "forProvider", "manifest").GetStructValue()
 		}
-		if key == pvcKey {
+		if key == read.PVCKey {
 			continue
 		}
-		model, hash := getString(res, "metadata", "annotations", naming.AnnotationModel), getString(res, "metadata", "labels", naming.LabelSpecHash)
+		model, hash := read.GetString(res, "metadata", "annotations", naming.AnnotationModel), read.GetString(res, "metadata", "labels", naming.LabelSpecHash)
 		rec, ok := recorded[model]
 		if !ok || rec.Hash != hash || !terminal(rec.Phase) {
 			continue
@@ -452,12 +453,12 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 // wrote it into the XR, say) or it is text the function always emits.
 func checkNoLeak(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse, logs string) {
 	t.Helper()
-	secrets := req.GetRequiredResources()[requirementToken].GetItems()
+	secrets := req.GetRequiredResources()[read.RequirementToken].GetItems()
 	if len(secrets) == 0 {
 		return
 	}
 	rest := proto.Clone(req).(*fnv1.RunFunctionRequest)
-	delete(rest.RequiredResources, requirementToken)
+	delete(rest.RequiredResources, read.RequirementToken)
 	restBytes, err := proto.Marshal(rest)
 	if err != nil {
 		t.Fatal(err)
@@ -488,9 +489,9 @@ func checkNoLeak(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFuncti
 func checkJobs(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse) {
 	t.Helper()
 	xr := req.GetObserved().GetComposite().GetResource()
-	ns := getString(xr, "metadata", "namespace")
+	ns := read.GetString(xr, "metadata", "namespace")
 	if ns == "" {
-		ns = getString(xr, "metadata", "labels", claimNamespaceLabel)
+		ns = read.GetString(xr, "metadata", "labels", claimNamespaceLabel)
 	}
 	names := map[string]string{}
 	for key, r := range jobResources(rsp) {
@@ -499,19 +500,19 @@ func checkJobs(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunction
 		}
 		res := r.GetResource()
 		checkMeta(t, key, res)
-		if getString(res, "kind") == "Object" {
-			res = get(res, "spec", "forProvider", "manifest").GetStructValue()
+		if read.GetString(res, "kind") == "Object" {
+			res = read.Get(res, "spec", "forProvider", "manifest").GetStructValue()
 			checkMeta(t, key, res)
 		}
-		kind, name := getString(res, "kind"), getString(res, "metadata", "name")
+		kind, name := read.GetString(res, "kind"), read.GetString(res, "metadata", "name")
 		switch {
-		case kind == "PersistentVolumeClaim" && key == pvcKey:
+		case kind == "PersistentVolumeClaim" && key == read.PVCKey:
 			if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
 				t.Fatalf("PVC name %q: %v", name, msgs)
 			}
 			continue
-		case kind != "Job" || getString(res, "apiVersion") != "batch/v1":
-			t.Fatalf("resource %q is a %s %s, not a batch/v1 Job", key, getString(res, "apiVersion"), kind)
+		case kind != "Job" || read.GetString(res, "apiVersion") != "batch/v1":
+			t.Fatalf("resource %q is a %s %s, not a batch/v1 Job", key, read.GetString(res, "apiVersion"), kind)
 		}
 		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
 			t.Fatalf("Job name %q (key %q): %v", name, key, msgs)
@@ -520,10 +521,10 @@ func checkJobs(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunction
 			t.Fatalf("keys %q and %q share the Job name %q", other, key, name)
 		}
 		names[name] = key
-		if got := getString(res, "metadata", "namespace"); got != ns {
+		if got := read.GetString(res, "metadata", "namespace"); got != ns {
 			t.Fatalf("Job %q in namespace %q, want %q", name, got, ns)
 		}
-		checkMeta(t, key, get(res, "spec", "template").GetStructValue())
+		checkMeta(t, key, read.Get(res, "spec", "template").GetStructValue())
 		if _, kept := req.GetObserved().GetResources()[key]; !kept {
 			checkNewJob(t, req, rsp, key, res)
 		}
@@ -536,8 +537,8 @@ func checkJobs(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunction
 func checkNewJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse, key string, res *structpb.Struct) {
 	t.Helper()
 	job := asJob(t, res)
-	pvc := getString(req.GetObserved().GetComposite().GetResource(), "spec", "storagePVC")
-	mountPath := orDefault(getString(req.GetInput(), "mountPath"), defaultMountPath)
+	pvc := read.GetString(req.GetObserved().GetComposite().GetResource(), "spec", "storagePVC")
+	mountPath := read.OrDefault(read.GetString(req.GetInput(), "mountPath"), read.DefaultMountPath)
 	if p := jobProblems(job, pvc, mountPath); len(p) > 0 {
 		t.Fatalf("Job %s: %v", key, p)
 	}
@@ -556,7 +557,7 @@ func checkNewJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFuncti
 // checkMeta: label keys and values and annotation keys pass apimachinery.
 func checkMeta(t *testing.T, key string, obj *structpb.Struct) {
 	t.Helper()
-	for k, v := range get(obj, "metadata", "labels").GetStructValue().GetFields() {
+	for k, v := range read.Get(obj, "metadata", "labels").GetStructValue().GetFields() {
 		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
 			t.Fatalf("%s: label key %q: %v", key, k, msgs)
 		}
@@ -564,7 +565,7 @@ func checkMeta(t *testing.T, key string, obj *structpb.Struct) {
 			t.Fatalf("%s: label %s=%q: %v", key, k, v.GetStringValue(), msgs)
 		}
 	}
-	for k := range get(obj, "metadata", "annotations").GetStructValue().GetFields() {
+	for k := range read.Get(obj, "metadata", "annotations").GetStructValue().GetFields() {
 		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
 			t.Fatalf("%s: annotation key %q: %v", key, k, msgs)
 		}
@@ -577,12 +578,12 @@ func checkStatusLists(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunF
 	t.Helper()
 	st := rsp.GetDesired().GetComposite().GetResource().GetFields()["status"].GetStructValue()
 	want := map[string]bool{}
-	for _, m := range get(req.GetObserved().GetComposite().GetResource(), "spec", "models").GetListValue().GetValues() {
-		want[getString(m.GetStructValue(), "name")] = true
+	for _, m := range read.Get(req.GetObserved().GetComposite().GetResource(), "spec", "models").GetListValue().GetValues() {
+		want[read.GetString(m.GetStructValue(), "name")] = true
 	}
 	seen := map[string]string{}
 	for _, l := range []string{"pending", "completed", "failed"} {
-		for _, v := range get(st, l).GetListValue().GetValues() {
+		for _, v := range read.Get(st, l).GetListValue().GetValues() {
 			n := v.GetStringValue()
 			if prev, dup := seen[n]; dup {
 				t.Fatalf("model %q is in status.%s and status.%s", n, prev, l)
@@ -596,7 +597,7 @@ func checkStatusLists(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunF
 	if len(seen) != len(want) {
 		t.Fatalf("status lists %d models, the spec has %d: %v", len(seen), len(want), seen)
 	}
-	if n := len(get(st, "models").GetListValue().GetValues()); n != len(want) {
+	if n := len(read.Get(st, "models").GetListValue().GetValues()); n != len(want) {
 		t.Fatalf("status.models has %d entries, the spec has %d models", n, len(want))
 	}
 }
@@ -642,8 +643,8 @@ func FuzzSpec(f *testing.F) {
 		withScript(req)
 		checkInvariants(t, req)
 		// The Jobs made by sharing what they have in common are the typed Jobs.
-		if parsed, errs := parseSpec(xrOf(xrName, v)); len(errs) == 0 && len(validateSpec(&parsed)) == 0 {
-			plat, _ := resolvePlatform(&v1beta1.Input{}, defaultImage())
+		if parsed, errs := read.ParseSpec(xrOf(xrName, v)); len(errs) == 0 && len(read.ValidateSpec(&parsed)) == 0 {
+			plat, _ := read.ResolvePlatform(&v1beta1.Input{}, defaultImage())
 			checkManifests(t, &parsed, plat, false)
 		}
 		// The content hash is what lands on disk: not the token, not the
@@ -657,14 +658,14 @@ func FuzzSpec(f *testing.F) {
 			}
 		}
 		// And it follows the revision.
-		first := get(v.GetStructValue(), "models").GetListValue().GetValues()
+		first := read.Get(v.GetStructValue(), "models").GetListValue().GetValues()
 		if len(first) == 0 || first[0].GetStructValue() == nil {
 			return
 		}
-		model := getString(first[0].GetStructValue(), "name")
+		model := read.GetString(first[0].GetStructValue(), "name")
 		changed := proto.Clone(v).(*structpb.Value)
 		m0 := changed.GetStructValue().Fields["models"].GetListValue().GetValues()[0].GetStructValue()
-		m0.Fields["revision"] = str(orDefault(getString(m0, "revision"), script.DefaultRevision) + "-other")
+		m0.Fields["revision"] = str(read.OrDefault(read.GetString(m0, "revision"), script.DefaultRevision) + "-other")
 		after := contentHashes(checkInvariants(t, resolvedRequest(xrOf(xrName, changed), nil, secretResource("token", testToken), nil, nil)))
 		if b, a := want[model], after[model]; b != "" && a != "" && a == b {
 			t.Fatalf("model %s: another revision kept the content hash %s", model, a)
@@ -684,9 +685,9 @@ func isFatal(rsp *fnv1.RunFunctionResponse) bool {
 // contentHashes maps each model of a response's status to its content hash.
 func contentHashes(rsp *fnv1.RunFunctionResponse) map[string]string {
 	out := map[string]string{}
-	for _, e := range get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
-		if h := getString(e.GetStructValue(), "contentHash"); h != "" {
-			out[getString(e.GetStructValue(), "name")] = h
+	for _, e := range read.Get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+		if h := read.GetString(e.GetStructValue(), "contentHash"); h != "" {
+			out[read.GetString(e.GetStructValue(), "name")] = h
 		}
 	}
 	return out
@@ -746,7 +747,7 @@ func FuzzObserved(f *testing.F) {
 	// live Job are mutable), observed while the token is missing.
 	base := fuzzBase()
 	alpha := proto.Clone(jobResources(base)[sortedKeys(jobResources(base))[0]].GetResource()).(*structpb.Struct)
-	get(alpha, "metadata", "labels").GetStructValue().Fields[naming.LabelSpecHash] = str("Hand_Edited.Value")
+	read.Get(alpha, "metadata", "labels").GetStructValue().Fields[naming.LabelSpecHash] = str("Hand_Edited.Value")
 	alpha.Fields["metadata"].GetStructValue().Fields["name"] = str("hf-dl-cache-org-alpha-0123456789")
 	edited, err := alpha.MarshalJSON()
 	if err != nil {
@@ -780,10 +781,10 @@ func FuzzObserved(f *testing.F) {
 			first = fuzzObjectBase()
 		}
 		rec := proto.Clone(first.GetDesired().GetComposite().GetResource().GetFields()["status"]).(*structpb.Value)
-		entries := get(rec.GetStructValue(), "models").GetListValue().GetValues()
-		entries[0].GetStructValue().Fields["phase"] = str(phaseFailed)
+		entries := read.Get(rec.GetStructValue(), "models").GetListValue().GetValues()
+		entries[0].GetStructValue().Fields["phase"] = str(read.PhaseFailed)
 		entries[0].GetStructValue().Fields["retry"] = str("r1")
-		entries[1].GetStructValue().Fields["phase"] = str(phaseCompleted)
+		entries[1].GetStructValue().Fields["phase"] = str(read.PhaseCompleted)
 		recorded, err := rec.MarshalJSON()
 		if err != nil {
 			f.Fatal(err)
@@ -818,17 +819,17 @@ func FuzzObserved(f *testing.F) {
 			job := composed
 			if objects {
 				// provider-kubernetes reports the Job it observed.
-				job = proto.Clone(get(composed, "spec", "forProvider", "manifest").GetStructValue()).(*structpb.Struct)
+				job = proto.Clone(read.Get(composed, "spec", "forProvider", "manifest").GetStructValue()).(*structpb.Struct)
 				composed.Fields["status"] = object(fields{"atProvider": object(fields{"manifest": structpb.NewStructValue(job)})})
 			}
 			if v, ok := jsonValue(st); ok {
 				job.Fields["status"] = v
 			}
 			job.Fields["metadata"] = structpb.NewStructValue(proto.Clone(job.Fields["metadata"].GetStructValue()).(*structpb.Struct))
-			job.Fields["metadata"].GetStructValue().Fields["uid"] = str(jobUID(getString(job, "metadata", "name")))
+			job.Fields["metadata"].GetStructValue().Fields["uid"] = str(jobUID(read.GetString(job, "metadata", "name")))
 			observed[key] = &fnv1.Resource{Resource: composed}
-			pod := succeededPod(getString(job, "metadata", "name"), "")
-			get(pod.GetResource(), "status", "containerStatuses").GetListValue().GetValues()[0].GetStructValue().
+			pod := succeededPod(read.GetString(job, "metadata", "name"), "")
+			read.Get(pod.GetResource(), "status", "containerStatuses").GetListValue().GetValues()[0].GetStructValue().
 				GetFields()["state"].GetStructValue().GetFields()["terminated"].GetStructValue().Fields["message"] = str(podMessage)
 			pods = append(pods, pod)
 		}
@@ -853,13 +854,13 @@ func FuzzObserved(f *testing.F) {
 		req := resolvedRequest(xr, observed, secret, pods, nil)
 		switch pvc % 4 {
 		case 1: // missing
-			req.RequiredResources[requirementPVC].Items = nil
+			req.RequiredResources[read.RequirementPVC].Items = nil
 		case 2: // deleted and made again: a new volume
-			req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{pvcResource("another-volume")}
+			req.RequiredResources[read.RequirementPVC].Items = []*fnv1.Resource{pvcResource("another-volume")}
 		case 3: // being deleted
 			p := pvcResource(testPVCUID, "ReadWriteOnce")
 			p.Resource.Fields["metadata"].GetStructValue().Fields["deletionTimestamp"] = str("2026-11-26T00:00:00Z")
-			req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{p}
+			req.RequiredResources[read.RequirementPVC].Items = []*fnv1.Resource{p}
 		}
 		rsp := checkInvariants(t, req)
 		// A resource that is not one of this function's Jobs is never
@@ -867,10 +868,10 @@ func FuzzObserved(f *testing.F) {
 		if got, ok := jobResources(rsp)["foreign"]; ok {
 			fr := observed["foreign"].GetResource()
 			if _, deleting := observedPhase(fr); deleting {
-				t.Fatalf("a resource being deleted was desired again: %s", getString(got.GetResource(), "metadata", "name"))
+				t.Fatalf("a resource being deleted was desired again: %s", read.GetString(got.GetResource(), "metadata", "name"))
 			}
-			if getString(fr, "metadata", "labels", naming.LabelApp) != naming.AppName {
-				t.Fatalf("a resource that is not ours was re-applied: %s %s", getString(got.GetResource(), "kind"), getString(got.GetResource(), "metadata", "name"))
+			if read.GetString(fr, "metadata", "labels", naming.LabelApp) != naming.AppName {
+				t.Fatalf("a resource that is not ours was re-applied: %s %s", read.GetString(got.GetResource(), "kind"), read.GetString(got.GetResource(), "metadata", "name"))
 			}
 		}
 	})
@@ -880,24 +881,24 @@ func FuzzObserved(f *testing.F) {
 // exist next to the others: the apiserver validated its name and labels, and
 // no two Jobs share a name in a namespace. Anything else may be anything.
 func admissible(obj *structpb.Struct, others map[string]*fnv1.Resource) bool {
-	for _, o := range []*structpb.Struct{obj, get(obj, "spec", "forProvider", "manifest").GetStructValue()} {
-		if k := getString(o, "kind"); k != "Job" && k != "Object" {
+	for _, o := range []*structpb.Struct{obj, read.Get(obj, "spec", "forProvider", "manifest").GetStructValue()} {
+		if k := read.GetString(o, "kind"); k != "Job" && k != "Object" {
 			continue
 		}
-		for k, v := range get(o, "metadata", "labels").GetStructValue().GetFields() {
+		for k, v := range read.Get(o, "metadata", "labels").GetStructValue().GetFields() {
 			if validation.IsQualifiedName(k) != nil || validation.IsValidLabelValue(v.GetStringValue()) != nil {
 				return false
 			}
 		}
-		if getString(o, "kind") != "Job" {
+		if read.GetString(o, "kind") != "Job" {
 			continue
 		}
-		name := getString(o, "metadata", "name")
-		if validation.IsDNS1123Label(name) != nil || getString(o, "metadata", "namespace") != "ml" {
+		name := read.GetString(o, "metadata", "name")
+		if validation.IsDNS1123Label(name) != nil || read.GetString(o, "metadata", "namespace") != "ml" {
 			return false
 		}
 		for _, r := range others {
-			if getString(r.GetResource(), "metadata", "name") == name {
+			if read.GetString(r.GetResource(), "metadata", "name") == name {
 				return false
 			}
 		}
@@ -931,7 +932,7 @@ func FuzzRequired(f *testing.F) {
 			if asData {
 				section, value = "data", str(base64.StdEncoding.EncodeToString([]byte(token)))
 			}
-			sec := get(s, section).GetStructValue()
+			sec := read.Get(s, section).GetStructValue()
 			if sec == nil {
 				sec = &structpb.Struct{Fields: fields{}}
 				s.Fields[section] = structpb.NewStructValue(sec)
@@ -960,7 +961,7 @@ func FuzzRequired(f *testing.F) {
 // FuzzInput: arbitrary Inputs (any JSON object) with a valid XR and token.
 func FuzzInput(f *testing.F) {
 	comp, _ := jsonStruct(yamlJSON(f, readExample(f, "example/composition.yaml")))
-	in, _ := get(comp, "spec", "pipeline").GetListValue().GetValues()[0].GetStructValue().GetFields()["input"].MarshalJSON()
+	in, _ := read.Get(comp, "spec", "pipeline").GetListValue().GetValues()[0].GetStructValue().GetFields()["input"].MarshalJSON()
 	f.Add(string(in), false)
 	f.Add(string(in), true)
 	const hdr = "apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1\nkind: Input\n"

@@ -12,6 +12,7 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -97,7 +98,7 @@ func jobProblems(job *batchv1.Job, pvc, mountPath string) []string {
 func TestEveryJobIsHardenedAndMountsThePVC(t *testing.T) {
 	for name, input := range map[string]string{"DefaultInput": "", "FullInput": fullInput} {
 		t.Run(name, func(t *testing.T) {
-			mountPath := defaultMountPath
+			mountPath := read.DefaultMountPath
 			if input != "" {
 				mountPath = "/data/models"
 			}
@@ -140,7 +141,7 @@ func TestJobProblemsFindsThem(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			j := asJob(t, base)
 			breakIt(j)
-			if len(jobProblems(j, "models", defaultMountPath)) == 0 {
+			if len(jobProblems(j, "models", read.DefaultMountPath)) == 0 {
 				t.Error("the broken Job passed")
 			}
 		})
@@ -222,7 +223,7 @@ func TestSummaryOnlyFromAPodThatSucceeded(t *testing.T) {
 	s.finish("org/alpha", false, `{"commit":"dead","files":1,"bytes":1,"seconds":1}`)
 	s.jobOf("org/alpha").Fields["status"] = structpb.NewStructValue(mustStruct(jobComplete))
 	s.reconcile()
-	if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["commit"] != "" {
+	if e := s.entry("org/alpha"); e["phase"] != read.PhaseCompleted || e["commit"] != "" {
 		t.Fatalf("a summary from a pod that exited non-zero was taken: %v", e)
 	}
 }
@@ -232,7 +233,7 @@ func TestSuspendedJobIsPending(t *testing.T) {
 	s.reconcile()
 	s.jobOf("org/alpha").Fields["status"] = structpb.NewStructValue(mustStruct("conditions: [{type: Suspended, status: 'True'}]\nactive: 0\n"))
 	s.reconcile()
-	if e := s.entry("org/alpha"); e["phase"] != phasePending || e["message"] != "the Job is suspended" || s.xrReady() {
+	if e := s.entry("org/alpha"); e["phase"] != read.PhasePending || e["message"] != "the Job is suspended" || s.xrReady() {
 		t.Fatalf("a suspended Job: want Pending, saying so, got %v", e)
 	}
 }
@@ -286,7 +287,7 @@ func TestRecordedFinishedObjectIsNotDesired(t *testing.T) {
 			}
 			for _, r := range jobResources(s.last) {
 				if !observesOnly(r.GetResource()) || !orphans(r.GetResource()) {
-					t.Fatalf("a finished Job's Object must only observe it and never delete it: %v", get(r.GetResource(), "spec"))
+					t.Fatalf("a finished Job's Object must only observe it and never delete it: %v", read.Get(r.GetResource(), "spec"))
 				}
 			}
 			s.reconcile()

@@ -14,6 +14,7 @@ import (
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // Builders shared by the tests: requests are written as YAML, as a user
@@ -116,8 +117,8 @@ type testRequest struct {
 // Object, provider-kubernetes) made them.
 func withScript(req *fnv1.RunFunctionRequest) {
 	probe := proto.Clone(req).(*fnv1.RunFunctionRequest)
-	if probe.RequiredResources[requirementPVC] == nil || len(probe.RequiredResources[requirementPVC].GetItems()) == 0 {
-		probe.RequiredResources[requirementPVC] = &fnv1.Resources{Items: []*fnv1.Resource{pvcResource(testPVCUID)}}
+	if probe.RequiredResources[read.RequirementPVC] == nil || len(probe.RequiredResources[read.RequirementPVC].GetItems()) == 0 {
+		probe.RequiredResources[read.RequirementPVC] = &fnv1.Resources{Items: []*fnv1.Resource{pvcResource(testPVCUID)}}
 	}
 	var rsp *fnv1.RunFunctionResponse
 	for range 3 {
@@ -127,7 +128,7 @@ func withScript(req *fnv1.RunFunctionRequest) {
 		}
 		// Requirements the request left out (the Namespace of
 		// spec.storage): answered, as Crossplane would, with nothing found.
-		if resolved(probe.GetRequiredResources(), rsp.GetRequirements()) {
+		if read.Resolved(probe.GetRequiredResources(), rsp.GetRequirements()) {
 			break
 		}
 		for name := range rsp.GetRequirements().GetResources() {
@@ -147,7 +148,7 @@ func withScript(req *fnv1.RunFunctionRequest) {
 			continue
 		}
 		c := proto.Clone(r.GetResource()).(*structpb.Struct)
-		if getString(c, "kind") == "Object" {
+		if read.GetString(c, "kind") == "Object" {
 			c.Fields["status"] = object(fields{"atProvider": object(fields{"manifest": c.GetFields()["spec"].GetStructValue().GetFields()["forProvider"].GetStructValue().GetFields()["manifest"]})})
 		}
 		req.Observed.Resources[k] = &fnv1.Resource{Resource: c}
@@ -170,20 +171,20 @@ func (r testRequest) build() *fnv1.RunFunctionRequest {
 		Meta:     crossplaneV22("tag"),
 		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: mustStruct(r.xr)}, Resources: r.observed},
 		RequiredResources: map[string]*fnv1.Resources{
-			requirementToken: {},
-			requirementPods:  {Items: r.pods},
-			requirementPVC:   {},
-			requirementPeers: {Items: r.peers},
+			read.RequirementToken: {},
+			read.RequirementPods:  {Items: r.pods},
+			read.RequirementPVC:   {},
+			read.RequirementPeers: {Items: r.peers},
 		},
 	}
 	if r.secret != nil {
-		req.RequiredResources[requirementToken].Items = []*fnv1.Resource{r.secret}
+		req.RequiredResources[read.RequirementToken].Items = []*fnv1.Resource{r.secret}
 	}
 	switch {
 	case r.pvc != nil:
-		req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{r.pvc}
+		req.RequiredResources[read.RequirementPVC].Items = []*fnv1.Resource{r.pvc}
 	case !r.noPVC:
-		req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{pvcResource(testPVCUID)}
+		req.RequiredResources[read.RequirementPVC].Items = []*fnv1.Resource{pvcResource(testPVCUID)}
 	}
 	if r.input != "" {
 		req.Input = mustStruct(r.input)
@@ -214,7 +215,7 @@ func observedJob(desired *fnv1.Resource, status string) *fnv1.Resource {
 	}
 	// The apiserver gives every Job a uid; its pods name it as their owner.
 	md := proto.Clone(job.Fields["metadata"].GetStructValue()).(*structpb.Struct)
-	md.Fields["uid"] = str(jobUID(getString(md, "name")))
+	md.Fields["uid"] = str(jobUID(read.GetString(md, "name")))
 	job.Fields["metadata"] = structpb.NewStructValue(md)
 	return &fnv1.Resource{Resource: job}
 }

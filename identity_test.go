@@ -10,6 +10,7 @@ import (
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // TestEveryFieldChoosesWhetherItRollsJobs walks every field of the API's spec
@@ -19,30 +20,30 @@ import (
 // the field rolls Jobs, and its content hash exactly when the field says what
 // lands on disk. Objects and models are walked into.
 func TestEveryFieldChoosesWhetherItRollsJobs(t *testing.T) {
-	base := func() xrSpec {
-		return xrSpec{
+	base := func() read.XRSpec {
+		return read.XRSpec{
 			ModelDownloadSpec: v1alpha1.ModelDownloadSpec{
 				StoragePVC: "models",
 				Storage: &v1alpha1.Storage{Size: "10Gi", StorageClassName: new("fast"), AccessModes: []string{"ReadWriteOnce"},
-					VolumeMode: "Filesystem", DeletionPolicy: deletionOrphan},
+					VolumeMode: "Filesystem", DeletionPolicy: read.DeletionOrphan},
 				HFTokenRef: &v1alpha1.TokenRef{Name: "hf", Key: "token"},
 				NodePool:   "gpu",
 				Settings: v1alpha1.Settings{TimeoutMillis: 1000, KeepAliveSeconds: 3600, CPU: "1", Memory: "1Gi",
 					StallTimeoutSeconds: 600, MaxParallel: 2},
 			},
-			Models: []modelSpec{{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2,
+			Models: []read.ModelSpec{{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2,
 				Include: []string{"*.json"}, Exclude: []string{"*.bin"}}}},
 		}
 	}
-	hashesOf := func(s xrSpec) naming.Hashes {
+	hashesOf := func(s read.XRSpec) naming.Hashes {
 		xr := naming.HashXR(&s.ModelDownloadSpec, naming.Owner{Namespace: "ns", Name: "md", XRName: "md", XRUID: "uid", PVCUID: "pvc"}, s.Settings.CPU, s.Settings.Memory, "")
-		return hashModel(&s.Models[0], xr, &platform{}, nil)
+		return hashModel(&s.Models[0], xr, &read.Platform{}, nil)
 	}
 	want := hashesOf(base())
 
 	var leaves int
-	var visit func(typ reflect.Type, path func(*xrSpec) reflect.Value)
-	visit = func(typ reflect.Type, path func(*xrSpec) reflect.Value) {
+	var visit func(typ reflect.Type, path func(*read.XRSpec) reflect.Value)
+	visit = func(typ reflect.Type, path func(*read.XRSpec) reflect.Value) {
 		for i := range typ.NumField() {
 			f := typ.Field(i)
 			name := typ.Name() + "." + f.Name
@@ -52,16 +53,16 @@ func TestEveryFieldChoosesWhetherItRollsJobs(t *testing.T) {
 				continue
 			}
 			key, opt, _ := strings.Cut(tag, ",")
-			field := func(s *xrSpec) reflect.Value { return path(s).Field(i) }
+			field := func(s *read.XRSpec) reflect.Value { return path(s).Field(i) }
 			switch {
 			case key == "per-model":
-				visit(f.Type.Elem(), func(s *xrSpec) reflect.Value { return reflect.ValueOf(&s.Models[0].Model).Elem() })
+				visit(f.Type.Elem(), func(s *read.XRSpec) reflect.Value { return reflect.ValueOf(&s.Models[0].Model).Elem() })
 				continue
 			case f.Type.Kind() == reflect.Struct:
 				visit(f.Type, field)
 				continue
 			case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct:
-				visit(f.Type.Elem(), func(s *xrSpec) reflect.Value { return field(s).Elem() })
+				visit(f.Type.Elem(), func(s *read.XRSpec) reflect.Value { return field(s).Elem() })
 				continue
 			}
 			leaves++
@@ -82,7 +83,7 @@ func TestEveryFieldChoosesWhetherItRollsJobs(t *testing.T) {
 			}
 		}
 	}
-	visit(reflect.TypeFor[v1alpha1.ModelDownloadSpec](), func(s *xrSpec) reflect.Value { return reflect.ValueOf(&s.ModelDownloadSpec).Elem() })
+	visit(reflect.TypeFor[v1alpha1.ModelDownloadSpec](), func(s *read.XRSpec) reflect.Value { return reflect.ValueOf(&s.ModelDownloadSpec).Elem() })
 	// Every field of the spec as it is today: a walk that stops early passes nothing.
 	if leaves != 24 {
 		t.Errorf("walked %d fields of the spec, want 24", leaves)
@@ -114,22 +115,22 @@ func change(t *testing.T, name string, v reflect.Value) {
 // changes the Job hash, and each but the image (which the function's version defaults) the
 // intent hash that keeps a completion across upgrades.
 func TestOnlyTheImageLeavesIntent(t *testing.T) {
-	base := func() platform {
-		return platform{Image: "img", PullPolicy: "IfNotPresent", PullSecrets: []string{"p"}, ServiceAccount: "sa",
+	base := func() read.Platform {
+		return read.Platform{Image: "img", PullPolicy: "IfNotPresent", PullSecrets: []string{"p"}, ServiceAccount: "sa",
 			MountPath: "/models", NodePoolKey: "pool", Tolerations: []corev1.Toleration{{Key: "k"}},
 			Env: []v1beta1.EnvVar{{Name: "A", Value: "b"}}, CPU: "1", Memory: "1Gi", RunAsUser: 1, RunAsGroup: 1,
 			FSGroup: 1, MaxWorkers: 8, StallTimeoutSeconds: 600}
 	}
-	m := modelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model"}}
-	hashesOf := func(p platform) naming.Hashes {
-		p.digest, p.intentDigest = p.hash(p.Image), p.hash("")
+	m := read.ModelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model"}}
+	hashesOf := func(p read.Platform) naming.Hashes {
+		p.Digest, p.IntentDigest = p.Hash(p.Image), p.Hash("")
 		return hashModel(&m, nil, &p, nil)
 	}
 	want := hashesOf(base())
-	typ := reflect.TypeFor[platform]()
+	typ := reflect.TypeFor[read.Platform]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
-		if !f.IsExported() || f.Name == "MaxActivePerNamespace" {
+		if f.Name == "MaxActivePerNamespace" || f.Name == "Digest" || f.Name == "IntentDigest" {
 			continue
 		}
 		p := base()

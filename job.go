@@ -19,6 +19,7 @@ import (
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -35,8 +36,8 @@ type jobBuilder struct {
 	// nameBase starts every Job name: the XR's name, or its claim's.
 	nameBase  string
 	namespace string
-	spec      *xrSpec
-	platform  *platform
+	spec      *read.XRSpec
+	platform  *read.Platform
 
 	parentLabel string
 	pvcLabel    string
@@ -57,15 +58,15 @@ type jobBuilder struct {
 
 // podServiceAccount is the account the download pods run as.
 func (b *jobBuilder) podServiceAccount() string {
-	return orDefault(b.platform.ServiceAccount, b.progressMap)
+	return read.OrDefault(b.platform.ServiceAccount, b.progressMap)
 }
 
 // hashModel computes a model's hashes: over the model, the XR-wide fields
 // (xrDigest), the Input (the platform's digests), the function's own script
 // and Job template, and the token (tokenDigest).
-func hashModel(m *modelSpec, xrDigest []byte, plat *platform, tokenDigest []byte) naming.Hashes {
+func hashModel(m *read.ModelSpec, xrDigest []byte, plat *read.Platform, tokenDigest []byte) naming.Hashes {
 	return naming.HashModel(&m.Model, naming.Digests{
-		XR: xrDigest, Platform: plat.digest, PlatformIntent: plat.intentDigest,
+		XR: xrDigest, Platform: plat.Digest, PlatformIntent: plat.IntentDigest,
 		Script: scriptDigest, Template: templateDigest(), Token: tokenDigest,
 	})
 }
@@ -76,16 +77,16 @@ func hashModel(m *modelSpec, xrDigest []byte, plat *platform, tokenDigest []byte
 // spec cannot change in place), whose downloads exit at their markers.
 var templateDigest = sync.OnceValue(func() []byte {
 	toleration := &corev1.Toleration{Key: "k", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
-	spec := &xrSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "pvc", NodePool: "pool",
+	spec := &read.XRSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "pvc", NodePool: "pool",
 		HFTokenRef: &v1alpha1.TokenRef{Name: "s", Key: "k"},
 		Settings:   v1alpha1.Settings{TimeoutMillis: 1, EnableHFTransfer: true, KeepAliveSeconds: 1, ForceReload: true}}}
-	p := &platform{Image: "i", PullPolicy: "Always", PullSecrets: []string{"p"}, ServiceAccount: "sa", MountPath: "/m",
+	p := &read.Platform{Image: "i", PullPolicy: "Always", PullSecrets: []string{"p"}, ServiceAccount: "sa", MountPath: "/m",
 		NodePoolKey: "n", Tolerations: []corev1.Toleration{*toleration}, Env: []v1beta1.EnvVar{{Name: "E", Value: "v"}},
 		CPU: "1", Memory: "1Gi", RunAsUser: 1, RunAsGroup: 1, FSGroup: 1, MaxWorkers: 1}
 	b := newJobBuilder("xr", "ns", spec, p)
 	b.scriptMap, b.progressMap = "script", "progress"
 	b.colocate()
-	m := &modelSpec{Model: v1alpha1.Model{Name: "o/m", Revision: "r", RepoType: "dataset", RetryCount: 1, Include: []string{"i"}, Exclude: []string{"e"}}}
+	m := &read.ModelSpec{Model: v1alpha1.Model{Name: "o/m", Revision: "r", RepoType: "dataset", RetryCount: 1, Include: []string{"i"}, Exclude: []string{"e"}}}
 	j, err := json.Marshal(b.build(m, "job", naming.Hashes{Content: "c", Config: "c", Spec: "s"}, attempt{1, "h"}))
 	if err != nil {
 		panic(err)
@@ -94,11 +95,11 @@ var templateDigest = sync.OnceValue(func() []byte {
 	return d[:]
 })
 
-func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuilder {
+func newJobBuilder(nameBase, namespace string, s *read.XRSpec, p *read.Platform) *jobBuilder {
 	b := &jobBuilder{nameBase: nameBase, namespace: namespace, spec: s, platform: p,
 		parentLabel: naming.LabelValue(nameBase), pvcLabel: pvcLabelValue(s.StoragePVC)}
 
-	b.cpu, b.memory = orDefault(s.Settings.CPU, p.CPU), orDefault(s.Settings.Memory, p.Memory)
+	b.cpu, b.memory = read.OrDefault(s.Settings.CPU, p.CPU), read.OrDefault(s.Settings.Memory, p.Memory)
 	// Both parse: validation checked them.
 	compute := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse(b.cpu),
@@ -110,10 +111,10 @@ func newJobBuilder(nameBase, namespace string, s *xrSpec, p *platform) *jobBuild
 	// update check and telemetry) the script sets; only what varies is here,
 	// and what equals the script's defaults is left out.
 	if p.MaxWorkers != script.DefaultMaxWorkers {
-		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvMaxWorkers, Value: itoa(p.MaxWorkers)})
+		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvMaxWorkers, Value: read.Itoa(p.MaxWorkers)})
 	}
 	if stall := cmp.Or(s.Settings.StallTimeoutSeconds, p.StallTimeoutSeconds); stall != script.DefaultStallTimeoutSeconds {
-		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvStallTimeout, Value: itoa(stall)})
+		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvStallTimeout, Value: read.Itoa(stall)})
 	}
 	if s.Settings.ForceReload {
 		b.sharedEnv = append(b.sharedEnv, corev1.EnvVar{Name: script.EnvForce, Value: "true"})
@@ -153,9 +154,11 @@ func (b *jobBuilder) colocate() {
 }
 
 // localDir is where a model lands on the PVC.
-func (b *jobBuilder) localDir(m *modelSpec) string { return path.Join(b.platform.MountPath, m.Name) }
+func (b *jobBuilder) localDir(m *read.ModelSpec) string {
+	return path.Join(b.platform.MountPath, m.Name)
+}
 
-func (b *jobBuilder) labels(m *modelSpec, jobHash string) map[string]string {
+func (b *jobBuilder) labels(m *read.ModelSpec, jobHash string) map[string]string {
 	return map[string]string{
 		naming.LabelApp:      naming.AppName,
 		naming.LabelParent:   b.parentLabel,
@@ -167,7 +170,7 @@ func (b *jobBuilder) labels(m *modelSpec, jobHash string) map[string]string {
 // modelEnv is the part of a Job's environment that is the model's own, each
 // entry a name and a value; sharedEnv, the same for every Job of the call,
 // follows it.
-func (b *jobBuilder) modelEnv(m *modelSpec, h naming.Hashes) []corev1.EnvVar {
+func (b *jobBuilder) modelEnv(m *read.ModelSpec, h naming.Hashes) []corev1.EnvVar {
 	env := make([]corev1.EnvVar, 0, 8+len(b.sharedEnv))
 	env = append(env,
 		corev1.EnvVar{Name: script.EnvRepoID, Value: m.Name},
@@ -198,7 +201,7 @@ func (b *jobBuilder) modelEnv(m *modelSpec, h naming.Hashes) []corev1.EnvVar {
 }
 
 // build returns the Job of one attempt at a model.
-func (b *jobBuilder) build(m *modelSpec, name string, h naming.Hashes, a attempt) *batchv1.Job {
+func (b *jobBuilder) build(m *read.ModelSpec, name string, h naming.Hashes, a attempt) *batchv1.Job {
 	st := &b.spec.Settings
 	env := append(b.modelEnv(m, h), b.sharedEnv...)
 
@@ -211,7 +214,7 @@ func (b *jobBuilder) build(m *modelSpec, name string, h naming.Hashes, a attempt
 			Annotations: map[string]string{
 				naming.AnnotationModel:      m.Name,
 				naming.AnnotationConfigHash: h.Config,
-				naming.AnnotationAttempt:    itoa(a.number),
+				naming.AnnotationAttempt:    read.Itoa(a.number),
 			},
 		},
 		Spec: batchv1.JobSpec{
@@ -285,9 +288,9 @@ func (b *jobBuilder) build(m *modelSpec, name string, h naming.Hashes, a attempt
 // read them), so the sharing is safe. TestManifestIsTheTypedJob, and the
 // spec fuzzer, hold it to asUnstructured(build(...)); BenchmarkRunFunction
 // shows what it buys.
-func (b *jobBuilder) manifest(m *modelSpec, name string, h naming.Hashes, a attempt) *unstructured.Unstructured {
+func (b *jobBuilder) manifest(m *read.ModelSpec, name string, h naming.Hashes, a attempt) *unstructured.Unstructured {
 	if b.template == nil {
-		b.template = asUnstructured(b.build(&modelSpec{Model: v1alpha1.Model{Name: "stand-in"}}, "stand-in", naming.Hashes{Content: "stand-in"}, attempt{})).Object
+		b.template = asUnstructured(b.build(&read.ModelSpec{Model: v1alpha1.Model{Name: "stand-in"}}, "stand-in", naming.Hashes{Content: "stand-in"}, attempt{})).Object
 	}
 	t := b.template
 	spec := maps.Clone(t["spec"].(map[string]any))
@@ -313,7 +316,7 @@ func (b *jobBuilder) manifest(m *modelSpec, name string, h naming.Hashes, a atte
 		"name":        name,
 		"namespace":   b.namespace,
 		"labels":      stringsToAny(b.labels(m, a.hash)),
-		"annotations": map[string]any{naming.AnnotationModel: m.Name, naming.AnnotationConfigHash: h.Config, naming.AnnotationAttempt: itoa(a.number)},
+		"annotations": map[string]any{naming.AnnotationModel: m.Name, naming.AnnotationConfigHash: h.Config, naming.AnnotationAttempt: read.Itoa(a.number)},
 	}
 	job["spec"] = spec
 	return &unstructured.Unstructured{Object: job}

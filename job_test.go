@@ -22,6 +22,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/internal/respond"
 	"github.com/hfops/function-hf-download/script"
 )
@@ -213,45 +214,45 @@ func TestInputValidation(t *testing.T) {
 	}{
 		"Defaults": {input: ""},
 		"ImageWithSpace": {input: "image: 'python 3'", want: field.ErrorList{
-			field.Invalid(inputPath.Child("image"), "python 3", "must be an image reference without spaces")}},
+			field.Invalid(read.InputPath.Child("image"), "python 3", "must be an image reference without spaces")}},
 		"PullSecretName": {input: "imagePullSecrets: [Bad_Name]", want: field.ErrorList{
-			field.Invalid(inputPath.Child("imagePullSecrets").Index(0), "Bad_Name", dnsSubdomainMessage)}},
+			field.Invalid(read.InputPath.Child("imagePullSecrets").Index(0), "Bad_Name", dnsSubdomainMessage)}},
 		"ServiceAccount": {input: "serviceAccountName: -sa", want: field.ErrorList{
-			field.Invalid(inputPath.Child("serviceAccountName"), "-sa", dnsSubdomainMessage)}},
+			field.Invalid(read.InputPath.Child("serviceAccountName"), "-sa", dnsSubdomainMessage)}},
 		"MountPathRoot": {input: "mountPath: /", want: field.ErrorList{
-			field.Invalid(inputPath.Child("mountPath"), "/", "must be a clean absolute path other than /")}},
+			field.Invalid(read.InputPath.Child("mountPath"), "/", "must be a clean absolute path other than /")}},
 		"MountPathTraversal": {input: "mountPath: /data/../etc", want: field.ErrorList{
-			field.Invalid(inputPath.Child("mountPath"), "/data/../etc", "must be a clean absolute path other than /")}},
+			field.Invalid(read.InputPath.Child("mountPath"), "/data/../etc", "must be a clean absolute path other than /")}},
 		"NodePoolLabelKey": {input: "nodePoolLabelKey: 'a b'", want: field.ErrorList{
-			field.Invalid(inputPath.Child("nodePoolLabelKey"), "a b", "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")}},
+			field.Invalid(read.InputPath.Child("nodePoolLabelKey"), "a b", "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")}},
 		"Toleration": {input: "tolerations: [{key: gpu, operator: Maybe, effect: Sometimes, tolerationSeconds: 5}]", want: field.ErrorList{
-			field.NotSupported(inputPath.Child("tolerations").Index(0).Child("operator"), "Maybe", []corev1.TolerationOperator{corev1.TolerationOpEqual, corev1.TolerationOpExists}),
-			field.NotSupported(inputPath.Child("tolerations").Index(0).Child("effect"), "Sometimes", []corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}),
-			field.Invalid(inputPath.Child("tolerations").Index(0).Child("tolerationSeconds"), int64(5), "only allowed with effect NoExecute")}},
+			field.NotSupported(read.InputPath.Child("tolerations").Index(0).Child("operator"), "Maybe", []corev1.TolerationOperator{corev1.TolerationOpEqual, corev1.TolerationOpExists}),
+			field.NotSupported(read.InputPath.Child("tolerations").Index(0).Child("effect"), "Sometimes", []corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}),
+			field.Invalid(read.InputPath.Child("tolerations").Index(0).Child("tolerationSeconds"), int64(5), "only allowed with effect NoExecute")}},
 		"EnvNameAndDuplicate": {input: "env: [{name: '1X', value: a}, {name: HFDL_FORCE}, {name: A}, {name: A}]", want: field.ErrorList{
-			field.Invalid(inputPath.Child("env").Index(0).Child("name"), "1X", "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')"),
-			field.Forbidden(inputPath.Child("env").Index(1).Child("name"), "HFDL_FORCE is set by the function itself"),
-			field.Duplicate(inputPath.Child("env").Index(3).Child("name"), "A")}},
+			field.Invalid(read.InputPath.Child("env").Index(0).Child("name"), "1X", "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')"),
+			field.Forbidden(read.InputPath.Child("env").Index(1).Child("name"), "HFDL_FORCE is set by the function itself"),
+			field.Duplicate(read.InputPath.Child("env").Index(3).Child("name"), "A")}},
 		"NegativeCPU": {input: "resources: {cpu: '-1'}", want: field.ErrorList{
-			field.Invalid(inputPath.Child("resources", "cpu"), "-1", "must be greater than zero")}},
+			field.Invalid(read.InputPath.Child("resources", "cpu"), "-1", "must be greater than zero")}},
 		"RootGroup": {input: "securityContext: {runAsGroup: 0, fsGroup: 9999999999}", want: field.ErrorList{
-			field.Invalid(inputPath.Child("securityContext", "runAsGroup"), int64(0), "must be a non-root id between 1 and 2147483647"),
-			field.Invalid(inputPath.Child("securityContext", "fsGroup"), int64(9999999999), "must be a non-root id between 1 and 2147483647")}},
+			field.Invalid(read.InputPath.Child("securityContext", "runAsGroup"), int64(0), "must be a non-root id between 1 and 2147483647"),
+			field.Invalid(read.InputPath.Child("securityContext", "fsGroup"), int64(9999999999), "must be a non-root id between 1 and 2147483647")}},
 		"MaxWorkers": {input: "maxWorkers: 65", want: field.ErrorList{
-			field.Invalid(inputPath.Child("maxWorkers"), int64(65), "must be between 1 and 64")}},
+			field.Invalid(read.InputPath.Child("maxWorkers"), int64(65), "must be between 1 and 64")}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			in, err := decodeInput(mustStruct("apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1\nkind: Input\n" + tc.input))
+			in, err := read.DecodeInput(mustStruct("apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1\nkind: Input\n" + tc.input))
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, errs := resolvePlatform(in, defaultImage())
+			p, errs := read.ResolvePlatform(in, defaultImage())
 			if diff := cmp.Diff(tc.want.ToAggregate(), errs.ToAggregate()); diff != "" {
 				t.Errorf("-want, +got:\n%s", diff)
 			}
-			if len(tc.want) == 0 && (p.Image != defaultImage() || p.MountPath != defaultMountPath || p.MaxWorkers != defaultMaxWorkers ||
-				p.RunAsUser != defaultID || p.CPU != defaultCPU || p.Memory != defaultMemory || p.NodePoolKey != defaultNodePoolKey) {
+			if len(tc.want) == 0 && (p.Image != defaultImage() || p.MountPath != read.DefaultMountPath || p.MaxWorkers != read.DefaultMaxWorkers ||
+				p.RunAsUser != read.DefaultID || p.CPU != read.DefaultCPU || p.Memory != read.DefaultMemory || p.NodePoolKey != read.DefaultNodePoolKey) {
 				t.Errorf("defaults not applied: %+v", p)
 			}
 		})
@@ -266,8 +267,8 @@ func TestQuantitiesAreKept(t *testing.T) {
 	rsp := run(t, withToken(xrYAML(twoModels)).build())
 	for _, r := range jobResources(rsp) {
 		res := asJob(t, r.GetResource()).Spec.Template.Spec.Containers[0].Resources
-		if !res.Limits.Cpu().Equal(resource.MustParse(defaultCPU)) || !res.Requests.Memory().Equal(resource.MustParse(defaultMemory)) {
-			t.Errorf("want defaults %s/%s, got %v", defaultCPU, defaultMemory, res)
+		if !res.Limits.Cpu().Equal(resource.MustParse(read.DefaultCPU)) || !res.Requests.Memory().Equal(resource.MustParse(read.DefaultMemory)) {
+			t.Errorf("want defaults %s/%s, got %v", read.DefaultCPU, read.DefaultMemory, res)
 		}
 	}
 }
@@ -282,9 +283,9 @@ func TestScriptConfigMap(t *testing.T) {
 	if n := len(jobResources(first)); n != 0 {
 		t.Fatalf("before the script's ConfigMap exists no Job starts, got %d", n)
 	}
-	for _, m := range get(first.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
-		if msg := getString(m.GetStructValue(), "message"); !strings.Contains(msg, "ConfigMap") {
-			t.Errorf("%s: the message says what it waits for: %q", getString(m.GetStructValue(), "name"), msg)
+	for _, m := range read.Get(first.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+		if msg := read.GetString(m.GetStructValue(), "message"); !strings.Contains(msg, "ConfigMap") {
+			t.Errorf("%s: the message says what it waits for: %q", read.GetString(m.GetStructValue(), "name"), msg)
 		}
 	}
 	var cm *corev1.ConfigMap
@@ -292,7 +293,7 @@ func TestScriptConfigMap(t *testing.T) {
 	for k, r := range first.GetDesired().GetResources() {
 		if strings.HasPrefix(k, scriptKeyPrefix) {
 			key, cm = k, &corev1.ConfigMap{}
-			if err := runtimeFromUnstructured(r.GetResource().AsMap(), cm); err != nil {
+			if err := read.RuntimeFromUnstructured(r.GetResource().AsMap(), cm); err != nil {
 				t.Fatal(err)
 			}
 			if r.GetReady() != fnv1.Ready_READY_TRUE {
@@ -338,8 +339,8 @@ func TestOldScriptStaysWhileMounted(t *testing.T) {
 	old := mustStruct("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + oldName + ", namespace: ml, labels: {app: hf-downloader, parent: cache}}\n")
 	job := proto.Clone(jobResources(rsp)[key].GetResource()).(*structpb.Struct)
 	// Older versions mounted the script's ConfigMap alone.
-	for _, v := range get(job, "spec", "template", "spec", "volumes").GetListValue().GetValues() {
-		if getString(v.GetStructValue(), "name") == "script" {
+	for _, v := range read.Get(job, "spec", "template", "spec", "volumes").GetListValue().GetValues() {
+		if read.GetString(v.GetStructValue(), "name") == "script" {
 			v.GetStructValue().Fields = fields{"name": str("script"), "configMap": object(fields{"name": str(oldName)})}
 		}
 	}
@@ -362,7 +363,7 @@ func TestOldScriptStaysWhileMounted(t *testing.T) {
 // checkManifests fails unless manifest makes, for every valid model of spec, in order, what
 // asUnstructured(build(...)) makes: the same map, key for key; and unless their protobuf,
 // converted by one sharingConverter as a response's are, is what structpb makes of each.
-func checkManifests(t *testing.T, spec *xrSpec, plat *platform, colocate bool) {
+func checkManifests(t *testing.T, spec *read.XRSpec, plat *read.Platform, colocate bool) {
 	t.Helper()
 	b := newJobBuilder("md", "ns", spec, plat)
 	b.scriptMap, b.progressMap = "script", "progress"
@@ -372,13 +373,13 @@ func checkManifests(t *testing.T, spec *xrSpec, plat *platform, colocate bool) {
 	var typed, made []*unstructured.Unstructured
 	for i := range spec.Models {
 		m := &spec.Models[i]
-		if len(m.errs) > 0 {
+		if len(m.Errs) > 0 {
 			continue
 		}
-		h := naming.Hashes{Content: "content" + itoa(int64(i)), Config: "config" + itoa(int64(i)), Spec: "spec"}
-		a := attempt{int64(i + 1), "hash" + itoa(int64(i))}
-		want := asUnstructured(b.build(m, "job-"+itoa(int64(i)), h, a))
-		got := b.manifest(m, "job-"+itoa(int64(i)), h, a)
+		h := naming.Hashes{Content: "content" + read.Itoa(int64(i)), Config: "config" + read.Itoa(int64(i)), Spec: "spec"}
+		a := attempt{int64(i + 1), "hash" + read.Itoa(int64(i))}
+		want := asUnstructured(b.build(m, "job-"+read.Itoa(int64(i)), h, a))
+		got := b.manifest(m, "job-"+read.Itoa(int64(i)), h, a)
 		if diff := cmp.Diff(want.Object, got.Object); diff != "" {
 			t.Fatalf("model %d (%s): manifest differs from the typed Job (-typed +manifest):\n%s", i, m.Name, diff)
 		}
@@ -399,7 +400,7 @@ func checkManifests(t *testing.T, spec *xrSpec, plat *platform, colocate bool) {
 			t.Fatalf("Job %d: the shared protobuf differs from structpb's (-structpb +shared):\n%s", i, diff)
 		}
 		// What the Jobs share is one message.
-		v := get(gotPB, "spec", "template", "spec", "volumes")
+		v := read.Get(gotPB, "spec", "template", "spec", "volumes")
 		if i > 0 && v != volumes {
 			t.Fatalf("Job %d: its volumes are a message of their own, not the one the Jobs share", i)
 		}
@@ -427,15 +428,15 @@ func TestManifestIsTheTypedJob(t *testing.T) {
 		for iname, inputYAML := range inputs {
 			for _, colocate := range []bool{false, true} {
 				t.Run(sname+"/"+iname+"/colocate="+map[bool]string{true: "yes", false: "no"}[colocate], func(t *testing.T) {
-					spec, errs := parseSpec(mustStruct("apiVersion: hfops.kamal.dev/v1alpha1\nkind: ModelDownload\nmetadata: {name: md, namespace: ns}\nspec:\n" + indent(specYAML)))
+					spec, errs := read.ParseSpec(mustStruct("apiVersion: hfops.kamal.dev/v1alpha1\nkind: ModelDownload\nmetadata: {name: md, namespace: ns}\nspec:\n" + indent(specYAML)))
 					if len(errs) > 0 {
 						t.Fatal(errs)
 					}
-					in, err := decodeInput(mustStruct(inputHeader + inputYAML))
+					in, err := read.DecodeInput(mustStruct(inputHeader + inputYAML))
 					if err != nil {
 						t.Fatal(err)
 					}
-					plat, errs := resolvePlatform(in, defaultImage())
+					plat, errs := read.ResolvePlatform(in, defaultImage())
 					if len(errs) > 0 {
 						t.Fatal(errs)
 					}

@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // Two ways to compose. Job mode composes batch/v1 Jobs (and the PVC)
@@ -45,7 +46,7 @@ type envelope struct {
 	providerConfig map[string]any
 }
 
-var modePath = inputPath.Child("mode")
+var modePath = read.InputPath.Child("mode")
 
 // resolveEnvelope picks the mode from the Input, else from the XR's scope.
 func resolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (envelope, field.ErrorList) {
@@ -67,13 +68,13 @@ func resolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (envelope, field.Erro
 	e := envelope{object: true, apiVersion: objectClusterAPI}
 	ref := &v1beta1.ProviderConfigRef{}
 	if o := in.Object; o != nil {
-		e.apiVersion = orDefault(o.APIVersion, e.apiVersion)
+		e.apiVersion = read.OrDefault(o.APIVersion, e.apiVersion)
 		if o.ProviderConfigRef != nil {
 			ref = o.ProviderConfigRef
 		}
 	}
 	var errs field.ErrorList
-	p := inputPath.Child("object")
+	p := read.InputPath.Child("object")
 	switch e.apiVersion {
 	case objectClusterAPI:
 	case objectNamespacedAPI:
@@ -81,11 +82,11 @@ func resolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (envelope, field.Erro
 	default:
 		errs = append(errs, field.NotSupported(p.Child("apiVersion"), e.apiVersion, []string{objectClusterAPI, objectNamespacedAPI}))
 	}
-	name := orDefault(ref.Name, defaultProviderConfig)
-	errs = append(errs, dnsSubdomain(p.Child("providerConfigRef", "name"), name)...)
+	name := read.OrDefault(ref.Name, defaultProviderConfig)
+	errs = append(errs, read.DNSSubdomain(p.Child("providerConfigRef", "name"), name)...)
 	e.providerConfig = map[string]any{"name": name}
 	if e.namespaced {
-		kind := orDefault(ref.Kind, defaultProviderConfigKind)
+		kind := read.OrDefault(ref.Kind, defaultProviderConfigKind)
 		if kind != "ProviderConfig" && kind != defaultProviderConfigKind {
 			errs = append(errs, field.NotSupported(p.Child("providerConfigRef", "kind"), kind, []string{"ProviderConfig", defaultProviderConfigKind}))
 		}
@@ -152,7 +153,7 @@ func (e envelope) wrap(manifest *unstructured.Unstructured, readyQuery string, p
 	case observeOnly:
 		spec["managementPolicies"] = []any{"Observe"}
 		if !e.namespaced {
-			spec["deletionPolicy"] = deletionOrphan
+			spec["deletionPolicy"] = read.DeletionOrphan
 		}
 	case createOnly:
 		spec["managementPolicies"] = []any{"Observe", "Create", "Delete"}
@@ -162,7 +163,7 @@ func (e envelope) wrap(manifest *unstructured.Unstructured, readyQuery string, p
 			// Delete out of the management policies orphans the object.
 			spec["managementPolicies"] = []any{"Observe", "Create", "Update", "LateInitialize"}
 		} else {
-			spec["deletionPolicy"] = deletionOrphan
+			spec["deletionPolicy"] = read.DeletionOrphan
 		}
 	}
 	return &unstructured.Unstructured{Object: map[string]any{

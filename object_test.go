@@ -16,6 +16,7 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // A cluster-scoped XR bound to a claim, as Crossplane passes it.
@@ -43,7 +44,7 @@ object:
 // applied, with the status the Job controller gave it, in atProvider.
 func observedObject(desired *fnv1.Resource, jobStatus string) *fnv1.Resource {
 	o := observedJob(desired, "")
-	manifest := observedJob(&fnv1.Resource{Resource: get(desired.GetResource(), "spec", "forProvider", "manifest").GetStructValue()}, jobStatus)
+	manifest := observedJob(&fnv1.Resource{Resource: read.Get(desired.GetResource(), "spec", "forProvider", "manifest").GetStructValue()}, jobStatus)
 	o.Resource.Fields["status"] = object(fields{"atProvider": object(fields{"manifest": structpb.NewStructValue(manifest.GetResource())})})
 	return o
 }
@@ -53,8 +54,8 @@ func observedObject(desired *fnv1.Resource, jobStatus string) *fnv1.Resource {
 // from status.atProvider.manifest exactly as in Job mode.
 func TestObjectMode(t *testing.T) {
 	first := run(t, withToken(claimXR(twoModels)).build())
-	want := requirements("ml", "cache", &xrSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "models", HFTokenRef: &v1alpha1.TokenRef{Name: "hf", Key: "token"}}}, false)
-	want.Resources[requirementPeers] = &fnv1.ResourceSelector{ApiVersion: "hfops.kamal.dev/v1alpha1", Kind: "XModelDownload",
+	want := read.Requirements("ml", "cache", &read.XRSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "models", HFTokenRef: &v1alpha1.TokenRef{Name: "hf", Key: "token"}}}, false)
+	want.Resources[read.RequirementPeers] = &fnv1.ResourceSelector{ApiVersion: "hfops.kamal.dev/v1alpha1", Kind: "XModelDownload",
 		Match: &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{claimNamespaceLabel: "ml"}}}}
 	if diff := cmp.Diff(want, first.GetRequirements(), protocmp.Transform()); diff != "" {
 		t.Errorf("the token and pods are looked up in the claim's namespace; -want, +got:\n%s", diff)
@@ -62,16 +63,16 @@ func TestObjectMode(t *testing.T) {
 	jobMode := run(t, withToken(xrYAML(twoModels)).build())
 	for key, r := range jobResources(first) {
 		o := r.GetResource()
-		if getString(o, "apiVersion") != objectClusterAPI || getString(o, "kind") != "Object" {
-			t.Fatalf("%s: want a %s Object, got %s %s", key, objectClusterAPI, getString(o, "apiVersion"), getString(o, "kind"))
+		if read.GetString(o, "apiVersion") != objectClusterAPI || read.GetString(o, "kind") != "Object" {
+			t.Fatalf("%s: want a %s Object, got %s %s", key, objectClusterAPI, read.GetString(o, "apiVersion"), read.GetString(o, "kind"))
 		}
-		if get(o, "metadata", "name") != nil {
+		if read.Get(o, "metadata", "name") != nil {
 			t.Errorf("%s: a cluster-scoped Object must get a generated name", key)
 		}
 		// The envelope is part of the hash (a Job and its Object never share
 		// a key), so compare with the hashes of the Job-mode twin put in.
-		manifest := get(o, "spec", "forProvider", "manifest").GetStructValue()
-		model := getString(manifest, "metadata", "annotations", naming.AnnotationModel)
+		manifest := read.Get(o, "spec", "forProvider", "manifest").GetStructValue()
+		model := read.GetString(manifest, "metadata", "annotations", naming.AnnotationModel)
 		twin := jobResources(jobMode)[keyOf(t, jobMode, model)].GetResource()
 		if diff := cmp.Diff(sameHashes(t, twin, manifest), manifest, protocmp.Transform()); diff != "" {
 			t.Errorf("%s: the Object must carry the very Job of Job mode (claim cache in namespace ml is XR cache in ml); -want, +got:\n%s", key, diff)
@@ -81,7 +82,7 @@ func TestObjectMode(t *testing.T) {
   celQuery: "object.status.conditions.exists(c, c.type == 'Complete' && c.status == 'True')"
 providerConfigRef: {name: default}
 `)
-		gotSpec := &structpb.Struct{Fields: fields{"readiness": get(o, "spec", "readiness"), "providerConfigRef": get(o, "spec", "providerConfigRef")}}
+		gotSpec := &structpb.Struct{Fields: fields{"readiness": read.Get(o, "spec", "readiness"), "providerConfigRef": read.Get(o, "spec", "providerConfigRef")}}
 		if diff := cmp.Diff(wantSpec, gotSpec, protocmp.Transform()); diff != "" {
 			t.Errorf("%s: -want, +got:\n%s", key, diff)
 		}
@@ -105,7 +106,7 @@ providerConfigRef: {name: default}
 	// desired again (provider-kubernetes would re-create the Job), and the
 	// model is Completed from what the manifest last showed.
 	deleting := observedObject(jobResources(first)[ka], jobComplete)
-	get(deleting.GetResource(), "status", "atProvider", "manifest", "metadata").GetStructValue().Fields["deletionTimestamp"] = structpb.NewStringValue("2026-11-26T00:00:00Z")
+	read.Get(deleting.GetResource(), "status", "atProvider", "manifest", "metadata").GetStructValue().Fields["deletionTimestamp"] = structpb.NewStringValue("2026-11-26T00:00:00Z")
 	r.observed = map[string]*fnv1.Resource{ka: deleting, kb: observedObject(jobResources(first)[kb], jobComplete)}
 	got = outcomeOf(t, run(t, r.build()))
 	if _, ok := got.Jobs[ka]; ok {
@@ -126,16 +127,18 @@ func sameHashes(t *testing.T, job, like *structpb.Struct) *structpb.Struct {
 	}
 	js := string(b)
 	for _, h := range []func(*structpb.Struct) string{
-		func(s *structpb.Struct) string { return getString(s, "metadata", "labels", naming.LabelSpecHash) },
+		func(s *structpb.Struct) string { return read.GetString(s, "metadata", "labels", naming.LabelSpecHash) },
 		func(s *structpb.Struct) string {
-			return getString(s, "metadata", "annotations", naming.AnnotationConfigHash)
+			return read.GetString(s, "metadata", "annotations", naming.AnnotationConfigHash)
 		},
 		// The script's ConfigMap and the pods' ServiceAccount are named after
 		// the XR, whose uid differs.
 		func(s *structpb.Struct) string {
-			return (&seenJob{manifest: s}).scriptMap()
+			return (&read.SeenJob{Manifest: s}).ScriptMap()
 		},
-		func(s *structpb.Struct) string { return getString(s, "spec", "template", "spec", "serviceAccountName") },
+		func(s *structpb.Struct) string {
+			return read.GetString(s, "spec", "template", "spec", "serviceAccountName")
+		},
 	} {
 		js = strings.ReplaceAll(js, h(job), h(like))
 	}
@@ -154,10 +157,10 @@ func TestNamespacedObject(t *testing.T) {
 	rsp := run(t, r.build())
 	for key, res := range jobResources(rsp) {
 		o := res.GetResource()
-		job := get(o, "spec", "forProvider", "manifest").GetStructValue()
-		got := []string{getString(o, "apiVersion"), getString(o, "metadata", "name"), getString(o, "metadata", "namespace"),
-			getString(o, "spec", "providerConfigRef", "name"), getString(o, "spec", "providerConfigRef", "kind")}
-		want := []string{objectNamespacedAPI, getString(job, "metadata", "name"), "ml", "in-cluster", "ProviderConfig"}
+		job := read.Get(o, "spec", "forProvider", "manifest").GetStructValue()
+		got := []string{read.GetString(o, "apiVersion"), read.GetString(o, "metadata", "name"), read.GetString(o, "metadata", "namespace"),
+			read.GetString(o, "spec", "providerConfigRef", "name"), read.GetString(o, "spec", "providerConfigRef", "kind")}
+		want := []string{objectNamespacedAPI, read.GetString(job, "metadata", "name"), "ml", "in-cluster", "ProviderConfig"}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s: -want, +got:\n%s", key, diff)
 		}
@@ -170,10 +173,10 @@ func TestModeFromInput(t *testing.T) {
 	r.input = "apiVersion: hfdownload.fn.hfops.kamal.dev/v1beta1\nkind: Input\nmode: Job\n"
 	rsp := run(t, r.build())
 	for key, res := range jobResources(rsp) {
-		if got := getString(res.GetResource(), "kind"); got != "Job" {
+		if got := read.GetString(res.GetResource(), "kind"); got != "Job" {
 			t.Errorf("%s: want a Job, got %s", key, got)
 		}
-		if got := getString(res.GetResource(), "metadata", "namespace"); got != "ml" {
+		if got := read.GetString(res.GetResource(), "metadata", "namespace"); got != "ml" {
 			t.Errorf("%s: want the claim's namespace ml, got %q", key, got)
 		}
 	}
@@ -206,14 +209,14 @@ func TestPVCJobMode(t *testing.T) {
 	tr.noPVC = true
 	req := tr.build()
 	rsp := run(t, req)
-	if _, ok := rsp.GetRequirements().GetResources()[requirementNamespace]; !ok {
+	if _, ok := rsp.GetRequirements().GetResources()[read.RequirementNamespace]; !ok {
 		t.Fatal("an orphaned PVC needs the Namespace's uid: want a Namespace requirement")
 	}
-	if resolved(req.GetRequiredResources(), rsp.GetRequirements()) {
+	if read.Resolved(req.GetRequiredResources(), rsp.GetRequirements()) {
 		t.Fatal("the Namespace requirement is not resolved yet")
 	}
 
-	req.RequiredResources[requirementNamespace] = &fnv1.Resources{Items: []*fnv1.Resource{namespaceResource("ns-uid-1")}}
+	req.RequiredResources[read.RequirementNamespace] = &fnv1.Resources{Items: []*fnv1.Resource{namespaceResource("ns-uid-1")}}
 	rsp = run(t, req)
 	if n := len(jobResources(rsp)); n != 1 {
 		t.Fatalf("before the PVC exists only the PVC is desired, got %d resources", n)
@@ -233,22 +236,22 @@ spec:
   storageClassName: fast
   resources: {requests: {storage: 200Gi}}
 `)
-	pvc := jobResources(rsp)[pvcKey]
+	pvc := jobResources(rsp)[read.PVCKey]
 	if diff := cmp.Diff(want, pvc.GetResource(), protocmp.Transform()); diff != "" {
 		t.Errorf("-want, +got:\n%s", diff)
 	}
-	models := get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues()
-	if got := getString(models[0].GetStructValue(), "message"); got != `waiting for the PersistentVolumeClaim "models" in namespace "ml" to be created` {
+	models := read.Get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues()
+	if got := read.GetString(models[0].GetStructValue(), "message"); got != `waiting for the PersistentVolumeClaim "models" in namespace "ml" to be created` {
 		t.Errorf("message: %q", got)
 	}
 
-	req.Observed.Resources[pvcKey] = &fnv1.Resource{Resource: pvc.GetResource()}
-	req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{pvcResource(testPVCUID, "ReadWriteOnce")}
+	req.Observed.Resources[read.PVCKey] = &fnv1.Resource{Resource: pvc.GetResource()}
+	req.RequiredResources[read.RequirementPVC].Items = []*fnv1.Resource{pvcResource(testPVCUID, "ReadWriteOnce")}
 	rsp = run(t, req)
 	if n := len(jobResources(rsp)); n != 3 {
 		t.Errorf("once the PVC exists the Jobs start: want PVC and 2 Jobs, got %d", n)
 	}
-	if jobResources(rsp)[pvcKey].GetReady() != fnv1.Ready_READY_TRUE {
+	if jobResources(rsp)[read.PVCKey].GetReady() != fnv1.Ready_READY_TRUE {
 		t.Error("an existing PVC is ready")
 	}
 }
@@ -257,22 +260,22 @@ spec:
 // says Orphan in the Object itself.
 func TestPVCDeletionPolicy(t *testing.T) {
 	del := run(t, withToken(xrYAML(withStorage+"  deletionPolicy: Delete\n")).build())
-	if _, ok := del.GetRequirements().GetResources()[requirementNamespace]; ok {
+	if _, ok := del.GetRequirements().GetResources()[read.RequirementNamespace]; ok {
 		t.Error("deletionPolicy Delete needs no Namespace owner")
 	}
-	if refs := get(jobResources(del)[pvcKey].GetResource(), "metadata", "ownerReferences"); refs != nil {
+	if refs := read.Get(jobResources(del)[read.PVCKey].GetResource(), "metadata", "ownerReferences"); refs != nil {
 		t.Errorf("deletionPolicy Delete: want no owner but the XR, got %v", refs)
 	}
 
 	cluster := run(t, withToken(claimXR(withStorage)).build())
-	if got := getString(cluster.GetDesired().GetResources()[pvcKey].GetResource(), "spec", "deletionPolicy"); got != deletionOrphan {
+	if got := read.GetString(cluster.GetDesired().GetResources()[read.PVCKey].GetResource(), "spec", "deletionPolicy"); got != read.DeletionOrphan {
 		t.Errorf("cluster-scoped Object of the PVC: deletionPolicy %q, want Orphan", got)
 	}
 	r := withToken(xrYAML(withStorage))
 	r.input = namespacedObjectInput
 	ns := run(t, r.build())
-	o := ns.GetDesired().GetResources()[pvcKey].GetResource()
-	if diff := cmp.Diff(strList([]string{"Observe", "Create", "Update", "LateInitialize"}), get(o, "spec", "managementPolicies"), protocmp.Transform()); diff != "" {
+	o := ns.GetDesired().GetResources()[read.PVCKey].GetResource()
+	if diff := cmp.Diff(strList([]string{"Observe", "Create", "Update", "LateInitialize"}), read.Get(o, "spec", "managementPolicies"), protocmp.Transform()); diff != "" {
 		t.Errorf("namespaced Object of the PVC orphans through its management policies; -want, +got:\n%s", diff)
 	}
 }
@@ -348,8 +351,8 @@ func TestJobReadyQueryIsJobEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", conditions, err)
 		}
-		phase, _ := jobEnd(conditions)
-		if ready := out.Value() == true; ready != (phase == phaseCompleted) {
+		phase, _ := read.JobEnd(conditions)
+		if ready := out.Value() == true; ready != (phase == read.PhaseCompleted) {
 			t.Errorf("conditions %v: the query says ready=%v, jobEnd says %s", conditions, ready, phase)
 		}
 		checked++

@@ -11,6 +11,7 @@ import (
 	"github.com/crossplane/function-sdk-go/resource/composed"
 
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // Composing: the decisions of decide.go, model by model in spec order, done.
@@ -20,7 +21,7 @@ import (
 // new attempt (kubectl annotate modeldownload x hfops.kamal.dev/retry=$(date +%s)).
 const annotationRetry = "hfops.kamal.dev/retry"
 
-func terminal(phase string) bool { return phase == phaseCompleted || phase == phaseFailed }
+func terminal(phase string) bool { return phase == read.PhaseCompleted || phase == read.PhaseFailed }
 
 // composer composes what the models' decisions ask for: their Jobs, and the
 // objects every Job needs (the PVC, the script's ConfigMap, the progress
@@ -42,9 +43,9 @@ type composer struct {
 
 func (c *composer) compose() []modelStatus {
 	spec := c.builder.spec
-	for _, js := range c.jobs {
+	for _, js := range c.Jobs {
 		for _, oj := range js {
-			if !oj.deleting && !terminal(oj.phase) {
+			if !oj.Deleting && !terminal(oj.Phase) {
 				c.queue.active++
 			}
 		}
@@ -52,13 +53,13 @@ func (c *composer) compose() []modelStatus {
 	switch {
 	case !c.scriptReady:
 		c.prerequisite = fmt.Sprintf("waiting for the ConfigMap %q that holds the download script to be created", c.builder.scriptMap)
-	case c.builder.platform.ServiceAccount == "" && !c.accountObserved:
+	case c.builder.platform.ServiceAccount == "" && !c.AccountObserved:
 		c.prerequisite = fmt.Sprintf("waiting for the ServiceAccount %q of the download pods to be created", c.builder.progressMap)
 	}
 	out := make([]modelStatus, len(spec.Models))
 	for i := range spec.Models {
 		m := &spec.Models[i]
-		rec, hasRec := c.recorded[m.Name]
+		rec, hasRec := c.Recorded[m.Name]
 		d := c.decide(m, rec, hasRec)
 		if d.wantsSlot() {
 			// Last: only a model that could start now takes a slot.
@@ -74,7 +75,7 @@ func (c *composer) compose() []modelStatus {
 }
 
 // enact composes what a decision asks for.
-func (c *composer) enact(m *modelSpec, d *decision, rec recordedModel) {
+func (c *composer) enact(m *read.ModelSpec, d *decision, rec read.RecordedModel) {
 	for _, oj := range d.keep {
 		c.keep(oj, rec)
 	}
@@ -85,17 +86,17 @@ func (c *composer) enact(m *modelSpec, d *decision, rec recordedModel) {
 
 // keep desires an observed Job as it is. In Object mode the Object of a
 // finished Job only observes it, and goes once its outcome is recorded.
-func (c *composer) keep(oj *seenJob, rec recordedModel) {
-	if oj.object != c.envelope.object {
+func (c *composer) keep(oj *read.SeenJob, rec read.RecordedModel) {
+	if oj.Object != c.envelope.object {
 		return
 	}
-	if c.envelope.object && rec.Hash == oj.hash && phaseState(rec.Phase).terminal() {
+	if c.envelope.object && rec.Hash == oj.Hash && phaseState(rec.Phase).terminal() {
 		return
 	}
-	if len(oj.manifest.GetFields()) == 0 {
+	if len(oj.Manifest.GetFields()) == 0 {
 		return
 	}
-	c.desireJob(oj.key, keepAsObserved(oj.manifest), oj.phase)
+	c.desireJob(oj.Key, keepAsObserved(oj.Manifest), oj.Phase)
 }
 
 // desireJob composes a Job, in its envelope. It is ready when it completed.
@@ -107,7 +108,7 @@ func (c *composer) desireJob(key string, job *unstructured.Unstructured, phase s
 		policy = observeOnly
 	}
 	ready := resource.ReadyFalse
-	if phase == phaseCompleted {
+	if phase == read.PhaseCompleted {
 		ready = resource.ReadyTrue
 	}
 	c.desire(key, c.envelope.wrap(job, jobReadyQuery, policy), ready)
@@ -118,7 +119,7 @@ func (c *composer) desireJob(key string, job *unstructured.Unstructured, phase s
 // foreground, so a finished Job lingers until its pods are gone, and
 // applying it as it vanishes would create it again.
 func (c *composer) desire(key string, obj *unstructured.Unstructured, ready resource.Ready) {
-	if c.deleting[key] {
+	if c.Deleting[key] {
 		return
 	}
 	c.desired[key] = &resource.DesiredComposed{Resource: &composed.Unstructured{Unstructured: *obj}, Ready: ready}
@@ -129,7 +130,7 @@ func (c *composer) desire(key string, obj *unstructured.Unstructured, ready reso
 func keepAsObserved(observed *structpb.Struct) *unstructured.Unstructured {
 	f := observed.GetFields()
 	md := map[string]any{}
-	for k, v := range get(observed, "metadata").GetStructValue().GetFields() {
+	for k, v := range read.Get(observed, "metadata").GetStructValue().GetFields() {
 		if k == "name" || k == "namespace" || k == "labels" || k == "annotations" {
 			md[k] = v.AsInterface()
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -36,7 +37,7 @@ func TestProgressFolded(t *testing.T) {
 			return out
 		}
 		downloaded := func() string {
-			return getString(s.last.GetDesired().GetComposite().GetResource(), "status", "downloaded")
+			return read.GetString(s.last.GetDesired().GetComposite().GetResource(), "status", "downloaded")
 		}
 		if p := progress(); len(p) != 0 || downloaded() != "0/0 B" {
 			t.Fatalf("before any report: progress %v, downloaded %q; want none and 0/0 B", p, downloaded())
@@ -84,7 +85,7 @@ func TestProgressFolded(t *testing.T) {
 		s.report(report(job+"-x7k2p", 140500000000, 0, 0, "2026-11-26T10:20:00Z"))
 		s.finish("org/alpha", true, `{"commit":"abc","files":31,"bytes":140500000000,"seconds":1500,"verified":true}`)
 		s.reconcile()
-		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || len(progress()) != 0 || e["bytes"] != "140500000000" {
+		if e := s.entry("org/alpha"); e["phase"] != read.PhaseCompleted || len(progress()) != 0 || e["bytes"] != "140500000000" {
 			t.Fatalf("once completed: %v; want Completed with its summary and no progress", e)
 		}
 		if downloaded() != "140.5/140.5 GB" {
@@ -128,7 +129,7 @@ func TestFinishedModelShowsNoProgress(t *testing.T) {
 						t.Fatalf("org/alpha %s shows progress: %v", e["phase"], e)
 					}
 				}
-				downloaded := getString(s.last.GetDesired().GetComposite().GetResource(), "status", "downloaded")
+				downloaded := read.GetString(s.last.GetDesired().GetComposite().GetResource(), "status", "downloaded")
 				if msg := s.condition(conditionDownloaded).GetMessage(); strings.Contains(msg, "slowest") || downloaded != tc.downloaded {
 					t.Fatalf("org/alpha %s, org/beta downloading: ModelsDownloaded says %q, status.downloaded %q; want no slowest model, %s",
 						e["phase"], msg, downloaded, tc.downloaded)
@@ -142,7 +143,7 @@ func TestFinishedModelShowsNoProgress(t *testing.T) {
 // progress for a Pending or Running model alone, whatever the model holds.
 func TestStatusShowsProgressOnlyWhileDownloading(t *testing.T) {
 	p := &script.Progress{Progress: v1alpha1.Progress{Bytes: 1, TotalBytes: 2, Files: 1, TotalFiles: 2, Updated: "2026-11-26T10:00:15Z"}}
-	for phase, want := range map[string]bool{phasePending: true, phaseRunning: true, phaseCompleted: false, phaseFailed: false} {
+	for phase, want := range map[string]bool{read.PhasePending: true, read.PhaseRunning: true, read.PhaseCompleted: false, read.PhaseFailed: false} {
 		st := statusValue([]modelStatus{{Name: "org/alpha", state: phaseState(phase), progress: p}}, testPVCUID)
 		if _, got := st["models"].([]any)[0].(map[string]any)["progress"]; got != want {
 			t.Errorf("a %s model: progress in its status entry %v, want %v", phase, got, want)
@@ -161,9 +162,9 @@ func TestProgressObjects(t *testing.T) {
 	rsp := run(t, withToken(xrYAML(oneModel)).build())
 	desired := rsp.GetDesired().GetResources()
 	cm := desired[naming.ProgressKeyConfigMap].GetResource()
-	name := getString(cm, "metadata", "name")
-	if !strings.HasPrefix(name, "hf-dl-cache-progress-") || get(cm, "data") != nil {
-		t.Fatalf("progress ConfigMap %s with data %v; want hf-dl-cache-progress-<hash>, no data", name, get(cm, "data"))
+	name := read.GetString(cm, "metadata", "name")
+	if !strings.HasPrefix(name, "hf-dl-cache-progress-") || read.Get(cm, "data") != nil {
+		t.Fatalf("progress ConfigMap %s with data %v; want hf-dl-cache-progress-<hash>, no data", name, read.Get(cm, "data"))
 	}
 	role := desired[naming.ProgressKeyRole].GetResource()
 	wantRules := mustStruct("rules: [{apiGroups: [''], resources: [configmaps], resourceNames: [" + name + "], verbs: [get, patch]}]")
@@ -181,9 +182,9 @@ func TestProgressObjects(t *testing.T) {
 	// (its default is true), though it reads as false here.
 	sa := desired[naming.ProgressKeyAccount].GetResource()
 	automount, ok := sa.GetFields()["automountServiceAccountToken"]
-	if b, isBool := automount.GetKind().(*structpb.Value_BoolValue); getString(sa, "metadata", "name") != name || !isBool || b.BoolValue {
+	if b, isBool := automount.GetKind().(*structpb.Value_BoolValue); read.GetString(sa, "metadata", "name") != name || !isBool || b.BoolValue {
 		t.Fatalf("ServiceAccount %s has automountServiceAccountToken %v (set: %v); want %s with automountServiceAccountToken: false",
-			getString(sa, "metadata", "name"), automount.AsInterface(), ok, name)
+			read.GetString(sa, "metadata", "name"), automount.AsInterface(), ok, name)
 	}
 	for _, r := range jobResources(rsp) {
 		job := asJob(t, r.GetResource())
@@ -218,7 +219,7 @@ func TestProgressObjects(t *testing.T) {
 	if _, ok := rsp.GetDesired().GetResources()[naming.ProgressKeyAccount]; ok {
 		t.Fatal("a ServiceAccount is composed though the Input names one")
 	}
-	if got := getString(get(rsp.GetDesired().GetResources()[naming.ProgressKeyBinding].GetResource(), "subjects").GetListValue().GetValues()[0].GetStructValue(), "name"); got != "downloader" {
+	if got := read.GetString(read.Get(rsp.GetDesired().GetResources()[naming.ProgressKeyBinding].GetResource(), "subjects").GetListValue().GetValues()[0].GetStructValue(), "name"); got != "downloader" {
 		t.Fatalf("the RoleBinding binds %q, want the Input's downloader", got)
 	}
 
@@ -236,7 +237,7 @@ func TestProgressObjects(t *testing.T) {
 	rsp = run(t, tr.build())
 	names := map[string]string{}
 	for _, k := range []string{naming.ProgressKeyConfigMap, naming.ProgressKeyAccount, naming.ProgressKeyRole, naming.ProgressKeyBinding} {
-		n := getString(rsp.GetDesired().GetResources()[k].GetResource(), "metadata", "name")
+		n := read.GetString(rsp.GetDesired().GetResources()[k].GetResource(), "metadata", "name")
 		if other, ok := names[n]; ok || n == "" {
 			t.Fatalf("the namespaced Objects of %s and %s are both named %q", other, k, n)
 		}
@@ -245,7 +246,7 @@ func TestProgressObjects(t *testing.T) {
 
 	// Object mode: provider-kubernetes makes the ConfigMap and never resets it.
 	rsp = run(t, withToken(claimXR(oneModel)).build())
-	policies := get(rsp.GetDesired().GetResources()[naming.ProgressKeyConfigMap].GetResource(), "spec", "managementPolicies").AsInterface()
+	policies := read.Get(rsp.GetDesired().GetResources()[naming.ProgressKeyConfigMap].GetResource(), "spec", "managementPolicies").AsInterface()
 	if diff := cmp.Diff([]any{"Observe", "Create", "Delete"}, policies); diff != "" {
 		t.Fatalf("the progress ConfigMap's Object policies (-want +got):\n%s", diff)
 	}
@@ -256,7 +257,7 @@ func scriptMapOf(t *testing.T, desired map[string]*fnv1.Resource) string {
 	t.Helper()
 	for k, r := range desired {
 		if strings.HasPrefix(k, scriptKeyPrefix) {
-			return getString(r.GetResource(), "metadata", "name")
+			return read.GetString(r.GetResource(), "metadata", "name")
 		}
 	}
 	t.Fatal("no script ConfigMap desired")

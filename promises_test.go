@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hfops/function-hf-download/internal/read"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
@@ -31,7 +32,7 @@ func TestFailedStaysFailedAfterTTLUntilRetried(t *testing.T) {
 		for i := range 3 {
 			s.reconcile()
 			e := s.entry("org/alpha")
-			if e["phase"] != phaseFailed || !strings.HasPrefix(e["message"], accessDenied) {
+			if e["phase"] != read.PhaseFailed || !strings.HasPrefix(e["message"], accessDenied) {
 				t.Fatalf("call %d after the TTL: want Failed with the pod's reason, got %v", i, e)
 			}
 			if jobs := s.desiredJobs(); len(jobs) != 0 {
@@ -46,17 +47,17 @@ func TestFailedStaysFailedAfterTTLUntilRetried(t *testing.T) {
 		s.annotate(annotationRetry, "1")
 		s.reconcile()
 		e := s.entry("org/alpha")
-		if e["phase"] != phasePending || e["attempt"] != "2" || e["jobName"] == failedJob {
+		if e["phase"] != read.PhasePending || e["attempt"] != "2" || e["jobName"] == failedJob {
 			t.Fatalf("after the retry annotation: want attempt 2 Pending under a new Job name, got %v", e)
 		}
 		s.finish("org/alpha", true, `{"commit":"abc123","files":2,"bytes":10,"seconds":1}`)
 		s.reconcile()
-		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["commit"] != "abc123" || !s.xrReady() {
+		if e := s.entry("org/alpha"); e["phase"] != read.PhaseCompleted || e["commit"] != "abc123" || !s.xrReady() {
 			t.Fatalf("the retried attempt completed: want Completed with its commit and the XR ready, got %v", e)
 		}
 		// The same annotation value asks for nothing more.
 		s.reconcile()
-		if e := s.entry("org/alpha"); e["attempt"] != "2" || e["phase"] != phaseCompleted {
+		if e := s.entry("org/alpha"); e["attempt"] != "2" || e["phase"] != read.PhaseCompleted {
 			t.Fatalf("a retry value already acted on started another attempt: %v", e)
 		}
 	})
@@ -71,7 +72,7 @@ func TestFailedModelRerunsWhenItsSpecChanges(t *testing.T) {
 		s.reconcile()
 		s.setSpec(`"name":"org/alpha"`, `"name":"org/alpha","revision":"v2"`)
 		s.reconcile()
-		if e := s.entry("org/alpha"); e["phase"] != phasePending || len(s.desiredJobs()) != 1 {
+		if e := s.entry("org/alpha"); e["phase"] != read.PhasePending || len(s.desiredJobs()) != 1 {
 			t.Fatalf("a failed model whose spec changed runs again: got %v, Jobs %v", e, s.desiredJobs())
 		}
 	})
@@ -86,7 +87,7 @@ func TestRetryAnnotationSetWhileRunningIsNotARetryOfALaterFailure(t *testing.T) 
 		s.finish("org/alpha", false, accessDenied)
 		s.reconcile()
 		s.reconcile()
-		if e := s.entry("org/alpha"); e["phase"] != phaseFailed || e["attempt"] != "1" || e["retry"] != "early" {
+		if e := s.entry("org/alpha"); e["phase"] != read.PhaseFailed || e["attempt"] != "1" || e["retry"] != "early" {
 			t.Fatalf("a failure after the annotation was set is remembered under it: %v", e)
 		}
 	})
@@ -116,7 +117,7 @@ func TestJobNameNeverStandsForTwoAttempts(t *testing.T) {
 		if e["jobName"] == first {
 			t.Fatalf("back to the first spec: the Job name %s of the first attempt stands for the third", first)
 		}
-		if e["phase"] == phaseCompleted || s.xrReady() {
+		if e["phase"] == read.PhaseCompleted || s.xrReady() {
 			t.Fatalf("back to the first spec: Completed before a Job of this attempt ran (B is on disk): %v", e)
 		}
 		if e["attempt"] != "3" {
@@ -125,7 +126,7 @@ func TestJobNameNeverStandsForTwoAttempts(t *testing.T) {
 		s.reconcile()
 		s.finish("org/alpha", true, `{"commit":"cccc","files":1,"bytes":1,"seconds":1}`)
 		s.reconcile()
-		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["commit"] != "cccc" {
+		if e := s.entry("org/alpha"); e["phase"] != read.PhaseCompleted || e["commit"] != "cccc" {
 			t.Fatalf("the third attempt completed: %v", e)
 		}
 	})
@@ -138,7 +139,7 @@ func TestJobLostMidRunStartsANewAttempt(t *testing.T) {
 		s.api.beginDelete(killed)
 		s.reconcile()
 		e := s.entry("org/alpha")
-		if e["phase"] != phasePending || e["jobName"] == killed || !strings.Contains(e["message"], "being deleted") {
+		if e["phase"] != read.PhasePending || e["jobName"] == killed || !strings.Contains(e["message"], "being deleted") {
 			t.Fatalf("while the killed Job goes: want Pending under a new name, waiting for it, got %v", e)
 		}
 		for _, n := range s.desiredJobs() {
@@ -175,7 +176,7 @@ func TestNamesUniquePerModelDownload(t *testing.T) {
 			for i, s := range sims {
 				s.finish("org/alpha", true, fmt.Sprintf(`{"commit":"%d","files":1,"bytes":1,"seconds":1}`, i))
 				s.reconcile()
-				if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["commit"] != fmt.Sprint(i) {
+				if e := s.entry("org/alpha"); e["phase"] != read.PhaseCompleted || e["commit"] != fmt.Sprint(i) {
 					t.Fatalf("%s: want its own Job Completed, got %v", pair[i], e)
 				}
 			}
@@ -187,9 +188,9 @@ func TestMissingPVCStartsNothingAndSaysSo(t *testing.T) {
 	modes(t, func(t *testing.T, s *xrSim) {
 		s.api.pvc = nil
 		s.reconcile()
-		c := s.condition(conditionStorageReady)
+		c := s.condition(read.ConditionStorageReady)
 		want := `PersistentVolumeClaim "models" in namespace "ml" was not found; no download starts until it exists`
-		if c.GetStatus() != condF || c.GetReason() != reasonPVCNotFound || c.GetMessage() != want {
+		if c.GetStatus() != condF || c.GetReason() != read.ReasonPVCNotFound || c.GetMessage() != want {
 			t.Fatalf("StorageReady: got %v", c)
 		}
 		if len(s.desiredJobs()) != 0 || s.last.GetMeta().GetTtl().AsDuration() != ttlWaiting {
@@ -197,7 +198,7 @@ func TestMissingPVCStartsNothingAndSaysSo(t *testing.T) {
 		}
 		s.api.pvc = pvcResource(testPVCUID)
 		s.reconcile()
-		if len(s.desiredJobs()) != 1 || s.condition(conditionStorageReady).GetStatus() != condT {
+		if len(s.desiredJobs()) != 1 || s.condition(read.ConditionStorageReady).GetStatus() != condT {
 			t.Fatalf("the PVC exists: want the Job, got %v", s.desiredJobs())
 		}
 	})
@@ -227,21 +228,21 @@ func TestReplacedPVCDownloadsAgain(t *testing.T) {
 					s.ttl("org/alpha")
 					s.reconcile()
 				}
-				if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || s.pvcUID() != testPVCUID {
+				if e := s.entry("org/alpha"); e["phase"] != read.PhaseCompleted || s.pvcUID() != testPVCUID {
 					t.Fatalf("completed on the first PVC: %v", e)
 				}
 				if tc.seenMissing {
 					// Deleted: nothing is on disk, whatever was recorded.
 					s.api.pvc = nil
 					s.reconcile()
-					if e := s.entry("org/alpha"); e["phase"] == phaseCompleted || s.xrReady() {
+					if e := s.entry("org/alpha"); e["phase"] == read.PhaseCompleted || s.xrReady() {
 						t.Fatalf("with the PVC gone nothing is Completed: %v", e)
 					}
 				}
 				s.api.pvc = pvcResource("second-pvc-uid")
 				s.reconcile()
 				e := s.entry("org/alpha")
-				if e["phase"] != phasePending || s.xrReady() || s.pvcUID() != "second-pvc-uid" || e["jobName"] == first["jobName"] || len(s.desiredJobs()) != 1 {
+				if e["phase"] != read.PhasePending || s.xrReady() || s.pvcUID() != "second-pvc-uid" || e["jobName"] == first["jobName"] || len(s.desiredJobs()) != 1 {
 					t.Fatalf("on the new PVC the model downloads again under a new Job: %v, Ready %v, Jobs %v (the first was %s)",
 						e, s.xrReady(), s.desiredJobs(), first["jobName"])
 				}
@@ -254,7 +255,7 @@ func TestPVCBeingDeletedStartsNothing(t *testing.T) {
 	s := newXRSim(t, newAPIServer(), xrYAML(oneModel))
 	s.api.pvc.Resource.Fields["metadata"].GetStructValue().Fields["deletionTimestamp"] = str("2026-11-26T00:00:00Z")
 	s.reconcile()
-	if c := s.condition(conditionStorageReady); c.GetReason() != reasonPVCTerminating || len(s.desiredJobs()) != 0 {
+	if c := s.condition(read.ConditionStorageReady); c.GetReason() != read.ReasonPVCTerminating || len(s.desiredJobs()) != 0 {
 		t.Fatalf("a PVC being deleted: got %v and Jobs %v", c, s.desiredJobs())
 	}
 }
@@ -264,15 +265,15 @@ func TestReadWriteOnceColocatesPods(t *testing.T) {
 	s.api.pvc = pvcResource(testPVCUID, "ReadWriteOnce")
 	s.reconcile()
 	for key, r := range jobResources(s.last) {
-		pod := get(r.GetResource(), "spec", "template").GetStructValue()
-		term := get(pod, "spec", "affinity", "podAffinity", "requiredDuringSchedulingIgnoredDuringExecution").GetListValue().GetValues()
+		pod := read.Get(r.GetResource(), "spec", "template").GetStructValue()
+		term := read.Get(pod, "spec", "affinity", "podAffinity", "requiredDuringSchedulingIgnoredDuringExecution").GetListValue().GetValues()
 		if len(term) != 1 {
-			t.Fatalf("%s: want one required pod affinity term, got %v", key, get(pod, "spec", "affinity"))
+			t.Fatalf("%s: want one required pod affinity term, got %v", key, read.Get(pod, "spec", "affinity"))
 		}
-		want := fmt.Sprintf("%s=%s on %s", labelPVC, getString(pod, "metadata", "labels", labelPVC), "kubernetes.io/hostname")
-		got := fmt.Sprintf("%s=%s on %s", labelPVC, getString(term[0].GetStructValue(), "labelSelector", "matchLabels", labelPVC),
-			getString(term[0].GetStructValue(), "topologyKey"))
-		if got != want || getString(pod, "metadata", "labels", labelPVC) != "models" {
+		want := fmt.Sprintf("%s=%s on %s", labelPVC, read.GetString(pod, "metadata", "labels", labelPVC), "kubernetes.io/hostname")
+		got := fmt.Sprintf("%s=%s on %s", labelPVC, read.GetString(term[0].GetStructValue(), "labelSelector", "matchLabels", labelPVC),
+			read.GetString(term[0].GetStructValue(), "topologyKey"))
+		if got != want || read.GetString(pod, "metadata", "labels", labelPVC) != "models" {
 			t.Fatalf("%s: the pods of one PVC must share a node: got %s, want %s", key, got, want)
 		}
 	}
@@ -280,7 +281,7 @@ func TestReadWriteOnceColocatesPods(t *testing.T) {
 	rwx := newXRSim(t, newAPIServer(), xrYAML(twoModels))
 	rwx.reconcile()
 	for key, r := range jobResources(rwx.last) {
-		if a := get(r.GetResource(), "spec", "template", "spec", "affinity"); a != nil {
+		if a := read.Get(r.GetResource(), "spec", "template", "spec", "affinity"); a != nil {
 			t.Fatalf("%s: a ReadWriteMany PVC needs no affinity, got %v", key, a)
 		}
 	}
@@ -321,7 +322,7 @@ func TestSpecChangeNeverHiddenWhileWaiting(t *testing.T) {
 				s.setSpec(`"name":"org/alpha"`, `"name":"org/alpha","revision":"v2"`)
 				s.reconcile()
 				e := s.entry("org/alpha")
-				if e["phase"] == phaseCompleted || s.xrReady() {
+				if e["phase"] == read.PhaseCompleted || s.xrReady() {
 					t.Fatalf("a changed spec is not Completed while the function waits: %v", e)
 				}
 				if !strings.Contains(e["message"], "waiting") && !strings.Contains(e["message"], "not found") {
@@ -341,7 +342,7 @@ func TestUnchangedSpecStaysCompletedWhileTokenUnreadable(t *testing.T) {
 		s.reconcile()
 		s.secret = nil
 		s.reconcile()
-		if e := s.entry("org/alpha"); e["phase"] != phaseCompleted || e["commit"] != "aaaa" || !s.xrReady() {
+		if e := s.entry("org/alpha"); e["phase"] != read.PhaseCompleted || e["commit"] != "aaaa" || !s.xrReady() {
 			t.Fatalf("the files have not changed: want Completed with its commit, got %v", e)
 		}
 	})
@@ -353,16 +354,16 @@ func TestOnlyOwnPodsSpeakForAJob(t *testing.T) {
 	j := s.jobOf("org/alpha")
 	j.Fields["status"] = mustStruct("s: {}").Fields["s"]
 	s.finish("org/alpha", true, `{"commit":"beef","files":1,"bytes":1,"seconds":1}`)
-	uid := getString(j, "metadata", "uid")
+	uid := read.GetString(j, "metadata", "uid")
 	own := s.api.pods[uid][0]
 	// A pod with the Job's labels but another controller, and one with no
 	// owner at all, each claiming another commit.
 	// And one that names the Job as an owner, but not as its controller.
 	for i, owner := range []string{"  ownerReferences: [{apiVersion: batch/v1, kind: Job, name: x, uid: someone-else, controller: true}]\n", "",
-		"  ownerReferences: [{apiVersion: batch/v1, kind: Job, name: x, uid: " + getString(j, "metadata", "uid") + "}]\n"} {
+		"  ownerReferences: [{apiVersion: batch/v1, kind: Job, name: x, uid: " + read.GetString(j, "metadata", "uid") + "}]\n"} {
 		fake := mustStruct(fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata:\n  name: fake-%d\n  namespace: ml\n  labels: {app: hf-downloader, parent: cache, batch.kubernetes.io/job-name: %s}\n%s"+
 			"status: {containerStatuses: [{name: download, state: {terminated: {exitCode: 0, message: '{\"commit\":\"f00d\",\"files\":9,\"bytes\":9,\"seconds\":9}'}}}]}\n",
-			i, getString(j, "metadata", "name"), owner))
+			i, read.GetString(j, "metadata", "name"), owner))
 		s.api.pods["x"] = append(s.api.pods["x"], &fnv1.Resource{Resource: fake})
 	}
 	s.api.pods[uid] = nil
@@ -397,12 +398,12 @@ func TestPodsOfAnEarlierJobOfTheSameNameSayNothing(t *testing.T) {
 				s.reconcile()
 				s.finish("org/alpha", tc.ok, tc.report)
 				old := s.jobOf("org/alpha")
-				name, oldUID := getString(old, "metadata", "name"), getString(old, "metadata", "uid")
+				name, oldUID := read.GetString(old, "metadata", "name"), read.GetString(old, "metadata", "uid")
 				delete(s.api.jobs, name)
 				s.reconcile()
 				j := s.jobOf("org/alpha")
-				if getString(j, "metadata", "name") != name || getString(j, "metadata", "uid") == oldUID || len(s.api.pods[oldUID]) != 1 {
-					t.Fatalf("want %s made again with a new uid beside the old pod; got uid %s (was %s)", name, getString(j, "metadata", "uid"), oldUID)
+				if read.GetString(j, "metadata", "name") != name || read.GetString(j, "metadata", "uid") == oldUID || len(s.api.pods[oldUID]) != 1 {
+					t.Fatalf("want %s made again with a new uid beside the old pod; got uid %s (was %s)", name, read.GetString(j, "metadata", "uid"), oldUID)
 				}
 				j.Fields["status"] = structpb.NewStructValue(mustStruct(tc.status))
 				s.reconcile()
@@ -438,7 +439,7 @@ func TestFailureReasonReachesStatusClean(t *testing.T) {
 	s2.reconcile()
 	s2.finish("org/alpha", false, long)
 	s2.reconcile()
-	if m := s2.entry("org/alpha")["message"]; len(m) > maxFailureBytes+100 || !strings.HasPrefix(m, "é") {
+	if m := s2.entry("org/alpha")["message"]; len(m) > read.MaxFailureBytes+100 || !strings.HasPrefix(m, "é") {
 		t.Fatalf("a long reason is bounded (%d bytes) and stays valid text", len(m))
 	}
 }
@@ -470,7 +471,7 @@ func TestDirectoryConflictBlocksTheLaterOne(t *testing.T) {
 	a.reconcile()
 	b.reconcile()
 	a.reconcile()
-	if len(b.desiredJobs()) != 0 || b.entry("org/alpha")["phase"] != phasePending || !strings.Contains(b.entry("org/alpha")["message"], `ModelDownload "team-a"`) {
+	if len(b.desiredJobs()) != 0 || b.entry("org/alpha")["phase"] != read.PhasePending || !strings.Contains(b.entry("org/alpha")["message"], `ModelDownload "team-a"`) {
 		t.Fatalf("the later one gets no Job and says why: %v %v", b.desiredJobs(), b.entry("org/alpha"))
 	}
 	for _, s := range sims {
@@ -535,12 +536,12 @@ func TestJobVanishedMidRunStartsANewAttempt(t *testing.T) {
 		if s.objects {
 			// provider-kubernetes makes the Job of a managed Object again at
 			// once: the same attempt starts over, from nothing.
-			if e["jobName"] != lost || e["phase"] != phasePending || s.api.jobs[lost] == nil {
+			if e["jobName"] != lost || e["phase"] != read.PhasePending || s.api.jobs[lost] == nil {
 				t.Fatalf("Object mode: the provider's new Job of the same attempt, Pending, got %v", e)
 			}
 			return
 		}
-		if e["jobName"] == lost || e["attempt"] != "2" || e["phase"] != phasePending {
+		if e["jobName"] == lost || e["attempt"] != "2" || e["phase"] != read.PhasePending {
 			t.Fatalf("a Job lost mid-run: want attempt 2 under a new name, got %v", e)
 		}
 		if got := s.desiredJobs(); len(got) != 1 || got[0] != e["jobName"] {
@@ -597,13 +598,13 @@ func TestUpgradeRerunsNothingDone(t *testing.T) {
 		s.input = release("registry.example/hf-downloader:v2")
 		s.reconcile()
 		alpha, beta, gamma := s.entry("org/alpha"), s.entry("org/beta"), s.entry("org/gamma")
-		if alpha["phase"] != phaseCompleted || alpha["commit"] != "aaaa" || alpha["jobName"] != before["org/alpha"]["jobName"] {
+		if alpha["phase"] != read.PhaseCompleted || alpha["commit"] != "aaaa" || alpha["jobName"] != before["org/alpha"]["jobName"] {
 			t.Errorf("the completed model after the upgrade: %v, want Completed as recorded before it (%v)", alpha, before["org/alpha"])
 		}
-		if beta["phase"] != phaseRunning || beta["jobName"] != before["org/beta"]["jobName"] {
+		if beta["phase"] != read.PhaseRunning || beta["jobName"] != before["org/beta"]["jobName"] {
 			t.Errorf("the running model after the upgrade: %v, want Running on its Job %s", beta, before["org/beta"]["jobName"])
 		}
-		if gamma["phase"] != phasePending || gamma["jobName"] == before["org/gamma"]["jobName"] || gamma["attempt"] != "2" {
+		if gamma["phase"] != read.PhasePending || gamma["jobName"] == before["org/gamma"]["jobName"] || gamma["attempt"] != "2" {
 			t.Errorf("the failed model after the upgrade: %v, want Pending in attempt 2 on a new Job", gamma)
 		}
 		if diff := cmp.Diff([]string{beta["jobName"], gamma["jobName"]}, s.desiredJobs(), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
@@ -614,7 +615,7 @@ func TestUpgradeRerunsNothingDone(t *testing.T) {
 		s.finish("org/gamma", true, `{"commit":"cccc","files":1,"bytes":1,"seconds":1}`)
 		s.reconcile()
 		s.reconcile()
-		if beta := s.entry("org/beta"); beta["phase"] != phaseCompleted || beta["commit"] != "bbbb" || beta["jobName"] != before["org/beta"]["jobName"] {
+		if beta := s.entry("org/beta"); beta["phase"] != read.PhaseCompleted || beta["commit"] != "bbbb" || beta["jobName"] != before["org/beta"]["jobName"] {
 			t.Errorf("the model that ran through the upgrade: %v, want Completed on the Job it had", beta)
 		}
 		if !s.xrReady() {
@@ -624,7 +625,7 @@ func TestUpgradeRerunsNothingDone(t *testing.T) {
 		s.secret = secretResource("token", testToken+"-rotated")
 		s.reconcile()
 		for _, m := range []string{"org/alpha", "org/beta", "org/gamma"} {
-			if e := s.entry(m); e["phase"] != phasePending {
+			if e := s.entry(m); e["phase"] != read.PhasePending {
 				t.Errorf("after the token rotated, %s: %v, want Pending on a new Job (a rotated token re-runs the downloads)", m, e)
 			}
 		}

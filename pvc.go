@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // Optional PVC provisioning: with spec.storage the function composes the PVC
@@ -45,8 +46,8 @@ func pvcLabelValue(name string) string {
 
 // needsNamespaceOwner reports whether the PVC must name its Namespace as an
 // owner, which needs the Namespace's uid (a required resource).
-func needsNamespaceOwner(s *xrSpec, e envelope) bool {
-	return s.Storage != nil && s.Storage.DeletionPolicy == deletionOrphan && !e.object
+func needsNamespaceOwner(s *read.XRSpec, e envelope) bool {
+	return s.Storage != nil && s.Storage.DeletionPolicy == read.DeletionOrphan && !e.object
 }
 
 // buildPVC returns the PVC of spec.storage. ns is the Namespace when it must
@@ -71,7 +72,7 @@ func (b *jobBuilder) buildPVC(ns *corev1.Namespace) *corev1.PersistentVolumeClai
 	for _, m := range st.AccessModes {
 		pvc.Spec.AccessModes = append(pvc.Spec.AccessModes, corev1.PersistentVolumeAccessMode(m))
 	}
-	if st.DeletionPolicy == deletionOrphan {
+	if st.DeletionPolicy == read.DeletionOrphan {
 		pvc.Annotations = map[string]string{annotationDataWarning: "kept when the ModelDownload is deleted"}
 	}
 	if ns != nil && ns.UID != "" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // The download queue, without a controller: the function decides on every
@@ -193,9 +194,9 @@ func readNamespaceJobs(r *fnv1.Resources) []namespaceJob {
 	for _, it := range items {
 		j := it.GetResource()
 		out = append(out, namespaceJob{
-			parent:  getString(j, "metadata", "labels", naming.LabelParent),
-			created: getString(j, "metadata", "creationTimestamp"),
-			active:  !decode.Present(get(j, "metadata", "deletionTimestamp")) && !finishedJob(j),
+			parent:  read.GetString(j, "metadata", "labels", naming.LabelParent),
+			created: read.GetString(j, "metadata", "creationTimestamp"),
+			active:  !decode.Present(read.Get(j, "metadata", "deletionTimestamp")) && !finishedJob(j),
 		})
 	}
 	return out
@@ -204,17 +205,17 @@ func readNamespaceJobs(r *fnv1.Resources) []namespaceJob {
 // finishedJob: a Job that ended, as jobPhase reads it (an unreadable
 // status: not ended, so its slot stays taken).
 func finishedJob(j *structpb.Struct) bool {
-	job, err := readJobStatus(j)
+	job, err := read.ReadJobStatus(j)
 	if err != nil {
 		return false
 	}
-	phase, _ := jobPhase(job)
+	phase, _ := read.JobPhase(job)
 	return terminal(phase)
 }
 
 // share is this ModelDownload's share (self, its Jobs' parent label) of the
 // namespace's free slots, from the namespace's Jobs and its peers' status.
-func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR identity, self string) *namespaceShare {
+func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR read.Identity, self string) *namespaceShare {
 	byParent := map[string]*claimant{self: {parent: self, wants: -1}}
 	claim := func(parent string) *claimant {
 		c, ok := byParent[parent]
@@ -234,12 +235,12 @@ func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR iden
 		c.lastStart = max(c.lastStart, j.created)
 	}
 	for _, xr := range peers {
-		name := getString(xr, "metadata", "name")
-		if uid := getString(xr, "metadata", "uid"); name == selfXR.name || uid != "" && uid == selfXR.uid ||
-			decode.Present(get(xr, "metadata", "deletionTimestamp")) {
+		name := read.GetString(xr, "metadata", "name")
+		if uid := read.GetString(xr, "metadata", "uid"); name == selfXR.Name || uid != "" && uid == selfXR.UID ||
+			decode.Present(read.Get(xr, "metadata", "deletionTimestamp")) {
 			continue
 		}
-		parent := naming.LabelValue(orDefault(getString(xr, "metadata", "labels", claimNameLabel), name))
+		parent := naming.LabelValue(read.OrDefault(read.GetString(xr, "metadata", "labels", claimNameLabel), name))
 		if parent == self {
 			continue
 		}
@@ -259,9 +260,9 @@ func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR iden
 // ModelDownload's limit could not use a slot, so it does not count.
 func queuedForNamespace(xr *structpb.Struct) int {
 	n := 0
-	for _, e := range get(xr, "status", "models").GetListValue().GetValues() {
+	for _, e := range read.Get(xr, "status", "models").GetListValue().GetValues() {
 		m := e.GetStructValue()
-		if getString(m, "phase") == phasePending && queueLimit(getString(m, "queue")) == queueNamespace {
+		if read.GetString(m, "phase") == read.PhasePending && queueLimit(read.GetString(m, "queue")) == queueNamespace {
 			n++
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // fiveModels is a ModelDownload of five models, org/a to org/e, with settings
@@ -32,11 +33,11 @@ func activeJobs(api *apiServer, parent string) []string {
 	var out []string
 	for _, name := range sortedKeys(api.jobs) {
 		j := api.jobs[name]
-		if parent != "" && getString(j, "metadata", "labels", naming.LabelParent) != parent {
+		if parent != "" && read.GetString(j, "metadata", "labels", naming.LabelParent) != parent {
 			continue
 		}
-		if !finishedJob(j) && !decode.Present(get(j, "metadata", "deletionTimestamp")) {
-			out = append(out, getString(j, "metadata", "annotations", naming.AnnotationModel))
+		if !finishedJob(j) && !decode.Present(read.Get(j, "metadata", "deletionTimestamp")) {
+			out = append(out, read.GetString(j, "metadata", "annotations", naming.AnnotationModel))
 		}
 	}
 	return out
@@ -79,10 +80,10 @@ func TestMaxParallelQueue(t *testing.T) {
 				}
 			}
 			queued := func(ahead int) string {
-				return fmt.Sprintf("%s %s %s%d ahead", phasePending, queueModelDownload, queuedPrefix, ahead)
+				return fmt.Sprintf("%s %s %s%d ahead", read.PhasePending, queueModelDownload, queuedPrefix, ahead)
 			}
 
-			step("first call", map[string]string{"org/a": phasePending, "org/b": phasePending,
+			step("first call", map[string]string{"org/a": read.PhasePending, "org/b": read.PhasePending,
 				"org/c": queued(0), "org/d": queued(1), "org/e": queued(2)})
 			if s.xrReady() || s.last.GetMeta().GetTtl().AsDuration() != ttlWaiting {
 				t.Fatalf("with models queued: XR ready %v, TTL %v; want not ready, called again after %v", s.xrReady(), s.last.GetMeta().GetTtl().AsDuration(), ttlWaiting)
@@ -92,16 +93,16 @@ func TestMaxParallelQueue(t *testing.T) {
 			}
 			s.start("org/a")
 			s.start("org/b")
-			step("both running", map[string]string{"org/a": phaseRunning, "org/b": phaseRunning,
+			step("both running", map[string]string{"org/a": read.PhaseRunning, "org/b": read.PhaseRunning,
 				"org/c": queued(0), "org/d": queued(1), "org/e": queued(2)})
 
 			s.finish("org/a", true, `{"commit":"abc","files":1,"bytes":1,"seconds":1}`)
-			step("org/a completed", map[string]string{"org/a": phaseCompleted, "org/b": phaseRunning,
-				"org/c": phasePending, "org/d": queued(0), "org/e": queued(1)})
+			step("org/a completed", map[string]string{"org/a": read.PhaseCompleted, "org/b": read.PhaseRunning,
+				"org/c": read.PhasePending, "org/d": queued(0), "org/e": queued(1)})
 
 			s.finish("org/b", false, accessDenied)
-			step("org/b failed", map[string]string{"org/a": phaseCompleted, "org/b": phaseFailed,
-				"org/c": phasePending, "org/d": phasePending, "org/e": queued(0)})
+			step("org/b failed", map[string]string{"org/a": read.PhaseCompleted, "org/b": read.PhaseFailed,
+				"org/c": read.PhasePending, "org/d": read.PhasePending, "org/e": queued(0)})
 			s.start("org/c")
 			s.start("org/d")
 
@@ -110,20 +111,20 @@ func TestMaxParallelQueue(t *testing.T) {
 			s.setSpec(`"maxParallel":2`, `"maxParallel":1`)
 			// Lowering the limit takes no running Job away: both stay until they end.
 			limit = 2
-			step("limit lowered to 1", map[string]string{"org/a": phaseCompleted, "org/b": phaseFailed,
-				"org/c": phaseRunning, "org/d": phaseRunning, "org/e": queued(0)})
+			step("limit lowered to 1", map[string]string{"org/a": read.PhaseCompleted, "org/b": read.PhaseFailed,
+				"org/c": read.PhaseRunning, "org/d": read.PhaseRunning, "org/e": queued(0)})
 			if got := activeJobs(api, ""); !cmp.Equal(got, running) {
 				t.Fatalf("lowering the limit changed the running Jobs: %v, were %v", got, running)
 			}
 			s.finish("org/c", true, `{"commit":"abc","files":1,"bytes":1,"seconds":1}`)
 			limit = 1
-			step("org/c completed under a limit of 1: org/d still runs, so org/e waits", map[string]string{"org/a": phaseCompleted, "org/b": phaseFailed,
-				"org/c": phaseCompleted, "org/d": phaseRunning, "org/e": queued(0)})
+			step("org/c completed under a limit of 1: org/d still runs, so org/e waits", map[string]string{"org/a": read.PhaseCompleted, "org/b": read.PhaseFailed,
+				"org/c": read.PhaseCompleted, "org/d": read.PhaseRunning, "org/e": queued(0)})
 
 			limit = 5
 			s.setSpec(`"maxParallel":1`, `"maxParallel":5`)
-			step("limit raised to 5", map[string]string{"org/a": phaseCompleted, "org/b": phaseFailed,
-				"org/c": phaseCompleted, "org/d": phaseRunning, "org/e": phasePending})
+			step("limit raised to 5", map[string]string{"org/a": read.PhaseCompleted, "org/b": read.PhaseFailed,
+				"org/c": read.PhaseCompleted, "org/d": read.PhaseRunning, "org/e": read.PhasePending})
 			s.finish("org/d", true, `{"commit":"abc","files":1,"bytes":1,"seconds":1}`)
 			s.finish("org/e", true, `{"commit":"abc","files":1,"bytes":1,"seconds":1}`)
 			s.reconcile()

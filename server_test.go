@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hfops/function-hf-download/hubtest"
+	"github.com/hfops/function-hf-download/internal/read"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -273,7 +274,7 @@ func TestServerRefusesOversizedRequest(t *testing.T) {
 	c := serve(t, newTestFunction(), function.MaxRecvMessageSize(limit))
 
 	big := withToken(xrYAML(twoModels)).build()
-	md := get(big.GetObserved().GetComposite().GetResource(), "metadata").GetStructValue()
+	md := read.Get(big.GetObserved().GetComposite().GetResource(), "metadata").GetStructValue()
 	md.Fields["annotations"] = object(fields{"padding": str(strings.Repeat("x", 2*limit))})
 	if n := proto.Size(big); n <= limit {
 		t.Fatalf("the big request is only %d bytes", n)
@@ -285,7 +286,7 @@ func TestServerRefusesOversizedRequest(t *testing.T) {
 
 	// Just under the limit is served.
 	fit := withToken(xrYAML(twoModels)).build()
-	md = get(fit.GetObserved().GetComposite().GetResource(), "metadata").GetStructValue()
+	md = read.Get(fit.GetObserved().GetComposite().GetResource(), "metadata").GetStructValue()
 	md.Fields["annotations"] = object(fields{"padding": structpb.NewStringValue(strings.Repeat("x", limit-proto.Size(fit)-1024))})
 	if _, err := call(c, fit); err != nil {
 		t.Fatalf("a request under the limit: %v", err)

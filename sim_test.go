@@ -12,6 +12,7 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"github.com/hfops/function-hf-download/internal/naming"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // A small simulator of what drives the function: Crossplane (the observed XR
@@ -43,7 +44,7 @@ func (a *apiServer) uid(kind string) string {
 // create makes a Job from a manifest, or adopts the one of that name: the
 // apiserver keeps an existing Job (its spec is immutable) and its status.
 func (a *apiServer) create(manifest *structpb.Struct) *structpb.Struct {
-	name := getString(manifest, "metadata", "name")
+	name := read.GetString(manifest, "metadata", "name")
 	if j, ok := a.jobs[name]; ok {
 		return j
 	}
@@ -64,7 +65,7 @@ func (a *apiServer) beginDelete(name string) {
 
 func (a *apiServer) delete(name string) {
 	if j, ok := a.jobs[name]; ok {
-		delete(a.pods, getString(j, "metadata", "uid"))
+		delete(a.pods, read.GetString(j, "metadata", "uid"))
 		delete(a.jobs, name)
 	}
 }
@@ -88,7 +89,7 @@ type xrSim struct {
 
 func newXRSim(t *testing.T, api *apiServer, xrYAMLText string) *xrSim {
 	s := &xrSim{t: t, api: api, xr: mustStruct(xrYAMLText), secret: secretResource("token", testToken),
-		observed: map[string]*fnv1.Resource{}, objects: getString(mustStruct(xrYAMLText), "metadata", "namespace") == ""}
+		observed: map[string]*fnv1.Resource{}, objects: read.GetString(mustStruct(xrYAMLText), "metadata", "namespace") == ""}
 	// The script's ConfigMap was made by an earlier call: the Jobs start at
 	// the first one here.
 	req := testRequest{xr: xrYAMLText, secret: s.secret}.build()
@@ -107,10 +108,10 @@ func (s *xrSim) reconcile() {
 		Meta:     crossplaneV22("sim"),
 		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: proto.Clone(s.xr).(*structpb.Struct)}, Resources: s.observed},
 		RequiredResources: map[string]*fnv1.Resources{
-			requirementToken:         {},
-			requirementPVC:           {},
-			requirementPods:          {},
-			requirementPeers:         {},
+			read.RequirementToken:    {},
+			read.RequirementPVC:      {},
+			read.RequirementPods:     {},
+			read.RequirementPeers:    {},
 			requirementNamespaceJobs: {},
 		},
 	}
@@ -118,16 +119,16 @@ func (s *xrSim) reconcile() {
 		req.RequiredResources[requirementNamespaceJobs].Items = append(req.RequiredResources[requirementNamespaceJobs].Items, &fnv1.Resource{Resource: s.api.jobs[name]})
 	}
 	if s.secret != nil {
-		req.RequiredResources[requirementToken].Items = []*fnv1.Resource{s.secret}
+		req.RequiredResources[read.RequirementToken].Items = []*fnv1.Resource{s.secret}
 	}
 	if s.api.pvc != nil {
-		req.RequiredResources[requirementPVC].Items = []*fnv1.Resource{s.api.pvc}
+		req.RequiredResources[read.RequirementPVC].Items = []*fnv1.Resource{s.api.pvc}
 	}
 	for _, pods := range s.api.pods {
-		req.RequiredResources[requirementPods].Items = append(req.RequiredResources[requirementPods].Items, pods...)
+		req.RequiredResources[read.RequirementPods].Items = append(req.RequiredResources[read.RequirementPods].Items, pods...)
 	}
 	if s.peers != nil {
-		req.RequiredResources[requirementPeers].Items = s.peers()
+		req.RequiredResources[read.RequirementPeers].Items = s.peers()
 	}
 	if s.input != "" {
 		req.Input = mustStruct(s.input)
@@ -151,7 +152,7 @@ func (s *xrSim) reconcile() {
 // deleted.
 func (s *xrSim) apply(desired map[string]*fnv1.Resource) {
 	for key, r := range desired {
-		if key == pvcKey {
+		if key == read.PVCKey {
 			continue
 		}
 		d := r.GetResource()
@@ -165,7 +166,7 @@ func (s *xrSim) apply(desired map[string]*fnv1.Resource) {
 		switch {
 		case s.objects:
 			c.Fields["metadata"].GetStructValue().Fields["name"] = str(s.api.uid("object"))
-		case getString(d, "kind") == "Job":
+		case read.GetString(d, "kind") == "Job":
 			c = s.api.create(d)
 		}
 		s.observed[key] = &fnv1.Resource{Resource: c}
@@ -177,15 +178,15 @@ func (s *xrSim) apply(desired map[string]*fnv1.Resource) {
 		delete(s.observed, key)
 		res := o.GetResource()
 		if !s.objects {
-			if getString(res, "kind") == "Job" {
-				s.api.delete(getString(res, "metadata", "name"))
+			if read.GetString(res, "kind") == "Job" {
+				s.api.delete(read.GetString(res, "metadata", "name"))
 			}
 			continue
 		}
 		// provider-kubernetes deletes the Job with the Object unless the
 		// Object orphans it or may not delete.
 		if !orphans(res) {
-			s.api.delete(getString(res, "spec", "forProvider", "manifest", "metadata", "name"))
+			s.api.delete(read.GetString(res, "spec", "forProvider", "manifest", "metadata", "name"))
 		}
 	}
 	// The controllers act at once: provider-kubernetes makes the Jobs of new
@@ -200,9 +201,9 @@ func (s *xrSim) refresh() {
 	for key, o := range s.observed {
 		res := o.GetResource()
 		if !s.objects {
-			j, ok := s.api.jobs[getString(res, "metadata", "name")]
+			j, ok := s.api.jobs[read.GetString(res, "metadata", "name")]
 			if !ok {
-				if getString(res, "kind") == "Job" {
+				if read.GetString(res, "kind") == "Job" {
 					delete(s.observed, key)
 				}
 				continue
@@ -210,16 +211,16 @@ func (s *xrSim) refresh() {
 			o.Resource = proto.Clone(j).(*structpb.Struct)
 			continue
 		}
-		manifest := get(res, "spec", "forProvider", "manifest").GetStructValue()
+		manifest := read.Get(res, "spec", "forProvider", "manifest").GetStructValue()
 		if manifest == nil {
 			continue
 		}
-		if getString(manifest, "kind") != "Job" {
+		if read.GetString(manifest, "kind") != "Job" {
 			// The script's ConfigMap: made, and observed, at once.
 			res.Fields["status"] = object(fields{"atProvider": object(fields{"manifest": structpb.NewStructValue(manifest)})})
 			continue
 		}
-		j, ok := s.api.jobs[getString(manifest, "metadata", "name")]
+		j, ok := s.api.jobs[read.GetString(manifest, "metadata", "name")]
 		if !ok && !observesOnly(res) {
 			j = s.api.create(manifest)
 		}
@@ -240,7 +241,7 @@ func (s *xrSim) refreshProgress() {
 	}
 	cm := o.GetResource()
 	if s.objects {
-		cm = get(cm, "status", "atProvider", "manifest").GetStructValue()
+		cm = read.Get(cm, "status", "atProvider", "manifest").GetStructValue()
 	}
 	if cm == nil {
 		return
@@ -263,7 +264,7 @@ func (s *xrSim) report(progress string) {
 
 // managementPolicies of an Object; none means all.
 func managementPolicies(obj *structpb.Struct) map[string]bool {
-	v := get(obj, "spec", "managementPolicies").GetListValue().GetValues()
+	v := read.Get(obj, "spec", "managementPolicies").GetListValue().GetValues()
 	if len(v) == 0 {
 		return map[string]bool{"*": true}
 	}
@@ -281,7 +282,7 @@ func observesOnly(obj *structpb.Struct) bool {
 
 func orphans(obj *structpb.Struct) bool {
 	p := managementPolicies(obj)
-	return getString(obj, "spec", "deletionPolicy") == deletionOrphan || !p["*"] && !p["Delete"]
+	return read.GetString(obj, "spec", "deletionPolicy") == read.DeletionOrphan || !p["*"] && !p["Delete"]
 }
 
 // jobOf is the Job the current status entry of a model names.
@@ -297,7 +298,7 @@ func (s *xrSim) jobOf(model string) *structpb.Struct {
 
 // pvcUID is the volume the last call's status speaks of.
 func (s *xrSim) pvcUID() string {
-	return getString(s.last.GetDesired().GetComposite().GetResource(), "status", "pvcUID")
+	return read.GetString(s.last.GetDesired().GetComposite().GetResource(), "status", "pvcUID")
 }
 
 // entry is a model's status entry as the last call wrote it.
@@ -317,7 +318,7 @@ func (s *xrSim) finish(model string, ok bool, message string) {
 		status, code, reason = jobFailed, 1, "Error"
 	}
 	j.Fields["status"] = structpb.NewStructValue(mustStruct(status))
-	name, uid := getString(j, "metadata", "name"), getString(j, "metadata", "uid")
+	name, uid := read.GetString(j, "metadata", "name"), read.GetString(j, "metadata", "uid")
 	pod := mustStruct(fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata:
@@ -330,7 +331,7 @@ status:
   - name: download
     state: {terminated: {exitCode: %d, reason: %s, finishedAt: "2026-11-26T01:00:%02dZ"}}
 `, name, s.api.seq, name, name, uid, code, reason, s.api.seq%60))
-	get(pod, "status", "containerStatuses").GetListValue().GetValues()[0].GetStructValue().
+	read.Get(pod, "status", "containerStatuses").GetListValue().GetValues()[0].GetStructValue().
 		GetFields()["state"].GetStructValue().GetFields()["terminated"].GetStructValue().Fields["message"] = str(message)
 	s.api.pods[uid] = append(s.api.pods[uid], &fnv1.Resource{Resource: pod})
 }
@@ -354,14 +355,14 @@ func (s *xrSim) ttl(model string) { s.api.delete(s.entry(model)["jobName"]) }
 func (s *xrSim) desiredJobs() []string {
 	var out []string
 	for key, r := range jobResources(s.last) {
-		if key == pvcKey {
+		if key == read.PVCKey {
 			continue
 		}
 		res := r.GetResource()
-		if getString(res, "kind") == "Object" {
-			res = get(res, "spec", "forProvider", "manifest").GetStructValue()
+		if read.GetString(res, "kind") == "Object" {
+			res = read.Get(res, "spec", "forProvider", "manifest").GetStructValue()
 		}
-		out = append(out, getString(res, "metadata", "name"))
+		out = append(out, read.GetString(res, "metadata", "name"))
 	}
 	sort.Strings(out)
 	return out

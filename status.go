@@ -9,6 +9,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -58,9 +59,9 @@ func statusValue(models []modelStatus, pvcUID string) map[string]any {
 	for i := range models {
 		m := &models[i]
 		switch m.state.phase() {
-		case phaseCompleted:
+		case read.PhaseCompleted:
 			st.Completed = append(st.Completed, m.Name)
-		case phaseFailed:
+		case read.PhaseFailed:
 			st.Failed = append(st.Failed, m.Name)
 		default:
 			st.Pending = append(st.Pending, m.Name)
@@ -93,7 +94,7 @@ func (m *modelStatus) api() v1alpha1.ModelStatus {
 	if s := m.summary; s != nil && m.state == stateCompleted {
 		e.Commit = s.Commit
 		e.Files, e.Bytes, e.DurationSeconds, e.Verified = &s.Files, &s.Bytes, &s.Seconds, &s.Verified
-		e.Card = shownCard(s.Card)
+		e.Card = read.ShownCard(s.Card)
 	}
 	return e
 }
@@ -118,7 +119,7 @@ func summary(models []modelStatus) (fnv1.Status, string, string) {
 	// With a queue, how many download now and how many wait for a slot.
 	progress := "in progress: " + strings.Join(waiting, ", ")
 	if len(queued) > 0 {
-		progress = joinNonEmpty(": ", strconv.Itoa(len(waiting))+" downloading", strings.Join(waiting, ", ")) +
+		progress = read.JoinNonEmpty(": ", strconv.Itoa(len(waiting))+" downloading", strings.Join(waiting, ", ")) +
 			"; " + strconv.Itoa(len(queued)) + " queued: " + strings.Join(queued, ", ")
 	}
 	switch {
@@ -127,7 +128,7 @@ func summary(models []modelStatus) (fnv1.Status, string, string) {
 	case len(failed) > 0:
 		return fnv1.Status_STATUS_CONDITION_FALSE, "DownloadFailed", msg + "; failed: " + strings.Join(failed, ", ")
 	case len(waiting) > 0 || len(queued) > 0:
-		return fnv1.Status_STATUS_CONDITION_FALSE, "Downloading", joinNonEmpty("; ", msg, progress, slowest(models))
+		return fnv1.Status_STATUS_CONDITION_FALSE, "Downloading", read.JoinNonEmpty("; ", msg, progress, slowest(models))
 	}
 	return fnv1.Status_STATUS_CONDITION_TRUE, "Downloaded", msg
 }

@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
@@ -26,7 +26,7 @@ import (
 
 // labelReadable on the token Secret and the PVC of a claim lets Crossplane
 // before v2.2 hand them to the function.
-const labelReadable = "hfops.kamal.dev/readable"
+const LabelReadable = "hfops.kamal.dev/readable"
 
 // dialect is how the Crossplane that called takes requirements and answers
 // them.
@@ -39,9 +39,9 @@ type dialect struct {
 	labelled bool
 }
 
-func dialectOf(req *fnv1.RunFunctionRequest) dialect {
+func DialectOf(req *fnv1.RunFunctionRequest) dialect {
 	legacy := !request.HasCapability(req, fnv1.Capability_CAPABILITY_REQUIRED_RESOURCES)
-	clusterScoped := getString(req.GetObserved().GetComposite().GetResource(), "metadata", "namespace") == ""
+	clusterScoped := GetString(req.GetObserved().GetComposite().GetResource(), "metadata", "namespace") == ""
 	return dialect{legacy: legacy, labelled: legacy && clusterScoped}
 }
 
@@ -49,7 +49,7 @@ func dialectOf(req *fnv1.RunFunctionRequest) dialect {
 // Crossplane v2.2 answers them: a requirement not in the map is not resolved
 // yet; a namespaced one holds only objects of its namespace, a by-name one at
 // most its object.
-func (d dialect) answered(req *fnv1.RunFunctionRequest, want *fnv1.Requirements) map[string]*fnv1.Resources {
+func (d dialect) Answered(req *fnv1.RunFunctionRequest, want *fnv1.Requirements) map[string]*fnv1.Resources {
 	if !d.legacy {
 		return req.GetRequiredResources()
 	}
@@ -64,7 +64,7 @@ func (d dialect) answered(req *fnv1.RunFunctionRequest, want *fnv1.Requirements)
 }
 
 // ask puts the requirements where this Crossplane reads them.
-func (d dialect) ask(r *fnv1.Requirements) {
+func (d dialect) Ask(r *fnv1.Requirements) {
 	if !d.legacy {
 		return
 	}
@@ -76,7 +76,7 @@ func (d dialect) ask(r *fnv1.Requirements) {
 				Kind:       sel.GetKind(),
 				Namespace:  sel.Namespace,
 				Match: &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{
-					Labels: map[string]string{labelReadable: "true"},
+					Labels: map[string]string{LabelReadable: "true"},
 				}},
 			}
 		}
@@ -87,18 +87,18 @@ func (d dialect) ask(r *fnv1.Requirements) {
 }
 
 // readableHint follows "not found" where only the label finds the object.
-const readableHint = " (Crossplane before v2.2 finds it only by the label " + labelReadable + "=true)"
+const ReadableHint = " (Crossplane before v2.2 finds it only by the label " + LabelReadable + "=true)"
 
 // explain adds to "not found" that, here, the label finds it.
-func (d dialect) explain(t *tokenState, s *storageState) {
+func (d dialect) Explain(t *TokenState, s *StorageState) {
 	if !d.labelled {
 		return
 	}
-	if t.reason == reasonSecretNotFound {
-		t.problem += readableHint
+	if t.Reason == ReasonSecretNotFound {
+		t.Problem += ReadableHint
 	}
-	if s.reason == reasonPVCNotFound {
-		s.problem += readableHint
+	if s.Reason == ReasonPVCNotFound {
+		s.Problem += ReadableHint
 	}
 }
 
@@ -109,11 +109,11 @@ func selected(items []*fnv1.Resource, sel *fnv1.ResourceSelector) []*fnv1.Resour
 	var out []*fnv1.Resource
 	for _, it := range items {
 		r := it.GetResource()
-		if sel.Namespace != nil && getString(r, "metadata", "namespace") != sel.GetNamespace() {
+		if sel.Namespace != nil && GetString(r, "metadata", "namespace") != sel.GetNamespace() {
 			continue
 		}
 		if n := sel.GetMatchName(); n != "" {
-			if getString(r, "metadata", "name") != n {
+			if GetString(r, "metadata", "name") != n {
 				continue
 			}
 			return []*fnv1.Resource{it}

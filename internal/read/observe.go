@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	"math"
@@ -28,112 +28,112 @@ import (
 // status and the namespace's Jobs, as structs, in queue.go and conflict.go.
 
 // identity is the observed XR's metadata the function uses.
-type identity struct {
-	kind, apiVersion string
-	name, namespace  string
-	uid, created     string
-	labels           map[string]string
-	annotations      map[string]string
+type Identity struct {
+	Kind, APIVersion string
+	Name, Namespace  string
+	UID, Created     string
+	Labels           map[string]string
+	Annotations      map[string]string
 }
 
 // observation is the request, read.
-type observation struct {
-	xr       identity
-	recorded map[string]recordedModel
+type Observation struct {
+	XR       Identity
+	Recorded map[string]RecordedModel
 	// recordedPVC is the uid of the volume the recorded status speaks of.
-	recordedPVC string
+	RecordedPVC string
 
 	// jobs are the observed download Jobs by model; byKey by resource key.
-	jobs  map[string][]*seenJob
-	byKey map[string]*seenJob
+	Jobs  map[string][]*SeenJob
+	ByKey map[string]*SeenJob
 	// scripts are the observed script ConfigMaps (their names) by key, and
 	// whether each exists (an Object's once the provider made it).
-	scripts map[string]seenScript
+	Scripts map[string]SeenScript
 	// pvcObserved: the composed PVC exists (spec.storage); accountObserved:
 	// the download pods' ServiceAccount does (pods cannot be made before it).
-	pvcObserved, accountObserved bool
+	PVCObserved, AccountObserved bool
 	// progress is what the download pods reported, by content hash (the
 	// progress ConfigMap's data as observed).
-	progress map[string]string
+	Progress map[string]string
 	// deleting are the keys whose object (or Object) is being deleted.
-	deleting map[string]bool
+	Deleting map[string]bool
 
-	reports map[string]podReport
+	Reports map[string]PodReport
 	// secret is the token Secret as it came: its value is read in token.go
 	// alone.
-	secret    *structpb.Struct
-	pvc       *corev1.PersistentVolumeClaim
-	namespace *corev1.Namespace
-	peers     []*structpb.Struct
+	Secret    *structpb.Struct
+	PVC       *corev1.PersistentVolumeClaim
+	Namespace *corev1.Namespace
+	Peers     []*structpb.Struct
 }
 
 // seenJob is one download Job of this function, bare or in an Object, as
 // Crossplane observed it.
-type seenJob struct {
-	key string
+type SeenJob struct {
+	Key string
 	// manifest is what was applied: the Job, or the Object's
 	// spec.forProvider.manifest, as Crossplane observed it; nil when an
 	// Object holds none. It is applied again unchanged (keepAsObserved).
-	manifest *structpb.Struct
+	Manifest *structpb.Struct
 	// job is the Job as the apiserver has it: nil until provider-kubernetes
 	// made an Object's Job, or when its status cannot be read.
-	job          *batchv1.Job
-	object       bool
-	model        string
-	config, hash string
-	attempt      int64
-	phase        string
-	message      string
-	deleting     bool
+	Job          *batchv1.Job
+	Object       bool
+	Model        string
+	Config, Hash string
+	Attempt      int64
+	Phase        string
+	Message      string
+	Deleting     bool
 }
 
 // seenScript is an observed script ConfigMap: as applied (manifest), and
 // whether it exists (an Object's once the provider made it).
-type seenScript struct {
-	manifest *structpb.Struct
-	name     string
-	exists   bool
-	deleting bool
+type SeenScript struct {
+	Manifest *structpb.Struct
+	Name     string
+	Exists   bool
+	Deleting bool
 }
 
 // observe reads the request but for its required resources, which are read
 // once the function knows what it asked for (readRequired).
-func observe(req *fnv1.RunFunctionRequest) observation {
+func Observe(req *fnv1.RunFunctionRequest) Observation {
 	xr := req.GetObserved().GetComposite().GetResource()
-	md := get(xr, "metadata").GetStructValue()
-	o := observation{
-		xr: identity{
-			kind:        getString(xr, "kind"),
-			apiVersion:  getString(xr, "apiVersion"),
-			name:        getString(md, "name"),
-			namespace:   getString(md, "namespace"),
-			uid:         getString(md, "uid"),
-			created:     getString(md, "creationTimestamp"),
-			labels:      stringMap(get(md, "labels")),
-			annotations: stringMap(get(md, "annotations")),
+	md := Get(xr, "metadata").GetStructValue()
+	o := Observation{
+		XR: Identity{
+			Kind:        GetString(xr, "kind"),
+			APIVersion:  GetString(xr, "apiVersion"),
+			Name:        GetString(md, "name"),
+			Namespace:   GetString(md, "namespace"),
+			UID:         GetString(md, "uid"),
+			Created:     GetString(md, "creationTimestamp"),
+			Labels:      stringMap(Get(md, "labels")),
+			Annotations: stringMap(Get(md, "annotations")),
 		},
-		recorded:    recordedStatus(xr),
-		recordedPVC: recordedPVC(xr),
-		jobs:        map[string][]*seenJob{},
-		byKey:       map[string]*seenJob{},
-		scripts:     map[string]seenScript{},
-		deleting:    map[string]bool{},
+		Recorded:    RecordedStatus(xr),
+		RecordedPVC: RecordedPVC(xr),
+		Jobs:        map[string][]*SeenJob{},
+		ByKey:       map[string]*SeenJob{},
+		Scripts:     map[string]SeenScript{},
+		Deleting:    map[string]bool{},
 	}
-	o.readComposed(req.GetObserved().GetResources())
+	o.ReadComposed(req.GetObserved().GetResources())
 	return o
 }
 
 // readRequired reads the required resources Crossplane fetched, as
 // dialect.answered gives them.
-func (o *observation) readRequired(required map[string]*fnv1.Resources) {
-	o.reports = podReports(required[requirementPods])
-	if items := required[requirementToken].GetItems(); len(items) > 0 {
-		o.secret = items[0].GetResource()
+func (o *Observation) ReadRequired(required map[string]*fnv1.Resources) {
+	o.Reports = podReports(required[RequirementPods])
+	if items := required[RequirementToken].GetItems(); len(items) > 0 {
+		o.Secret = items[0].GetResource()
 	}
-	o.pvc = requiredAs[corev1.PersistentVolumeClaim](required[requirementPVC])
-	o.namespace = requiredAs[corev1.Namespace](required[requirementNamespace])
-	for _, it := range required[requirementPeers].GetItems() {
-		o.peers = append(o.peers, it.GetResource())
+	o.PVC = requiredAs[corev1.PersistentVolumeClaim](required[RequirementPVC])
+	o.Namespace = requiredAs[corev1.Namespace](required[RequirementNamespace])
+	for _, it := range required[RequirementPeers].GetItems() {
+		o.Peers = append(o.Peers, it.GetResource())
 	}
 }
 
@@ -148,7 +148,7 @@ func requiredAs[T any, P interface {
 		return nil
 	}
 	out := P(new(T))
-	if err := runtimeFromUnstructured(items[0].GetResource().AsMap(), out); err != nil {
+	if err := RuntimeFromUnstructured(items[0].GetResource().AsMap(), out); err != nil {
 		return nil
 	}
 	return out
@@ -156,7 +156,7 @@ func requiredAs[T any, P interface {
 
 // runtimeFromUnstructured decodes an object read from protobuf (numbers are
 // float64 there; whole ones convert) into its type.
-func runtimeFromUnstructured(m map[string]any, into runtime.Object) error {
+func RuntimeFromUnstructured(m map[string]any, into runtime.Object) error {
 	return runtime.DefaultUnstructuredConverter.FromUnstructured(m, into)
 }
 
@@ -165,7 +165,7 @@ func runtimeFromUnstructured(m map[string]any, into runtime.Object) error {
 // not touched, whatever its labels. It reads the protobuf as it came: only
 // what decides something is converted (a Job's status), and a manifest is
 // converted only when it is composed again as it is (keepAsObserved).
-func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
+func (o *Observation) ReadComposed(observed map[string]*fnv1.Resource) {
 	keys := make([]string, 0, len(observed))
 	for k := range observed {
 		keys = append(keys, k)
@@ -176,7 +176,7 @@ func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
 		if composed == nil {
 			continue
 		}
-		kind := getString(composed, "kind")
+		kind := GetString(composed, "kind")
 		if kind != "Job" && kind != "Object" && kind != "ConfigMap" && kind != "PersistentVolumeClaim" && kind != "ServiceAccount" ||
 			nestedStrings(composed, "metadata", "labels")[naming.LabelApp] != naming.AppName {
 			continue
@@ -184,61 +184,61 @@ func (o *observation) readComposed(observed map[string]*fnv1.Resource) {
 		manifest, applied := composed, composed
 		isObject := kind == "Object"
 		if isObject {
-			manifest = get(composed, "spec", "forProvider", "manifest").GetStructValue()
-			applied = get(composed, "status", "atProvider", "manifest").GetStructValue()
+			manifest = Get(composed, "spec", "forProvider", "manifest").GetStructValue()
+			applied = Get(composed, "status", "atProvider", "manifest").GetStructValue()
 		}
 		deleting := beingDeleted(composed) || applied != nil && beingDeleted(applied)
-		o.deleting[key] = deleting
-		what := getString(manifest, "kind")
+		o.Deleting[key] = deleting
+		what := GetString(manifest, "kind")
 		if what == "" && applied != nil {
-			what = getString(applied, "kind")
+			what = GetString(applied, "kind")
 		}
 		switch {
-		case key == pvcKey:
-			o.pvcObserved = applied != nil
+		case key == PVCKey:
+			o.PVCObserved = applied != nil
 		case key == naming.ProgressKeyAccount:
-			o.accountObserved = applied != nil && !deleting
+			o.AccountObserved = applied != nil && !deleting
 		case key == naming.ProgressKeyConfigMap:
 			if applied != nil {
-				o.progress = nestedStrings(applied, "data")
+				o.Progress = nestedStrings(applied, "data")
 			}
 		case what == "ConfigMap":
-			o.scripts[key] = seenScript{manifest: manifest, name: getString(manifest, "metadata", "name"), exists: applied != nil, deleting: deleting}
+			o.Scripts[key] = SeenScript{Manifest: manifest, Name: GetString(manifest, "metadata", "name"), Exists: applied != nil, Deleting: deleting}
 		case what == "Job":
 			o.readJob(key, composed, manifest, applied, isObject, deleting)
 		}
 	}
 }
 
-func (o *observation) readJob(key string, composed, manifest, applied *structpb.Struct, isObject, deleting bool) {
+func (o *Observation) readJob(key string, composed, manifest, applied *structpb.Struct, isObject, deleting bool) {
 	ann := nestedStrings(composed, "metadata", "annotations")
 	model := ann[naming.AnnotationModel]
 	if model == "" {
 		return
 	}
-	j := &seenJob{
-		key:      key,
-		manifest: manifest,
-		object:   isObject,
-		model:    model,
-		config:   ann[naming.AnnotationConfigHash],
-		hash:     nestedStrings(composed, "metadata", "labels")[naming.LabelSpecHash],
-		deleting: deleting,
-		phase:    phasePending,
+	j := &SeenJob{
+		Key:      key,
+		Manifest: manifest,
+		Object:   isObject,
+		Model:    model,
+		Config:   ann[naming.AnnotationConfigHash],
+		Hash:     nestedStrings(composed, "metadata", "labels")[naming.LabelSpecHash],
+		Deleting: deleting,
+		Phase:    PhasePending,
 	}
-	if n, err := strconv.ParseInt(ann[naming.AnnotationAttempt], 10, 64); err == nil && n > 0 && n <= maxAttempt {
-		j.attempt = n
+	if n, err := strconv.ParseInt(ann[naming.AnnotationAttempt], 10, 64); err == nil && n > 0 && n <= MaxAttempt {
+		j.Attempt = n
 	}
 	if applied != nil {
-		if job, err := readJobStatus(applied); err != nil {
-			j.message = shown("cannot read the Job's status: " + err.Error())
+		if job, err := ReadJobStatus(applied); err != nil {
+			j.Message = shown("cannot read the Job's status: " + err.Error())
 		} else {
-			j.job = job
-			j.phase, j.message = jobPhase(job)
+			j.Job = job
+			j.Phase, j.Message = JobPhase(job)
 		}
 	}
-	o.jobs[model] = append(o.jobs[model], j)
-	o.byKey[key] = j
+	o.Jobs[model] = append(o.Jobs[model], j)
+	o.ByKey[key] = j
 }
 
 // readJobStatus is a Job as the function reads it: its uid, its active
@@ -246,16 +246,16 @@ func (o *observation) readJob(key string, composed, manifest, applied *structpb.
 // template, most of a Job, is not read). jobPhase decides from it. A field
 // of the wrong type, which no apiserver serves, makes the status unreadable
 // rather than guessed at.
-func readJobStatus(applied *structpb.Struct) (*batchv1.Job, error) {
+func ReadJobStatus(applied *structpb.Struct) (*batchv1.Job, error) {
 	r := &decode.Decoder{}
 	job := &batchv1.Job{}
-	job.UID = types.UID(r.OptionalString(field.NewPath("metadata", "uid"), get(applied, "metadata", "uid")))
+	job.UID = types.UID(r.OptionalString(field.NewPath("metadata", "uid"), Get(applied, "metadata", "uid")))
 	status := field.NewPath("status")
-	if v := get(applied, "status", "active"); decode.Present(v) {
+	if v := Get(applied, "status", "active"); decode.Present(v) {
 		n, _ := r.Integer(status.Child("active"), v, activePods)
 		job.Status.Active = int32(n) //nolint:gosec // bounded just above
 	}
-	if v := get(applied, "status", "conditions"); decode.Present(v) {
+	if v := Get(applied, "status", "conditions"); decode.Present(v) {
 		conditions, _ := r.AsList(status.Child("conditions"), v)
 		for i, c := range conditions {
 			p := status.Child("conditions").Index(i)
@@ -281,7 +281,7 @@ var activePods = &decode.Schema{Minimum: new(0.0), Maximum: new(float64(math.Max
 // beingDeleted: the object's metadata.deletionTimestamp is set, as
 // apimachinery reads it (a value that is no time is none).
 func beingDeleted(obj *structpb.Struct) bool {
-	t, err := time.Parse(time.RFC3339, getString(obj, "metadata", "deletionTimestamp"))
+	t, err := time.Parse(time.RFC3339, GetString(obj, "metadata", "deletionTimestamp"))
 	return err == nil && !t.IsZero()
 }
 
@@ -289,7 +289,7 @@ func beingDeleted(obj *structpb.Struct) bool {
 // data) as apimachinery's NestedStringMap does: nil unless every value is a
 // string.
 func nestedStrings(obj *structpb.Struct, path ...string) map[string]string {
-	f := get(obj, path...).GetStructValue().GetFields()
+	f := Get(obj, path...).GetStructValue().GetFields()
 	if len(f) == 0 {
 		return nil
 	}
@@ -321,19 +321,19 @@ func stringMap(v *structpb.Value) map[string]string {
 }
 
 // scriptMap is the name of the script ConfigMap the Job mounts, if any.
-func (j *seenJob) scriptMap() string {
-	for _, v := range get(j.manifest, "spec", "template", "spec", "volumes").GetListValue().GetValues() {
+func (j *SeenJob) ScriptMap() string {
+	for _, v := range Get(j.Manifest, "spec", "template", "spec", "volumes").GetListValue().GetValues() {
 		vol := v.GetStructValue()
-		if getString(vol, "name") != "script" {
+		if GetString(vol, "name") != "script" {
 			continue
 		}
 		// A ConfigMap volume (Jobs of earlier versions), or the first
 		// ConfigMap of the projected one (progress.go).
-		if name := get(vol, "configMap", "name"); name != nil {
+		if name := Get(vol, "configMap", "name"); name != nil {
 			return name.GetStringValue()
 		}
-		for _, src := range get(vol, "projected", "sources").GetListValue().GetValues() {
-			if name := get(src.GetStructValue(), "configMap", "name"); name != nil {
+		for _, src := range Get(vol, "projected", "sources").GetListValue().GetValues() {
+			if name := Get(src.GetStructValue(), "configMap", "name"); name != nil {
 				return name.GetStringValue()
 			}
 		}
@@ -342,4 +342,4 @@ func (j *seenJob) scriptMap() string {
 }
 
 // name is the Job's name, as applied.
-func (j *seenJob) name() string { return getString(j.manifest, "metadata", "name") }
+func (j *SeenJob) Name() string { return GetString(j.Manifest, "metadata", "name") }

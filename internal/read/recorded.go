@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	"reflect"
@@ -22,22 +22,22 @@ import (
 
 // Phases of a model in status.models[].phase.
 const (
-	phasePending   = "Pending"
-	phaseRunning   = "Running"
-	phaseCompleted = "Completed"
-	phaseFailed    = "Failed"
+	PhasePending   = "Pending"
+	PhaseRunning   = "Running"
+	PhaseCompleted = "Completed"
+	PhaseFailed    = "Failed"
 )
 
 // jobPhase is a Job's phase: how it ended (jobEnd), else Running while it
 // has an active pod.
-func jobPhase(job *batchv1.Job) (phase, message string) {
-	if phase, message = jobEnd(job.Status.Conditions); phase != phasePending || message != "" {
+func JobPhase(job *batchv1.Job) (phase, message string) {
+	if phase, message = JobEnd(job.Status.Conditions); phase != PhasePending || message != "" {
 		return phase, message
 	}
 	if job.Status.Active > 0 {
-		return phaseRunning, ""
+		return PhaseRunning, ""
 	}
-	return phasePending, ""
+	return PhasePending, ""
 }
 
 // jobEnd is the one place that reads whether, and how, a Job ended: from
@@ -47,7 +47,7 @@ func jobPhase(job *batchv1.Job) (phase, message string) {
 // not ended; anything else is Pending here. The namespace queue, the status
 // and readiness all take a Job's end from it, and jobReadyQuery says the same
 // to people reading an Object (TestJobReadyQueryIsJobEnd).
-func jobEnd(conditions []batchv1.JobCondition) (phase, message string) {
+func JobEnd(conditions []batchv1.JobCondition) (phase, message string) {
 	suspended := false
 	for _, c := range conditions {
 		if c.Status != corev1.ConditionTrue {
@@ -55,28 +55,28 @@ func jobEnd(conditions []batchv1.JobCondition) (phase, message string) {
 		}
 		switch c.Type {
 		case batchv1.JobComplete:
-			return phaseCompleted, ""
+			return PhaseCompleted, ""
 		case batchv1.JobFailed:
-			return phaseFailed, joinNonEmpty(": ", c.Reason, c.Message)
+			return PhaseFailed, JoinNonEmpty(": ", c.Reason, c.Message)
 		case batchv1.JobSuspended:
 			suspended = true
 		}
 	}
 	if suspended {
-		return phasePending, "the Job is suspended"
+		return PhasePending, "the Job is suspended"
 	}
-	return phasePending, ""
+	return PhasePending, ""
 }
 
 // maxAttempt bounds the attempt numbers read back from status and Jobs.
-const maxAttempt = 1 << 31
+const MaxAttempt = 1 << 31
 
 // statusModelsPath is where the function's memory lives in the XR.
 var statusModelsPath = field.NewPath("status", "models")
 
 // recordedModel is one entry of status.models[] as the last call wrote
 // it: the function's memory of a model.
-type recordedModel struct {
+type RecordedModel struct {
 	Name, JobName string
 	// Hash names the Job of the recorded attempt; Attempt numbers it.
 	Hash    string
@@ -90,24 +90,24 @@ type recordedModel struct {
 	Retry                   string
 	// summary is what the pod reported on disk, when it passes the
 	// script's checks.
-	summary *script.Summary
+	Summary *script.Summary
 }
 
 // recordedStatus reads status.models[] of the observed XR, keyed by model
 // name. It is read leniently: a value of the wrong type (a status edited by
 // hand) is read as absent.
-func recordedStatus(xr *structpb.Struct) map[string]recordedModel {
-	v := get(xr, "status", "models")
+func RecordedStatus(xr *structpb.Struct) map[string]RecordedModel {
+	v := Get(xr, "status", "models")
 	if len(v.GetListValue().GetValues()) == 0 {
 		return nil
 	}
 	var entries []v1alpha1.ModelStatus
 	d := &decode.Decoder{}
 	d.Value(statusModelsPath, v, decode.ModelDownload().Properties["status"].Properties["models"], reflect.ValueOf(&entries).Elem())
-	out := make(map[string]recordedModel, len(entries))
+	out := make(map[string]RecordedModel, len(entries))
 	for i := range entries {
 		e := &entries[i]
-		rec := recordedModel{
+		rec := RecordedModel{
 			Name:        e.Name,
 			JobName:     e.JobName,
 			Hash:        e.Hash,
@@ -120,7 +120,7 @@ func recordedStatus(xr *structpb.Struct) map[string]recordedModel {
 		}
 		// Only a positive attempt is one; anything else, as if none was
 		// recorded.
-		if e.Attempt >= 1 && e.Attempt <= maxAttempt {
+		if e.Attempt >= 1 && e.Attempt <= MaxAttempt {
 			rec.Attempt = e.Attempt
 		}
 		if e.Commit != "" || e.Files != nil {
@@ -132,10 +132,10 @@ func recordedStatus(xr *structpb.Struct) map[string]recordedModel {
 				Bytes:    ptr.Deref(e.Bytes, 0),
 				Seconds:  ptr.Deref(e.DurationSeconds, 0),
 				Verified: ptr.Deref(e.Verified, false),
-				Card:     shownCard(e.Card),
+				Card:     ShownCard(e.Card),
 			}
 			if validSummary(sum) {
-				rec.summary = &sum
+				rec.Summary = &sum
 			}
 		}
 		out[rec.Name] = rec
@@ -144,7 +144,7 @@ func recordedStatus(xr *structpb.Struct) map[string]recordedModel {
 }
 
 // recordedPVC is the volume the recorded status speaks of.
-func recordedPVC(xr *structpb.Struct) string { return getString(xr, "status", "pvcUID") }
+func RecordedPVC(xr *structpb.Struct) string { return GetString(xr, "status", "pvcUID") }
 
 func validSummary(s script.Summary) bool {
 	return len(s.Commit) <= 64 && strings.IndexFunc(s.Commit, naming.NotLowerHex) < 0 && s.Files >= 0 && s.Bytes >= 0 && s.Seconds >= 0 &&
@@ -171,14 +171,14 @@ func validCard(c *script.Card) bool {
 func notPrintableASCII(r rune) bool { return r < ' ' || r > '~' }
 
 // shownCard is a card as status shows it: nil for one that knows nothing.
-func shownCard(c *script.Card) *script.Card {
+func ShownCard(c *script.Card) *script.Card {
 	if c == nil || *c == (script.Card{}) {
 		return nil
 	}
 	return c
 }
 
-func joinNonEmpty(sep string, parts ...string) string {
+func JoinNonEmpty(sep string, parts ...string) string {
 	out := parts[:0:0]
 	for _, p := range parts {
 		if p != "" {

@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	"reflect"
@@ -15,39 +15,39 @@ import (
 // API's: TestAPIDefaultsAreTheScripts checks the schema's against them.
 
 const (
-	volumeModeFilesystem = "Filesystem"
-	deletionOrphan       = "Orphan"
+	VolumeModeFilesystem = "Filesystem"
+	DeletionOrphan       = "Orphan"
 	deletionDelete       = "Delete"
 )
 
 // Limits that keep one XR from producing absurd Jobs; the API's schema says
 // the same of the XR's fields (TestAPIBoundsAreTheFunctions).
 const (
-	maxInt32 = 1<<31 - 1
+	MaxInt32 = 1<<31 - 1
 	// The watchdog looks every few seconds; a day without a byte is stuck.
-	minStallTimeoutSeconds = 30
-	maxStallTimeoutSeconds = 24 * 3600
+	MinStallTimeoutSeconds = 30
+	MaxStallTimeoutSeconds = 24 * 3600
 )
 
 // modelSpec is one entry of spec.models, decoded, defaults applied.
-type modelSpec struct {
+type ModelSpec struct {
 	v1alpha1.Model
 
 	// errs makes this model unusable; the other models go ahead.
-	errs field.ErrorList
+	Errs field.ErrorList
 }
 
 // xrSpec is the ModelDownload spec as the function uses it. Its models are
 // decoded one by one, so that each keeps its own problems: Models here
 // stands for the API's, which stays empty.
-type xrSpec struct {
+type XRSpec struct {
 	v1alpha1.ModelDownloadSpec
-	Models []modelSpec
+	Models []ModelSpec
 }
 
 var (
 	specPath     = field.NewPath("spec")
-	modelsPath   = specPath.Child("models")
+	ModelsPath   = specPath.Child("models")
 	settingsPath = specPath.Child("settings")
 	storagePath  = specPath.Child("storage")
 )
@@ -76,9 +76,9 @@ var modelSkips = map[string]bool{"name": true}
 
 // parseSpec decodes the XR's spec. Errors in the returned list make the whole
 // spec unusable; errors of a single model are kept on that model.
-func parseSpec(xr *structpb.Struct) (xrSpec, field.ErrorList) {
+func ParseSpec(xr *structpb.Struct) (XRSpec, field.ErrorList) {
 	d := &decode.Decoder{Strict: true}
-	var out xrSpec
+	var out XRSpec
 	specSchema := decode.ModelDownload().Properties["spec"]
 	v := xr.GetFields()["spec"]
 	if !decode.Present(v) {
@@ -88,10 +88,10 @@ func parseSpec(xr *structpb.Struct) (xrSpec, field.ErrorList) {
 		return out, d.Errs
 	}
 	if models := v.GetStructValue().GetFields()["models"]; decode.Present(models) {
-		if items, ok := d.AsList(modelsPath, models); ok {
-			out.Models = make([]modelSpec, 0, len(items))
+		if items, ok := d.AsList(ModelsPath, models); ok {
+			out.Models = make([]ModelSpec, 0, len(items))
 			for i, m := range items {
-				if ms, ok := parseModel(d, modelsPath.Index(i), m, specSchema.Properties["models"].Items); ok {
+				if ms, ok := parseModel(d, ModelsPath.Index(i), m, specSchema.Properties["models"].Items); ok {
 					out.Models = append(out.Models, ms)
 				}
 			}
@@ -103,28 +103,28 @@ func parseSpec(xr *structpb.Struct) (xrSpec, field.ErrorList) {
 // parseModel decodes one model. A model that is not an object, or has no
 // usable name, cannot even be reported in status, so it fails the spec; any
 // other problem stays with the model.
-func parseModel(spec *decode.Decoder, p *field.Path, v *structpb.Value, s *decode.Schema) (modelSpec, bool) {
+func parseModel(spec *decode.Decoder, p *field.Path, v *structpb.Value, s *decode.Schema) (ModelSpec, bool) {
 	if !decode.Present(v) {
 		spec.Errs = append(spec.Errs, field.Required(p, "must be an object with a name"))
-		return modelSpec{}, false
+		return ModelSpec{}, false
 	}
 	obj, ok := spec.AsObject(p, v)
 	if !ok {
-		return modelSpec{}, false
+		return ModelSpec{}, false
 	}
-	var m modelSpec
+	var m ModelSpec
 	name := obj.GetFields()["name"]
 	spec.Value(p.Child("name"), name, s.Properties["name"], reflect.ValueOf(&m.Name).Elem())
 	if m.Name == "" {
 		if !decode.Present(name) || name.GetStringValue() == "" && decode.KindName(name) == "string" {
 			spec.Errs = append(spec.Errs, field.Required(p.Child("name"), "the Hugging Face repo id, such as org/name"))
 		}
-		return modelSpec{}, false
+		return ModelSpec{}, false
 	}
 	d := &decode.Decoder{Strict: true}
 	d.Object(p, v, s, reflect.ValueOf(&m.Model).Elem(), modelSkips)
-	m.errs = d.Errs
+	m.Errs = d.Errs
 	return m, true
 }
 
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+func Itoa(n int64) string { return strconv.FormatInt(n, 10) }

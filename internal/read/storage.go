@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	"fmt"
@@ -7,15 +7,15 @@ import (
 )
 
 const (
-	pvcKey               = "pvc"
-	requirementNamespace = "namespace"
-	requirementPVC       = "storage-pvc"
+	PVCKey               = "pvc"
+	RequirementNamespace = "namespace"
+	RequirementPVC       = "storage-pvc"
 
-	conditionStorageReady = "StorageReady"
-	reasonPVCFound        = "PVCFound"
-	reasonPVCNotFound     = "PVCNotFound"
+	ConditionStorageReady = "StorageReady"
+	ReasonPVCFound        = "PVCFound"
+	ReasonPVCNotFound     = "PVCNotFound"
 	reasonPVCCreating     = "PVCBeingCreated"
-	reasonPVCTerminating  = "PVCBeingDeleted"
+	ReasonPVCTerminating  = "PVCBeingDeleted"
 )
 
 // The PVC is part of the truth. Whether the function composes it or the user
@@ -29,30 +29,30 @@ const (
 // after another.
 
 // storageState is what the function knows of the PVC.
-type storageState struct {
-	uid string
+type StorageState struct {
+	UID string
 	// colocate: ReadWriteOnce only, so every pod mounting it shares a node.
-	colocate bool
+	Colocate bool
 	// oneAtATime: ReadWriteOncePod, so one download pod at a time.
-	oneAtATime bool
+	OneAtATime bool
 	// reason and problem say why no Job may start; empty when the PVC is
 	// there.
-	reason, problem string
+	Reason, Problem string
 }
 
-func (s storageState) ready() bool { return s.problem == "" }
+func (s StorageState) Ready() bool { return s.Problem == "" }
 
 // resolveStorage reads the required PVC (nil: not found).
-func resolveStorage(pvc *corev1.PersistentVolumeClaim, namespace string, spec *xrSpec) storageState {
+func ResolveStorage(pvc *corev1.PersistentVolumeClaim, namespace string, spec *XRSpec) StorageState {
 	where := fmt.Sprintf("PersistentVolumeClaim %q in namespace %q", spec.StoragePVC, namespace)
 	if pvc == nil {
 		if spec.Storage != nil {
-			return storageState{reason: reasonPVCCreating, problem: "waiting for the " + where + " to be created"}
+			return StorageState{Reason: reasonPVCCreating, Problem: "waiting for the " + where + " to be created"}
 		}
-		return storageState{reason: reasonPVCNotFound, problem: where + " was not found; no download starts until it exists"}
+		return StorageState{Reason: ReasonPVCNotFound, Problem: where + " was not found; no download starts until it exists"}
 	}
 	if pvc.DeletionTimestamp != nil {
-		return storageState{reason: reasonPVCTerminating, problem: where + " is being deleted; no download starts until a new one exists"}
+		return StorageState{Reason: ReasonPVCTerminating, Problem: where + " is being deleted; no download starts until a new one exists"}
 	}
 	uid := string(pvc.UID)
 	if uid == "" {
@@ -60,22 +60,22 @@ func resolveStorage(pvc *corev1.PersistentVolumeClaim, namespace string, spec *x
 		// real PVC always has one.
 		uid = "-"
 	}
-	st := storageState{uid: uid, reason: reasonPVCFound}
+	st := StorageState{UID: uid, Reason: ReasonPVCFound}
 	if modes := pvc.Spec.AccessModes; len(modes) == 1 {
-		st.colocate = modes[0] == corev1.ReadWriteOnce
-		st.oneAtATime = modes[0] == corev1.ReadWriteOncePod
+		st.Colocate = modes[0] == corev1.ReadWriteOnce
+		st.OneAtATime = modes[0] == corev1.ReadWriteOncePod
 	}
 	return st
 }
 
 // message is the StorageReady condition's message.
-func (s storageState) message(pvc string) string {
+func (s StorageState) Message(pvc string) string {
 	switch {
-	case !s.ready():
-		return s.problem
-	case s.colocate:
+	case !s.Ready():
+		return s.Problem
+	case s.Colocate:
 		return fmt.Sprintf("PersistentVolumeClaim %q is ReadWriteOnce: its download pods run on one node", pvc)
-	case s.oneAtATime:
+	case s.OneAtATime:
 		return fmt.Sprintf("PersistentVolumeClaim %q is ReadWriteOncePod: its downloads run one at a time", pvc)
 	}
 	return fmt.Sprintf("PersistentVolumeClaim %q is there", pvc)

@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	"path"
@@ -18,46 +18,46 @@ import (
 // that model, which is then skipped while the others go ahead.
 
 const (
-	maxRepoPart     = 96 // Hugging Face's own limit per part of a repo id
-	maxRevision     = 255
-	maxSHA          = 128
-	maxGlob         = 256
-	maxGlobs        = 64
+	MaxRepoPart     = 96 // Hugging Face's own limit per part of a repo id
+	MaxRevision     = 255
+	MaxSHA          = 128
+	MaxGlob         = 256
+	MaxGlobs        = 64
 	maxShownValue   = 80
 	repoIDCharsHint = "only letters, digits, '.', '_' and '-' are allowed"
 )
 
 var supportedRepoTypes = []string{"model", "dataset"}
 
-func validateSpec(s *xrSpec) field.ErrorList {
+func ValidateSpec(s *XRSpec) field.ErrorList {
 	var errs field.ErrorList
 	if len(s.Models) == 0 {
-		errs = append(errs, field.Required(modelsPath, "at least one model is required"))
+		errs = append(errs, field.Required(ModelsPath, "at least one model is required"))
 	}
 	first := make(map[string]int, len(s.Models))
 	for i := range s.Models {
 		m := &s.Models[i]
-		p := modelsPath.Index(i)
+		p := ModelsPath.Index(i)
 		if j, dup := first[m.Name]; dup {
 			errs = append(errs, &field.Error{Type: field.ErrorTypeDuplicate, Field: p.Child("name").String(), BadValue: shown(m.Name),
-				Detail: "already used by " + modelsPath.Index(j).Child("name").String()})
+				Detail: "already used by " + ModelsPath.Index(j).Child("name").String()})
 			continue
 		}
 		first[m.Name] = i
-		m.errs = append(m.errs, validateModel(p, m)...)
+		m.Errs = append(m.Errs, validateModel(p, m)...)
 	}
 
 	if s.StoragePVC == "" {
 		errs = append(errs, field.Required(specPath.Child("storagePVC"), "the name of a PersistentVolumeClaim in the XR's namespace"))
 	} else {
-		errs = append(errs, dnsSubdomain(specPath.Child("storagePVC"), s.StoragePVC)...)
+		errs = append(errs, DNSSubdomain(specPath.Child("storagePVC"), s.StoragePVC)...)
 	}
 	if t := s.HFTokenRef; t != nil {
 		p := specPath.Child("hfTokenRef")
 		if t.Name == "" {
 			errs = append(errs, field.Required(p.Child("name"), "the name of a Secret in the XR's namespace"))
 		} else {
-			errs = append(errs, dnsSubdomain(p.Child("name"), t.Name)...)
+			errs = append(errs, DNSSubdomain(p.Child("name"), t.Name)...)
 		}
 		for _, msg := range validation.IsConfigMapKey(t.Key) {
 			errs = append(errs, field.Invalid(p.Child("key"), shown(t.Key), msg))
@@ -78,7 +78,7 @@ func validateSpec(s *xrSpec) field.ErrorList {
 // already explains: a models list of the wrong type, or whose only model is
 // unusable, was given, so "at least one model is required" would mislead. A
 // missing spec still lists what it must hold.
-func notCoveredBy(parseErrs, errs field.ErrorList) field.ErrorList {
+func NotCoveredBy(parseErrs, errs field.ErrorList) field.ErrorList {
 	out := errs[:0]
 	for _, e := range errs {
 		if e.Type != field.ErrorTypeRequired || !slices.ContainsFunc(parseErrs, func(p *field.Error) bool {
@@ -96,7 +96,7 @@ func onPath(path, f string) bool {
 	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
 }
 
-func validateModel(p *field.Path, m *modelSpec) field.ErrorList {
+func validateModel(p *field.Path, m *ModelSpec) field.ErrorList {
 	var errs field.ErrorList
 	if msg := repoIDProblem(m.Name); msg != "" {
 		errs = append(errs, field.Invalid(p.Child("name"), shown(m.Name), "must be a Hugging Face repo id (name or org/name): "+msg))
@@ -104,7 +104,7 @@ func validateModel(p *field.Path, m *modelSpec) field.ErrorList {
 	if msg := revisionProblem(m.Revision); msg != "" {
 		errs = append(errs, field.Invalid(p.Child("revision"), shown(m.Revision), "must be a branch, tag or commit: "+msg))
 	}
-	if len(m.SHA) > maxSHA || strings.IndexFunc(m.SHA, notSHAChar) >= 0 {
+	if len(m.SHA) > MaxSHA || strings.IndexFunc(m.SHA, notSHAChar) >= 0 {
 		errs = append(errs, field.Invalid(p.Child("sha"), shown(m.SHA), "must be at most 128 letters, digits, ':', '.', '_' or '-'"))
 	}
 	errs = append(errs, validateGlobs(p.Child("include"), m.Include)...)
@@ -141,7 +141,7 @@ func repoIDProblem(name string) string {
 		switch {
 		case part == "":
 			return "the org and the name must not be empty"
-		case len(part) > maxRepoPart:
+		case len(part) > MaxRepoPart:
 			return "each part must be at most 96 characters"
 		case strings.IndexFunc(part, notRepoIDChar) >= 0:
 			return repoIDCharsHint
@@ -160,7 +160,7 @@ func revisionProblem(rev string) string {
 	switch {
 	case rev == "":
 		return "must not be empty"
-	case len(rev) > maxRevision:
+	case len(rev) > MaxRevision:
 		return "must be at most 255 characters"
 	case strings.IndexFunc(rev, notRevisionChar) >= 0:
 		return "only letters, digits, '.', '_', '-', '+' and '/' are allowed"
@@ -178,8 +178,8 @@ func revisionProblem(rev string) string {
 // a mistake.
 func validateGlobs(p *field.Path, globs []string) field.ErrorList {
 	var errs field.ErrorList
-	if len(globs) > maxGlobs {
-		errs = append(errs, field.TooMany(p, len(globs), maxGlobs))
+	if len(globs) > MaxGlobs {
+		errs = append(errs, field.TooMany(p, len(globs), MaxGlobs))
 	}
 	for i, g := range globs {
 		gp := p.Index(i)
@@ -187,7 +187,7 @@ func validateGlobs(p *field.Path, globs []string) field.ErrorList {
 		switch {
 		case g == "":
 			msg = "must not be empty"
-		case len(g) > maxGlob:
+		case len(g) > MaxGlob:
 			msg = "must be at most 256 characters"
 		case !utf8.ValidString(g) || strings.IndexFunc(g, isControl) >= 0:
 			msg = "must not contain control characters"
@@ -218,7 +218,7 @@ func hasDotDotSegment(g string) bool {
 
 var (
 	supportedAccessModes      = []string{"ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"}
-	supportedDeletionPolicies = []string{deletionOrphan, deletionDelete}
+	supportedDeletionPolicies = []string{DeletionOrphan, deletionDelete}
 )
 
 func validateStorage(st *v1alpha1.Storage) field.ErrorList {
@@ -229,7 +229,7 @@ func validateStorage(st *v1alpha1.Storage) field.ErrorList {
 		errs = append(errs, validateQuantity(storagePath.Child("size"), st.Size)...)
 	}
 	if c := st.StorageClassName; c != nil && *c != "" {
-		errs = append(errs, dnsSubdomain(storagePath.Child("storageClassName"), *c)...)
+		errs = append(errs, DNSSubdomain(storagePath.Child("storageClassName"), *c)...)
 	}
 	for i, m := range st.AccessModes {
 		if !slices.Contains(supportedAccessModes, m) {
@@ -239,8 +239,8 @@ func validateStorage(st *v1alpha1.Storage) field.ErrorList {
 			errs = append(errs, field.Invalid(storagePath.Child("accessModes").Index(i), m, "the download Jobs write to the PVC"))
 		}
 	}
-	if st.VolumeMode != volumeModeFilesystem {
-		errs = append(errs, field.NotSupported(storagePath.Child("volumeMode"), shown(st.VolumeMode), []string{volumeModeFilesystem}))
+	if st.VolumeMode != VolumeModeFilesystem {
+		errs = append(errs, field.NotSupported(storagePath.Child("volumeMode"), shown(st.VolumeMode), []string{VolumeModeFilesystem}))
 	}
 	if !slices.Contains(supportedDeletionPolicies, st.DeletionPolicy) {
 		errs = append(errs, field.NotSupported(storagePath.Child("deletionPolicy"), shown(st.DeletionPolicy), supportedDeletionPolicies))
@@ -264,7 +264,7 @@ func validateQuantity(p *field.Path, v string) field.ErrorList {
 	return nil
 }
 
-func dnsSubdomain(p *field.Path, v string) field.ErrorList {
+func DNSSubdomain(p *field.Path, v string) field.ErrorList {
 	var errs field.ErrorList
 	for _, msg := range validation.IsDNS1123Subdomain(v) {
 		errs = append(errs, field.Invalid(p, shown(v), msg))

@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	"google.golang.org/protobuf/types/known/structpb"
@@ -9,7 +9,7 @@ import (
 
 // get walks nested objects; it returns nil when any step is missing or not an
 // object, which is what every reader of observed state wants.
-func get(s *structpb.Struct, path ...string) *structpb.Value {
+func Get(s *structpb.Struct, path ...string) *structpb.Value {
 	var v *structpb.Value
 	for i, p := range path {
 		if s == nil {
@@ -23,4 +23,4 @@ func get(s *structpb.Struct, path ...string) *structpb.Value {
 	return v
 }
 
-func getString(s *structpb.Struct, path ...string) string { return get(s, path...).GetStringValue() }
+func GetString(s *structpb.Struct, path ...string) string { return Get(s, path...).GetStringValue() }

@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	"bytes"
@@ -24,18 +24,18 @@ import (
 // Defaults of the Input, in one place; the Input CRD declares the same.
 const (
 	defaultPullPolicy  = corev1.PullIfNotPresent
-	defaultMountPath   = "/models"
-	defaultNodePoolKey = "karpenter.sh/nodepool"
-	defaultCPU         = "1"
-	defaultMemory      = "4Gi"
-	defaultID          = 1000
-	defaultMaxWorkers  = 8
+	DefaultMountPath   = "/models"
+	DefaultNodePoolKey = "karpenter.sh/nodepool"
+	DefaultCPU         = "1"
+	DefaultMemory      = "4Gi"
+	DefaultID          = 1000
+	DefaultMaxWorkers  = 8
 	maxMaxWorkers      = 64
 )
 
 // platform is the Input with defaults applied: what the platform team decided
 // for every download Job of the Composition.
-type platform struct {
+type Platform struct {
 	Image          string
 	PullPolicy     string
 	PullSecrets    []string
@@ -55,11 +55,11 @@ type platform struct {
 
 	// digest covers every field above; it is part of each model's spec
 	// hash, so a platform change rolls every Job.
-	digest []byte
+	Digest []byte
 	// intentDigest is digest without the image: the image the function
 	// defaults to comes with its version, and a new version must not take a
 	// completed model for a changed one (see naming.Hashes.intent).
-	intentDigest []byte
+	IntentDigest []byte
 
 	// MaxActivePerNamespace bounds the namespace's active download Jobs (0:
 	// no limit). It decides when Jobs start, not what they are, so it is
@@ -67,7 +67,7 @@ type platform struct {
 	MaxActivePerNamespace int64
 }
 
-var inputPath = field.NewPath("input")
+var InputPath = field.NewPath("input")
 
 // reservedEnv are set by the function itself; a platform value would be
 // ambiguous (Kubernetes keeps the last duplicate) or would leak into the token.
@@ -81,7 +81,7 @@ func reservedEnv(name string) bool {
 
 // decodeInput reads the Input strictly: a field the function does not know
 // is a typo or a version mismatch, never something to ignore.
-func decodeInput(s *structpb.Struct) (*v1beta1.Input, error) {
+func DecodeInput(s *structpb.Struct) (*v1beta1.Input, error) {
 	in := &v1beta1.Input{}
 	if s == nil {
 		return in, nil
@@ -98,7 +98,7 @@ func decodeInput(s *structpb.Struct) (*v1beta1.Input, error) {
 	// encoding/json matches field names regardless of case, so mountPAth
 	// would pass for mountPath; Kubernetes' own decoder, strict, does not.
 	if strict, err := sigsjson.UnmarshalStrict(b, &v1beta1.Input{}); err == nil && len(strict) > 0 {
-		return nil, field.Invalid(inputPath, strings.Trim(strings.TrimPrefix(strict[0].Error(), "unknown field "), `"`), "unknown field (field names are case-sensitive)")
+		return nil, field.Invalid(InputPath, strings.Trim(strings.TrimPrefix(strict[0].Error(), "unknown field "), `"`), "unknown field (field names are case-sensitive)")
 	}
 	return in, nil
 }
@@ -140,28 +140,28 @@ func jsonKind(t reflect.Type) string {
 
 // resolvePlatform reads the Input; image is the download image of a
 // Composition that names none.
-func resolvePlatform(in *v1beta1.Input, image string) (*platform, field.ErrorList) {
-	p := &platform{
-		Image:               orDefault(in.Image, image),
-		PullPolicy:          orDefault(string(in.ImagePullPolicy), string(defaultPullPolicy)),
+func ResolvePlatform(in *v1beta1.Input, image string) (*Platform, field.ErrorList) {
+	p := &Platform{
+		Image:               OrDefault(in.Image, image),
+		PullPolicy:          OrDefault(string(in.ImagePullPolicy), string(defaultPullPolicy)),
 		PullSecrets:         in.ImagePullSecrets,
-		MountPath:           orDefault(in.MountPath, defaultMountPath),
-		NodePoolKey:         orDefault(in.NodePoolLabelKey, defaultNodePoolKey),
+		MountPath:           OrDefault(in.MountPath, DefaultMountPath),
+		NodePoolKey:         OrDefault(in.NodePoolLabelKey, DefaultNodePoolKey),
 		Tolerations:         in.Tolerations,
 		Env:                 in.Env,
-		CPU:                 defaultCPU,
-		Memory:              defaultMemory,
-		RunAsUser:           defaultID,
-		RunAsGroup:          defaultID,
-		FSGroup:             defaultID,
-		MaxWorkers:          defaultMaxWorkers,
+		CPU:                 DefaultCPU,
+		Memory:              DefaultMemory,
+		RunAsUser:           DefaultID,
+		RunAsGroup:          DefaultID,
+		FSGroup:             DefaultID,
+		MaxWorkers:          DefaultMaxWorkers,
 		StallTimeoutSeconds: script.DefaultStallTimeoutSeconds,
 
 		ServiceAccount: in.ServiceAccountName,
 	}
 	if r := in.Resources; r != nil {
-		p.CPU = orDefault(r.CPU, p.CPU)
-		p.Memory = orDefault(r.Memory, p.Memory)
+		p.CPU = OrDefault(r.CPU, p.CPU)
+		p.Memory = OrDefault(r.Memory, p.Memory)
 	}
 	if sc := in.SecurityContext; sc != nil {
 		p.RunAsUser = derefOr(sc.RunAsUser, p.RunAsUser)
@@ -179,46 +179,46 @@ func resolvePlatform(in *v1beta1.Input, image string) (*platform, field.ErrorLis
 	if n := in.MaxActiveJobsPerNamespace; n != nil {
 		p.MaxActivePerNamespace = int64(*n)
 		if *n < 1 {
-			errs = append(errs, field.Invalid(inputPath.Child("maxActiveJobsPerNamespace"), *n, decode.RangeDetail(1, maxInt32)))
+			errs = append(errs, field.Invalid(InputPath.Child("maxActiveJobsPerNamespace"), *n, decode.RangeDetail(1, MaxInt32)))
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	p.digest = p.hash(p.Image)
-	p.intentDigest = p.hash("")
+	p.Digest = p.Hash(p.Image)
+	p.IntentDigest = p.Hash("")
 	return p, nil
 }
 
-func (p *platform) validate() field.ErrorList {
+func (p *Platform) validate() field.ErrorList {
 	var errs field.ErrorList
 	if strings.TrimSpace(p.Image) != p.Image || strings.ContainsAny(p.Image, " \t\n") {
-		errs = append(errs, field.Invalid(inputPath.Child("image"), shown(p.Image), "must be an image reference without spaces"))
+		errs = append(errs, field.Invalid(InputPath.Child("image"), shown(p.Image), "must be an image reference without spaces"))
 	}
 	switch corev1.PullPolicy(p.PullPolicy) {
 	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
 	default:
-		errs = append(errs, field.NotSupported(inputPath.Child("imagePullPolicy"), p.PullPolicy,
+		errs = append(errs, field.NotSupported(InputPath.Child("imagePullPolicy"), p.PullPolicy,
 			[]corev1.PullPolicy{corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever}))
 	}
 	for i, s := range p.PullSecrets {
-		errs = append(errs, dnsSubdomain(inputPath.Child("imagePullSecrets").Index(i), s)...)
+		errs = append(errs, DNSSubdomain(InputPath.Child("imagePullSecrets").Index(i), s)...)
 	}
 	if p.ServiceAccount != "" {
-		errs = append(errs, dnsSubdomain(inputPath.Child("serviceAccountName"), p.ServiceAccount)...)
+		errs = append(errs, DNSSubdomain(InputPath.Child("serviceAccountName"), p.ServiceAccount)...)
 	}
 	if !path.IsAbs(p.MountPath) || path.Clean(p.MountPath) != p.MountPath || p.MountPath == "/" || strings.IndexFunc(p.MountPath, isControl) >= 0 {
-		errs = append(errs, field.Invalid(inputPath.Child("mountPath"), shown(p.MountPath), "must be a clean absolute path other than /"))
+		errs = append(errs, field.Invalid(InputPath.Child("mountPath"), shown(p.MountPath), "must be a clean absolute path other than /"))
 	}
 	for _, msg := range validation.IsQualifiedName(p.NodePoolKey) {
-		errs = append(errs, field.Invalid(inputPath.Child("nodePoolLabelKey"), shown(p.NodePoolKey), msg))
+		errs = append(errs, field.Invalid(InputPath.Child("nodePoolLabelKey"), shown(p.NodePoolKey), msg))
 	}
 	for i, t := range p.Tolerations {
-		errs = append(errs, validateToleration(inputPath.Child("tolerations").Index(i), t)...)
+		errs = append(errs, validateToleration(InputPath.Child("tolerations").Index(i), t)...)
 	}
 	seen := map[string]bool{}
 	for i, e := range p.Env {
-		ep := inputPath.Child("env").Index(i).Child("name")
+		ep := InputPath.Child("env").Index(i).Child("name")
 		for _, msg := range validation.IsEnvVarName(e.Name) {
 			errs = append(errs, field.Invalid(ep, shown(e.Name), msg))
 		}
@@ -230,21 +230,21 @@ func (p *platform) validate() field.ErrorList {
 		}
 		seen[e.Name] = true
 	}
-	errs = append(errs, validateQuantity(inputPath.Child("resources", "cpu"), p.CPU)...)
-	errs = append(errs, validateQuantity(inputPath.Child("resources", "memory"), p.Memory)...)
+	errs = append(errs, validateQuantity(InputPath.Child("resources", "cpu"), p.CPU)...)
+	errs = append(errs, validateQuantity(InputPath.Child("resources", "memory"), p.Memory)...)
 	for _, id := range []struct {
 		name  string
 		value int64
 	}{{"runAsUser", p.RunAsUser}, {"runAsGroup", p.RunAsGroup}, {"fsGroup", p.FSGroup}} {
-		if id.value < 1 || id.value > maxInt32 {
-			errs = append(errs, field.Invalid(inputPath.Child("securityContext", id.name), id.value, "must be a non-root id between 1 and 2147483647"))
+		if id.value < 1 || id.value > MaxInt32 {
+			errs = append(errs, field.Invalid(InputPath.Child("securityContext", id.name), id.value, "must be a non-root id between 1 and 2147483647"))
 		}
 	}
 	if p.MaxWorkers < 1 || p.MaxWorkers > maxMaxWorkers {
-		errs = append(errs, field.Invalid(inputPath.Child("maxWorkers"), p.MaxWorkers, decode.RangeDetail(1, maxMaxWorkers)))
+		errs = append(errs, field.Invalid(InputPath.Child("maxWorkers"), p.MaxWorkers, decode.RangeDetail(1, maxMaxWorkers)))
 	}
-	if p.StallTimeoutSeconds < minStallTimeoutSeconds || p.StallTimeoutSeconds > maxStallTimeoutSeconds {
-		errs = append(errs, field.Invalid(inputPath.Child("stallTimeoutSeconds"), p.StallTimeoutSeconds, decode.RangeDetail(minStallTimeoutSeconds, maxStallTimeoutSeconds)))
+	if p.StallTimeoutSeconds < MinStallTimeoutSeconds || p.StallTimeoutSeconds > MaxStallTimeoutSeconds {
+		errs = append(errs, field.Invalid(InputPath.Child("stallTimeoutSeconds"), p.StallTimeoutSeconds, decode.RangeDetail(MinStallTimeoutSeconds, MaxStallTimeoutSeconds)))
 	}
 	return errs
 }
@@ -283,7 +283,7 @@ func validateToleration(p *field.Path, t corev1.Toleration) field.ErrorList {
 
 // hash is the digest of the platform's fields, with image in place of the
 // image (never empty once defaulted, so "" stands for none).
-func (p *platform) hash(image string) []byte {
+func (p *Platform) Hash(image string) []byte {
 	var scratch [1024]byte
 	h := naming.NewCanonical(scratch[:], "platform/v1")
 	h.Str("image", image)
@@ -320,7 +320,7 @@ func (p *platform) hash(image string) []byte {
 	return d[:]
 }
 
-func orDefault(v, def string) string {
+func OrDefault(v, def string) string {
 	if v == "" {
 		return def
 	}

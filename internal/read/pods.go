@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	"encoding/json"
@@ -25,9 +25,9 @@ const maxSummaryBytes = 1024
 
 // podReport is what the pods of one Job said: the summary of the pod that
 // succeeded, or the last line of the latest pod that failed.
-type podReport struct {
-	summary *script.Summary
-	failure string
+type PodReport struct {
+	Summary *script.Summary
+	Failure string
 	// failedAt orders failed pods: the latest one speaks for the Job.
 	failedAt string
 }
@@ -35,12 +35,12 @@ type podReport struct {
 // podReports maps a Job's uid to what its pods reported. Only a pod whose
 // controller is that Job counts: a pod that merely carries the labels (made by
 // hand, or by another Job of the same name that came before) says nothing.
-func podReports(pods *fnv1.Resources) map[string]podReport {
+func podReports(pods *fnv1.Resources) map[string]PodReport {
 	items := pods.GetItems()
 	if len(items) == 0 {
 		return nil
 	}
-	out := make(map[string]podReport, len(items))
+	out := make(map[string]PodReport, len(items))
 	for _, it := range items {
 		// Read from the protobuf as it came: a pod is mostly spec, and
 		// only its owner and how its container ended are read.
@@ -49,20 +49,20 @@ func podReports(pods *fnv1.Resources) map[string]podReport {
 		if job == "" {
 			continue
 		}
-		for _, c := range get(p, "status", "containerStatuses").GetListValue().GetValues() {
-			term := get(c.GetStructValue(), "state", "terminated").GetStructValue()
-			if getString(c.GetStructValue(), "name") != naming.ContainerName || term == nil {
+		for _, c := range Get(p, "status", "containerStatuses").GetListValue().GetValues() {
+			term := Get(c.GetStructValue(), "state", "terminated").GetStructValue()
+			if GetString(c.GetStructValue(), "name") != naming.ContainerName || term == nil {
 				continue
 			}
 			r := out[job]
-			message := getString(term, "message")
-			if get(term, "exitCode").GetNumberValue() == 0 {
+			message := GetString(term, "message")
+			if Get(term, "exitCode").GetNumberValue() == 0 {
 				if s, ok := parseSummary(message); ok {
-					r.summary = &s
+					r.Summary = &s
 				}
-			} else if at := finishedAt(term); r.failure == "" || at >= r.failedAt {
+			} else if at := finishedAt(term); r.Failure == "" || at >= r.failedAt {
 				if line := lastLine(message); line != "" {
-					r.failure, r.failedAt = line, at
+					r.Failure, r.failedAt = line, at
 				}
 			}
 			out[job] = r
@@ -74,15 +74,15 @@ func podReports(pods *fnv1.Resources) map[string]podReport {
 // controllingJob is the uid of the Job that controls a pod, as
 // metav1.GetControllerOf finds it; "" when a Job does not.
 func controllingJob(pod *structpb.Struct) string {
-	for _, o := range get(pod, "metadata", "ownerReferences").GetListValue().GetValues() {
+	for _, o := range Get(pod, "metadata", "ownerReferences").GetListValue().GetValues() {
 		ref := o.GetStructValue()
-		if !get(ref, "controller").GetBoolValue() {
+		if !Get(ref, "controller").GetBoolValue() {
 			continue
 		}
-		if getString(ref, "kind") != "Job" || !strings.HasPrefix(getString(ref, "apiVersion"), "batch/") {
+		if GetString(ref, "kind") != "Job" || !strings.HasPrefix(GetString(ref, "apiVersion"), "batch/") {
 			return ""
 		}
-		return getString(ref, "uid")
+		return GetString(ref, "uid")
 	}
 	return ""
 }
@@ -90,13 +90,13 @@ func controllingJob(pod *structpb.Struct) string {
 // finishedAt orders failures: when a container ended, in UTC, RFC 3339 with
 // nanoseconds (the zero time when it does not say).
 func finishedAt(term *structpb.Struct) string {
-	t, _ := time.Parse(time.RFC3339, getString(term, "finishedAt"))
+	t, _ := time.Parse(time.RFC3339, GetString(term, "finishedAt"))
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // maxFailureBytes bounds the failure reason a pod's last line gives; the
 // script's own reasons are far shorter.
-const maxFailureBytes = 512
+const MaxFailureBytes = 512
 
 // lastLine is the last line of a termination message that says something,
 // in plain text: terminal colours and other control characters go, and so
@@ -105,7 +105,7 @@ func lastLine(msg string) string {
 	lines := strings.Split(msg, "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
 		if l := plainText(lines[i]); l != "" {
-			return truncateUTF8(l, maxFailureBytes)
+			return truncateUTF8(l, MaxFailureBytes)
 		}
 	}
 	return ""

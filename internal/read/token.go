@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	"encoding/base64"
@@ -18,28 +18,28 @@ import (
 // the downloads. The value never leaves this file except as a SHA-256 digest.
 
 const (
-	requirementToken = "hf-token-secret"
-	requirementPods  = "download-pods"
-	requirementPeers = "modeldownloads"
+	RequirementToken = "hf-token-secret"
+	RequirementPods  = "download-pods"
+	RequirementPeers = "modeldownloads"
 )
 
 // Reasons of the HFTokenAvailable condition.
 const (
 	reasonSecretFound    = "SecretFound"
-	reasonSecretNotFound = "SecretNotFound"
-	reasonKeyNotFound    = "KeyNotFound"
-	reasonTokenEmpty     = "TokenEmpty"
-	reasonTokenInvalid   = "TokenNotBase64"
+	ReasonSecretNotFound = "SecretNotFound"
+	ReasonKeyNotFound    = "KeyNotFound"
+	ReasonTokenEmpty     = "TokenEmpty"
+	ReasonTokenInvalid   = "TokenNotBase64"
 )
 
 // tokenState is what the function knows of the token.
-type tokenState struct {
+type TokenState struct {
 	// digest is the SHA-256 of the token, nil without hfTokenRef.
-	digest []byte
+	Digest []byte
 	// reason and problem explain a token that cannot be used; problem names
 	// the Secret, key and namespace, never a byte of the value.
-	reason  string
-	problem string
+	Reason  string
+	Problem string
 	// value is kept only to take it out of what pods report (see scrub).
 	value []byte
 }
@@ -54,23 +54,23 @@ const minScrubbedToken = 8
 
 // scrub takes the token, and anything shaped like one, out of a message a pod
 // wrote before it reaches status or a result.
-func (t tokenState) scrub(msg string) string {
+func (t TokenState) Scrub(msg string) string {
 	if len(t.value) >= minScrubbedToken {
 		msg = strings.ReplaceAll(msg, string(t.value), "[token]")
 	}
 	return hfTokenPattern.ReplaceAllString(msg, "[token]")
 }
 
-func (t tokenState) usable() bool { return t.problem == "" }
+func (t TokenState) Usable() bool { return t.Problem == "" }
 
 // requirements asks Crossplane for the token Secret, for the download pods
 // of this XR, whose termination messages say what landed on disk, for the
 // PVC (storage.go), and, when
 // the PVC it composes must outlive the XR, for the Namespace (storage.go).
-func requirements(namespace, parentLabel string, s *xrSpec, namespaceOwner bool) *fnv1.Requirements {
+func Requirements(namespace, parentLabel string, s *XRSpec, namespaceOwner bool) *fnv1.Requirements {
 	ns := namespace
 	r := &fnv1.Requirements{Resources: map[string]*fnv1.ResourceSelector{
-		requirementPods: {
+		RequirementPods: {
 			ApiVersion: "v1",
 			Kind:       "Pod",
 			Namespace:  &ns,
@@ -79,14 +79,14 @@ func requirements(namespace, parentLabel string, s *xrSpec, namespaceOwner bool)
 			}},
 		},
 	}}
-	r.Resources[requirementPVC] = &fnv1.ResourceSelector{
+	r.Resources[RequirementPVC] = &fnv1.ResourceSelector{
 		ApiVersion: "v1",
 		Kind:       "PersistentVolumeClaim",
 		Namespace:  &ns,
 		Match:      &fnv1.ResourceSelector_MatchName{MatchName: s.StoragePVC},
 	}
 	if s.HFTokenRef != nil {
-		r.Resources[requirementToken] = &fnv1.ResourceSelector{
+		r.Resources[RequirementToken] = &fnv1.ResourceSelector{
 			ApiVersion: "v1",
 			Kind:       "Secret",
 			Namespace:  &ns,
@@ -94,7 +94,7 @@ func requirements(namespace, parentLabel string, s *xrSpec, namespaceOwner bool)
 		}
 	}
 	if namespaceOwner {
-		r.Resources[requirementNamespace] = &fnv1.ResourceSelector{
+		r.Resources[RequirementNamespace] = &fnv1.ResourceSelector{
 			ApiVersion: "v1",
 			Kind:       "Namespace",
 			Match:      &fnv1.ResourceSelector_MatchName{MatchName: namespace},
@@ -105,7 +105,7 @@ func requirements(namespace, parentLabel string, s *xrSpec, namespaceOwner bool)
 
 // resolved reports whether Crossplane has answered every requirement
 // (required: dialect.answered).
-func resolved(required map[string]*fnv1.Resources, r *fnv1.Requirements) bool {
+func Resolved(required map[string]*fnv1.Resources, r *fnv1.Requirements) bool {
 	for name := range r.GetResources() {
 		if _, ok := required[name]; !ok {
 			return false
@@ -115,39 +115,39 @@ func resolved(required map[string]*fnv1.Resources, r *fnv1.Requirements) bool {
 }
 
 // resolveToken reads the token from the required Secret (nil: not found).
-func resolveToken(secret *structpb.Struct, namespace string, ref *v1alpha1.TokenRef) tokenState {
+func ResolveToken(secret *structpb.Struct, namespace string, ref *v1alpha1.TokenRef) TokenState {
 	if ref == nil {
-		return tokenState{}
+		return TokenState{}
 	}
 	where := fmt.Sprintf("Secret %q in namespace %q", ref.Name, namespace)
 	if secret == nil {
-		return tokenState{reason: reasonSecretNotFound, problem: where + " was not found"}
+		return TokenState{Reason: ReasonSecretNotFound, Problem: where + " was not found"}
 	}
 	value, reason := secretValue(secret, ref.Key)
 	switch reason {
-	case reasonKeyNotFound:
-		return tokenState{reason: reason, problem: fmt.Sprintf("%s has no key %q", where, ref.Key)}
-	case reasonTokenInvalid:
-		return tokenState{reason: reason, problem: fmt.Sprintf("%s key %q is not valid base64", where, ref.Key)}
+	case ReasonKeyNotFound:
+		return TokenState{Reason: reason, Problem: fmt.Sprintf("%s has no key %q", where, ref.Key)}
+	case ReasonTokenInvalid:
+		return TokenState{Reason: reason, Problem: fmt.Sprintf("%s key %q is not valid base64", where, ref.Key)}
 	}
 	if len(value) == 0 {
-		return tokenState{reason: reasonTokenEmpty, problem: fmt.Sprintf("%s key %q is empty", where, ref.Key)}
+		return TokenState{Reason: ReasonTokenEmpty, Problem: fmt.Sprintf("%s key %q is empty", where, ref.Key)}
 	}
-	return tokenState{digest: naming.TokenDigest(value), reason: reasonSecretFound, value: value}
+	return TokenState{Digest: naming.TokenDigest(value), Reason: reasonSecretFound, value: value}
 }
 
 // secretValue reads data (base64, as the API serves it) or, for Secrets
 // written by hand for crossplane render, stringData.
 func secretValue(secret *structpb.Struct, key string) ([]byte, string) {
-	if v := get(secret, "data", key); v != nil {
+	if v := Get(secret, "data", key); v != nil {
 		b, err := base64.StdEncoding.DecodeString(v.GetStringValue())
 		if err != nil {
-			return nil, reasonTokenInvalid
+			return nil, ReasonTokenInvalid
 		}
 		return b, ""
 	}
-	if v := get(secret, "stringData", key); v != nil {
+	if v := Get(secret, "stringData", key); v != nil {
 		return []byte(v.GetStringValue()), ""
 	}
-	return nil, reasonKeyNotFound
+	return nil, ReasonKeyNotFound
 }
