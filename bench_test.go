@@ -469,7 +469,7 @@ func BenchmarkQueue(b *testing.B) {
 				jobs.Items = append(jobs.Items, r)
 			}
 		}
-		on.RequiredResources[requirementNamespaceJobs] = jobs
+		on.RequiredResources[read.RequirementNamespaceJobs] = jobs
 		for p := range 10 {
 			on.RequiredResources[read.RequirementPeers].Items = append(on.RequiredResources[read.RequirementPeers].Items, queuedPeer(p, n/10))
 		}

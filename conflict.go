@@ -5,10 +5,6 @@ import (
 	"sort"
 	"strings"
 
-	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
-	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 )
@@ -27,22 +23,6 @@ const (
 	reasonNoConflict  = "NoConflict"
 	reasonConflicting = "ConflictingModelDownloads"
 )
-
-// peerRequirement asks for the ModelDownloads that may share the PVC: those
-// of the namespace (for a claim's cluster-scoped XR, those of the claim's
-// namespace).
-func peerRequirement(xr read.Identity, namespace string) *fnv1.ResourceSelector {
-	sel := &fnv1.ResourceSelector{ApiVersion: xr.APIVersion, Kind: xr.Kind}
-	labels := map[string]string{}
-	if xr.Namespace != "" {
-		ns := namespace
-		sel.Namespace = &ns
-	} else {
-		labels[claimNamespaceLabel] = namespace
-	}
-	sel.Match = &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: labels}}
-	return sel
-}
 
 // dirUser is one ModelDownload's use of a model directory.
 type dirUser struct {
@@ -66,37 +46,28 @@ func (u dirUser) before(o dirUser) bool {
 // the same PVC.
 type directories map[string][]dirUser
 
-// readPeers reads the other ModelDownloads of the namespace that use the
-// same PVC. One that is being deleted, or whose spec is unusable, claims
-// nothing.
-func readPeers(peers []*structpb.Struct, self read.Identity, pvc string) directories {
+// peerDirectories are the directories the other ModelDownloads of the
+// namespace want on the same PVC. One whose spec is unusable claims nothing.
+func peerDirectories(peers []read.Peer, pvc string) directories {
 	if len(peers) == 0 {
 		return nil
 	}
 	dirs := directories{}
-	for _, xr := range peers {
-		name := read.GetString(xr, "metadata", "name")
-		if uid := read.GetString(xr, "metadata", "uid"); name == self.Name || uid != "" && uid == self.UID ||
-			decode.Present(read.Get(xr, "metadata", "deletionTimestamp")) {
+	for _, p := range peers {
+		if p.Spec == nil || p.Spec.StoragePVC != pvc {
 			continue
 		}
-		spec, errs := read.ParseSpec(xr)
-		if errs = append(errs, read.ValidateSpec(&spec)...); len(errs) > 0 || spec.StoragePVC != pvc {
-			continue
-		}
-		recorded := read.RecordedStatus(xr)
-		shown := read.OrDefault(read.GetString(xr, "metadata", "labels", claimNameLabel), name)
-		for i := range spec.Models {
-			m := &spec.Models[i]
+		for i := range p.Spec.Models {
+			m := &p.Spec.Models[i]
 			if len(m.Errs) > 0 {
 				continue
 			}
 			content := naming.ContentHash(&m.Model)
-			rec, ok := recorded[m.Name]
+			rec, ok := p.Recorded[m.Name]
 			dirs[m.Name] = append(dirs[m.Name], dirUser{
-				name:     shown,
-				created:  read.GetString(xr, "metadata", "creationTimestamp"),
-				xrName:   name,
+				name:     p.Name,
+				created:  p.Created,
+				xrName:   p.XRName,
 				content:  content,
 				describe: describeContent(m),
 				running:  ok && phaseState(rec.Phase) == stateRunning && rec.ContentHash == content,

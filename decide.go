@@ -71,10 +71,10 @@ func (s modelState) phase() string {
 }
 
 // terminal: the model's download ended, as it will stay.
-func (s modelState) terminal() bool { return terminal(s.phase()) }
+func (s modelState) terminal() bool { return read.Terminal(s.phase()) }
 
 // jobState is the state a Job of the current attempt puts a model in, by
-// the Job's phase (jobPhase): Pending is starting.
+// the Job's phase (read.JobPhase): Pending is starting.
 func jobState(phase string) modelState { return stateOfPhase(phase, stateStarting) }
 
 // phaseState is what a recorded phase says of a model: Pending is waiting
@@ -358,7 +358,7 @@ func (f *callFacts) attemptFor(m *read.ModelSpec, h naming.Hashes, rec read.Reco
 	oj := f.ByKey[naming.ResourceKey(m.Name, cur.hash)]
 	switch {
 	case state == stateFailed && rec.Retry != f.retry && hasRec:
-	case oj != nil && oj.Deleting && !terminal(oj.Phase):
+	case oj != nil && oj.Deleting && !read.Terminal(oj.Phase):
 	case oj == nil && state == stateRunning:
 	default:
 		return cur
@@ -381,7 +381,7 @@ func (f *callFacts) lastAttempt(m *read.ModelSpec, rec read.RecordedModel) int64
 func (f *callFacts) mustWait(m *read.ModelSpec, v dirVerdict) string {
 	for _, oj := range f.Jobs[m.Name] {
 		// One writer per directory: a Job being deleted may still run.
-		if oj.Deleting && !terminal(oj.Phase) {
+		if oj.Deleting && !read.Terminal(oj.Phase) {
 			return fmt.Sprintf("waiting for Job %q, which is being deleted, to go", oj.Name())
 		}
 	}

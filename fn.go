@@ -42,12 +42,6 @@ const (
 	conditionTokenAvailable = "HFTokenAvailable"
 )
 
-// Labels Crossplane sets on a cluster-scoped XR bound to a claim.
-const (
-	claimNamespaceLabel = "crossplane.io/claim-namespace"
-	claimNameLabel      = "crossplane.io/claim-name"
-)
-
 // Function turns a ModelDownload into download Jobs and folds their status
 // back into it.
 type Function struct {
@@ -103,19 +97,19 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	// the claim's name, as they would for a namespaced XR.
 	namespace, base := o.XR.Namespace, o.XR.Name
 	if namespace == "" {
-		namespace = o.XR.Labels[claimNamespaceLabel]
-		base = read.OrDefault(o.XR.Labels[claimNameLabel], o.XR.Name)
+		namespace = o.XR.Labels[read.ClaimNamespaceLabel]
+		base = read.OrDefault(o.XR.Labels[read.ClaimNameLabel], o.XR.Name)
 	}
 	if namespace == "" {
-		response.Fatal(rsp, errors.Errorf("cannot tell where the Jobs go: the XR %q has no namespace and no %s label", o.XR.Name, claimNamespaceLabel))
+		response.Fatal(rsp, errors.Errorf("cannot tell where the Jobs go: the XR %q has no namespace and no %s label", o.XR.Name, read.ClaimNamespaceLabel))
 		return rsp, nil
 	}
 
 	b := newJobBuilder(base, namespace, &spec, plat)
 	rsp.Requirements = read.Requirements(namespace, b.parentLabel, &spec, needsNamespaceOwner(&spec, env))
-	rsp.Requirements.Resources[read.RequirementPeers] = peerRequirement(o.XR, namespace)
+	rsp.Requirements.Resources[read.RequirementPeers] = read.PeerRequirement(o.XR, namespace)
 	if plat.MaxActivePerNamespace > 0 {
-		rsp.Requirements.Resources[requirementNamespaceJobs] = namespaceJobsRequirement(namespace)
+		rsp.Requirements.Resources[read.RequirementNamespaceJobs] = read.NamespaceJobsRequirement(namespace)
 	}
 	d := read.DialectOf(req)
 	required := d.Answered(req, rsp.GetRequirements())
@@ -145,7 +139,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 			storage:     storage,
 			xrDigest:    naming.HashXR(&spec.ModelDownloadSpec, who, b.cpu, b.memory, env.apiVersion),
 			retry:       o.XR.Annotations[annotationRetry],
-			dirs:        readPeers(o.Peers, o.XR, spec.StoragePVC),
+			dirs:        peerDirectories(o.Peers, spec.StoragePVC),
 			self:        dirUser{name: base, created: o.XR.Created, xrName: o.XR.Name},
 			objectMode:  env.object,
 		},
@@ -154,8 +148,8 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		desired:  map[string]*resource.DesiredComposed{},
 	}
 	if plat.MaxActivePerNamespace > 0 {
-		c.queue.namespace = share(int(plat.MaxActivePerNamespace), readNamespaceJobs(required[requirementNamespaceJobs]),
-			o.Peers, o.XR, b.parentLabel)
+		c.queue.namespace = share(int(plat.MaxActivePerNamespace), read.ReadNamespaceJobs(required[read.RequirementNamespaceJobs]),
+			o.Peers, b.parentLabel)
 	}
 	if spec.Storage != nil {
 		c.composePVC()
@@ -192,7 +186,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 }
 
 // composePVC composes the PVC of spec.storage. Until it exists no Job may
-// mount it, so none starts (see resolveStorage).
+// mount it, so none starts (see read.ResolveStorage).
 func (c *composer) composePVC() {
 	st := c.builder.spec.Storage
 	policy := manage

@@ -541,7 +541,7 @@ func TestRunFunctionJobs(t *testing.T) {
 // withPeers adds the requirement of the namespace's ModelDownloads, as
 // RunFunction does for the test XR.
 func withPeers(r *fnv1.Requirements) *fnv1.Requirements {
-	r.Resources[read.RequirementPeers] = peerRequirement(read.Identity{APIVersion: "hfops.kamal.dev/v1alpha1", Kind: "ModelDownload", Namespace: "ml"}, "ml")
+	r.Resources[read.RequirementPeers] = read.PeerRequirement(read.Identity{APIVersion: "hfops.kamal.dev/v1alpha1", Kind: "ModelDownload", Namespace: "ml"}, "ml")
 	return r
 }
 

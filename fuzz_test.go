@@ -304,7 +304,7 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 	active, started := 0, 0
 	for key, r := range observed {
 		if phase, deleting := observedPhase(r.GetResource()); read.GetString(r.GetResource(), "metadata", "labels", naming.LabelApp) == naming.AppName &&
-			!strings.HasPrefix(key, scriptKeyPrefix) && !strings.HasPrefix(key, naming.ProgressKeyPrefix) && key != read.PVCKey && !deleting && !terminal(phase) {
+			!strings.HasPrefix(key, scriptKeyPrefix) && !strings.HasPrefix(key, naming.ProgressKeyPrefix) && key != read.PVCKey && !deleting && !read.Terminal(phase) {
 			active++
 		}
 	}
@@ -439,7 +439,7 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 		}
 		model, hash := read.GetString(res, "metadata", "annotations", naming.AnnotationModel), read.GetString(res, "metadata", "labels", naming.LabelSpecHash)
 		rec, ok := recorded[model]
-		if !ok || rec.Hash != hash || !terminal(rec.Phase) {
+		if !ok || rec.Hash != hash || !read.Terminal(rec.Phase) {
 			continue
 		}
 		if s := observed[model+"@"+hash]; !s.alive || objects {
@@ -491,7 +491,7 @@ func checkJobs(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunction
 	xr := req.GetObserved().GetComposite().GetResource()
 	ns := read.GetString(xr, "metadata", "namespace")
 	if ns == "" {
-		ns = read.GetString(xr, "metadata", "labels", claimNamespaceLabel)
+		ns = read.GetString(xr, "metadata", "labels", read.ClaimNamespaceLabel)
 	}
 	names := map[string]string{}
 	for key, r := range jobResources(rsp) {

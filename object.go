@@ -16,7 +16,7 @@ import (
 // clusters that route every object through provider-kubernetes. Everything
 // else, the Jobs themselves and the folding of their status, is shared: the
 // only difference is the envelope, added in wrap and taken off when
-// observe.go's readComposed reads an Object's manifest and the Job it applied.
+// read.ReadComposed (internal/read) reads an Object's manifest and the Job it applied.
 
 const (
 	modeJob    = "Job"

@@ -56,7 +56,7 @@ func TestObjectMode(t *testing.T) {
 	first := run(t, withToken(claimXR(twoModels)).build())
 	want := read.Requirements("ml", "cache", &read.XRSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "models", HFTokenRef: &v1alpha1.TokenRef{Name: "hf", Key: "token"}}}, false)
 	want.Resources[read.RequirementPeers] = &fnv1.ResourceSelector{ApiVersion: "hfops.kamal.dev/v1alpha1", Kind: "XModelDownload",
-		Match: &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{claimNamespaceLabel: "ml"}}}}
+		Match: &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{read.ClaimNamespaceLabel: "ml"}}}}
 	if diff := cmp.Diff(want, first.GetRequirements(), protocmp.Transform()); diff != "" {
 		t.Errorf("the token and pods are looked up in the claim's namespace; -want, +got:\n%s", diff)
 	}
@@ -304,7 +304,7 @@ func TestStorageValidation(t *testing.T) {
 }
 
 // TestJobReadyQueryIsJobEnd: the CEL query that lets provider-kubernetes call
-// an Object's Job ready says what jobEnd says, for every set of conditions a
+// an Object's Job ready says what read.JobEnd says, for every set of conditions a
 // Job controller writes (Complete and Failed never both true).
 func TestJobReadyQueryIsJobEnd(t *testing.T) {
 	env, err := cel.NewEnv(cel.Variable("object", cel.DynType))

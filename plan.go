@@ -21,8 +21,6 @@ import (
 // new attempt (kubectl annotate modeldownload x hfops.kamal.dev/retry=$(date +%s)).
 const annotationRetry = "hfops.kamal.dev/retry"
 
-func terminal(phase string) bool { return phase == read.PhaseCompleted || phase == read.PhaseFailed }
-
 // composer composes what the models' decisions ask for: their Jobs, and the
 // objects every Job needs (the PVC, the script's ConfigMap, the progress
 // objects).
@@ -45,7 +43,7 @@ func (c *composer) compose() []modelStatus {
 	spec := c.builder.spec
 	for _, js := range c.Jobs {
 		for _, oj := range js {
-			if !oj.Deleting && !terminal(oj.Phase) {
+			if !oj.Deleting && !read.Terminal(oj.Phase) {
 				c.queue.active++
 			}
 		}
@@ -104,7 +102,7 @@ func (c *composer) keep(oj *read.SeenJob, rec read.RecordedModel) {
 // leaves the Job to its own TTL, and the TTL's deletion is not undone.
 func (c *composer) desireJob(key string, job *unstructured.Unstructured, phase string) {
 	policy := manage
-	if terminal(phase) {
+	if read.Terminal(phase) {
 		policy = observeOnly
 	}
 	ready := resource.ReadyFalse

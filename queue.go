@@ -3,11 +3,6 @@ package main
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/types/known/structpb"
-
-	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
-
-	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 )
@@ -29,10 +24,6 @@ import (
 // handed out one at a time, each to the claimant with the fewest active Jobs,
 // then to the one whose newest Job is oldest (so none takes every slot while
 // others wait), then by name; it starts only the Jobs that hand-out gives it.
-
-// requirementNamespaceJobs: the namespace's download Jobs, asked for only
-// when the Input sets a namespace limit.
-const requirementNamespaceJobs = "namespace-download-jobs"
 
 // queuedPrefix starts the message of every queued model, and
 // namespaceLimitReached is in it when the namespace's limit holds it back;
@@ -168,54 +159,9 @@ func (c *claimant) before(o *claimant) bool {
 	return c.parent < o.parent
 }
 
-// namespaceJobsRequirement asks for the namespace's download Jobs, of every
-// ModelDownload.
-func namespaceJobsRequirement(namespace string) *fnv1.ResourceSelector {
-	return &fnv1.ResourceSelector{
-		ApiVersion: "batch/v1",
-		Kind:       "Job",
-		Namespace:  &namespace,
-		Match:      &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: map[string]string{naming.LabelApp: naming.AppName}}},
-	}
-}
-
-// namespaceJob is what the queue needs of one download Job in the namespace.
-type namespaceJob struct {
-	parent  string
-	created string
-	active  bool
-}
-
-// readNamespaceJobs reads the namespace's download Jobs that Crossplane
-// fetched for requirementNamespaceJobs.
-func readNamespaceJobs(r *fnv1.Resources) []namespaceJob {
-	items := r.GetItems()
-	out := make([]namespaceJob, 0, len(items))
-	for _, it := range items {
-		j := it.GetResource()
-		out = append(out, namespaceJob{
-			parent:  read.GetString(j, "metadata", "labels", naming.LabelParent),
-			created: read.GetString(j, "metadata", "creationTimestamp"),
-			active:  !decode.Present(read.Get(j, "metadata", "deletionTimestamp")) && !finishedJob(j),
-		})
-	}
-	return out
-}
-
-// finishedJob: a Job that ended, as jobPhase reads it (an unreadable
-// status: not ended, so its slot stays taken).
-func finishedJob(j *structpb.Struct) bool {
-	job, err := read.ReadJobStatus(j)
-	if err != nil {
-		return false
-	}
-	phase, _ := read.JobPhase(job)
-	return terminal(phase)
-}
-
 // share is this ModelDownload's share (self, its Jobs' parent label) of the
 // namespace's free slots, from the namespace's Jobs and its peers' status.
-func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR read.Identity, self string) *namespaceShare {
+func share(limit int, jobs []read.NamespaceJob, peers []read.Peer, self string) *namespaceShare {
 	byParent := map[string]*claimant{self: {parent: self, wants: -1}}
 	claim := func(parent string) *claimant {
 		c, ok := byParent[parent]
@@ -227,24 +173,19 @@ func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR read
 	}
 	active := 0
 	for _, j := range jobs {
-		c := claim(j.parent)
-		if j.active {
+		c := claim(j.Parent)
+		if j.Active {
 			active++
 			c.active++
 		}
-		c.lastStart = max(c.lastStart, j.created)
+		c.lastStart = max(c.lastStart, j.Created)
 	}
-	for _, xr := range peers {
-		name := read.GetString(xr, "metadata", "name")
-		if uid := read.GetString(xr, "metadata", "uid"); name == selfXR.Name || uid != "" && uid == selfXR.UID ||
-			decode.Present(read.Get(xr, "metadata", "deletionTimestamp")) {
-			continue
-		}
-		parent := naming.LabelValue(read.OrDefault(read.GetString(xr, "metadata", "labels", claimNameLabel), name))
+	for _, p := range peers {
+		parent := naming.LabelValue(p.Name)
 		if parent == self {
 			continue
 		}
-		if n := queuedForNamespace(xr); n > 0 {
+		if n := queuedForNamespace(p.Recorded); n > 0 {
 			claim(parent).wants += n
 		}
 	}
@@ -258,11 +199,10 @@ func share(limit int, jobs []namespaceJob, peers []*structpb.Struct, selfXR read
 // queuedForNamespace counts a peer's models that its status says wait for the
 // namespace's limit (queue: Namespace). A model held back by its own
 // ModelDownload's limit could not use a slot, so it does not count.
-func queuedForNamespace(xr *structpb.Struct) int {
+func queuedForNamespace(recorded map[string]read.RecordedModel) int {
 	n := 0
-	for _, e := range read.Get(xr, "status", "models").GetListValue().GetValues() {
-		m := e.GetStructValue()
-		if read.GetString(m, "phase") == read.PhasePending && queueLimit(read.GetString(m, "queue")) == queueNamespace {
+	for _, rec := range recorded {
+		if rec.Phase == read.PhasePending && queueLimit(rec.Queue) == queueNamespace {
 			n++
 		}
 	}

@@ -5,10 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 )
@@ -36,7 +36,7 @@ func activeJobs(api *apiServer, parent string) []string {
 		if parent != "" && read.GetString(j, "metadata", "labels", naming.LabelParent) != parent {
 			continue
 		}
-		if !finishedJob(j) && !decode.Present(read.Get(j, "metadata", "deletionTimestamp")) {
+		if jobActive(j) {
 			out = append(out, read.GetString(j, "metadata", "annotations", naming.AnnotationModel))
 		}
 	}
@@ -311,15 +311,29 @@ func TestHandOut(t *testing.T) {
 	}
 }
 
-// TestFinishedJob reads Job conditions as the queue counts them.
-func TestFinishedJob(t *testing.T) {
-	for status, want := range map[string]bool{
-		jobComplete: true, jobFailed: true, jobRunning: false, "{}": false,
+// jobActive: the namespace's download Job j holds a slot, as the queue reads
+// it.
+func jobActive(j *structpb.Struct) bool {
+	return read.ReadNamespaceJobs(&fnv1.Resources{Items: []*fnv1.Resource{{Resource: j}}})[0].Active
+}
+
+// TestNamespaceJobActive reads Job conditions as the queue counts them: a
+// Job that ended, or is being deleted, holds no slot.
+func TestNamespaceJobActive(t *testing.T) {
+	for _, tc := range []struct {
+		metadata, status string
+		want             bool
+	}{
+		{"{name: j}", jobComplete, false},
+		{"{name: j}", jobFailed, false},
+		{"{name: j}", jobRunning, true},
+		{"{name: j}", "{}", true},
+		{"{name: j, deletionTimestamp: '2024-01-01T00:00:00Z'}", jobRunning, false},
 	} {
-		j := mustStruct("metadata: {name: j}")
-		j.Fields["status"] = structpb.NewStructValue(mustStruct(status))
-		if got := finishedJob(j); got != want {
-			t.Errorf("finishedJob(%s) = %v, want %v", status, got, want)
+		j := mustStruct("metadata: " + tc.metadata)
+		j.Fields["status"] = structpb.NewStructValue(mustStruct(tc.status))
+		if got := jobActive(j); got != tc.want {
+			t.Errorf("a Job with metadata %s and status %s is active: %v, want %v", tc.metadata, tc.status, got, tc.want)
 		}
 	}
 }
@@ -341,7 +355,7 @@ func TestQueuedForNamespace(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			xr := mustStruct("metadata: {name: peer}\nstatus:\n  models: " + tc.models)
-			if got := queuedForNamespace(xr); got != tc.want {
+			if got := queuedForNamespace(read.RecordedStatus(xr)); got != tc.want {
 				t.Errorf("queuedForNamespace = %d, want %d", got, tc.want)
 			}
 		})

@@ -112,11 +112,11 @@ func (s *xrSim) reconcile() {
 			read.RequirementPVC:      {},
 			read.RequirementPods:     {},
 			read.RequirementPeers:    {},
-			requirementNamespaceJobs: {},
+			read.RequirementNamespaceJobs: {},
 		},
 	}
 	for _, name := range sortedKeys(s.api.jobs) {
-		req.RequiredResources[requirementNamespaceJobs].Items = append(req.RequiredResources[requirementNamespaceJobs].Items, &fnv1.Resource{Resource: s.api.jobs[name]})
+		req.RequiredResources[read.RequirementNamespaceJobs].Items = append(req.RequiredResources[read.RequirementNamespaceJobs].Items, &fnv1.Resource{Resource: s.api.jobs[name]})
 	}
 	if s.secret != nil {
 		req.RequiredResources[read.RequirementToken].Items = []*fnv1.Resource{s.secret}

@@ -13,8 +13,8 @@ import (
 	"github.com/hfops/function-hf-download/script"
 )
 
-// Status folding: how a Job ended (jobEnd) and the XR's status, written
-// (statusValue) and read back (recordedStatus), both as the API's types.
+// Status folding: how a Job ended (read.JobEnd) and the XR's status, written
+// (statusValue) and read back (read.RecordedStatus), both as the API's types.
 // decide.go decides each model's state from these.
 
 // modelStatus is one entry of status.models[].

@@ -24,7 +24,7 @@ import (
 // A namespaced XR exists only on v2, so only a cluster-scoped one (a claim's)
 // may be on 1.x and needs the label.
 
-// labelReadable on the token Secret and the PVC of a claim lets Crossplane
+// LabelReadable on the token Secret and the PVC of a claim lets Crossplane
 // before v2.2 hand them to the function.
 const LabelReadable = "hfops.kamal.dev/readable"
 
@@ -35,7 +35,7 @@ type dialect struct {
 	// (Crossplane 1.x, v2.0, v2.1).
 	legacy bool
 	// labelled: legacy, and the XR cluster-scoped, so perhaps 1.x: a
-	// namespaced object is listed by labelReadable rather than got by name.
+	// namespaced object is listed by LabelReadable rather than got by name.
 	labelled bool
 }
 
@@ -86,7 +86,7 @@ func (d dialect) Ask(r *fnv1.Requirements) {
 	r.Resources = nil
 }
 
-// readableHint follows "not found" where only the label finds the object.
+// ReadableHint follows "not found" where only the label finds the object.
 const ReadableHint = " (Crossplane before v2.2 finds it only by the label " + LabelReadable + "=true)"
 
 // explain adds to "not found" that, here, the label finds it.

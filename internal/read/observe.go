@@ -19,15 +19,13 @@ import (
 	"github.com/hfops/function-hf-download/internal/naming"
 )
 
-// Reading what Crossplane observed and fetched: the XR's identity and recorded
-// status, the observed Jobs (bare or in their Objects, whose manifests
-// readComposed reads) and script ConfigMaps, the download pods, the token
-// Secret, the PVC, the Namespace and the other ModelDownloads. Other parts of
-// the request are read where they are used: the Input and the spec in fn.go
-// (internal/decode), the required resources' dialect in dialect.go, and the peers'
-// status and the namespace's Jobs, as structs, in queue.go and conflict.go.
+// What Crossplane observed: the XR's identity and recorded status, the
+// observed Jobs (bare or in their Objects, whose manifests ReadComposed
+// reads) and script ConfigMaps; and, once the function asked for them, what
+// it fetched (ReadRequired): the download pods, the token Secret, the PVC,
+// the Namespace and the other ModelDownloads.
 
-// identity is the observed XR's metadata the function uses.
+// Identity is the observed XR's metadata the function uses.
 type Identity struct {
 	Kind, APIVersion string
 	Name, Namespace  string
@@ -36,20 +34,20 @@ type Identity struct {
 	Annotations      map[string]string
 }
 
-// observation is the request, read.
+// Observation is the request, read.
 type Observation struct {
 	XR       Identity
 	Recorded map[string]RecordedModel
-	// recordedPVC is the uid of the volume the recorded status speaks of.
+	// RecordedPVC is the uid of the volume the recorded status speaks of.
 	RecordedPVC string
 
-	// jobs are the observed download Jobs by model; byKey by resource key.
+	// jobs are the observed download Jobs by model; ByKey by resource key.
 	Jobs  map[string][]*SeenJob
 	ByKey map[string]*SeenJob
 	// scripts are the observed script ConfigMaps (their names) by key, and
 	// whether each exists (an Object's once the provider made it).
 	Scripts map[string]SeenScript
-	// pvcObserved: the composed PVC exists (spec.storage); accountObserved:
+	// PVCObserved: the composed PVC exists (spec.storage); AccountObserved:
 	// the download pods' ServiceAccount does (pods cannot be made before it).
 	PVCObserved, AccountObserved bool
 	// progress is what the download pods reported, by content hash (the
@@ -64,10 +62,10 @@ type Observation struct {
 	Secret    *structpb.Struct
 	PVC       *corev1.PersistentVolumeClaim
 	Namespace *corev1.Namespace
-	Peers     []*structpb.Struct
+	Peers     []Peer
 }
 
-// seenJob is one download Job of this function, bare or in an Object, as
+// SeenJob is one download Job of this function, bare or in an Object, as
 // Crossplane observed it.
 type SeenJob struct {
 	Key string
@@ -87,7 +85,7 @@ type SeenJob struct {
 	Deleting     bool
 }
 
-// seenScript is an observed script ConfigMap: as applied (manifest), and
+// SeenScript is an observed script ConfigMap: as applied (manifest), and
 // whether it exists (an Object's once the provider made it).
 type SeenScript struct {
 	Manifest *structpb.Struct
@@ -97,7 +95,7 @@ type SeenScript struct {
 }
 
 // observe reads the request but for its required resources, which are read
-// once the function knows what it asked for (readRequired).
+// once the function knows what it asked for (ReadRequired).
 func Observe(req *fnv1.RunFunctionRequest) Observation {
 	xr := req.GetObserved().GetComposite().GetResource()
 	md := Get(xr, "metadata").GetStructValue()
@@ -123,7 +121,7 @@ func Observe(req *fnv1.RunFunctionRequest) Observation {
 	return o
 }
 
-// readRequired reads the required resources Crossplane fetched, as
+// ReadRequired reads the required resources Crossplane fetched, as
 // dialect.answered gives them.
 func (o *Observation) ReadRequired(required map[string]*fnv1.Resources) {
 	o.Reports = podReports(required[RequirementPods])
@@ -132,9 +130,7 @@ func (o *Observation) ReadRequired(required map[string]*fnv1.Resources) {
 	}
 	o.PVC = requiredAs[corev1.PersistentVolumeClaim](required[RequirementPVC])
 	o.Namespace = requiredAs[corev1.Namespace](required[RequirementNamespace])
-	for _, it := range required[RequirementPeers].GetItems() {
-		o.Peers = append(o.Peers, it.GetResource())
-	}
+	o.Peers = readPeers(required[RequirementPeers], o.XR)
 }
 
 // requiredAs is the first item of a required resource as its type; nil when
@@ -154,13 +150,13 @@ func requiredAs[T any, P interface {
 	return out
 }
 
-// runtimeFromUnstructured decodes an object read from protobuf (numbers are
+// RuntimeFromUnstructured decodes an object read from protobuf (numbers are
 // float64 there; whole ones convert) into its type.
 func RuntimeFromUnstructured(m map[string]any, into runtime.Object) error {
 	return runtime.DefaultUnstructuredConverter.FromUnstructured(m, into)
 }
 
-// readComposed sorts what Crossplane observed: download Jobs (bare or in an
+// ReadComposed sorts what Crossplane observed: download Jobs (bare or in an
 // Object), script ConfigMaps, the composed PVC. What another step composed is
 // not touched, whatever its labels. It reads the protobuf as it came: only
 // what decides something is converted (a Job's status), and a manifest is
@@ -241,9 +237,9 @@ func (o *Observation) readJob(key string, composed, manifest, applied *structpb.
 	o.ByKey[key] = j
 }
 
-// readJobStatus is a Job as the function reads it: its uid, its active
+// ReadJobStatus is a Job as the function reads it: its uid, its active
 // pods and its conditions, read from the protobuf as it came (the pod
-// template, most of a Job, is not read). jobPhase decides from it. A field
+// template, most of a Job, is not read). JobPhase decides from it. A field
 // of the wrong type, which no apiserver serves, makes the status unreadable
 // rather than guessed at.
 func ReadJobStatus(applied *structpb.Struct) (*batchv1.Job, error) {
@@ -320,7 +316,7 @@ func stringMap(v *structpb.Value) map[string]string {
 	return out
 }
 
-// scriptMap is the name of the script ConfigMap the Job mounts, if any.
+// ScriptMap is the name of the script ConfigMap the Job mounts, if any.
 func (j *SeenJob) ScriptMap() string {
 	for _, v := range Get(j.Manifest, "spec", "template", "spec", "volumes").GetListValue().GetValues() {
 		vol := v.GetStructValue()

@@ -56,7 +56,7 @@ type Platform struct {
 	// digest covers every field above; it is part of each model's spec
 	// hash, so a platform change rolls every Job.
 	Digest []byte
-	// intentDigest is digest without the image: the image the function
+	// IntentDigest is digest without the image: the image the function
 	// defaults to comes with its version, and a new version must not take a
 	// completed model for a changed one (see naming.Hashes.intent).
 	IntentDigest []byte
@@ -79,7 +79,7 @@ func reservedEnv(name string) bool {
 	return strings.HasPrefix(name, "HFDL_")
 }
 
-// decodeInput reads the Input strictly: a field the function does not know
+// DecodeInput reads the Input strictly: a field the function does not know
 // is a typo or a version mismatch, never something to ignore.
 func DecodeInput(s *structpb.Struct) (*v1beta1.Input, error) {
 	in := &v1beta1.Input{}
@@ -138,7 +138,7 @@ func jsonKind(t reflect.Type) string {
 	}
 }
 
-// resolvePlatform reads the Input; image is the download image of a
+// ResolvePlatform reads the Input; image is the download image of a
 // Composition that names none.
 func ResolvePlatform(in *v1beta1.Input, image string) (*Platform, field.ErrorList) {
 	p := &Platform{

@@ -23,7 +23,7 @@ import (
 
 const maxSummaryBytes = 1024
 
-// podReport is what the pods of one Job said: the summary of the pod that
+// PodReport is what the pods of one Job said: the summary of the pod that
 // succeeded, or the last line of the latest pod that failed.
 type PodReport struct {
 	Summary *script.Summary
@@ -94,13 +94,13 @@ func finishedAt(term *structpb.Struct) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// maxFailureBytes bounds the failure reason a pod's last line gives; the
+// MaxFailureBytes bounds the failure reason a pod's last line gives; the
 // script's own reasons are far shorter.
 const MaxFailureBytes = 512
 
 // lastLine is the last line of a termination message that says something,
 // in plain text: terminal colours and other control characters go, and so
-// does anything past maxFailureBytes.
+// does anything past MaxFailureBytes.
 func lastLine(msg string) string {
 	lines := strings.Split(msg, "\n")
 	for i := len(lines) - 1; i >= 0; i-- {

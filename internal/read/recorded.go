@@ -28,7 +28,10 @@ const (
 	PhaseFailed    = "Failed"
 )
 
-// jobPhase is a Job's phase: how it ended (jobEnd), else Running while it
+// Terminal: a model or Job in this phase has ended.
+func Terminal(phase string) bool { return phase == PhaseCompleted || phase == PhaseFailed }
+
+// JobPhase is a Job's phase: how it ended (JobEnd), else Running while it
 // has an active pod.
 func JobPhase(job *batchv1.Job) (phase, message string) {
 	if phase, message = JobEnd(job.Status.Conditions); phase != PhasePending || message != "" {
@@ -40,7 +43,7 @@ func JobPhase(job *batchv1.Job) (phase, message string) {
 	return PhasePending, ""
 }
 
-// jobEnd is the one place that reads whether, and how, a Job ended: from
+// JobEnd is the one place that reads whether, and how, a Job ended: from
 // its conditions, as the Job controller sets them. Jobs have no Ready
 // condition: Complete and Failed (True) are the terminal ones, whatever
 // else the list holds and in whatever order; Suspended holds a Job that has
@@ -68,13 +71,13 @@ func JobEnd(conditions []batchv1.JobCondition) (phase, message string) {
 	return PhasePending, ""
 }
 
-// maxAttempt bounds the attempt numbers read back from status and Jobs.
+// MaxAttempt bounds the attempt numbers read back from status and Jobs.
 const MaxAttempt = 1 << 31
 
 // statusModelsPath is where the function's memory lives in the XR.
 var statusModelsPath = field.NewPath("status", "models")
 
-// recordedModel is one entry of status.models[] as the last call wrote
+// RecordedModel is one entry of status.models[] as the last call wrote
 // it: the function's memory of a model.
 type RecordedModel struct {
 	Name, JobName string
@@ -88,12 +91,14 @@ type RecordedModel struct {
 	// under (naming.Hashes).
 	ContentHash, IntentHash string
 	Retry                   string
+	// Queue is the limit that held the model back, if it was queued.
+	Queue string
 	// summary is what the pod reported on disk, when it passes the
 	// script's checks.
 	Summary *script.Summary
 }
 
-// recordedStatus reads status.models[] of the observed XR, keyed by model
+// RecordedStatus reads status.models[] of the observed XR, keyed by model
 // name. It is read leniently: a value of the wrong type (a status edited by
 // hand) is read as absent.
 func RecordedStatus(xr *structpb.Struct) map[string]RecordedModel {
@@ -117,6 +122,7 @@ func RecordedStatus(xr *structpb.Struct) map[string]RecordedModel {
 			ContentHash: e.ContentHash,
 			IntentHash:  e.IntentHash,
 			Retry:       e.Retry,
+			Queue:       e.Queue,
 		}
 		// Only a positive attempt is one; anything else, as if none was
 		// recorded.
@@ -143,7 +149,7 @@ func RecordedStatus(xr *structpb.Struct) map[string]RecordedModel {
 	return out
 }
 
-// recordedPVC is the volume the recorded status speaks of.
+// RecordedPVC is the volume the recorded status speaks of.
 func RecordedPVC(xr *structpb.Struct) string { return GetString(xr, "status", "pvcUID") }
 
 func validSummary(s script.Summary) bool {
@@ -170,7 +176,7 @@ func validCard(c *script.Card) bool {
 
 func notPrintableASCII(r rune) bool { return r < ' ' || r > '~' }
 
-// shownCard is a card as status shows it: nil for one that knows nothing.
+// ShownCard is a card as status shows it: nil for one that knows nothing.
 func ShownCard(c *script.Card) *script.Card {
 	if c == nil || *c == (script.Card{}) {
 		return nil

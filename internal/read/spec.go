@@ -29,7 +29,7 @@ const (
 	MaxStallTimeoutSeconds = 24 * 3600
 )
 
-// modelSpec is one entry of spec.models, decoded, defaults applied.
+// ModelSpec is one entry of spec.models, decoded, defaults applied.
 type ModelSpec struct {
 	v1alpha1.Model
 
@@ -37,7 +37,7 @@ type ModelSpec struct {
 	Errs field.ErrorList
 }
 
-// xrSpec is the ModelDownload spec as the function uses it. Its models are
+// XRSpec is the ModelDownload spec as the function uses it. Its models are
 // decoded one by one, so that each keeps its own problems: Models here
 // stands for the API's, which stays empty.
 type XRSpec struct {
@@ -61,7 +61,7 @@ var crossplaneSpecFields = map[string]bool{
 	"writeConnectionSecretToRef": true,
 }
 
-// specSkips: what parseSpec leaves to others, besides Crossplane's own fields.
+// specSkips: what ParseSpec leaves to others, besides Crossplane's own fields.
 var specSkips = func() map[string]bool {
 	m := map[string]bool{"models": true}
 	for k := range crossplaneSpecFields {
@@ -74,7 +74,7 @@ var specSkips = func() map[string]bool {
 // cannot even be reported in status.
 var modelSkips = map[string]bool{"name": true}
 
-// parseSpec decodes the XR's spec. Errors in the returned list make the whole
+// ParseSpec decodes the XR's spec. Errors in the returned list make the whole
 // spec unusable; errors of a single model are kept on that model.
 func ParseSpec(xr *structpb.Struct) (XRSpec, field.ErrorList) {
 	d := &decode.Decoder{Strict: true}

@@ -28,12 +28,12 @@ const (
 // that is ReadWriteOncePod takes one pod at a time, so downloads run one
 // after another.
 
-// storageState is what the function knows of the PVC.
+// StorageState is what the function knows of the PVC.
 type StorageState struct {
 	UID string
 	// colocate: ReadWriteOnce only, so every pod mounting it shares a node.
 	Colocate bool
-	// oneAtATime: ReadWriteOncePod, so one download pod at a time.
+	// OneAtATime: ReadWriteOncePod, so one download pod at a time.
 	OneAtATime bool
 	// reason and problem say why no Job may start; empty when the PVC is
 	// there.
@@ -42,7 +42,7 @@ type StorageState struct {
 
 func (s StorageState) Ready() bool { return s.Problem == "" }
 
-// resolveStorage reads the required PVC (nil: not found).
+// ResolveStorage reads the required PVC (nil: not found).
 func ResolveStorage(pvc *corev1.PersistentVolumeClaim, namespace string, spec *XRSpec) StorageState {
 	where := fmt.Sprintf("PersistentVolumeClaim %q in namespace %q", spec.StoragePVC, namespace)
 	if pvc == nil {

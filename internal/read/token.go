@@ -32,7 +32,7 @@ const (
 	ReasonTokenInvalid   = "TokenNotBase64"
 )
 
-// tokenState is what the function knows of the token.
+// TokenState is what the function knows of the token.
 type TokenState struct {
 	// digest is the SHA-256 of the token, nil without hfTokenRef.
 	Digest []byte
@@ -114,7 +114,7 @@ func Resolved(required map[string]*fnv1.Resources, r *fnv1.Requirements) bool {
 	return true
 }
 
-// resolveToken reads the token from the required Secret (nil: not found).
+// ResolveToken reads the token from the required Secret (nil: not found).
 func ResolveToken(secret *structpb.Struct, namespace string, ref *v1alpha1.TokenRef) TokenState {
 	if ref == nil {
 		return TokenState{}

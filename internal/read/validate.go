@@ -74,7 +74,7 @@ func ValidateSpec(s *XRSpec) field.ErrorList {
 	return errs
 }
 
-// notCoveredBy drops the "Required" errors about a field that a parse error
+// NotCoveredBy drops the "Required" errors about a field that a parse error
 // already explains: a models list of the wrong type, or whose only model is
 // unusable, was given, so "at least one model is required" would mislead. A
 // missing spec still lists what it must hold.
