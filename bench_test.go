@@ -544,9 +544,9 @@ func BenchmarkJobManifest(b *testing.B) {
 				for i := range spec.Models {
 					m := &spec.Models[i]
 					if way == "typed" {
-						_ = asUnstructured(jb.build(m, "job", h, attempt{1, "h"}))
+						_ = asUnstructured(jb.build(m, "job", h, naming.Attempt{Number: 1, Hash: "h"}))
 					} else {
-						_ = jb.manifest(m, "job", h, attempt{1, "h"})
+						_ = jb.manifest(m, "job", h, naming.Attempt{Number: 1, Hash: "h"})
 					}
 				}
 			}

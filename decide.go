@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"path"
+	"strings"
 
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // The state machine of one model. decide is a pure function: from the facts
@@ -98,10 +101,16 @@ func stateOfPhase(phase string, pending modelState) modelState {
 // callFacts are the facts every model of a call shares.
 type callFacts struct {
 	*read.Observation
-	builder    *jobBuilder
-	token      read.TokenState
-	storage    read.StorageState
-	xrDigest   []byte
+	// nameBase starts every Job name: the XR's name, or its claim's.
+	nameBase string
+	// mountPath is where the PVC is mounted in the download pods; pvc is
+	// its name.
+	mountPath, pvc string
+	token          read.TokenState
+	storage        read.StorageState
+	// digests are what every model's hashes cover but the model and the
+	// token.
+	digests    naming.Digests
 	dirs       directories
 	self       dirUser
 	retry      string
@@ -111,20 +120,13 @@ type callFacts struct {
 	prerequisite string
 }
 
-// attempt is one try at a model's spec: its number and the hash that names
-// its Job.
-type attempt struct {
-	number int64
-	hash   string
-}
-
 // decision is what the function does about one model.
 type decision struct {
 	// status is the model's entry; status.state says where it stands.
 	status modelStatus
 	// attempt is the current attempt, and job its Job as observed (nil:
 	// none yet).
-	attempt attempt
+	attempt naming.Attempt
 	job     *read.SeenJob
 	// compose: the current attempt's Job is composed as the function
 	// builds it (a new one when job is nil). Then hashes are the model's.
@@ -152,7 +154,7 @@ func (f *callFacts) decide(m *read.ModelSpec, rec read.RecordedModel, hasRec boo
 	if len(m.Errs) > 0 {
 		return decision{status: modelStatus{Name: m.Name, state: stateInvalid, Message: joinErrors(m.Errs)}}
 	}
-	path := f.builder.localDir(m)
+	path := path.Join(f.mountPath, m.Name)
 	if !f.storage.Ready() {
 		// No volume, so nothing is Completed; the Jobs the model has stay.
 		return decision{
@@ -162,11 +164,13 @@ func (f *callFacts) decide(m *read.ModelSpec, rec read.RecordedModel, hasRec boo
 		}
 	}
 
-	h := hashModel(m, f.xrDigest, f.builder.platform, f.token.Digest)
+	digests := f.digests
+	digests.Token = f.token.Digest
+	h := naming.HashModel(&m.Model, digests)
 	self := f.self
 	self.content, self.describe = h.Content, describeContent(m)
 	verdict := f.dirs.judge(self, m.Name)
-	notes := verdict.notes(m.Name, f.builder.spec.StoragePVC, self)
+	notes := verdict.notes(m.Name, f.pvc, self)
 	if verdict.blockedBy != nil {
 		// Not this one's directory: no Job, and the Jobs it had go.
 		return decision{
@@ -199,17 +203,17 @@ func (f *callFacts) current(m *read.ModelSpec, h naming.Hashes, rec read.Recorde
 	d := decision{
 		attempt: a,
 		hashes:  h,
-		job:     f.ByKey[naming.ResourceKey(m.Name, a.hash)],
+		job:     f.ByKey[naming.ResourceKey(m.Name, a.Hash)],
 		status: modelStatus{
 			Name:        m.Name,
-			JobName:     naming.JobName(f.builder.nameBase, m.Name, a.hash),
-			Hash:        a.hash,
-			Attempt:     a.number,
+			JobName:     naming.JobName(f.nameBase, m.Name, a.Hash),
+			Hash:        a.Hash,
+			Attempt:     a.Number,
 			ContentHash: h.Content,
 			IntentHash:  h.Intent,
 		},
 	}
-	sameAttempt := hasRec && rec.Hash == a.hash
+	sameAttempt := hasRec && rec.Hash == a.Hash
 	if oj := d.job; sameAttempt && phaseState(rec.Phase).terminal() && (oj == nil || oj.Deleting || f.objectMode) {
 		// The Job is gone (its TTL, or anyone), going, or, in Object mode,
 		// left to its TTL: provider-kubernetes would make a deleted Job
@@ -257,11 +261,11 @@ func (f *callFacts) acrossUpgrade(m *read.ModelSpec, h naming.Hashes, rec read.R
 		return decision{}, false
 	}
 	d := decision{
-		attempt: attempt{rec.Attempt, rec.Hash},
+		attempt: naming.Attempt{Number: rec.Attempt, Hash: rec.Hash},
 		job:     oj,
 		status: modelStatus{
 			Name:        m.Name,
-			JobName:     naming.JobName(f.builder.nameBase, m.Name, rec.Hash),
+			JobName:     naming.JobName(f.nameBase, m.Name, rec.Hash),
 			Hash:        rec.Hash,
 			Attempt:     rec.Attempt,
 			ContentHash: h.Content,
@@ -307,8 +311,8 @@ func (f *callFacts) withoutToken(m *read.ModelSpec, h naming.Hashes, rec read.Re
 	d.status = modelStatus{Name: m.Name, state: stateWaitingForToken, Message: why, ContentHash: h.Content,
 		Attempt: f.lastAttempt(m, rec)}
 	if current != nil {
-		d.attempt, d.job = attempt{current.Attempt, current.Hash}, current
-		d.status.JobName, d.status.Hash, d.status.Attempt = naming.JobName(f.builder.nameBase, m.Name, current.Hash), current.Hash, current.Attempt
+		d.attempt, d.job = naming.Attempt{Number: current.Attempt, Hash: current.Hash}, current
+		d.status.JobName, d.status.Hash, d.status.Attempt = naming.JobName(f.nameBase, m.Name, current.Hash), current.Hash, current.Attempt
 		same := rec.Hash == current.Hash
 		if same {
 			d.status.IntentHash = rec.IntentHash
@@ -340,22 +344,22 @@ func (f *callFacts) withoutToken(m *read.ModelSpec, h naming.Hashes, rec read.Re
 // before it finished; a new spec starts the attempt after every one recorded
 // or observed. With no record at all (status not written yet, or written by
 // an older version), a Job observed for this very spec is the current one.
-func (f *callFacts) attemptFor(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool) attempt {
-	cur := attempt{rec.Attempt, rec.Hash}
+func (f *callFacts) attemptFor(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool) naming.Attempt {
+	cur := naming.Attempt{Number: rec.Attempt, Hash: rec.Hash}
 	state := phaseState(rec.Phase)
 	if !hasRec || rec.Attempt == 0 {
-		cur, state = attempt{}, 0
+		cur, state = naming.Attempt{}, 0
 		for _, oj := range f.Jobs[m.Name] {
-			if oj.Attempt > cur.number && naming.JobHash(h.Spec, oj.Attempt) == oj.Hash {
-				cur, state = attempt{oj.Attempt, oj.Hash}, jobState(oj.Phase)
+			if oj.Attempt > cur.Number && naming.JobHash(h.Spec, oj.Attempt) == oj.Hash {
+				cur, state = naming.Attempt{Number: oj.Attempt, Hash: oj.Hash}, jobState(oj.Phase)
 			}
 		}
 	}
-	if cur.number == 0 || naming.JobHash(h.Spec, cur.number) != cur.hash {
+	if cur.Number == 0 || naming.JobHash(h.Spec, cur.Number) != cur.Hash {
 		n := f.lastAttempt(m, rec) + 1
-		return attempt{n, naming.JobHash(h.Spec, n)}
+		return naming.Attempt{Number: n, Hash: naming.JobHash(h.Spec, n)}
 	}
-	oj := f.ByKey[naming.ResourceKey(m.Name, cur.hash)]
+	oj := f.ByKey[naming.ResourceKey(m.Name, cur.Hash)]
 	switch {
 	case state == stateFailed && rec.Retry != f.retry && hasRec:
 	case oj != nil && oj.Deleting && !read.Terminal(oj.Phase):
@@ -363,8 +367,8 @@ func (f *callFacts) attemptFor(m *read.ModelSpec, h naming.Hashes, rec read.Reco
 	default:
 		return cur
 	}
-	n := cur.number + 1
-	return attempt{n, naming.JobHash(h.Spec, n)}
+	n := cur.Number + 1
+	return naming.Attempt{Number: n, Hash: naming.JobHash(h.Spec, n)}
 }
 
 // lastAttempt is the highest attempt recorded or observed for a model.
@@ -422,6 +426,14 @@ func (f *callFacts) outcome(st *modelStatus, oj *read.SeenJob, rec read.Recorded
 			st.Retry = rec.Retry
 		}
 	default:
-		st.progress = readProgress(f.Progress, st)
+		st.progress = read.ReadProgress(f.Progress, st.ContentHash, st.JobName)
 	}
+}
+
+func joinErrors(errs field.ErrorList) string {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
 }

@@ -128,7 +128,8 @@ func TestDecideTransitions(t *testing.T) {
 				o.Jobs[m.Name] = append(o.Jobs[m.Name], j)
 				o.ByKey[j.Key] = j
 			}
-			f := &callFacts{Observation: o, builder: b, token: token, storage: read.StorageState{UID: "vol"}, xrDigest: xrDigest,
+			f := &callFacts{Observation: o, nameBase: b.nameBase, mountPath: plat.MountPath, pvc: spec.StoragePVC, token: token,
+				storage: read.StorageState{UID: "vol"}, digests: digests(xrDigest, plat),
 				self: dirUser{name: "md", created: "2010-01-01T00:00:00Z", xrName: "md"}}
 			model := *m
 			if c.invalid {
@@ -153,8 +154,8 @@ func TestDecideTransitions(t *testing.T) {
 			if diff := cmp.Diff(c.want, got, cmp.AllowUnexported(want{})); diff != "" {
 				t.Errorf("decision (-want +got):\n%s", diff)
 			}
-			if d.compose && d.status.Hash != hashOf(d.attempt.number) {
-				t.Errorf("composes attempt %d under hash %q, want %q", d.attempt.number, d.status.Hash, hashOf(d.attempt.number))
+			if d.compose && d.status.Hash != hashOf(d.attempt.Number) {
+				t.Errorf("composes attempt %d under hash %q, want %q", d.attempt.Number, d.status.Hash, hashOf(d.attempt.Number))
 			}
 			if d.wantsSlot() != (d.compose && c.want.job == 0) {
 				t.Errorf("wants a slot: %v, want it exactly when it starts a new Job", d.wantsSlot())

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/crossplane/function-sdk-go/errors"
 	"github.com/crossplane/function-sdk-go/logging"
@@ -134,15 +133,18 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	c := &composer{
 		callFacts: callFacts{
 			Observation: &o,
-			builder:     b,
+			nameBase:    b.nameBase,
+			mountPath:   plat.MountPath,
+			pvc:         spec.StoragePVC,
 			token:       token,
 			storage:     storage,
-			xrDigest:    naming.HashXR(&spec.ModelDownloadSpec, who, b.cpu, b.memory, env.apiVersion),
+			digests:     digests(naming.HashXR(&spec.ModelDownloadSpec, who, b.cpu, b.memory, env.apiVersion), plat),
 			retry:       o.XR.Annotations[annotationRetry],
 			dirs:        peerDirectories(o.Peers, spec.StoragePVC),
 			self:        dirUser{name: base, created: o.XR.Created, xrName: o.XR.Name},
 			objectMode:  env.object,
 		},
+		builder:  b,
 		envelope: env,
 		queue:    newDownloadQueue(spec.StoragePVC, storage.OneAtATime, spec.Settings.MaxParallel),
 		desired:  map[string]*resource.DesiredComposed{},
@@ -311,12 +313,4 @@ func anyUnsettled(models []modelStatus) bool {
 		}
 	}
 	return false
-}
-
-func joinErrors(errs field.ErrorList) string {
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
-	}
-	return strings.Join(msgs, "; ")
 }

@@ -61,14 +61,14 @@ func (b *jobBuilder) podServiceAccount() string {
 	return read.OrDefault(b.platform.ServiceAccount, b.progressMap)
 }
 
-// hashModel computes a model's hashes: over the model, the XR-wide fields
-// (xrDigest), the Input (the platform's digests), the function's own script
-// and Job template, and the token (tokenDigest).
-func hashModel(m *read.ModelSpec, xrDigest []byte, plat *read.Platform, tokenDigest []byte) naming.Hashes {
-	return naming.HashModel(&m.Model, naming.Digests{
-		XR: xrDigest, Platform: plat.Digest, PlatformIntent: plat.IntentDigest,
-		Script: scriptDigest, Template: templateDigest(), Token: tokenDigest,
-	})
+// digests are what every model's hashes cover besides the model and the
+// token: the XR-wide fields (xr, naming.HashXR), the Input (the platform's
+// digests), and the function's own script and Job template.
+func digests(xr []byte, plat *read.Platform) naming.Digests {
+	return naming.Digests{
+		XR: xr, Platform: plat.Digest, PlatformIntent: plat.IntentDigest,
+		Script: scriptDigest, Template: templateDigest(),
+	}
 }
 
 // templateDigest stands for the code that builds a Job: the digest of a Job
@@ -87,7 +87,7 @@ var templateDigest = sync.OnceValue(func() []byte {
 	b.scriptMap, b.progressMap = "script", "progress"
 	b.colocate()
 	m := &read.ModelSpec{Model: v1alpha1.Model{Name: "o/m", Revision: "r", RepoType: "dataset", RetryCount: 1, Include: []string{"i"}, Exclude: []string{"e"}}}
-	j, err := json.Marshal(b.build(m, "job", naming.Hashes{Content: "c", Config: "c", Spec: "s"}, attempt{1, "h"}))
+	j, err := json.Marshal(b.build(m, "job", naming.Hashes{Content: "c", Config: "c", Spec: "s"}, naming.Attempt{Number: 1, Hash: "h"}))
 	if err != nil {
 		panic(err)
 	}
@@ -201,7 +201,7 @@ func (b *jobBuilder) modelEnv(m *read.ModelSpec, h naming.Hashes) []corev1.EnvVa
 }
 
 // build returns the Job of one attempt at a model.
-func (b *jobBuilder) build(m *read.ModelSpec, name string, h naming.Hashes, a attempt) *batchv1.Job {
+func (b *jobBuilder) build(m *read.ModelSpec, name string, h naming.Hashes, a naming.Attempt) *batchv1.Job {
 	st := &b.spec.Settings
 	env := append(b.modelEnv(m, h), b.sharedEnv...)
 
@@ -210,11 +210,11 @@ func (b *jobBuilder) build(m *read.ModelSpec, name string, h naming.Hashes, a at
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      name,
 			Namespace: b.namespace,
-			Labels:    b.labels(m, a.hash),
+			Labels:    b.labels(m, a.Hash),
 			Annotations: map[string]string{
 				naming.AnnotationModel:      m.Name,
 				naming.AnnotationConfigHash: h.Config,
-				naming.AnnotationAttempt:    read.Itoa(a.number),
+				naming.AnnotationAttempt:    read.Itoa(a.Number),
 			},
 		},
 		Spec: batchv1.JobSpec{
@@ -288,9 +288,9 @@ func (b *jobBuilder) build(m *read.ModelSpec, name string, h naming.Hashes, a at
 // read them), so the sharing is safe. TestManifestIsTheTypedJob, and the
 // spec fuzzer, hold it to asUnstructured(build(...)); BenchmarkRunFunction
 // shows what it buys.
-func (b *jobBuilder) manifest(m *read.ModelSpec, name string, h naming.Hashes, a attempt) *unstructured.Unstructured {
+func (b *jobBuilder) manifest(m *read.ModelSpec, name string, h naming.Hashes, a naming.Attempt) *unstructured.Unstructured {
 	if b.template == nil {
-		b.template = asUnstructured(b.build(&read.ModelSpec{Model: v1alpha1.Model{Name: "stand-in"}}, "stand-in", naming.Hashes{Content: "stand-in"}, attempt{})).Object
+		b.template = asUnstructured(b.build(&read.ModelSpec{Model: v1alpha1.Model{Name: "stand-in"}}, "stand-in", naming.Hashes{Content: "stand-in"}, naming.Attempt{})).Object
 	}
 	t := b.template
 	spec := maps.Clone(t["spec"].(map[string]any))
@@ -315,8 +315,8 @@ func (b *jobBuilder) manifest(m *read.ModelSpec, name string, h naming.Hashes, a
 	job["metadata"] = map[string]any{
 		"name":        name,
 		"namespace":   b.namespace,
-		"labels":      stringsToAny(b.labels(m, a.hash)),
-		"annotations": map[string]any{naming.AnnotationModel: m.Name, naming.AnnotationConfigHash: h.Config, naming.AnnotationAttempt: read.Itoa(a.number)},
+		"labels":      stringsToAny(b.labels(m, a.Hash)),
+		"annotations": map[string]any{naming.AnnotationModel: m.Name, naming.AnnotationConfigHash: h.Config, naming.AnnotationAttempt: read.Itoa(a.Number)},
 	}
 	job["spec"] = spec
 	return &unstructured.Unstructured{Object: job}

@@ -377,7 +377,7 @@ func checkManifests(t *testing.T, spec *read.XRSpec, plat *read.Platform, coloca
 			continue
 		}
 		h := naming.Hashes{Content: "content" + read.Itoa(int64(i)), Config: "config" + read.Itoa(int64(i)), Spec: "spec"}
-		a := attempt{int64(i + 1), "hash" + read.Itoa(int64(i))}
+		a := naming.Attempt{Number: int64(i + 1), Hash: "hash" + read.Itoa(int64(i))}
 		want := asUnstructured(b.build(m, "job-"+read.Itoa(int64(i)), h, a))
 		got := b.manifest(m, "job-"+read.Itoa(int64(i)), h, a)
 		if diff := cmp.Diff(want.Object, got.Object); diff != "" {

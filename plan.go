@@ -26,6 +26,7 @@ const annotationRetry = "hfops.kamal.dev/retry"
 // objects).
 type composer struct {
 	callFacts
+	builder  *jobBuilder
 	envelope envelope
 
 	// conflict are the notes on the models' directories.
@@ -78,7 +79,7 @@ func (c *composer) enact(m *read.ModelSpec, d *decision, rec read.RecordedModel)
 		c.keep(oj, rec)
 	}
 	if d.compose {
-		c.desireJob(naming.ResourceKey(m.Name, d.attempt.hash), c.builder.manifest(m, d.status.JobName, d.hashes, d.attempt), d.status.state.phase())
+		c.desireJob(naming.ResourceKey(m.Name, d.attempt.Hash), c.builder.manifest(m, d.status.JobName, d.hashes, d.attempt), d.status.state.phase())
 	}
 }
 

@@ -2,11 +2,7 @@ package main
 
 import (
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"path"
-	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -97,91 +93,4 @@ func (c *composer) composeProgress() {
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: subject, Namespace: ns}},
 	}), "", manage), resource.ReadyTrue)
-}
-
-// maxProgressBytes bounds a progress report read back: the script's are
-// about 200 bytes.
-const maxProgressBytes = 1024
-
-// readProgress is the progress the pods of the model's current Job reported,
-// nil when there is none to show: a report of another attempt's pod (its
-// name does not start with the Job's), or one that is not the script's.
-func readProgress(reports map[string]string, st *modelStatus) *script.Progress {
-	raw, ok := reports[st.ContentHash]
-	if !ok || st.JobName == "" || len(raw) > maxProgressBytes {
-		return nil
-	}
-	var p script.Progress
-	d := json.NewDecoder(strings.NewReader(raw))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&p); err != nil || d.More() || !strings.HasPrefix(p.Attempt, st.JobName+"-") {
-		return nil
-	}
-	if _, err := time.Parse(time.RFC3339, p.Updated); err != nil ||
-		p.Bytes < 0 || p.TotalBytes < 0 || p.Files < 0 || p.TotalFiles < 0 || p.BytesPerSecond < 0 || p.ETASeconds < 0 {
-		return nil
-	}
-	return &p
-}
-
-// downloaded is the XR's bytes on disk out of all it will hold, in the
-// decimal unit of the total (37.2/140.5 GB), for `kubectl get
-// modeldownloads`: a completed model counts its summary, a running one its
-// progress, any other nothing yet.
-func downloaded(models []modelStatus) string {
-	var done, total int64
-	for _, m := range models {
-		switch {
-		case m.state == stateCompleted && m.summary != nil:
-			done += m.summary.Bytes
-			total += m.summary.Bytes
-		case m.progress != nil:
-			done += m.progress.Bytes
-			total += max(m.progress.TotalBytes, m.progress.Bytes)
-		}
-	}
-	scale, unit := 1.0, "B"
-	for _, u := range []string{"kB", "MB", "GB", "TB"} {
-		if float64(total)/scale < 1000 {
-			break
-		}
-		scale, unit = scale*1000, u
-	}
-	if unit == "B" {
-		return fmt.Sprintf("%d/%d B", done, total)
-	}
-	return fmt.Sprintf("%.1f/%.1f %s", float64(done)/scale, float64(total)/scale, unit)
-}
-
-// slowest names the running model that will take longest, for the
-// ModelsDownloaded condition: "" when no running model reported a rate.
-func slowest(models []modelStatus) string {
-	var worst *modelStatus
-	for i := range models {
-		m := &models[i]
-		if p := m.progress; p != nil && p.ETASeconds > 0 && (worst == nil || p.ETASeconds > worst.progress.ETASeconds) {
-			worst = m
-		}
-	}
-	if worst == nil {
-		return ""
-	}
-	p := worst.progress
-	return fmt.Sprintf("slowest: %s at %s/s, %s left", worst.Name, decimalBytes(p.BytesPerSecond), (time.Duration(p.ETASeconds) * time.Second).String())
-}
-
-// decimalBytes is n in decimal units with one decimal, as the script's
-// messages give sizes.
-func decimalBytes(n int64) string {
-	f, unit := float64(n), "B"
-	for _, u := range []string{"kB", "MB", "GB", "TB"} {
-		if f < 1000 {
-			break
-		}
-		f, unit = f/1000, u
-	}
-	if unit == "B" {
-		return fmt.Sprintf("%d B", n)
-	}
-	return fmt.Sprintf("%.1f %s", f, unit)
 }

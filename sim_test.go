@@ -108,10 +108,10 @@ func (s *xrSim) reconcile() {
 		Meta:     crossplaneV22("sim"),
 		Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: proto.Clone(s.xr).(*structpb.Struct)}, Resources: s.observed},
 		RequiredResources: map[string]*fnv1.Resources{
-			read.RequirementToken:    {},
-			read.RequirementPVC:      {},
-			read.RequirementPods:     {},
-			read.RequirementPeers:    {},
+			read.RequirementToken:         {},
+			read.RequirementPVC:           {},
+			read.RequirementPods:          {},
+			read.RequirementPeers:         {},
 			read.RequirementNamespaceJobs: {},
 		},
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -135,3 +137,65 @@ func summary(models []modelStatus) (fnv1.Status, string, string) {
 
 // isQueued: the model waits for a download slot (queue.go).
 func isQueued(m modelStatus) bool { return m.state == stateQueued }
+
+// downloaded is the XR's bytes on disk out of all it will hold, in the
+// decimal unit of the total (37.2/140.5 GB), for `kubectl get
+// modeldownloads`: a completed model counts its summary, a running one its
+// progress, any other nothing yet.
+func downloaded(models []modelStatus) string {
+	var done, total int64
+	for _, m := range models {
+		switch {
+		case m.state == stateCompleted && m.summary != nil:
+			done += m.summary.Bytes
+			total += m.summary.Bytes
+		case m.progress != nil:
+			done += m.progress.Bytes
+			total += max(m.progress.TotalBytes, m.progress.Bytes)
+		}
+	}
+	scale, unit := 1.0, "B"
+	for _, u := range []string{"kB", "MB", "GB", "TB"} {
+		if float64(total)/scale < 1000 {
+			break
+		}
+		scale, unit = scale*1000, u
+	}
+	if unit == "B" {
+		return fmt.Sprintf("%d/%d B", done, total)
+	}
+	return fmt.Sprintf("%.1f/%.1f %s", float64(done)/scale, float64(total)/scale, unit)
+}
+
+// slowest names the running model that will take longest, for the
+// ModelsDownloaded condition: "" when no running model reported a rate.
+func slowest(models []modelStatus) string {
+	var worst *modelStatus
+	for i := range models {
+		m := &models[i]
+		if p := m.progress; p != nil && p.ETASeconds > 0 && (worst == nil || p.ETASeconds > worst.progress.ETASeconds) {
+			worst = m
+		}
+	}
+	if worst == nil {
+		return ""
+	}
+	p := worst.progress
+	return fmt.Sprintf("slowest: %s at %s/s, %s left", worst.Name, decimalBytes(p.BytesPerSecond), (time.Duration(p.ETASeconds) * time.Second).String())
+}
+
+// decimalBytes is n in decimal units with one decimal, as the script's
+// messages give sizes.
+func decimalBytes(n int64) string {
+	f, unit := float64(n), "B"
+	for _, u := range []string{"kB", "MB", "GB", "TB"} {
+		if f < 1000 {
+			break
+		}
+		f, unit = f/1000, u
+	}
+	if unit == "B" {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%.1f %s", f, unit)
+}

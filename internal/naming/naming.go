@@ -426,3 +426,10 @@ func IsSpecHash(s string) bool {
 
 // NotLowerHex is true for a rune that is no lowercase hex digit.
 func NotLowerHex(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }
+
+// Attempt is one try at a model's spec: its number and the hash that names
+// its Job (JobHash).
+type Attempt struct {
+	Number int64
+	Hash   string
+}
