@@ -26,6 +26,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 )
@@ -512,7 +513,7 @@ func queuedPeer(p, n int) *fnv1.Resource {
 	}
 	b.WriteString("status:\n  models:\n")
 	for i := range n {
-		fmt.Fprintf(&b, "  - {name: peer-%d/m-%d, phase: Pending, queue: Namespace, message: \"%s%d ahead; %s (10)\"}\n", p, i, queuedPrefix, i, namespaceLimitReached)
+		fmt.Fprintf(&b, "  - {name: peer-%d/m-%d, phase: Pending, queue: Namespace, message: \"%s%d ahead; %s (10)\"}\n", p, i, decide.QueuedPrefix, i, decide.NamespaceLimitReached)
 	}
 	return &fnv1.Resource{Resource: mustStruct(b.String())}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/read"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
@@ -28,7 +29,7 @@ func userView(rsp *fnv1.RunFunctionResponse) []string {
 	for _, c := range rsp.GetConditions() {
 		// The storage and directory conditions of a healthy PVC say nothing
 		// about the bad input each case is about; cases about them keep them.
-		if c.GetReason() == read.ReasonPVCFound || c.GetReason() == reasonNoConflict {
+		if c.GetReason() == read.ReasonPVCFound || c.GetReason() == decide.ReasonNoConflict {
 			continue
 		}
 		s := strings.TrimPrefix(c.GetStatus().String(), "STATUS_CONDITION_")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/script"
@@ -56,13 +57,13 @@ func TestDecideTransitions(t *testing.T) {
 		return read.RecordedModel{Name: m.Name, Hash: hashOf(n), Attempt: n, Phase: phase, ContentHash: h.Content, IntentHash: h.Intent,
 			Summary: &script.Summary{Commit: "c0ffee"}}
 	}
-	olderPeer := directories{m.Name: {{name: "older", created: "2000-01-01T00:00:00Z", xrName: "older", content: "other"}}}
-	sameContentRunning := directories{m.Name: {{name: "older", created: "2000-01-01T00:00:00Z", xrName: "older", content: h.Content, running: true}}}
+	olderPeer := decide.Directories{m.Name: {{Name: "older", Created: "2000-01-01T00:00:00Z", XRName: "older", Content: "other"}}}
+	sameContentRunning := decide.Directories{m.Name: {{Name: "older", Created: "2000-01-01T00:00:00Z", XRName: "older", Content: h.Content, Running: true}}}
 
 	// want is what a decision comes to: the job and keep fields name Jobs
 	// by their attempt (0: none).
 	type want struct {
-		state   modelState
+		state   decide.State
 		attempt int64
 		compose bool
 		job     int64
@@ -71,55 +72,55 @@ func TestDecideTransitions(t *testing.T) {
 	cases := []struct {
 		name    string
 		invalid bool
-		facts   func(*callFacts)
+		facts   func(*decide.Facts)
 		rec     *read.RecordedModel
 		jobs    []*read.SeenJob
 		want    want
 	}{
-		{name: "NewModelStarts", want: want{state: stateStarting, attempt: 1, compose: true}},
+		{name: "NewModelStarts", want: want{state: decide.StateStarting, attempt: 1, compose: true}},
 		{name: "ItsJobRuns", jobs: []*read.SeenJob{job(1, read.PhaseRunning)},
-			want: want{state: stateRunning, attempt: 1, compose: true, job: 1}},
+			want: want{state: decide.StateRunning, attempt: 1, compose: true, job: 1}},
 		{name: "ItsJobCompletes", rec: new(rec(1, read.PhaseRunning)), jobs: []*read.SeenJob{job(1, read.PhaseCompleted)},
-			want: want{state: stateCompleted, attempt: 1, compose: true, job: 1}},
+			want: want{state: decide.StateCompleted, attempt: 1, compose: true, job: 1}},
 		{name: "ItsJobFails", rec: new(rec(1, read.PhaseRunning)), jobs: []*read.SeenJob{job(1, read.PhaseFailed)},
-			want: want{state: stateFailed, attempt: 1, compose: true, job: 1}},
+			want: want{state: decide.StateFailed, attempt: 1, compose: true, job: 1}},
 		{name: "CompletedStaysWhenTheTTLDeletedItsJob", rec: new(rec(1, read.PhaseCompleted)),
-			want: want{state: stateCompleted, attempt: 1}},
+			want: want{state: decide.StateCompleted, attempt: 1}},
 		{name: "CompletedStaysWhileTheTTLDeletesItsJob", rec: new(rec(1, read.PhaseCompleted)), jobs: []*read.SeenJob{job(1, read.PhaseCompleted, deleting)},
-			want: want{state: stateCompleted, attempt: 1}},
+			want: want{state: decide.StateCompleted, attempt: 1}},
 		{name: "FailedStaysWhenItsJobIsGone", rec: new(rec(1, read.PhaseFailed)),
-			want: want{state: stateFailed, attempt: 1}},
-		{name: "ARetryStartsTheNextAttempt", rec: new(rec(1, read.PhaseFailed)), facts: func(f *callFacts) { f.retry = "again" },
-			want: want{state: stateStarting, attempt: 2, compose: true}},
+			want: want{state: decide.StateFailed, attempt: 1}},
+		{name: "ARetryStartsTheNextAttempt", rec: new(rec(1, read.PhaseFailed)), facts: func(f *decide.Facts) { f.Retry = "again" },
+			want: want{state: decide.StateStarting, attempt: 2, compose: true}},
 		{name: "AJobLostMidRunStartsTheNextAttempt", rec: new(rec(1, read.PhaseRunning)),
-			want: want{state: stateStarting, attempt: 2, compose: true}},
+			want: want{state: decide.StateStarting, attempt: 2, compose: true}},
 		{name: "AJobKilledMidRunIsWaitedFor", rec: new(rec(1, read.PhaseRunning)), jobs: []*read.SeenJob{job(1, read.PhaseRunning, deleting)},
-			want: want{state: stateWaiting, attempt: 2}},
+			want: want{state: decide.StateWaiting, attempt: 2}},
 		{name: "ANewSpecStartsTheNextAttempt", rec: &read.RecordedModel{Name: m.Name, Hash: "0123456789", Attempt: 3, Phase: read.PhaseCompleted, ContentHash: "other", IntentHash: "other"},
-			want: want{state: stateStarting, attempt: 4, compose: true}},
+			want: want{state: decide.StateStarting, attempt: 4, compose: true}},
 		{name: "InObjectModeACompletedJobIsLeftToItsTTL", rec: new(rec(1, read.PhaseCompleted)), jobs: []*read.SeenJob{job(1, read.PhaseCompleted)},
-			facts: func(f *callFacts) { f.objectMode = true }, want: want{state: stateCompleted, attempt: 1}},
+			facts: func(f *decide.Facts) { f.ObjectMode = true }, want: want{state: decide.StateCompleted, attempt: 1}},
 		{name: "AnUpgradeKeepsACompletion", rec: &read.RecordedModel{Name: m.Name, Hash: "0123456789", Attempt: 1, Phase: read.PhaseCompleted, ContentHash: h.Content, IntentHash: h.Intent},
-			want: want{state: stateCompleted, attempt: 1}},
-		{name: "InvalidModel", invalid: true, want: want{state: stateInvalid}},
+			want: want{state: decide.StateCompleted, attempt: 1}},
+		{name: "InvalidModel", invalid: true, want: want{state: decide.StateInvalid}},
 		{name: "NoVolumeKeepsItsJobs", rec: new(rec(1, read.PhaseCompleted)), jobs: []*read.SeenJob{job(1, read.PhaseRunning)},
-			facts: func(f *callFacts) { f.storage.Problem = "no PVC" }, want: want{state: stateWaitingForStorage, attempt: 1, keep: []int64{1}}},
+			facts: func(f *decide.Facts) { f.Storage.Problem = "no PVC" }, want: want{state: decide.StateWaitingForStorage, attempt: 1, keep: []int64{1}}},
 		{name: "AnOlderModelDownloadsDirectoryBlocks", jobs: []*read.SeenJob{job(1, read.PhaseRunning)},
-			facts: func(f *callFacts) { f.dirs = olderPeer }, want: want{state: stateBlocked, attempt: 1}},
-		{name: "TheSameContentDownloadingElsewhereIsWaitedFor", facts: func(f *callFacts) { f.dirs = sameContentRunning },
-			want: want{state: stateWaiting, attempt: 1}},
-		{name: "NoScriptYet", facts: func(f *callFacts) { f.prerequisite = "waiting for the ConfigMap" },
-			want: want{state: stateWaiting, attempt: 1}},
-		{name: "NoTokenNoJob", facts: func(f *callFacts) { f.token.Problem = "no Secret" },
-			want: want{state: stateWaitingForToken}},
-		{name: "NoTokenItsJobRunsOn", jobs: []*read.SeenJob{job(1, read.PhaseRunning)}, facts: func(f *callFacts) { f.token.Problem = "no Secret" },
-			want: want{state: stateRunning, attempt: 1, job: 1, keep: []int64{1}}},
-		{name: "NoTokenAnOlderTokensJobRunsOn", jobs: []*read.SeenJob{job(1, read.PhaseRunning, ofAnotherToken)}, facts: func(f *callFacts) { f.token.Problem = "no Secret" },
-			want: want{state: stateWaitingForToken, attempt: 1, keep: []int64{1}}},
-		{name: "NoTokenACompletionOnTheVolumeHolds", rec: new(rec(1, read.PhaseCompleted)), facts: func(f *callFacts) { f.token.Problem = "no Secret" },
-			want: want{state: stateCompleted, attempt: 1}},
+			facts: func(f *decide.Facts) { f.Dirs = olderPeer }, want: want{state: decide.StateBlocked, attempt: 1}},
+		{name: "TheSameContentDownloadingElsewhereIsWaitedFor", facts: func(f *decide.Facts) { f.Dirs = sameContentRunning },
+			want: want{state: decide.StateWaiting, attempt: 1}},
+		{name: "NoScriptYet", facts: func(f *decide.Facts) { f.Prerequisite = "waiting for the ConfigMap" },
+			want: want{state: decide.StateWaiting, attempt: 1}},
+		{name: "NoTokenNoJob", facts: func(f *decide.Facts) { f.Token.Problem = "no Secret" },
+			want: want{state: decide.StateWaitingForToken}},
+		{name: "NoTokenItsJobRunsOn", jobs: []*read.SeenJob{job(1, read.PhaseRunning)}, facts: func(f *decide.Facts) { f.Token.Problem = "no Secret" },
+			want: want{state: decide.StateRunning, attempt: 1, job: 1, keep: []int64{1}}},
+		{name: "NoTokenAnOlderTokensJobRunsOn", jobs: []*read.SeenJob{job(1, read.PhaseRunning, ofAnotherToken)}, facts: func(f *decide.Facts) { f.Token.Problem = "no Secret" },
+			want: want{state: decide.StateWaitingForToken, attempt: 1, keep: []int64{1}}},
+		{name: "NoTokenACompletionOnTheVolumeHolds", rec: new(rec(1, read.PhaseCompleted)), facts: func(f *decide.Facts) { f.Token.Problem = "no Secret" },
+			want: want{state: decide.StateCompleted, attempt: 1}},
 		{name: "NoTokenACompletionOnAnotherVolumeDoesNot", rec: new(rec(1, read.PhaseCompleted)),
-			facts: func(f *callFacts) { f.token.Problem, f.RecordedPVC = "no Secret", "old-vol" }, want: want{state: stateWaitingForToken, attempt: 1}},
+			facts: func(f *decide.Facts) { f.Token.Problem, f.RecordedPVC = "no Secret", "old-vol" }, want: want{state: decide.StateWaitingForToken, attempt: 1}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -128,9 +129,9 @@ func TestDecideTransitions(t *testing.T) {
 				o.Jobs[m.Name] = append(o.Jobs[m.Name], j)
 				o.ByKey[j.Key] = j
 			}
-			f := &callFacts{Observation: o, nameBase: b.nameBase, mountPath: plat.MountPath, pvc: spec.StoragePVC, token: token,
-				storage: read.StorageState{UID: "vol"}, digests: digests(xrDigest, plat),
-				self: dirUser{name: "md", created: "2010-01-01T00:00:00Z", xrName: "md"}}
+			f := &decide.Facts{Observation: o, NameBase: b.nameBase, MountPath: plat.MountPath, PVC: spec.StoragePVC, Token: token,
+				Storage: read.StorageState{UID: "vol"}, Digests: digests(xrDigest, plat),
+				Self: decide.DirUser{Name: "md", Created: "2010-01-01T00:00:00Z", XRName: "md"}}
 			model := *m
 			if c.invalid {
 				model.Errs = field.ErrorList{field.Invalid(read.ModelsPath.Index(0).Child("revision"), "-x", "must not start with '-'")}
@@ -142,23 +143,23 @@ func TestDecideTransitions(t *testing.T) {
 			if c.rec != nil {
 				r = *c.rec
 			}
-			d := f.decide(&model, r, c.rec != nil)
+			d := f.Decide(&model, r, c.rec != nil)
 
-			got := want{state: d.status.state, attempt: d.status.Attempt, compose: d.compose}
-			if d.job != nil {
-				got.job = d.job.Attempt
+			got := want{state: d.Status.State, attempt: d.Status.Attempt, compose: d.Compose}
+			if d.Job != nil {
+				got.job = d.Job.Attempt
 			}
-			for _, k := range d.keep {
+			for _, k := range d.Keep {
 				got.keep = append(got.keep, k.Attempt)
 			}
 			if diff := cmp.Diff(c.want, got, cmp.AllowUnexported(want{})); diff != "" {
 				t.Errorf("decision (-want +got):\n%s", diff)
 			}
-			if d.compose && d.status.Hash != hashOf(d.attempt.Number) {
-				t.Errorf("composes attempt %d under hash %q, want %q", d.attempt.Number, d.status.Hash, hashOf(d.attempt.Number))
+			if d.Compose && d.Status.Hash != hashOf(d.Attempt.Number) {
+				t.Errorf("composes attempt %d under hash %q, want %q", d.Attempt.Number, d.Status.Hash, hashOf(d.Attempt.Number))
 			}
-			if d.wantsSlot() != (d.compose && c.want.job == 0) {
-				t.Errorf("wants a slot: %v, want it exactly when it starts a new Job", d.wantsSlot())
+			if d.WantsSlot() != (d.Compose && c.want.job == 0) {
+				t.Errorf("wants a slot: %v, want it exactly when it starts a new Job", d.WantsSlot())
 			}
 		})
 	}
@@ -167,17 +168,17 @@ func TestDecideTransitions(t *testing.T) {
 // TestStatesRender: every state shows as one phase, and only a completed
 // model lets the XR be Ready.
 func TestStatesRender(t *testing.T) {
-	want := map[modelState]string{
-		stateInvalid: read.PhaseFailed, stateWaitingForStorage: read.PhasePending, stateBlocked: read.PhasePending,
-		stateWaitingForToken: read.PhasePending, stateWaiting: read.PhasePending, stateQueued: read.PhasePending,
-		stateStarting: read.PhasePending, stateRunning: read.PhaseRunning, stateCompleted: read.PhaseCompleted, stateFailed: read.PhaseFailed,
+	want := map[decide.State]string{
+		decide.StateInvalid: read.PhaseFailed, decide.StateWaitingForStorage: read.PhasePending, decide.StateBlocked: read.PhasePending,
+		decide.StateWaitingForToken: read.PhasePending, decide.StateWaiting: read.PhasePending, decide.StateQueued: read.PhasePending,
+		decide.StateStarting: read.PhasePending, decide.StateRunning: read.PhaseRunning, decide.StateCompleted: read.PhaseCompleted, decide.StateFailed: read.PhaseFailed,
 	}
-	for s := stateInvalid; s <= stateFailed; s++ {
-		if got := s.phase(); got != want[s] {
+	for s := decide.StateInvalid; s <= decide.StateFailed; s++ {
+		if got := s.Phase(); got != want[s] {
 			t.Errorf("state %d shows as %q, want %q", s, got, want[s])
 		}
 	}
-	if len(want) != int(stateFailed) {
-		t.Errorf("the table covers %d states of %d", len(want), stateFailed)
+	if len(want) != int(decide.StateFailed) {
+		t.Errorf("the table covers %d states of %d", len(want), decide.StateFailed)
 	}
 }

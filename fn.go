@@ -18,6 +18,7 @@ import (
 	"github.com/crossplane/function-sdk-go/resource"
 	"github.com/crossplane/function-sdk-go/response"
 
+	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/internal/respond"
@@ -131,26 +132,26 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	b.scriptMap = scriptName(who, spec.StoragePVC)
 	b.progressMap = progressName(who)
 	c := &composer{
-		callFacts: callFacts{
+		Facts: decide.Facts{
 			Observation: &o,
-			nameBase:    b.nameBase,
-			mountPath:   plat.MountPath,
-			pvc:         spec.StoragePVC,
-			token:       token,
-			storage:     storage,
-			digests:     digests(naming.HashXR(&spec.ModelDownloadSpec, who, b.cpu, b.memory, env.apiVersion), plat),
-			retry:       o.XR.Annotations[annotationRetry],
-			dirs:        peerDirectories(o.Peers, spec.StoragePVC),
-			self:        dirUser{name: base, created: o.XR.Created, xrName: o.XR.Name},
-			objectMode:  env.object,
+			NameBase:    b.nameBase,
+			MountPath:   plat.MountPath,
+			PVC:         spec.StoragePVC,
+			Token:       token,
+			Storage:     storage,
+			Digests:     digests(naming.HashXR(&spec.ModelDownloadSpec, who, b.cpu, b.memory, env.apiVersion), plat),
+			Retry:       o.XR.Annotations[annotationRetry],
+			Dirs:        decide.PeerDirectories(o.Peers, spec.StoragePVC),
+			Self:        decide.DirUser{Name: base, Created: o.XR.Created, XRName: o.XR.Name},
+			ObjectMode:  env.object,
 		},
 		builder:  b,
 		envelope: env,
-		queue:    newDownloadQueue(spec.StoragePVC, storage.OneAtATime, spec.Settings.MaxParallel),
+		queue:    decide.NewDownloadQueue(spec.StoragePVC, storage.OneAtATime, spec.Settings.MaxParallel),
 		desired:  map[string]*resource.DesiredComposed{},
 	}
 	if plat.MaxActivePerNamespace > 0 {
-		c.queue.namespace = share(int(plat.MaxActivePerNamespace), read.ReadNamespaceJobs(required[read.RequirementNamespaceJobs]),
+		c.queue.Namespace = decide.Share(int(plat.MaxActivePerNamespace), read.ReadNamespaceJobs(required[read.RequirementNamespaceJobs]),
 			o.Peers, b.parentLabel)
 	}
 	if spec.Storage != nil {
@@ -160,12 +161,12 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	c.composeProgress()
 	models := c.compose()
 
-	if err := respond.Respond(rsp, req, c.desired, c.builder.template, statusValue(models, storage.UID), allCompleted(models)); err != nil {
+	if err := respond.Respond(rsp, req, c.desired, c.builder.template, decide.StatusValue(models, storage.UID), allCompleted(models)); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	report(rsp, base, &spec, models, token, storage, c.conflict)
 	switch {
-	case !token.Usable() || !storage.Ready() || slices.ContainsFunc(models, isQueued):
+	case !token.Usable() || !storage.Ready() || slices.ContainsFunc(models, decide.IsQueued):
 		// A queued model may start as soon as a slot frees, in another
 		// ModelDownload too, whose Jobs only Crossplane v2.4 and later watch
 		// for this one (as required resources).
@@ -196,7 +197,7 @@ func (c *composer) composePVC() {
 		policy = keepOnDelete
 	}
 	ready := resource.ReadyFalse
-	if c.PVCObserved && c.storage.Ready() {
+	if c.PVCObserved && c.Storage.Ready() {
 		ready = resource.ReadyTrue
 	}
 	c.desire(read.PVCKey, c.envelope.wrap(asUnstructured(c.builder.buildPVC(c.Namespace)), "", policy), ready)
@@ -225,11 +226,11 @@ func (c *composer) composeScripts() {
 
 // report adds the conditions and warnings a user reads on the XR.
 // name is the ModelDownload as its user knows it (a claim's name for a claim's XR).
-func report(rsp *fnv1.RunFunctionResponse, name string, spec *read.XRSpec, models []modelStatus, token read.TokenState, storage read.StorageState, conflicts []string) {
-	s, reason, msg := summary(models)
+func report(rsp *fnv1.RunFunctionResponse, name string, spec *read.XRSpec, models []decide.ModelStatus, token read.TokenState, storage read.StorageState, conflicts []string) {
+	s, reason, msg := decide.Summary(models)
 	condition(rsp, conditionDownloaded, s, reason, msg)
 	for _, m := range models {
-		if m.state == stateFailed {
+		if m.State == decide.StateFailed {
 			response.Warning(rsp, errors.Errorf("model %s failed: %s (to try again as it is: kubectl annotate --overwrite modeldownload %s %s=<a new value>)",
 				m.Name, read.OrDefault(m.Message, "no reason given"), name, annotationRetry)).TargetCompositeAndClaim()
 		}
@@ -279,13 +280,13 @@ func reportStorage(rsp *fnv1.RunFunctionResponse, spec *read.XRSpec, storage rea
 
 func reportConflicts(rsp *fnv1.RunFunctionResponse, conflicts []string) {
 	if len(conflicts) == 0 {
-		condition(rsp, conditionConflict, fnv1.Status_STATUS_CONDITION_FALSE, reasonNoConflict, "")
+		condition(rsp, decide.ConditionConflict, fnv1.Status_STATUS_CONDITION_FALSE, decide.ReasonNoConflict, "")
 		return
 	}
 	for _, n := range conflicts {
 		response.Warning(rsp, errors.New("directory conflict: "+n)).TargetCompositeAndClaim()
 	}
-	condition(rsp, conditionConflict, fnv1.Status_STATUS_CONDITION_TRUE, reasonConflicting, strings.Join(conflicts, "; "))
+	condition(rsp, decide.ConditionConflict, fnv1.Status_STATUS_CONDITION_TRUE, decide.ReasonConflicting, strings.Join(conflicts, "; "))
 }
 
 func condition(rsp *fnv1.RunFunctionResponse, typ string, s fnv1.Status, reason, msg string) {
@@ -297,18 +298,18 @@ func condition(rsp *fnv1.RunFunctionResponse, typ string, s fnv1.Status, reason,
 }
 
 // allCompleted: the XR is Ready only when every model is on disk.
-func allCompleted(models []modelStatus) bool {
+func allCompleted(models []decide.ModelStatus) bool {
 	for _, m := range models {
-		if m.state != stateCompleted {
+		if m.State != decide.StateCompleted {
 			return false
 		}
 	}
 	return true
 }
 
-func anyUnsettled(models []modelStatus) bool {
+func anyUnsettled(models []decide.ModelStatus) bool {
 	for _, m := range models {
-		if !m.state.terminal() {
+		if !m.State.Terminal() {
 			return true
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/internal/respond"
@@ -164,7 +165,7 @@ settings:
 					{Type: conditionModelsValid, Status: condT, Reason: "AllModelsValid", Target: both},
 					{Type: conditionTokenAvailable, Status: condF, Reason: read.ReasonSecretNotFound, Target: both, Message: ptr.To(`Secret "hf" in namespace "ml" was not found`)},
 					{Type: read.ConditionStorageReady, Status: condT, Reason: read.ReasonPVCFound, Target: both, Message: ptr.To(`PersistentVolumeClaim "models" is there`)},
-					{Type: conditionConflict, Status: condF, Reason: reasonNoConflict, Target: both},
+					{Type: decide.ConditionConflict, Status: condF, Reason: decide.ReasonNoConflict, Target: both},
 				},
 			},
 		},
@@ -336,7 +337,7 @@ func TestRunFunctionJobs(t *testing.T) {
 	tokenOK := "STATUS_CONDITION_TRUE/SecretFound"
 	conds := func(downloaded, valid string) map[string]string {
 		return map[string]string{conditionDownloaded: downloaded, conditionModelsValid: valid, conditionTokenAvailable: tokenOK,
-			read.ConditionStorageReady: "STATUS_CONDITION_TRUE/PVCFound", conditionConflict: "STATUS_CONDITION_FALSE/NoConflict"}
+			read.ConditionStorageReady: "STATUS_CONDITION_TRUE/PVCFound", decide.ConditionConflict: "STATUS_CONDITION_FALSE/NoConflict"}
 	}
 	statusOf := func(pending, completed, failed, progress string, models ...string) *structpb.Struct {
 		return mustStruct("pending: " + pending + "\ncompleted: " + completed + "\nfailed: " + failed +

@@ -29,6 +29,7 @@ import (
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
@@ -333,8 +334,8 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 		name := read.GetString(e.GetStructValue(), "name")
 		messages[name], queues[name] = read.GetString(e.GetStructValue(), "message"), read.GetString(e.GetStructValue(), "queue")
 		// The limit a status names and its message say one thing: queued or not.
-		if q := queues[name]; (q != "") != strings.HasPrefix(messages[name], queuedPrefix) ||
-			q != "" && q != string(queueVolume) && q != string(queueModelDownload) && q != string(queueNamespace) {
+		if q := queues[name]; (q != "") != strings.HasPrefix(messages[name], decide.QueuedPrefix) ||
+			q != "" && q != string(decide.QueueVolume) && q != string(decide.QueueModelDownload) && q != string(decide.QueueNamespace) {
 			t.Fatalf("model %s: queue %q with message %q", name, q, messages[name])
 		}
 	}
@@ -343,7 +344,7 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 	for _, m := range read.Get(req.GetObserved().GetComposite().GetResource(), "spec", "models").GetListValue().GetValues() {
 		name := read.GetString(m.GetStructValue(), "name")
 		msg := messages[name]
-		if !strings.HasPrefix(msg, queuedPrefix) {
+		if !strings.HasPrefix(msg, decide.QueuedPrefix) {
 			if startedModels[name] && queued > 0 {
 				t.Fatalf("model %s starts a Job while %d models before it in the spec stay queued: admission follows spec order", name, queued)
 			}
@@ -352,7 +353,7 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 		if desiredModels[name] {
 			t.Fatalf("model %s is queued yet has a Job desired", name)
 		}
-		if want := fmt.Sprintf("%s%d ahead", queuedPrefix, queued); msg != want && !strings.HasPrefix(msg, want+"; ") {
+		if want := fmt.Sprintf("%s%d ahead", decide.QueuedPrefix, queued); msg != want && !strings.HasPrefix(msg, want+"; ") {
 			t.Fatalf("model %s says %q, want %q: %d models before it in the spec are queued", name, msg, want, queued)
 		}
 		queued++

@@ -10,6 +10,7 @@ import (
 	"github.com/crossplane/function-sdk-go/resource"
 	"github.com/crossplane/function-sdk-go/resource/composed"
 
+	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 )
@@ -25,14 +26,14 @@ const annotationRetry = "hfops.kamal.dev/retry"
 // objects every Job needs (the PVC, the script's ConfigMap, the progress
 // objects).
 type composer struct {
-	callFacts
+	decide.Facts
 	builder  *jobBuilder
 	envelope envelope
 
 	// conflict are the notes on the models' directories.
 	conflict []string
 	// queue decides which models may start a Job now (queue.go).
-	queue *downloadQueue
+	queue *decide.DownloadQueue
 	// scriptReady: the ConfigMap the Jobs mount exists; until it does no Job
 	// starts (its pod could not).
 	scriptReady bool
@@ -40,46 +41,46 @@ type composer struct {
 	desired map[string]*resource.DesiredComposed
 }
 
-func (c *composer) compose() []modelStatus {
+func (c *composer) compose() []decide.ModelStatus {
 	spec := c.builder.spec
 	for _, js := range c.Jobs {
 		for _, oj := range js {
 			if !oj.Deleting && !read.Terminal(oj.Phase) {
-				c.queue.active++
+				c.queue.Active++
 			}
 		}
 	}
 	switch {
 	case !c.scriptReady:
-		c.prerequisite = fmt.Sprintf("waiting for the ConfigMap %q that holds the download script to be created", c.builder.scriptMap)
+		c.Prerequisite = fmt.Sprintf("waiting for the ConfigMap %q that holds the download script to be created", c.builder.scriptMap)
 	case c.builder.platform.ServiceAccount == "" && !c.AccountObserved:
-		c.prerequisite = fmt.Sprintf("waiting for the ServiceAccount %q of the download pods to be created", c.builder.progressMap)
+		c.Prerequisite = fmt.Sprintf("waiting for the ServiceAccount %q of the download pods to be created", c.builder.progressMap)
 	}
-	out := make([]modelStatus, len(spec.Models))
+	out := make([]decide.ModelStatus, len(spec.Models))
 	for i := range spec.Models {
 		m := &spec.Models[i]
 		rec, hasRec := c.Recorded[m.Name]
-		d := c.decide(m, rec, hasRec)
-		if d.wantsSlot() {
+		d := c.Decide(m, rec, hasRec)
+		if d.WantsSlot() {
 			// Last: only a model that could start now takes a slot.
-			if limit, why := c.queue.admit(); limit != "" {
-				d.queued(limit, why)
+			if limit, why := c.queue.Admit(); limit != "" {
+				d.Queued(limit, why)
 			}
 		}
 		c.enact(m, &d, rec)
-		c.conflict = append(c.conflict, d.conflicts...)
-		out[i] = d.status
+		c.conflict = append(c.conflict, d.Conflicts...)
+		out[i] = d.Status
 	}
 	return out
 }
 
 // enact composes what a decision asks for.
-func (c *composer) enact(m *read.ModelSpec, d *decision, rec read.RecordedModel) {
-	for _, oj := range d.keep {
+func (c *composer) enact(m *read.ModelSpec, d *decide.Decision, rec read.RecordedModel) {
+	for _, oj := range d.Keep {
 		c.keep(oj, rec)
 	}
-	if d.compose {
-		c.desireJob(naming.ResourceKey(m.Name, d.attempt.Hash), c.builder.manifest(m, d.status.JobName, d.hashes, d.attempt), d.status.state.phase())
+	if d.Compose {
+		c.desireJob(naming.ResourceKey(m.Name, d.Attempt.Hash), c.builder.manifest(m, d.Status.JobName, d.Hashes, d.Attempt), d.Status.State.Phase())
 	}
 }
 
@@ -89,7 +90,7 @@ func (c *composer) keep(oj *read.SeenJob, rec read.RecordedModel) {
 	if oj.Object != c.envelope.object {
 		return
 	}
-	if c.envelope.object && rec.Hash == oj.Hash && phaseState(rec.Phase).terminal() {
+	if c.envelope.object && rec.Hash == oj.Hash && decide.PhaseState(rec.Phase).Terminal() {
 		return
 	}
 	if len(oj.Manifest.GetFields()) == 0 {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/read"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -475,7 +476,7 @@ func TestDirectoryConflictBlocksTheLaterOne(t *testing.T) {
 		t.Fatalf("the later one gets no Job and says why: %v %v", b.desiredJobs(), b.entry("org/alpha"))
 	}
 	for _, s := range sims {
-		c := s.condition(conditionConflict)
+		c := s.condition(decide.ConditionConflict)
 		other := map[*xrSim]string{a: "team-b", b: "team-a"}[s]
 		if c.GetStatus() != condT || !strings.Contains(c.GetMessage(), other) || !strings.Contains(c.GetMessage(), "org/alpha") {
 			t.Fatalf("both name the other ModelDownload and the model: %v", c)
@@ -495,7 +496,7 @@ func TestDirectoryConflictBlocksTheLaterOne(t *testing.T) {
 	a.finish("org/alpha", true, `{"commit":"aaaa","files":1,"bytes":1,"seconds":1}`)
 	a.reconcile()
 	b.reconcile()
-	if len(b.desiredJobs()) != 1 || b.condition(conditionConflict).GetStatus() != condF || a.condition(conditionConflict).GetStatus() != condF {
+	if len(b.desiredJobs()) != 1 || b.condition(decide.ConditionConflict).GetStatus() != condF || a.condition(decide.ConditionConflict).GetStatus() != condF {
 		t.Fatalf("then runs its own Job (which finds the marker), with no conflict left: %v", b.desiredJobs())
 	}
 }
@@ -506,7 +507,7 @@ func TestDirectoryConflictIgnoresOtherPVCsAndModels(t *testing.T) {
 		strings.Replace(oneModel, "org/alpha\n", "org/beta\n", 1))
 	for _, s := range sims {
 		s.reconcile()
-		if c := s.condition(conditionConflict); c.GetStatus() != condF || len(s.desiredJobs()) != 1 {
+		if c := s.condition(decide.ConditionConflict); c.GetStatus() != condF || len(s.desiredJobs()) != 1 {
 			t.Fatalf("another PVC or another model is no conflict: %v %v", c, s.desiredJobs())
 		}
 	}
@@ -520,7 +521,7 @@ func TestGlobOrderIsNotContent(t *testing.T) {
 	for _, s := range sims {
 		s.reconcile()
 	}
-	if a, b := sims[0].entry("org/alpha")["contentHash"], sims[1].entry("org/alpha")["contentHash"]; a != b || sims[1].condition(conditionConflict).GetStatus() != condF {
+	if a, b := sims[0].entry("org/alpha")["contentHash"], sims[1].entry("org/alpha")["contentHash"]; a != b || sims[1].condition(decide.ConditionConflict).GetStatus() != condF {
 		t.Fatalf("one glob set in two orders: content %s and %s", a, b)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 )
@@ -50,7 +51,7 @@ func queueState(s *xrSim, models ...string) map[string]string {
 	for _, m := range models {
 		e := s.entry(m)
 		out[m] = e["phase"]
-		if e["queue"] != "" || strings.HasPrefix(e["message"], queuedPrefix) {
+		if e["queue"] != "" || strings.HasPrefix(e["message"], decide.QueuedPrefix) {
 			out[m] += " " + e["queue"] + " " + e["message"]
 		}
 	}
@@ -80,7 +81,7 @@ func TestMaxParallelQueue(t *testing.T) {
 				}
 			}
 			queued := func(ahead int) string {
-				return fmt.Sprintf("%s %s %s%d ahead", read.PhasePending, queueModelDownload, queuedPrefix, ahead)
+				return fmt.Sprintf("%s %s %s%d ahead", read.PhasePending, decide.QueueModelDownload, decide.QueuedPrefix, ahead)
 			}
 
 			step("first call", map[string]string{"org/a": read.PhasePending, "org/b": read.PhasePending,
@@ -151,11 +152,11 @@ func TestQueueAdmitsInSpecOrder(t *testing.T) {
 		name     string
 		settings string
 		limit    func(s *xrSim)
-		queue    queueLimit
+		queue    decide.QueueLimit
 	}{
-		{name: "maxParallel", settings: "settings:\n  maxParallel: 1\n", limit: func(*xrSim) {}, queue: queueModelDownload},
-		{name: "ReadWriteOncePod", limit: func(s *xrSim) { s.api.pvc = pvcResource(testPVCUID, "ReadWriteOncePod") }, queue: queueVolume},
-		{name: "NamespaceLimit", limit: func(s *xrSim) { s.input = inputHeader + "maxActiveJobsPerNamespace: 1\n" }, queue: queueNamespace},
+		{name: "maxParallel", settings: "settings:\n  maxParallel: 1\n", limit: func(*xrSim) {}, queue: decide.QueueModelDownload},
+		{name: "ReadWriteOncePod", limit: func(s *xrSim) { s.api.pvc = pvcResource(testPVCUID, "ReadWriteOncePod") }, queue: decide.QueueVolume},
+		{name: "NamespaceLimit", limit: func(s *xrSim) { s.input = inputHeader + "maxActiveJobsPerNamespace: 1\n" }, queue: decide.QueueNamespace},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			specModes(t, spec(tc.settings), func(t *testing.T, s *xrSim) {
@@ -166,7 +167,7 @@ func TestQueueAdmitsInSpecOrder(t *testing.T) {
 						t.Fatalf("call %d: active Jobs of %v, want %s alone: models start in spec order %v, not by name", i+1, got, next, order)
 					}
 					for ahead, m := range order[i+1:] {
-						if msg, want := s.entry(m)["message"], fmt.Sprintf("%s%d ahead", queuedPrefix, ahead); !strings.HasPrefix(msg, want) {
+						if msg, want := s.entry(m)["message"], fmt.Sprintf("%s%d ahead", decide.QueuedPrefix, ahead); !strings.HasPrefix(msg, want) {
 							t.Fatalf("call %d: %s says %q, want %q", i+1, m, msg, want)
 						}
 						if got := s.entry(m)["queue"]; got != string(tc.queue) {
@@ -220,7 +221,7 @@ func TestNamespaceLimitSharedFairly(t *testing.T) {
 	a.reconcile()
 	b.reconcile()
 	check("team-a came first", []string{"a/m0", "a/m1"}, nil)
-	if m := b.entry("b/m0")["message"]; !strings.HasPrefix(m, queuedPrefix+"0 ahead") || !strings.Contains(m, namespaceLimitReached) {
+	if m := b.entry("b/m0")["message"]; !strings.HasPrefix(m, decide.QueuedPrefix+"0 ahead") || !strings.Contains(m, decide.NamespaceLimitReached) {
 		t.Fatalf("team-b's first model: %q, want it queued for the namespace's limit", m)
 	}
 	// Every model of team-b queued, none failed: not Ready, and saying so.
@@ -268,14 +269,14 @@ func TestPeerHeldByItsOwnLimitTakesNoNamespaceSlot(t *testing.T) {
 		s.input = inputHeader + "maxActiveJobsPerNamespace: 4\n"
 	}
 	a.reconcile()
-	if m := a.entry("a/m1")["message"]; m != queuedPrefix+"0 ahead" {
+	if m := a.entry("a/m1")["message"]; m != decide.QueuedPrefix+"0 ahead" {
 		t.Fatalf("team-a's second model says %q, want it queued by team-a's own maxParallel alone", m)
 	}
 	b.reconcile()
 	if diff := cmp.Diff([]string{"a/m0", "b/m0", "b/m1", "b/m2"}, activeJobs(a.api, "")); diff != "" {
 		t.Fatalf("the namespace's active Jobs under a limit of 4 (-want +got):\n%s", diff)
 	}
-	if m := b.entry("b/m3")["message"]; !strings.Contains(m, namespaceLimitReached) {
+	if m := b.entry("b/m3")["message"]; !strings.Contains(m, decide.NamespaceLimitReached) {
 		t.Fatalf("b/m3 says %q, want it queued for the namespace's limit", m)
 	}
 }
@@ -285,26 +286,26 @@ func TestHandOut(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		free int
-		cs   []claimant
+		cs   []decide.Claimant
 		want int
 	}{
-		{name: "alone, takes every free slot", free: 3, cs: []claimant{{parent: "self", wants: -1}}, want: 3},
-		{name: "no free slot", free: 0, cs: []claimant{{parent: "self", wants: -1}}, want: 0},
+		{name: "alone, takes every free slot", free: 3, cs: []decide.Claimant{{Parent: "self", Wants: -1}}, want: 3},
+		{name: "no free slot", free: 0, cs: []decide.Claimant{{Parent: "self", Wants: -1}}, want: 0},
 		{name: "fewer active goes first", free: 1,
-			cs: []claimant{{parent: "self", active: 1, wants: -1}, {parent: "b", wants: 2}}, want: 0},
+			cs: []decide.Claimant{{Parent: "self", Active: 1, Wants: -1}, {Parent: "b", Wants: 2}}, want: 0},
 		{name: "equal active: oldest newest Job first", free: 1,
-			cs: []claimant{{parent: "self", active: 1, wants: -1, lastStart: "2026-11-26T03:00:05Z"}, {parent: "b", active: 1, wants: 2, lastStart: "2026-11-26T03:00:02Z"}}, want: 0},
+			cs: []decide.Claimant{{Parent: "self", Active: 1, Wants: -1, LastStart: "2026-11-26T03:00:05Z"}, {Parent: "b", Active: 1, Wants: 2, LastStart: "2026-11-26T03:00:02Z"}}, want: 0},
 		{name: "never started goes before a start", free: 1,
-			cs: []claimant{{parent: "self", wants: -1}, {parent: "b", wants: 1, lastStart: "2026-11-26T03:00:02Z"}}, want: 1},
+			cs: []decide.Claimant{{Parent: "self", Wants: -1}, {Parent: "b", Wants: 1, LastStart: "2026-11-26T03:00:02Z"}}, want: 1},
 		{name: "split evenly", free: 4,
-			cs: []claimant{{parent: "self", wants: -1}, {parent: "b", wants: 5}}, want: 2},
+			cs: []decide.Claimant{{Parent: "self", Wants: -1}, {Parent: "b", Wants: 5}}, want: 2},
 		{name: "what others cannot use is self's", free: 4,
-			cs: []claimant{{parent: "self", wants: -1}, {parent: "b", wants: 1}}, want: 3},
+			cs: []decide.Claimant{{Parent: "self", Wants: -1}, {Parent: "b", Wants: 1}}, want: 3},
 		{name: "a peer that wants nothing takes nothing", free: 2,
-			cs: []claimant{{parent: "self", active: 3, wants: -1}, {parent: "b", active: 0, wants: 0}}, want: 2},
+			cs: []decide.Claimant{{Parent: "self", Active: 3, Wants: -1}, {Parent: "b", Active: 0, Wants: 0}}, want: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := handOut(tc.free, tc.cs, "self"); got != tc.want {
+			if got := decide.HandOut(tc.free, tc.cs, "self"); got != tc.want {
 				t.Fatalf("handOut gives self %d, want %d", got, tc.want)
 			}
 		})
@@ -348,14 +349,14 @@ func TestQueuedForNamespace(t *testing.T) {
 	}{
 		{name: "queued for the namespace", models: `[{name: a, phase: Pending, queue: Namespace, message: "queued: 0 ahead"}]`, want: 1},
 		{name: "queued by its own limit", models: `[{name: a, phase: Pending, queue: ModelDownload, message: "queued: 0 ahead"}]`, want: 0},
-		{name: "a message alone", models: `[{name: a, phase: Pending, message: "queued: 0 ahead; ` + namespaceLimitReached + ` (1)"}]`, want: 0},
+		{name: "a message alone", models: `[{name: a, phase: Pending, message: "queued: 0 ahead; ` + decide.NamespaceLimitReached + ` (1)"}]`, want: 0},
 		{name: "no longer pending", models: `[{name: a, phase: Running, queue: Namespace}]`, want: 0},
 		{name: "two of three", models: `[{name: a, phase: Pending, queue: Namespace}, {name: b, phase: Pending, queue: Volume}, {name: c, phase: Pending, queue: Namespace}]`, want: 2},
 		{name: "no status", models: `[]`, want: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			xr := mustStruct("metadata: {name: peer}\nstatus:\n  models: " + tc.models)
-			if got := queuedForNamespace(read.RecordedStatus(xr)); got != tc.want {
+			if got := decide.QueuedForNamespace(read.RecordedStatus(xr)); got != tc.want {
 				t.Errorf("queuedForNamespace = %d, want %d", got, tc.want)
 			}
 		})

@@ -1,4 +1,4 @@
-package main
+package decide
 
 import (
 	"fmt"
@@ -19,40 +19,40 @@ import (
 // Job for that model until one of them changes, and both say so.
 
 const (
-	conditionConflict = "DirectoryConflict"
-	reasonNoConflict  = "NoConflict"
-	reasonConflicting = "ConflictingModelDownloads"
+	ConditionConflict = "DirectoryConflict"
+	ReasonNoConflict  = "NoConflict"
+	ReasonConflicting = "ConflictingModelDownloads"
 )
 
 // dirUser is one ModelDownload's use of a model directory.
-type dirUser struct {
+type DirUser struct {
 	// name is the ModelDownload as its users know it (a claim's name for a
 	// claim's XR); created and the XR's name order who came first.
-	name, created, xrName string
-	content               string
+	Name, Created, XRName string
+	Content               string
 	describe              string
 	// running: its status says this content is being downloaded now.
-	running bool
+	Running bool
 }
 
-func (u dirUser) before(o dirUser) bool {
-	if u.created != o.created {
-		return u.created < o.created
+func (u DirUser) before(o DirUser) bool {
+	if u.Created != o.Created {
+		return u.Created < o.Created
 	}
-	return u.xrName < o.xrName
+	return u.XRName < o.XRName
 }
 
 // directories maps a model name to the other ModelDownloads that put it on
 // the same PVC.
-type directories map[string][]dirUser
+type Directories map[string][]DirUser
 
 // peerDirectories are the directories the other ModelDownloads of the
 // namespace want on the same PVC. One whose spec is unusable claims nothing.
-func peerDirectories(peers []read.Peer, pvc string) directories {
+func PeerDirectories(peers []read.Peer, pvc string) Directories {
 	if len(peers) == 0 {
 		return nil
 	}
-	dirs := directories{}
+	dirs := Directories{}
 	for _, p := range peers {
 		if p.Spec == nil || p.Spec.StoragePVC != pvc {
 			continue
@@ -64,13 +64,13 @@ func peerDirectories(peers []read.Peer, pvc string) directories {
 			}
 			content := naming.ContentHash(&m.Model)
 			rec, ok := p.Recorded[m.Name]
-			dirs[m.Name] = append(dirs[m.Name], dirUser{
-				name:     p.Name,
-				created:  p.Created,
-				xrName:   p.XRName,
-				content:  content,
+			dirs[m.Name] = append(dirs[m.Name], DirUser{
+				Name:     p.Name,
+				Created:  p.Created,
+				XRName:   p.XRName,
+				Content:  content,
 				describe: describeContent(m),
-				running:  ok && phaseState(rec.Phase) == stateRunning && rec.ContentHash == content,
+				Running:  ok && PhaseState(rec.Phase) == StateRunning && rec.ContentHash == content,
 			})
 		}
 	}
@@ -93,15 +93,15 @@ func describeContent(m *read.ModelSpec) string {
 // dirVerdict is what the other users of a model's directory mean for it.
 type dirVerdict struct {
 	// blockedBy is the owner wanting other content; no Job while it is set.
-	blockedBy *dirUser
+	blockedBy *DirUser
 	// waitFor is a ModelDownload downloading the same content now.
-	waitFor *dirUser
+	waitFor *DirUser
 	// waiting are the later ones that want other content and wait.
-	waiting []dirUser
+	waiting []DirUser
 }
 
 // judge applies the rule above to one model of this ModelDownload.
-func (d directories) judge(self dirUser, model string) dirVerdict {
+func (d Directories) judge(self DirUser, model string) dirVerdict {
 	var v dirVerdict
 	users := d[model]
 	if len(users) == 0 {
@@ -113,18 +113,18 @@ func (d directories) judge(self dirUser, model string) dirVerdict {
 			first, selfFirst = users[i], false
 		}
 	}
-	if first.content != self.content {
+	if first.Content != self.Content {
 		v.blockedBy = &first
 		return v
 	}
 	for i := range users {
 		u := users[i]
 		switch {
-		case u.content != self.content:
+		case u.Content != self.Content:
 			if selfFirst {
 				v.waiting = append(v.waiting, u)
 			}
-		case u.running && v.waitFor == nil:
+		case u.Running && v.waitFor == nil:
 			v.waitFor = &users[i]
 		}
 	}
@@ -133,15 +133,15 @@ func (d directories) judge(self dirUser, model string) dirVerdict {
 }
 
 // conflictNote is one line of the DirectoryConflict condition.
-func (v dirVerdict) notes(model, pvc string, self dirUser) []string {
+func (v dirVerdict) notes(model, pvc string, self DirUser) []string {
 	var out []string
 	if b := v.blockedBy; b != nil {
 		out = append(out, fmt.Sprintf("%s: ModelDownload %q (older) puts %s into the same directory of PVC %q; this one wants %s and downloads nothing there until one of them changes",
-			model, b.name, b.describe, pvc, self.describe))
+			model, b.Name, b.describe, pvc, self.describe))
 	}
 	for _, w := range v.waiting {
 		out = append(out, fmt.Sprintf("%s: ModelDownload %q wants %s in the same directory of PVC %q and waits, as this one (older) puts %s there",
-			model, w.name, w.describe, pvc, self.describe))
+			model, w.Name, w.describe, pvc, self.describe))
 	}
 	return out
 }

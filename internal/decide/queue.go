@@ -1,4 +1,4 @@
-package main
+package decide
 
 import (
 	"fmt"
@@ -29,35 +29,35 @@ import (
 // namespaceLimitReached is in it when the namespace's limit holds it back;
 // for people: status.models[].queue says the same for peers and tools.
 const (
-	queuedPrefix          = "queued: "
-	namespaceLimitReached = "the namespace's limit of active download Jobs is reached"
+	QueuedPrefix          = "queued: "
+	NamespaceLimitReached = "the namespace's limit of active download Jobs is reached"
 )
 
 // queueLimit is the limit that holds a queued model back, as
 // status.models[].queue names it ("" when the model is not queued). Peers
 // count the models that wait for the namespace's slots by it.
-type queueLimit string
+type QueueLimit string
 
 const (
-	queueVolume        queueLimit = "Volume"        // a ReadWriteOncePod PVC: one download at a time
-	queueModelDownload queueLimit = "ModelDownload" // settings.maxParallel
-	queueNamespace     queueLimit = "Namespace"     // the Input's maxActiveJobsPerNamespace
+	QueueVolume        QueueLimit = "Volume"        // a ReadWriteOncePod PVC: one download at a time
+	QueueModelDownload QueueLimit = "ModelDownload" // settings.maxParallel
+	QueueNamespace     QueueLimit = "Namespace"     // the Input's maxActiveJobsPerNamespace
 )
 
 // downloadQueue decides, model by model in spec order, whether a new Job may
 // start now.
-type downloadQueue struct {
+type DownloadQueue struct {
 	// limit bounds this ModelDownload's active Jobs; 0: none. by is where
 	// it comes from, and why says so in the message.
 	limit int
-	by    queueLimit
+	by    QueueLimit
 	why   string
 	// active counts this ModelDownload's Jobs running or about to.
-	active int
+	Active int
 	// queued counts the models queued so far in this call.
 	queued int
 	// namespace, when the Input sets a namespace limit.
-	namespace *namespaceShare
+	Namespace *namespaceShare
 }
 
 // namespaceShare is this ModelDownload's share of the namespace's free slots.
@@ -70,13 +70,13 @@ type namespaceShare struct {
 
 // newDownloadQueue is the queue of one call: rwop (the PVC's access mode)
 // and maxParallel limit the ModelDownload.
-func newDownloadQueue(pvc string, rwop bool, maxParallel int64) *downloadQueue {
-	q := &downloadQueue{}
+func NewDownloadQueue(pvc string, rwop bool, maxParallel int64) *DownloadQueue {
+	q := &DownloadQueue{}
 	if maxParallel > 0 {
-		q.limit, q.by = int(maxParallel), queueModelDownload
+		q.limit, q.by = int(maxParallel), QueueModelDownload
 	}
 	if rwop && (q.limit == 0 || q.limit > 1) {
-		q.limit, q.by = 1, queueVolume
+		q.limit, q.by = 1, QueueVolume
 		q.why = fmt.Sprintf("PersistentVolumeClaim %q is ReadWriteOncePod, so its downloads run one at a time", pvc)
 	}
 	return q
@@ -85,23 +85,23 @@ func newDownloadQueue(pvc string, rwop bool, maxParallel int64) *downloadQueue {
 // admit says whether a model may start a new Job now and, if it may not,
 // which limit holds it back and its queued message. A model admitted counts
 // as active at once.
-func (q *downloadQueue) admit() (queueLimit, string) {
-	ns := q.namespace
+func (q *DownloadQueue) Admit() (QueueLimit, string) {
+	ns := q.Namespace
 	switch {
-	case q.limit > 0 && q.active >= q.limit:
+	case q.limit > 0 && q.Active >= q.limit:
 		return q.by, q.wait(q.why)
 	case ns != nil && ns.used >= ns.granted:
-		return queueNamespace, q.wait(fmt.Sprintf("%s (%d)", namespaceLimitReached, ns.limit))
+		return QueueNamespace, q.wait(fmt.Sprintf("%s (%d)", NamespaceLimitReached, ns.limit))
 	}
-	q.active++
+	q.Active++
 	if ns != nil {
 		ns.used++
 	}
 	return "", ""
 }
 
-func (q *downloadQueue) wait(why string) string {
-	msg := fmt.Sprintf("%s%d ahead", queuedPrefix, q.queued)
+func (q *DownloadQueue) wait(why string) string {
+	msg := fmt.Sprintf("%s%d ahead", QueuedPrefix, q.queued)
 	q.queued++
 	if why != "" {
 		msg += "; " + why
@@ -112,22 +112,22 @@ func (q *downloadQueue) wait(why string) string {
 // claimant is one ModelDownload wanting slots in the namespace: its Jobs'
 // parent label, its active Jobs, how many more it would start (-1: as many as
 // it gets), and when its newest Job was created (RFC 3339; "" if none).
-type claimant struct {
-	parent    string
-	active    int
-	wants     int
-	lastStart string
+type Claimant struct {
+	Parent    string
+	Active    int
+	Wants     int
+	LastStart string
 }
 
 // handOut gives the free slots one at a time and returns how many go to the
 // claimant whose parent label is self.
-func handOut(free int, cs []claimant, self string) int {
+func HandOut(free int, cs []Claimant, self string) int {
 	got := 0
 	for ; free > 0; free-- {
 		best := -1
 		for i := range cs {
 			c := &cs[i]
-			if c.wants == 0 {
+			if c.Wants == 0 {
 				continue
 			}
 			if best < 0 || c.before(&cs[best]) {
@@ -138,35 +138,35 @@ func handOut(free int, cs []claimant, self string) int {
 			break
 		}
 		c := &cs[best]
-		c.active++
-		if c.wants > 0 {
-			c.wants--
+		c.Active++
+		if c.Wants > 0 {
+			c.Wants--
 		}
-		if c.parent == self {
+		if c.Parent == self {
 			got++
 		}
 	}
 	return got
 }
 
-func (c *claimant) before(o *claimant) bool {
-	if c.active != o.active {
-		return c.active < o.active
+func (c *Claimant) before(o *Claimant) bool {
+	if c.Active != o.Active {
+		return c.Active < o.Active
 	}
-	if c.lastStart != o.lastStart {
-		return c.lastStart < o.lastStart // "" (never started) first
+	if c.LastStart != o.LastStart {
+		return c.LastStart < o.LastStart // "" (never started) first
 	}
-	return c.parent < o.parent
+	return c.Parent < o.Parent
 }
 
 // share is this ModelDownload's share (self, its Jobs' parent label) of the
 // namespace's free slots, from the namespace's Jobs and its peers' status.
-func share(limit int, jobs []read.NamespaceJob, peers []read.Peer, self string) *namespaceShare {
-	byParent := map[string]*claimant{self: {parent: self, wants: -1}}
-	claim := func(parent string) *claimant {
+func Share(limit int, jobs []read.NamespaceJob, peers []read.Peer, self string) *namespaceShare {
+	byParent := map[string]*Claimant{self: {Parent: self, Wants: -1}}
+	claim := func(parent string) *Claimant {
 		c, ok := byParent[parent]
 		if !ok {
-			c = &claimant{parent: parent}
+			c = &Claimant{Parent: parent}
 			byParent[parent] = c
 		}
 		return c
@@ -176,33 +176,33 @@ func share(limit int, jobs []read.NamespaceJob, peers []read.Peer, self string) 
 		c := claim(j.Parent)
 		if j.Active {
 			active++
-			c.active++
+			c.Active++
 		}
-		c.lastStart = max(c.lastStart, j.Created)
+		c.LastStart = max(c.LastStart, j.Created)
 	}
 	for _, p := range peers {
 		parent := naming.LabelValue(p.Name)
 		if parent == self {
 			continue
 		}
-		if n := queuedForNamespace(p.Recorded); n > 0 {
-			claim(parent).wants += n
+		if n := QueuedForNamespace(p.Recorded); n > 0 {
+			claim(parent).Wants += n
 		}
 	}
-	cs := make([]claimant, 0, len(byParent))
+	cs := make([]Claimant, 0, len(byParent))
 	for _, c := range byParent {
 		cs = append(cs, *c)
 	}
-	return &namespaceShare{limit: limit, granted: handOut(limit-active, cs, self)}
+	return &namespaceShare{limit: limit, granted: HandOut(limit-active, cs, self)}
 }
 
 // queuedForNamespace counts a peer's models that its status says wait for the
 // namespace's limit (queue: Namespace). A model held back by its own
 // ModelDownload's limit could not use a slot, so it does not count.
-func queuedForNamespace(recorded map[string]read.RecordedModel) int {
+func QueuedForNamespace(recorded map[string]read.RecordedModel) int {
 	n := 0
 	for _, rec := range recorded {
-		if rec.Phase == read.PhasePending && queueLimit(rec.Queue) == queueNamespace {
+		if rec.Phase == read.PhasePending && QueueLimit(rec.Queue) == QueueNamespace {
 			n++
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package decide
 
 import (
 	"fmt"
@@ -20,7 +20,7 @@ import (
 // decide.go decides each model's state from these.
 
 // modelStatus is one entry of status.models[].
-type modelStatus struct {
+type ModelStatus struct {
 	Name    string
 	JobName string
 	// Hash names the Job of the current attempt; Attempt numbers it.
@@ -28,7 +28,7 @@ type modelStatus struct {
 	Attempt int64
 	// state is where the model stands (decide.go); status shows its phase.
 	// A recorded entry's is what its phase says (phaseState).
-	state   modelState
+	State   State
 	Message string
 	Path    string
 	// ContentHash says what the Job puts on disk: while the token is
@@ -43,16 +43,16 @@ type modelStatus struct {
 	// different value asks for a new attempt.
 	Retry string
 	// Queue is the limit that holds the model back while it is queued.
-	Queue queueLimit
+	Queue QueueLimit
 	// summary is set once the download pod reported what is on disk;
 	// progress while it downloads.
 	summary  *script.Summary
-	progress *script.Progress
+	Progress *script.Progress
 }
 
 // statusValue renders the XR status the function owns. pvcUID names the
 // volume every entry speaks of: a completion is recorded only on it.
-func statusValue(models []modelStatus, pvcUID string) map[string]any {
+func StatusValue(models []ModelStatus, pvcUID string) map[string]any {
 	st := v1alpha1.ModelDownloadStatus{
 		Pending: []string{}, Completed: []string{}, Failed: []string{},
 		Models: make([]v1alpha1.ModelStatus, len(models)),
@@ -60,7 +60,7 @@ func statusValue(models []modelStatus, pvcUID string) map[string]any {
 	}
 	for i := range models {
 		m := &models[i]
-		switch m.state.phase() {
+		switch m.State.Phase() {
 		case read.PhaseCompleted:
 			st.Completed = append(st.Completed, m.Name)
 		case read.PhaseFailed:
@@ -82,18 +82,18 @@ func statusValue(models []modelStatus, pvcUID string) map[string]any {
 
 // api is a model's entry in status.models[]: what the model has is shown
 // only in the phases it speaks of.
-func (m *modelStatus) api() v1alpha1.ModelStatus {
+func (m *ModelStatus) api() v1alpha1.ModelStatus {
 	e := v1alpha1.ModelStatus{
-		Name: m.Name, JobName: m.JobName, Hash: m.Hash, Attempt: m.Attempt, Phase: m.state.phase(), Message: m.Message,
+		Name: m.Name, JobName: m.JobName, Hash: m.Hash, Attempt: m.Attempt, Phase: m.State.Phase(), Message: m.Message,
 		Path: m.Path, ContentHash: m.ContentHash, IntentHash: m.IntentHash, Queue: string(m.Queue),
 	}
-	if m.state == stateFailed {
+	if m.State == StateFailed {
 		e.Retry = m.Retry
 	}
-	if p := m.progress; p != nil && !m.state.terminal() {
+	if p := m.Progress; p != nil && !m.State.Terminal() {
 		e.Progress = &p.Progress
 	}
-	if s := m.summary; s != nil && m.state == stateCompleted {
+	if s := m.summary; s != nil && m.State == StateCompleted {
 		e.Commit = s.Commit
 		e.Files, e.Bytes, e.DurationSeconds, e.Verified = &s.Files, &s.Bytes, &s.Seconds, &s.Verified
 		e.Card = read.ShownCard(s.Card)
@@ -102,16 +102,16 @@ func (m *modelStatus) api() v1alpha1.ModelStatus {
 }
 
 // summary is the ModelsDownloaded condition: its status, reason and message.
-func summary(models []modelStatus) (fnv1.Status, string, string) {
+func Summary(models []ModelStatus) (fnv1.Status, string, string) {
 	var done int
 	var failed, waiting, queued []string
 	for _, m := range models {
 		switch {
-		case m.state == stateCompleted:
+		case m.State == StateCompleted:
 			done++
-		case m.state.terminal():
+		case m.State.Terminal():
 			failed = append(failed, m.Name)
-		case isQueued(m):
+		case IsQueued(m):
 			queued = append(queued, m.Name)
 		default:
 			waiting = append(waiting, m.Name)
@@ -136,22 +136,22 @@ func summary(models []modelStatus) (fnv1.Status, string, string) {
 }
 
 // isQueued: the model waits for a download slot (queue.go).
-func isQueued(m modelStatus) bool { return m.state == stateQueued }
+func IsQueued(m ModelStatus) bool { return m.State == StateQueued }
 
 // downloaded is the XR's bytes on disk out of all it will hold, in the
 // decimal unit of the total (37.2/140.5 GB), for `kubectl get
 // modeldownloads`: a completed model counts its summary, a running one its
 // progress, any other nothing yet.
-func downloaded(models []modelStatus) string {
+func downloaded(models []ModelStatus) string {
 	var done, total int64
 	for _, m := range models {
 		switch {
-		case m.state == stateCompleted && m.summary != nil:
+		case m.State == StateCompleted && m.summary != nil:
 			done += m.summary.Bytes
 			total += m.summary.Bytes
-		case m.progress != nil:
-			done += m.progress.Bytes
-			total += max(m.progress.TotalBytes, m.progress.Bytes)
+		case m.Progress != nil:
+			done += m.Progress.Bytes
+			total += max(m.Progress.TotalBytes, m.Progress.Bytes)
 		}
 	}
 	scale, unit := 1.0, "B"
@@ -169,18 +169,18 @@ func downloaded(models []modelStatus) string {
 
 // slowest names the running model that will take longest, for the
 // ModelsDownloaded condition: "" when no running model reported a rate.
-func slowest(models []modelStatus) string {
-	var worst *modelStatus
+func slowest(models []ModelStatus) string {
+	var worst *ModelStatus
 	for i := range models {
 		m := &models[i]
-		if p := m.progress; p != nil && p.ETASeconds > 0 && (worst == nil || p.ETASeconds > worst.progress.ETASeconds) {
+		if p := m.Progress; p != nil && p.ETASeconds > 0 && (worst == nil || p.ETASeconds > worst.Progress.ETASeconds) {
 			worst = m
 		}
 	}
 	if worst == nil {
 		return ""
 	}
-	p := worst.progress
+	p := worst.Progress
 	return fmt.Sprintf("slowest: %s at %s/s, %s left", worst.Name, decimalBytes(p.BytesPerSecond), (time.Duration(p.ETASeconds) * time.Second).String())
 }
 

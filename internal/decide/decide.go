@@ -1,4 +1,4 @@
-package main
+package decide
 
 import (
 	"fmt"
@@ -32,41 +32,41 @@ import (
 
 // modelState is where a model stands. Its phase in status, whether it is
 // settled and whether the XR may be Ready follow from it alone.
-type modelState int
+type State int
 
 const (
 	// stateInvalid: the model's spec is invalid; it is skipped.
-	stateInvalid modelState = iota + 1
+	StateInvalid State = iota + 1
 	// stateWaitingForStorage: the PVC is not there (or not bound) yet.
-	stateWaitingForStorage
+	StateWaitingForStorage
 	// stateBlocked: an older ModelDownload puts other content into the
 	// model's directory.
-	stateBlocked
+	StateBlocked
 	// stateWaitingForToken: the token is unreadable and no Job of the
 	// model's spec exists.
-	stateWaitingForToken
+	StateWaitingForToken
 	// stateWaiting: a new Job cannot start yet: the script's ConfigMap or
 	// the pods' ServiceAccount is not there, a Job of the model is being
 	// deleted, or another ModelDownload downloads the same content into
 	// the directory.
-	stateWaiting
+	StateWaiting
 	// stateQueued: a new Job could start, but a limit holds it back.
-	stateQueued
+	StateQueued
 	// stateStarting: the Job is composed, no pod of it runs yet.
-	stateStarting
-	stateRunning
-	stateCompleted
-	stateFailed
+	StateStarting
+	StateRunning
+	StateCompleted
+	StateFailed
 )
 
 // phase is the state as status.models[].phase shows it.
-func (s modelState) phase() string {
+func (s State) Phase() string {
 	switch s {
-	case stateRunning:
+	case StateRunning:
 		return read.PhaseRunning
-	case stateCompleted:
+	case StateCompleted:
 		return read.PhaseCompleted
-	case stateFailed, stateInvalid:
+	case StateFailed, StateInvalid:
 		return read.PhaseFailed
 	default:
 		return read.PhasePending
@@ -74,114 +74,114 @@ func (s modelState) phase() string {
 }
 
 // terminal: the model's download ended, as it will stay.
-func (s modelState) terminal() bool { return read.Terminal(s.phase()) }
+func (s State) Terminal() bool { return read.Terminal(s.Phase()) }
 
 // jobState is the state a Job of the current attempt puts a model in, by
 // the Job's phase (read.JobPhase): Pending is starting.
-func jobState(phase string) modelState { return stateOfPhase(phase, stateStarting) }
+func jobState(phase string) State { return stateOfPhase(phase, StateStarting) }
 
 // phaseState is what a recorded phase says of a model: Pending is waiting
 // (0 for what is no phase).
-func phaseState(phase string) modelState { return stateOfPhase(phase, stateWaiting) }
+func PhaseState(phase string) State { return stateOfPhase(phase, StateWaiting) }
 
-func stateOfPhase(phase string, pending modelState) modelState {
+func stateOfPhase(phase string, pending State) State {
 	switch phase {
 	case read.PhasePending:
 		return pending
 	case read.PhaseRunning:
-		return stateRunning
+		return StateRunning
 	case read.PhaseCompleted:
-		return stateCompleted
+		return StateCompleted
 	case read.PhaseFailed:
-		return stateFailed
+		return StateFailed
 	}
 	return 0
 }
 
 // callFacts are the facts every model of a call shares.
-type callFacts struct {
+type Facts struct {
 	*read.Observation
 	// nameBase starts every Job name: the XR's name, or its claim's.
-	nameBase string
+	NameBase string
 	// mountPath is where the PVC is mounted in the download pods; pvc is
 	// its name.
-	mountPath, pvc string
-	token          read.TokenState
-	storage        read.StorageState
+	MountPath, PVC string
+	Token          read.TokenState
+	Storage        read.StorageState
 	// digests are what every model's hashes cover but the model and the
 	// token.
-	digests    naming.Digests
-	dirs       directories
-	self       dirUser
-	retry      string
-	objectMode bool
+	Digests    naming.Digests
+	Dirs       Directories
+	Self       DirUser
+	Retry      string
+	ObjectMode bool
 	// prerequisite says why no new Job may start yet, whatever the model:
 	// the script's ConfigMap or the pods' ServiceAccount is not there.
-	prerequisite string
+	Prerequisite string
 }
 
 // decision is what the function does about one model.
-type decision struct {
+type Decision struct {
 	// status is the model's entry; status.state says where it stands.
-	status modelStatus
+	Status ModelStatus
 	// attempt is the current attempt, and job its Job as observed (nil:
 	// none yet).
-	attempt naming.Attempt
-	job     *read.SeenJob
+	Attempt naming.Attempt
+	Job     *read.SeenJob
 	// compose: the current attempt's Job is composed as the function
 	// builds it (a new one when job is nil). Then hashes are the model's.
-	compose bool
-	hashes  naming.Hashes
+	Compose bool
+	Hashes  naming.Hashes
 	// keep are observed Jobs composed again as they are.
-	keep []*read.SeenJob
+	Keep []*read.SeenJob
 	// conflicts are the notes on the model's directory, for the
 	// DirectoryConflict condition.
-	conflicts []string
+	Conflicts []string
 }
 
 // wantsSlot: the decision starts a new Job, which the queue may hold back.
-func (d *decision) wantsSlot() bool { return d.compose && d.job == nil }
+func (d *Decision) WantsSlot() bool { return d.Compose && d.Job == nil }
 
 // queued holds a model back that wanted to start a Job.
-func (d *decision) queued(limit queueLimit, why string) {
-	d.compose = false
-	d.status.state, d.status.Message, d.status.Queue, d.status.progress = stateQueued, why, limit, nil
+func (d *Decision) Queued(limit QueueLimit, why string) {
+	d.Compose = false
+	d.Status.State, d.Status.Message, d.Status.Queue, d.Status.Progress = StateQueued, why, limit, nil
 }
 
 // decide is the one decision about model m (rec, hasRec: its recorded
 // status).
-func (f *callFacts) decide(m *read.ModelSpec, rec read.RecordedModel, hasRec bool) decision {
+func (f *Facts) Decide(m *read.ModelSpec, rec read.RecordedModel, hasRec bool) Decision {
 	if len(m.Errs) > 0 {
-		return decision{status: modelStatus{Name: m.Name, state: stateInvalid, Message: joinErrors(m.Errs)}}
+		return Decision{Status: ModelStatus{Name: m.Name, State: StateInvalid, Message: joinErrors(m.Errs)}}
 	}
-	path := path.Join(f.mountPath, m.Name)
-	if !f.storage.Ready() {
+	path := path.Join(f.MountPath, m.Name)
+	if !f.Storage.Ready() {
 		// No volume, so nothing is Completed; the Jobs the model has stay.
-		return decision{
-			status: modelStatus{Name: m.Name, Path: path, state: stateWaitingForStorage, Message: f.storage.Problem,
+		return Decision{
+			Status: ModelStatus{Name: m.Name, Path: path, State: StateWaitingForStorage, Message: f.Storage.Problem,
 				Attempt: f.lastAttempt(m, rec)},
-			keep: f.Jobs[m.Name],
+			Keep: f.Jobs[m.Name],
 		}
 	}
 
-	digests := f.digests
-	digests.Token = f.token.Digest
+	digests := f.Digests
+	digests.Token = f.Token.Digest
 	h := naming.HashModel(&m.Model, digests)
-	self := f.self
-	self.content, self.describe = h.Content, describeContent(m)
-	verdict := f.dirs.judge(self, m.Name)
-	notes := verdict.notes(m.Name, f.pvc, self)
+	self := f.Self
+	self.Content, self.describe = h.Content, describeContent(m)
+	verdict := f.Dirs.judge(self, m.Name)
+	notes := verdict.notes(m.Name, f.PVC, self)
 	if verdict.blockedBy != nil {
 		// Not this one's directory: no Job, and the Jobs it had go.
-		return decision{
-			status: modelStatus{Name: m.Name, Path: path, state: stateBlocked, Message: "directory conflict: " + notes[0],
+		return Decision{
+			Status: ModelStatus{Name: m.Name, Path: path, State: StateBlocked, Message: "directory conflict: " + notes[0],
 				ContentHash: h.Content, IntentHash: h.Intent, Attempt: f.lastAttempt(m, rec)},
-			conflicts: notes,
+			Conflicts: notes,
 		}
 	}
-	var d decision
+	var d Decision
 	switch {
-	case !f.token.Usable():
+	case !f.Token.Usable():
 		d = f.withoutToken(m, h, rec)
 	default:
 		var kept bool
@@ -190,23 +190,23 @@ func (f *callFacts) decide(m *read.ModelSpec, rec read.RecordedModel, hasRec boo
 		}
 	}
 	// A kept record says where its files are.
-	d.status.Path = read.OrDefault(d.status.Path, path)
-	d.conflicts = notes
+	d.Status.Path = read.OrDefault(d.Status.Path, path)
+	d.Conflicts = notes
 	return d
 }
 
 // current decides on the current attempt (attemptFor): its recorded outcome
 // when its Job is gone, the Job as observed, or a new Job once nothing
 // stands in the way.
-func (f *callFacts) current(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool, verdict dirVerdict) decision {
+func (f *Facts) current(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool, verdict dirVerdict) Decision {
 	a := f.attemptFor(m, h, rec, hasRec)
-	d := decision{
-		attempt: a,
-		hashes:  h,
-		job:     f.ByKey[naming.ResourceKey(m.Name, a.Hash)],
-		status: modelStatus{
+	d := Decision{
+		Attempt: a,
+		Hashes:  h,
+		Job:     f.ByKey[naming.ResourceKey(m.Name, a.Hash)],
+		Status: ModelStatus{
 			Name:        m.Name,
-			JobName:     naming.JobName(f.nameBase, m.Name, a.Hash),
+			JobName:     naming.JobName(f.NameBase, m.Name, a.Hash),
 			Hash:        a.Hash,
 			Attempt:     a.Number,
 			ContentHash: h.Content,
@@ -214,27 +214,27 @@ func (f *callFacts) current(m *read.ModelSpec, h naming.Hashes, rec read.Recorde
 		},
 	}
 	sameAttempt := hasRec && rec.Hash == a.Hash
-	if oj := d.job; sameAttempt && phaseState(rec.Phase).terminal() && (oj == nil || oj.Deleting || f.objectMode) {
+	if oj := d.Job; sameAttempt && PhaseState(rec.Phase).Terminal() && (oj == nil || oj.Deleting || f.ObjectMode) {
 		// The Job is gone (its TTL, or anyone), going, or, in Object mode,
 		// left to its TTL: provider-kubernetes would make a deleted Job
 		// again while its Object manages it, so the Object goes once the
 		// outcome is recorded (desireJob made it observe only). Status
 		// is the memory: the model stays as it ended and no Job comes back.
-		d.job = nil
-		remembered(&d.status, rec)
+		d.Job = nil
+		remembered(&d.Status, rec)
 		return d
 	}
-	if d.job == nil {
+	if d.Job == nil {
 		if why := f.mustWait(m, verdict); why != "" {
-			d.status.state, d.status.Message = stateWaiting, why
+			d.Status.State, d.Status.Message = StateWaiting, why
 			return d
 		}
-		d.status.state = stateStarting
+		d.Status.State = StateStarting
 	} else {
-		d.status.state, d.status.Message = jobState(d.job.Phase), d.job.Message
+		d.Status.State, d.Status.Message = jobState(d.Job.Phase), d.Job.Message
 	}
-	d.compose = true
-	f.outcome(&d.status, d.job, rec, sameAttempt)
+	d.Compose = true
+	f.outcome(&d.Status, d.Job, rec, sameAttempt)
 	return d
 }
 
@@ -246,26 +246,26 @@ func (f *callFacts) current(m *read.ModelSpec, h naming.Hashes, rec read.Recorde
 // moves the intent, and then the attempt moves on as attemptFor says. A
 // record that an older version wrote has no intent: for it, as while the
 // token is unreadable, the content and the volume decide.
-func (f *callFacts) acrossUpgrade(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool) (decision, bool) {
-	if !hasRec || rec.Attempt == 0 || !naming.IsSpecHash(rec.Hash) || f.RecordedPVC != f.storage.UID {
-		return decision{}, false
+func (f *Facts) acrossUpgrade(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool) (Decision, bool) {
+	if !hasRec || rec.Attempt == 0 || !naming.IsSpecHash(rec.Hash) || f.RecordedPVC != f.Storage.UID {
+		return Decision{}, false
 	}
 	if rec.IntentHash != h.Intent && (rec.IntentHash != "" || rec.ContentHash != h.Content) {
-		return decision{}, false
+		return Decision{}, false
 	}
 	oj := f.ByKey[naming.ResourceKey(m.Name, rec.Hash)]
 	onJob := oj != nil && !oj.Deleting && oj.Phase != read.PhaseFailed
 	// Last, as it hashes: when the function did not change either, the
 	// attempt goes on as attemptFor says.
-	if phaseState(rec.Phase) != stateCompleted && !onJob || naming.JobHash(h.Spec, rec.Attempt) == rec.Hash {
-		return decision{}, false
+	if PhaseState(rec.Phase) != StateCompleted && !onJob || naming.JobHash(h.Spec, rec.Attempt) == rec.Hash {
+		return Decision{}, false
 	}
-	d := decision{
-		attempt: naming.Attempt{Number: rec.Attempt, Hash: rec.Hash},
-		job:     oj,
-		status: modelStatus{
+	d := Decision{
+		Attempt: naming.Attempt{Number: rec.Attempt, Hash: rec.Hash},
+		Job:     oj,
+		Status: ModelStatus{
 			Name:        m.Name,
-			JobName:     naming.JobName(f.nameBase, m.Name, rec.Hash),
+			JobName:     naming.JobName(f.NameBase, m.Name, rec.Hash),
 			Hash:        rec.Hash,
 			Attempt:     rec.Attempt,
 			ContentHash: h.Content,
@@ -273,14 +273,14 @@ func (f *callFacts) acrossUpgrade(m *read.ModelSpec, h naming.Hashes, rec read.R
 		},
 	}
 	if oj != nil {
-		d.keep = []*read.SeenJob{oj}
+		d.Keep = []*read.SeenJob{oj}
 	}
-	if phaseState(rec.Phase) == stateCompleted {
-		remembered(&d.status, rec)
+	if PhaseState(rec.Phase) == StateCompleted {
+		remembered(&d.Status, rec)
 		return d, true
 	}
-	d.status.state, d.status.Message = jobState(oj.Phase), oj.Message
-	f.outcome(&d.status, oj, rec, true)
+	d.Status.State, d.Status.Message = jobState(oj.Phase), oj.Message
+	f.outcome(&d.Status, oj, rec, true)
 	return d, true
 }
 
@@ -288,8 +288,8 @@ func (f *callFacts) acrossUpgrade(m *read.ModelSpec, h naming.Hashes, rec read.R
 // ones that exist: the newest Job of the current spec (the token aside) as
 // it is, and Jobs of older specs until their successor can start. A
 // recorded completion holds only for the same content on the same volume.
-func (f *callFacts) withoutToken(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel) decision {
-	why := "waiting for the Hugging Face token: " + f.token.Problem
+func (f *Facts) withoutToken(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel) Decision {
+	why := "waiting for the Hugging Face token: " + f.Token.Problem
 	var current *read.SeenJob
 	for _, oj := range f.Jobs[m.Name] {
 		if oj.Config != h.Config || !naming.IsSpecHash(oj.Hash) {
@@ -299,41 +299,41 @@ func (f *callFacts) withoutToken(m *read.ModelSpec, h naming.Hashes, rec read.Re
 			current = oj
 		}
 	}
-	var d decision
+	var d Decision
 	for _, oj := range f.Jobs[m.Name] {
 		// Only one Job of the current spec is kept (an older token's may
 		// linger); a hand-edited spec-hash label names no Job, so such a
 		// Job is kept as one of an older spec.
 		if oj == current || oj.Config != h.Config || !naming.IsSpecHash(oj.Hash) {
-			d.keep = append(d.keep, oj)
+			d.Keep = append(d.Keep, oj)
 		}
 	}
-	d.status = modelStatus{Name: m.Name, state: stateWaitingForToken, Message: why, ContentHash: h.Content,
+	d.Status = ModelStatus{Name: m.Name, State: StateWaitingForToken, Message: why, ContentHash: h.Content,
 		Attempt: f.lastAttempt(m, rec)}
 	if current != nil {
-		d.attempt, d.job = naming.Attempt{Number: current.Attempt, Hash: current.Hash}, current
-		d.status.JobName, d.status.Hash, d.status.Attempt = naming.JobName(f.nameBase, m.Name, current.Hash), current.Hash, current.Attempt
+		d.Attempt, d.Job = naming.Attempt{Number: current.Attempt, Hash: current.Hash}, current
+		d.Status.JobName, d.Status.Hash, d.Status.Attempt = naming.JobName(f.NameBase, m.Name, current.Hash), current.Hash, current.Attempt
 		same := rec.Hash == current.Hash
 		if same {
-			d.status.IntentHash = rec.IntentHash
+			d.Status.IntentHash = rec.IntentHash
 		}
-		if same && phaseState(rec.Phase).terminal() && (current.Deleting || f.objectMode) {
-			remembered(&d.status, rec)
+		if same && PhaseState(rec.Phase).Terminal() && (current.Deleting || f.ObjectMode) {
+			remembered(&d.Status, rec)
 			return d
 		}
-		d.status.state = jobState(current.Phase)
-		f.outcome(&d.status, current, rec, same)
-		if d.status.state != stateFailed {
-			d.status.Message = why
+		d.Status.State = jobState(current.Phase)
+		f.outcome(&d.Status, current, rec, same)
+		if d.Status.State != StateFailed {
+			d.Status.Message = why
 		}
 		return d
 	}
-	if phaseState(rec.Phase).terminal() && rec.Hash != "" && rec.ContentHash == h.Content && f.RecordedPVC == f.storage.UID {
+	if PhaseState(rec.Phase).Terminal() && rec.Hash != "" && rec.ContentHash == h.Content && f.RecordedPVC == f.Storage.UID {
 		// What is on disk has not changed; without the token the function
 		// cannot tell whether the token did, so it keeps what it recorded
 		// and says why nothing new starts.
-		d.status = modelStatus{Name: rec.Name, JobName: rec.JobName, Hash: rec.Hash, Attempt: rec.Attempt,
-			state: phaseState(rec.Phase), Message: why, Path: rec.Path, ContentHash: rec.ContentHash,
+		d.Status = ModelStatus{Name: rec.Name, JobName: rec.JobName, Hash: rec.Hash, Attempt: rec.Attempt,
+			State: PhaseState(rec.Phase), Message: why, Path: rec.Path, ContentHash: rec.ContentHash,
 			IntentHash: rec.IntentHash, Retry: rec.Retry, summary: rec.Summary}
 	}
 	return d
@@ -344,9 +344,9 @@ func (f *callFacts) withoutToken(m *read.ModelSpec, h naming.Hashes, rec read.Re
 // before it finished; a new spec starts the attempt after every one recorded
 // or observed. With no record at all (status not written yet, or written by
 // an older version), a Job observed for this very spec is the current one.
-func (f *callFacts) attemptFor(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool) naming.Attempt {
+func (f *Facts) attemptFor(m *read.ModelSpec, h naming.Hashes, rec read.RecordedModel, hasRec bool) naming.Attempt {
 	cur := naming.Attempt{Number: rec.Attempt, Hash: rec.Hash}
-	state := phaseState(rec.Phase)
+	state := PhaseState(rec.Phase)
 	if !hasRec || rec.Attempt == 0 {
 		cur, state = naming.Attempt{}, 0
 		for _, oj := range f.Jobs[m.Name] {
@@ -361,9 +361,9 @@ func (f *callFacts) attemptFor(m *read.ModelSpec, h naming.Hashes, rec read.Reco
 	}
 	oj := f.ByKey[naming.ResourceKey(m.Name, cur.Hash)]
 	switch {
-	case state == stateFailed && rec.Retry != f.retry && hasRec:
+	case state == StateFailed && rec.Retry != f.Retry && hasRec:
 	case oj != nil && oj.Deleting && !read.Terminal(oj.Phase):
-	case oj == nil && state == stateRunning:
+	case oj == nil && state == StateRunning:
 	default:
 		return cur
 	}
@@ -372,7 +372,7 @@ func (f *callFacts) attemptFor(m *read.ModelSpec, h naming.Hashes, rec read.Reco
 }
 
 // lastAttempt is the highest attempt recorded or observed for a model.
-func (f *callFacts) lastAttempt(m *read.ModelSpec, rec read.RecordedModel) int64 {
+func (f *Facts) lastAttempt(m *read.ModelSpec, rec read.RecordedModel) int64 {
 	n := rec.Attempt
 	for _, oj := range f.Jobs[m.Name] {
 		n = max(n, oj.Attempt)
@@ -382,7 +382,7 @@ func (f *callFacts) lastAttempt(m *read.ModelSpec, rec read.RecordedModel) int64
 
 // mustWait says why a model may not start a new Job now, if something other
 // than a queue's limit stands in the way.
-func (f *callFacts) mustWait(m *read.ModelSpec, v dirVerdict) string {
+func (f *Facts) mustWait(m *read.ModelSpec, v dirVerdict) string {
 	for _, oj := range f.Jobs[m.Name] {
 		// One writer per directory: a Job being deleted may still run.
 		if oj.Deleting && !read.Terminal(oj.Phase) {
@@ -390,43 +390,43 @@ func (f *callFacts) mustWait(m *read.ModelSpec, v dirVerdict) string {
 		}
 	}
 	if w := v.waitFor; w != nil {
-		return fmt.Sprintf("ModelDownload %q is downloading the same content into this directory; waiting for it to finish", w.name)
+		return fmt.Sprintf("ModelDownload %q is downloading the same content into this directory; waiting for it to finish", w.Name)
 	}
-	return f.prerequisite
+	return f.Prerequisite
 }
 
 // remembered is a model as its recorded outcome left it.
-func remembered(st *modelStatus, rec read.RecordedModel) {
-	st.state, st.Message, st.summary, st.Retry = phaseState(rec.Phase), rec.Message, rec.Summary, rec.Retry
+func remembered(st *ModelStatus, rec read.RecordedModel) {
+	st.State, st.Message, st.summary, st.Retry = PhaseState(rec.Phase), rec.Message, rec.Summary, rec.Retry
 }
 
 // outcome adds what the pods of the model's Job reported: the summary of a
 // completion, the reason of a failure; and, while it runs, its progress.
-func (f *callFacts) outcome(st *modelStatus, oj *read.SeenJob, rec read.RecordedModel, sameAttempt bool) {
+func (f *Facts) outcome(st *ModelStatus, oj *read.SeenJob, rec read.RecordedModel, sameAttempt bool) {
 	var r read.PodReport
 	if oj != nil && oj.Job != nil && oj.Job.UID != "" {
 		r = f.Reports[string(oj.Job.UID)]
 	}
-	switch st.state {
-	case stateCompleted:
+	switch st.State {
+	case StateCompleted:
 		if r.Summary != nil {
 			st.summary = r.Summary
 		} else if sameAttempt {
 			// The pod is gone; what it reported stays recorded.
 			st.summary = rec.Summary
 		}
-	case stateFailed:
+	case StateFailed:
 		if r.Failure != "" {
-			st.Message = read.JoinNonEmpty("; ", f.token.Scrub(r.Failure), "Job "+st.Message)
-		} else if sameAttempt && phaseState(rec.Phase) == stateFailed {
+			st.Message = read.JoinNonEmpty("; ", f.Token.Scrub(r.Failure), "Job "+st.Message)
+		} else if sameAttempt && PhaseState(rec.Phase) == StateFailed {
 			st.Message = rec.Message
 		}
-		st.Retry = f.retry
-		if sameAttempt && phaseState(rec.Phase) == stateFailed {
+		st.Retry = f.Retry
+		if sameAttempt && PhaseState(rec.Phase) == StateFailed {
 			st.Retry = rec.Retry
 		}
 	default:
-		st.progress = read.ReadProgress(f.Progress, st.ContentHash, st.JobName)
+		st.Progress = read.ReadProgress(f.Progress, st.ContentHash, st.JobName)
 	}
 }
 
