@@ -1,9 +1,11 @@
 package main
 
 import (
+	"google.golang.org/protobuf/types/known/structpb"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
@@ -180,4 +182,53 @@ func stringsToAny(m map[string]string) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// keepAsObserved re-applies exactly what exists, so server-side apply
+// changes nothing on an immutable Job (or on the Object that carries it).
+func keepAsObserved(observed *structpb.Struct) *unstructured.Unstructured {
+	f := observed.GetFields()
+	md := map[string]any{}
+	for k, v := range read.Get(observed, "metadata").GetStructValue().GetFields() {
+		if k == "name" || k == "namespace" || k == "labels" || k == "annotations" {
+			md[k] = v.AsInterface()
+		}
+	}
+	out := map[string]any{"apiVersion": f["apiVersion"].AsInterface(), "kind": f["kind"].AsInterface(), "metadata": md}
+	if spec, ok := f["spec"]; ok {
+		out["spec"] = spec.AsInterface()
+	}
+	return &unstructured.Unstructured{Object: out}
+}
+
+// asUnstructured is a typed object as the map Crossplane applies: the
+// fields it sets, as encoding/json writes them, without the zero-valued
+// creation timestamps and the empty status a Go value always holds.
+func asUnstructured(o runtime.Object) *unstructured.Unstructured {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		// Only a value the converter cannot represent fails here: a bug.
+		panic(err)
+	}
+	delete(m, "status")
+	return &unstructured.Unstructured{Object: pruneNil(m)}
+}
+
+// pruneNil drops the map entries whose value is null, at every depth.
+func pruneNil(m map[string]any) map[string]any {
+	for k, v := range m {
+		switch x := v.(type) {
+		case nil:
+			delete(m, k)
+		case map[string]any:
+			pruneNil(x)
+		case []any:
+			for _, e := range x {
+				if em, ok := e.(map[string]any); ok {
+					pruneNil(em)
+				}
+			}
+		}
+	}
+	return m
 }

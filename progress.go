@@ -7,9 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
-
-	"github.com/crossplane/function-sdk-go/resource"
 
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/script"
@@ -61,11 +60,18 @@ func (b *jobBuilder) scriptVolumeSource() corev1.VolumeSource {
 	}}}
 }
 
-// composeProgress composes the progress ConfigMap and the identity of the
+// progressObject is one of the progress objects under its composition
+// resource name, and how its envelope manages it.
+type progressObject struct {
+	key    string
+	object runtime.Object
+	policy objectPolicy
+}
+
+// progressObjects are the progress ConfigMap and the identity of the
 // download pods: a ServiceAccount of their own unless the Input names one,
 // and the Role and RoleBinding that let it patch that ConfigMap alone.
-func (c *composer) composeProgress() {
-	b := c.builder
+func (b *jobBuilder) progressObjects() []progressObject {
 	name, ns := b.progressMap, b.namespace
 	labels := map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.parentLabel}
 	meta := func(kind, apiVersion string) (metav1.TypeMeta, metav1.ObjectMeta) {
@@ -74,23 +80,25 @@ func (c *composer) composeProgress() {
 	cmType, cmMeta := meta("ConfigMap", "v1")
 	// createOnly: provider-kubernetes would otherwise reset the pods' data
 	// to the empty manifest on every update.
-	c.desire(naming.ProgressKeyConfigMap, c.envelope.wrap(asUnstructured(&corev1.ConfigMap{TypeMeta: cmType, ObjectMeta: cmMeta}), "", createOnly), resource.ReadyTrue)
+	out := []progressObject{{naming.ProgressKeyConfigMap, &corev1.ConfigMap{TypeMeta: cmType, ObjectMeta: cmMeta}, createOnly}}
 
 	subject := b.platform.ServiceAccount
 	if subject == "" {
 		subject = name
 		saType, saMeta := meta("ServiceAccount", "v1")
-		c.desire(naming.ProgressKeyAccount, c.envelope.wrap(asUnstructured(&corev1.ServiceAccount{
+		out = append(out, progressObject{naming.ProgressKeyAccount, &corev1.ServiceAccount{
 			TypeMeta: saType, ObjectMeta: saMeta, AutomountServiceAccountToken: ptr.To(false),
-		}), "", manage), resource.ReadyTrue)
+		}, manage})
 	}
 	roleType, roleMeta := meta("Role", rbacv1.SchemeGroupVersion.String())
-	c.desire(naming.ProgressKeyRole, c.envelope.wrap(asUnstructured(&rbacv1.Role{TypeMeta: roleType, ObjectMeta: roleMeta,
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{name}, Verbs: []string{"get", "patch"}}},
-	}), "", manage), resource.ReadyTrue)
 	bindingType, bindingMeta := meta("RoleBinding", rbacv1.SchemeGroupVersion.String())
-	c.desire(naming.ProgressKeyBinding, c.envelope.wrap(asUnstructured(&rbacv1.RoleBinding{TypeMeta: bindingType, ObjectMeta: bindingMeta,
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: subject, Namespace: ns}},
-	}), "", manage), resource.ReadyTrue)
+	return append(out,
+		progressObject{naming.ProgressKeyRole, &rbacv1.Role{TypeMeta: roleType, ObjectMeta: roleMeta,
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{name}, Verbs: []string{"get", "patch"}}},
+		}, manage},
+		progressObject{naming.ProgressKeyBinding, &rbacv1.RoleBinding{TypeMeta: bindingType, ObjectMeta: bindingMeta,
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: subject, Namespace: ns}},
+		}, manage},
+	)
 }

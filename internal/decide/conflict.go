@@ -24,7 +24,7 @@ const (
 	ReasonConflicting = "ConflictingModelDownloads"
 )
 
-// dirUser is one ModelDownload's use of a model directory.
+// DirUser is one ModelDownload's use of a model directory.
 type DirUser struct {
 	// name is the ModelDownload as its users know it (a claim's name for a
 	// claim's XR); created and the XR's name order who came first.
@@ -46,7 +46,7 @@ func (u DirUser) before(o DirUser) bool {
 // the same PVC.
 type Directories map[string][]DirUser
 
-// peerDirectories are the directories the other ModelDownloads of the
+// PeerDirectories are the directories the other ModelDownloads of the
 // namespace want on the same PVC. One whose spec is unusable claims nothing.
 func PeerDirectories(peers []read.Peer, pvc string) Directories {
 	if len(peers) == 0 {

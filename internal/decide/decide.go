@@ -30,29 +30,29 @@ import (
 //     missing, directory taken): a model whose content or volume changed is
 //     not Completed.
 
-// modelState is where a model stands. Its phase in status, whether it is
+// State is where a model stands. Its phase in status, whether it is
 // settled and whether the XR may be Ready follow from it alone.
 type State int
 
 const (
-	// stateInvalid: the model's spec is invalid; it is skipped.
+	// StateInvalid: the model's spec is invalid; it is skipped.
 	StateInvalid State = iota + 1
-	// stateWaitingForStorage: the PVC is not there (or not bound) yet.
+	// StateWaitingForStorage: the PVC is not there (or not bound) yet.
 	StateWaitingForStorage
-	// stateBlocked: an older ModelDownload puts other content into the
+	// StateBlocked: an older ModelDownload puts other content into the
 	// model's directory.
 	StateBlocked
-	// stateWaitingForToken: the token is unreadable and no Job of the
+	// StateWaitingForToken: the token is unreadable and no Job of the
 	// model's spec exists.
 	StateWaitingForToken
-	// stateWaiting: a new Job cannot start yet: the script's ConfigMap or
+	// StateWaiting: a new Job cannot start yet: the script's ConfigMap or
 	// the pods' ServiceAccount is not there, a Job of the model is being
 	// deleted, or another ModelDownload downloads the same content into
 	// the directory.
 	StateWaiting
-	// stateQueued: a new Job could start, but a limit holds it back.
+	// StateQueued: a new Job could start, but a limit holds it back.
 	StateQueued
-	// stateStarting: the Job is composed, no pod of it runs yet.
+	// StateStarting: the Job is composed, no pod of it runs yet.
 	StateStarting
 	StateRunning
 	StateCompleted
@@ -80,7 +80,7 @@ func (s State) Terminal() bool { return read.Terminal(s.Phase()) }
 // the Job's phase (read.JobPhase): Pending is starting.
 func jobState(phase string) State { return stateOfPhase(phase, StateStarting) }
 
-// phaseState is what a recorded phase says of a model: Pending is waiting
+// PhaseState is what a recorded phase says of a model: Pending is waiting
 // (0 for what is no phase).
 func PhaseState(phase string) State { return stateOfPhase(phase, StateWaiting) }
 
@@ -98,12 +98,12 @@ func stateOfPhase(phase string, pending State) State {
 	return 0
 }
 
-// callFacts are the facts every model of a call shares.
+// Facts are the facts every model of a call shares.
 type Facts struct {
 	*read.Observation
-	// nameBase starts every Job name: the XR's name, or its claim's.
+	// NameBase starts every Job name: the XR's name, or its claim's.
 	NameBase string
-	// mountPath is where the PVC is mounted in the download pods; pvc is
+	// MountPath is where the PVC is mounted in the download pods; pvc is
 	// its name.
 	MountPath, PVC string
 	Token          read.TokenState
@@ -139,7 +139,7 @@ type Decision struct {
 	Conflicts []string
 }
 
-// wantsSlot: the decision starts a new Job, which the queue may hold back.
+// WantsSlot: the decision starts a new Job, which the queue may hold back.
 func (d *Decision) WantsSlot() bool { return d.Compose && d.Job == nil }
 
 // queued holds a model back that wanted to start a Job.

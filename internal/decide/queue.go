@@ -25,15 +25,15 @@ import (
 // then to the one whose newest Job is oldest (so none takes every slot while
 // others wait), then by name; it starts only the Jobs that hand-out gives it.
 
-// queuedPrefix starts the message of every queued model, and
-// namespaceLimitReached is in it when the namespace's limit holds it back;
+// QueuedPrefix starts the message of every queued model, and
+// NamespaceLimitReached is in it when the namespace's limit holds it back;
 // for people: status.models[].queue says the same for peers and tools.
 const (
 	QueuedPrefix          = "queued: "
 	NamespaceLimitReached = "the namespace's limit of active download Jobs is reached"
 )
 
-// queueLimit is the limit that holds a queued model back, as
+// QueueLimit is the limit that holds a queued model back, as
 // status.models[].queue names it ("" when the model is not queued). Peers
 // count the models that wait for the namespace's slots by it.
 type QueueLimit string
@@ -44,7 +44,7 @@ const (
 	QueueNamespace     QueueLimit = "Namespace"     // the Input's maxActiveJobsPerNamespace
 )
 
-// downloadQueue decides, model by model in spec order, whether a new Job may
+// DownloadQueue decides, model by model in spec order, whether a new Job may
 // start now.
 type DownloadQueue struct {
 	// limit bounds this ModelDownload's active Jobs; 0: none. by is where
@@ -68,7 +68,7 @@ type namespaceShare struct {
 	granted, used int
 }
 
-// newDownloadQueue is the queue of one call: rwop (the PVC's access mode)
+// NewDownloadQueue is the queue of one call: rwop (the PVC's access mode)
 // and maxParallel limit the ModelDownload.
 func NewDownloadQueue(pvc string, rwop bool, maxParallel int64) *DownloadQueue {
 	q := &DownloadQueue{}
@@ -119,7 +119,7 @@ type Claimant struct {
 	LastStart string
 }
 
-// handOut gives the free slots one at a time and returns how many go to the
+// HandOut gives the free slots one at a time and returns how many go to the
 // claimant whose parent label is self.
 func HandOut(free int, cs []Claimant, self string) int {
 	got := 0
@@ -196,7 +196,7 @@ func Share(limit int, jobs []read.NamespaceJob, peers []read.Peer, self string) 
 	return &namespaceShare{limit: limit, granted: HandOut(limit-active, cs, self)}
 }
 
-// queuedForNamespace counts a peer's models that its status says wait for the
+// QueuedForNamespace counts a peer's models that its status says wait for the
 // namespace's limit (queue: Namespace). A model held back by its own
 // ModelDownload's limit could not use a slot, so it does not count.
 func QueuedForNamespace(recorded map[string]read.RecordedModel) int {

@@ -16,10 +16,10 @@ import (
 )
 
 // Status folding: how a Job ended (read.JobEnd) and the XR's status, written
-// (statusValue) and read back (read.RecordedStatus), both as the API's types.
+// (StatusValue) and read back (read.RecordedStatus), both as the API's types.
 // decide.go decides each model's state from these.
 
-// modelStatus is one entry of status.models[].
+// ModelStatus is one entry of status.models[].
 type ModelStatus struct {
 	Name    string
 	JobName string
@@ -27,7 +27,7 @@ type ModelStatus struct {
 	Hash    string
 	Attempt int64
 	// state is where the model stands (decide.go); status shows its phase.
-	// A recorded entry's is what its phase says (phaseState).
+	// A recorded entry's is what its phase says (PhaseState).
 	State   State
 	Message string
 	Path    string
@@ -50,7 +50,7 @@ type ModelStatus struct {
 	Progress *script.Progress
 }
 
-// statusValue renders the XR status the function owns. pvcUID names the
+// StatusValue renders the XR status the function owns. pvcUID names the
 // volume every entry speaks of: a completion is recorded only on it.
 func StatusValue(models []ModelStatus, pvcUID string) map[string]any {
 	st := v1alpha1.ModelDownloadStatus{
@@ -135,7 +135,7 @@ func Summary(models []ModelStatus) (fnv1.Status, string, string) {
 	return fnv1.Status_STATUS_CONDITION_TRUE, "Downloaded", msg
 }
 
-// isQueued: the model waits for a download slot (queue.go).
+// IsQueued: the model waits for a download slot (queue.go).
 func IsQueued(m ModelStatus) bool { return m.State == StateQueued }
 
 // downloaded is the XR's bytes on disk out of all it will hold, in the
