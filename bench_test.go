@@ -26,6 +26,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
@@ -540,14 +541,14 @@ func BenchmarkJobManifest(b *testing.B) {
 		b.Run("way="+way, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				jb := newJobBuilder("md", "ns", &spec, plat)
-				jb.scriptMap, jb.progressMap = "script", "progress"
+				jb := build.NewBuilder("md", "ns", &spec, plat)
+				jb.ScriptMap, jb.ProgressMap = "script", "progress"
 				for i := range spec.Models {
 					m := &spec.Models[i]
 					if way == "typed" {
-						_ = asUnstructured(jb.build(m, "job", h, naming.Attempt{Number: 1, Hash: "h"}))
+						_ = build.AsUnstructured(jb.Job(m, "job", h, naming.Attempt{Number: 1, Hash: "h"}))
 					} else {
-						_ = jb.manifest(m, "job", h, naming.Attempt{Number: 1, Hash: "h"})
+						_ = jb.Manifest(m, "job", h, naming.Attempt{Number: 1, Hash: "h"})
 					}
 				}
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
@@ -30,9 +31,9 @@ func TestDecideTransitions(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	b := newJobBuilder("md", "ns", spec, plat)
+	b := build.NewBuilder("md", "ns", spec, plat)
 	token := read.TokenState{Digest: naming.TokenDigest([]byte("hf_token"))}
-	xrDigest := naming.HashXR(&spec.ModelDownloadSpec, naming.Owner{Namespace: "ns", Name: "md", XRUID: "uid", PVCUID: "vol"}, b.cpu, b.memory, "")
+	xrDigest := naming.HashXR(&spec.ModelDownloadSpec, naming.Owner{Namespace: "ns", Name: "md", XRUID: "uid", PVCUID: "vol"}, b.CPU, b.Memory, "")
 	h := hashModel(m, xrDigest, plat, token.Digest)
 	hashOf := func(n int64) string { return naming.JobHash(h.Spec, n) }
 
@@ -129,8 +130,8 @@ func TestDecideTransitions(t *testing.T) {
 				o.Jobs[m.Name] = append(o.Jobs[m.Name], j)
 				o.ByKey[j.Key] = j
 			}
-			f := &decide.Facts{Observation: o, NameBase: b.nameBase, MountPath: plat.MountPath, PVC: spec.StoragePVC, Token: token,
-				Storage: read.StorageState{UID: "vol"}, Digests: digests(xrDigest, plat),
+			f := &decide.Facts{Observation: o, NameBase: b.NameBase, MountPath: plat.MountPath, PVC: spec.StoragePVC, Token: token,
+				Storage: read.StorageState{UID: "vol"}, Digests: build.Digests(xrDigest, plat),
 				Self: decide.DirUser{Name: "md", Created: "2010-01-01T00:00:00Z", XRName: "md"}}
 			model := *m
 			if c.invalid {

@@ -10,6 +10,7 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 )
@@ -94,12 +95,12 @@ func exampleEntries(t *testing.T, dir string) map[string]map[string]string {
 	}
 	// The script's ConfigMap, as if it were one more model.
 	for k, r := range rsp.GetDesired().GetResources() {
-		if strings.HasPrefix(k, scriptKeyPrefix) {
+		if strings.HasPrefix(k, build.ScriptKeyPrefix) {
 			name := read.GetString(r.GetResource(), "metadata", "name")
 			if read.GetString(r.GetResource(), "kind") == "Object" {
 				name = read.GetString(r.GetResource(), "spec", "forProvider", "manifest", "metadata", "name")
 			}
-			out[scriptKey(name)] = map[string]string{"hash": name[len(name)-naming.SpecHashLen:], "jobName": name}
+			out[build.ScriptKey(name)] = map[string]string{"hash": name[len(name)-naming.SpecHashLen:], "jobName": name}
 		}
 	}
 	return out

@@ -18,6 +18,7 @@ import (
 	"github.com/crossplane/function-sdk-go/resource"
 	"github.com/crossplane/function-sdk-go/response"
 
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
@@ -80,7 +81,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		return rsp, nil
 	}
 	plat, errs := read.ResolvePlatform(in, defaultImage())
-	env, envErrs := resolveEnvelope(in, o.XR.Namespace != "")
+	env, envErrs := build.ResolveEnvelope(in, o.XR.Namespace != "")
 	if errs = append(errs, envErrs...); len(errs) > 0 {
 		response.Fatal(rsp, errors.Wrap(errs.ToAggregate(), "invalid function input"))
 		return rsp, nil
@@ -105,8 +106,8 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		return rsp, nil
 	}
 
-	b := newJobBuilder(base, namespace, &spec, plat)
-	rsp.Requirements = read.Requirements(namespace, b.parentLabel, &spec, needsNamespaceOwner(&spec, env))
+	b := build.NewBuilder(base, namespace, &spec, plat)
+	rsp.Requirements = read.Requirements(namespace, b.ParentLabel, &spec, build.NeedsNamespaceOwner(&spec, env))
 	rsp.Requirements.Resources[read.RequirementPeers] = read.PeerRequirement(o.XR, namespace)
 	if plat.MaxActivePerNamespace > 0 {
 		rsp.Requirements.Resources[read.RequirementNamespaceJobs] = read.NamespaceJobsRequirement(namespace)
@@ -126,24 +127,24 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	storage := read.ResolveStorage(o.PVC, namespace, &spec)
 	d.Explain(&token, &storage)
 	if storage.Colocate {
-		b.colocate()
+		b.Colocate()
 	}
 	who := naming.Owner{Namespace: namespace, Name: base, XRName: o.XR.Name, XRUID: o.XR.UID, PVCUID: storage.UID}
-	b.scriptMap = scriptName(who, spec.StoragePVC)
-	b.progressMap = progressName(who)
+	b.ScriptMap = build.ScriptName(who, spec.StoragePVC)
+	b.ProgressMap = build.ProgressName(who)
 	c := &composer{
 		Facts: decide.Facts{
 			Observation: &o,
-			NameBase:    b.nameBase,
+			NameBase:    b.NameBase,
 			MountPath:   plat.MountPath,
 			PVC:         spec.StoragePVC,
 			Token:       token,
 			Storage:     storage,
-			Digests:     digests(naming.HashXR(&spec.ModelDownloadSpec, who, b.cpu, b.memory, env.apiVersion), plat),
+			Digests:     build.Digests(naming.HashXR(&spec.ModelDownloadSpec, who, b.CPU, b.Memory, env.APIVersion), plat),
 			Retry:       o.XR.Annotations[annotationRetry],
 			Dirs:        decide.PeerDirectories(o.Peers, spec.StoragePVC),
 			Self:        decide.DirUser{Name: base, Created: o.XR.Created, XRName: o.XR.Name},
-			ObjectMode:  env.object,
+			ObjectMode:  env.Object,
 		},
 		builder:  b,
 		envelope: env,
@@ -152,7 +153,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}
 	if plat.MaxActivePerNamespace > 0 {
 		c.queue.Namespace = decide.Share(int(plat.MaxActivePerNamespace), read.ReadNamespaceJobs(required[read.RequirementNamespaceJobs]),
-			o.Peers, b.parentLabel)
+			o.Peers, b.ParentLabel)
 	}
 	if spec.Storage != nil {
 		c.composePVC()
@@ -161,7 +162,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	c.composeProgress()
 	models := c.compose()
 
-	if err := respond.Respond(rsp, req, c.desired, c.builder.template, decide.StatusValue(models, storage.UID), allCompleted(models)); err != nil {
+	if err := respond.Respond(rsp, req, c.desired, c.builder.Template, decide.StatusValue(models, storage.UID), allCompleted(models)); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	report(rsp, base, &spec, models, token, storage, c.conflict)
@@ -191,24 +192,24 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 // composePVC composes the PVC of spec.storage. Until it exists no Job may
 // mount it, so none starts (see read.ResolveStorage).
 func (c *composer) composePVC() {
-	st := c.builder.spec.Storage
-	policy := manage
+	st := c.builder.Spec.Storage
+	policy := build.Manage
 	if st.DeletionPolicy == read.DeletionOrphan {
-		policy = keepOnDelete
+		policy = build.KeepOnDelete
 	}
 	ready := resource.ReadyFalse
 	if c.PVCObserved && c.Storage.Ready() {
 		ready = resource.ReadyTrue
 	}
-	c.desire(read.PVCKey, c.envelope.wrap(asUnstructured(c.builder.buildPVC(c.Namespace)), "", policy), ready)
+	c.desire(read.PVCKey, c.envelope.Wrap(build.AsUnstructured(c.builder.PVC(c.Namespace)), "", policy), ready)
 }
 
 // composeScripts composes the ConfigMap of the current script, and keeps
 // older ones while a Job observed still mounts them.
 func (c *composer) composeScripts() {
-	name := c.builder.scriptMap
-	key := scriptKey(name)
-	c.desire(key, c.envelope.wrap(asUnstructured(c.builder.buildScriptMap()), "", manage), resource.ReadyTrue)
+	name := c.builder.ScriptMap
+	key := build.ScriptKey(name)
+	c.desire(key, c.envelope.Wrap(build.AsUnstructured(c.builder.ScriptConfigMap()), "", build.Manage), resource.ReadyTrue)
 	s, ok := c.Scripts[key]
 	c.scriptReady = ok && s.Exists && s.Name == name && !s.Deleting
 	mounted := map[string]bool{}
@@ -219,7 +220,7 @@ func (c *composer) composeScripts() {
 	}
 	for k, s := range c.Scripts {
 		if k != key && mounted[s.Name] {
-			c.desire(k, c.envelope.wrap(keepAsObserved(s.Manifest), "", manage), resource.ReadyTrue)
+			c.desire(k, c.envelope.Wrap(build.KeepAsObserved(s.Manifest), "", build.Manage), resource.ReadyTrue)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
@@ -176,7 +177,7 @@ settings:
 			// The script's ConfigMap and the progress objects have tests of
 			// their own.
 			for k := range got.GetDesired().GetResources() {
-				if strings.HasPrefix(k, scriptKeyPrefix) || strings.HasPrefix(k, naming.ProgressKeyPrefix) {
+				if strings.HasPrefix(k, build.ScriptKeyPrefix) || strings.HasPrefix(k, naming.ProgressKeyPrefix) {
 					delete(got.Desired.Resources, k)
 				}
 			}
@@ -236,7 +237,7 @@ func outcomeOf(t *testing.T, rsp *fnv1.RunFunctionResponse) outcome {
 func jobResources(rsp *fnv1.RunFunctionResponse) map[string]*fnv1.Resource {
 	out := map[string]*fnv1.Resource{}
 	for k, r := range rsp.GetDesired().GetResources() {
-		if !strings.HasPrefix(k, scriptKeyPrefix) && !strings.HasPrefix(k, naming.ProgressKeyPrefix) {
+		if !strings.HasPrefix(k, build.ScriptKeyPrefix) && !strings.HasPrefix(k, naming.ProgressKeyPrefix) {
 			out[k] = r
 		}
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
@@ -305,7 +306,7 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 	active, started := 0, 0
 	for key, r := range observed {
 		if phase, deleting := observedPhase(r.GetResource()); read.GetString(r.GetResource(), "metadata", "labels", naming.LabelApp) == naming.AppName &&
-			!strings.HasPrefix(key, scriptKeyPrefix) && !strings.HasPrefix(key, naming.ProgressKeyPrefix) && key != read.PVCKey && !deleting && !read.Terminal(phase) {
+			!strings.HasPrefix(key, build.ScriptKeyPrefix) && !strings.HasPrefix(key, naming.ProgressKeyPrefix) && key != read.PVCKey && !deleting && !read.Terminal(phase) {
 			active++
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 )
@@ -138,7 +139,7 @@ func withScript(req *fnv1.RunFunctionRequest) {
 		}
 	}
 	for k, r := range rsp.GetDesired().GetResources() {
-		if !strings.HasPrefix(k, scriptKeyPrefix) && !strings.HasPrefix(k, naming.ProgressKeyPrefix) {
+		if !strings.HasPrefix(k, build.ScriptKeyPrefix) && !strings.HasPrefix(k, naming.ProgressKeyPrefix) {
 			continue
 		}
 		if req.Observed.Resources == nil {
@@ -253,7 +254,7 @@ func labelValueProblems(s string) []string { return validation.IsValidLabelValue
 
 // hashModel is a model's hashes as decide computes them.
 func hashModel(m *read.ModelSpec, xrDigest []byte, plat *read.Platform, tokenDigest []byte) naming.Hashes {
-	d := digests(xrDigest, plat)
+	d := build.Digests(xrDigest, plat)
 	d.Token = tokenDigest
 	return naming.HashModel(&m.Model, d)
 }

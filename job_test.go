@@ -21,6 +21,7 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/internal/respond"
@@ -174,11 +175,11 @@ models:
 		CPU:          "3", Memory: "6Gi",
 		Users: [3]int64{2000, 3000, 4000},
 		Mounts: []corev1.VolumeMount{
-			{Name: "models", MountPath: "/data/models"}, {Name: "script", MountPath: scriptMountPath, ReadOnly: true},
+			{Name: "models", MountPath: "/data/models"}, {Name: "script", MountPath: build.ScriptMountPath, ReadOnly: true},
 			{Name: "tmp", MountPath: "/tmp"},
 		},
 		PVC:     "models",
-		Command: []string{"/bin/sh", scriptMountPath + "/" + scriptFile},
+		Command: []string{"/bin/sh", build.ScriptMountPath + "/" + build.ScriptFile},
 		Env: map[string]string{
 			script.EnvRepoID: "org/alpha", script.EnvRepoType: "dataset", script.EnvRevision: "refs/pr/1",
 			script.EnvLocalDir: "/data/models/org/alpha", script.EnvInclude: "*.json\nsub/*.safetensors", script.EnvExclude: "*.bin",
@@ -291,7 +292,7 @@ func TestScriptConfigMap(t *testing.T) {
 	var cm *corev1.ConfigMap
 	var key string
 	for k, r := range first.GetDesired().GetResources() {
-		if strings.HasPrefix(k, scriptKeyPrefix) {
+		if strings.HasPrefix(k, build.ScriptKeyPrefix) {
 			key, cm = k, &corev1.ConfigMap{}
 			if err := read.RuntimeFromUnstructured(r.GetResource().AsMap(), cm); err != nil {
 				t.Fatal(err)
@@ -304,10 +305,10 @@ func TestScriptConfigMap(t *testing.T) {
 	if cm == nil {
 		t.Fatal("no script ConfigMap desired")
 	}
-	if cm.Data[scriptFile] != script.Text || cm.Immutable == nil || !*cm.Immutable || cm.Namespace != "ml" ||
-		!strings.HasPrefix(cm.Name, "hf-dl-cache-script-") || key != scriptKey(cm.Name) {
+	if cm.Data[build.ScriptFile] != script.Text || cm.Immutable == nil || !*cm.Immutable || cm.Namespace != "ml" ||
+		!strings.HasPrefix(cm.Name, "hf-dl-cache-script-") || key != build.ScriptKey(cm.Name) {
 		t.Errorf("want the script, immutable, in ml, named hf-dl-cache-script-<hash> under key %s; got %s/%s immutable=%v under %s",
-			scriptKey(cm.Name), cm.Namespace, cm.Name, cm.Immutable, key)
+			build.ScriptKey(cm.Name), cm.Namespace, cm.Name, cm.Immutable, key)
 	}
 
 	rsp := run(t, withToken(xrYAML(twoModels)).build())
@@ -365,10 +366,10 @@ func TestOldScriptStaysWhileMounted(t *testing.T) {
 // converted by one sharingConverter as a response's are, is what structpb makes of each.
 func checkManifests(t *testing.T, spec *read.XRSpec, plat *read.Platform, colocate bool) {
 	t.Helper()
-	b := newJobBuilder("md", "ns", spec, plat)
-	b.scriptMap, b.progressMap = "script", "progress"
+	b := build.NewBuilder("md", "ns", spec, plat)
+	b.ScriptMap, b.ProgressMap = "script", "progress"
 	if colocate {
-		b.colocate()
+		b.Colocate()
 	}
 	var typed, made []*unstructured.Unstructured
 	for i := range spec.Models {
@@ -378,14 +379,14 @@ func checkManifests(t *testing.T, spec *read.XRSpec, plat *read.Platform, coloca
 		}
 		h := naming.Hashes{Content: "content" + read.Itoa(int64(i)), Config: "config" + read.Itoa(int64(i)), Spec: "spec"}
 		a := naming.Attempt{Number: int64(i + 1), Hash: "hash" + read.Itoa(int64(i))}
-		want := asUnstructured(b.build(m, "job-"+read.Itoa(int64(i)), h, a))
-		got := b.manifest(m, "job-"+read.Itoa(int64(i)), h, a)
+		want := build.AsUnstructured(b.Job(m, "job-"+read.Itoa(int64(i)), h, a))
+		got := b.Manifest(m, "job-"+read.Itoa(int64(i)), h, a)
 		if diff := cmp.Diff(want.Object, got.Object); diff != "" {
 			t.Fatalf("model %d (%s): manifest differs from the typed Job (-typed +manifest):\n%s", i, m.Name, diff)
 		}
 		typed, made = append(typed, want), append(made, got)
 	}
-	conv := respond.NewSharingConverter(b.template)
+	conv := respond.NewSharingConverter(b.Template)
 	var volumes *structpb.Value
 	for i := range made {
 		wantPB, err := structpb.NewStruct(typed[i].Object)

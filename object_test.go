@@ -15,6 +15,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 )
@@ -63,8 +64,8 @@ func TestObjectMode(t *testing.T) {
 	jobMode := run(t, withToken(xrYAML(twoModels)).build())
 	for key, r := range jobResources(first) {
 		o := r.GetResource()
-		if read.GetString(o, "apiVersion") != objectClusterAPI || read.GetString(o, "kind") != "Object" {
-			t.Fatalf("%s: want a %s Object, got %s %s", key, objectClusterAPI, read.GetString(o, "apiVersion"), read.GetString(o, "kind"))
+		if read.GetString(o, "apiVersion") != build.ObjectClusterAPI || read.GetString(o, "kind") != "Object" {
+			t.Fatalf("%s: want a %s Object, got %s %s", key, build.ObjectClusterAPI, read.GetString(o, "apiVersion"), read.GetString(o, "kind"))
 		}
 		if read.Get(o, "metadata", "name") != nil {
 			t.Errorf("%s: a cluster-scoped Object must get a generated name", key)
@@ -160,7 +161,7 @@ func TestNamespacedObject(t *testing.T) {
 		job := read.Get(o, "spec", "forProvider", "manifest").GetStructValue()
 		got := []string{read.GetString(o, "apiVersion"), read.GetString(o, "metadata", "name"), read.GetString(o, "metadata", "namespace"),
 			read.GetString(o, "spec", "providerConfigRef", "name"), read.GetString(o, "spec", "providerConfigRef", "kind")}
-		want := []string{objectNamespacedAPI, read.GetString(job, "metadata", "name"), "ml", "in-cluster", "ProviderConfig"}
+		want := []string{build.ObjectNamespacedAPI, read.GetString(job, "metadata", "name"), "ml", "in-cluster", "ProviderConfig"}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s: -want, +got:\n%s", key, diff)
 		}
@@ -311,7 +312,7 @@ func TestJobReadyQueryIsJobEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ast, iss := env.Compile(jobReadyQuery)
+	ast, iss := env.Compile(build.JobReadyQuery)
 	if iss.Err() != nil {
 		t.Fatal(iss.Err())
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/crossplane/function-sdk-go/resource"
 	"github.com/crossplane/function-sdk-go/resource/composed"
 
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
@@ -25,8 +26,8 @@ const annotationRetry = "hfops.kamal.dev/retry"
 // objects).
 type composer struct {
 	decide.Facts
-	builder  *jobBuilder
-	envelope envelope
+	builder  *build.Builder
+	envelope build.Envelope
 
 	// conflict are the notes on the models' directories.
 	conflict []string
@@ -40,7 +41,7 @@ type composer struct {
 }
 
 func (c *composer) compose() []decide.ModelStatus {
-	spec := c.builder.spec
+	spec := c.builder.Spec
 	for _, js := range c.Jobs {
 		for _, oj := range js {
 			if !oj.Deleting && !read.Terminal(oj.Phase) {
@@ -50,9 +51,9 @@ func (c *composer) compose() []decide.ModelStatus {
 	}
 	switch {
 	case !c.scriptReady:
-		c.Prerequisite = fmt.Sprintf("waiting for the ConfigMap %q that holds the download script to be created", c.builder.scriptMap)
-	case c.builder.platform.ServiceAccount == "" && !c.AccountObserved:
-		c.Prerequisite = fmt.Sprintf("waiting for the ServiceAccount %q of the download pods to be created", c.builder.progressMap)
+		c.Prerequisite = fmt.Sprintf("waiting for the ConfigMap %q that holds the download script to be created", c.builder.ScriptMap)
+	case c.builder.Platform.ServiceAccount == "" && !c.AccountObserved:
+		c.Prerequisite = fmt.Sprintf("waiting for the ServiceAccount %q of the download pods to be created", c.builder.ProgressMap)
 	}
 	out := make([]decide.ModelStatus, len(spec.Models))
 	for i := range spec.Models {
@@ -78,38 +79,38 @@ func (c *composer) enact(m *read.ModelSpec, d *decide.Decision, rec read.Recorde
 		c.keep(oj, rec)
 	}
 	if d.Compose {
-		c.desireJob(naming.ResourceKey(m.Name, d.Attempt.Hash), c.builder.manifest(m, d.Status.JobName, d.Hashes, d.Attempt), d.Status.State.Phase())
+		c.desireJob(naming.ResourceKey(m.Name, d.Attempt.Hash), c.builder.Manifest(m, d.Status.JobName, d.Hashes, d.Attempt), d.Status.State.Phase())
 	}
 }
 
 // keep desires an observed Job as it is. In Object mode the Object of a
 // finished Job only observes it, and goes once its outcome is recorded.
 func (c *composer) keep(oj *read.SeenJob, rec read.RecordedModel) {
-	if oj.Object != c.envelope.object {
+	if oj.Object != c.envelope.Object {
 		return
 	}
-	if c.envelope.object && rec.Hash == oj.Hash && decide.PhaseState(rec.Phase).Terminal() {
+	if c.envelope.Object && rec.Hash == oj.Hash && decide.PhaseState(rec.Phase).Terminal() {
 		return
 	}
 	if len(oj.Manifest.GetFields()) == 0 {
 		return
 	}
-	c.desireJob(oj.Key, keepAsObserved(oj.Manifest), oj.Phase)
+	c.desireJob(oj.Key, build.KeepAsObserved(oj.Manifest), oj.Phase)
 }
 
 // desireJob composes a Job, in its envelope. It is ready when it completed.
 // The Object of a finished Job only observes it: removing the Object then
 // leaves the Job to its own TTL, and the TTL's deletion is not undone.
 func (c *composer) desireJob(key string, job *unstructured.Unstructured, phase string) {
-	policy := manage
+	policy := build.Manage
 	if read.Terminal(phase) {
-		policy = observeOnly
+		policy = build.ObserveOnly
 	}
 	ready := resource.ReadyFalse
 	if phase == read.PhaseCompleted {
 		ready = resource.ReadyTrue
 	}
-	c.desire(key, c.envelope.wrap(job, jobReadyQuery, policy), ready)
+	c.desire(key, c.envelope.Wrap(job, build.JobReadyQuery, policy), ready)
 }
 
 // desire composes an object (or what carries it) under key, unless the one
@@ -125,7 +126,7 @@ func (c *composer) desire(key string, obj *unstructured.Unstructured, ready reso
 
 // composeProgress composes the progress objects (progressObjects).
 func (c *composer) composeProgress() {
-	for _, o := range c.builder.progressObjects() {
-		c.desire(o.key, c.envelope.wrap(asUnstructured(o.object), "", o.policy), resource.ReadyTrue)
+	for _, o := range c.builder.ProgressObjects() {
+		c.desire(o.Key, c.envelope.Wrap(build.AsUnstructured(o.Object), "", o.Policy), resource.ReadyTrue)
 	}
 }

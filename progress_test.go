@@ -11,6 +11,7 @@ import (
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
@@ -234,7 +235,7 @@ func TestProgressObjects(t *testing.T) {
 
 	// Namespaced Objects: one name each, in the XR's namespace.
 	tr = withToken(xrYAML(oneModel))
-	tr.input = inputHeader + "mode: Object\nobject: {apiVersion: " + objectNamespacedAPI + "}\n"
+	tr.input = inputHeader + "mode: Object\nobject: {apiVersion: " + build.ObjectNamespacedAPI + "}\n"
 	rsp = run(t, tr.build())
 	names := map[string]string{}
 	for _, k := range []string{naming.ProgressKeyConfigMap, naming.ProgressKeyAccount, naming.ProgressKeyRole, naming.ProgressKeyBinding} {
@@ -257,7 +258,7 @@ func TestProgressObjects(t *testing.T) {
 func scriptMapOf(t *testing.T, desired map[string]*fnv1.Resource) string {
 	t.Helper()
 	for k, r := range desired {
-		if strings.HasPrefix(k, scriptKeyPrefix) {
+		if strings.HasPrefix(k, build.ScriptKeyPrefix) {
 			return read.GetString(r.GetResource(), "metadata", "name")
 		}
 	}

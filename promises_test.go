@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hfops/function-hf-download/internal/build"
 	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/read"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -271,10 +272,10 @@ func TestReadWriteOnceColocatesPods(t *testing.T) {
 		if len(term) != 1 {
 			t.Fatalf("%s: want one required pod affinity term, got %v", key, read.Get(pod, "spec", "affinity"))
 		}
-		want := fmt.Sprintf("%s=%s on %s", labelPVC, read.GetString(pod, "metadata", "labels", labelPVC), "kubernetes.io/hostname")
-		got := fmt.Sprintf("%s=%s on %s", labelPVC, read.GetString(term[0].GetStructValue(), "labelSelector", "matchLabels", labelPVC),
+		want := fmt.Sprintf("%s=%s on %s", build.LabelPVC, read.GetString(pod, "metadata", "labels", build.LabelPVC), "kubernetes.io/hostname")
+		got := fmt.Sprintf("%s=%s on %s", build.LabelPVC, read.GetString(term[0].GetStructValue(), "labelSelector", "matchLabels", build.LabelPVC),
 			read.GetString(term[0].GetStructValue(), "topologyKey"))
-		if got != want || read.GetString(pod, "metadata", "labels", labelPVC) != "models" {
+		if got != want || read.GetString(pod, "metadata", "labels", build.LabelPVC) != "models" {
 			t.Fatalf("%s: the pods of one PVC must share a node: got %s, want %s", key, got, want)
 		}
 	}

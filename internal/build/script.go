@@ -1,4 +1,4 @@
-package main
+package build
 
 import (
 	"crypto/sha256"
@@ -24,9 +24,9 @@ import (
 // exists (a pod would not start without its volume).
 
 const (
-	scriptFile      = "download.sh"
-	scriptMountPath = "/opt/hf-download"
-	scriptKeyPrefix = "script-"
+	ScriptFile      = "download.sh"
+	ScriptMountPath = "/opt/hf-download"
+	ScriptKeyPrefix = "script-"
 )
 
 // scriptDigest is part of every config hash: a new script (or helper) is a
@@ -42,7 +42,7 @@ var scriptDigest = func() []byte {
 
 // scriptName is the ConfigMap's name for this XR: hf-dl-<xr>-script-<hash>,
 // at most 63 characters, like a Job's.
-func scriptName(o naming.Owner, pvc string) string {
+func ScriptName(o naming.Owner, pvc string) string {
 	var scratch [256]byte
 	c := naming.NewCanonical(scratch[:], "script/v1")
 	c.Bytes(scriptDigest)
@@ -53,25 +53,25 @@ func scriptName(o naming.Owner, pvc string) string {
 }
 
 // scriptKey is the composition resource name of the ConfigMap named name.
-func scriptKey(name string) string { return scriptKeyPrefix + name[len(name)-naming.SpecHashLen:] }
+func ScriptKey(name string) string { return ScriptKeyPrefix + name[len(name)-naming.SpecHashLen:] }
 
 // scriptData is the ConfigMap's files: the script's, the PVC's name, and
 // where the pods report progress.
-func (b *jobBuilder) scriptData() map[string]string {
+func (b *Builder) scriptData() map[string]string {
 	data := maps.Clone(script.Files)
-	data[script.PVCFile] = b.spec.StoragePVC
-	data[script.ProgressFile] = b.namespace + "/" + b.progressMap
+	data[script.PVCFile] = b.Spec.StoragePVC
+	data[script.ProgressFile] = b.namespace + "/" + b.ProgressMap
 	return data
 }
 
 // buildScriptMap returns the ConfigMap holding the script.
-func (b *jobBuilder) buildScriptMap() *corev1.ConfigMap {
+func (b *Builder) ScriptConfigMap() *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      b.scriptMap,
+			Name:      b.ScriptMap,
 			Namespace: b.namespace,
-			Labels:    map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.parentLabel},
+			Labels:    map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.ParentLabel},
 		},
 		Data:      b.scriptData(),
 		Immutable: ptr.To(true),

@@ -1,4 +1,4 @@
-package main
+package build
 
 import (
 	"encoding/hex"
@@ -33,7 +33,7 @@ const (
 
 // progressName names the ConfigMap, ServiceAccount, Role and RoleBinding of
 // one ModelDownload: hf-dl-<xr>-progress-<hash>.
-func progressName(o naming.Owner) string {
+func ProgressName(o naming.Owner) string {
 	var scratch [256]byte
 	c := naming.NewCanonical(scratch[:], "progress/v1")
 	o.Identify(&c)
@@ -46,9 +46,9 @@ func progressName(o naming.Owner) string {
 // progress, the projected token (file "token") and the API server's CA (file
 // "ca.crt"; optional, so that a cluster without kube-root-ca.crt still starts
 // the pod, which then reports nothing). One volume keeps every Job small.
-func (b *jobBuilder) scriptVolumeSource() corev1.VolumeSource {
+func (b *Builder) scriptVolumeSource() corev1.VolumeSource {
 	return corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
-		{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: b.scriptMap}}},
+		{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: b.ScriptMap}}},
 		{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 			Path: path.Base(script.ProgressTokenPath), ExpirationSeconds: ptr.To(int64(progressTokenSeconds)),
 		}},
@@ -63,17 +63,17 @@ func (b *jobBuilder) scriptVolumeSource() corev1.VolumeSource {
 // progressObject is one of the progress objects under its composition
 // resource name, and how its envelope manages it.
 type progressObject struct {
-	key    string
-	object runtime.Object
-	policy objectPolicy
+	Key    string
+	Object runtime.Object
+	Policy objectPolicy
 }
 
 // progressObjects are the progress ConfigMap and the identity of the
 // download pods: a ServiceAccount of their own unless the Input names one,
 // and the Role and RoleBinding that let it patch that ConfigMap alone.
-func (b *jobBuilder) progressObjects() []progressObject {
-	name, ns := b.progressMap, b.namespace
-	labels := map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.parentLabel}
+func (b *Builder) ProgressObjects() []progressObject {
+	name, ns := b.ProgressMap, b.namespace
+	labels := map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.ParentLabel}
 	meta := func(kind, apiVersion string) (metav1.TypeMeta, metav1.ObjectMeta) {
 		return metav1.TypeMeta{Kind: kind, APIVersion: apiVersion}, metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}
 	}
@@ -82,23 +82,23 @@ func (b *jobBuilder) progressObjects() []progressObject {
 	// to the empty manifest on every update.
 	out := []progressObject{{naming.ProgressKeyConfigMap, &corev1.ConfigMap{TypeMeta: cmType, ObjectMeta: cmMeta}, createOnly}}
 
-	subject := b.platform.ServiceAccount
+	subject := b.Platform.ServiceAccount
 	if subject == "" {
 		subject = name
 		saType, saMeta := meta("ServiceAccount", "v1")
 		out = append(out, progressObject{naming.ProgressKeyAccount, &corev1.ServiceAccount{
 			TypeMeta: saType, ObjectMeta: saMeta, AutomountServiceAccountToken: ptr.To(false),
-		}, manage})
+		}, Manage})
 	}
 	roleType, roleMeta := meta("Role", rbacv1.SchemeGroupVersion.String())
 	bindingType, bindingMeta := meta("RoleBinding", rbacv1.SchemeGroupVersion.String())
 	return append(out,
 		progressObject{naming.ProgressKeyRole, &rbacv1.Role{TypeMeta: roleType, ObjectMeta: roleMeta,
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{name}, Verbs: []string{"get", "patch"}}},
-		}, manage},
+		}, Manage},
 		progressObject{naming.ProgressKeyBinding, &rbacv1.RoleBinding{TypeMeta: bindingType, ObjectMeta: bindingMeta,
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: subject, Namespace: ns}},
-		}, manage},
+		}, Manage},
 	)
 }

@@ -1,4 +1,4 @@
-package main
+package build
 
 import (
 	"google.golang.org/protobuf/types/known/structpb"
@@ -24,8 +24,8 @@ const (
 	modeJob    = "Job"
 	modeObject = "Object"
 
-	objectClusterAPI    = "kubernetes.crossplane.io/v1alpha2"
-	objectNamespacedAPI = "kubernetes.m.crossplane.io/v1alpha1"
+	ObjectClusterAPI    = "kubernetes.crossplane.io/v1alpha2"
+	ObjectNamespacedAPI = "kubernetes.m.crossplane.io/v1alpha1"
 
 	defaultProviderConfig     = "default"
 	defaultProviderConfigKind = "ClusterProviderConfig"
@@ -36,14 +36,14 @@ const (
 // never fires (Jobs have no Ready condition) and AllTrue calls a failed Job
 // ready. The function sets readiness itself too; this is for people reading
 // the Object.
-const jobReadyQuery = "object.status.conditions.exists(c, c.type == '" + string(batchv1.JobComplete) +
+const JobReadyQuery = "object.status.conditions.exists(c, c.type == '" + string(batchv1.JobComplete) +
 	"' && c.status == '" + string(corev1.ConditionTrue) + "')"
 
 // envelope is how desired objects are composed.
-type envelope struct {
-	object bool
+type Envelope struct {
+	Object bool
 	// apiVersion of the Objects; empty in Job mode.
-	apiVersion     string
+	APIVersion     string
 	namespaced     bool
 	providerConfig map[string]any
 }
@@ -51,7 +51,7 @@ type envelope struct {
 var modePath = read.InputPath.Child("mode")
 
 // resolveEnvelope picks the mode from the Input, else from the XR's scope.
-func resolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (envelope, field.ErrorList) {
+func ResolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (Envelope, field.ErrorList) {
 	mode := in.Mode
 	if mode == "" {
 		mode = modeObject
@@ -61,28 +61,28 @@ func resolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (envelope, field.Erro
 	}
 	switch mode {
 	case modeJob:
-		return envelope{}, nil
+		return Envelope{}, nil
 	case modeObject:
 	default:
-		return envelope{}, field.ErrorList{field.NotSupported(modePath, mode, []string{modeJob, modeObject})}
+		return Envelope{}, field.ErrorList{field.NotSupported(modePath, mode, []string{modeJob, modeObject})}
 	}
 
-	e := envelope{object: true, apiVersion: objectClusterAPI}
+	e := Envelope{Object: true, APIVersion: ObjectClusterAPI}
 	ref := &v1beta1.ProviderConfigRef{}
 	if o := in.Object; o != nil {
-		e.apiVersion = read.OrDefault(o.APIVersion, e.apiVersion)
+		e.APIVersion = read.OrDefault(o.APIVersion, e.APIVersion)
 		if o.ProviderConfigRef != nil {
 			ref = o.ProviderConfigRef
 		}
 	}
 	var errs field.ErrorList
 	p := read.InputPath.Child("object")
-	switch e.apiVersion {
-	case objectClusterAPI:
-	case objectNamespacedAPI:
+	switch e.APIVersion {
+	case ObjectClusterAPI:
+	case ObjectNamespacedAPI:
 		e.namespaced = true
 	default:
-		errs = append(errs, field.NotSupported(p.Child("apiVersion"), e.apiVersion, []string{objectClusterAPI, objectNamespacedAPI}))
+		errs = append(errs, field.NotSupported(p.Child("apiVersion"), e.APIVersion, []string{ObjectClusterAPI, ObjectNamespacedAPI}))
 	}
 	name := read.OrDefault(ref.Name, defaultProviderConfig)
 	errs = append(errs, read.DNSSubdomain(p.Child("providerConfigRef", "name"), name)...)
@@ -109,9 +109,9 @@ func resolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (envelope, field.Erro
 type objectPolicy int
 
 const (
-	manage objectPolicy = iota
-	keepOnDelete
-	observeOnly
+	Manage objectPolicy = iota
+	KeepOnDelete
+	ObserveOnly
 	createOnly
 )
 
@@ -123,8 +123,8 @@ var objectNameSuffix = map[string]string{"ServiceAccount": "-serviceaccount", "R
 // wrap returns what is composed for a manifest: the manifest itself, or an
 // Object carrying it. The Object repeats the manifest's labels and
 // annotations, so a later call can read them without unwrapping.
-func (e envelope) wrap(manifest *unstructured.Unstructured, readyQuery string, policy objectPolicy) *unstructured.Unstructured {
-	if !e.object {
+func (e Envelope) Wrap(manifest *unstructured.Unstructured, readyQuery string, policy objectPolicy) *unstructured.Unstructured {
+	if !e.Object {
 		return manifest
 	}
 	md := map[string]any{}
@@ -152,14 +152,14 @@ func (e envelope) wrap(manifest *unstructured.Unstructured, readyQuery string, p
 		"providerConfigRef": e.providerConfig,
 	}
 	switch policy {
-	case observeOnly:
+	case ObserveOnly:
 		spec["managementPolicies"] = []any{"Observe"}
 		if !e.namespaced {
 			spec["deletionPolicy"] = read.DeletionOrphan
 		}
 	case createOnly:
 		spec["managementPolicies"] = []any{"Observe", "Create", "Delete"}
-	case keepOnDelete:
+	case KeepOnDelete:
 		if e.namespaced {
 			// Namespaced managed resources have no deletionPolicy: leaving
 			// Delete out of the management policies orphans the object.
@@ -169,7 +169,7 @@ func (e envelope) wrap(manifest *unstructured.Unstructured, readyQuery string, p
 		}
 	}
 	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": e.apiVersion,
+		"apiVersion": e.APIVersion,
 		"kind":       "Object",
 		"metadata":   md,
 		"spec":       spec,
@@ -186,7 +186,7 @@ func stringsToAny(m map[string]string) map[string]any {
 
 // keepAsObserved re-applies exactly what exists, so server-side apply
 // changes nothing on an immutable Job (or on the Object that carries it).
-func keepAsObserved(observed *structpb.Struct) *unstructured.Unstructured {
+func KeepAsObserved(observed *structpb.Struct) *unstructured.Unstructured {
 	f := observed.GetFields()
 	md := map[string]any{}
 	for k, v := range read.Get(observed, "metadata").GetStructValue().GetFields() {
@@ -204,7 +204,7 @@ func keepAsObserved(observed *structpb.Struct) *unstructured.Unstructured {
 // asUnstructured is a typed object as the map Crossplane applies: the
 // fields it sets, as encoding/json writes them, without the zero-valued
 // creation timestamps and the empty status a Go value always holds.
-func asUnstructured(o runtime.Object) *unstructured.Unstructured {
+func AsUnstructured(o runtime.Object) *unstructured.Unstructured {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
 	if err != nil {
 		// Only a value the converter cannot represent fails here: a bug.

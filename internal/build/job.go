@@ -1,4 +1,4 @@
-package main
+package build
 
 import (
 	"cmp"
@@ -32,16 +32,16 @@ const (
 )
 
 // jobBuilder holds what all Jobs of one XR share, built once per request.
-type jobBuilder struct {
+type Builder struct {
 	// nameBase starts every Job name: the XR's name, or its claim's.
-	nameBase  string
+	NameBase  string
 	namespace string
-	spec      *read.XRSpec
-	platform  *read.Platform
+	Spec      *read.XRSpec
+	Platform  *read.Platform
 
-	parentLabel string
+	ParentLabel string
 	pvcLabel    string
-	cpu, memory string
+	CPU, Memory string
 	resources   corev1.ResourceRequirements
 	sharedEnv   []corev1.EnvVar
 	pullSecrets []corev1.LocalObjectReference
@@ -50,21 +50,21 @@ type jobBuilder struct {
 	// scriptMap names the ConfigMap that holds the script (script.go);
 	// progressMap the ModelDownload's progress ConfigMap, and its pods'
 	// ServiceAccount unless the Input names one (progress.go).
-	scriptMap, progressMap string
+	ScriptMap, ProgressMap string
 	// template is what manifest shares between the Jobs of a call, made at
 	// its first use, once the builder is complete.
-	template map[string]any
+	Template map[string]any
 }
 
 // podServiceAccount is the account the download pods run as.
-func (b *jobBuilder) podServiceAccount() string {
-	return read.OrDefault(b.platform.ServiceAccount, b.progressMap)
+func (b *Builder) podServiceAccount() string {
+	return read.OrDefault(b.Platform.ServiceAccount, b.ProgressMap)
 }
 
 // digests are what every model's hashes cover besides the model and the
 // token: the XR-wide fields (xr, naming.HashXR), the Input (the platform's
 // digests), and the function's own script and Job template.
-func digests(xr []byte, plat *read.Platform) naming.Digests {
+func Digests(xr []byte, plat *read.Platform) naming.Digests {
 	return naming.Digests{
 		XR: xr, Platform: plat.Digest, PlatformIntent: plat.IntentDigest,
 		Script: scriptDigest, Template: templateDigest(),
@@ -83,11 +83,11 @@ var templateDigest = sync.OnceValue(func() []byte {
 	p := &read.Platform{Image: "i", PullPolicy: "Always", PullSecrets: []string{"p"}, ServiceAccount: "sa", MountPath: "/m",
 		NodePoolKey: "n", Tolerations: []corev1.Toleration{*toleration}, Env: []v1beta1.EnvVar{{Name: "E", Value: "v"}},
 		CPU: "1", Memory: "1Gi", RunAsUser: 1, RunAsGroup: 1, FSGroup: 1, MaxWorkers: 1}
-	b := newJobBuilder("xr", "ns", spec, p)
-	b.scriptMap, b.progressMap = "script", "progress"
-	b.colocate()
+	b := NewBuilder("xr", "ns", spec, p)
+	b.ScriptMap, b.ProgressMap = "script", "progress"
+	b.Colocate()
 	m := &read.ModelSpec{Model: v1alpha1.Model{Name: "o/m", Revision: "r", RepoType: "dataset", RetryCount: 1, Include: []string{"i"}, Exclude: []string{"e"}}}
-	j, err := json.Marshal(b.build(m, "job", naming.Hashes{Content: "c", Config: "c", Spec: "s"}, naming.Attempt{Number: 1, Hash: "h"}))
+	j, err := json.Marshal(b.Job(m, "job", naming.Hashes{Content: "c", Config: "c", Spec: "s"}, naming.Attempt{Number: 1, Hash: "h"}))
 	if err != nil {
 		panic(err)
 	}
@@ -95,15 +95,15 @@ var templateDigest = sync.OnceValue(func() []byte {
 	return d[:]
 })
 
-func newJobBuilder(nameBase, namespace string, s *read.XRSpec, p *read.Platform) *jobBuilder {
-	b := &jobBuilder{nameBase: nameBase, namespace: namespace, spec: s, platform: p,
-		parentLabel: naming.LabelValue(nameBase), pvcLabel: pvcLabelValue(s.StoragePVC)}
+func NewBuilder(nameBase, namespace string, s *read.XRSpec, p *read.Platform) *Builder {
+	b := &Builder{NameBase: nameBase, namespace: namespace, Spec: s, Platform: p,
+		ParentLabel: naming.LabelValue(nameBase), pvcLabel: pvcLabelValue(s.StoragePVC)}
 
-	b.cpu, b.memory = read.OrDefault(s.Settings.CPU, p.CPU), read.OrDefault(s.Settings.Memory, p.Memory)
+	b.CPU, b.Memory = read.OrDefault(s.Settings.CPU, p.CPU), read.OrDefault(s.Settings.Memory, p.Memory)
 	// Both parse: validation checked them.
 	compute := corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse(b.cpu),
-		corev1.ResourceMemory: resource.MustParse(b.memory),
+		corev1.ResourceCPU:    resource.MustParse(b.CPU),
+		corev1.ResourceMemory: resource.MustParse(b.Memory),
 	}
 	b.resources = corev1.ResourceRequirements{Requests: compute, Limits: compute}
 
@@ -144,24 +144,24 @@ func newJobBuilder(nameBase, namespace string, s *read.XRSpec, p *read.Platform)
 // colocate places every download pod of the PVC on the node where the ones
 // running are: a ReadWriteOnce volume is attached to one node at a time. The
 // first pod, matching its own term, may go anywhere.
-func (b *jobBuilder) colocate() {
+func (b *Builder) Colocate() {
 	b.affinity = &corev1.Affinity{PodAffinity: &corev1.PodAffinity{
 		RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
-			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{labelPVC: b.pvcLabel}},
+			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{LabelPVC: b.pvcLabel}},
 			TopologyKey:   corev1.LabelHostname,
 		}},
 	}}
 }
 
 // localDir is where a model lands on the PVC.
-func (b *jobBuilder) localDir(m *read.ModelSpec) string {
-	return path.Join(b.platform.MountPath, m.Name)
+func (b *Builder) localDir(m *read.ModelSpec) string {
+	return path.Join(b.Platform.MountPath, m.Name)
 }
 
-func (b *jobBuilder) labels(m *read.ModelSpec, jobHash string) map[string]string {
+func (b *Builder) labels(m *read.ModelSpec, jobHash string) map[string]string {
 	return map[string]string{
 		naming.LabelApp:      naming.AppName,
-		naming.LabelParent:   b.parentLabel,
+		naming.LabelParent:   b.ParentLabel,
 		naming.LabelModel:    naming.LabelValue(m.Name),
 		naming.LabelSpecHash: jobHash,
 	}
@@ -170,7 +170,7 @@ func (b *jobBuilder) labels(m *read.ModelSpec, jobHash string) map[string]string
 // modelEnv is the part of a Job's environment that is the model's own, each
 // entry a name and a value; sharedEnv, the same for every Job of the call,
 // follows it.
-func (b *jobBuilder) modelEnv(m *read.ModelSpec, h naming.Hashes) []corev1.EnvVar {
+func (b *Builder) modelEnv(m *read.ModelSpec, h naming.Hashes) []corev1.EnvVar {
 	env := make([]corev1.EnvVar, 0, 8+len(b.sharedEnv))
 	env = append(env,
 		corev1.EnvVar{Name: script.EnvRepoID, Value: m.Name},
@@ -201,8 +201,8 @@ func (b *jobBuilder) modelEnv(m *read.ModelSpec, h naming.Hashes) []corev1.EnvVa
 }
 
 // build returns the Job of one attempt at a model.
-func (b *jobBuilder) build(m *read.ModelSpec, name string, h naming.Hashes, a naming.Attempt) *batchv1.Job {
-	st := &b.spec.Settings
+func (b *Builder) Job(m *read.ModelSpec, name string, h naming.Hashes, a naming.Attempt) *batchv1.Job {
+	st := &b.Spec.Settings
 	env := append(b.modelEnv(m, h), b.sharedEnv...)
 
 	job := &batchv1.Job{
@@ -224,30 +224,30 @@ func (b *jobBuilder) build(m *read.ModelSpec, name string, h naming.Hashes, a na
 			Template: corev1.PodTemplateSpec{
 				// The pods' labels: what the function selects them by, and
 				// what co-locates them (the Job controller adds the Job's name).
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.parentLabel, labelPVC: b.pvcLabel}},
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.ParentLabel, LabelPVC: b.pvcLabel}},
 				Spec: corev1.PodSpec{
 					RestartPolicy:                corev1.RestartPolicyNever,
 					AutomountServiceAccountToken: ptr.To(false),
 					ServiceAccountName:           b.podServiceAccount(),
 					NodeSelector:                 b.selector,
-					Tolerations:                  b.platform.Tolerations,
+					Tolerations:                  b.Platform.Tolerations,
 					ImagePullSecrets:             b.pullSecrets,
 					Affinity:                     b.affinity,
 					// The restricted Pod Security Standard, field by field.
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot:   ptr.To(true),
-						RunAsUser:      ptr.To(b.platform.RunAsUser),
-						RunAsGroup:     ptr.To(b.platform.RunAsGroup),
-						FSGroup:        ptr.To(b.platform.FSGroup),
+						RunAsUser:      ptr.To(b.Platform.RunAsUser),
+						RunAsGroup:     ptr.To(b.Platform.RunAsGroup),
+						FSGroup:        ptr.To(b.Platform.FSGroup),
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
 					Containers: []corev1.Container{{
 						Name:            naming.ContainerName,
-						Image:           b.platform.Image,
-						ImagePullPolicy: corev1.PullPolicy(b.platform.PullPolicy),
+						Image:           b.Platform.Image,
+						ImagePullPolicy: corev1.PullPolicy(b.Platform.PullPolicy),
 						// The script comes from the ConfigMap, read-only;
 						// user strings reach it only through the environment.
-						Command:                  []string{"/bin/sh", path.Join(scriptMountPath, scriptFile)},
+						Command:                  []string{"/bin/sh", path.Join(ScriptMountPath, ScriptFile)},
 						Env:                      env,
 						Resources:                b.resources,
 						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
@@ -258,13 +258,13 @@ func (b *jobBuilder) build(m *read.ModelSpec, name string, h naming.Hashes, a na
 							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 						},
 						VolumeMounts: []corev1.VolumeMount{
-							{Name: "models", MountPath: b.platform.MountPath},
-							{Name: "script", MountPath: scriptMountPath, ReadOnly: true},
+							{Name: "models", MountPath: b.Platform.MountPath},
+							{Name: "script", MountPath: ScriptMountPath, ReadOnly: true},
 							{Name: "tmp", MountPath: "/tmp"},
 						},
 					}},
 					Volumes: []corev1.Volume{
-						{Name: "models", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: b.spec.StoragePVC}}},
+						{Name: "models", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: b.Spec.StoragePVC}}},
 						{Name: "script", VolumeSource: b.scriptVolumeSource()},
 						// /tmp holds HOME too (the script sets it).
 						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
@@ -288,11 +288,11 @@ func (b *jobBuilder) build(m *read.ModelSpec, name string, h naming.Hashes, a na
 // read them), so the sharing is safe. TestManifestIsTheTypedJob, and the
 // spec fuzzer, hold it to asUnstructured(build(...)); BenchmarkRunFunction
 // shows what it buys.
-func (b *jobBuilder) manifest(m *read.ModelSpec, name string, h naming.Hashes, a naming.Attempt) *unstructured.Unstructured {
-	if b.template == nil {
-		b.template = asUnstructured(b.build(&read.ModelSpec{Model: v1alpha1.Model{Name: "stand-in"}}, "stand-in", naming.Hashes{Content: "stand-in"}, naming.Attempt{})).Object
+func (b *Builder) Manifest(m *read.ModelSpec, name string, h naming.Hashes, a naming.Attempt) *unstructured.Unstructured {
+	if b.Template == nil {
+		b.Template = AsUnstructured(b.Job(&read.ModelSpec{Model: v1alpha1.Model{Name: "stand-in"}}, "stand-in", naming.Hashes{Content: "stand-in"}, naming.Attempt{})).Object
 	}
-	t := b.template
+	t := b.Template
 	spec := maps.Clone(t["spec"].(map[string]any))
 	spec["backoffLimit"] = m.RetryCount
 	tmpl := maps.Clone(spec["template"].(map[string]any))

@@ -1,4 +1,4 @@
-package main
+package build
 
 import (
 	"crypto/sha256"
@@ -30,7 +30,7 @@ import (
 
 const (
 	annotationDataWarning = "hfops.kamal.dev/retained"
-	labelPVC              = "hfops.kamal.dev/pvc"
+	LabelPVC              = "hfops.kamal.dev/pvc"
 )
 
 // pvcLabelValue names a PVC in a label value: its name (a DNS subdomain is a
@@ -46,20 +46,20 @@ func pvcLabelValue(name string) string {
 
 // needsNamespaceOwner reports whether the PVC must name its Namespace as an
 // owner, which needs the Namespace's uid (a required resource).
-func needsNamespaceOwner(s *read.XRSpec, e envelope) bool {
-	return s.Storage != nil && s.Storage.DeletionPolicy == read.DeletionOrphan && !e.object
+func NeedsNamespaceOwner(s *read.XRSpec, e Envelope) bool {
+	return s.Storage != nil && s.Storage.DeletionPolicy == read.DeletionOrphan && !e.Object
 }
 
 // buildPVC returns the PVC of spec.storage. ns is the Namespace when it must
 // own the PVC (see above), nil until known.
-func (b *jobBuilder) buildPVC(ns *corev1.Namespace) *corev1.PersistentVolumeClaim {
-	st := b.spec.Storage
+func (b *Builder) PVC(ns *corev1.Namespace) *corev1.PersistentVolumeClaim {
+	st := b.Spec.Storage
 	pvc := &corev1.PersistentVolumeClaim{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      b.spec.StoragePVC,
+			Name:      b.Spec.StoragePVC,
 			Namespace: b.namespace,
-			Labels:    map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.parentLabel},
+			Labels:    map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.ParentLabel},
 		},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			VolumeMode:       ptr.To(corev1.PersistentVolumeMode(st.VolumeMode)),
