@@ -520,7 +520,7 @@ func queuedPeer(p, n int) *fnv1.Resource {
 }
 
 // BenchmarkJobManifest: the Jobs of 100 models made as RunFunction makes them (manifest,
-// sharing what they have in common) against converting each typed Job (asUnstructured of
+// sharing what they have in common) against converting each typed Job (build.AsUnstructured of
 // build), in one run, so the ratio holds whatever the machine. Each op makes all 100.
 func BenchmarkJobManifest(b *testing.B) {
 	var models strings.Builder

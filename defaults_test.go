@@ -14,7 +14,7 @@ import (
 // TestAPIDefaults: the defaults of the API are its schema's (the markers of
 // apis/v1alpha1), the ones both XRDs declare, the ones the function applies
 // when decoding a spec that leaves everything out, and, where the script has
-// a default of its own, the script's (script.go, which TestConstantsMatchScript
+// a default of its own, the script's (script/script.go, which TestConstantsMatchScript
 // checks against download.sh).
 func TestAPIDefaults(t *testing.T) {
 	want := map[string]any{
@@ -86,7 +86,7 @@ func schemaDefaults(schema map[string]any, path string, into map[string]any) {
 	}
 }
 
-// TestAPIBoundsAreTheFunctions: where validate.go checks a bound of its own
+// TestAPIBoundsAreTheFunctions: where internal/read/validate.go checks a bound of its own
 // (with a message that says more than the schema's), or the Input shares one
 // with the spec, the schema says the same.
 func TestAPIBoundsAreTheFunctions(t *testing.T) {

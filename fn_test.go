@@ -233,7 +233,7 @@ func outcomeOf(t *testing.T, rsp *fnv1.RunFunctionResponse) outcome {
 }
 
 // jobResources are the desired resources of a response but the script's
-// ConfigMap, which every response with Jobs carries (script_test.go).
+// ConfigMap, which every response with Jobs carries (script/script_test.go).
 func jobResources(rsp *fnv1.RunFunctionResponse) map[string]*fnv1.Resource {
 	out := map[string]*fnv1.Resource{}
 	for k, r := range rsp.GetDesired().GetResources() {

@@ -362,7 +362,7 @@ func TestOldScriptStaysWhileMounted(t *testing.T) {
 }
 
 // checkManifests fails unless manifest makes, for every valid model of spec, in order, what
-// asUnstructured(build(...)) makes: the same map, key for key; and unless their protobuf,
+// build.AsUnstructured(Builder.Job(...)) makes: the same map, key for key; and unless their protobuf,
 // converted by one sharingConverter as a response's are, is what structpb makes of each.
 func checkManifests(t *testing.T, spec *read.XRSpec, plat *read.Platform, colocate bool) {
 	t.Helper()

@@ -14,7 +14,8 @@ import (
 	"github.com/hfops/function-hf-download/internal/read"
 )
 
-// Composing: the decisions of decide.go, model by model in spec order, done.
+// Composing: internal/decide's decisions, model by model in spec order,
+// carried out with the objects internal/build makes.
 
 // annotationRetry on the ModelDownload retries its failed models: each
 // Failed model records the value it failed under, and a new value starts a
@@ -31,7 +32,7 @@ type composer struct {
 
 	// conflict are the notes on the models' directories.
 	conflict []string
-	// queue decides which models may start a Job now (queue.go).
+	// queue decides which models may start a Job now.
 	queue *decide.DownloadQueue
 	// scriptReady: the ConfigMap the Jobs mount exists; until it does no Job
 	// starts (its pod could not).
@@ -124,7 +125,7 @@ func (c *composer) desire(key string, obj *unstructured.Unstructured, ready reso
 	c.desired[key] = &resource.DesiredComposed{Resource: &composed.Unstructured{Unstructured: *obj}, Ready: ready}
 }
 
-// composeProgress composes the progress objects (progressObjects).
+// composeProgress composes the progress objects (build.ProgressObjects).
 func (c *composer) composeProgress() {
 	for _, o := range c.builder.ProgressObjects() {
 		c.desire(o.Key, c.envelope.Wrap(build.AsUnstructured(o.Object), "", o.Policy), resource.ReadyTrue)

@@ -31,7 +31,7 @@ const (
 	minKeepAliveSeconds = 30
 )
 
-// jobBuilder holds what all Jobs of one XR share, built once per request.
+// Builder holds what all Jobs of one XR share, built once per request.
 type Builder struct {
 	// nameBase starts every Job name: the XR's name, or its claim's.
 	NameBase  string
@@ -47,8 +47,8 @@ type Builder struct {
 	pullSecrets []corev1.LocalObjectReference
 	selector    map[string]string
 	affinity    *corev1.Affinity
-	// scriptMap names the ConfigMap that holds the script (script.go);
-	// progressMap the ModelDownload's progress ConfigMap, and its pods'
+	// ScriptMap names the ConfigMap that holds the script (script.go);
+	// ProgressMap the ModelDownload's progress ConfigMap, and its pods'
 	// ServiceAccount unless the Input names one (progress.go).
 	ScriptMap, ProgressMap string
 	// template is what manifest shares between the Jobs of a call, made at
@@ -279,14 +279,14 @@ func (b *Builder) Job(m *read.ModelSpec, name string, h naming.Hashes, a naming.
 	return job
 }
 
-// manifest is build's Job as asUnstructured makes it, made for many models
+// Manifest is the Job as AsUnstructured makes it, made for many models
 // at a fraction of the cost: what every Job of the call shares is converted
 // once, from a Job built for a stand-in model, and shared by reference
 // between the manifests; only the maps on the way to what is the model's own
 // (its metadata, backoffLimit, its environment) are made per model. Nothing
 // downstream changes a manifest in place (wrap and Crossplane's conversion
 // read them), so the sharing is safe. TestManifestIsTheTypedJob, and the
-// spec fuzzer, hold it to asUnstructured(build(...)); BenchmarkRunFunction
+// spec fuzzer, hold it to AsUnstructured(Job(...)); BenchmarkRunFunction
 // shows what it buys.
 func (b *Builder) Manifest(m *read.ModelSpec, name string, h naming.Hashes, a naming.Attempt) *unstructured.Unstructured {
 	if b.Template == nil {

@@ -31,7 +31,7 @@ const (
 	defaultProviderConfigKind = "ClusterProviderConfig"
 )
 
-// jobReadyQuery lets a provider-kubernetes Object report a Job ready when it
+// JobReadyQuery lets a provider-kubernetes Object report a Job ready when it
 // completed. Its built-in policies are wrong for Jobs: DeriveFromObject
 // never fires (Jobs have no Ready condition) and AllTrue calls a failed Job
 // ready. The function sets readiness itself too; this is for people reading
@@ -42,7 +42,7 @@ const JobReadyQuery = "object.status.conditions.exists(c, c.type == '" + string(
 // envelope is how desired objects are composed.
 type Envelope struct {
 	Object bool
-	// apiVersion of the Objects; empty in Job mode.
+	// APIVersion of the Objects; empty in Job mode.
 	APIVersion     string
 	namespaced     bool
 	providerConfig map[string]any
@@ -50,7 +50,7 @@ type Envelope struct {
 
 var modePath = read.InputPath.Child("mode")
 
-// resolveEnvelope picks the mode from the Input, else from the XR's scope.
+// ResolveEnvelope picks the mode from the Input, else from the XR's scope.
 func ResolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (Envelope, field.ErrorList) {
 	mode := in.Mode
 	if mode == "" {
@@ -97,8 +97,8 @@ func ResolveEnvelope(in *v1beta1.Input, xrNamespaced bool) (Envelope, field.Erro
 	return e, errs
 }
 
-// What an Object does with its object. keepOnDelete leaves the object when
-// the Object is deleted (a PVC that outlives its ModelDownload). observeOnly
+// What an Object does with its object. KeepOnDelete leaves the object when
+// the Object is deleted (a PVC that outlives its ModelDownload). ObserveOnly
 // is for a finished Job: provider-kubernetes neither makes it again once its
 // TTL removed it (it would, for a managed Object, and the download would run
 // again) nor deletes it with the Object, which the function drops once the
@@ -184,7 +184,7 @@ func stringsToAny(m map[string]string) map[string]any {
 	return out
 }
 
-// keepAsObserved re-applies exactly what exists, so server-side apply
+// KeepAsObserved re-applies exactly what exists, so server-side apply
 // changes nothing on an immutable Job (or on the Object that carries it).
 func KeepAsObserved(observed *structpb.Struct) *unstructured.Unstructured {
 	f := observed.GetFields()
@@ -201,7 +201,7 @@ func KeepAsObserved(observed *structpb.Struct) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: out}
 }
 
-// asUnstructured is a typed object as the map Crossplane applies: the
+// AsUnstructured is a typed object as the map Crossplane applies: the
 // fields it sets, as encoding/json writes them, without the zero-valued
 // creation timestamps and the empty status a Go value always holds.
 func AsUnstructured(o runtime.Object) *unstructured.Unstructured {

@@ -31,7 +31,7 @@ const (
 	progressTokenSeconds = 600
 )
 
-// progressName names the ConfigMap, ServiceAccount, Role and RoleBinding of
+// ProgressName names the ConfigMap, ServiceAccount, Role and RoleBinding of
 // one ModelDownload: hf-dl-<xr>-progress-<hash>.
 func ProgressName(o naming.Owner) string {
 	var scratch [256]byte
@@ -68,7 +68,7 @@ type progressObject struct {
 	Policy objectPolicy
 }
 
-// progressObjects are the progress ConfigMap and the identity of the
+// ProgressObjects are the progress ConfigMap and the identity of the
 // download pods: a ServiceAccount of their own unless the Input names one,
 // and the Role and RoleBinding that let it patch that ConfigMap alone.
 func (b *Builder) ProgressObjects() []progressObject {

@@ -44,13 +44,13 @@ func pvcLabelValue(name string) string {
 	return strings.TrimRight(name[:naming.MaxLabelValue-11], "-.") + "-" + hex.EncodeToString(d[:5])
 }
 
-// needsNamespaceOwner reports whether the PVC must name its Namespace as an
+// NeedsNamespaceOwner reports whether the PVC must name its Namespace as an
 // owner, which needs the Namespace's uid (a required resource).
 func NeedsNamespaceOwner(s *read.XRSpec, e Envelope) bool {
 	return s.Storage != nil && s.Storage.DeletionPolicy == read.DeletionOrphan && !e.Object
 }
 
-// buildPVC returns the PVC of spec.storage. ns is the Namespace when it must
+// PVC returns the PVC of spec.storage. ns is the Namespace when it must
 // own the PVC (see above), nil until known.
 func (b *Builder) PVC(ns *corev1.Namespace) *corev1.PersistentVolumeClaim {
 	st := b.Spec.Storage

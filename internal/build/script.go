@@ -40,7 +40,7 @@ var scriptDigest = func() []byte {
 	return h.Sum(nil)
 }()
 
-// scriptName is the ConfigMap's name for this XR: hf-dl-<xr>-script-<hash>,
+// ScriptName is the ConfigMap's name for this XR: hf-dl-<xr>-script-<hash>,
 // at most 63 characters, like a Job's.
 func ScriptName(o naming.Owner, pvc string) string {
 	var scratch [256]byte
@@ -52,7 +52,7 @@ func ScriptName(o naming.Owner, pvc string) string {
 	return naming.JobName(o.Name, "script", hex.EncodeToString(d[:naming.SpecHashLen/2]))
 }
 
-// scriptKey is the composition resource name of the ConfigMap named name.
+// ScriptKey is the composition resource name of the ConfigMap named name.
 func ScriptKey(name string) string { return ScriptKeyPrefix + name[len(name)-naming.SpecHashLen:] }
 
 // scriptData is the ConfigMap's files: the script's, the PVC's name, and
@@ -64,7 +64,7 @@ func (b *Builder) scriptData() map[string]string {
 	return data
 }
 
-// buildScriptMap returns the ConfigMap holding the script.
+// ScriptConfigMap returns the ConfigMap holding the script.
 func (b *Builder) ScriptConfigMap() *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},

@@ -13,9 +13,9 @@ import (
 // The state machine of one model. decide is a pure function: from the facts
 // of a call (what Crossplane observed and fetched, what status recorded) to
 // the model's state, its current attempt, the Jobs it keeps as observed and
-// whether the current attempt's Job is composed. The composer (plan.go) does
-// what a decision says, and the queue (queue.go) admits the models that want
-// to start a Job, in spec order. What status promises (the README's "What
+// whether the current attempt's Job is composed. The composer (main's
+// plan.go) does what a decision says, and the queue (queue.go) admits the
+// models that want to start a Job, in spec order. What status promises (the README's "What
 // status promises") is decided here:
 //
 //   - A model is Completed only if a Job of the current attempt completed on

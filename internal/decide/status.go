@@ -15,9 +15,9 @@ import (
 	"github.com/hfops/function-hf-download/script"
 )
 
-// Status folding: how a Job ended (read.JobEnd) and the XR's status, written
-// (StatusValue) and read back (read.RecordedStatus), both as the API's types.
-// decide.go decides each model's state from these.
+// The XR's status, rendered from the models' states alone: phase, the
+// lists, the ModelsDownloaded condition, bytes on disk. It is written as the
+// API's type; read.RecordedStatus reads it back on the next call.
 
 // ModelStatus is one entry of status.models[].
 type ModelStatus struct {

@@ -11,8 +11,8 @@ import (
 	"github.com/hfops/function-hf-download/internal/decode"
 )
 
-// The script's defaults (script.go, checked against download.sh) are the
-// API's: TestAPIDefaultsAreTheScripts checks the schema's against them.
+// The script's defaults (script/script.go, checked against download.sh) are the
+// API's: TestAPIDefaults checks the schema's against them.
 
 const (
 	VolumeModeFilesystem = "Filesystem"
