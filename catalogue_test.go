@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/hfops/function-hf-download/internal/decide"
-	"github.com/hfops/function-hf-download/internal/read"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/internal/decide"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // The catalogue of bad inputs: for each, exactly what the user reads on the

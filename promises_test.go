@@ -7,12 +7,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/hfops/function-hf-download/internal/build"
-	"github.com/hfops/function-hf-download/internal/decide"
-	"github.com/hfops/function-hf-download/internal/read"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+
+	"github.com/hfops/function-hf-download/internal/build"
+	"github.com/hfops/function-hf-download/internal/decide"
+	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // What status promises (the README's "What status promises"), each tested as Crossplane drives the

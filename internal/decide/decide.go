@@ -5,9 +5,10 @@ import (
 	"path"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // The state machine of one model. decide is a pure function: from the facts
@@ -15,8 +16,8 @@ import (
 // the model's state, its current attempt, the Jobs it keeps as observed and
 // whether the current attempt's Job is composed. The composer (main's
 // plan.go) does what a decision says, and the queue (queue.go) admits the
-// models that want to start a Job, in spec order. What status promises (the README's "What
-// status promises") is decided here:
+// models that want to start a Job, in spec order. What status promises (the
+// README's "What status promises") is decided here:
 //
 //   - A model is Completed only if a Job of the current attempt completed on
 //     the current volume, or the recorded completion names that attempt. An
