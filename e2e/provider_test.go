@@ -365,7 +365,7 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 	createPVC(t, ns, pvc)
 	if core.v1 {
 		// Crossplane 1.x gets no namespaced object by name: a 1.x user labels the token
-		// Secret and the PVC so that it can list them for the function (dialect.go).
+		// Secret and the PVC so that it can list them for the function (internal/read/dialect.go).
 		labelReadable(t, ns, "secrets", "hf-token")
 		labelReadable(t, ns, "persistentvolumeclaims", pvc)
 	}
@@ -428,7 +428,7 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 }
 
 // labelReadable labels a namespaced object of the core API group so that Crossplane 1.x
-// can list it for the function (hfops.kamal.dev/readable, dialect.go).
+// can list it for the function (hfops.kamal.dev/readable, internal/read/dialect.go).
 func labelReadable(t testing.TB, ns, resource, name string) {
 	t.Helper()
 	patch := []byte(`{"metadata":{"labels":{"hfops.kamal.dev/readable":"true"}}}`)
