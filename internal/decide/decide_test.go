@@ -1,9 +1,10 @@
-package main
+package decide
 
 import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/structpb"
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -11,8 +12,6 @@ import (
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
-	"github.com/hfops/function-hf-download/internal/build"
-	"github.com/hfops/function-hf-download/internal/decide"
 	"github.com/hfops/function-hf-download/internal/naming"
 	"github.com/hfops/function-hf-download/internal/read"
 	"github.com/hfops/function-hf-download/script"
@@ -27,22 +26,29 @@ import (
 func TestDecideTransitions(t *testing.T) {
 	spec := &read.XRSpec{ModelDownloadSpec: v1alpha1.ModelDownloadSpec{StoragePVC: "pvc"}}
 	m := &read.ModelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2}}
-	plat, errs := read.ResolvePlatform(&v1beta1.Input{}, defaultImage())
+	plat, errs := read.ResolvePlatform(&v1beta1.Input{}, "downloader:v1")
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	b := build.NewBuilder("md", "ns", spec, plat)
 	token := read.TokenState{Digest: naming.TokenDigest([]byte("hf_token"))}
-	xrDigest := naming.HashXR(&spec.ModelDownloadSpec, naming.Owner{Namespace: "ns", Name: "md", XRUID: "uid", PVCUID: "vol"}, b.CPU, b.Memory, "")
-	h := hashModel(m, xrDigest, plat, token.Digest)
+	// The digests of the function's script and Job template are the build
+	// stage's; any stand for them here.
+	digests := naming.Digests{
+		XR:       naming.HashXR(&spec.ModelDownloadSpec, naming.Owner{Namespace: "ns", Name: "md", XRUID: "uid", PVCUID: "vol"}, plat.CPU, plat.Memory, ""),
+		Platform: plat.Digest, PlatformIntent: plat.IntentDigest, Script: []byte("script"), Template: []byte("template"),
+	}
+	withToken := digests
+	withToken.Token = token.Digest
+	h := naming.HashModel(&m.Model, withToken)
 	hashOf := func(n int64) string { return naming.JobHash(h.Spec, n) }
 
 	// job is attempt n of the current spec, observed in phase.
 	job := func(n int64, phase string, mods ...func(*read.SeenJob)) *read.SeenJob {
 		j := &read.SeenJob{
 			Key: naming.ResourceKey(m.Name, hashOf(n)), Model: m.Name, Config: h.Config, Hash: hashOf(n), Attempt: n, Phase: phase,
-			Manifest: mustStruct("metadata: {name: " + naming.JobName("md", m.Name, hashOf(n)) + "}"),
-			Job:      &batchv1.Job{ObjectMeta: metav1.ObjectMeta{UID: types.UID("uid-" + read.Itoa(n))}},
+			Manifest: &structpb.Struct{Fields: map[string]*structpb.Value{"metadata": structpb.NewStructValue(&structpb.Struct{
+				Fields: map[string]*structpb.Value{"name": structpb.NewStringValue(naming.JobName("md", m.Name, hashOf(n)))}})}},
+			Job: &batchv1.Job{ObjectMeta: metav1.ObjectMeta{UID: types.UID("uid-" + read.Itoa(n))}},
 		}
 		for _, mod := range mods {
 			mod(j)
@@ -58,13 +64,13 @@ func TestDecideTransitions(t *testing.T) {
 		return read.RecordedModel{Name: m.Name, Hash: hashOf(n), Attempt: n, Phase: phase, ContentHash: h.Content, IntentHash: h.Intent,
 			Summary: &script.Summary{Commit: "c0ffee"}}
 	}
-	olderPeer := decide.Directories{m.Name: {{Name: "older", Created: "2000-01-01T00:00:00Z", XRName: "older", Content: "other"}}}
-	sameContentRunning := decide.Directories{m.Name: {{Name: "older", Created: "2000-01-01T00:00:00Z", XRName: "older", Content: h.Content, Running: true}}}
+	olderPeer := Directories{m.Name: {{Name: "older", Created: "2000-01-01T00:00:00Z", XRName: "older", Content: "other"}}}
+	sameContentRunning := Directories{m.Name: {{Name: "older", Created: "2000-01-01T00:00:00Z", XRName: "older", Content: h.Content, Running: true}}}
 
 	// want is what a decision comes to: the job and keep fields name Jobs
 	// by their attempt (0: none).
 	type want struct {
-		state   decide.State
+		state   State
 		attempt int64
 		compose bool
 		job     int64
@@ -73,55 +79,55 @@ func TestDecideTransitions(t *testing.T) {
 	cases := []struct {
 		name    string
 		invalid bool
-		facts   func(*decide.Facts)
+		facts   func(*Facts)
 		rec     *read.RecordedModel
 		jobs    []*read.SeenJob
 		want    want
 	}{
-		{name: "NewModelStarts", want: want{state: decide.StateStarting, attempt: 1, compose: true}},
+		{name: "NewModelStarts", want: want{state: StateStarting, attempt: 1, compose: true}},
 		{name: "ItsJobRuns", jobs: []*read.SeenJob{job(1, read.PhaseRunning)},
-			want: want{state: decide.StateRunning, attempt: 1, compose: true, job: 1}},
+			want: want{state: StateRunning, attempt: 1, compose: true, job: 1}},
 		{name: "ItsJobCompletes", rec: new(rec(1, read.PhaseRunning)), jobs: []*read.SeenJob{job(1, read.PhaseCompleted)},
-			want: want{state: decide.StateCompleted, attempt: 1, compose: true, job: 1}},
+			want: want{state: StateCompleted, attempt: 1, compose: true, job: 1}},
 		{name: "ItsJobFails", rec: new(rec(1, read.PhaseRunning)), jobs: []*read.SeenJob{job(1, read.PhaseFailed)},
-			want: want{state: decide.StateFailed, attempt: 1, compose: true, job: 1}},
+			want: want{state: StateFailed, attempt: 1, compose: true, job: 1}},
 		{name: "CompletedStaysWhenTheTTLDeletedItsJob", rec: new(rec(1, read.PhaseCompleted)),
-			want: want{state: decide.StateCompleted, attempt: 1}},
+			want: want{state: StateCompleted, attempt: 1}},
 		{name: "CompletedStaysWhileTheTTLDeletesItsJob", rec: new(rec(1, read.PhaseCompleted)), jobs: []*read.SeenJob{job(1, read.PhaseCompleted, deleting)},
-			want: want{state: decide.StateCompleted, attempt: 1}},
+			want: want{state: StateCompleted, attempt: 1}},
 		{name: "FailedStaysWhenItsJobIsGone", rec: new(rec(1, read.PhaseFailed)),
-			want: want{state: decide.StateFailed, attempt: 1}},
-		{name: "ARetryStartsTheNextAttempt", rec: new(rec(1, read.PhaseFailed)), facts: func(f *decide.Facts) { f.Retry = "again" },
-			want: want{state: decide.StateStarting, attempt: 2, compose: true}},
+			want: want{state: StateFailed, attempt: 1}},
+		{name: "ARetryStartsTheNextAttempt", rec: new(rec(1, read.PhaseFailed)), facts: func(f *Facts) { f.Retry = "again" },
+			want: want{state: StateStarting, attempt: 2, compose: true}},
 		{name: "AJobLostMidRunStartsTheNextAttempt", rec: new(rec(1, read.PhaseRunning)),
-			want: want{state: decide.StateStarting, attempt: 2, compose: true}},
+			want: want{state: StateStarting, attempt: 2, compose: true}},
 		{name: "AJobKilledMidRunIsWaitedFor", rec: new(rec(1, read.PhaseRunning)), jobs: []*read.SeenJob{job(1, read.PhaseRunning, deleting)},
-			want: want{state: decide.StateWaiting, attempt: 2}},
+			want: want{state: StateWaiting, attempt: 2}},
 		{name: "ANewSpecStartsTheNextAttempt", rec: &read.RecordedModel{Name: m.Name, Hash: "0123456789", Attempt: 3, Phase: read.PhaseCompleted, ContentHash: "other", IntentHash: "other"},
-			want: want{state: decide.StateStarting, attempt: 4, compose: true}},
+			want: want{state: StateStarting, attempt: 4, compose: true}},
 		{name: "InObjectModeACompletedJobIsLeftToItsTTL", rec: new(rec(1, read.PhaseCompleted)), jobs: []*read.SeenJob{job(1, read.PhaseCompleted)},
-			facts: func(f *decide.Facts) { f.ObjectMode = true }, want: want{state: decide.StateCompleted, attempt: 1}},
+			facts: func(f *Facts) { f.ObjectMode = true }, want: want{state: StateCompleted, attempt: 1}},
 		{name: "AnUpgradeKeepsACompletion", rec: &read.RecordedModel{Name: m.Name, Hash: "0123456789", Attempt: 1, Phase: read.PhaseCompleted, ContentHash: h.Content, IntentHash: h.Intent},
-			want: want{state: decide.StateCompleted, attempt: 1}},
-		{name: "InvalidModel", invalid: true, want: want{state: decide.StateInvalid}},
+			want: want{state: StateCompleted, attempt: 1}},
+		{name: "InvalidModel", invalid: true, want: want{state: StateInvalid}},
 		{name: "NoVolumeKeepsItsJobs", rec: new(rec(1, read.PhaseCompleted)), jobs: []*read.SeenJob{job(1, read.PhaseRunning)},
-			facts: func(f *decide.Facts) { f.Storage.Problem = "no PVC" }, want: want{state: decide.StateWaitingForStorage, attempt: 1, keep: []int64{1}}},
+			facts: func(f *Facts) { f.Storage.Problem = "no PVC" }, want: want{state: StateWaitingForStorage, attempt: 1, keep: []int64{1}}},
 		{name: "AnOlderModelDownloadsDirectoryBlocks", jobs: []*read.SeenJob{job(1, read.PhaseRunning)},
-			facts: func(f *decide.Facts) { f.Dirs = olderPeer }, want: want{state: decide.StateBlocked, attempt: 1}},
-		{name: "TheSameContentDownloadingElsewhereIsWaitedFor", facts: func(f *decide.Facts) { f.Dirs = sameContentRunning },
-			want: want{state: decide.StateWaiting, attempt: 1}},
-		{name: "NoScriptYet", facts: func(f *decide.Facts) { f.Prerequisite = "waiting for the ConfigMap" },
-			want: want{state: decide.StateWaiting, attempt: 1}},
-		{name: "NoTokenNoJob", facts: func(f *decide.Facts) { f.Token.Problem = "no Secret" },
-			want: want{state: decide.StateWaitingForToken}},
-		{name: "NoTokenItsJobRunsOn", jobs: []*read.SeenJob{job(1, read.PhaseRunning)}, facts: func(f *decide.Facts) { f.Token.Problem = "no Secret" },
-			want: want{state: decide.StateRunning, attempt: 1, job: 1, keep: []int64{1}}},
-		{name: "NoTokenAnOlderTokensJobRunsOn", jobs: []*read.SeenJob{job(1, read.PhaseRunning, ofAnotherToken)}, facts: func(f *decide.Facts) { f.Token.Problem = "no Secret" },
-			want: want{state: decide.StateWaitingForToken, attempt: 1, keep: []int64{1}}},
-		{name: "NoTokenACompletionOnTheVolumeHolds", rec: new(rec(1, read.PhaseCompleted)), facts: func(f *decide.Facts) { f.Token.Problem = "no Secret" },
-			want: want{state: decide.StateCompleted, attempt: 1}},
+			facts: func(f *Facts) { f.Dirs = olderPeer }, want: want{state: StateBlocked, attempt: 1}},
+		{name: "TheSameContentDownloadingElsewhereIsWaitedFor", facts: func(f *Facts) { f.Dirs = sameContentRunning },
+			want: want{state: StateWaiting, attempt: 1}},
+		{name: "NoScriptYet", facts: func(f *Facts) { f.Prerequisite = "waiting for the ConfigMap" },
+			want: want{state: StateWaiting, attempt: 1}},
+		{name: "NoTokenNoJob", facts: func(f *Facts) { f.Token.Problem = "no Secret" },
+			want: want{state: StateWaitingForToken}},
+		{name: "NoTokenItsJobRunsOn", jobs: []*read.SeenJob{job(1, read.PhaseRunning)}, facts: func(f *Facts) { f.Token.Problem = "no Secret" },
+			want: want{state: StateRunning, attempt: 1, job: 1, keep: []int64{1}}},
+		{name: "NoTokenAnOlderTokensJobRunsOn", jobs: []*read.SeenJob{job(1, read.PhaseRunning, ofAnotherToken)}, facts: func(f *Facts) { f.Token.Problem = "no Secret" },
+			want: want{state: StateWaitingForToken, attempt: 1, keep: []int64{1}}},
+		{name: "NoTokenACompletionOnTheVolumeHolds", rec: new(rec(1, read.PhaseCompleted)), facts: func(f *Facts) { f.Token.Problem = "no Secret" },
+			want: want{state: StateCompleted, attempt: 1}},
 		{name: "NoTokenACompletionOnAnotherVolumeDoesNot", rec: new(rec(1, read.PhaseCompleted)),
-			facts: func(f *decide.Facts) { f.Token.Problem, f.RecordedPVC = "no Secret", "old-vol" }, want: want{state: decide.StateWaitingForToken, attempt: 1}},
+			facts: func(f *Facts) { f.Token.Problem, f.RecordedPVC = "no Secret", "old-vol" }, want: want{state: StateWaitingForToken, attempt: 1}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -130,9 +136,9 @@ func TestDecideTransitions(t *testing.T) {
 				o.Jobs[m.Name] = append(o.Jobs[m.Name], j)
 				o.ByKey[j.Key] = j
 			}
-			f := &decide.Facts{Observation: o, NameBase: b.NameBase, MountPath: plat.MountPath, PVC: spec.StoragePVC, Token: token,
-				Storage: read.StorageState{UID: "vol"}, Digests: build.Digests(xrDigest, plat),
-				Self: decide.DirUser{Name: "md", Created: "2010-01-01T00:00:00Z", XRName: "md"}}
+			f := &Facts{Observation: o, NameBase: "md", MountPath: plat.MountPath, PVC: spec.StoragePVC, Token: token,
+				Storage: read.StorageState{UID: "vol"}, Digests: digests,
+				Self: DirUser{Name: "md", Created: "2010-01-01T00:00:00Z", XRName: "md"}}
 			model := *m
 			if c.invalid {
 				model.Errs = field.ErrorList{field.Invalid(read.ModelsPath.Index(0).Child("revision"), "-x", "must not start with '-'")}
@@ -169,17 +175,17 @@ func TestDecideTransitions(t *testing.T) {
 // TestStatesRender: every state shows as one phase, and only a completed
 // model lets the XR be Ready.
 func TestStatesRender(t *testing.T) {
-	want := map[decide.State]string{
-		decide.StateInvalid: read.PhaseFailed, decide.StateWaitingForStorage: read.PhasePending, decide.StateBlocked: read.PhasePending,
-		decide.StateWaitingForToken: read.PhasePending, decide.StateWaiting: read.PhasePending, decide.StateQueued: read.PhasePending,
-		decide.StateStarting: read.PhasePending, decide.StateRunning: read.PhaseRunning, decide.StateCompleted: read.PhaseCompleted, decide.StateFailed: read.PhaseFailed,
+	want := map[State]string{
+		StateInvalid: read.PhaseFailed, StateWaitingForStorage: read.PhasePending, StateBlocked: read.PhasePending,
+		StateWaitingForToken: read.PhasePending, StateWaiting: read.PhasePending, StateQueued: read.PhasePending,
+		StateStarting: read.PhasePending, StateRunning: read.PhaseRunning, StateCompleted: read.PhaseCompleted, StateFailed: read.PhaseFailed,
 	}
-	for s := decide.StateInvalid; s <= decide.StateFailed; s++ {
+	for s := StateInvalid; s <= StateFailed; s++ {
 		if got := s.Phase(); got != want[s] {
 			t.Errorf("state %d shows as %q, want %q", s, got, want[s])
 		}
 	}
-	if len(want) != int(decide.StateFailed) {
-		t.Errorf("the table covers %d states of %d", len(want), decide.StateFailed)
+	if len(want) != int(StateFailed) {
+		t.Errorf("the table covers %d states of %d", len(want), StateFailed)
 	}
 }
