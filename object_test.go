@@ -4,13 +4,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/cel-go/cel"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/structpb"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
@@ -301,64 +298,5 @@ func TestStorageValidation(t *testing.T) {
 		`spec.storage.deletionPolicy: Unsupported value: "Never": supported values: "Orphan", "Delete"]`)
 	if diff := cmp.Diff(want, rsp, protocmp.Transform()); diff != "" {
 		t.Errorf("-want, +got:\n%s", diff)
-	}
-}
-
-// TestJobReadyQueryIsJobEnd: the CEL query that lets provider-kubernetes call
-// an Object's Job ready says what read.JobEnd says, for every set of conditions a
-// Job controller writes (Complete and Failed never both true).
-func TestJobReadyQueryIsJobEnd(t *testing.T) {
-	env, err := cel.NewEnv(cel.Variable("object", cel.DynType))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ast, iss := env.Compile(build.JobReadyQuery)
-	if iss.Err() != nil {
-		t.Fatal(iss.Err())
-	}
-	prg, err := env.Program(ast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	types := []batchv1.JobConditionType{batchv1.JobComplete, batchv1.JobFailed, batchv1.JobSuspended,
-		batchv1.JobSuccessCriteriaMet, batchv1.JobFailureTarget}
-	statuses := []corev1.ConditionStatus{corev1.ConditionTrue, corev1.ConditionFalse, corev1.ConditionUnknown}
-	// Every list of up to two conditions.
-	var sets [][]batchv1.JobCondition
-	sets = append(sets, nil)
-	for _, t1 := range types {
-		for _, s1 := range statuses {
-			c1 := batchv1.JobCondition{Type: t1, Status: s1}
-			sets = append(sets, []batchv1.JobCondition{c1})
-			for _, t2 := range types {
-				for _, s2 := range statuses {
-					sets = append(sets, []batchv1.JobCondition{c1, {Type: t2, Status: s2}})
-				}
-			}
-		}
-	}
-	checked := 0
-	for _, conditions := range sets {
-		trueOf := map[batchv1.JobConditionType]bool{}
-		list := make([]any, 0, len(conditions))
-		for _, c := range conditions {
-			trueOf[c.Type] = trueOf[c.Type] || c.Status == corev1.ConditionTrue
-			list = append(list, map[string]any{"type": string(c.Type), "status": string(c.Status)})
-		}
-		if trueOf[batchv1.JobComplete] && trueOf[batchv1.JobFailed] {
-			continue // no Job controller writes both
-		}
-		out, _, err := prg.Eval(map[string]any{"object": map[string]any{"status": map[string]any{"conditions": list}}})
-		if err != nil {
-			t.Fatalf("%v: %v", conditions, err)
-		}
-		phase, _ := read.JobEnd(conditions)
-		if ready := out.Value() == true; ready != (phase == read.PhaseCompleted) {
-			t.Errorf("conditions %v: the query says ready=%v, jobEnd says %s", conditions, ready, phase)
-		}
-		checked++
-	}
-	if checked < 200 {
-		t.Errorf("checked %d sets of conditions", checked)
 	}
 }

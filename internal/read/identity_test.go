@@ -1,4 +1,4 @@
-package main
+package read
 
 import (
 	"reflect"
@@ -10,7 +10,6 @@ import (
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/input/v1beta1"
 	"github.com/hfops/function-hf-download/internal/naming"
-	"github.com/hfops/function-hf-download/internal/read"
 )
 
 // TestEveryFieldChoosesWhetherItRollsJobs walks every field of the API's spec
@@ -20,30 +19,30 @@ import (
 // the field rolls Jobs, and its content hash exactly when the field says what
 // lands on disk. Objects and models are walked into.
 func TestEveryFieldChoosesWhetherItRollsJobs(t *testing.T) {
-	base := func() read.XRSpec {
-		return read.XRSpec{
+	base := func() XRSpec {
+		return XRSpec{
 			ModelDownloadSpec: v1alpha1.ModelDownloadSpec{
 				StoragePVC: "models",
 				Storage: &v1alpha1.Storage{Size: "10Gi", StorageClassName: new("fast"), AccessModes: []string{"ReadWriteOnce"},
-					VolumeMode: "Filesystem", DeletionPolicy: read.DeletionOrphan},
+					VolumeMode: "Filesystem", DeletionPolicy: DeletionOrphan},
 				HFTokenRef: &v1alpha1.TokenRef{Name: "hf", Key: "token"},
 				NodePool:   "gpu",
 				Settings: v1alpha1.Settings{TimeoutMillis: 1000, KeepAliveSeconds: 3600, CPU: "1", Memory: "1Gi",
 					StallTimeoutSeconds: 600, MaxParallel: 2},
 			},
-			Models: []read.ModelSpec{{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2,
+			Models: []ModelSpec{{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model", RetryCount: 2,
 				Include: []string{"*.json"}, Exclude: []string{"*.bin"}}}},
 		}
 	}
-	hashesOf := func(s read.XRSpec) naming.Hashes {
+	hashesOf := func(s XRSpec) naming.Hashes {
 		xr := naming.HashXR(&s.ModelDownloadSpec, naming.Owner{Namespace: "ns", Name: "md", XRName: "md", XRUID: "uid", PVCUID: "pvc"}, s.Settings.CPU, s.Settings.Memory, "")
-		return hashModel(&s.Models[0], xr, &read.Platform{}, nil)
+		return naming.HashModel(&s.Models[0].Model, naming.Digests{XR: xr})
 	}
 	want := hashesOf(base())
 
 	var leaves int
-	var visit func(typ reflect.Type, path func(*read.XRSpec) reflect.Value)
-	visit = func(typ reflect.Type, path func(*read.XRSpec) reflect.Value) {
+	var visit func(typ reflect.Type, path func(*XRSpec) reflect.Value)
+	visit = func(typ reflect.Type, path func(*XRSpec) reflect.Value) {
 		for i := range typ.NumField() {
 			f := typ.Field(i)
 			name := typ.Name() + "." + f.Name
@@ -53,16 +52,16 @@ func TestEveryFieldChoosesWhetherItRollsJobs(t *testing.T) {
 				continue
 			}
 			key, opt, _ := strings.Cut(tag, ",")
-			field := func(s *read.XRSpec) reflect.Value { return path(s).Field(i) }
+			field := func(s *XRSpec) reflect.Value { return path(s).Field(i) }
 			switch {
 			case key == "per-model":
-				visit(f.Type.Elem(), func(s *read.XRSpec) reflect.Value { return reflect.ValueOf(&s.Models[0].Model).Elem() })
+				visit(f.Type.Elem(), func(s *XRSpec) reflect.Value { return reflect.ValueOf(&s.Models[0].Model).Elem() })
 				continue
 			case f.Type.Kind() == reflect.Struct:
 				visit(f.Type, field)
 				continue
 			case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct:
-				visit(f.Type.Elem(), func(s *read.XRSpec) reflect.Value { return field(s).Elem() })
+				visit(f.Type.Elem(), func(s *XRSpec) reflect.Value { return field(s).Elem() })
 				continue
 			}
 			leaves++
@@ -83,7 +82,7 @@ func TestEveryFieldChoosesWhetherItRollsJobs(t *testing.T) {
 			}
 		}
 	}
-	visit(reflect.TypeFor[v1alpha1.ModelDownloadSpec](), func(s *read.XRSpec) reflect.Value { return reflect.ValueOf(&s.ModelDownloadSpec).Elem() })
+	visit(reflect.TypeFor[v1alpha1.ModelDownloadSpec](), func(s *XRSpec) reflect.Value { return reflect.ValueOf(&s.ModelDownloadSpec).Elem() })
 	// Every field of the spec as it is today: a walk that stops early passes nothing.
 	if leaves != 24 {
 		t.Errorf("walked %d fields of the spec, want 24", leaves)
@@ -115,19 +114,19 @@ func change(t *testing.T, name string, v reflect.Value) {
 // changes the Job hash, and each but the image (which the function's version defaults) the
 // intent hash that keeps a completion across upgrades.
 func TestOnlyTheImageLeavesIntent(t *testing.T) {
-	base := func() read.Platform {
-		return read.Platform{Image: "img", PullPolicy: "IfNotPresent", PullSecrets: []string{"p"}, ServiceAccount: "sa",
+	base := func() Platform {
+		return Platform{Image: "img", PullPolicy: "IfNotPresent", PullSecrets: []string{"p"}, ServiceAccount: "sa",
 			MountPath: "/models", NodePoolKey: "pool", Tolerations: []corev1.Toleration{{Key: "k"}},
 			Env: []v1beta1.EnvVar{{Name: "A", Value: "b"}}, CPU: "1", Memory: "1Gi", RunAsUser: 1, RunAsGroup: 1,
 			FSGroup: 1, MaxWorkers: 8, StallTimeoutSeconds: 600}
 	}
-	m := read.ModelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model"}}
-	hashesOf := func(p read.Platform) naming.Hashes {
+	m := ModelSpec{Model: v1alpha1.Model{Name: "org/m", Revision: "main", RepoType: "model"}}
+	hashesOf := func(p Platform) naming.Hashes {
 		p.Digest, p.IntentDigest = p.Hash(p.Image), p.Hash("")
-		return hashModel(&m, nil, &p, nil)
+		return naming.HashModel(&m.Model, naming.Digests{Platform: p.Digest, PlatformIntent: p.IntentDigest})
 	}
 	want := hashesOf(base())
-	typ := reflect.TypeFor[read.Platform]()
+	typ := reflect.TypeFor[Platform]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
 		if f.Name == "MaxActivePerNamespace" || f.Name == "Digest" || f.Name == "IntentDigest" {
