@@ -251,10 +251,3 @@ func encodeB64(s string) string { return base64.StdEncoding.EncodeToString([]byt
 func dnsLabelProblems(s string) []string { return validation.IsDNS1123Label(s) }
 
 func labelValueProblems(s string) []string { return validation.IsValidLabelValue(s) }
-
-// hashModel is a model's hashes as decide computes them.
-func hashModel(m *read.ModelSpec, xrDigest []byte, plat *read.Platform, tokenDigest []byte) naming.Hashes {
-	d := build.Digests(xrDigest, plat)
-	d.Token = tokenDigest
-	return naming.HashModel(&m.Model, d)
-}
