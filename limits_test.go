@@ -39,7 +39,7 @@ func TestCheckResponseSize(t *testing.T) {
 		t.Errorf("message:\n got %s\nwant %s", err, want)
 	}
 
-	rsp := respond.Oversize(steady.req, err)
+	rsp := respond.Oversize(steady.rsp, err)
 	if rsp.GetDesired() != nil || len(rsp.GetResults()) != 1 || rsp.GetResults()[0].GetSeverity() != fnv1.Severity_SEVERITY_FATAL ||
 		rsp.GetResults()[0].GetMessage() != want || rsp.GetMeta().GetTag() != steady.req.GetMeta().GetTag() {
 		t.Errorf("oversizeResponse = %v, want a Fatal result alone", rsp)

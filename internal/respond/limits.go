@@ -42,9 +42,10 @@ func CheckSize(rsp *fnv1.RunFunctionResponse, models, limitBytes int) error {
 
 // Oversize is what the function answers instead of a response that
 // is too big: the Fatal result alone, no desired state.
-func Oversize(req *fnv1.RunFunctionRequest, err error) *fnv1.RunFunctionResponse {
+// rsp is the response that was too big: its tag is the request's.
+func Oversize(rsp *fnv1.RunFunctionResponse, err error) *fnv1.RunFunctionResponse {
 	return &fnv1.RunFunctionResponse{
-		Meta: &fnv1.ResponseMeta{Tag: req.GetMeta().GetTag()},
+		Meta: &fnv1.ResponseMeta{Tag: rsp.GetMeta().GetTag()},
 		Results: []*fnv1.Result{{
 			Severity: fnv1.Severity_SEVERITY_FATAL,
 			Message:  err.Error(),

@@ -10,8 +10,8 @@ import (
 
 	"github.com/crossplane/function-sdk-go/errors"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
-	"github.com/crossplane/function-sdk-go/request"
 	"github.com/crossplane/function-sdk-go/resource"
+	"github.com/crossplane/function-sdk-go/resource/composite"
 	"github.com/crossplane/function-sdk-go/response"
 )
 
@@ -19,15 +19,19 @@ import (
 // ConfigMaps join whatever earlier steps of the pipeline desired (shared is
 // what the Jobs share: their template), and status, the part of the XR's
 // status the function owns, joins the desired XR's, which is Ready when
-// ready says so.
-func Respond(rsp *fnv1.RunFunctionResponse, req *fnv1.RunFunctionRequest, desired map[string]*resource.DesiredComposed, shared any,
+// ready says so. It reads the desired XR from rsp (response.To copied it
+// from the request), so a caller may let the request go before it responds.
+func Respond(rsp *fnv1.RunFunctionResponse, desired map[string]*resource.DesiredComposed, shared any,
 	status map[string]any, ready bool) error {
 	if err := setDesiredComposed(rsp, desired, shared); err != nil {
 		return err
 	}
 
-	xr, err := request.GetDesiredCompositeResource(req)
-	if err != nil {
+	xr := &resource.Composite{Resource: composite.New(), ConnectionDetails: rsp.GetDesired().GetComposite().GetConnectionDetails()}
+	if xr.ConnectionDetails == nil {
+		xr.ConnectionDetails = resource.ConnectionDetails{}
+	}
+	if err := resource.AsObject(rsp.GetDesired().GetComposite().GetResource(), xr.Resource); err != nil {
 		return err
 	}
 	if xr.Resource.Object == nil {
