@@ -133,6 +133,13 @@ func TestShippedRBACIsEnoughAndNotMore(t *testing.T) {
 			}
 		}
 	}
+	// The aggregation controller copies the shipped rules into Crossplane's ClusterRole in one
+	// update, and the authorizer sees it once its informers do: a busy machine may take a
+	// while. Its first rule allowed says both happened; then every answer is the rules'.
+	waitFor(t, 2*time.Minute, "the shipped ClusterRole to be aggregated into Crossplane's", func() (bool, string) {
+		ok, err := allowed(ctx, "crossplane", functionNeeds[0])
+		return ok, fmt.Sprintf("crossplane may %s: %v (err %v)", functionNeeds[0], ok, err)
+	})
 	expect("crossplane", functionNeeds, true, "the shipped ClusterRole must grant it")
 	expect("crossplane", chartGrants, true, "the script's ConfigMap could not be composed")
 	expect("crossplane", functionMustNotGet, false, "no download needs it")
