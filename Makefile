@@ -81,6 +81,7 @@ lint: $(LINT) $(ACTIONLINT)
 # goldens, example validation.
 unit: $(CROSSPLANE)
 	bash hack/hf.sh
+	bash hack/tools.sh promtool
 	go test -race -count=1 -timeout 30m ./...
 
 # `make unit` three times in a row with both cores kept busy by two CPU-bound processes: the

@@ -8,6 +8,8 @@
 #   bin/crossplane-core-v1                           Crossplane core v1.20 (cmd/crossplane) from tools/crossplane-v1,
 #                                                    for the claim flavour on Crossplane 1.x (e2e, XP_CORE=v1)
 #   bin/provider-kubernetes                          provider-kubernetes (cmd/provider) from tools/provider-kubernetes
+#   bin/kube-state-metrics                           kube-state-metrics from tools/kube-state-metrics
+#   bin/promtool                                     Prometheus' promtool (cmd/promtool) from tools/promtool, when named
 #   bin/golangci-lint, bin/actionlint                the linters of `make lint`, when named
 #   etcd                                             Debian's etcd-server, through apt, when not on PATH
 #
@@ -136,8 +138,16 @@ stamped crossplane-core-v1 "$xp1" --version
 pk=$(version_of tools/provider-kubernetes github.com/crossplane-contrib/provider-kubernetes)
 build provider-kubernetes "github.com/crossplane-contrib/provider-kubernetes@$pk" tools/provider-kubernetes github.com/crossplane-contrib/provider-kubernetes/cmd/provider "-s -w"
 
-# The linters, which only `make lint` needs: built when named, as the Makefile does.
+# kube-state-metrics: exports ModelDownloads with monitoring/kube-state-metrics.yaml in the
+# end-to-end tests. Its version variables feed only its `version` subcommand.
+ksm=$(version_of tools/kube-state-metrics k8s.io/kube-state-metrics/v2)
+build kube-state-metrics "k8s.io/kube-state-metrics/v2@$ksm" tools/kube-state-metrics k8s.io/kube-state-metrics/v2 "-s -w"
+
+# The linters, which only `make lint` needs, and promtool, which `make unit` runs on
+# monitoring/: built when named, as the Makefile does.
 if ((${#only[@]})); then
+	prom=$(version_of tools/promtool github.com/prometheus/prometheus)
+	build promtool "github.com/prometheus/prometheus@$prom" tools/promtool github.com/prometheus/prometheus/cmd/promtool "-s -w"
 	lint=$(version_of tools/golangci-lint github.com/golangci/golangci-lint/v2)
 	build golangci-lint "github.com/golangci/golangci-lint/v2@$lint" tools/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint ""
 	al=$(version_of tools/actionlint github.com/rhysd/actionlint)

@@ -1,0 +1,436 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+)
+
+// kube-state-metrics, run as a platform team would beside the package: with
+// monitoring/kube-state-metrics.yaml, under monitoring/kube-state-metrics-rbac.yaml's
+// ClusterRole alone, exporting only custom resource state.
+
+const ksmName = "kube-state-metrics"
+
+var (
+	ksmOnce sync.Once
+	ksmURL  string
+	errKSM  error
+)
+
+// useKubeStateMetrics starts kube-state-metrics the first time a test needs it and returns
+// the URL of its metrics.
+func useKubeStateMetrics(t testing.TB) string {
+	t.Helper()
+	useFunction(t)
+	ksmOnce.Do(func() { ksmURL, errKSM = startKubeStateMetrics(cluster) })
+	if errKSM != nil {
+		t.Fatalf("start kube-state-metrics: %v", errKSM)
+	}
+	return ksmURL
+}
+
+func startKubeStateMetrics(cp *controlPlane) (string, error) {
+	ctx := context.Background()
+	roles, err := readObjects(filepath.Join(cp.repoRoot, "monitoring", "kube-state-metrics-rbac.yaml"))
+	if err != nil {
+		return "", err
+	}
+	if len(roles) != 1 || roles[0].GetKind() != "ClusterRole" {
+		return "", fmt.Errorf("monitoring/kube-state-metrics-rbac.yaml: want one ClusterRole, got %d objects", len(roles))
+	}
+	if _, err := cp.dynamic.Resource(rbacv1.SchemeGroupVersion.WithResource("clusterroles")).Create(ctx, roles[0], metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	if _, err := cp.kube.CoreV1().ServiceAccounts(crossplaneNamespace).Create(ctx,
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: ksmName}}, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	if _, err := cp.kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: ksmName},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: roles[0].GetName()},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: crossplaneNamespace, Name: ksmName}},
+	}, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	tr, err := cp.kube.CoreV1().ServiceAccounts(crossplaneNamespace).CreateToken(ctx, ksmName,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](6 * 3600)}},
+		metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	if err := cp.writeKubeconfig(ksmName, tr.Status.Token); err != nil {
+		return "", err
+	}
+	var url string
+	err = startWithRetry(2, 2*time.Minute, func(ports []int) (*process, func() error, error) {
+		url = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0])
+		p, err := startProcess(cp.logDir, ksmName, nil, cp.bin(ksmName),
+			"--kubeconfig="+cp.kubeconfigPath(ksmName),
+			"--custom-resource-state-only",
+			"--custom-resource-state-config-file="+filepath.Join(cp.repoRoot, "monitoring", "kube-state-metrics.yaml"),
+			"--host=127.0.0.1", "--port="+strconv.Itoa(ports[0]), "--telemetry-host=127.0.0.1", "--telemetry-port="+strconv.Itoa(ports[1]),
+		)
+		if err != nil {
+			return nil, nil, err
+		}
+		cp.track(p)
+		// It serves at once; what it exports follows its discovery of the CRD, which the
+		// tests wait for through the series they expect.
+		return p, func() error {
+			_, err := scrape(url)
+			return err
+		}, nil
+	})
+	return url, err
+}
+
+func scrape(url string) (string, error) {
+	resp, err := http.Get(url) //nolint:noctx // a loopback scrape in a test
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close() //nolint:errcheck // read to the end below
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), err
+}
+
+// sample is one exported series and its value.
+type sample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+var labelPair = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
+
+// parseSamples reads the text exposition kube-state-metrics writes (its TYPE lines say
+// stateset and info, which Prometheus' classic text parser does not take).
+func parseSamples(text string) ([]sample, error) {
+	var out []sample
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		cut := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[cut+1:], 64)
+		if cut < 0 || err != nil {
+			return nil, fmt.Errorf("not a sample: %q", line)
+		}
+		s := sample{name: line[:cut], labels: map[string]string{}, value: v}
+		if i := strings.IndexByte(line, '{'); i >= 0 && i < cut {
+			s.name = line[:i]
+			for _, m := range labelPair.FindAllStringSubmatch(line[i:cut], -1) {
+				s.labels[m[1]] = strings.NewReplacer(`\"`, `"`, `\\`, `\`, `\n`, "\n").Replace(m[2])
+			}
+		}
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
+
+// seriesOf are the samples of one ModelDownload.
+func seriesOf(samples []sample, ns, name string) []sample {
+	var out []sample
+	for _, s := range samples {
+		if s.labels["namespace"] == ns && s.labels["modeldownload"] == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// sampleValue is the value of the one series of name whose labels include want; ok is false when
+// there is none.
+func sampleValue(samples []sample, name string, want map[string]string) (float64, bool) {
+	for _, s := range samples {
+		if s.name != name {
+			continue
+		}
+		match := true
+		for k, v := range want {
+			match = match && s.labels[k] == v
+		}
+		if match {
+			return s.value, true
+		}
+	}
+	return 0, false
+}
+
+// expectation is a series that must be exported with a value.
+type expectation struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+// unmet lists the expectations the samples do not meet.
+func unmet(samples []sample, want []expectation) []string {
+	var out []string
+	for _, w := range want {
+		got, ok := sampleValue(samples, w.name, w.labels)
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s %v missing", w.name, w.labels))
+		case got != w.value:
+			out = append(out, fmt.Sprintf("%s %v = %v, want %v", w.name, w.labels, got, w.value))
+		}
+	}
+	return out
+}
+
+// waitMetrics scrapes kube-state-metrics until the ModelDownload's series meet want.
+func waitMetrics(t testing.TB, url string, md *modelDownload, what string, want []expectation) []sample {
+	t.Helper()
+	var samples []sample
+	waitFor(t, 2*time.Minute, what, func() (bool, string) {
+		text, err := scrape(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		all, err := parseSamples(text)
+		if err != nil {
+			return false, err.Error()
+		}
+		samples = seriesOf(all, md.ns, md.name)
+		missing := unmet(samples, want)
+		return len(missing) == 0, strings.Join(missing, "; ")
+	})
+	return samples
+}
+
+func labelSet(kv ...string) map[string]string {
+	out := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
+}
+
+// reportProgress writes a running download's report into the ModelDownload's progress
+// ConfigMap as its pod would: under the model's content hash, naming the pod.
+func reportProgress(t testing.TB, md *modelDownload, contentHash string, p map[string]any) {
+	t.Helper()
+	ctx := context.Background()
+	cms, err := cluster.kube.CoreV1().ConfigMaps(md.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=hf-downloader"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	for _, cm := range cms.Items {
+		if strings.Contains(cm.Name, "-progress-") {
+			name = cm.Name
+		}
+	}
+	if name == "" {
+		t.Fatalf("no progress ConfigMap in %s", md.ns)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, err := json.Marshal(map[string]any{"data": map[string]string{contentHash: string(b)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.kube.CoreV1().ConfigMaps(md.ns).Patch(ctx, name, "application/merge-patch+json", patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKubeStateMetricsExportsModelDownloads: kube-state-metrics, with the shipped
+// configuration and under the shipped ClusterRole alone, exports what status says of a
+// ModelDownload of four models as the dashboard and the alerts read it: one queued by
+// settings.maxParallel, one running with its pod's progress, then one completed (bytes,
+// files, duration, verified, commit), one failed, with their attempts and the XR's conditions.
+// The series the promtool tests of monitoring/ are made of have these names and labels.
+func TestKubeStateMetricsExportsModelDownloads(t *testing.T) {
+	t.Parallel()
+	url := useKubeStateMetrics(t)
+	md := newModelDownload(t, "metrics", func(spec map[string]any) {
+		spec["models"] = []any{
+			map[string]any{"name": "acme/done", "retryCount": int64(0)},
+			map[string]any{"name": "acme/broken", "retryCount": int64(0)},
+			map[string]any{"name": "acme/running"},
+			map[string]any{"name": "acme/queued"},
+		}
+		spec["settings"].(map[string]any)["maxParallel"] = int64(3)
+	})
+	jobs := md.waitJobs(t, 3, "three Jobs, the fourth model queued", nil)
+	xr := md.waitXR(t, "the running model's content hash and the queued model in status", func(xr *unstructured.Unstructured) bool {
+		return statusModel(xr, "acme/running")["contentHash"] != nil && statusModel(xr, "acme/queued")["queue"] == "ModelDownload"
+	})
+	pods, err := jobPods(context.Background(), md.ns, jobs["acme/running"].Name)
+	if err != nil || len(pods) == 0 {
+		t.Fatalf("the running model's pod: %v (%d pods)", err, len(pods))
+	}
+	updated := time.Now().UTC().Truncate(time.Second)
+	reportProgress(t, md, statusModel(xr, "acme/running")["contentHash"].(string), map[string]any{
+		"bytes": 512, "totalBytes": 2048, "files": 1, "totalFiles": 3, "bytesPerSecond": 256, "etaSeconds": 6,
+		"updated": updated.Format(time.RFC3339), "attempt": pods[0].Name,
+	})
+	const phase, model = "hfops_modeldownload_model_phase", "acme/running"
+	samples := waitMetrics(t, url, md, "the running model's progress and the queued model's limit", []expectation{
+		{phase, labelSet("model", model, "phase", "Running"), 1},
+		{phase, labelSet("model", model, "phase", "Pending"), 0},
+		{phase, labelSet("model", "acme/queued", "phase", "Pending"), 1},
+		{"hfops_modeldownload_model_info", labelSet("model", "acme/queued", "queue", "ModelDownload"), 1},
+		{"hfops_modeldownload_model_info", labelSet("model", model, "job", jobs[model].Name), 1},
+		{"hfops_modeldownload_model_attempt", labelSet("model", model), 1},
+		{"hfops_modeldownload_model_progress_bytes", labelSet("model", model), 512},
+		{"hfops_modeldownload_model_progress_total_bytes", labelSet("model", model), 2048},
+		{"hfops_modeldownload_model_progress_files", labelSet("model", model), 1},
+		{"hfops_modeldownload_model_progress_total_files", labelSet("model", model), 3},
+		{"hfops_modeldownload_model_progress_bytes_per_second", labelSet("model", model), 256},
+		{"hfops_modeldownload_model_progress_eta_seconds", labelSet("model", model), 6},
+		{"hfops_modeldownload_model_progress_updated_seconds", labelSet("model", model), float64(updated.Unix())},
+		{"hfops_modeldownload_condition", labelSet("type", "ModelsDownloaded", "status", "False", "reason", "Downloading"), 1},
+	})
+	seen := append([]sample(nil), samples...)
+
+	finishJobPod(t, md.ns, jobs["acme/done"].Name, podOutcome{
+		message: `{"commit":"` + summaryCommit + `","files":3,"bytes":2048,"seconds":7,"verified":true}`,
+	})
+	finishJobPod(t, md.ns, jobs["acme/broken"].Name, podOutcome{exitCode: 1, message: "download of acme/broken@main failed: not found\n"})
+	samples = waitMetrics(t, url, md, "the completed and the failed model", []expectation{
+		{phase, labelSet("model", "acme/done", "phase", "Completed"), 1},
+		{phase, labelSet("model", "acme/done", "phase", "Running"), 0},
+		{phase, labelSet("model", "acme/broken", "phase", "Failed"), 1},
+		{"hfops_modeldownload_model_bytes", labelSet("model", "acme/done"), 2048},
+		{"hfops_modeldownload_model_files", labelSet("model", "acme/done"), 3},
+		{"hfops_modeldownload_model_duration_seconds", labelSet("model", "acme/done"), 7},
+		{"hfops_modeldownload_model_verified", labelSet("model", "acme/done"), 1},
+		{"hfops_modeldownload_model_info", labelSet("model", "acme/done", "commit", summaryCommit), 1},
+		{"hfops_modeldownload_model_attempt", labelSet("model", "acme/broken"), 1},
+		{"hfops_modeldownload_condition", labelSet("type", "ModelsDownloaded", "status", "False", "reason", "DownloadFailed"), 1},
+		{"hfops_modeldownload_condition", labelSet("type", "Ready", "status", "True"), 0},
+	})
+	seen = append(seen, samples...)
+	checkTestSeriesExported(t, seen)
+	ksmMayDoNoMore(t)
+}
+
+// checkTestSeriesExported: every series the promtool tests of monitoring/ are made of has a
+// name kube-state-metrics exported here, and only labels it exported with that name (the
+// tests may leave some out).
+func checkTestSeriesExported(t testing.TB, samples []sample) {
+	t.Helper()
+	exported := map[string]map[string]bool{}
+	for _, s := range samples {
+		if exported[s.name] == nil {
+			exported[s.name] = map[string]bool{}
+		}
+		for k := range s.labels {
+			exported[s.name][k] = true
+		}
+	}
+	// A label the test series set that no sample here could carry: queue appears only while
+	// a model is queued, commit once one completed; both were seen above.
+	for _, file := range []string{"alerts_test.yaml", "dashboard_test.yaml"} {
+		b, err := os.ReadFile(filepath.Join(cluster.repoRoot, "monitoring", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tests struct {
+			Tests []struct {
+				InputSeries []struct {
+					Series string `json:"series"`
+				} `json:"input_series"`
+			} `json:"tests"`
+		}
+		if err := yaml.Unmarshal(b, &tests); err != nil {
+			t.Fatal(err)
+		}
+		checked := 0
+		for _, tc := range tests.Tests {
+			for _, in := range tc.InputSeries {
+				parsed, err := parseSamples(in.Series + " 0")
+				if err != nil || len(parsed) != 1 {
+					t.Fatalf("%s: series %q: %v", file, in.Series, err)
+				}
+				s := parsed[0]
+				labels, ok := exported[s.name]
+				if !ok {
+					t.Errorf("%s: %s is not a series kube-state-metrics exported (it exported %v)", file, s.name, sortedKeys(exported))
+					continue
+				}
+				for k := range s.labels {
+					if !labels[k] {
+						t.Errorf("%s: %s has label %s, which kube-state-metrics never set on it (it set %v)", file, s.name, k, sortedKeys(labels))
+					}
+				}
+				checked++
+			}
+		}
+		if checked == 0 {
+			t.Errorf("%s: no input series", file)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ksmMayDoNoMore: the shipped ClusterRole, which was enough above, grants nothing a
+// ModelDownload's metrics do not need.
+func ksmMayDoNoMore(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	for _, a := range []access{
+		{resource: "secrets", verb: "list"},
+		{resource: "secrets", verb: "get"},
+		{resource: "pods", verb: "list"},
+		{group: "batch", resource: "jobs", verb: "list"},
+		{group: "hfops.kamal.dev", resource: "modeldownloads", verb: "get"},
+		{group: "hfops.kamal.dev", resource: "modeldownloads", verb: "update"},
+		{group: "apiextensions.k8s.io", resource: "customresourcedefinitions", verb: "get"},
+	} {
+		ok, err := allowed(ctx, ksmName, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			t.Errorf("kube-state-metrics may %s: the shipped ClusterRole grants more than it needs", a)
+		}
+	}
+	if !slices.ContainsFunc([]access{{group: "hfops.kamal.dev", resource: "modeldownloads", verb: "watch"}}, func(a access) bool {
+		ok, err := allowed(ctx, ksmName, a)
+		return err == nil && ok
+	}) {
+		t.Error("kube-state-metrics may not watch modeldownloads, yet exported them: is the check asking about the right account?")
+	}
+}
