@@ -56,7 +56,7 @@ func (c *composer) compose() []decide.ModelStatus {
 	case c.builder.Platform.ServiceAccount == "" && !c.AccountObserved:
 		c.Prerequisite = fmt.Sprintf("waiting for the ServiceAccount %q of the download pods to be created", c.builder.ProgressMap)
 	}
-	out := make([]decide.ModelStatus, len(spec.Models))
+	decisions := make([]decide.Decision, len(spec.Models))
 	for i := range spec.Models {
 		m := &spec.Models[i]
 		rec, hasRec := c.Recorded[m.Name]
@@ -67,9 +67,31 @@ func (c *composer) compose() []decide.ModelStatus {
 				d.Queued(limit, why)
 			}
 		}
-		c.enact(m, &d, rec)
-		c.conflict = append(c.conflict, d.Conflicts...)
-		out[i] = d.Status
+		decisions[i] = d
+	}
+	// Every model is decided: an observed manifest no decision keeps is not
+	// read again. Letting those go before the Jobs are built frees the
+	// request's bulk (the observed Jobs) while the response grows
+	// (BenchmarkRSS).
+	kept := map[*read.SeenJob]bool{}
+	for i := range decisions {
+		for _, oj := range decisions[i].Keep {
+			kept[oj] = true
+		}
+	}
+	for _, js := range c.Jobs {
+		for _, oj := range js {
+			if !kept[oj] {
+				oj.Manifest = nil
+			}
+		}
+	}
+	out := make([]decide.ModelStatus, len(spec.Models))
+	for i := range spec.Models {
+		m := &spec.Models[i]
+		c.enact(m, &decisions[i], c.Recorded[m.Name])
+		c.conflict = append(c.conflict, decisions[i].Conflicts...)
+		out[i] = decisions[i].Status
 	}
 	return out
 }
