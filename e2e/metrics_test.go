@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -379,12 +379,12 @@ func checkTestSeriesExported(t testing.TB, samples []sample) {
 				s := parsed[0]
 				labels, ok := exported[s.name]
 				if !ok {
-					t.Errorf("%s: %s is not a series kube-state-metrics exported (it exported %v)", file, s.name, sortedKeys(exported))
+					t.Errorf("%s: %s is not a series kube-state-metrics exported (it exported %v)", file, s.name, slices.Sorted(maps.Keys(exported)))
 					continue
 				}
 				for k := range s.labels {
 					if !labels[k] {
-						t.Errorf("%s: %s has label %s, which kube-state-metrics never set on it (it set %v)", file, s.name, k, sortedKeys(labels))
+						t.Errorf("%s: %s has label %s, which kube-state-metrics never set on it (it set %v)", file, s.name, k, slices.Sorted(maps.Keys(labels)))
 					}
 				}
 				checked++
@@ -394,15 +394,6 @@ func checkTestSeriesExported(t testing.TB, samples []sample) {
 			t.Errorf("%s: no input series", file)
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // ksmMayDoNoMore: the shipped ClusterRole, which was enough above, grants nothing a
