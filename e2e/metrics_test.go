@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,65 +32,107 @@ import (
 // monitoring/kube-state-metrics.yaml, under monitoring/kube-state-metrics-rbac.yaml's
 // ClusterRole alone, exporting only custom resource state.
 
-const ksmName = "kube-state-metrics"
+// apiGroup is the ModelDownloads' group in the shipped configuration and role; the claim
+// flavour's runs with its own group here (legacyGroup), as both XRDs share one cluster.
+const apiGroup = "hfops.kamal.dev"
 
 var (
-	ksmOnce sync.Once
-	ksmURL  string
-	errKSM  error
+	ksmMu   sync.Mutex
+	ksmURLs = map[string]string{}
 )
 
-// useKubeStateMetrics starts kube-state-metrics the first time a test needs it and returns
-// the URL of its metrics.
-func useKubeStateMetrics(t testing.TB) string {
+// useKubeStateMetrics starts kube-state-metrics for the ModelDownloads of group the first
+// time a test needs it and returns the URL of its metrics.
+func useKubeStateMetrics(t testing.TB, group string) string {
 	t.Helper()
 	useFunction(t)
-	ksmOnce.Do(func() { ksmURL, errKSM = startKubeStateMetrics(cluster) })
-	if errKSM != nil {
-		t.Fatalf("start kube-state-metrics: %v", errKSM)
+	ksmMu.Lock()
+	defer ksmMu.Unlock()
+	if url, ok := ksmURLs[group]; ok {
+		return url
 	}
-	return ksmURL
+	url, err := startKubeStateMetrics(cluster, group)
+	if err != nil {
+		t.Fatalf("start kube-state-metrics for %s: %v", group, err)
+	}
+	ksmURLs[group] = url
+	return url
 }
 
-func startKubeStateMetrics(cp *controlPlane) (string, error) {
+// ksmName names kube-state-metrics' process, account and binding for group.
+func ksmName(group string) string {
+	if group == apiGroup {
+		return "kube-state-metrics"
+	}
+	return "kube-state-metrics-" + strings.ReplaceAll(group, ".", "-")
+}
+
+// shipped reads a file of monitoring/ with the API group replaced by group.
+func shipped(cp *controlPlane, name, group string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(cp.repoRoot, "monitoring", name))
+	if err != nil || group == apiGroup {
+		return b, err
+	}
+	out := regexp.MustCompile(`(group: |apiGroups: \[)`+regexp.QuoteMeta(apiGroup)+`\b`).ReplaceAll(b, []byte("${1}"+group))
+	if bytes.Equal(out, b) {
+		return nil, fmt.Errorf("monitoring/%s names no API group %s", name, apiGroup)
+	}
+	return out, nil
+}
+
+func startKubeStateMetrics(cp *controlPlane, group string) (string, error) {
 	ctx := context.Background()
-	roles, err := readObjects(filepath.Join(cp.repoRoot, "monitoring", "kube-state-metrics-rbac.yaml"))
+	name := ksmName(group)
+	rbac, err := shipped(cp, "kube-state-metrics-rbac.yaml", group)
 	if err != nil {
 		return "", err
 	}
-	if len(roles) != 1 || roles[0].GetKind() != "ClusterRole" {
-		return "", fmt.Errorf("monitoring/kube-state-metrics-rbac.yaml: want one ClusterRole, got %d objects", len(roles))
+	role := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(rbac, &role.Object); err != nil {
+		return "", fmt.Errorf("monitoring/kube-state-metrics-rbac.yaml: %w", err)
 	}
-	if _, err := cp.dynamic.Resource(rbacv1.SchemeGroupVersion.WithResource("clusterroles")).Create(ctx, roles[0], metav1.CreateOptions{}); err != nil {
+	if role.GetKind() != "ClusterRole" {
+		return "", fmt.Errorf("monitoring/kube-state-metrics-rbac.yaml: want one ClusterRole, got a %s", role.GetKind())
+	}
+	role.SetName(name)
+	if _, err := cp.dynamic.Resource(rbacv1.SchemeGroupVersion.WithResource("clusterroles")).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		return "", err
 	}
 	if _, err := cp.kube.CoreV1().ServiceAccounts(crossplaneNamespace).Create(ctx,
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: ksmName}}, metav1.CreateOptions{}); err != nil {
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		return "", err
 	}
 	if _, err := cp.kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: ksmName},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: roles[0].GetName()},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: crossplaneNamespace, Name: ksmName}},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: crossplaneNamespace, Name: name}},
 	}, metav1.CreateOptions{}); err != nil {
 		return "", err
 	}
-	tr, err := cp.kube.CoreV1().ServiceAccounts(crossplaneNamespace).CreateToken(ctx, ksmName,
+	tr, err := cp.kube.CoreV1().ServiceAccounts(crossplaneNamespace).CreateToken(ctx, name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](6 * 3600)}},
 		metav1.CreateOptions{})
 	if err != nil {
 		return "", err
 	}
-	if err := cp.writeKubeconfig(ksmName, tr.Status.Token); err != nil {
+	if err := cp.writeKubeconfig(name, tr.Status.Token); err != nil {
+		return "", err
+	}
+	config, err := shipped(cp, "kube-state-metrics.yaml", group)
+	if err != nil {
+		return "", err
+	}
+	configFile := filepath.Join(cp.dir, name+".yaml")
+	if err := os.WriteFile(configFile, config, 0o600); err != nil {
 		return "", err
 	}
 	var url string
 	err = startWithRetry(2, 2*time.Minute, func(ports []int) (*process, func() error, error) {
 		url = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0])
-		p, err := startProcess(cp.logDir, ksmName, nil, cp.bin(ksmName),
-			"--kubeconfig="+cp.kubeconfigPath(ksmName),
+		p, err := startProcess(cp.logDir, name, nil, cp.bin("kube-state-metrics"),
+			"--kubeconfig="+cp.kubeconfigPath(name),
 			"--custom-resource-state-only",
-			"--custom-resource-state-config-file="+filepath.Join(cp.repoRoot, "monitoring", "kube-state-metrics.yaml"),
+			"--custom-resource-state-config-file="+configFile,
 			"--host=127.0.0.1", "--port="+strconv.Itoa(ports[0]), "--telemetry-host=127.0.0.1", "--telemetry-port="+strconv.Itoa(ports[1]),
 		)
 		if err != nil {
@@ -274,7 +317,7 @@ func reportProgress(t testing.TB, md *modelDownload, contentHash string, p map[s
 // The series the promtool tests of monitoring/ are made of have these names and labels.
 func TestKubeStateMetricsExportsModelDownloads(t *testing.T) {
 	t.Parallel()
-	url := useKubeStateMetrics(t)
+	url := useKubeStateMetrics(t, apiGroup)
 	md := newModelDownload(t, "metrics", func(spec map[string]any) {
 		spec["models"] = []any{
 			map[string]any{"name": "acme/done", "retryCount": int64(0)},
@@ -410,7 +453,7 @@ func ksmMayDoNoMore(t testing.TB) {
 		{group: "hfops.kamal.dev", resource: "modeldownloads", verb: "update"},
 		{group: "apiextensions.k8s.io", resource: "customresourcedefinitions", verb: "get"},
 	} {
-		ok, err := allowed(ctx, ksmName, a)
+		ok, err := allowed(ctx, ksmName(apiGroup), a)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -419,7 +462,7 @@ func ksmMayDoNoMore(t testing.TB) {
 		}
 	}
 	if !slices.ContainsFunc([]access{{group: "hfops.kamal.dev", resource: "modeldownloads", verb: "watch"}}, func(a access) bool {
-		ok, err := allowed(ctx, ksmName, a)
+		ok, err := allowed(ctx, ksmName(apiGroup), a)
 		return err == nil && ok
 	}) {
 		t.Error("kube-state-metrics may not watch modeldownloads, yet exported them: is the check asking about the right account?")

@@ -416,6 +416,17 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 		}
 	}
 	finishThroughObjects(t, md, jobs, objects)
+	// The claim exports the series a namespaced ModelDownload does: its status is its
+	// composite's, and the shipped configuration takes the claim's group.
+	url := useKubeStateMetrics(t, legacyGroup)
+	var want []expectation
+	for model := range jobs {
+		want = append(want,
+			expectation{"hfops_modeldownload_model_phase", labelSet("model", model, "phase", "Completed"), 1},
+			expectation{"hfops_modeldownload_model_bytes", labelSet("model", model), 2048})
+	}
+	waitMetrics(t, url, md, "the claim's models completed in kube-state-metrics' series", append(want,
+		expectation{"hfops_modeldownload_condition", labelSet("type", "ModelsDownloaded", "status", "True"), 1}))
 	got, err := md.get()
 	if err != nil {
 		t.Fatal(err)
