@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -278,6 +279,121 @@ func labelSet(kv ...string) map[string]string {
 	return out
 }
 
+// startPrometheus runs Prometheus as a platform team would beside kube-state-metrics: it
+// scrapes it (every second here) and evaluates monitoring/alerts.yaml. It returns the URL of
+// its HTTP API.
+func startPrometheus(t testing.TB, ksm string) string {
+	t.Helper()
+	dir := t.TempDir()
+	target := strings.TrimSuffix(strings.TrimPrefix(ksm, "http://"), "/metrics")
+	config := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"+
+		"rule_files: [%q]\nscrape_configs:\n- job_name: kube-state-metrics\n  static_configs:\n  - targets: [%q]\n",
+		filepath.Join(cluster.repoRoot, "monitoring", "alerts.yaml"), target)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var api string
+	err := startWithRetry(1, 2*time.Minute, func(ports []int) (*process, func() error, error) {
+		api = fmt.Sprintf("http://127.0.0.1:%d/api/v1", ports[0])
+		p, err := startProcess(cluster.logDir, "prometheus", nil, cluster.bin("prometheus"),
+			"--config.file="+filepath.Join(dir, "prometheus.yml"),
+			"--storage.tsdb.path="+filepath.Join(dir, "data"),
+			"--web.listen-address=127.0.0.1:"+strconv.Itoa(ports[0]),
+		)
+		if err != nil {
+			return nil, nil, err
+		}
+		cluster.track(p)
+		return p, func() error {
+			_, err := promQuery(api, "vector(1)", time.Time{})
+			return err
+		}, nil
+	})
+	if err != nil {
+		t.Fatalf("start Prometheus: %v", err)
+	}
+	return api
+}
+
+// promQuery evaluates an instant query at a time (zero: now) and returns the series of
+// its vector result.
+func promQuery(api, query string, at time.Time) ([]map[string]string, error) {
+	u := api + "/query?query=" + url.QueryEscape(query)
+	if !at.IsZero() {
+		u += "&time=" + strconv.FormatInt(at.Unix(), 10)
+	}
+	text, err := scrape(u)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string `json:"resultType"`
+			Result     []struct {
+				Metric map[string]string `json:"metric"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(text), &r); err != nil {
+		return nil, err
+	}
+	if r.Status != "success" || r.Data.ResultType != "vector" {
+		return nil, fmt.Errorf("%s: status %s, result %s: %s", query, r.Status, r.Data.ResultType, r.Error)
+	}
+	out := make([]map[string]string, len(r.Data.Result))
+	for i, s := range r.Data.Result {
+		out[i] = s.Metric
+	}
+	return out, nil
+}
+
+// waitQuery waits until Prometheus answers query with at least one series, and returns
+// the time it did.
+func waitQuery(t testing.TB, api, query, what string) time.Time {
+	t.Helper()
+	var at time.Time
+	waitFor(t, 2*time.Minute, what+" in Prometheus ("+query+")", func() (bool, string) {
+		at = time.Now()
+		got, err := promQuery(api, query, at)
+		return err == nil && len(got) > 0, fmt.Sprintf("%d series, err %v", len(got), err)
+	})
+	return at
+}
+
+// dashboardQueries are the queries of monitoring/dashboard.json's panels by title, for one
+// namespace and every ModelDownload in it.
+func dashboardQueries(t testing.TB, namespace string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(cluster.repoRoot, "monitoring", "dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	all := strings.NewReplacer("$namespace", regexp.QuoteMeta(namespace), "$modeldownload", ".*")
+	out := map[string]string{}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			out[p.Title] = all.Replace(tg.Expr)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("monitoring/dashboard.json has no queries")
+	}
+	return out
+}
+
 // reportProgress writes a running download's report into the ModelDownload's progress
 // ConfigMap as its pod would: under the model's content hash, naming the pod.
 func reportProgress(t testing.TB, md *modelDownload, contentHash string, p map[string]any) {
@@ -315,9 +431,13 @@ func reportProgress(t testing.TB, md *modelDownload, contentHash string, p map[s
 // settings.maxParallel, one running with its pod's progress, then one completed (bytes,
 // files, duration, verified, commit), one failed, with their attempts and the XR's conditions.
 // The series the promtool tests of monitoring/ are made of have these names and labels.
+// A real Prometheus scrapes it: every panel of the dashboard shows this namespace's
+// ModelDownloads at one moment of the test (after a retry and a conflict too), and the
+// alerts of the failed model and of the conflict go pending.
 func TestKubeStateMetricsExportsModelDownloads(t *testing.T) {
 	t.Parallel()
 	url := useKubeStateMetrics(t, apiGroup)
+	prom := startPrometheus(t, url)
 	md := newModelDownload(t, "metrics", func(spec map[string]any) {
 		spec["models"] = []any{
 			map[string]any{"name": "acme/done", "retryCount": int64(0)},
@@ -358,6 +478,9 @@ func TestKubeStateMetricsExportsModelDownloads(t *testing.T) {
 		{"hfops_modeldownload_condition", labelSet("type", "ModelsDownloaded", "status", "False", "reason", "Downloading"), 1},
 	})
 	seen := append([]sample(nil), samples...)
+	ns := md.ns
+	waitQuery(t, prom, fmt.Sprintf(`hfops_modeldownload_model_info{namespace=%q, queue!=""}`, ns), "the queued model")
+	queuedAndRunning := waitQuery(t, prom, fmt.Sprintf(`hfops_modeldownload_model_progress_bytes{namespace=%q}`, ns), "the running model's progress")
 
 	finishJobPod(t, md.ns, jobs["acme/done"].Name, podOutcome{
 		message: `{"commit":"` + summaryCommit + `","files":3,"bytes":2048,"seconds":7,"verified":true}`,
@@ -377,6 +500,46 @@ func TestKubeStateMetricsExportsModelDownloads(t *testing.T) {
 		{"hfops_modeldownload_condition", labelSet("type", "Ready", "status", "True"), 0},
 	})
 	seen = append(seen, samples...)
+	finished := waitQuery(t, prom, fmt.Sprintf(`hfops_modeldownload_model_phase{namespace=%q, phase="Failed"} == 1`, ns), "the failed model")
+
+	// The failed model's alert is pending (its for has not passed), on the series
+	// kube-state-metrics exported.
+	waitQuery(t, prom, fmt.Sprintf(`ALERTS{alertname="ModelDownloadFailed", namespace=%q, model="acme/broken"}`, ns), "the failed model's alert")
+
+	// Then what the rest of the dashboard shows: the queued model, started once slots
+	// freed, completes unverified; the failed model is retried, so its next attempt
+	// starts; and a newer ModelDownload wants other content in the completed model's
+	// directory.
+	started := md.waitJobs(t, 4, "the queued model's Job, once slots freed", nil)
+	finishJobPod(t, ns, started["acme/queued"].Name, podOutcome{message: successMessage})
+	md.obj.SetAnnotations(map[string]string{"hfops.kamal.dev/retry": "1"})
+	md.update(t, nil)
+	applyIn(t, ns, exampleXR(t), "metrics-newer", func(spec map[string]any) {
+		spec["models"] = []any{map[string]any{"name": "acme/done", "revision": "v2"}}
+	})
+	waitQuery(t, prom, fmt.Sprintf(`hfops_modeldownload_model_verified{namespace=%q} == 0`, ns), "the unverified completion")
+	waitQuery(t, prom, fmt.Sprintf(`hfops_modeldownload_model_attempt{namespace=%q} > 1`, ns), "the retried model's next attempt")
+	later := waitQuery(t, prom, fmt.Sprintf(`hfops_modeldownload_condition{namespace=%q, type="DirectoryConflict", status="True"} == 1`, ns), "the directory conflict")
+	waitQuery(t, prom, fmt.Sprintf(`ALERTS{alertname="ModelDownloadDirectoryConflict", namespace=%q}`, ns), "the conflict's alert")
+
+	// Every panel of the dashboard, for this namespace, shows something at one of those
+	// moments, as Prometheus answers it from what it scraped.
+	for title, query := range dashboardQueries(t, ns) {
+		var answers []string
+		shown := false
+		for _, at := range []time.Time{queuedAndRunning, finished, later} {
+			got, err := promQuery(prom, query, at)
+			if err != nil {
+				t.Fatalf("panel %q: %v", title, err)
+			}
+			shown = shown || len(got) > 0
+			answers = append(answers, fmt.Sprintf("%d series", len(got)))
+		}
+		if !shown {
+			t.Errorf("panel %q shows nothing at any moment (%s): %s", title, strings.Join(answers, ", "), query)
+		}
+	}
+
 	checkTestSeriesExported(t, seen)
 	ksmMayDoNoMore(t)
 }

@@ -9,7 +9,8 @@
 #                                                    for the claim flavour on Crossplane 1.x (e2e, XP_CORE=v1)
 #   bin/provider-kubernetes                          provider-kubernetes (cmd/provider) from tools/provider-kubernetes
 #   bin/kube-state-metrics                           kube-state-metrics from tools/kube-state-metrics
-#   bin/promtool                                     Prometheus' promtool (cmd/promtool) from tools/promtool, when named
+#   bin/prometheus                                   the Prometheus server (cmd/prometheus) from tools/prometheus
+#   bin/promtool                                     Prometheus' promtool (cmd/promtool) from tools/prometheus, when named
 #   bin/golangci-lint, bin/actionlint                the linters of `make lint`, when named
 #   etcd                                             Debian's etcd-server, through apt, when not on PATH
 #
@@ -142,12 +143,15 @@ build provider-kubernetes "github.com/crossplane-contrib/provider-kubernetes@$pk
 # end-to-end tests. Its version variables feed only its `version` subcommand.
 ksm=$(version_of tools/kube-state-metrics k8s.io/kube-state-metrics/v2)
 build kube-state-metrics "k8s.io/kube-state-metrics/v2@$ksm" tools/kube-state-metrics k8s.io/kube-state-metrics/v2 "-s -w"
+# Prometheus: scrapes it there, evaluates monitoring/alerts.yaml and answers the dashboard's
+# queries. Without the builtinassets tag it serves no web UI, which the tests do not use.
+prom=$(version_of tools/prometheus github.com/prometheus/prometheus)
+build prometheus "github.com/prometheus/prometheus@$prom" tools/prometheus github.com/prometheus/prometheus/cmd/prometheus "-s -w"
 
 # The linters, which only `make lint` needs, and promtool, which `make unit` runs on
 # monitoring/: built when named, as the Makefile does.
 if ((${#only[@]})); then
-	prom=$(version_of tools/promtool github.com/prometheus/prometheus)
-	build promtool "github.com/prometheus/prometheus@$prom" tools/promtool github.com/prometheus/prometheus/cmd/promtool "-s -w"
+	build promtool "github.com/prometheus/prometheus@$prom" tools/prometheus github.com/prometheus/prometheus/cmd/promtool "-s -w"
 	lint=$(version_of tools/golangci-lint github.com/golangci/golangci-lint/v2)
 	build golangci-lint "github.com/golangci/golangci-lint/v2@$lint" tools/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint ""
 	al=$(version_of tools/actionlint github.com/rhysd/actionlint)
