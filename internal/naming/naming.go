@@ -29,7 +29,7 @@ const (
 	MaxLabelValue = 63
 )
 
-// The composition resource names of the progress objects (progress.go).
+// The composition resource names of the progress objects (internal/build/progress.go).
 const (
 	ProgressKeyPrefix    = "progress-"
 	ProgressKeyConfigMap = ProgressKeyPrefix + "configmap"

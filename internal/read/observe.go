@@ -57,7 +57,7 @@ type Observation struct {
 	Deleting map[string]bool
 
 	Reports map[string]PodReport
-	// secret is the token Secret as it came: its value is read in token.go
+	// Secret is the token Secret as it came: its value is read in token.go
 	// alone.
 	Secret    *structpb.Struct
 	PVC       *corev1.PersistentVolumeClaim
@@ -122,7 +122,7 @@ func Observe(req *fnv1.RunFunctionRequest) Observation {
 }
 
 // ReadRequired reads the required resources Crossplane fetched, as
-// dialect.answered gives them.
+// the dialect's Answered gives them.
 func (o *Observation) ReadRequired(required map[string]*fnv1.Resources) {
 	o.Reports = podReports(required[RequirementPods])
 	if items := required[RequirementToken].GetItems(); len(items) > 0 {
@@ -324,7 +324,7 @@ func (j *SeenJob) ScriptMap() string {
 			continue
 		}
 		// A ConfigMap volume (Jobs of earlier versions), or the first
-		// ConfigMap of the projected one (progress.go).
+		// ConfigMap of the projected one (internal/build/progress.go).
 		if name := Get(vol, "configMap", "name"); name != nil {
 			return name.GetStringValue()
 		}

@@ -104,7 +104,7 @@ func Requirements(namespace, parentLabel string, s *XRSpec, namespaceOwner bool)
 }
 
 // resolved reports whether Crossplane has answered every requirement
-// (required: dialect.answered).
+// (required: what the dialect's Answered gives).
 func Resolved(required map[string]*fnv1.Resources, r *fnv1.Requirements) bool {
 	for name := range r.GetResources() {
 		if _, ok := required[name]; !ok {
