@@ -27,6 +27,7 @@ func TestAPIDefaults(t *testing.T) {
 		"spec.hfTokenRef.key":            "token",
 		"spec.settings":                  map[string]any{},
 		"spec.settings.keepAliveSeconds": float64(3600),
+		"spec.settings.reclaim":          read.ReclaimRetain,
 	}
 	for _, path := range []string{modelDownloadCRD, "example/definition.yaml", "example/legacy/definition.yaml"} {
 		t.Run(path, func(t *testing.T) {
@@ -58,7 +59,7 @@ func TestAPIDefaults(t *testing.T) {
 			Models:     []v1alpha1.Model{{Name: "m", Revision: script.DefaultRevision, RepoType: script.DefaultRepoType, RetryCount: 2}},
 			HFTokenRef: &v1alpha1.TokenRef{Name: "s", Key: "token"},
 			Storage:    &v1alpha1.Storage{Size: "1Gi", AccessModes: []string{"ReadWriteOnce"}, VolumeMode: read.VolumeModeFilesystem, DeletionPolicy: read.DeletionOrphan},
-			Settings:   v1alpha1.Settings{KeepAliveSeconds: 3600},
+			Settings:   v1alpha1.Settings{KeepAliveSeconds: 3600, Reclaim: read.ReclaimRetain},
 		}
 		if diff := cmp.Diff(wantSpec, got); diff != "" {
 			t.Errorf("the spec as decoded (-want +got):\n%s", diff)

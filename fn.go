@@ -161,22 +161,24 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	c.composeScripts()
 	c.composeProgress()
 	models := c.compose()
+	reclaims := c.composeReclaims(who)
 	// What was observed is not read past here. Letting it go, with the
 	// request (not read again either), frees the observed Jobs, most of a
 	// large call's memory, before the response is made (BenchmarkRSS).
 	c.Observation = nil
 
-	if err := respond.Respond(rsp, c.desired, c.builder.Template, decide.StatusValue(models, storage.UID), allCompleted(models)); err != nil {
+	if err := respond.Respond(rsp, c.desired, c.builder.Template, decide.StatusValue(models, reclaims, storage.UID), allCompleted(models)); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	report(rsp, base, &spec, models, token, storage, c.conflict)
+	reportReclaims(rsp, base, spec.StoragePVC, reclaims)
 	switch {
 	case !token.Usable() || !storage.Ready() || slices.ContainsFunc(models, decide.IsQueued):
 		// A queued model may start as soon as a slot frees, in another
 		// ModelDownload too, whose Jobs only Crossplane v2.4 and later watch
 		// for this one (as required resources).
 		rsp.Meta.Ttl = durationpb.New(cmp.Or(f.ttlWaiting, ttlWaiting))
-	case anyUnsettled(models):
+	case anyUnsettled(models) || slices.ContainsFunc(reclaims, func(r decide.Reclaim) bool { return !r.Settled() }):
 		rsp.Meta.Ttl = durationpb.New(cmp.Or(f.ttlDownloading, ttlDownloading))
 	}
 	limit := f.maxResponseBytes
@@ -244,6 +246,24 @@ func report(rsp *fnv1.RunFunctionResponse, name string, spec *read.XRSpec, model
 	reportToken(rsp, spec, token)
 	reportStorage(rsp, spec, storage)
 	reportConflicts(rsp, conflicts)
+}
+
+// reportReclaims says, once, what each reclaim that completed freed; and
+// warns of those that failed. name is the ModelDownload as its user knows it.
+func reportReclaims(rsp *fnv1.RunFunctionResponse, name, pvc string, reclaims []decide.Reclaim) {
+	for i := range reclaims {
+		st := &reclaims[i].Status
+		switch {
+		case reclaims[i].Freed && st.BytesFreed != nil:
+			response.Normalf(rsp, "reclaimed %s from PersistentVolumeClaim %q: %d files, %s freed",
+				st.Path, pvc, *st.Files, decide.DecimalBytes(*st.BytesFreed)).TargetCompositeAndClaim()
+		case reclaims[i].Freed:
+			response.Normalf(rsp, "reclaimed %s from PersistentVolumeClaim %q", st.Path, pvc).TargetCompositeAndClaim()
+		case st.Phase == read.PhaseFailed:
+			response.Warning(rsp, errors.Errorf("reclaiming %s failed: %s (to try again: kubectl annotate --overwrite modeldownload %s %s=<a new value>)",
+				st.Path, read.OrDefault(st.Message, "no reason given"), name, annotationRetry)).TargetCompositeAndClaim()
+		}
+	}
 }
 
 func reportModels(rsp *fnv1.RunFunctionResponse, spec *read.XRSpec) {

@@ -43,10 +43,14 @@ type composer struct {
 
 func (c *composer) compose() []decide.ModelStatus {
 	spec := c.builder.Spec
-	for _, js := range c.Jobs {
-		for _, oj := range js {
-			if !oj.Deleting && !read.Terminal(oj.Phase) {
-				c.queue.Active++
+	// A reclaim pod mounts the volume as a download pod does: both hold a
+	// slot.
+	for _, jobs := range []map[string][]*read.SeenJob{c.Jobs, c.Reclaims} {
+		for _, js := range jobs {
+			for _, oj := range js {
+				if !oj.Deleting && !read.Terminal(oj.Phase) {
+					c.queue.Active++
+				}
 			}
 		}
 	}
@@ -94,6 +98,35 @@ func (c *composer) compose() []decide.ModelStatus {
 		out[i] = decisions[i].Status
 	}
 	return out
+}
+
+// composeReclaims decides and composes the reclaims (decide.DecideReclaims),
+// after every model: a download comes first for a slot.
+func (c *composer) composeReclaims(who naming.Owner) []decide.Reclaim {
+	spec := c.builder.Spec
+	wanted := make(map[string]bool, len(spec.Models))
+	for i := range spec.Models {
+		wanted[spec.Models[i].Name] = true
+	}
+	reclaims := c.DecideReclaims(wanted, spec.Settings.Reclaim, who)
+	for i := range reclaims {
+		r := &reclaims[i]
+		if r.WantsSlot() {
+			if limit, why := c.queue.Admit(); limit != "" {
+				r.Queued(why)
+			}
+		}
+		// A reclaim says nothing of whether the models are usable: its Job
+		// never holds the XR's readiness back.
+		if r.Keep != nil && len(r.Keep.Manifest.GetFields()) > 0 {
+			c.desire(r.Keep.Key, c.envelope.Wrap(build.KeepAsObserved(r.Keep.Manifest), build.JobReadyQuery, build.ObserveOnly), resource.ReadyTrue)
+		}
+		if r.Compose {
+			job := build.AsUnstructured(c.builder.ReclaimJob(r.Status.Name, r.Status.JobName, r.Hash, r.Status.Attempt))
+			c.desire(naming.ReclaimKey(r.Status.Name, r.Hash), c.envelope.Wrap(job, build.JobReadyQuery, build.Manage), resource.ReadyTrue)
+		}
+	}
+	return reclaims
 }
 
 // enact composes what a decision asks for.

@@ -146,7 +146,7 @@ func TestFinishedModelShowsNoProgress(t *testing.T) {
 func TestStatusShowsProgressOnlyWhileDownloading(t *testing.T) {
 	p := &script.Progress{Progress: v1alpha1.Progress{Bytes: 1, TotalBytes: 2, Files: 1, TotalFiles: 2, Updated: "2026-11-26T10:00:15Z"}}
 	for phase, want := range map[string]bool{read.PhasePending: true, read.PhaseRunning: true, read.PhaseCompleted: false, read.PhaseFailed: false} {
-		st := decide.StatusValue([]decide.ModelStatus{{Name: "org/alpha", State: decide.PhaseState(phase), Progress: p}}, testPVCUID)
+		st := decide.StatusValue([]decide.ModelStatus{{Name: "org/alpha", State: decide.PhaseState(phase), Progress: p}}, nil, testPVCUID)
 		if _, got := st["models"].([]any)[0].(map[string]any)["progress"]; got != want {
 			t.Errorf("a %s model: progress in its status entry %v, want %v", phase, got, want)
 		}

@@ -266,3 +266,38 @@ const LogPrefix = "hf-download: "
 func FailedPrefix(repo, revision string) string {
 	return "download of " + repo + "@" + revision + " failed: "
 }
+
+// Reclaim is the program a reclaim Job runs, as python3 -I -c Reclaim
+// (standard library only, so any image with python3 runs it, and it is not
+// one of Files: a download Job's digest does not cover it). It removes one
+// model's directory, EnvReclaimModel under EnvReclaimRoot, and nothing else:
+// it holds the download lock while it does, so never while a download of
+// that directory runs; it opens every directory on the way with O_NOFOLLOW
+// and removes through directory descriptors, so no symlink is ever followed
+// (one is removed as the link it is); it stays on the mount's filesystem.
+// It first renames the directory into EnvReclaimRoot/.hf-reclaim/, so a
+// reader sees the model whole or not at all, and a reclaim cut short is
+// finished by the next. On success its termination message is one
+// Reclaimed; on failure one line, its reason.
+//
+//go:embed reclaim.py
+var Reclaim string
+
+// Environment variables of the reclaim program.
+const (
+	// EnvReclaimRoot is where the PVC is mounted.
+	EnvReclaimRoot = "HFDL_RECLAIM_ROOT"
+	// EnvReclaimModel is the repo id whose directory goes: org/name or name.
+	EnvReclaimModel = "HFDL_RECLAIM_MODEL"
+	// EnvReclaimTermLog is where the report goes; default
+	// /dev/termination-log.
+	EnvReclaimTermLog = "HFDL_RECLAIM_TERMLOG"
+)
+
+// Reclaimed is a reclaim pod's report: the disk space given back (the
+// blocks of what it removed, but files with another link left) and the
+// files removed. A directory that was not there frees zero.
+type Reclaimed struct {
+	BytesFreed int64 `json:"bytesFreed"`
+	Files      int64 `json:"files"`
+}

@@ -201,6 +201,16 @@ type Settings struct {
 	// +kubebuilder:validation:Maximum=2147483647
 	// +optional
 	MaxParallel int64 `json:"maxParallel,omitempty" hash:"-"` // when Jobs start, not what they are
+
+	// Reclaim says what happens to a model's directory once no model of
+	// this ModelDownload wants it: Retain (the default) leaves it on the
+	// PVC; Delete removes it, with a short Job, unless another
+	// ModelDownload of the namespace wants the same directory on the same
+	// PVC. status.reclaims[] says how it went and how many bytes it freed.
+	// +kubebuilder:validation:Enum=Retain;Delete
+	// +kubebuilder:default=Retain
+	// +optional
+	Reclaim string `json:"reclaim,omitempty" hash:"-"` // what happens after a model goes, not what its Job is
 }
 
 // ModelDownloadStatus is what the function observed.
@@ -228,6 +238,42 @@ type ModelDownloadStatus struct {
 	PVCUID string `json:"pvcUID,omitempty"`
 	// +optional
 	Models []ModelStatus `json:"models,omitempty"`
+	// Reclaims are the directories of models removed from the spec under
+	// settings.reclaim Delete: those being removed, and the last ones
+	// removed or kept.
+	// +optional
+	Reclaims []ReclaimStatus `json:"reclaims,omitempty"`
+}
+
+// ReclaimStatus is the removal of one model's directory from the PVC.
+type ReclaimStatus struct {
+	// Name is the model whose directory it is.
+	Name string `json:"name"`
+	// +optional
+	Path string `json:"path,omitempty"`
+	// Phase is Pending (waiting for the PVC or a slot), Running (the Job
+	// removes it), Completed (removed), Failed, or Kept (another
+	// ModelDownload of the namespace wants that directory on that PVC).
+	// +kubebuilder:validation:Enum=Pending;Running;Completed;Failed;Kept
+	Phase string `json:"phase"`
+	// +optional
+	Message string `json:"message,omitempty"`
+	// JobName is the Job that removes the directory.
+	// +optional
+	JobName string `json:"jobName,omitempty"`
+	// Attempt numbers the Jobs: a failed removal is tried again under a new
+	// value of the hfops.kamal.dev/retry annotation.
+	// +optional
+	Attempt int64 `json:"attempt,omitempty"`
+	// Retry is the hfops.kamal.dev/retry annotation when the removal failed.
+	// +optional
+	Retry string `json:"retry,omitempty"`
+	// BytesFreed is the disk space the removal gave back (the blocks of the
+	// files and directories it removed); Files the files it removed.
+	// +optional
+	BytesFreed *int64 `json:"bytesFreed,omitempty"`
+	// +optional
+	Files *int64 `json:"files,omitempty"`
 }
 
 // ModelStatus is one model's download.

@@ -224,52 +224,20 @@ func (b *Builder) Job(m *read.ModelSpec, name string, h naming.Hashes, a naming.
 			Template: corev1.PodTemplateSpec{
 				// The pods' labels: what the function selects them by, and
 				// what co-locates them (the Job controller adds the Job's name).
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.ParentLabel, LabelPVC: b.pvcLabel}},
-				Spec: corev1.PodSpec{
-					RestartPolicy:                corev1.RestartPolicyNever,
-					AutomountServiceAccountToken: ptr.To(false),
-					ServiceAccountName:           b.podServiceAccount(),
-					NodeSelector:                 b.selector,
-					Tolerations:                  b.Platform.Tolerations,
-					ImagePullSecrets:             b.pullSecrets,
-					Affinity:                     b.affinity,
-					// The restricted Pod Security Standard, field by field.
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsNonRoot:   ptr.To(true),
-						RunAsUser:      ptr.To(b.Platform.RunAsUser),
-						RunAsGroup:     ptr.To(b.Platform.RunAsGroup),
-						FSGroup:        ptr.To(b.Platform.FSGroup),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+				ObjectMeta: b.podMeta(),
+				Spec: b.podSpec(corev1.Container{
+					Name: naming.ContainerName,
+					// The script comes from the ConfigMap, read-only;
+					// user strings reach it only through the environment.
+					Command:   []string{"/bin/sh", path.Join(ScriptMountPath, ScriptFile)},
+					Env:       env,
+					Resources: b.resources,
+					VolumeMounts: []corev1.VolumeMount{
+						{Name: "models", MountPath: b.Platform.MountPath},
+						{Name: "script", MountPath: ScriptMountPath, ReadOnly: true},
+						{Name: "tmp", MountPath: "/tmp"},
 					},
-					Containers: []corev1.Container{{
-						Name:            naming.ContainerName,
-						Image:           b.Platform.Image,
-						ImagePullPolicy: corev1.PullPolicy(b.Platform.PullPolicy),
-						// The script comes from the ConfigMap, read-only;
-						// user strings reach it only through the environment.
-						Command:                  []string{"/bin/sh", path.Join(ScriptMountPath, ScriptFile)},
-						Env:                      env,
-						Resources:                b.resources,
-						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							RunAsNonRoot:             ptr.To(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-						VolumeMounts: []corev1.VolumeMount{
-							{Name: "models", MountPath: b.Platform.MountPath},
-							{Name: "script", MountPath: ScriptMountPath, ReadOnly: true},
-							{Name: "tmp", MountPath: "/tmp"},
-						},
-					}},
-					Volumes: []corev1.Volume{
-						{Name: "models", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: b.Spec.StoragePVC}}},
-						{Name: "script", VolumeSource: b.scriptVolumeSource()},
-						// /tmp holds HOME too (the script sets it).
-						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-					},
-				},
+				}, corev1.Volume{Name: "script", VolumeSource: b.scriptVolumeSource()}),
 			},
 		},
 	}
@@ -277,6 +245,49 @@ func (b *Builder) Job(m *read.ModelSpec, name string, h naming.Hashes, a naming.
 		job.Spec.ActiveDeadlineSeconds = ptr.To((st.TimeoutMillis + 999) / 1000)
 	}
 	return job
+}
+
+func (b *Builder) podMeta() metav1.ObjectMeta {
+	return metav1.ObjectMeta{Labels: map[string]string{naming.LabelApp: naming.AppName, naming.LabelParent: b.ParentLabel, LabelPVC: b.pvcLabel}}
+}
+
+// podSpec is the hardened pod every Job of the function runs: c, in the
+// platform's image, with the PVC mounted at the mount path, an emptyDir
+// /tmp and the volumes extra; the restricted Pod Security Standard, field
+// by field.
+func (b *Builder) podSpec(c corev1.Container, extra ...corev1.Volume) corev1.PodSpec {
+	c.Image = b.Platform.Image
+	c.ImagePullPolicy = corev1.PullPolicy(b.Platform.PullPolicy)
+	c.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+	c.SecurityContext = &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		RunAsNonRoot:             ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+	volumes := append([]corev1.Volume{
+		{Name: "models", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: b.Spec.StoragePVC}}},
+	}, extra...)
+	// /tmp holds HOME too (the script sets it).
+	volumes = append(volumes, corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	return corev1.PodSpec{
+		RestartPolicy:                corev1.RestartPolicyNever,
+		AutomountServiceAccountToken: ptr.To(false),
+		ServiceAccountName:           b.podServiceAccount(),
+		NodeSelector:                 b.selector,
+		Tolerations:                  b.Platform.Tolerations,
+		ImagePullSecrets:             b.pullSecrets,
+		Affinity:                     b.affinity,
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   ptr.To(true),
+			RunAsUser:      ptr.To(b.Platform.RunAsUser),
+			RunAsGroup:     ptr.To(b.Platform.RunAsGroup),
+			FSGroup:        ptr.To(b.Platform.FSGroup),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		Containers: []corev1.Container{c},
+		Volumes:    volumes,
+	}
 }
 
 // Manifest is the Job as AsUnstructured makes it, made for many models

@@ -52,11 +52,12 @@ type ModelStatus struct {
 
 // StatusValue renders the XR status the function owns. pvcUID names the
 // volume every entry speaks of: a completion is recorded only on it.
-func StatusValue(models []ModelStatus, pvcUID string) map[string]any {
+func StatusValue(models []ModelStatus, reclaims []Reclaim, pvcUID string) map[string]any {
 	st := v1alpha1.ModelDownloadStatus{
 		Pending: []string{}, Completed: []string{}, Failed: []string{},
-		Models: make([]v1alpha1.ModelStatus, len(models)),
-		PVCUID: pvcUID,
+		Models:   make([]v1alpha1.ModelStatus, len(models)),
+		Reclaims: ReclaimStatuses(reclaims),
+		PVCUID:   pvcUID,
 	}
 	for i := range models {
 		m := &models[i]
@@ -181,12 +182,12 @@ func slowest(models []ModelStatus) string {
 		return ""
 	}
 	p := worst.Progress
-	return fmt.Sprintf("slowest: %s at %s/s, %s left", worst.Name, decimalBytes(p.BytesPerSecond), (time.Duration(p.ETASeconds) * time.Second).String())
+	return fmt.Sprintf("slowest: %s at %s/s, %s left", worst.Name, DecimalBytes(p.BytesPerSecond), (time.Duration(p.ETASeconds) * time.Second).String())
 }
 
-// decimalBytes is n in decimal units with one decimal, as the script's
+// DecimalBytes is n in decimal units with one decimal, as the script's
 // messages give sizes.
-func decimalBytes(n int64) string {
+func DecimalBytes(n int64) string {
 	f, unit := float64(n), "B"
 	for _, u := range []string{"kB", "MB", "GB", "TB"} {
 		if f < 1000 {

@@ -49,6 +49,9 @@ const (
 	// ContainerName is the download container of every Job's pod: its
 	// termination message is the pod's report.
 	ContainerName = "download"
+	// ReclaimContainerName is the container of a reclaim Job's pod, which
+	// removes a model's directory.
+	ReclaimContainerName = "reclaim"
 
 	// AnnotationModel keeps the exact repo id, which the model label can
 	// only keep in a sanitized form.
@@ -58,6 +61,9 @@ const (
 	AnnotationConfigHash = "hfops.kamal.dev/config-hash"
 	// AnnotationAttempt numbers the attempts at a model.
 	AnnotationAttempt = "hfops.kamal.dev/attempt"
+	// AnnotationReclaim marks a reclaim Job, with the exact repo id whose
+	// directory it removes.
+	AnnotationReclaim = "hfops.kamal.dev/reclaim"
 )
 
 // Canonical writes length-prefixed key/value pairs, so no two different field
@@ -230,6 +236,25 @@ func JobHash(spec string, attempt int64) string {
 	c.Int("attempt", attempt)
 	d := c.Sum()
 	return hex.EncodeToString(d[:SpecHashLen/2])
+}
+
+// ReclaimHash names one attempt at removing a model's directory from the
+// volume o.PVCUID: the hash at the end of the reclaim Job's name and key.
+func ReclaimHash(o Owner, model string, attempt int64) string {
+	var scratch [256]byte
+	c := NewCanonical(scratch[:], "reclaim/v1")
+	o.Identify(&c)
+	c.Str("pvcUID", o.PVCUID)
+	c.Str("model", model)
+	c.Int("attempt", attempt)
+	d := c.Sum()
+	return hex.EncodeToString(d[:SpecHashLen/2])
+}
+
+// ReclaimKey is the composition resource name of a reclaim Job; like a
+// download Job's, it carries the hash.
+func ReclaimKey(model, hash string) string {
+	return "reclaim-" + DNSLabel(model) + "-" + hash
 }
 
 // Owner identifies the ModelDownload and the volume its Jobs write to.

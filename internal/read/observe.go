@@ -15,6 +15,7 @@ import (
 
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
 	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/internal/naming"
 )
@@ -44,6 +45,10 @@ type Observation struct {
 	// jobs are the observed download Jobs by model; ByKey by resource key.
 	Jobs  map[string][]*SeenJob
 	ByKey map[string]*SeenJob
+	// Reclaims are the observed reclaim Jobs by model; Reclaiming is
+	// status.reclaims[] as the last call wrote it.
+	Reclaims   map[string][]*SeenJob
+	Reclaiming []v1alpha1.ReclaimStatus
 	// scripts are the observed script ConfigMaps (their names) by key, and
 	// whether each exists (an Object's once the provider made it).
 	Scripts map[string]SeenScript
@@ -112,8 +117,10 @@ func Observe(req *fnv1.RunFunctionRequest) Observation {
 		},
 		Recorded:    RecordedStatus(xr),
 		RecordedPVC: RecordedPVC(xr),
+		Reclaiming:  RecordedReclaims(xr),
 		Jobs:        map[string][]*SeenJob{},
 		ByKey:       map[string]*SeenJob{},
+		Reclaims:    map[string][]*SeenJob{},
 		Scripts:     map[string]SeenScript{},
 		Deleting:    map[string]bool{},
 	}
@@ -208,7 +215,10 @@ func (o *Observation) ReadComposed(observed map[string]*fnv1.Resource) {
 
 func (o *Observation) readJob(key string, composed, manifest, applied *structpb.Struct, isObject, deleting bool) {
 	ann := nestedStrings(composed, "metadata", "annotations")
-	model := ann[naming.AnnotationModel]
+	model, reclaim := ann[naming.AnnotationModel], false
+	if model == "" {
+		model, reclaim = ann[naming.AnnotationReclaim], true
+	}
 	if model == "" {
 		return
 	}
@@ -232,6 +242,10 @@ func (o *Observation) readJob(key string, composed, manifest, applied *structpb.
 			j.Job = job
 			j.Phase, j.Message = JobPhase(job)
 		}
+	}
+	if reclaim {
+		o.Reclaims[model] = append(o.Reclaims[model], j)
+		return
 	}
 	o.Jobs[model] = append(o.Jobs[model], j)
 	o.ByKey[key] = j

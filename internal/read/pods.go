@@ -27,7 +27,9 @@ const maxSummaryBytes = 1024
 // succeeded, or the last line of the latest pod that failed.
 type PodReport struct {
 	Summary *script.Summary
-	Failure string
+	// Reclaimed is what a reclaim pod that succeeded removed.
+	Reclaimed *script.Reclaimed
+	Failure   string
 	// failedAt orders failed pods: the latest one speaks for the Job.
 	failedAt string
 }
@@ -51,13 +53,18 @@ func podReports(pods *fnv1.Resources) map[string]PodReport {
 		}
 		for _, c := range Get(p, "status", "containerStatuses").GetListValue().GetValues() {
 			term := Get(c.GetStructValue(), "state", "terminated").GetStructValue()
-			if GetString(c.GetStructValue(), "name") != naming.ContainerName || term == nil {
+			name := GetString(c.GetStructValue(), "name")
+			if name != naming.ContainerName && name != naming.ReclaimContainerName || term == nil {
 				continue
 			}
 			r := out[job]
 			message := GetString(term, "message")
 			if Get(term, "exitCode").GetNumberValue() == 0 {
-				if s, ok := parseSummary(message); ok {
+				if name == naming.ReclaimContainerName {
+					if rc, ok := parseReclaimed(message); ok {
+						r.Reclaimed = &rc
+					}
+				} else if s, ok := parseSummary(message); ok {
 					r.Summary = &s
 				}
 			} else if at := finishedAt(term); r.Failure == "" || at >= r.failedAt {

@@ -1,0 +1,81 @@
+package read
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/hfops/function-hf-download/apis/v1alpha1"
+	"github.com/hfops/function-hf-download/internal/decode"
+	"github.com/hfops/function-hf-download/script"
+)
+
+// Reclaiming a removed model's directory (settings.reclaim Delete): the
+// setting, the reclaims the last call recorded, and what a reclaim pod
+// reported.
+
+// Values of settings.reclaim.
+const (
+	ReclaimRetain = "Retain"
+	ReclaimDelete = "Delete"
+)
+
+// PhaseKept: a reclaim that removed nothing, because another ModelDownload
+// wants the directory. Reclaims share the models' other phases.
+const PhaseKept = "Kept"
+
+var statusReclaimsPath = field.NewPath("status", "reclaims")
+
+// RecordedReclaims reads status.reclaims[] of the observed XR, in order,
+// as leniently as RecordedStatus: an entry whose name is no repo id, or
+// whose phase is none of the API's, is dropped (a status edited by hand
+// must never name a directory outside the mount).
+func RecordedReclaims(xr *structpb.Struct) []v1alpha1.ReclaimStatus {
+	v := Get(xr, "status", "reclaims")
+	if len(v.GetListValue().GetValues()) == 0 {
+		return nil
+	}
+	var entries []v1alpha1.ReclaimStatus
+	d := &decode.Decoder{}
+	d.Value(statusReclaimsPath, v, decode.ModelDownload().Properties["status"].Properties["reclaims"], reflect.ValueOf(&entries).Elem())
+	out := entries[:0]
+	seen := map[string]bool{}
+	for _, e := range entries {
+		switch {
+		case !ValidRepoID(e.Name), seen[e.Name]:
+		case e.Phase != PhasePending && e.Phase != PhaseRunning && !Terminal(e.Phase) && e.Phase != PhaseKept:
+		default:
+			if e.Attempt < 1 || e.Attempt > MaxAttempt {
+				e.Attempt = 1
+			}
+			seen[e.Name] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// ValidRepoID: name is a repo id the API accepts, and so a directory
+// inside the mount.
+func ValidRepoID(name string) bool {
+	return name != "" && len(name) <= 2*MaxRepoPart+1 && repoIDProblem(name) == ""
+}
+
+// parseReclaimed accepts exactly one JSON object with script.Reclaimed's
+// fields, both non-negative.
+func parseReclaimed(msg string) (script.Reclaimed, bool) {
+	msg = strings.TrimSpace(msg)
+	if msg == "" || len(msg) > maxSummaryBytes {
+		return script.Reclaimed{}, false
+	}
+	var r script.Reclaimed
+	d := json.NewDecoder(strings.NewReader(msg))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&r); err != nil || d.More() || r.BytesFreed < 0 || r.Files < 0 {
+		return script.Reclaimed{}, false
+	}
+	return r, true
+}
