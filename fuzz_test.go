@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	batchv1 "k8s.io/api/batch/v1"
 	"maps"
 	"os"
 	"slices"
@@ -364,7 +365,7 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 // observedPhase reads a composed Job, or the Job of an Object, as observe
 // does: its phase, and whether it (or its Object) is being deleted.
 func observedPhase(composed *structpb.Struct) (string, bool) {
-	o := read.Observation{Jobs: map[string][]*read.SeenJob{}, ByKey: map[string]*read.SeenJob{}, Scripts: map[string]read.SeenScript{}, Deleting: map[string]bool{}}
+	o := read.Observation{Jobs: map[string][]*read.SeenJob{}, Reclaims: map[string][]*read.SeenJob{}, ByKey: map[string]*read.SeenJob{}, Scripts: map[string]read.SeenScript{}, Deleting: map[string]bool{}}
 	o.ReadComposed(map[string]*fnv1.Resource{"k": {Resource: composed}})
 	if j := o.ByKey["k"]; j != nil {
 		return j.Phase, j.Deleting
@@ -544,6 +545,10 @@ func checkNewJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFuncti
 	if p := jobProblems(job, pvc, mountPath); len(p) > 0 {
 		t.Fatalf("Job %s: %v", key, p)
 	}
+	if reclaimed, ok := job.Annotations[naming.AnnotationReclaim]; ok {
+		checkNewReclaimJob(t, req, rsp, job, reclaimed)
+		return
+	}
 	model := job.Annotations[naming.AnnotationModel]
 	var env string
 	for _, e := range job.Spec.Template.Spec.Containers[0].Env {
@@ -554,6 +559,50 @@ func checkNewJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFuncti
 	if want := contentHashes(rsp)[model]; env == "" || env != want {
 		t.Fatalf("Job %s: %s %q, but status records the content hash %q", key, script.EnvContentHash, env, want)
 	}
+}
+
+// checkNewReclaimJob: a new reclaim Job removes a model no longer in the
+// spec, a repo id (so a directory inside the mount), under settings.reclaim
+// Delete or a reclaim already recorded, that no other ModelDownload of the
+// namespace wants on the same PVC; status.reclaims[] names the Job.
+func checkNewReclaimJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse, job *batchv1.Job, model string) {
+	t.Helper()
+	xr := req.GetObserved().GetComposite().GetResource()
+	pvc := read.GetString(xr, "spec", "storagePVC")
+	if !read.ValidRepoID(model) {
+		t.Fatalf("reclaim Job %s removes %q, which is no repo id", job.Name, model)
+	}
+	for _, m := range read.Get(xr, "spec", "models").GetListValue().GetValues() {
+		if read.GetString(m.GetStructValue(), "name") == model {
+			t.Fatalf("reclaim Job %s removes %s, which the spec lists", job.Name, model)
+		}
+	}
+	recorded := false
+	for _, e := range read.Get(xr, "status", "reclaims").GetListValue().GetValues() {
+		recorded = recorded || read.GetString(e.GetStructValue(), "name") == model
+	}
+	if !recorded && read.GetString(xr, "spec", "settings", "reclaim") != read.ReclaimDelete {
+		t.Fatalf("reclaim Job %s for %s, which was removed without settings.reclaim Delete", job.Name, model)
+	}
+	self := read.GetString(xr, "metadata", "uid")
+	for _, p := range req.GetRequiredResources()[read.RequirementPeers].GetItems() {
+		peer := p.GetResource()
+		if self != "" && read.GetString(peer, "metadata", "uid") == self || read.GetString(peer, "metadata", "name") == read.GetString(xr, "metadata", "name") ||
+			read.GetString(peer, "spec", "storagePVC") != pvc || read.GetString(peer, "metadata", "deletionTimestamp") != "" {
+			continue
+		}
+		for _, m := range read.Get(peer, "spec", "models").GetListValue().GetValues() {
+			if read.GetString(m.GetStructValue(), "name") == model {
+				t.Fatalf("reclaim Job %s removes %s, which ModelDownload %s wants on PVC %s", job.Name, model, read.GetString(peer, "metadata", "name"), pvc)
+			}
+		}
+	}
+	for _, e := range read.Get(rsp.GetDesired().GetComposite().GetResource(), "status", "reclaims").GetListValue().GetValues() {
+		if read.GetString(e.GetStructValue(), "name") == model && read.GetString(e.GetStructValue(), "jobName") == job.Name {
+			return
+		}
+	}
+	t.Fatalf("reclaim Job %s: no status.reclaims[] entry for %s names it", job.Name, model)
 }
 
 // checkMeta: label keys and values and annotation keys pass apimachinery.

@@ -308,12 +308,17 @@ func (s *xrSim) entry(model string) map[string]string {
 	return statusEntry(s.t, s.last, model)
 }
 
-// finish sets a Job's outcome as the Job controller would, with the pod its
-// kubelet reported: exit 0 and the script's summary, or exit 1 and its
-// termination message.
+// finish sets the outcome of a model's Job as the Job controller would,
+// with the pod its kubelet reported: exit 0 and the script's summary, or
+// exit 1 and its termination message.
 func (s *xrSim) finish(model string, ok bool, message string) {
 	s.t.Helper()
-	j := s.jobOf(model)
+	s.finishJob(s.jobOf(model), naming.ContainerName, ok, message)
+}
+
+// finishJob sets a Job's outcome, its pod's container named container.
+func (s *xrSim) finishJob(j *structpb.Struct, container string, ok bool, message string) {
+	s.t.Helper()
 	status, code, reason := jobComplete, 0, "Completed"
 	if !ok {
 		status, code, reason = jobFailed, 1, "Error"
@@ -329,9 +334,9 @@ metadata:
   ownerReferences: [{apiVersion: batch/v1, kind: Job, name: %s, uid: %s, controller: true}]
 status:
   containerStatuses:
-  - name: download
+  - name: %s
     state: {terminated: {exitCode: %d, reason: %s, finishedAt: "2026-11-26T01:00:%02dZ"}}
-`, name, s.api.seq, name, name, uid, code, reason, s.api.seq%60))
+`, name, s.api.seq, name, name, uid, container, code, reason, s.api.seq%60))
 	read.Get(pod, "status", "containerStatuses").GetListValue().GetValues()[0].GetStructValue().
 		GetFields()["state"].GetStructValue().GetFields()["terminated"].GetStructValue().Fields["message"] = str(message)
 	s.api.pods[uid] = append(s.api.pods[uid], &fnv1.Resource{Resource: pod})
