@@ -667,6 +667,8 @@ func FuzzSpec(f *testing.F) {
 		"storagePVC: models\nhfTokenRef: {name: hf, key: ''}\nmodels:\n- name: \"org/\\u202egnp.exe\"\n  revision: '-x'\n  sha: 'a b'\n  retryCount: -1e300\n",
 		"storagePVC: models\nsettings: {maxParallel: 2}\nmodels:\n- name: org/a\n- name: org/b\n- name: org/c\n- name: org/d\n- name: org/e\n",
 		"storagePVC: models\nsettings: {maxParallel: 0.5}\nmodels:\n- name: org/a\n",
+		"storagePVC: models\nsettings: {reclaim: Delete, maxParallel: 1}\nmodels:\n- name: org/a\n",
+		"storagePVC: models\nsettings: {reclaim: delete}\nmodels:\n- name: org/a\n",
 		// Not in name order: admitted in spec order.
 		"storagePVC: models\nsettings: {maxParallel: 1}\nmodels:\n- name: org/c\n- name: org/a\n- name: org/b\n",
 	} {
@@ -822,6 +824,16 @@ func FuzzObserved(f *testing.F) {
 	f.Add(complete, complete, recorded, `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, true, uint8(0), "")
 	f.Add(running, running, "", "", foreign, false, true, uint8(0), "")
 	f.Add(`{"conditions":[{"type":"Complete","status":"True"}]}`, "", `{"models":[{"name":"org/alpha","phase":"Completed"}]}`, "", "", false, true, uint8(0), "")
+
+	// Reclaims recorded by earlier calls, good and bad, on this volume and
+	// another: never a Job for a name outside the mount or in the spec.
+	reclaims := `{"pvcUID":"` + testPVCUID + `","models":[{"name":"org/gone","phase":"Completed"}],"reclaims":[` +
+		`{"name":"org/old","phase":"Running","attempt":1},{"name":"../../etc","phase":"Pending"},{"name":"org/alpha","phase":"Pending"},` +
+		`{"name":"org/old","phase":"Failed"},{"name":"x","phase":"Nonsense"},{"name":"org/f","phase":"Failed","retry":"r0","attempt":7},{"name":"k","phase":"Kept"}]}`
+	for pvc := range uint8(4) {
+		f.Add(running, complete, reclaims, `{"bytesFreed":1,"files":1}`, "", true, false, pvc, "r1")
+		f.Add(complete, failed, reclaims, "", "", false, true, pvc, "r0")
+	}
 
 	// Outcomes recorded under the hashes of a real first call, the Jobs gone
 	// (their TTL) or still there, the PVC there, missing, replaced or going,
