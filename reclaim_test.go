@@ -25,9 +25,10 @@ const removeBeta = `,{"name":"org/beta","revision":"v2"}`
 
 const betaSummary = `{"commit":"bbbb","files":2,"bytes":8000,"seconds":3}`
 
-// reclaimEntry is a model's status.reclaims[] entry as the last call wrote
+// betaReclaim is org/beta's status.reclaims[] entry as the last call wrote
 // it, its values as strings; nil when there is none.
-func (s *xrSim) reclaimEntry(model string) map[string]string {
+func (s *xrSim) betaReclaim() map[string]string {
+	const model = "org/beta"
 	for _, v := range read.Get(s.last.GetDesired().GetComposite().GetResource(), "status", "reclaims").GetListValue().GetValues() {
 		e := v.GetStructValue()
 		if read.GetString(e, "name") != model {
@@ -46,13 +47,13 @@ func (s *xrSim) reclaimEntry(model string) map[string]string {
 	return nil
 }
 
-// reclaimJob is the reclaim Job the status entry of a model names.
-func (s *xrSim) reclaimJob(model string) *structpb.Struct {
+// betaReclaimJob is the reclaim Job org/beta's status entry names.
+func (s *xrSim) betaReclaimJob() *structpb.Struct {
 	s.t.Helper()
-	e := s.reclaimEntry(model)
+	e := s.betaReclaim()
 	j, ok := s.api.jobs[e["jobName"]]
 	if !ok {
-		s.t.Fatalf("no reclaim Job %q for %s in the apiserver (entry %v)", e["jobName"], model, e)
+		s.t.Fatalf("no reclaim Job %q for org/beta in the apiserver (entry %v)", e["jobName"], e)
 	}
 	return j
 }
@@ -107,7 +108,7 @@ func TestReclaimRemovesARemovedModel(t *testing.T) {
 		betaJob := s.entry("org/beta")["jobName"]
 		s.setSpec(removeBeta, ``)
 		s.reconcile()
-		e := s.reclaimEntry("org/beta")
+		e := s.betaReclaim()
 		if e["phase"] != read.PhasePending || e["path"] != "/models/org/beta" || e["attempt"] != "1" {
 			t.Fatalf("the removed model's reclaim starts: %v", e)
 		}
@@ -115,7 +116,7 @@ func TestReclaimRemovesARemovedModel(t *testing.T) {
 		if r := s.reclaimJobs(); len(r) != 1 || r[0] != e["jobName"] || !strings.Contains(e["jobName"], "reclaim-org-beta") || slices.Contains(jobs, betaJob) {
 			t.Fatalf("the reclaim Job is desired, beta's download Job %s is let go: %v (entry %v)", betaJob, jobs, e)
 		}
-		job := asJob(t, s.reclaimJob("org/beta"))
+		job := asJob(t, s.betaReclaimJob())
 		env := map[string]string{}
 		for _, v := range job.Spec.Template.Spec.Containers[0].Env {
 			env[v.Name] = v.Value
@@ -127,9 +128,9 @@ func TestReclaimRemovesARemovedModel(t *testing.T) {
 			t.Fatal("a reclaim holds the XR's readiness back: the models it has are all there")
 		}
 
-		s.reclaimJob("org/beta").Fields["status"] = structpb.NewStructValue(mustStruct(jobRunning))
+		s.betaReclaimJob().Fields["status"] = structpb.NewStructValue(mustStruct(jobRunning))
 		s.reconcile()
-		if e := s.reclaimEntry("org/beta"); e["phase"] != read.PhaseRunning || !s.xrReady() {
+		if e := s.betaReclaim(); e["phase"] != read.PhaseRunning || !s.xrReady() {
 			t.Fatalf("running, the XR still Ready: %v %v", e, s.xrReady())
 		}
 		if ttl := s.last.GetMeta().GetTtl().AsDuration(); ttl != ttlDownloading {
@@ -137,9 +138,9 @@ func TestReclaimRemovesARemovedModel(t *testing.T) {
 		}
 
 		name := e["jobName"]
-		s.finishJob(s.reclaimJob("org/beta"), naming.ReclaimContainerName, true, `{"bytesFreed":12288,"files":3}`)
+		s.finishJob(s.betaReclaimJob(), naming.ReclaimContainerName, true, `{"bytesFreed":12288,"files":3}`)
 		s.reconcile()
-		e = s.reclaimEntry("org/beta")
+		e = s.betaReclaim()
 		if e["phase"] != read.PhaseCompleted || e["bytesFreed"] != "12288" || e["files"] != "3" || e["message"] != "" {
 			t.Fatalf("completed, with what it freed: %v", e)
 		}
@@ -157,7 +158,7 @@ func TestReclaimRemovesARemovedModel(t *testing.T) {
 		if got := reclaimResults(s.results(fnv1.Severity_SEVERITY_NORMAL)); len(got) != 0 {
 			t.Fatalf("the event is said once: %q", got)
 		}
-		if e := s.reclaimEntry("org/beta"); e["phase"] != read.PhaseCompleted || e["bytesFreed"] != "12288" || len(s.reclaimJobs()) != 0 {
+		if e := s.betaReclaim(); e["phase"] != read.PhaseCompleted || e["bytesFreed"] != "12288" || len(s.reclaimJobs()) != 0 {
 			t.Fatalf("remembered, and no Job again: %v %v", e, s.desiredJobs())
 		}
 		if s.last.GetMeta().GetTtl().AsDuration() == ttlDownloading {
@@ -176,13 +177,13 @@ func TestReclaimRetainLeavesTheDirectory(t *testing.T) {
 			s.downloaded()
 			s.setSpec(removeBeta, ``)
 			s.reconcile()
-			if e := s.reclaimEntry("org/beta"); e != nil || len(s.reclaimJobs()) != 0 {
+			if e := s.betaReclaim(); e != nil || len(s.reclaimJobs()) != 0 {
 				t.Fatalf("nothing is removed: %v %v", e, s.desiredJobs())
 			}
 			// Delete set later: a model removed before it is not reclaimed.
 			s.setSpec(tc.from, tc.to)
 			s.reconcile()
-			if e := s.reclaimEntry("org/beta"); e != nil || len(s.reclaimJobs()) != 0 {
+			if e := s.betaReclaim(); e != nil || len(s.reclaimJobs()) != 0 {
 				t.Fatalf("a model removed under Retain stays: %v %v", e, s.desiredJobs())
 			}
 		})
@@ -195,12 +196,12 @@ func TestReclaimKeepsADirectoryAPeerWants(t *testing.T) {
 	a.downloaded()
 	a.setSpec(removeBeta, ``)
 	a.reconcile()
-	e := a.reclaimEntry("org/beta")
+	e := a.betaReclaim()
 	if e["phase"] != read.PhaseKept || !strings.Contains(e["message"], `team-b`) || len(a.reclaimJobs()) != 0 {
 		t.Fatalf("kept, naming who wants it, and no Job: %v %v", e, a.desiredJobs())
 	}
 	a.reconcile()
-	if e := a.reclaimEntry("org/beta"); e["phase"] != read.PhaseKept || len(a.reclaimJobs()) != 0 {
+	if e := a.betaReclaim(); e["phase"] != read.PhaseKept || len(a.reclaimJobs()) != 0 {
 		t.Fatalf("kept stays kept: %v %v", e, a.desiredJobs())
 	}
 }
@@ -210,10 +211,10 @@ func TestReclaimEndsWhenTheModelComesBack(t *testing.T) {
 		s.downloaded()
 		s.setSpec(removeBeta, ``)
 		s.reconcile()
-		reclaimName := s.reclaimEntry("org/beta")["jobName"]
+		reclaimName := s.betaReclaim()["jobName"]
 		s.setSpec(`"models":[{"name":"org/alpha"}]`, `"models":[{"name":"org/alpha"},{"name":"org/beta","revision":"v2"}]`)
 		s.reconcile()
-		if e := s.reclaimEntry("org/beta"); e != nil {
+		if e := s.betaReclaim(); e != nil {
 			t.Fatalf("the model is wanted again: no reclaim: %v", e)
 		}
 		if slices.Contains(s.desiredJobs(), reclaimName) {
@@ -230,10 +231,10 @@ func TestReclaimFailureIsTriedAgainUnderANewRetry(t *testing.T) {
 		s.downloaded()
 		s.setSpec(removeBeta, ``)
 		s.reconcile()
-		first := s.reclaimEntry("org/beta")["jobName"]
-		s.finishJob(s.reclaimJob("org/beta"), naming.ReclaimContainerName, false, "/models/org/beta is a symlink or a file, not a directory: it is left as it is")
+		first := s.betaReclaim()["jobName"]
+		s.finishJob(s.betaReclaimJob(), naming.ReclaimContainerName, false, "/models/org/beta is a symlink or a file, not a directory: it is left as it is")
 		s.reconcile()
-		e := s.reclaimEntry("org/beta")
+		e := s.betaReclaim()
 		if e["phase"] != read.PhaseFailed || !strings.Contains(e["message"], "it is left as it is") || !strings.Contains(e["message"], "BackoffLimitExceeded") {
 			t.Fatalf("failed, with the pod's reason: %v", e)
 		}
@@ -244,18 +245,18 @@ func TestReclaimFailureIsTriedAgainUnderANewRetry(t *testing.T) {
 			t.Fatalf("the failed Job is kept, as it is, for its logs: %v", jobs)
 		}
 		s.reconcile()
-		if jobs := s.reclaimJobs(); s.reclaimEntry("org/beta")["phase"] != read.PhaseFailed || len(jobs) != 1 || jobs[0] != first {
-			t.Fatalf("failed stays failed, no new Job: %v %v", s.reclaimEntry("org/beta"), jobs)
+		if jobs := s.reclaimJobs(); s.betaReclaim()["phase"] != read.PhaseFailed || len(jobs) != 1 || jobs[0] != first {
+			t.Fatalf("failed stays failed, no new Job: %v %v", s.betaReclaim(), jobs)
 		}
 		s.annotate("hfops.kamal.dev/retry", "1")
 		s.reconcile()
-		e = s.reclaimEntry("org/beta")
+		e = s.betaReclaim()
 		if e["attempt"] != "2" || e["jobName"] == first || e["phase"] != read.PhasePending {
 			t.Fatalf("a new attempt under a new Job: %v", e)
 		}
-		s.finishJob(s.reclaimJob("org/beta"), naming.ReclaimContainerName, true, `{"bytesFreed":0,"files":0}`)
+		s.finishJob(s.betaReclaimJob(), naming.ReclaimContainerName, true, `{"bytesFreed":0,"files":0}`)
 		s.reconcile()
-		if e := s.reclaimEntry("org/beta"); e["phase"] != read.PhaseCompleted || e["retry"] != "" {
+		if e := s.betaReclaim(); e["phase"] != read.PhaseCompleted || e["retry"] != "" {
 			t.Fatalf("completed: %v", e)
 		}
 	})
@@ -266,13 +267,13 @@ func TestReclaimSpeaksOfOneVolume(t *testing.T) {
 	s.downloaded()
 	s.setSpec(removeBeta, ``)
 	s.reconcile()
-	if s.reclaimEntry("org/beta") == nil {
+	if s.betaReclaim() == nil {
 		t.Fatal("no reclaim started")
 	}
 	// The PVC was deleted and made again: the directory went with the old volume.
 	s.api.pvc = pvcResource("pvc-uid-2")
 	s.reconcile()
-	if e := s.reclaimEntry("org/beta"); e != nil {
+	if e := s.betaReclaim(); e != nil {
 		t.Fatalf("a reclaim of another volume: %v", e)
 	}
 	if r := s.reclaimJobs(); len(r) != 0 {
@@ -292,7 +293,7 @@ func TestReclaimWaitsForASlot(t *testing.T) {
 	s.start("org/gamma")
 	s.setSpec(`,{"name":"org/beta"}`, ``)
 	s.reconcile()
-	e := s.reclaimEntry("org/beta")
+	e := s.betaReclaim()
 	if e["phase"] != read.PhasePending || !strings.Contains(e["message"], "queued") {
 		t.Fatalf("the reclaim waits for a slot: %v", e)
 	}
@@ -301,7 +302,7 @@ func TestReclaimWaitsForASlot(t *testing.T) {
 	}
 	s.finish("org/gamma", true, `{"commit":"cccc","files":1,"bytes":100,"seconds":1}`)
 	s.reconcile()
-	if e := s.reclaimEntry("org/beta"); e["message"] != "starting" {
+	if e := s.betaReclaim(); e["message"] != "starting" {
 		t.Fatalf("the slot is free: the reclaim starts: %v", e)
 	}
 }

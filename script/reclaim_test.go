@@ -3,6 +3,7 @@ package script
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -39,7 +40,8 @@ func runReclaim(t *testing.T, root, model string) reclaimRun {
 	cmd, termlog := reclaimCmd(t, root, model)
 	out, err := cmd.CombinedOutput()
 	r := reclaimRun{out: string(out)}
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		r.code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
