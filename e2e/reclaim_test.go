@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/hfops/function-hf-download/hubtest"
+)
+
+// TestRealReclaim: under settings.reclaim Delete, a model taken out of the spec has its
+// directory removed from the real volume by a reclaim Job in the downloader image, under
+// the restricted profile: the other model's directory stays byte for byte, a symlink in
+// the removed directory goes as a link while its target stays, status.reclaims[] says
+// what was freed, and an event on the ModelDownload says it too. The XR stays Ready.
+func TestRealReclaim(t *testing.T) {
+	t.Parallel()
+	n := useNode(t)
+	keep, gone := newRepo(t, "acme/reclaim-keep"), newRepo(t, "acme/reclaim-gone")
+	files := map[string]string{"config.json": `{"model_type":"llama"}`, "model.safetensors": safetensors(t, 64, 64)}
+	models := []any{map[string]any{"name": keep}, map[string]any{"name": gone}}
+	md := applyRealDownload(t, n, "real-reclaim", models, func(spec map[string]any) {
+		settings, _ := spec["settings"].(map[string]any)
+		if settings == nil {
+			settings = map[string]any{}
+			spec["settings"] = settings
+		}
+		settings["reclaim"] = "Delete"
+	})
+	for _, repo := range []string{keep, gone} {
+		n.hub.Set("model", repo, hubtest.Repo{Commit: newCommit(t), Files: files, LFS: []string{"model.safetensors"}, Token: exampleToken(t, md.ns)})
+	}
+	for _, repo := range []string{keep, gone} {
+		md.waitModel(t, repo, 3*time.Minute, "Completed", phaseIs("Completed"))
+	}
+	keepDir, goneDir := filepath.Join(md.volume, keep), filepath.Join(md.volume, gone)
+	kept := filesUnder(t, keepDir)
+	target := filepath.Join(keepDir, "config.json")
+	if err := os.Symlink(target, filepath.Join(goneDir, "link-to-keep")); err != nil {
+		t.Fatal(err)
+	}
+
+	md.update(t, func(spec map[string]any) { spec["models"] = []any{map[string]any{"name": keep}} })
+	var reclaim map[string]any
+	waitFor(t, 3*time.Minute, "the reclaim of "+gone+" to complete", func() (bool, string) {
+		xr, err := md.get()
+		if err != nil {
+			return false, err.Error()
+		}
+		reclaim = statusReclaim(xr, gone)
+		return reclaim["phase"] == "Completed", fmt.Sprintf("status.reclaims entry %v", reclaim)
+	})
+	t.Logf("status.reclaims[] of %s/%s after a real reclaim: %v", md.ns, md.name, reclaim)
+	freed, _ := reclaim["bytesFreed"].(int64)
+	if removed, _ := reclaim["files"].(int64); freed < int64(len(files["model.safetensors"])) || removed < 2 {
+		t.Errorf("status says %v freed in %v files; want at least the model's %d bytes and its 2 files", reclaim["bytesFreed"], reclaim["files"], len(files["model.safetensors"]))
+	}
+	if _, err := os.Lstat(goneDir); !os.IsNotExist(err) {
+		t.Errorf("%s is still there (%v): %v", goneDir, err, filesUnder(t, goneDir))
+	}
+	if diff := cmp.Diff(kept, filesUnder(t, keepDir)); diff != "" {
+		t.Errorf("the kept model's files changed (-before +after):\n%s", diff)
+	}
+	if b, err := os.ReadFile(target); err != nil || string(b) != files["config.json"] {
+		t.Errorf("the symlink's target %s: %q, %v; want it untouched", target, b, err)
+	}
+	if left, err := os.ReadDir(filepath.Join(md.volume, ".hf-reclaim")); err != nil || len(left) != 0 {
+		t.Errorf("left in .hf-reclaim: %v (%v)", left, err)
+	}
+	md.waitXR(t, "Ready", func(xr *unstructured.Unstructured) bool { return conditionStatus(xr, "Ready") == "True" })
+
+	var said string
+	waitFor(t, time.Minute, "an event saying what was freed", func() (bool, string) {
+		l, err := cluster.kube.CoreV1().Events(md.ns).List(context.Background(), metav1.ListOptions{
+			FieldSelector: fields.Set{"involvedObject.name": md.name}.String(),
+		})
+		if err != nil {
+			return false, err.Error()
+		}
+		var msgs []string
+		for _, e := range l.Items {
+			if strings.HasPrefix(e.Message, "reclaimed ") && strings.Contains(e.Message, "/"+gone+" ") {
+				said = e.Message
+				return true, ""
+			}
+			msgs = append(msgs, e.Message)
+		}
+		return false, fmt.Sprintf("events %q", msgs)
+	})
+	t.Logf("the event: %s", said)
+}
+
+// statusReclaim returns the entry of status.reclaims for the named model.
+func statusReclaim(xr *unstructured.Unstructured, name string) map[string]any {
+	l, _, _ := unstructured.NestedSlice(xr.Object, "status", "reclaims")
+	for _, e := range l {
+		if m, ok := e.(map[string]any); ok && m["name"] == name {
+			return m
+		}
+	}
+	return nil
+}
