@@ -522,6 +522,23 @@ func TestKubeStateMetricsExportsModelDownloads(t *testing.T) {
 	later := waitQuery(t, prom, fmt.Sprintf(`hfops_modeldownload_condition{namespace=%q, type="DirectoryConflict", status="True"} == 1`, ns), "the directory conflict")
 	waitQuery(t, prom, fmt.Sprintf(`ALERTS{alertname="ModelDownloadDirectoryConflict", namespace=%q}`, ns), "the conflict's alert")
 
+	// A model leaves the spec under settings.reclaim Delete: its reclaim Job removes its
+	// directory and says what it freed.
+	md.update(t, func(spec map[string]any) {
+		spec["settings"].(map[string]any)["reclaim"] = "Delete"
+		spec["models"] = slices.DeleteFunc(models(spec), func(m any) bool { return m.(map[string]any)["name"] == "acme/queued" })
+	})
+	xr = md.waitXR(t, "the removed model's reclaim Job", func(xr *unstructured.Unstructured) bool {
+		return statusReclaim(xr, "acme/queued")["jobName"] != nil
+	})
+	finishJobPod(t, ns, statusReclaim(xr, "acme/queued")["jobName"].(string), podOutcome{message: `{"bytesFreed":4096,"files":2}`})
+	samples = waitMetrics(t, url, md, "the reclaim", []expectation{
+		{"hfops_modeldownload_reclaim_phase", labelSet("model", "acme/queued", "phase", "Completed"), 1},
+		{"hfops_modeldownload_reclaim_phase", labelSet("model", "acme/queued", "phase", "Failed"), 0},
+		{"hfops_modeldownload_reclaim_bytes_freed", labelSet("model", "acme/queued"), 4096},
+	})
+	seen = append(seen, samples...)
+
 	// Every panel of the dashboard, for this namespace, shows something at one of those
 	// moments, as Prometheus answers it from what it scraped.
 	for title, query := range dashboardQueries(t, ns) {
