@@ -572,9 +572,10 @@ func checkNewReclaimJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.Ru
 	if !read.ValidRepoID(model) {
 		t.Fatalf("reclaim Job %s removes %q, which is no repo id", job.Name, model)
 	}
+	nested := func(other string) bool { return strings.HasPrefix(other, model+"/") || strings.HasPrefix(model, other+"/") }
 	for _, m := range read.Get(xr, "spec", "models").GetListValue().GetValues() {
-		if read.GetString(m.GetStructValue(), "name") == model {
-			t.Fatalf("reclaim Job %s removes %s, which the spec lists", job.Name, model)
+		if other := read.GetString(m.GetStructValue(), "name"); other == model || nested(other) {
+			t.Fatalf("reclaim Job %s removes %s, which holds or is inside %s, which the spec lists", job.Name, model, other)
 		}
 	}
 	recorded := false
@@ -592,7 +593,7 @@ func checkNewReclaimJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.Ru
 			continue
 		}
 		for _, m := range read.Get(peer, "spec", "models").GetListValue().GetValues() {
-			if read.GetString(m.GetStructValue(), "name") == model {
+			if other := read.GetString(m.GetStructValue(), "name"); other == model || nested(other) {
 				t.Fatalf("reclaim Job %s removes %s, which ModelDownload %s wants on PVC %s", job.Name, model, read.GetString(peer, "metadata", "name"), pvc)
 			}
 		}

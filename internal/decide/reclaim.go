@@ -71,7 +71,7 @@ func (f *Facts) DecideReclaims(wanted map[string]bool, reclaim string, who namin
 	for _, rs := range f.Reclaiming {
 		recorded[rs.Name] = true
 		if !wanted[rs.Name] {
-			out = append(out, f.reclaim(rs, who))
+			out = append(out, f.reclaim(rs, who, wanted))
 		}
 	}
 	if reclaim == read.ReclaimDelete && f.Storage.UID != "" {
@@ -83,14 +83,14 @@ func (f *Facts) DecideReclaims(wanted map[string]bool, reclaim string, who namin
 		}
 		slices.Sort(removed)
 		for _, name := range removed {
-			out = append(out, f.reclaim(v1alpha1.ReclaimStatus{Name: name, Phase: read.PhasePending, Attempt: 1}, who))
+			out = append(out, f.reclaim(v1alpha1.ReclaimStatus{Name: name, Phase: read.PhasePending, Attempt: 1}, who, wanted))
 		}
 	}
 	return trimHistory(out)
 }
 
 // reclaim decides one reclaim from its record.
-func (f *Facts) reclaim(rs v1alpha1.ReclaimStatus, who naming.Owner) Reclaim {
+func (f *Facts) reclaim(rs v1alpha1.ReclaimStatus, who naming.Owner, wanted map[string]bool) Reclaim {
 	rs.Path = path.Join(f.MountPath, rs.Name)
 	if rs.Phase == read.PhaseFailed && f.Retry != rs.Retry {
 		rs.Attempt, rs.Phase, rs.Message, rs.Retry = rs.Attempt+1, read.PhasePending, "", ""
@@ -123,6 +123,9 @@ func (f *Facts) reclaim(rs v1alpha1.ReclaimStatus, who naming.Owner) Reclaim {
 	case len(f.Dirs[rs.Name]) > 0:
 		r.Status.Phase, r.Status.Message = read.PhaseKept, fmt.Sprintf("kept: %s on PersistentVolumeClaim %q is wanted by %s",
 			rs.Path, f.PVC, strings.Join(dirUserNames(f.Dirs[rs.Name]), ", "))
+	case nestedWith(rs.Name, wanted, f.Dirs) != "":
+		r.Status.Phase, r.Status.Message = read.PhaseKept, fmt.Sprintf("kept: %s on PersistentVolumeClaim %q holds, or is inside, the directory of %s, which is still wanted",
+			rs.Path, f.PVC, nestedWith(rs.Name, wanted, f.Dirs))
 	case !f.Storage.Ready():
 		r.Status.Message = f.Storage.Problem
 	case f.Prerequisite != "":
@@ -154,6 +157,33 @@ func (f *Facts) reclaimJob(r *Reclaim, oj *read.SeenJob) {
 			r.Status.Message = read.OrDefault(oj.Message, "starting")
 		}
 	}
+}
+
+// nestedWith is a model still wanted, by this ModelDownload or another on
+// the PVC, whose directory is inside name's or holds it (org holds
+// org/name): "" when none is.
+func nestedWith(name string, wanted map[string]bool, dirs Directories) string {
+	var found []string
+	for _, names := range []map[string]bool{wanted, keysOf(dirs)} {
+		for other := range names {
+			if strings.HasPrefix(other, name+"/") || strings.HasPrefix(name, other+"/") {
+				found = append(found, other)
+			}
+		}
+	}
+	if len(found) == 0 {
+		return ""
+	}
+	slices.Sort(found)
+	return found[0]
+}
+
+func keysOf(dirs Directories) map[string]bool {
+	out := make(map[string]bool, len(dirs))
+	for k := range dirs {
+		out[k] = true
+	}
+	return out
 }
 
 // trimHistory drops the oldest finished reclaims past maxReclaimHistory.

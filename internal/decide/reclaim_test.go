@@ -64,6 +64,10 @@ func TestDecideReclaims(t *testing.T) {
 			facts: func(f *Facts) { f.Prerequisite = "no ServiceAccount" }, want: []want{{phase: read.PhasePending, attempt: 1}}},
 		{name: "APeerWantsItKept", reclaim: read.ReclaimDelete, models: removed,
 			facts: func(f *Facts) { f.Dirs = Directories{"org/gone": {{Name: "other"}}} }, want: []want{{phase: read.PhaseKept, attempt: 1}}},
+		{name: "AWantedModelHoldsIt", reclaim: read.ReclaimDelete, models: removed, wanted: []string{"org"},
+			want: []want{{phase: read.PhaseKept, attempt: 1}}},
+		{name: "APeersModelHoldsIt", reclaim: read.ReclaimDelete, models: removed,
+			facts: func(f *Facts) { f.Dirs = Directories{"org": {{Name: "other"}}} }, want: []want{{phase: read.PhaseKept, attempt: 1}}},
 		{name: "APeerComingLateDoesNotStopARunningJob", records: []v1alpha1.ReclaimStatus{recorded(read.PhaseRunning, 1, "")},
 			jobs: []*read.SeenJob{job(1, read.PhaseRunning)}, facts: func(f *Facts) { f.Dirs = Directories{"org/gone": {{Name: "other"}}} },
 			want: []want{{phase: read.PhaseRunning, attempt: 1, compose: true}}},
@@ -129,6 +133,24 @@ func TestDecideReclaims(t *testing.T) {
 				t.Errorf("reclaims (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestReclaimKeepsADirectoryHoldingAWantedOne: a removed model "org" holds
+// the directory of a model "org/name" still wanted; it is kept whole.
+func TestReclaimKeepsADirectoryHoldingAWantedOne(t *testing.T) {
+	f := &Facts{Observation: &read.Observation{Recorded: map[string]read.RecordedModel{"org": {Name: "org"}}, Reclaims: map[string][]*read.SeenJob{}, RecordedPVC: "vol"},
+		MountPath: "/models", Storage: read.StorageState{UID: "vol"}}
+	for name, dirs := range map[string]Directories{"its own": nil, "a peer's": {"org/name": {{Name: "other"}}}} {
+		wanted := map[string]bool{}
+		if dirs == nil {
+			wanted["org/name"] = true
+		}
+		f.Dirs = dirs
+		got := f.DecideReclaims(wanted, read.ReclaimDelete, naming.Owner{PVCUID: "vol"})
+		if len(got) != 1 || got[0].Status.Phase != read.PhaseKept || got[0].Compose {
+			t.Errorf("%s model inside: %+v, want org Kept and no Job", name, got)
+		}
 	}
 }
 
