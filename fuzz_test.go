@@ -572,7 +572,9 @@ func checkNewReclaimJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.Ru
 	if !read.ValidRepoID(model) {
 		t.Fatalf("reclaim Job %s removes %q, which is no repo id", job.Name, model)
 	}
-	nested := func(other string) bool { return strings.HasPrefix(other, model+"/") || strings.HasPrefix(model, other+"/") }
+	nested := func(other string) bool {
+		return strings.HasPrefix(other, model+"/") || strings.HasPrefix(model, other+"/")
+	}
 	for _, m := range read.Get(xr, "spec", "models").GetListValue().GetValues() {
 		if other := read.GetString(m.GetStructValue(), "name"); other == model || nested(other) {
 			t.Fatalf("reclaim Job %s removes %s, which holds or is inside %s, which the spec lists", job.Name, model, other)

@@ -111,8 +111,11 @@ type Facts struct {
 	Storage        read.StorageState
 	// digests are what every model's hashes cover but the model and the
 	// token.
-	Digests    naming.Digests
-	Dirs       Directories
+	Digests naming.Digests
+	Dirs    Directories
+	// Claims are the model names the other ModelDownloads list on the
+	// PVC (PeerClaims), which no reclaim removes.
+	Claims     map[string][]string
 	Self       DirUser
 	Retry      string
 	ObjectMode bool

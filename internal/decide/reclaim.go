@@ -56,6 +56,24 @@ func (r *Reclaim) Settled() bool { return reclaimEnded(r.Status.Phase) }
 
 func reclaimEnded(phase string) bool { return read.Terminal(phase) || phase == read.PhaseKept }
 
+// PeerClaims are the model names the other ModelDownloads of the namespace
+// list on the PVC, each with who lists it: as written, valid or not, since
+// a reclaim must leave alone whatever any of them may want.
+func PeerClaims(peers []read.Peer, pvc string) map[string][]string {
+	out := map[string][]string{}
+	for _, p := range peers {
+		if p.PVC != pvc {
+			continue
+		}
+		for _, m := range p.Models {
+			if !slices.Contains(out[m], p.Name) {
+				out[m] = append(out[m], p.Name)
+			}
+		}
+	}
+	return out
+}
+
 // DecideReclaims decides the recorded reclaims and those of the models
 // removed from the spec since the last call. wanted are the names the spec
 // lists (valid or not: either wants its directory kept); reclaim is
@@ -120,12 +138,12 @@ func (f *Facts) reclaim(rs v1alpha1.ReclaimStatus, who naming.Owner, wanted map[
 	}
 	r.Status.Phase = read.PhasePending
 	switch {
-	case len(f.Dirs[rs.Name]) > 0:
+	case len(f.Claims[rs.Name]) > 0:
 		r.Status.Phase, r.Status.Message = read.PhaseKept, fmt.Sprintf("kept: %s on PersistentVolumeClaim %q is wanted by %s",
-			rs.Path, f.PVC, strings.Join(dirUserNames(f.Dirs[rs.Name]), ", "))
-	case nestedWith(rs.Name, wanted, f.Dirs) != "":
+			rs.Path, f.PVC, strings.Join(f.Claims[rs.Name], ", "))
+	case nestedWith(rs.Name, wanted, f.Claims) != "":
 		r.Status.Phase, r.Status.Message = read.PhaseKept, fmt.Sprintf("kept: %s on PersistentVolumeClaim %q holds, or is inside, the directory of %s, which is still wanted",
-			rs.Path, f.PVC, nestedWith(rs.Name, wanted, f.Dirs))
+			rs.Path, f.PVC, nestedWith(rs.Name, wanted, f.Claims))
 	case !f.Storage.Ready():
 		r.Status.Message = f.Storage.Problem
 	case f.Prerequisite != "":
@@ -162,13 +180,16 @@ func (f *Facts) reclaimJob(r *Reclaim, oj *read.SeenJob) {
 // nestedWith is a model still wanted, by this ModelDownload or another on
 // the PVC, whose directory is inside name's or holds it (org holds
 // org/name): "" when none is.
-func nestedWith(name string, wanted map[string]bool, dirs Directories) string {
+func nestedWith(name string, wanted map[string]bool, claims map[string][]string) string {
 	var found []string
-	for _, names := range []map[string]bool{wanted, keysOf(dirs)} {
-		for other := range names {
-			if strings.HasPrefix(other, name+"/") || strings.HasPrefix(name, other+"/") {
-				found = append(found, other)
-			}
+	for other := range wanted {
+		if nested(name, other) {
+			found = append(found, other)
+		}
+	}
+	for other := range claims {
+		if nested(name, other) {
+			found = append(found, other)
 		}
 	}
 	if len(found) == 0 {
@@ -178,13 +199,7 @@ func nestedWith(name string, wanted map[string]bool, dirs Directories) string {
 	return found[0]
 }
 
-func keysOf(dirs Directories) map[string]bool {
-	out := make(map[string]bool, len(dirs))
-	for k := range dirs {
-		out[k] = true
-	}
-	return out
-}
+func nested(a, b string) bool { return strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/") }
 
 // trimHistory drops the oldest finished reclaims past maxReclaimHistory.
 func trimHistory(rs []Reclaim) []Reclaim {
@@ -203,16 +218,6 @@ func trimHistory(rs []Reclaim) []Reclaim {
 		out = append(out, r)
 	}
 	return out
-}
-
-func dirUserNames(users []DirUser) []string {
-	names := make([]string, 0, len(users))
-	for _, u := range users {
-		if !slices.Contains(names, u.Name) {
-			names = append(names, u.Name)
-		}
-	}
-	return names
 }
 
 // ReclaimStatuses are status.reclaims[].

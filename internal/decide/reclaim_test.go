@@ -63,13 +63,13 @@ func TestDecideReclaims(t *testing.T) {
 		{name: "RecordedWaitsForTheServiceAccount", records: []v1alpha1.ReclaimStatus{recorded(read.PhasePending, 1, "")},
 			facts: func(f *Facts) { f.Prerequisite = "no ServiceAccount" }, want: []want{{phase: read.PhasePending, attempt: 1}}},
 		{name: "APeerWantsItKept", reclaim: read.ReclaimDelete, models: removed,
-			facts: func(f *Facts) { f.Dirs = Directories{"org/gone": {{Name: "other"}}} }, want: []want{{phase: read.PhaseKept, attempt: 1}}},
+			facts: func(f *Facts) { f.Claims = map[string][]string{"org/gone": {"other"}} }, want: []want{{phase: read.PhaseKept, attempt: 1}}},
 		{name: "AWantedModelHoldsIt", reclaim: read.ReclaimDelete, models: removed, wanted: []string{"org"},
 			want: []want{{phase: read.PhaseKept, attempt: 1}}},
 		{name: "APeersModelHoldsIt", reclaim: read.ReclaimDelete, models: removed,
-			facts: func(f *Facts) { f.Dirs = Directories{"org": {{Name: "other"}}} }, want: []want{{phase: read.PhaseKept, attempt: 1}}},
+			facts: func(f *Facts) { f.Claims = map[string][]string{"org": {"other"}} }, want: []want{{phase: read.PhaseKept, attempt: 1}}},
 		{name: "APeerComingLateDoesNotStopARunningJob", records: []v1alpha1.ReclaimStatus{recorded(read.PhaseRunning, 1, "")},
-			jobs: []*read.SeenJob{job(1, read.PhaseRunning)}, facts: func(f *Facts) { f.Dirs = Directories{"org/gone": {{Name: "other"}}} },
+			jobs: []*read.SeenJob{job(1, read.PhaseRunning)}, facts: func(f *Facts) { f.Claims = map[string][]string{"org/gone": {"other"}} },
 			want: []want{{phase: read.PhaseRunning, attempt: 1, compose: true}}},
 		{name: "ItsJobRuns", records: []v1alpha1.ReclaimStatus{recorded(read.PhasePending, 1, "")}, jobs: []*read.SeenJob{job(1, read.PhaseRunning)},
 			want: []want{{phase: read.PhaseRunning, attempt: 1, compose: true}}},
@@ -141,12 +141,12 @@ func TestDecideReclaims(t *testing.T) {
 func TestReclaimKeepsADirectoryHoldingAWantedOne(t *testing.T) {
 	f := &Facts{Observation: &read.Observation{Recorded: map[string]read.RecordedModel{"org": {Name: "org"}}, Reclaims: map[string][]*read.SeenJob{}, RecordedPVC: "vol"},
 		MountPath: "/models", Storage: read.StorageState{UID: "vol"}}
-	for name, dirs := range map[string]Directories{"its own": nil, "a peer's": {"org/name": {{Name: "other"}}}} {
+	for name, claims := range map[string]map[string][]string{"its own": nil, "a peer's": {"org/name": {"other"}}} {
 		wanted := map[string]bool{}
-		if dirs == nil {
+		if claims == nil {
 			wanted["org/name"] = true
 		}
-		f.Dirs = dirs
+		f.Claims = claims
 		got := f.DecideReclaims(wanted, read.ReclaimDelete, naming.Owner{PVCUID: "vol"})
 		if len(got) != 1 || got[0].Status.Phase != read.PhaseKept || got[0].Compose {
 			t.Errorf("%s model inside: %+v, want org Kept and no Job", name, got)

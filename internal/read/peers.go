@@ -34,6 +34,11 @@ type Peer struct {
 	Spec *XRSpec
 	// Recorded is its status.models[], by model name.
 	Recorded map[string]RecordedModel
+	// PVC and Models are its spec.storagePVC and the names of its
+	// spec.models[] as written, whether or not the spec is usable: what a
+	// reclaim must leave alone.
+	PVC    string
+	Models []string
 }
 
 // PeerRequirement asks for the ModelDownloads that may share the PVC: those
@@ -68,6 +73,12 @@ func readPeers(r *fnv1.Resources, self Identity) []Peer {
 			Created:  GetString(xr, "metadata", "creationTimestamp"),
 			XRName:   name,
 			Recorded: RecordedStatus(xr),
+			PVC:      GetString(xr, "spec", "storagePVC"),
+		}
+		for _, m := range Get(xr, "spec", "models").GetListValue().GetValues() {
+			if n := GetString(m.GetStructValue(), "name"); n != "" {
+				p.Models = append(p.Models, n)
+			}
 		}
 		if spec, errs := ParseSpec(xr); len(errs) == 0 && len(ValidateSpec(&spec)) == 0 {
 			p.Spec = &spec
