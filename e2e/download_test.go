@@ -160,6 +160,16 @@ func describePods(ns string) string {
 	return strings.Join(out, "; ")
 }
 
+// settingsOf is spec.settings of a spec being edited, made if it is not there.
+func settingsOf(spec map[string]any) map[string]any {
+	settings, _ := spec["settings"].(map[string]any)
+	if settings == nil {
+		settings = map[string]any{}
+		spec["settings"] = settings
+	}
+	return settings
+}
+
 // phaseIs is a waitModel condition: the model's phase is phase.
 func phaseIs(phase string) func(map[string]any) bool {
 	return func(m map[string]any) bool { return m["phase"] == phase }
@@ -223,11 +233,7 @@ func TestRealXetDownload(t *testing.T) {
 	commit := newCommit(t)
 	models := []any{map[string]any{"name": repo}}
 	md := applyRealDownload(t, n, "real-xet", models, func(spec map[string]any) {
-		settings, _ := spec["settings"].(map[string]any)
-		if settings == nil {
-			settings = map[string]any{}
-			spec["settings"] = settings
-		}
+		settings := settingsOf(spec)
 		settings["memory"] = "1Gi"
 		settings["enableHFTransfer"] = true
 	})

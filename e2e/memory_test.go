@@ -218,11 +218,7 @@ func xetUnderLimit(t testing.TB, n *node, name, limit string, highPerformance bo
 	})
 	start := time.Now()
 	md := applyRealDownload(t, n, name, []any{map[string]any{"name": repo}}, func(spec map[string]any) {
-		settings, _ := spec["settings"].(map[string]any)
-		if settings == nil {
-			settings = map[string]any{}
-			spec["settings"] = settings
-		}
+		settings := settingsOf(spec)
 		settings["memory"] = limit
 		settings["cpu"] = "2"
 		settings["enableHFTransfer"] = highPerformance

@@ -28,14 +28,7 @@ func TestRealReclaim(t *testing.T) {
 	keep, gone := newRepo(t, "acme/reclaim-keep"), newRepo(t, "acme/reclaim-gone")
 	files := map[string]string{"config.json": `{"model_type":"llama"}`, "model.safetensors": safetensors(t, 64, 64)}
 	models := []any{map[string]any{"name": keep}, map[string]any{"name": gone}}
-	md := applyRealDownload(t, n, "real-reclaim", models, func(spec map[string]any) {
-		settings, _ := spec["settings"].(map[string]any)
-		if settings == nil {
-			settings = map[string]any{}
-			spec["settings"] = settings
-		}
-		settings["reclaim"] = "Delete"
-	})
+	md := applyRealDownload(t, n, "real-reclaim", models, func(spec map[string]any) { settingsOf(spec)["reclaim"] = "Delete" })
 	for _, repo := range []string{keep, gone} {
 		n.hub.Set("model", repo, hubtest.Repo{Commit: newCommit(t), Files: files, LFS: []string{"model.safetensors"}, Token: exampleToken(t, md.ns)})
 	}

@@ -153,15 +153,23 @@ func truncateUTF8(s string, n int) string {
 // parseSummary accepts exactly one JSON object with the Summary's fields,
 // a hex commit and non-negative counts.
 func parseSummary(msg string) (script.Summary, bool) {
+	s, ok := decodeReport[script.Summary](msg)
+	return s, ok && validSummary(s)
+}
+
+// decodeReport reads a pod's report: exactly one JSON object of T's fields
+// and no other, within maxSummaryBytes.
+func decodeReport[T any](msg string) (T, bool) {
+	var r T
 	msg = strings.TrimSpace(msg)
 	if msg == "" || len(msg) > maxSummaryBytes {
-		return script.Summary{}, false
+		return r, false
 	}
-	var s script.Summary
 	d := json.NewDecoder(strings.NewReader(msg))
 	d.DisallowUnknownFields()
-	if err := d.Decode(&s); err != nil || d.More() {
-		return script.Summary{}, false
+	if err := d.Decode(&r); err != nil || d.More() {
+		var zero T
+		return zero, false
 	}
-	return s, validSummary(s)
+	return r, true
 }

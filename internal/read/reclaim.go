@@ -1,9 +1,7 @@
 package read
 
 import (
-	"encoding/json"
 	"reflect"
-	"strings"
 
 	"google.golang.org/protobuf/types/known/structpb"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -67,15 +65,6 @@ func ValidRepoID(name string) bool {
 // parseReclaimed accepts exactly one JSON object with script.Reclaimed's
 // fields, both non-negative.
 func parseReclaimed(msg string) (script.Reclaimed, bool) {
-	msg = strings.TrimSpace(msg)
-	if msg == "" || len(msg) > maxSummaryBytes {
-		return script.Reclaimed{}, false
-	}
-	var r script.Reclaimed
-	d := json.NewDecoder(strings.NewReader(msg))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&r); err != nil || d.More() || r.BytesFreed < 0 || r.Files < 0 {
-		return script.Reclaimed{}, false
-	}
-	return r, true
+	r, ok := decodeReport[script.Reclaimed](msg)
+	return r, ok && r.BytesFreed >= 0 && r.Files >= 0
 }
