@@ -242,7 +242,17 @@ func (md *modelDownload) waitXR(t testing.TB, what string, cond func(xr *unstruc
 
 // statusModel returns the entry of status.models for the named model.
 func statusModel(xr *unstructured.Unstructured, name string) map[string]any {
-	l, _, _ := unstructured.NestedSlice(xr.Object, "status", "models")
+	return statusEntry(xr, "models", name)
+}
+
+// statusReclaim returns the entry of status.reclaims for the named model.
+func statusReclaim(xr *unstructured.Unstructured, name string) map[string]any {
+	return statusEntry(xr, "reclaims", name)
+}
+
+// statusEntry returns the entry of the status list named list for the named model.
+func statusEntry(xr *unstructured.Unstructured, list, name string) map[string]any {
+	l, _, _ := unstructured.NestedSlice(xr.Object, "status", list)
 	for _, e := range l {
 		if m, ok := e.(map[string]any); ok && m["name"] == name {
 			return m

@@ -91,14 +91,3 @@ func TestRealReclaim(t *testing.T) {
 	})
 	t.Logf("the event: %s", said)
 }
-
-// statusReclaim returns the entry of status.reclaims for the named model.
-func statusReclaim(xr *unstructured.Unstructured, name string) map[string]any {
-	l, _, _ := unstructured.NestedSlice(xr.Object, "status", "reclaims")
-	for _, e := range l {
-		if m, ok := e.(map[string]any); ok && m["name"] == name {
-			return m
-		}
-	}
-	return nil
-}
