@@ -538,13 +538,14 @@ func TestKubeStateMetricsExportsModelDownloads(t *testing.T) {
 		{"hfops_modeldownload_reclaim_bytes_freed", labelSet("model", "acme/queued"), 4096},
 	})
 	seen = append(seen, samples...)
+	reclaimed := waitQuery(t, prom, fmt.Sprintf(`hfops_modeldownload_reclaim_bytes_freed{namespace=%q}`, ns), "the reclaimed directory")
 
 	// Every panel of the dashboard, for this namespace, shows something at one of those
 	// moments, as Prometheus answers it from what it scraped.
 	for title, query := range dashboardQueries(t, ns) {
 		var answers []string
 		shown := false
-		for _, at := range []time.Time{queuedAndRunning, finished, later} {
+		for _, at := range []time.Time{queuedAndRunning, finished, later, reclaimed} {
 			got, err := promQuery(prom, query, at)
 			if err != nil {
 				t.Fatalf("panel %q: %v", title, err)

@@ -1,18 +1,14 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/hfops/function-hf-download/hubtest"
 )
@@ -21,7 +17,7 @@ import (
 // directory removed from the real volume by a reclaim Job in the downloader image, under
 // the restricted profile: the other model's directory stays byte for byte, a symlink in
 // the removed directory goes as a link while its target stays, status.reclaims[] says
-// what was freed, and an event on the ModelDownload says it too. The XR stays Ready.
+// what was freed. The XR stays Ready.
 func TestRealReclaim(t *testing.T) {
 	t.Parallel()
 	n := useNode(t)
@@ -70,24 +66,8 @@ func TestRealReclaim(t *testing.T) {
 		t.Errorf("left in .hf-reclaim: %v (%v)", left, err)
 	}
 	md.waitXR(t, "Ready", func(xr *unstructured.Unstructured) bool { return conditionStatus(xr, "Ready") == "True" })
-
-	var said string
-	waitFor(t, time.Minute, "an event saying what was freed", func() (bool, string) {
-		l, err := cluster.kube.CoreV1().Events(md.ns).List(context.Background(), metav1.ListOptions{
-			FieldSelector: fields.Set{"involvedObject.name": md.name}.String(),
-		})
-		if err != nil {
-			return false, err.Error()
-		}
-		var msgs []string
-		for _, e := range l.Items {
-			if strings.HasPrefix(e.Message, "reclaimed ") && strings.Contains(e.Message, "/"+gone+" ") {
-				said = e.Message
-				return true, ""
-			}
-			msgs = append(msgs, e.Message)
-		}
-		return false, fmt.Sprintf("events %q", msgs)
-	})
-	t.Logf("the event: %s", said)
+	// The function also says it in a Normal result, which Crossplane records as an event
+	// (TestReclaimRemovesARemovedModel checks the result); it is not checked here, since
+	// client-go's spam filter drops an object's events past a burst of 25, which the
+	// ModelDownload's "not yet ready" events use up.
 }
