@@ -427,6 +427,22 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 	}
 	waitMetrics(t, url, md, "the claim's models completed in kube-state-metrics' series", append(want,
 		expectation{"hfops_modeldownload_condition", labelSet("type", "ModelsDownloaded", "status", "True"), 1}))
+
+	// A model taken out of the claim under settings.reclaim Delete: the reclaim Job, made by
+	// provider-kubernetes from its Object in the claim's namespace, removes its directory,
+	// and the claim's status says what it freed.
+	spec, _, _ := unstructured.NestedMap(md.obj.Object, "spec")
+	gone, _ := models(spec)[1].(map[string]any)["name"].(string)
+	md.update(t, func(spec map[string]any) {
+		settingsOf(spec)["reclaim"] = "Delete"
+		spec["models"] = models(spec)[:1]
+	})
+	reclaim := waitClaimReclaim(t, md, gone, "its Job", func(r map[string]any) bool { return r["jobName"] != nil })
+	finishJobPod(t, md.ns, reclaim["jobName"].(string), podOutcome{message: `{"bytesFreed":8192,"files":3}`})
+	waitClaimReclaim(t, md, gone, "Completed with what it freed", func(r map[string]any) bool {
+		return r["phase"] == "Completed" && r["bytesFreed"] == int64(8192) && r["files"] == int64(3)
+	})
+
 	got, err := md.get()
 	if err != nil {
 		t.Fatal(err)
@@ -436,6 +452,22 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("the claim's status on Crossplane %s:\n%s", core.name, status)
+}
+
+// waitClaimReclaim waits until the status.reclaims entry of model on the claim (or XR) md
+// meets cond, and returns it.
+func waitClaimReclaim(t testing.TB, md *modelDownload, model, what string, cond func(map[string]any) bool) map[string]any {
+	t.Helper()
+	var r map[string]any
+	waitFor(t, 2*time.Minute, "the reclaim of "+model+": "+what, func() (bool, string) {
+		c, err := md.get()
+		if err != nil {
+			return false, err.Error()
+		}
+		r = statusReclaim(c, model)
+		return r != nil && cond(r), fmt.Sprintf("status.reclaims entry %v", r)
+	})
+	return r
 }
 
 // labelReadable labels a namespaced object of the core API group so that Crossplane 1.x
