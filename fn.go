@@ -143,7 +143,6 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 			Digests:     build.Digests(naming.HashXR(&spec.ModelDownloadSpec, who, b.CPU, b.Memory, env.APIVersion), plat),
 			Retry:       o.XR.Annotations[annotationRetry],
 			Dirs:        decide.PeerDirectories(o.Peers, spec.StoragePVC),
-			Claims:      decide.PeerClaims(o.Peers, spec.StoragePVC),
 			Self:        decide.DirUser{Name: base, Created: o.XR.Created, XRName: o.XR.Name},
 			ObjectMode:  env.Object,
 		},

@@ -104,6 +104,11 @@ func (c *composer) compose() []decide.ModelStatus {
 // after every model: a download comes first for a slot.
 func (c *composer) composeReclaims(who naming.Owner) []decide.Reclaim {
 	spec := c.builder.Spec
+	if spec.Settings.Reclaim != read.ReclaimDelete && len(c.Reclaiming) == 0 {
+		// Nothing to reclaim, nor any to start: most calls.
+		return nil
+	}
+	c.Claims = decide.PeerClaims(c.Peers, spec.StoragePVC)
 	wanted := make(map[string]bool, len(spec.Models))
 	for i := range spec.Models {
 		wanted[spec.Models[i].Name] = true
