@@ -298,3 +298,41 @@ func TestReclaimWaitsForTheDownloadLock(t *testing.T) {
 		t.Errorf("left (-want +got):\n%s", diff)
 	}
 }
+
+// TestReclaimWaitsForARunningDownload: the reclaim program and download.sh
+// share the lock. While a download runs (hf hangs, holding the lock it
+// inherits from the script), the reclaim waits and the directory stays;
+// once the download is stopped as a deleted Job's is (TERM to the script),
+// the reclaim removes the directory.
+func TestReclaimWaitsForARunningDownload(t *testing.T) {
+	h := newHarness(t)
+	s := h.start(map[string]string{"HFSTUB_MODE": "hang", EnvStallTimeout: "600"})
+	waitPidFile(t, h.record+".pid", s)
+	cmd, termlog := reclaimCmd(t, filepath.Join(h.root, "models"), "org/name")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.Contains(line, "a download holds the lock on "+h.dir) {
+		t.Fatalf("first line %q, %v; want the wait for the download's lock", line, err)
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, LockFile)); err != nil {
+		t.Fatalf("the directory changed while the download ran: %v", err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	h.checkFailure(s.wait(), "stopped by SIGTERM before the download of org/name@main finished")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the reclaim, once the download stopped: %v", err)
+	}
+	report, _ := os.ReadFile(termlog)
+	reported(t, reclaimRun{report: strings.TrimSpace(string(report))})
+	if _, err := os.Lstat(h.dir); !os.IsNotExist(err) {
+		t.Errorf("%s is still there: %v", h.dir, err)
+	}
+}
