@@ -137,13 +137,14 @@ func (f *Facts) reclaim(rs v1alpha1.ReclaimStatus, who naming.Owner, wanted map[
 		return r
 	}
 	r.Status.Phase = read.PhasePending
+	nest := nestedWith(rs.Name, wanted, f.Claims)
 	switch {
 	case len(f.Claims[rs.Name]) > 0:
 		r.Status.Phase, r.Status.Message = read.PhaseKept, fmt.Sprintf("kept: %s on PersistentVolumeClaim %q is wanted by %s",
 			rs.Path, f.PVC, strings.Join(f.Claims[rs.Name], ", "))
-	case nestedWith(rs.Name, wanted, f.Claims) != "":
+	case nest != "":
 		r.Status.Phase, r.Status.Message = read.PhaseKept, fmt.Sprintf("kept: %s on PersistentVolumeClaim %q holds, or is inside, the directory of %s, which is still wanted",
-			rs.Path, f.PVC, nestedWith(rs.Name, wanted, f.Claims))
+			rs.Path, f.PVC, nest)
 	case !f.Storage.Ready():
 		r.Status.Message = f.Storage.Problem
 	case f.Prerequisite != "":

@@ -1,13 +1,9 @@
 package read
 
 import (
-	"reflect"
-
 	"google.golang.org/protobuf/types/known/structpb"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/hfops/function-hf-download/apis/v1alpha1"
-	"github.com/hfops/function-hf-download/internal/decode"
 	"github.com/hfops/function-hf-download/script"
 )
 
@@ -25,20 +21,12 @@ const (
 // wants the directory. Reclaims share the models' other phases.
 const PhaseKept = "Kept"
 
-var statusReclaimsPath = field.NewPath("status", "reclaims")
-
 // RecordedReclaims reads status.reclaims[] of the observed XR, in order,
 // as leniently as RecordedStatus: an entry whose name is no repo id, or
 // whose phase is none of the API's, is dropped (a status edited by hand
 // must never name a directory outside the mount).
 func RecordedReclaims(xr *structpb.Struct) []v1alpha1.ReclaimStatus {
-	v := Get(xr, "status", "reclaims")
-	if len(v.GetListValue().GetValues()) == 0 {
-		return nil
-	}
-	var entries []v1alpha1.ReclaimStatus
-	d := &decode.Decoder{}
-	d.Value(statusReclaimsPath, v, decode.ModelDownload().Properties["status"].Properties["reclaims"], reflect.ValueOf(&entries).Elem())
+	entries := recordedList[v1alpha1.ReclaimStatus](xr, "reclaims")
 	out := entries[:0]
 	seen := map[string]bool{}
 	for _, e := range entries {
@@ -58,9 +46,7 @@ func RecordedReclaims(xr *structpb.Struct) []v1alpha1.ReclaimStatus {
 
 // ValidRepoID: name is a repo id the API accepts, and so a directory
 // inside the mount.
-func ValidRepoID(name string) bool {
-	return name != "" && len(name) <= 2*MaxRepoPart+1 && repoIDProblem(name) == ""
-}
+func ValidRepoID(name string) bool { return repoIDProblem(name) == "" }
 
 // parseReclaimed accepts exactly one JSON object with script.Reclaimed's
 // fields, both non-negative.

@@ -74,9 +74,6 @@ func JobEnd(conditions []batchv1.JobCondition) (phase, message string) {
 // MaxAttempt bounds the attempt numbers read back from status and Jobs.
 const MaxAttempt = 1 << 31
 
-// statusModelsPath is where the function's memory lives in the XR.
-var statusModelsPath = field.NewPath("status", "models")
-
 // RecordedModel is one entry of status.models[] as the last call wrote
 // it: the function's memory of a model.
 type RecordedModel struct {
@@ -102,13 +99,10 @@ type RecordedModel struct {
 // name. It is read leniently: a value of the wrong type (a status edited by
 // hand) is read as absent.
 func RecordedStatus(xr *structpb.Struct) map[string]RecordedModel {
-	v := Get(xr, "status", "models")
-	if len(v.GetListValue().GetValues()) == 0 {
+	entries := recordedList[v1alpha1.ModelStatus](xr, "models")
+	if len(entries) == 0 {
 		return nil
 	}
-	var entries []v1alpha1.ModelStatus
-	d := &decode.Decoder{}
-	d.Value(statusModelsPath, v, decode.ModelDownload().Properties["status"].Properties["models"], reflect.ValueOf(&entries).Elem())
 	out := make(map[string]RecordedModel, len(entries))
 	for i := range entries {
 		e := &entries[i]
@@ -147,6 +141,20 @@ func RecordedStatus(xr *structpb.Struct) map[string]RecordedModel {
 		out[rec.Name] = rec
 	}
 	return out
+}
+
+// recordedList decodes the list status.<name>[] of the observed XR, the
+// function's memory, by the API's schema and leniently: a value of the
+// wrong type is read as absent.
+func recordedList[T any](xr *structpb.Struct, name string) []T {
+	v := Get(xr, "status", name)
+	if len(v.GetListValue().GetValues()) == 0 {
+		return nil
+	}
+	var entries []T
+	d := &decode.Decoder{}
+	d.Value(field.NewPath("status", name), v, decode.ModelDownload().Properties["status"].Properties[name], reflect.ValueOf(&entries).Elem())
+	return entries
 }
 
 // RecordedPVC is the volume the recorded status speaks of.
