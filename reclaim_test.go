@@ -245,8 +245,27 @@ func TestReclaimFailureIsTriedAgainUnderANewRetry(t *testing.T) {
 			t.Fatalf("the failed Job is kept, as it is, for its logs: %v", jobs)
 		}
 		s.reconcile()
-		if jobs := s.reclaimJobs(); s.betaReclaim()["phase"] != read.PhaseFailed || len(jobs) != 1 || jobs[0] != first {
+		// Failed stays failed with no new Job; the failed Job stays for its TTL (in Object
+		// mode orphaned by its Object, which goes once the failure is recorded, as a
+		// download's does).
+		wantKept := []string{first}
+		if s.objects {
+			wantKept = nil
+		}
+		if jobs := s.reclaimJobs(); s.betaReclaim()["phase"] != read.PhaseFailed || !slices.Equal(jobs, wantKept) {
 			t.Fatalf("failed stays failed, no new Job: %v %v", s.betaReclaim(), jobs)
+		}
+		if _, ok := s.api.jobs[first]; !ok {
+			t.Fatalf("the failed reclaim Job %s is gone before its TTL", first)
+		}
+		// Its TTL deletes the failed Job: it is not made again, and the reclaim stays Failed.
+		s.api.delete(first)
+		s.reconcile()
+		if jobs := s.reclaimJobs(); s.betaReclaim()["phase"] != read.PhaseFailed || len(jobs) != 0 {
+			t.Fatalf("after the TTL: %v, reclaim Jobs %v; want Failed and none", s.betaReclaim(), jobs)
+		}
+		if _, ok := s.api.jobs[first]; ok {
+			t.Fatalf("the failed reclaim Job %s was made again after its TTL", first)
 		}
 		s.annotate("hfops.kamal.dev/retry", "1")
 		s.reconcile()

@@ -122,7 +122,10 @@ func (f *Facts) reclaim(rs v1alpha1.ReclaimStatus, who naming.Owner, wanted map[
 	}
 	r.Status = rs
 	if reclaimEnded(rs.Phase) {
-		if rs.Phase == read.PhaseFailed && r.job != nil {
+		// A failed Job stays for its logs until its TTL. In Object mode its
+		// Object, which only observes it, goes once the failure is recorded
+		// (the Job stays, orphaned), as a download's does.
+		if rs.Phase == read.PhaseFailed && r.job != nil && !f.ObjectMode {
 			r.Keep = r.job
 		}
 		return r

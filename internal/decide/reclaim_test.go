@@ -86,6 +86,8 @@ func TestDecideReclaims(t *testing.T) {
 			want: []want{{phase: read.PhaseFailed, attempt: 1, keep: 1}}},
 		{name: "FailedStaysUnderTheSameRetry", records: []v1alpha1.ReclaimStatus{recorded(read.PhaseFailed, 1, "r1")}, jobs: []*read.SeenJob{job(1, read.PhaseFailed)},
 			facts: func(f *Facts) { f.Retry = "r1" }, want: []want{{phase: read.PhaseFailed, attempt: 1, keep: 1}}},
+		{name: "FailedInObjectModeLetsItsObjectGo", records: []v1alpha1.ReclaimStatus{recorded(read.PhaseFailed, 1, "r1")}, jobs: []*read.SeenJob{job(1, read.PhaseFailed)},
+			facts: func(f *Facts) { f.Retry, f.ObjectMode = "r1", true }, want: []want{{phase: read.PhaseFailed, attempt: 1}}},
 		{name: "FailedAndItsJobGone", records: []v1alpha1.ReclaimStatus{recorded(read.PhaseFailed, 1, "")},
 			want: []want{{phase: read.PhaseFailed, attempt: 1}}},
 		{name: "ANewRetryIsANewAttempt", records: []v1alpha1.ReclaimStatus{recorded(read.PhaseFailed, 1, "r1")}, jobs: []*read.SeenJob{job(1, read.PhaseFailed)},
