@@ -50,6 +50,8 @@ die() {
 	reporter_stop
 	hasher_stop kill
 	[ -z "${work:-}" ] || rm -rf "$work"
+	# A check's staging directory: its files are links, or partial.
+	[ -z "${live:-}" ] || [ "$dir" = "$live" ] || rm -rf "$dir"
 	_reason=$(oneline "$1")
 	printf 'hf-download: %s\n' "$_reason" >&2
 	if [ -n "${termlog:-}" ]; then
@@ -491,6 +493,53 @@ helper_failed() {
 	die "download of $repo@$revision failed: $why"
 }
 
+# A check (HFDL_RESYNC=true) of a complete download whose revision may have
+# moved on the Hub: resync_check asks the Hub which commit the revision names
+# now, in one request for the revision and none for a file (hfdl.py resolve),
+# and sets upstream. When it moved, resync_stage makes a staging directory the
+# download's (hfdl.py stage: a hard link to every file of $dir, the lock's
+# included, so that what did not change is not fetched again and the lock
+# stays one, and a copy of hf's metadata, which hf rewrites in place); the
+# download, the pruning and the verification then happen there, as in a first
+# run, while $dir stays as it is; resync_swap puts the staging directory in
+# $dir's place in one step and removes the old one (hfdl.py swap). A reader of
+# $dir sees the old commit's files or the new commit's, never some of each.
+resync_check() {
+	[ -n "$work" ] && [ -f "$helper" ] && command -v python3 >/dev/null 2>&1 ||
+		die "cannot check $repo@$revision against the Hub: the helper $helper cannot run (it needs python3 and a temporary directory)"
+	prog=hfdl.py
+	run python3 "$helper" resolve "$work"
+	case $rc in
+	0) ;;
+	3) die "cannot check $repo@$revision against the Hub: python3 cannot import huggingface_hub" ;;
+	*) helper_failed ;;
+	esac
+	upstream=$(cat "$work/result") || die "cannot read the commit in $work"
+	case $upstream in
+	*[!0-9a-f]* | '') die "the Hub named no commit for $revision but \"$upstream\"" ;;
+	esac
+}
+
+resync_stage() {
+	live=$dir
+	HFDL_LIVE_DIR=$live
+	export HFDL_LIVE_DIR
+	run python3 "$helper" stage "$work"
+	[ "$rc" -eq 0 ] || helper_failed
+	dir=$(cat "$work/result") || die "cannot read the staging directory in $work"
+	[ -d "$dir" ] || die "the staging directory \"$dir\" is not there"
+	marker=$dir/$marker_name
+	HFDL_LOCAL_DIR=$dir
+	export HFDL_LOCAL_DIR
+}
+
+resync_swap() {
+	prog=hfdl.py
+	run python3 "$helper" swap "$work"
+	[ "$rc" -eq 0 ] || helper_failed
+	dir=$live
+}
+
 # What every download sets, here once rather than in each Job: hf talks to the
 # Hub alone (no PyPI version check, no telemetry, which hf_xet reads too),
 # writes plain text to the pod's log (huggingface_hub 2 colours it even when
@@ -558,6 +607,7 @@ stall_timeout=${HFDL_STALL_TIMEOUT:-600}
 progress_token=${HFDL_PROGRESS_TOKEN:-/opt/hf-download/token}
 progress_ca=${HFDL_PROGRESS_CA:-/opt/hf-download/ca.crt}
 progress_interval=${HFDL_PROGRESS_INTERVAL:-15}
+resync=${HFDL_RESYNC:-false}
 
 [ -n "$repo" ] || die "HFDL_REPO_ID is required (the Hugging Face repo id, e.g. org/name)"
 case $repo in
@@ -573,6 +623,11 @@ fi
 case $force in
 true | false) ;;
 *) die "HFDL_FORCE must be true or false, not \"$force\"" ;;
+esac
+case $resync in
+true) force=false ;; # a check keeps every file that did not change
+false) ;;
+*) die "HFDL_RESYNC must be true or false, not \"$resync\"" ;;
 esac
 # Decimal, no leading zero (the shell's arithmetic reads 0600 as octal), at
 # most 9 digits (far from overflow).
@@ -637,6 +692,7 @@ else
 	log "warning: flock is missing; nothing keeps another download out of $dir"
 fi
 
+checking= live=
 if [ "$force" = false ] && [ -f "$marker" ]; then
 	marker_text=$(cat "$marker") || die "cannot read $marker"
 	case $marker_text in
@@ -653,13 +709,16 @@ if [ "$force" = false ] && [ -f "$marker" ]; then
 		done
 		# A marker cut short (a full disk, say) is not a complete download.
 		if is_count "$files" && is_count "$bytes"; then
-			log "$repo@$revision is already complete in $dir (commit ${commit:-unknown}); nothing to do"
-			summary "$commit" "$files" "$bytes" 0 "$verified" "$card"
-			exit 0
+			if [ "$resync" = false ]; then
+				log "$repo@$revision is already complete in $dir (commit ${commit:-unknown}); nothing to do"
+				summary "$commit" "$files" "$bytes" 0 "$verified" "$card"
+				exit 0
+			fi
+			checking=1
 		fi
 		;;
 	esac
-	log "the completion marker in $dir does not match this download; downloading again"
+	[ -n "$checking" ] || log "the completion marker in $dir does not match this download; downloading again"
 fi
 
 # A Python image without a baked hf: install the downloader image's exact set,
@@ -692,6 +751,26 @@ fi
 
 xet_buffers
 
+# The helper reads the values as checked here, defaults applied.
+HFDL_REPO_ID=$repo HFDL_REPO_TYPE=$repo_type HFDL_REVISION=$revision
+HFDL_INCLUDE=$include HFDL_EXCLUDE=$exclude HFDL_LOCAL_DIR=$dir HFDL_FORCE=$force HFDL_PVC=$pvc
+export HFDL_REPO_ID HFDL_REPO_TYPE HFDL_REVISION HFDL_INCLUDE HFDL_EXCLUDE HFDL_LOCAL_DIR HFDL_FORCE HFDL_PVC
+
+start=$(date +%s)
+work_start
+if [ -n "$checking" ]; then
+	resync_check
+	if [ "$upstream" = "$commit" ]; then
+		rm -rf "$work"
+		work=
+		log "$repo@$revision still names commit $commit: $dir is current; nothing to do"
+		summary "$commit" "$files" "$bytes" "$(($(date +%s) - start))" "$verified" "$card"
+		exit 0
+	fi
+	log "$repo@$revision moved from commit ${commit:-unknown} to $upstream: downloading it beside $dir, which stays as it is until the new files are complete and verified"
+	resync_stage
+fi
+
 # Whatever happens next, an old marker must not claim this download is done.
 rm -f "$marker" || die "cannot remove the old completion marker $marker"
 # hf downloads each file to a partial file named for its own process, and
@@ -702,13 +781,6 @@ if [ -d "$dir/.cache/huggingface/download" ]; then
 		log "warning: cannot remove hf's partial files in $dir/.cache/huggingface/download"
 fi
 
-# The helper reads the values as checked here, defaults applied.
-HFDL_REPO_ID=$repo HFDL_REPO_TYPE=$repo_type HFDL_REVISION=$revision
-HFDL_INCLUDE=$include HFDL_EXCLUDE=$exclude HFDL_LOCAL_DIR=$dir HFDL_FORCE=$force HFDL_PVC=$pvc
-export HFDL_REPO_ID HFDL_REPO_TYPE HFDL_REVISION HFDL_INCLUDE HFDL_EXCLUDE HFDL_LOCAL_DIR HFDL_FORCE HFDL_PVC
-
-start=$(date +%s)
-work_start
 # The plan: the commit that the revision names now, the files the globs select
 # with their sizes and hashes, and enough free space for them. The whole
 # download is then of that one commit.
@@ -835,6 +907,7 @@ if ! printf '%s\n  "commit": %s,\n  "files": %s,\n  "bytes": %s,\n  "verified": 
 	rm -f "$tmp"
 	die "cannot write the completion marker $marker"
 fi
+[ -z "$live" ] || resync_swap
 finished=1
 
 # The last report, all bytes there; a TERM now stops only it.

@@ -7,6 +7,9 @@
 #   python3 hfdl.py progress <work>        while hf runs, in the background: progress
 #                                          reports to the API server (see report)
 #   python3 hfdl.py progress-final <work>  after a successful download: one last report
+#   python3 hfdl.py resolve <work>  a check (HFDL_RESYNC): the commit the revision names now
+#   python3 hfdl.py stage <work>    the check found it moved: the staging directory
+#   python3 hfdl.py swap <work>     the new commit complete there: into the model's place
 #
 # Python 3 with the standard library and huggingface_hub only. It reads its
 # values from the environment (HFDL_*, exported by download.sh after checking
@@ -34,6 +37,8 @@ import json
 import math
 import os
 import re
+import shutil
+import signal
 import stat
 import sys
 import time
@@ -189,6 +194,134 @@ def plan(work):
     with open(os.path.join(work, "plan.json"), "w") as f:
         json.dump({"commit": info.sha, "files": files}, f)
     return [info.sha]
+
+
+def resolve(work):
+    """The commit the revision names now: one request, for the revision
+    without its files' metadata, and none for a file."""
+    from huggingface_hub import HfApi
+
+    repo, repo_type, revision = os.environ["HFDL_REPO_ID"], os.environ["HFDL_REPO_TYPE"], os.environ["HFDL_REVISION"]
+    info = with_rate_limit(lambda: HfApi().repo_info(repo, repo_type=repo_type, revision=revision, timeout=60))
+    if not info.sha:
+        raise Failure("the Hub gave no commit for %s" % revision)
+    return [info.sha]
+
+
+# Resync. A check that finds the revision moved downloads the new commit into
+# a staging directory beside the model's, on the same volume, seeded with
+# hard links to the files there, and then exchanges the two directories.
+RESYNC_DIR = ".hf-resync"
+# renameat2's flag, from linux/fs.h.
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+def staging_dir(live):
+    """Where a check of the model directory live stages the new commit:
+    <mount>/.hf-resync/<a hash of live>, the mount being live without the
+    repo id, so on the same file system and outside every model's directory."""
+    repo = os.environ["HFDL_REPO_ID"]
+    mount = live[: -len(repo) - 1] if live.endswith("/" + repo) else os.path.dirname(live)
+    return os.path.join(mount, RESYNC_DIR, hashlib.sha256(os.fsencode(live)).hexdigest()[:32])
+
+
+def stage(work):
+    """Makes the staging directory of HFDL_LIVE_DIR: its directories, a hard
+    link to each of its files (the lock's too: one lock for both, whichever
+    path a download opens it by), its symlinks as symlinks, and a copy of
+    hf's metadata, which hf rewrites in place. The marker stays behind: the
+    download there writes its own. A staging directory left by a check that
+    was stopped is removed first."""
+    live = os.environ["HFDL_LIVE_DIR"]
+    staging = staging_dir(live)
+    os.makedirs(os.path.dirname(staging), exist_ok=True)
+    if os.path.lexists(staging):
+        log("removing %s, left by a check that was stopped" % staging)
+        shutil.rmtree(staging)
+    os.mkdir(staging)
+    if os.stat(staging).st_dev != os.stat(live).st_dev:
+        raise Failure("%s is not on the file system of %s, so the two cannot be exchanged" % (staging, live))
+    links = 0
+    for top, dirs, names in os.walk(live):
+        rel = os.path.relpath(top, live)
+        into = staging if rel == "." else os.path.join(staging, rel)
+        cache = rel.split(os.sep)[0] == ".cache"
+        for d in list(dirs):
+            if os.path.islink(os.path.join(top, d)):
+                dirs.remove(d)
+                names.append(d)
+            else:
+                os.mkdir(os.path.join(into, d))
+        for n in names:
+            if rel == "." and (n == MARKER or n.startswith(MARKER + ".tmp.")):
+                continue
+            src, dst = os.path.join(top, n), os.path.join(into, n)
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(src), dst)
+            elif not stat.S_ISREG(st.st_mode) or cache and n.endswith(".incomplete"):
+                continue
+            elif cache:
+                shutil.copyfile(src, dst, follow_symlinks=False)
+            else:
+                os.link(src, dst, follow_symlinks=False)
+                links += 1
+    log("staged %d files of %s in %s" % (links, live, staging))
+    return [staging]
+
+
+def exchange(a, b):
+    """Exchanges two paths in one step (renameat2 with RENAME_EXCHANGE):
+    False where the C library, the kernel or the file system cannot."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def swap(work):
+    """Puts the staging directory (HFDL_LOCAL_DIR), its download complete,
+    in the place of the model's (HFDL_LIVE_DIR), and removes the old one.
+    With RENAME_EXCHANGE the path names the old directory until it names the
+    new one; without (NFS, say), two renames leave it naming nothing for the
+    moment between them, never a mix. A TERM waits until the path names a
+    whole directory again."""
+    staging, live = os.environ["HFDL_LOCAL_DIR"], os.environ["HFDL_LIVE_DIR"]
+    term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        if exchange(staging, live):
+            old, how = staging, "in one step (RENAME_EXCHANGE)"
+        else:
+            old, how = staging + ".old", "by two renames (this file system cannot exchange two paths in one step)"
+            if os.path.lexists(old):
+                shutil.rmtree(old)
+            os.rename(live, old)
+            try:
+                os.rename(staging, live)
+            except OSError:
+                os.rename(old, live)
+                raise
+    finally:
+        signal.signal(signal.SIGTERM, term)
+    log("switched %s to the new commit %s" % (live, how))
+    try:
+        shutil.rmtree(old)
+    except OSError as e:
+        # The switch is done: what is left is removed by the next check.
+        log("warning: cannot remove the old files in %s: %s" % (old, e))
+    return []
 
 
 def unplanned(root, files):
@@ -723,9 +856,31 @@ def report(work, final):
             return
 
 
+def volume_step(what, step):
+    """step, whose failure on the volume is a reason: what, and the error."""
+
+    def run(work):
+        try:
+            return step(work)
+        except OSError as e:
+            raise Failure("%s: %s" % (what, e)) from None
+
+    return run
+
+
+# The steps that may fail the run, each writing its result (see the top).
+STEPS = {
+    "plan": plan,
+    "finish": finish,
+    "resolve": resolve,
+    "stage": volume_step("cannot stage the new commit", stage),
+    "swap": volume_step("cannot switch to the new commit", swap),
+}
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("plan", "hash", "finish", "progress", "progress-final"):
-        print("usage: hfdl.py plan|hash|finish|progress|progress-final <work dir>", file=sys.stderr)
+    if len(sys.argv) != 3 or sys.argv[1] not in STEPS and sys.argv[1] not in ("hash", "progress", "progress-final"):
+        print("usage: hfdl.py plan|hash|finish|progress|progress-final|resolve|stage|swap <work dir>", file=sys.stderr)
         return 2
     work = sys.argv[2]
     if sys.argv[1] == "hash":
@@ -743,7 +898,7 @@ def main():
         log("cannot import huggingface_hub: %s" % e)
         return EXIT_NO_HUB
     try:
-        result = plan(work) if sys.argv[1] == "plan" else finish(work)
+        result = STEPS[sys.argv[1]](work)
     except Failure as e:
         with open(os.path.join(work, "reason"), "w") as f:
             f.write(str(e) + "\n")

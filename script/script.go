@@ -59,6 +59,14 @@ const (
 	// EnvForce is "true" to re-download every file (--force-download) even
 	// when the marker says the download is complete; default "false".
 	EnvForce = "HFDL_FORCE"
+	// EnvResync is "true" for a check of a complete download (the function's
+	// settings.resyncInterval): the script asks the Hub which commit the
+	// revision names now and ends at once when it is the one on disk; when
+	// it moved, it downloads the new commit into a staging directory seeded
+	// with hard links to the files on disk, and switches the model's
+	// directory to it in one step (see download.sh's resync_check). It
+	// implies EnvForce "false". Default "false".
+	EnvResync = "HFDL_RESYNC"
 	// EnvContentHash is the hash of what lands on disk (repo, type, revision,
 	// globs), without the token: a rotated token re-runs the Job, but a
 	// complete download still exits at its marker.
