@@ -55,6 +55,9 @@ type Function struct {
 	// ttlWaiting and ttlDownloading replace the defaults of the same names
 	// when set.
 	ttlWaiting, ttlDownloading time.Duration
+	// now is the clock that says whether a check of a revision is due
+	// (settings.resyncInterval); time.Now when nil.
+	now func() time.Time
 }
 
 // RunFunction runs the Function: read the request, check the Input and the
@@ -106,6 +109,13 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		return rsp, nil
 	}
 
+	// Validated above.
+	resyncEvery, _ := read.ResyncInterval(spec.Settings.ResyncInterval)
+	now := time.Now()
+	if f.now != nil {
+		now = f.now()
+	}
+
 	b := build.NewBuilder(base, namespace, &spec, plat)
 	rsp.Requirements = read.Requirements(namespace, b.ParentLabel, &spec, build.NeedsNamespaceOwner(&spec, env))
 	rsp.Requirements.Resources[read.RequirementPeers] = read.PeerRequirement(o.XR, namespace)
@@ -145,6 +155,8 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 			Dirs:        decide.PeerDirectories(o.Peers, spec.StoragePVC),
 			Self:        decide.DirUser{Name: base, Created: o.XR.Created, XRName: o.XR.Name},
 			ObjectMode:  env.Object,
+			ResyncEvery: resyncEvery,
+			Now:         now,
 		},
 		builder:  b,
 		envelope: env,
@@ -172,14 +184,22 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}
 	report(rsp, base, &spec, models, token, storage, c.conflict)
 	reportReclaims(rsp, base, spec.StoragePVC, reclaims)
+	reportChecks(rsp, base, spec.StoragePVC, c.checks)
 	switch {
 	case !token.Usable() || !storage.Ready() || slices.ContainsFunc(models, decide.IsQueued):
 		// A queued model may start as soon as a slot frees, in another
 		// ModelDownload too, whose Jobs only Crossplane v2.4 and later watch
 		// for this one (as required resources).
 		rsp.Meta.Ttl = durationpb.New(cmp.Or(f.ttlWaiting, ttlWaiting))
-	case anyUnsettled(models) || slices.ContainsFunc(reclaims, func(r decide.Reclaim) bool { return !r.Settled() }):
+	case anyUnsettled(models) || slices.ContainsFunc(reclaims, func(r decide.Reclaim) bool { return !r.Settled() }) ||
+		slices.ContainsFunc(c.checks, func(ck decide.Check) bool { return ck.UnderWay() }):
 		rsp.Meta.Ttl = durationpb.New(cmp.Or(f.ttlDownloading, ttlDownloading))
+	}
+	// Called again when the next check is due, if that comes first.
+	for _, ck := range c.checks {
+		if wait := ck.Due.Sub(now); !ck.Due.IsZero() && wait < rsp.GetMeta().GetTtl().AsDuration() {
+			rsp.Meta.Ttl = durationpb.New(max(wait, time.Second))
+		}
 	}
 	limit := f.maxResponseBytes
 	if limit == 0 {
@@ -262,6 +282,22 @@ func reportReclaims(rsp *fnv1.RunFunctionResponse, name, pvc string, reclaims []
 		case st.Phase == read.PhaseFailed:
 			response.Warning(rsp, errors.Errorf("reclaiming %s failed: %s (to try again: kubectl annotate --overwrite modeldownload %s %s=<a new value>)",
 				st.Path, read.OrDefault(st.Message, "no reason given"), name, annotationRetry)).TargetCompositeAndClaim()
+		}
+	}
+}
+
+// reportChecks says, once, which models' revisions moved and were
+// downloaded again; and warns of the checks that failed. name is the
+// ModelDownload as its user knows it.
+func reportChecks(rsp *fnv1.RunFunctionResponse, name, pvc string, checks []decide.Check) {
+	for _, ck := range checks {
+		switch {
+		case ck.Moved:
+			response.Normalf(rsp, "%s moved upstream from commit %s to %s: downloaded again into PersistentVolumeClaim %q and switched in one step (%d files, %s)",
+				ck.Model, read.OrDefault(ck.From, "unknown"), ck.Now.Commit, pvc, ck.Now.Files, decide.DecimalBytes(ck.Now.Bytes)).TargetCompositeAndClaim()
+		case ck.Failed:
+			response.Warning(rsp, errors.Errorf("checking %s against the Hub failed: %s; its files on disk stay as they were, and ModelDownload %s checks again in an hour",
+				ck.Model, read.OrDefault(ck.Why, "no reason given"), name)).TargetCompositeAndClaim()
 		}
 	}
 }

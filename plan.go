@@ -39,13 +39,15 @@ type composer struct {
 	scriptReady bool
 
 	desired map[string]*resource.DesiredComposed
+	// checks are the checks of the models' revisions (composeChecks).
+	checks []decide.Check
 }
 
 func (c *composer) compose() []decide.ModelStatus {
 	spec := c.builder.Spec
-	// A reclaim pod mounts the volume as a download pod does: both hold a
-	// slot.
-	for _, jobs := range []map[string][]*read.SeenJob{c.Jobs, c.Reclaims} {
+	// A reclaim or check pod mounts the volume as a download pod does: each
+	// holds a slot.
+	for _, jobs := range []map[string][]*read.SeenJob{c.Jobs, c.Reclaims, c.Checks} {
 		for _, js := range jobs {
 			for _, oj := range js {
 				if !oj.Deleting && !read.Terminal(oj.Phase) {
@@ -90,6 +92,9 @@ func (c *composer) compose() []decide.ModelStatus {
 			}
 		}
 	}
+	if c.ResyncEvery > 0 {
+		c.composeChecks(decisions)
+	}
 	out := make([]decide.ModelStatus, len(spec.Models))
 	for i := range spec.Models {
 		m := &spec.Models[i]
@@ -132,6 +137,41 @@ func (c *composer) composeReclaims(who naming.Owner) []decide.Reclaim {
 		}
 	}
 	return reclaims
+}
+
+// composeChecks decides and composes the checks of the completed models'
+// revisions (decide.DecideCheck), after every model took its slot: a
+// download comes first. A check says nothing of whether the models are
+// usable (they stay Completed): its Job never holds the XR's readiness back.
+func (c *composer) composeChecks(decisions []decide.Decision) {
+	spec := c.builder.Spec
+	for i := range decisions {
+		m := &spec.Models[i]
+		rec, hasRec := c.Recorded[m.Name]
+		ck := c.DecideCheck(&decisions[i], m, rec, hasRec)
+		if ck.Model == "" {
+			continue
+		}
+		if ck.WantsSlot() {
+			if limit, why := c.queue.Admit(); limit != "" {
+				ck.Queued(&decisions[i].Status, why)
+			}
+		}
+		if oj := ck.Keep; oj != nil && len(oj.Manifest.GetFields()) > 0 {
+			policy := build.Manage
+			if read.Terminal(oj.Phase) {
+				policy = build.ObserveOnly
+			}
+			c.desire(oj.Key, c.envelope.Wrap(build.KeepAsObserved(oj.Manifest), build.JobReadyQuery, policy), resource.ReadyTrue)
+		}
+		if ck.Build {
+			st := &decisions[i].Status
+			a := naming.Attempt{Number: st.Attempt, Hash: ck.Hash}
+			job := build.AsUnstructured(c.builder.CheckJob(m, st.Resync.JobName, c.ModelHashes(m), a, st.Resync.Check))
+			c.desire(naming.CheckKey(m.Name, ck.Hash), c.envelope.Wrap(job, build.JobReadyQuery, build.Manage), resource.ReadyTrue)
+		}
+		c.checks = append(c.checks, ck)
+	}
 }
 
 // enact composes what a decision asks for.

@@ -211,6 +211,17 @@ type Settings struct {
 	// +kubebuilder:default=Retain
 	// +optional
 	Reclaim string `json:"reclaim,omitempty" hash:"-"` // what happens after a model goes, not what its Job is
+
+	// ResyncInterval, such as 24h (at least 1h; unset: never), has each
+	// completed model whose revision is a branch or tag, not a commit,
+	// checked again that often: a short Job asks the Hub which commit the
+	// revision names now and, when it moved, downloads the new commit beside
+	// the old one and switches the model's directory to it in one step. The
+	// model stays Completed, and the XR Ready, throughout.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	ResyncInterval string `json:"resyncInterval,omitempty" hash:"-"` // when a model is checked again, not what its Job is
 }
 
 // ModelDownloadStatus is what the function observed.
@@ -347,6 +358,41 @@ type ModelStatus struct {
 	// is left out.
 	// +optional
 	Card *Card `json:"card,omitempty"`
+	// CheckedAt is when the Hub last said which commit the revision names:
+	// when the download, or the last check of settings.resyncInterval,
+	// completed. Set only with settings.resyncInterval.
+	// +optional
+	CheckedAt string `json:"checkedAt,omitempty"`
+	// Resync is the last check of the model's revision, or the one under
+	// way (settings.resyncInterval).
+	// +optional
+	Resync *ResyncStatus `json:"resync,omitempty"`
+}
+
+// ResyncStatus is a check of a completed model's revision against the Hub.
+type ResyncStatus struct {
+	// Check numbers the checks of the model's current attempt; JobName is
+	// the Job of the current one.
+	Check int64 `json:"check"`
+	// +optional
+	JobName string `json:"jobName,omitempty"`
+	// Phase is Pending (due, waiting for a slot), Running, Completed (the
+	// model is at the commit the revision names) or Failed (the files on
+	// disk stay as they were; the next check comes an hour after the
+	// failure).
+	// +kubebuilder:validation:Enum=Pending;Running;Completed;Failed
+	Phase string `json:"phase"`
+	// +optional
+	Message string `json:"message,omitempty"`
+	// FailedAt is when the last check failed.
+	// +optional
+	FailedAt string `json:"failedAt,omitempty"`
+	// MovedFrom is the commit that the last check to find the revision
+	// moved replaced, at MovedAt.
+	// +optional
+	MovedFrom string `json:"movedFrom,omitempty"`
+	// +optional
+	MovedAt string `json:"movedAt,omitempty"`
 }
 
 // Progress is a running download's last report.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -122,6 +123,10 @@ type Facts struct {
 	// prerequisite says why no new Job may start yet, whatever the model:
 	// the script's ConfigMap or the pods' ServiceAccount is not there.
 	Prerequisite string
+	// ResyncEvery is settings.resyncInterval (0: never); Now is the
+	// call's time, which says whether a check is due.
+	ResyncEvery time.Duration
+	Now         time.Time
 }
 
 // decision is what the function does about one model.
@@ -168,9 +173,7 @@ func (f *Facts) Decide(m *read.ModelSpec, rec read.RecordedModel, hasRec bool) D
 		}
 	}
 
-	digests := f.Digests
-	digests.Token = f.Token.Digest
-	h := naming.HashModel(&m.Model, digests)
+	h := f.ModelHashes(m)
 	self := f.Self
 	self.Content, self.describe = h.Content, describeContent(m)
 	verdict := f.Dirs.judge(self, m.Name)
@@ -197,6 +200,13 @@ func (f *Facts) Decide(m *read.ModelSpec, rec read.RecordedModel, hasRec bool) D
 	d.Status.Path = read.OrDefault(d.Status.Path, path)
 	d.Conflicts = notes
 	return d
+}
+
+// ModelHashes are m's hashes, the token's included.
+func (f *Facts) ModelHashes(m *read.ModelSpec) naming.Hashes {
+	digests := f.Digests
+	digests.Token = f.Token.Digest
+	return naming.HashModel(&m.Model, digests)
 }
 
 // current decides on the current attempt (attemptFor): its recorded outcome

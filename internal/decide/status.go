@@ -48,6 +48,10 @@ type ModelStatus struct {
 	// progress while it downloads.
 	summary  *script.Summary
 	Progress *script.Progress
+	// CheckedAt and Resync are the checks of a completed model's revision
+	// (resync.go).
+	CheckedAt time.Time
+	Resync    *v1alpha1.ResyncStatus
 }
 
 // StatusValue renders the XR status the function owns. pvcUID names the
@@ -98,6 +102,12 @@ func (m *ModelStatus) api() v1alpha1.ModelStatus {
 		e.Commit = s.Commit
 		e.Files, e.Bytes, e.DurationSeconds, e.Verified = &s.Files, &s.Bytes, &s.Seconds, &s.Verified
 		e.Card = read.ShownCard(s.Card)
+	}
+	if m.State == StateCompleted {
+		if !m.CheckedAt.IsZero() {
+			e.CheckedAt = m.CheckedAt.UTC().Format(time.RFC3339)
+		}
+		e.Resync = m.Resync
 	}
 	return e
 }

@@ -64,6 +64,9 @@ const (
 	// AnnotationReclaim marks a reclaim Job, with the exact repo id whose
 	// directory it removes.
 	AnnotationReclaim = "hfops.kamal.dev/reclaim"
+	// AnnotationResync marks a check Job of a model's revision
+	// (settings.resyncInterval), with the number of its check.
+	AnnotationResync = "hfops.kamal.dev/resync"
 )
 
 // Canonical writes length-prefixed key/value pairs, so no two different field
@@ -255,6 +258,22 @@ func ReclaimHash(o Owner, model string, attempt int64) string {
 // download Job's, it carries the hash.
 func ReclaimKey(model, hash string) string {
 	return "reclaim-" + DNSLabel(model) + "-" + hash
+}
+
+// CheckHash names check n of the attempt whose Job hash is attempt: the
+// hash at the end of the check Job's name and key.
+func CheckHash(attempt string, n int64) string {
+	var scratch [64]byte
+	c := NewCanonical(scratch[:], "resync/v1")
+	c.Str("attempt", attempt)
+	c.Int("check", n)
+	d := c.Sum()
+	return hex.EncodeToString(d[:SpecHashLen/2])
+}
+
+// CheckKey is the composition resource name of a check Job.
+func CheckKey(model, hash string) string {
+	return "resync-" + DNSLabel(model) + "-" + hash
 }
 
 // Owner identifies the ModelDownload and the volume its Jobs write to.

@@ -49,6 +49,9 @@ type Observation struct {
 	// status.reclaims[] as the last call wrote it.
 	Reclaims   map[string][]*SeenJob
 	Reclaiming []v1alpha1.ReclaimStatus
+	// Checks are the observed check Jobs of the models' revisions
+	// (settings.resyncInterval), by model.
+	Checks map[string][]*SeenJob
 	// scripts are the observed script ConfigMaps (their names) by key, and
 	// whether each exists (an Object's once the provider made it).
 	Scripts map[string]SeenScript
@@ -121,6 +124,7 @@ func Observe(req *fnv1.RunFunctionRequest) Observation {
 		Jobs:        map[string][]*SeenJob{},
 		ByKey:       map[string]*SeenJob{},
 		Reclaims:    map[string][]*SeenJob{},
+		Checks:      map[string][]*SeenJob{},
 		Scripts:     map[string]SeenScript{},
 		Deleting:    map[string]bool{},
 	}
@@ -243,8 +247,12 @@ func (o *Observation) readJob(key string, composed, manifest, applied *structpb.
 			j.Phase, j.Message = JobPhase(job)
 		}
 	}
-	if reclaim {
+	switch {
+	case reclaim:
 		o.Reclaims[model] = append(o.Reclaims[model], j)
+		return
+	case ann[naming.AnnotationResync] != "":
+		o.Checks[model] = append(o.Checks[model], j)
 		return
 	}
 	o.Jobs[model] = append(o.Jobs[model], j)

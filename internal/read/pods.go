@@ -29,6 +29,8 @@ type PodReport struct {
 	Summary *script.Summary
 	// Reclaimed is what a reclaim pod that succeeded removed.
 	Reclaimed *script.Reclaimed
+	// SucceededAt is when the pod that succeeded ended.
+	SucceededAt time.Time
 	Failure   string
 	// failedAt orders failed pods: the latest one speaks for the Job.
 	failedAt string
@@ -67,6 +69,7 @@ func podReports(pods *fnv1.Resources) map[string]PodReport {
 				} else if s, ok := parseSummary(message); ok {
 					r.Summary = &s
 				}
+				r.SucceededAt = ParseTime(GetString(term, "finishedAt"))
 			} else if at := finishedAt(term); r.Failure == "" || at >= r.failedAt {
 				if line := lastLine(message); line != "" {
 					r.Failure, r.failedAt = line, at

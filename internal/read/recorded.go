@@ -3,6 +3,7 @@ package read
 import (
 	"reflect"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
 	batchv1 "k8s.io/api/batch/v1"
@@ -93,6 +94,11 @@ type RecordedModel struct {
 	// summary is what the pod reported on disk, when it passes the
 	// script's checks.
 	Summary *script.Summary
+	// CheckedAt and Resync are the checks of the revision
+	// (settings.resyncInterval): when it was last checked, and the last
+	// check.
+	CheckedAt time.Time
+	Resync    *v1alpha1.ResyncStatus
 }
 
 // RecordedStatus reads status.models[] of the observed XR, keyed by model
@@ -138,9 +144,23 @@ func RecordedStatus(xr *structpb.Struct) map[string]RecordedModel {
 				rec.Summary = &sum
 			}
 		}
+		rec.CheckedAt = ParseTime(e.CheckedAt)
+		if r := e.Resync; r != nil && r.Check >= 1 && r.Check < MaxAttempt {
+			rec.Resync = r
+		}
 		out[rec.Name] = rec
 	}
 	return out
+}
+
+// ParseTime reads a time the function wrote into status (RFC 3339); the zero
+// time for anything else.
+func ParseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // recordedList decodes the list status.<name>[] of the observed XR, the

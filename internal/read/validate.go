@@ -1,9 +1,11 @@
 package read
 
 import (
+	"errors"
 	"path"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -71,7 +73,29 @@ func ValidateSpec(s *XRSpec) field.ErrorList {
 	}
 	errs = append(errs, validateQuantity(settingsPath.Child("cpu"), s.Settings.CPU)...)
 	errs = append(errs, validateQuantity(settingsPath.Child("memory"), s.Settings.Memory)...)
+	if _, err := ResyncInterval(s.Settings.ResyncInterval); err != nil {
+		errs = append(errs, field.Invalid(settingsPath.Child("resyncInterval"), shown(s.Settings.ResyncInterval), err.Error()))
+	}
 	return errs
+}
+
+// MinResyncInterval: a check costs the Hub a request per model, and a
+// moving branch is rarely worth more.
+const MinResyncInterval = time.Hour
+
+// ResyncInterval is settings.resyncInterval as a duration, 0 when unset.
+func ResyncInterval(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil || d <= 0:
+		return 0, errors.New("a duration such as 24h or 90m, unset for never")
+	case d < MinResyncInterval:
+		return 0, errors.New("at least 1h")
+	}
+	return d, nil
 }
 
 // NotCoveredBy drops the "Required" errors about a field that a parse error
