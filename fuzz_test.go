@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hfops/function-hf-download/hubtest"
@@ -67,10 +68,14 @@ func bufferLogger(w io.Writer) logging.Logger {
 	return logging.NewLogrLogger(zapr.NewLogger(zap.New(core)))
 }
 
-// runLogged runs one request on a Function logging at debug level.
-func runLogged(req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, string, error) {
+// testNow is the clock of the calls checkInvariants makes: the same request
+// at the same time gives the same response.
+var testNow = time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)
+
+// runLogged runs one request, at now, on a Function logging at debug level.
+func runLogged(req *fnv1.RunFunctionRequest, now time.Time) (*fnv1.RunFunctionResponse, string, error) {
 	var buf hubtest.SyncBuffer
-	f := &Function{log: bufferLogger(&buf)}
+	f := &Function{log: bufferLogger(&buf), now: func() time.Time { return now }}
 	rsp, err := f.RunFunction(context.Background(), req)
 	return rsp, buf.String(), err
 }
@@ -224,14 +229,20 @@ func leakProbes(value string) []string {
 // response so callers can check more.
 func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
 	t.Helper()
-	rsp, logs, err := runLogged(req)
+	return checkInvariantsAt(t, req, testNow)
+}
+
+// checkInvariantsAt is checkInvariants for a call at now.
+func checkInvariantsAt(t *testing.T, req *fnv1.RunFunctionRequest, now time.Time) *fnv1.RunFunctionResponse {
+	t.Helper()
+	rsp, logs, err := runLogged(req, now)
 	if err != nil {
 		t.Fatalf("RunFunction returned an error (a recovered panic?): %v\nlogs:\n%s", err, logs)
 	}
 	if strings.Contains(logs, "panicked") {
 		t.Fatalf("RunFunction panicked:\n%s", logs)
 	}
-	again, _, err2 := runLogged(req)
+	again, _, err2 := runLogged(req, now)
 	if err2 != nil || !proto.Equal(rsp, again) {
 		t.Fatalf("the same request gave different responses")
 	}
@@ -259,7 +270,7 @@ func checkInvariants(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFuncti
 		for _, name := range unresolved {
 			next.RequiredResources[name] = &fnv1.Resources{}
 		}
-		return checkInvariants(t, next)
+		return checkInvariantsAt(t, next, now)
 	}
 
 	fatalResult := false
@@ -365,7 +376,7 @@ func checkQueue(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctio
 // observedPhase reads a composed Job, or the Job of an Object, as observe
 // does: its phase, and whether it (or its Object) is being deleted.
 func observedPhase(composed *structpb.Struct) (string, bool) {
-	o := read.Observation{Jobs: map[string][]*read.SeenJob{}, Reclaims: map[string][]*read.SeenJob{}, ByKey: map[string]*read.SeenJob{}, Scripts: map[string]read.SeenScript{}, Deleting: map[string]bool{}}
+	o := read.Observation{Jobs: map[string][]*read.SeenJob{}, Reclaims: map[string][]*read.SeenJob{}, Checks: map[string][]*read.SeenJob{}, ByKey: map[string]*read.SeenJob{}, Scripts: map[string]read.SeenScript{}, Deleting: map[string]bool{}}
 	o.ReadComposed(map[string]*fnv1.Resource{"k": {Resource: composed}})
 	if j := o.ByKey["k"]; j != nil {
 		return j.Phase, j.Deleting
@@ -550,6 +561,9 @@ func checkNewJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFuncti
 		return
 	}
 	model := job.Annotations[naming.AnnotationModel]
+	if _, ok := job.Annotations[naming.AnnotationResync]; ok {
+		checkNewCheckJob(t, req, rsp, job, model)
+	}
 	var env string
 	for _, e := range job.Spec.Template.Spec.Containers[0].Env {
 		if e.Name == script.EnvContentHash {
@@ -606,6 +620,41 @@ func checkNewReclaimJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.Ru
 		}
 	}
 	t.Fatalf("reclaim Job %s: no status.reclaims[] entry for %s names it", job.Name, model)
+}
+
+// checkNewCheckJob: a new check Job checks a model that status says is
+// Completed, keeps it so, and is named by its status.models[].resync; only
+// under settings.resyncInterval, and never for a revision that is a commit
+// (which cannot move). It runs the script in its check mode.
+func checkNewCheckJob(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse, job *batchv1.Job, model string) {
+	t.Helper()
+	xr := req.GetObserved().GetComposite().GetResource()
+	if read.GetString(xr, "spec", "settings", "resyncInterval") == "" {
+		t.Fatalf("check Job %s for %s without settings.resyncInterval", job.Name, model)
+	}
+	resync := false
+	for _, e := range job.Spec.Template.Spec.Containers[0].Env {
+		switch {
+		case e.Name == script.EnvRevision && decide.IsCommit(e.Value):
+			t.Fatalf("check Job %s for %s, whose revision is the commit %s", job.Name, model, e.Value)
+		case e.Name == script.EnvResync:
+			resync = e.Value == "true"
+		}
+	}
+	if !resync {
+		t.Fatalf("check Job %s does not run the script as a check", job.Name)
+	}
+	for _, v := range read.Get(rsp.GetDesired().GetComposite().GetResource(), "status", "models").GetListValue().GetValues() {
+		e := v.GetStructValue()
+		if read.GetString(e, "name") != model {
+			continue
+		}
+		if phase := read.GetString(e, "phase"); phase != read.PhaseCompleted || read.GetString(e, "resync", "jobName") != job.Name {
+			t.Fatalf("check Job %s for %s, which status says is %s with its check's Job %q", job.Name, model, phase, read.GetString(e, "resync", "jobName"))
+		}
+		return
+	}
+	t.Fatalf("check Job %s: no status.models[] entry for %s", job.Name, model)
 }
 
 // checkMeta: label keys and values and annotation keys pass apimachinery.
@@ -861,6 +910,20 @@ func FuzzObserved(f *testing.F) {
 			f.Add("gone", "gone", string(recorded), "", "", false, objects, pvc, "r2")
 			f.Add(running, complete, string(recorded), "", string(deletingJob), true, objects, pvc, "")
 		}
+		// Checks of the completed model (settings.resyncInterval): due,
+		// under way, failed, with its Job observed complete or not.
+		entries[1].GetStructValue().Fields["checkedAt"] = str("2026-11-20T00:00:00Z")
+		for _, resync := range []string{`{"check":1,"phase":"Running"}`, `{"check":3,"phase":"Failed","failedAt":"2026-11-26T01:30:00Z"}`, `{"check":0,"phase":"x"}`, ""} {
+			if v, ok := jsonValue(resync); ok {
+				entries[1].GetStructValue().Fields["resync"] = v
+			}
+			checking, err := rec.MarshalJSON()
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(failed, complete, string(checking)+" ", `{"commit":"0123abcd","files":3,"bytes":4096,"seconds":12}`, "", true, objects, uint8(0), "")
+			f.Add("gone", "gone", string(checking), "", "", true, objects, uint8(0), "")
+		}
 	}
 
 	f.Fuzz(func(t *testing.T, statusA, statusB, xrStatus, podMessage, foreign string, token, objects bool, pvc uint8, retry string) {
@@ -909,6 +972,10 @@ func FuzzObserved(f *testing.F) {
 		xr := mustStruct(xrText)
 		if status != nil {
 			xr.Fields["status"] = status
+		}
+		if strings.Contains(xrStatus, "resync") {
+			// A status that speaks of checks: they are on.
+			read.Get(xr, "spec").GetStructValue().Fields["settings"] = object(fields{"resyncInterval": str("1h")})
 		}
 		if retry != "" {
 			xr.Fields["metadata"].GetStructValue().Fields["annotations"] = object(fields{annotationRetry: str(retry)})

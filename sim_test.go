@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -86,11 +87,13 @@ type xrSim struct {
 	// progress is what the download pods patched into the progress
 	// ConfigMap's data, by content hash.
 	progress map[string]string
+	// now is the time of the calls.
+	now time.Time
 }
 
 func newXRSim(t *testing.T, api *apiServer, xrYAMLText string) *xrSim {
 	s := &xrSim{t: t, api: api, xr: mustStruct(xrYAMLText), secret: secretResource("token", testToken),
-		observed: map[string]*fnv1.Resource{}, objects: read.GetString(mustStruct(xrYAMLText), "metadata", "namespace") == ""}
+		observed: map[string]*fnv1.Resource{}, now: testNow, objects: read.GetString(mustStruct(xrYAMLText), "metadata", "namespace") == ""}
 	// The script's ConfigMap was made by an earlier call: the Jobs start at
 	// the first one here.
 	req := testRequest{xr: xrYAMLText, secret: s.secret}.build()
@@ -134,7 +137,7 @@ func (s *xrSim) reconcile() {
 	if s.input != "" {
 		req.Input = mustStruct(s.input)
 	}
-	rsp := checkInvariants(s.t, req)
+	rsp := checkInvariantsAt(s.t, req, s.now)
 	for _, r := range rsp.GetResults() {
 		if r.GetSeverity() == fatal {
 			s.t.Fatalf("unexpected Fatal: %s", r.GetMessage())

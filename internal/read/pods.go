@@ -31,7 +31,7 @@ type PodReport struct {
 	Reclaimed *script.Reclaimed
 	// SucceededAt is when the pod that succeeded ended.
 	SucceededAt time.Time
-	Failure   string
+	Failure     string
 	// failedAt orders failed pods: the latest one speaks for the Job.
 	failedAt string
 }
