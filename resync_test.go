@@ -177,11 +177,17 @@ func TestResyncChecksAMovingRevision(t *testing.T) {
 		if got := resyncEvents(s.results(fnv1.Severity_SEVERITY_WARNING)); len(got) != 1 || !strings.Contains(got[0], "checking org/alpha against the Hub failed") {
 			t.Fatalf("a warning says the check failed: %q", got)
 		}
-		if kept := s.checkJobs(); s.objects && len(kept) != 0 || !s.objects && (len(kept) != 1 || kept[0] != failedJob) {
-			t.Fatalf("the failed Job stays for its logs (Job mode) until its TTL: %v", kept)
+		if kept := s.checkJobs(); len(kept) != 1 || kept[0] != failedJob {
+			t.Fatalf("the failed Job stays for its logs: %v", kept)
 		}
 		s.now = s.now.Add(30 * time.Minute)
 		s.reconcile()
+		if kept := s.checkJobs(); s.objects && len(kept) != 0 || !s.objects && (len(kept) != 1 || kept[0] != failedJob) {
+			t.Fatalf("the failed Job stays until its TTL, its Object (Object mode) goes once the failure is recorded: %v", kept)
+		}
+		if _, ok := s.api.jobs[failedJob]; !ok {
+			t.Fatalf("the failed check Job %s is gone before its TTL", failedJob)
+		}
 		if ttl := s.last.GetMeta().GetTtl().AsDuration(); ttl > 30*time.Minute || s.entry("org/alpha")["resync.check"] != "3" {
 			t.Fatalf("no check again before the hour: %v, ttl %v", s.entry("org/alpha"), ttl)
 		}
@@ -196,9 +202,9 @@ func TestResyncChecksAMovingRevision(t *testing.T) {
 
 func TestResyncLeavesCommitsAndUnsetIntervalsAlone(t *testing.T) {
 	for name, spec := range map[string]string{
-		"commit":     strings.Replace(resyncing, "- name: org/alpha\n", "- name: org/alpha\n  revision: "+commitA+"\n", 1),
-		"unset":      oneModel,
-		"empty":      oneModel + "settings:\n  resyncInterval: \"\"\n",
+		"commit": strings.Replace(resyncing, "- name: org/alpha\n", "- name: org/alpha\n  revision: "+commitA+"\n", 1),
+		"unset":  oneModel,
+		"empty":  oneModel + "settings:\n  resyncInterval: \"\"\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := newXRSim(t, newAPIServer(), xrYAML(spec))
@@ -254,5 +260,26 @@ func TestResyncIntervalIsValidated(t *testing.T) {
 				t.Fatalf("a Fatal result says %q, got %q", want, got)
 			}
 		})
+	}
+}
+
+// TestResyncStartsOverWhenItsJobIsLost: a running check whose Job is gone
+// (deleted by hand, say) starts over under a new number and Job name. (In
+// Object mode provider-kubernetes makes the Job of the Object again.)
+func TestResyncStartsOverWhenItsJobIsLost(t *testing.T) {
+	s := newXRSim(t, newAPIServer(), xrYAML(resyncing))
+	s.reconcile()
+	s.finish("org/alpha", true, summaryAt(commitA, 3))
+	s.reconcile()
+	s.now = s.now.Add(25 * time.Hour)
+	s.reconcile()
+	s.checkJob().Fields["status"] = structpb.NewStructValue(mustStruct(jobRunning))
+	s.reconcile()
+	lost := s.entry("org/alpha")["resync.jobName"]
+	s.api.delete(lost)
+	s.reconcile()
+	e := s.completedWithResync("a lost check")
+	if e["resync.check"] != "2" || e["resync.jobName"] == lost || e["resync.phase"] != read.PhasePending {
+		t.Fatalf("the check starts over as check 2: %v (lost %s)", e, lost)
 	}
 }

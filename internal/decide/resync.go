@@ -108,6 +108,11 @@ func (f *Facts) DecideCheck(d *Decision, m *read.ModelSpec, rec read.RecordedMod
 		}
 		rs, st.Resync, c.Keep = next, next, nil
 	}
+	if rs.Phase == read.PhaseRunning && f.checkJob(st.Name, naming.CheckHash(st.Hash, rs.Check)) == nil {
+		// Its Job was lost mid-run: the check starts over under a name of
+		// its own, as a download's attempt does.
+		rs.Check = min(rs.Check+1, read.MaxAttempt-1)
+	}
 	c.Hash = naming.CheckHash(st.Hash, rs.Check)
 	rs.JobName = naming.JobName(f.NameBase, "resync-"+st.Name, c.Hash)
 	oj := f.checkJob(st.Name, c.Hash)
@@ -162,10 +167,9 @@ func (f *Facts) checkEnded(c *Check, st *ModelStatus, oj *read.SeenJob) {
 	case read.PhaseFailed:
 		rs.Phase, rs.FailedAt, c.Failed = read.PhaseFailed, f.Now.UTC().Format(time.RFC3339), true
 		rs.Message = read.JoinNonEmpty("; ", f.Token.Scrub(report.Failure), "Job "+oj.Message)
-		c.Why = rs.Message
-		if !f.ObjectMode {
-			c.Keep = oj
-		}
+		// Observed only from now on: in Object mode its Object goes once
+		// the failure is recorded, leaving the Job to its TTL.
+		c.Why, c.Keep = rs.Message, oj
 	default:
 		c.Keep, rs.Phase, rs.Message = oj, oj.Phase, ""
 		if oj.Phase == read.PhasePending {
