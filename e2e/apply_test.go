@@ -125,3 +125,14 @@ func (a *applier) applyFile(ctx context.Context, path string) error {
 	}
 	return nil
 }
+
+// updateStatus writes obj's status as it is (the status subresource): a conflict, when
+// the object changed since obj was read, is returned.
+func (a *applier) updateStatus(ctx context.Context, obj *unstructured.Unstructured) error {
+	r, err := a.resource(obj.GroupVersionKind(), obj.GetNamespace())
+	if err != nil {
+		return err
+	}
+	_, err = r.UpdateStatus(ctx, obj, metav1.UpdateOptions{FieldManager: "e2e"})
+	return err
+}
