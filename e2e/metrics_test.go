@@ -540,12 +540,49 @@ func TestKubeStateMetricsExportsModelDownloads(t *testing.T) {
 	seen = append(seen, samples...)
 	reclaimed := waitQuery(t, prom, fmt.Sprintf(`hfops_modeldownload_reclaim_bytes_freed{namespace=%q}`, ns), "the reclaimed directory")
 
+	// Under settings.resyncInterval, a check of the completed model finds its revision
+	// moved: status says when, and from which commit.
+	md.update(t, func(spec map[string]any) { settingsOf(spec)["resyncInterval"] = "1h" })
+	long := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
+	xr = md.waitXR(t, "a check of acme/done", func(xr *unstructured.Unstructured) bool {
+		m := statusModel(xr, "acme/done")
+		if m["resync"] == nil && m["checkedAt"] != nil && m["checkedAt"] != long {
+			_ = md.checkedAt(xr, "acme/done", long)
+		}
+		resync, _ := m["resync"].(map[string]any)
+		return resync["jobName"] != nil
+	})
+	moved := strings.Repeat("c", 40)
+	finishJobPod(t, ns, statusModel(xr, "acme/done")["resync"].(map[string]any)["jobName"].(string), podOutcome{
+		message: `{"commit":"` + moved + `","files":3,"bytes":2048,"seconds":1,"verified":true}`,
+	})
+	xr = md.waitXR(t, "the check's report in status", func(xr *unstructured.Unstructured) bool {
+		resync, _ := statusModel(xr, "acme/done")["resync"].(map[string]any)
+		return resync["phase"] == "Completed"
+	})
+	seconds := func(field string) float64 {
+		at, err := time.Parse(time.RFC3339, fmt.Sprint(unstructuredPath(statusModel(xr, "acme/done"), field)))
+		if err != nil {
+			t.Fatalf("status.models[acme/done].%s: %v", field, err)
+		}
+		return float64(at.Unix())
+	}
+	samples = waitMetrics(t, url, md, "the check that found the revision moved", []expectation{
+		{"hfops_modeldownload_model_resync_info", labelSet("model", "acme/done", "phase", "Completed", "moved_from", summaryCommit), 1},
+		{"hfops_modeldownload_model_moved_seconds", labelSet("model", "acme/done"), seconds("resync.movedAt")},
+		{"hfops_modeldownload_model_checked_seconds", labelSet("model", "acme/done"), seconds("checkedAt")},
+		{"hfops_modeldownload_model_info", labelSet("model", "acme/done", "commit", moved), 1},
+	})
+	seen = append(seen, samples...)
+	resynced := waitQuery(t, prom, fmt.Sprintf(`hfops_modeldownload_model_moved_seconds{namespace=%q}`, ns), "the moved revision")
+	waitQuery(t, prom, fmt.Sprintf(`ALERTS{alertname="ModelDownloadUpstreamMoved", namespace=%q, model="acme/done"}`, ns), "the moved revision's alert")
+
 	// Every panel of the dashboard, for this namespace, shows something at one of those
 	// moments, as Prometheus answers it from what it scraped.
 	for title, query := range dashboardQueries(t, ns) {
 		var answers []string
 		shown := false
-		for _, at := range []time.Time{queuedAndRunning, finished, later, reclaimed} {
+		for _, at := range []time.Time{queuedAndRunning, finished, later, reclaimed, resynced} {
 			got, err := promQuery(prom, query, at)
 			if err != nil {
 				t.Fatalf("panel %q: %v", title, err)
@@ -648,4 +685,17 @@ func ksmMayDoNoMore(t testing.TB) {
 	}) {
 		t.Error("kube-state-metrics may not watch modeldownloads, yet exported them: is the check asking about the right account?")
 	}
+}
+
+// unstructuredPath is the value at a dotted path (a.b) of a status entry, nil when absent.
+func unstructuredPath(m map[string]any, path string) any {
+	var v any = m
+	for _, k := range strings.Split(path, ".") {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[k]
+	}
+	return v
 }

@@ -52,17 +52,7 @@ func TestRealResync(t *testing.T) {
 			t.Fatalf("while the check runs the model is %v and the XR Ready %q: both must hold", m["phase"], conditionStatus(xr, "Ready"))
 		}
 		if m["resync"] == nil && m["checkedAt"] != long {
-			// The hour passes: the next call finds the check due.
-			models, _, _ := unstructured.NestedSlice(xr.Object, "status", "models")
-			for _, e := range models {
-				if e, ok := e.(map[string]any); ok && e["name"] == repo {
-					e["checkedAt"] = long
-				}
-			}
-			if err := unstructured.SetNestedSlice(xr.Object, models, "status", "models"); err != nil {
-				t.Fatal(err)
-			}
-			if err := md.x.apply.updateStatus(context.Background(), xr); err != nil {
+			if err := md.checkedAt(xr, repo, long); err != nil {
 				return false, "writing an older checkedAt: " + err.Error()
 			}
 		}
@@ -76,7 +66,7 @@ func TestRealResync(t *testing.T) {
 	if at, _ := m["checkedAt"].(string); at <= long {
 		t.Errorf("checkedAt %v: want the check's time", m["checkedAt"])
 	}
-	if diff := cmp.Diff([]string{"config.json", "model.safetensors", "tokenizer.json"}, filesUnder(t, dir)); diff != "" {
+	if diff := cmp.Diff([]string{".hf-download-complete.json", ".hf-download.lock", "config.json", "model.safetensors", "tokenizer.json"}, filesUnder(t, dir)); diff != "" {
 		t.Errorf("the model's directory after the switch (-want +got):\n%s", diff)
 	}
 	for name, content := range after {
@@ -100,4 +90,20 @@ func inode(t testing.TB, path string) uint64 {
 		t.Fatal(err)
 	}
 	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// checkedAt writes at as model's status.models[].checkedAt into the XR as it was read, as
+// if the time since then had passed: the next call finds a check due when settings.resyncInterval
+// has. It fails when the XR changed since it was read.
+func (md *modelDownload) checkedAt(xr *unstructured.Unstructured, model, at string) error {
+	models, _, _ := unstructured.NestedSlice(xr.Object, "status", "models")
+	for _, e := range models {
+		if e, ok := e.(map[string]any); ok && e["name"] == model {
+			e["checkedAt"] = at
+		}
+	}
+	if err := unstructured.SetNestedSlice(xr.Object, models, "status", "models"); err != nil {
+		return err
+	}
+	return md.x.apply.updateStatus(context.Background(), xr)
 }
