@@ -429,7 +429,8 @@ func reportProgress(t testing.TB, md *modelDownload, contentHash string, p map[s
 // configuration and under the shipped ClusterRole alone, exports what status says of a
 // ModelDownload of four models as the dashboard and the alerts read it: one queued by
 // settings.maxParallel, one running with its pod's progress, then one completed (bytes,
-// files, duration, verified, commit), one failed, with their attempts and the XR's conditions.
+// files, duration, verified, commit), one failed, with their attempts and the XR's conditions;
+// later a reclaim, and a check (settings.resyncInterval) that finds a revision moved.
 // The series the promtool tests of monitoring/ are made of have these names and labels.
 // A real Prometheus scrapes it: every panel of the dashboard shows this namespace's
 // ModelDownloads at one moment of the test (after a retry and a conflict too), and the
