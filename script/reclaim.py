@@ -16,7 +16,8 @@
 # mount's top (a name no model can have): a workload sees the model whole or
 # not at all, and a download that starts later makes a fresh directory. A
 # removal cut short leaves that name behind, and the next run for the model
-# finishes it first.
+# finishes it first. So does the staging directory of a check of the model's
+# revision that was stopped midway (.hf-resync/<digest of the path>).
 
 import errno
 import fcntl
@@ -29,6 +30,7 @@ import sys
 
 LOCK = ".hf-download.lock"
 TRASH = ".hf-reclaim"
+RESYNC = ".hf-resync"
 PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -153,6 +155,13 @@ def main():
         elif now is not None:
             die(f"{path} was replaced while the lock was awaited; run again")
         os.close(lock)
+
+    # A check of the model's revision stopped midway (settings.resyncInterval)
+    # may have left its staging directory: hfdl.py's staging_dir of the path.
+    staging = hashlib.sha256(os.fsencode(path)).hexdigest()[:32]
+    resync = open_dir(RESYNC, root, os.path.join(root_path, RESYNC))
+    if resync is not None:
+        remove_tree(resync, staging, tally, os.path.join(root_path, RESYNC, staging))
 
     print(f"hf-reclaim: removed {path}: {tally.files} files, {tally.bytes} bytes freed", flush=True)
     report(json.dumps({"bytesFreed": tally.bytes, "files": tally.files}, separators=(",", ":")))

@@ -2,6 +2,8 @@ package script
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -193,6 +195,16 @@ func TestReclaim(t *testing.T) {
 			left:  []string{".hf-reclaim/", "org/"},
 			files: 10,
 		},
+		"a check's staging directory left behind goes too, another model's stays": {
+			model: "org/alpha",
+			setup: func(t *testing.T, root string) {
+				aModel(t, filepath.Join(root, "org", "alpha"))
+				aModel(t, filepath.Join(root, ".hf-resync", stagingName(filepath.Join(root, "org", "alpha"))))
+				aModel(t, filepath.Join(root, ".hf-resync", "0123456789abcdef0123456789abcdef"))
+			},
+			left:  append(append([]string{".hf-reclaim/", ".hf-resync/"}, modelTree(".hf-resync/0123456789abcdef0123456789abcdef")...), "org/"),
+			files: 10,
+		},
 		"a name with ..":        {model: "../alpha", fails: "not a repo id under a mount", setup: anAlpha, left: modelTree("alpha")},
 		"three parts":           {model: "a/b/c", fails: "not a repo id under a mount", setup: anAlpha, left: modelTree("alpha")},
 		"a hidden part":         {model: ".hf-reclaim", fails: "not a repo id under a mount", setup: anAlpha, left: modelTree("alpha")},
@@ -335,4 +347,12 @@ func TestReclaimWaitsForARunningDownload(t *testing.T) {
 	if _, err := os.Lstat(h.dir); !os.IsNotExist(err) {
 		t.Errorf("%s is still there: %v", h.dir, err)
 	}
+}
+
+// stagingName is where a check of the model directory dir stages a new
+// commit, under .hf-resync/: the first 32 hex digits of the path's sha256
+// (hfdl.py's staging_dir).
+func stagingName(dir string) string {
+	sum := sha256.Sum256([]byte(dir))
+	return hex.EncodeToString(sum[:])[:32]
 }
