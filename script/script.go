@@ -67,6 +67,11 @@ const (
 	// directory to it in one step (see download.sh's resync_check). It
 	// implies EnvForce "false". Default "false".
 	EnvResync = "HFDL_RESYNC"
+	// EnvLiveDir is what the script tells its helper during a check that
+	// found the revision moved: the model's directory, while EnvLocalDir
+	// names the staging directory the new commit downloads into. It is the
+	// script's own, never an input.
+	EnvLiveDir = "HFDL_LIVE_DIR"
 	// EnvContentHash is the hash of what lands on disk (repo, type, revision,
 	// globs), without the token: a rotated token re-runs the Job, but a
 	// complete download still exits at its marker.
