@@ -350,7 +350,9 @@ func legacyAPI(group string) (xrd, comp *unstructured.Unstructured, err error) {
 // TestClaimWithProviderKubernetes runs the claim flavour for real: example/legacy's claim
 // of a cluster-scoped XModelDownload, composed through cluster-scoped provider-kubernetes
 // Objects aimed at the claim's namespace. The Jobs are named after the claim, their status
-// reaches the claim, and once complete the Objects leave the Jobs behind.
+// reaches the claim, and once complete the Objects leave the Jobs behind. Then a model taken
+// out of the claim is reclaimed, and a check of the other (settings.resyncInterval) finds
+// its revision moved, each through its Object, each said in the claim's status.
 func TestClaimWithProviderKubernetes(t *testing.T) {
 	t.Parallel()
 	useProviderKubernetes(t)
@@ -441,6 +443,39 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 	finishJobPod(t, md.ns, reclaim["jobName"].(string), podOutcome{message: `{"bytesFreed":8192,"files":3}`})
 	waitClaimReclaim(t, md, gone, "Completed with what it freed", func(r map[string]any) bool {
 		return r["phase"] == "Completed" && r["bytesFreed"] == int64(8192) && r["files"] == int64(3)
+	})
+
+	// Under settings.resyncInterval, a check of the kept model, made by provider-kubernetes
+	// from its Object, finds the revision moved; the claim's status says so. The hour is not
+	// waited for: an older checkedAt is written into the XR's status, which the function reads.
+	kept, _ := models(spec)[0].(map[string]any)["name"].(string)
+	md.update(t, func(spec map[string]any) { settingsOf(spec)["resyncInterval"] = "1h" })
+	long := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
+	var check string
+	waitFor(t, 2*time.Minute, "a check of "+kept, func() (bool, string) {
+		x, err := cluster.dynamic.Resource(legacyXRResource).Get(ctx, xrName, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		m := statusModel(x, kept)
+		if m["resync"] == nil && m["checkedAt"] != nil && m["checkedAt"] != long {
+			if err := md.checkedAt(x, kept, long); err != nil {
+				return false, "writing an older checkedAt: " + err.Error()
+			}
+		}
+		check, _ = unstructuredPath(m, "resync.jobName").(string)
+		return check != "", fmt.Sprintf("status of %s: %v", kept, m)
+	})
+	moved := strings.Repeat("d", 40)
+	finishJobPod(t, md.ns, check, podOutcome{message: `{"commit":"` + moved + `","files":2,"bytes":4096,"seconds":1,"verified":true}`})
+	waitFor(t, 2*time.Minute, "the claim's status to say "+kept+" moved", func() (bool, string) {
+		c, err := md.get()
+		if err != nil {
+			return false, err.Error()
+		}
+		m := statusModel(c, kept)
+		return m["phase"] == "Completed" && m["commit"] == moved && unstructuredPath(m, "resync.phase") == "Completed" &&
+			unstructuredPath(m, "resync.movedFrom") != nil, fmt.Sprintf("status of %s: %v", kept, m)
 	})
 
 	got, err := md.get()
