@@ -392,6 +392,7 @@ func observedPhase(composed *structpb.Struct) (string, bool) {
 //     hash) is never desired again unless it is observed, alive, in Job
 //     mode: nothing makes it again.
 //   - The status's pvcUID, where the PVC is known, is the PVC's.
+//   - A completed model's commit is one a pod reported or status recorded.
 func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunctionResponse) {
 	t.Helper()
 	pvcUID := ""
@@ -402,6 +403,18 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 	recorded := read.RecordedStatus(req.GetObserved().GetComposite().GetResource())
 	if u := read.GetString(rsp.GetDesired().GetComposite().GetResource(), "status", "pvcUID"); u != pvcUID {
 		t.Fatalf("status.pvcUID is %q, the PVC is %q", u, pvcUID)
+	}
+	// A commit status shows is one a pod (a download's, or a check's) reported,
+	// or the one recorded: never guessed.
+	reported := func(commit string) bool {
+		for _, p := range req.GetRequiredResources()[read.RequirementPods].GetItems() {
+			for _, c := range read.Get(p.GetResource(), "status", "containerStatuses").GetListValue().GetValues() {
+				if strings.Contains(read.GetString(c.GetStructValue(), "state", "terminated", "message"), `"commit":"`+commit+`"`) {
+					return true
+				}
+			}
+		}
+		return false
 	}
 	// Observed Jobs of ours, by model and hash.
 	type seen struct{ complete, failed, alive bool }
@@ -439,6 +452,9 @@ func checkPromises(t *testing.T, req *fnv1.RunFunctionRequest, rsp *fnv1.RunFunc
 			(rec.IntentHash == "" || rec.IntentHash == read.GetString(m, "intentHash"))
 		if !byJob && !byRecord {
 			t.Fatalf("model %s is Completed under hash %q, but no Job of that hash completed and no completion of it under this intent on PVC %q was recorded", name, hash, pvcUID)
+		}
+		if c := read.GetString(m, "commit"); c != "" && !reported(c) && (!hasRec || rec.Summary == nil || rec.Summary.Commit != c) {
+			t.Fatalf("model %s says commit %s is on disk, which neither a pod reported nor status recorded", name, c)
 		}
 	}
 	objects := false
