@@ -555,3 +555,34 @@ func BenchmarkJobManifest(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkResync is the cost of settings.resyncInterval to a steady call:
+// the steady request as it is (off), and with the interval set and the
+// status its first call wrote (on: every completed model's check decided,
+// none due).
+func BenchmarkResync(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		_, steady := benchRequests(b, n)
+		on := proto.Clone(steady.req).(*fnv1.RunFunctionRequest)
+		xr := on.GetObserved().GetComposite().GetResource()
+		// Not part of the hash: the Jobs are the same.
+		read.Get(xr, "spec", "settings").GetStructValue().Fields["resyncInterval"] = structpb.NewStringValue("24h")
+		f := newTestFunction()
+		rsp, err := f.RunFunction(context.Background(), on)
+		if err != nil {
+			b.Fatal(err)
+		}
+		xr.Fields["status"] = rsp.GetDesired().GetComposite().GetResource().GetFields()["status"]
+		for name, req := range map[string]*fnv1.RunFunctionRequest{"off": steady.req, "on": on} {
+			b.Run(fmt.Sprintf("resync=%s/models=%d", name, n), func(b *testing.B) {
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := f.RunFunction(ctx, req); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
