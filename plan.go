@@ -129,11 +129,11 @@ func (c *composer) composeReclaims(who naming.Owner) []decide.Reclaim {
 		// A reclaim says nothing of whether the models are usable: its Job
 		// never holds the XR's readiness back.
 		if r.Keep != nil && len(r.Keep.Manifest.GetFields()) > 0 {
-			c.desire(r.Keep.Key, c.envelope.Wrap(build.KeepAsObserved(r.Keep.Manifest), build.JobReadyQuery, build.ObserveOnly), resource.ReadyTrue)
+			c.desireJobAs(r.Keep.Key, build.KeepAsObserved(r.Keep.Manifest), r.Keep.Phase, resource.ReadyTrue)
 		}
 		if r.Compose {
 			job := build.AsUnstructured(c.builder.ReclaimJob(r.Status.Name, r.Status.JobName, r.Hash, r.Status.Attempt))
-			c.desire(naming.ReclaimKey(r.Status.Name, r.Hash), c.envelope.Wrap(job, build.JobReadyQuery, build.Manage), resource.ReadyTrue)
+			c.desireJobAs(naming.ReclaimKey(r.Status.Name, r.Hash), job, read.PhasePending, resource.ReadyTrue)
 		}
 	}
 	return reclaims
@@ -158,17 +158,13 @@ func (c *composer) composeChecks(decisions []decide.Decision) {
 			}
 		}
 		if oj := ck.Keep; oj != nil && len(oj.Manifest.GetFields()) > 0 {
-			policy := build.Manage
-			if read.Terminal(oj.Phase) {
-				policy = build.ObserveOnly
-			}
-			c.desire(oj.Key, c.envelope.Wrap(build.KeepAsObserved(oj.Manifest), build.JobReadyQuery, policy), resource.ReadyTrue)
+			c.desireJobAs(oj.Key, build.KeepAsObserved(oj.Manifest), oj.Phase, resource.ReadyTrue)
 		}
 		if ck.Build {
 			st := &decisions[i].Status
 			a := naming.Attempt{Number: st.Attempt, Hash: ck.Hash}
 			job := build.AsUnstructured(c.builder.CheckJob(m, st.Resync.JobName, c.ModelHashes(m), a, st.Resync.Check))
-			c.desire(naming.CheckKey(m.Name, ck.Hash), c.envelope.Wrap(job, build.JobReadyQuery, build.Manage), resource.ReadyTrue)
+			c.desireJobAs(naming.CheckKey(m.Name, ck.Hash), job, read.PhasePending, resource.ReadyTrue)
 		}
 		c.checks = append(c.checks, ck)
 	}
@@ -203,13 +199,20 @@ func (c *composer) keep(oj *read.SeenJob, rec read.RecordedModel) {
 // The Object of a finished Job only observes it: removing the Object then
 // leaves the Job to its own TTL, and the TTL's deletion is not undone.
 func (c *composer) desireJob(key string, job *unstructured.Unstructured, phase string) {
-	policy := build.Manage
-	if read.Terminal(phase) {
-		policy = build.ObserveOnly
-	}
 	ready := resource.ReadyFalse
 	if phase == read.PhaseCompleted {
 		ready = resource.ReadyTrue
+	}
+	c.desireJobAs(key, job, phase, ready)
+}
+
+// desireJobAs is desireJob with the readiness the caller gives: a reclaim's
+// or a check's Job is ready whatever its phase, since neither says whether
+// the models are usable.
+func (c *composer) desireJobAs(key string, job *unstructured.Unstructured, phase string, ready resource.Ready) {
+	policy := build.Manage
+	if read.Terminal(phase) {
+		policy = build.ObserveOnly
 	}
 	c.desire(key, c.envelope.Wrap(job, build.JobReadyQuery, policy), ready)
 }
