@@ -537,7 +537,10 @@ resync_swap() {
 	prog=hfdl.py
 	run python3 "$helper" swap "$work"
 	[ "$rc" -eq 0 ] || helper_failed
-	dir=$live
+	dir=$live marker=$live/$marker_name
+	# The last progress report counts what is now at the model's path.
+	HFDL_LOCAL_DIR=$dir
+	export HFDL_LOCAL_DIR
 }
 
 # What every download sets, here once rather than in each Job: hf talks to the
