@@ -59,10 +59,14 @@ func (s *xrSim) betaReclaimJob() *structpb.Struct {
 }
 
 // reclaimJobs are the names of the reclaim Jobs the last call desired.
-func (s *xrSim) reclaimJobs() []string {
+func (s *xrSim) reclaimJobs() []string { return s.desiredJobsNamed("-reclaim-") }
+
+// desiredJobsNamed are the names of the Jobs the last call desired that
+// hold part.
+func (s *xrSim) desiredJobsNamed(part string) []string {
 	var out []string
 	for _, j := range s.desiredJobs() {
-		if strings.Contains(j, "-reclaim-") {
+		if strings.Contains(j, part) {
 			out = append(out, j)
 		}
 	}

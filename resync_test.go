@@ -42,16 +42,19 @@ func (s *xrSim) checkJob() *structpb.Struct {
 	return j
 }
 
-// checkJobs are the check Jobs the last call desired.
-func (s *xrSim) checkJobs() []string {
-	var out []string
-	for _, j := range s.desiredJobs() {
-		if strings.Contains(j, "-resync-") {
-			out = append(out, j)
-		}
-	}
-	return out
+// checkDue downloads org/alpha at commitA and calls again a day later,
+// when its first check is due.
+func (s *xrSim) checkDue() {
+	s.t.Helper()
+	s.reconcile()
+	s.finish("org/alpha", true, summaryAt(commitA, 3))
+	s.reconcile()
+	s.now = s.now.Add(25 * time.Hour)
+	s.reconcile()
 }
+
+// checkJobs are the check Jobs the last call desired.
+func (s *xrSim) checkJobs() []string { return s.desiredJobsNamed("-resync-") }
 
 // completedWithResync checks what every call of a resyncing model promises:
 // Completed, the XR Ready.
@@ -225,11 +228,7 @@ func TestResyncLeavesCommitsAndUnsetIntervalsAlone(t *testing.T) {
 // completion is the first check again.
 func TestResyncGoesWithANewSpec(t *testing.T) {
 	specModes(t, resyncing, func(t *testing.T, s *xrSim) {
-		s.reconcile()
-		s.finish("org/alpha", true, summaryAt(commitA, 3))
-		s.reconcile()
-		s.now = s.now.Add(25 * time.Hour)
-		s.reconcile()
+		s.checkDue()
 		if len(s.checkJobs()) != 1 {
 			t.Fatalf("a check: %v", s.desiredJobs())
 		}
@@ -268,11 +267,7 @@ func TestResyncIntervalIsValidated(t *testing.T) {
 // Object mode provider-kubernetes makes the Job of the Object again.)
 func TestResyncStartsOverWhenItsJobIsLost(t *testing.T) {
 	s := newXRSim(t, newAPIServer(), xrYAML(resyncing))
-	s.reconcile()
-	s.finish("org/alpha", true, summaryAt(commitA, 3))
-	s.reconcile()
-	s.now = s.now.Add(25 * time.Hour)
-	s.reconcile()
+	s.checkDue()
 	s.checkJob().Fields["status"] = structpb.NewStructValue(mustStruct(jobRunning))
 	s.reconcile()
 	lost := s.entry("org/alpha")["resync.jobName"]

@@ -131,6 +131,13 @@ func (c *Canonical) Bool(k string, v bool) {
 // Sum is the SHA-256 of what was written.
 func (c *Canonical) Sum() [sha256.Size]byte { return sha256.Sum256(c.buf) }
 
+// shortHash is the first SpecHashLen hex digits of Sum: what ends a Job's
+// name and key.
+func (c *Canonical) shortHash() string {
+	d := c.Sum()
+	return hex.EncodeToString(d[:SpecHashLen/2])
+}
+
 // Hashes are the hashes of one model.
 type Hashes struct {
 	// Content covers what lands on disk (repo, type, revision, globs). The
@@ -237,8 +244,7 @@ func JobHash(spec string, attempt int64) string {
 	c := NewCanonical(scratch[:], "job/v1")
 	c.Str("spec", spec)
 	c.Int("attempt", attempt)
-	d := c.Sum()
-	return hex.EncodeToString(d[:SpecHashLen/2])
+	return c.shortHash()
 }
 
 // ReclaimHash names one attempt at removing a model's directory from the
@@ -250,8 +256,7 @@ func ReclaimHash(o Owner, model string, attempt int64) string {
 	c.Str("pvcUID", o.PVCUID)
 	c.Str("model", model)
 	c.Int("attempt", attempt)
-	d := c.Sum()
-	return hex.EncodeToString(d[:SpecHashLen/2])
+	return c.shortHash()
 }
 
 // ReclaimKey is the composition resource name of a reclaim Job; like a
@@ -267,8 +272,7 @@ func CheckHash(attempt string, n int64) string {
 	c := NewCanonical(scratch[:], "resync/v1")
 	c.Str("attempt", attempt)
 	c.Int("check", n)
-	d := c.Sum()
-	return hex.EncodeToString(d[:SpecHashLen/2])
+	return c.shortHash()
 }
 
 // CheckKey is the composition resource name of a check Job.
