@@ -66,8 +66,10 @@ func TestRealResync(t *testing.T) {
 		t.Run(shName, func(t *testing.T) {
 			t.Parallel()
 			hub := newHub(t)
+			// The weights are Xet files, as the Hub stores them now: hf_xet fetches the
+			// changed one from the CAS.
 			lfs := []string{"model.safetensors"}
-			hub.Set("model", "org/name", hubtest.Repo{Commit: commitV1, Files: resyncFiles[0], LFS: lfs})
+			hub.Set("model", "org/name", hubtest.Repo{Commit: commitV1, Files: resyncFiles[0], LFS: lfs, Xet: lfs})
 			h, env := newRealHarness(t, sh, hub)
 			check := withEnv(env, map[string]string{EnvResync: "true"})
 			if r := h.run(env); r.code != 0 {
@@ -97,13 +99,11 @@ func TestRealResync(t *testing.T) {
 			}
 			defer func() { _ = reader.Close() }()
 			gate := hubtest.NewGate()
-			hub.Set("model", "org/name", hubtest.Repo{Commit: commitV2, Files: resyncFiles[1], LFS: lfs, Gate: gate})
+			hub.Set("model", "org/name", hubtest.Repo{Commit: commitV2, Files: resyncFiles[1], LFS: lfs, Xet: lfs, Gate: gate})
 			before, _ = hub.Seen()
+			xorbs := countXorbGETs(hub, "org/name")
 			run := h.start(check)
-			waitFor(t, "the new weights requested", run, func() bool {
-				reqs, _ := hub.Seen()
-				return slices.Contains(reqs, "GET /org/name/resolve/"+commitV2+"/model.safetensors")
-			})
+			waitFor(t, "hf_xet asking the CAS for the new weights", run, func() bool { return countXorbGETs(hub, "org/name") > xorbs })
 			// Mid-download, the model's directory is the old commit, whole.
 			if diff := cmp.Diff(resyncFiles[0], tree(t, h.dir)); diff != "" {
 				t.Errorf("the directory while the new commit downloads (-want +got):\n%s", diff)
