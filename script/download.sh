@@ -611,6 +611,8 @@ progress_token=${HFDL_PROGRESS_TOKEN:-/opt/hf-download/token}
 progress_ca=${HFDL_PROGRESS_CA:-/opt/hf-download/ca.crt}
 progress_interval=${HFDL_PROGRESS_INTERVAL:-15}
 resync=${HFDL_RESYNC:-false}
+# The script's own word to its helper during a check (resync_stage), never an input.
+unset HFDL_LIVE_DIR
 
 [ -n "$repo" ] || die "HFDL_REPO_ID is required (the Hugging Face repo id, e.g. org/name)"
 case $repo in

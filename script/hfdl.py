@@ -386,14 +386,16 @@ def file_hash(path, algorithm, size):
     return h.hexdigest()
 
 
-def verify(root, files, ahead):
+def verify(root, files, ahead, earlier):
     """Checks every planned file against the Hub's size and hash; a file that
     fails is removed with hf's metadata of it, so that a retry downloads it
     again, and the first one is the reason. A file that hash_ahead hashed as
-    hf wrote it, and that is still that file (the same inode, size and
-    modification time), is not read again; it returns how many were not."""
+    hf wrote it, or that an earlier run verified (earlier, see
+    load_verified), and that is still that file (the same device, inode,
+    size and modification time), is not read again; it returns how many of
+    each were not."""
     reasons = []
-    reused = 0
+    reused = kept = 0
     for rel in sorted(files):
         f = files[rel]
         path = local_path(root, rel)
@@ -405,9 +407,12 @@ def verify(root, files, ahead):
         if not stat.S_ISREG(st.st_mode):
             reasons.append("%s is not a regular file" % rel)
         else:
-            got = ahead.get((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
-            if got == f["hash"] and st.st_size == f["size"]:
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if st.st_size == f["size"] and ahead.get(key) == f["hash"]:
                 reused += 1
+                continue
+            if st.st_size == f["size"] and earlier.get(key) == f["hash"]:
+                kept += 1
                 continue
             got = file_hash(path, f["algorithm"], st.st_size)
             if got == f["hash"] and st.st_size == f["size"]:
@@ -422,7 +427,45 @@ def verify(root, files, ahead):
         log("verification failed: " + r)
     if reasons:
         raise Failure("verification failed: " + reasons[0])
-    return reused
+    return reused, kept
+
+
+# What a run verified is kept in the model's directory, under .cache (which
+# prune and the completion marker leave alone): each file's hash by its
+# (device, inode, size, modification time). A check that stages a moved
+# revision's new commit beside hard links to these files (stage copies
+# .cache) then reads again only what hf wrote, not the files that did not
+# change: a 100 GB model whose README moved is verified in seconds. It
+# trusts those files as the check trusts the marker when nothing moved;
+# every other run reads every file, so that a file changed in place with its
+# old times is still caught.
+VERIFIED = os.path.join(".cache", "huggingface", "hf-download-verified.json")
+
+
+def load_verified(root):
+    """What an earlier run of root verified; nothing when none did."""
+    try:
+        with open(os.path.join(root, VERIFIED)) as f:
+            return {(d, i, s, m): h for d, i, s, m, h in json.load(f)}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def save_verified(root, files):
+    """Records what this run verified (see VERIFIED); a failure to is only
+    logged, as the next run then reads those files again."""
+    path = os.path.join(root, VERIFIED)
+    try:
+        entries = []
+        for rel, f in sorted(files.items()):
+            st = os.lstat(local_path(root, rel))
+            entries.append([st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, f["hash"]])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as out:
+            json.dump(entries, out)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        log("warning: cannot record the verification in %s: %s" % (path, e))
 
 
 # Hashing while hf writes. Verifying after hf reads every byte again: for a
@@ -624,11 +667,15 @@ def finish(work):
         files = json.load(f)["files"]
     prune(root, files)
     started = time.monotonic()
-    reused = verify(root, files, load_hashed_ahead(work))
+    earlier = load_verified(root) if os.environ.get("HFDL_LIVE_DIR") else {}
+    reused, kept = verify(root, files, load_hashed_ahead(work), earlier)
     log(
         "verified %d files against the Hub's hashes in %.2f s (%d hashed as hf wrote them)"
         % (len(files), time.monotonic() - started, reused)
     )
+    if kept:
+        log("%d of them unchanged since an earlier run verified them: not read again" % kept)
+    save_verified(root, files)
     return [str(len(files)), str(sum(f["size"] for f in files.values())), model_card(root, files)]
 
 # Progress reports. The ConfigMap that PROGRESS_FILE names: a namespace is a

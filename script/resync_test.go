@@ -57,8 +57,8 @@ func resyncTree() map[string]string {
 // disk. Once the branch moved, it downloads only what changed, beside the
 // model's directory, which stays whole at the old commit until the new one
 // is complete and verified, and then names the new commit's files exactly,
-// in one step; the unchanged file is the same file (a hard link, not fetched
-// again), the lock the same lock, a reader holding an old file open reads it
+// in one step; the unchanged file is the same file (a hard link, neither
+// fetched nor read again), the lock the same lock, a reader holding an old file open reads it
 // to its end, and nothing of the staging is left.
 func TestRealResync(t *testing.T) {
 	realHF(t)
@@ -112,8 +112,13 @@ func TestRealResync(t *testing.T) {
 				t.Errorf("the marker while the new commit downloads says %q", m.Commit)
 			}
 			gate.Open()
-			if r := run.wait(); r.code != 0 {
-				t.Fatalf("the check of a moved branch: exit %d\n%s", r.code, r.out)
+			moved := run.wait()
+			if moved.code != 0 {
+				t.Fatalf("the check of a moved branch: exit %d\n%s", moved.code, moved.out)
+			}
+			// The unchanged file is verified by what the first run recorded, not read again.
+			if !strings.Contains(moved.out, "hf-download: 1 of them unchanged since an earlier run verified them: not read again") {
+				t.Errorf("the check read the unchanged file again:\n%s", moved.out)
 			}
 			if diff := cmp.Diff(resyncTree(), tree(t, h.dir)); diff != "" {
 				t.Errorf("the directory after the switch (-want +got):\n%s", diff)
