@@ -331,8 +331,9 @@ func TestRunFunctionJobs(t *testing.T) {
 		if !strings.Contains(extra, "attempt:") {
 			extra = "  attempt: 1\n" + extra
 		}
-		return "- name: " + name + "\n  jobName: " + job + "\n  hash: " + hash + "\n  phase: " + phase +
-			"\n  path: /models/" + name + "\n  contentHash: " + content[name] + "\n  intentHash: " + intent[name] + "\n" + extra
+		// Hashes quoted: one of hex digits alone (or 1e5…) is no number.
+		return "- name: " + name + "\n  jobName: " + job + "\n  hash: \"" + hash + "\"\n  phase: " + phase +
+			"\n  path: /models/" + name + "\n  contentHash: \"" + content[name] + "\"\n  intentHash: \"" + intent[name] + "\"\n" + extra
 	}
 	allValid := "STATUS_CONDITION_TRUE/AllModelsValid"
 	tokenOK := "STATUS_CONDITION_TRUE/SecretFound"
@@ -554,7 +555,7 @@ func hashAt(t *testing.T, r testRequest, model string, n int64) string {
 	xr := r.xr
 	h := statusEntry(t, run(t, r.build()), model)["hash"]
 	for k := int64(1); k < n; k++ {
-		r.xr = xr + fmt.Sprintf("status:\n  models:\n  - {name: %s, hash: %s, attempt: %d, phase: Failed, retry: before}\n", model, h, k)
+		r.xr = xr + fmt.Sprintf("status:\n  models:\n  - {name: %s, hash: %q, attempt: %d, phase: Failed, retry: before}\n", model, h, k)
 		h = statusEntry(t, run(t, r.build()), model)["hash"]
 	}
 	return h
