@@ -21,9 +21,12 @@ import (
 // example/xr.yaml (and example/legacy/xr.yaml); with -update it rewrites
 // them, so a new script is one command, not a hand edit of eleven files.
 
+// A hash that is a YAML value is written quoted: one of decimal digits alone
+// (or 1e5…) would be read as a number.
 var (
-	jobHashPattern     = regexp.MustCompile(`\b(hf-dl-[a-z0-9-]+?-|job-[a-z0-9-]+?-|script-|hfops\.kamal\.dev/spec-hash: |hash: )([0-9a-f]{10})\b`)
-	contentHashPattern = regexp.MustCompile(`contentHash: ([0-9a-f]{16})\b`)
+	jobHashPattern     = regexp.MustCompile(`\b(hf-dl-[a-z0-9-]+?-|job-[a-z0-9-]+?-|script-)([0-9a-f]{10})\b`)
+	jobHashValue       = regexp.MustCompile(`(hfops\.kamal\.dev/spec-hash: |hash: )"?[0-9a-f]{10}"?`)
+	contentHashPattern = regexp.MustCompile(`contentHash: "?[0-9a-f]{16}"?`)
 )
 
 func TestExampleHashes(t *testing.T) {
@@ -130,7 +133,8 @@ func rehash(t *testing.T, text string, want map[string]map[string]string) string
 			}
 			w := want[model]
 			part = jobHashPattern.ReplaceAllString(part, "${1}"+w["hash"])
-			part = contentHashPattern.ReplaceAllString(part, "contentHash: "+w["contentHash"])
+			part = jobHashValue.ReplaceAllString(part, `${1}"`+w["hash"]+`"`)
+			part = contentHashPattern.ReplaceAllString(part, `contentHash: "`+w["contentHash"]+`"`)
 			parts[j] = part
 		}
 		var b strings.Builder
