@@ -746,6 +746,9 @@ func FuzzSpec(f *testing.F) {
 	f.Add(`{"models":[{"name":"org/a"}],"storagePVC":"models","storage":{"size":"100Gi","storageClassName":"fast","accessModes":["ReadWriteMany"],"deletionPolicy":"Delete"}}`, "cache")
 	f.Add(`{"models":[{"name":"org/a"}],"storagePVC":"models","storage":{"size":"-1","accessModes":"x","volumeMode":"Block","deletionPolicy":"Sometimes"}}`, "cache")
 	f.Add(`{"models":[{"name":"x"}],"storagePVC":"p"}`, "-.---"+strings.Repeat("Ü", 40))
+	f.Add(`{"models":[{"name":"org/a"},{"name":"org/b","revision":"0123456789abcdef0123456789abcdef01234567"}],"storagePVC":"models","settings":{"resyncInterval":"24h"}}`, "cache")
+	f.Add(`{"models":[{"name":"org/a"}],"storagePVC":"models","settings":{"resyncInterval":"59m59s"}}`, "cache")
+	f.Add(`{"models":[{"name":"org/a"}],"storagePVC":"models","settings":{"resyncInterval":7}}`, "cache")
 	f.Add(`null`, "cache")
 	f.Add(`"spec"`, "cache")
 
