@@ -545,21 +545,30 @@ func TestKubeStateMetricsExportsModelDownloads(t *testing.T) {
 	// moved: status says when, and from which commit.
 	md.update(t, func(spec map[string]any) { settingsOf(spec)["resyncInterval"] = "1h" })
 	long := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
-	xr = md.waitXR(t, "a check of acme/done", func(xr *unstructured.Unstructured) bool {
+	// Minutes: the next call may come at Crossplane's poll interval.
+	waitFor(t, 4*time.Minute, "a check of acme/done", func() (bool, string) {
+		if xr, err = md.get(); err != nil {
+			return false, err.Error()
+		}
 		m := statusModel(xr, "acme/done")
 		if m["resync"] == nil && m["checkedAt"] != nil && m["checkedAt"] != long {
-			_ = md.checkedAt(xr, "acme/done", long)
+			if err := md.checkedAt(xr, "acme/done", long); err != nil {
+				return false, "writing an older checkedAt: " + err.Error()
+			}
 		}
 		resync, _ := m["resync"].(map[string]any)
-		return resync["jobName"] != nil
+		return resync["jobName"] != nil, fmt.Sprintf("status of acme/done: %v", m)
 	})
 	moved := strings.Repeat("c", 40)
 	finishJobPod(t, ns, statusModel(xr, "acme/done")["resync"].(map[string]any)["jobName"].(string), podOutcome{
 		message: `{"commit":"` + moved + `","files":3,"bytes":2048,"seconds":1,"verified":true}`,
 	})
-	xr = md.waitXR(t, "the check's report in status", func(xr *unstructured.Unstructured) bool {
+	waitFor(t, 4*time.Minute, "the check's report in status", func() (bool, string) {
+		if xr, err = md.get(); err != nil {
+			return false, err.Error()
+		}
 		resync, _ := statusModel(xr, "acme/done")["resync"].(map[string]any)
-		return resync["phase"] == "Completed"
+		return resync["phase"] == "Completed", fmt.Sprintf("status.models[acme/done].resync: %v", resync)
 	})
 	seconds := func(field string) float64 {
 		at, err := time.Parse(time.RFC3339, fmt.Sprint(unstructuredPath(statusModel(xr, "acme/done"), field)))

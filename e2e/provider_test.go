@@ -452,7 +452,9 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 	md.update(t, func(spec map[string]any) { settingsOf(spec)["resyncInterval"] = "1h" })
 	long := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
 	var check string
-	waitFor(t, 2*time.Minute, "a check of "+kept, func() (bool, string) {
+	// Minutes, not seconds: a Crossplane whose circuit breaker for the XR is open (the
+	// claim's many events) reconciles it only at its poll interval.
+	waitFor(t, 4*time.Minute, "a check of "+kept, func() (bool, string) {
 		x, err := cluster.dynamic.Resource(legacyXRResource).Get(ctx, xrName, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -468,7 +470,7 @@ func TestClaimWithProviderKubernetes(t *testing.T) {
 	})
 	moved := strings.Repeat("d", 40)
 	finishJobPod(t, md.ns, check, podOutcome{message: `{"commit":"` + moved + `","files":2,"bytes":4096,"seconds":1,"verified":true}`})
-	waitFor(t, 2*time.Minute, "the claim's status to say "+kept+" moved", func() (bool, string) {
+	waitFor(t, 4*time.Minute, "the claim's status to say "+kept+" moved", func() (bool, string) {
 		c, err := md.get()
 		if err != nil {
 			return false, err.Error()
