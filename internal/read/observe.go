@@ -4,7 +4,6 @@ import (
 	"math"
 	"sort"
 	"strconv"
-	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
 	batchv1 "k8s.io/api/batch/v1"
@@ -299,8 +298,7 @@ var activePods = &decode.Schema{Minimum: new(0.0), Maximum: new(float64(math.Max
 // beingDeleted: the object's metadata.deletionTimestamp is set, as
 // apimachinery reads it (a value that is no time is none).
 func beingDeleted(obj *structpb.Struct) bool {
-	t, err := time.Parse(time.RFC3339, GetString(obj, "metadata", "deletionTimestamp"))
-	return err == nil && !t.IsZero()
+	return !ParseTime(GetString(obj, "metadata", "deletionTimestamp")).IsZero()
 }
 
 // nestedStrings reads a map of strings (labels, annotations, a ConfigMap's

@@ -100,8 +100,7 @@ func controllingJob(pod *structpb.Struct) string {
 // finishedAt orders failures: when a container ended, in UTC, RFC 3339 with
 // nanoseconds (the zero time when it does not say).
 func finishedAt(term *structpb.Struct) string {
-	t, _ := time.Parse(time.RFC3339, GetString(term, "finishedAt"))
-	return t.UTC().Format(time.RFC3339Nano)
+	return ParseTime(GetString(term, "finishedAt")).UTC().Format(time.RFC3339Nano)
 }
 
 // MaxFailureBytes bounds the failure reason a pod's last line gives; the

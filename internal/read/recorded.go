@@ -153,9 +153,13 @@ func RecordedStatus(xr *structpb.Struct) map[string]RecordedModel {
 	return out
 }
 
-// ParseTime reads a time the function wrote into status (RFC 3339); the zero
-// time for anything else.
+// ParseTime reads a time as the API writes it (RFC 3339); the zero time for
+// anything else. Most are absent, which costs nothing (time.Parse would
+// allocate its error for each).
 func ParseTime(s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
 		return time.Time{}
